@@ -1,0 +1,2 @@
+"""evoforge."""
+__version__ = "0.1.0"
