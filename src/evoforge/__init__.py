@@ -1,2 +1,37 @@
-"""evoforge."""
+"""evoforge: evolve cheaper versions of a neural network.
+
+The package import is light (numpy only): torch, IREE and Ray load when a feature needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "optimize": "evoforge.api",
+    "resume": "evoforge.api",
+    "load_front": "evoforge.api",
+    "Front": "evoforge.front",
+    "Member": "evoforge.front",
+    "Termination": "evoforge.search.termination",
+    "Search": "evoforge.search.engine",
+    "Domain": "evoforge.search.domain",
+    "Evaluation": "evoforge.search.evaluation",
+    "Status": "evoforge.search.evaluation",
+    "Objective": "evoforge.pareto",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evoforge' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -39,7 +39,7 @@ class Genome:
 
     def to_data(self) -> dict[str, Any]:
         """The JSON-ready payload (without the type tag)."""
-        return _jsonable(dataclasses.asdict(self))
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_data(cls: type[G], data: dict[str, Any], version: int) -> G:
@@ -55,7 +55,12 @@ class Genome:
         return cls(**{k: _tuplify(v) for k, v in data.items()})
 
     def to_json(self) -> str:
-        return canonical_json({"_type": self.TYPE, "_version": self.VERSION, "_data": self.to_data()})
+        """Canonical JSON with the type tag and version (computed once per instance)."""
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            cached = canonical_json({"_type": self.TYPE, "_version": self.VERSION, "_data": self.to_data()})
+            object.__setattr__(self, "_json", cached)
+        return cached
 
     @property
     def content_hash(self) -> str:
@@ -82,6 +87,8 @@ def genome_from_json(text: str | dict[str, Any]) -> Genome:
 
 
 def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

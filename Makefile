@@ -1,0 +1,36 @@
+# Every target creates .venv when missing and installs everything through constraints.txt
+# (torch pinned to the CPU build 2.13.0; an unpinned torch-ecosystem package would pull CUDA torch).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
+export TORCHAO_FORCE_SKIP_LOADING_SO_FILES := 1
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: install test test-fast demo bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
+	$(PIP) -e ".[torch,iree,ray,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test: install
+	$(PY) -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+demo: install
+	$(VENV)/bin/evoforge demo
+
+bench: install
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit $$?; done
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

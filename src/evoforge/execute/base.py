@@ -1,0 +1,78 @@
+"""The executor interface: run evaluations away from the search driver.
+
+An executor receives the domain as a JSON spec (see `evoforge.search.domain.domain_spec`) and
+rebuilds it where evaluations run. Every task yields exactly one `Evaluation`: exceptions,
+crashes, hangs and lost workers become FAILED / CRASHED / TIMEOUT results, never exceptions
+in the driver.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from evoforge.genome import genome_from_json
+from evoforge.search.domain import Domain, EvalContext
+from evoforge.search.evaluation import Evaluation, Status
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTask:
+    """One evaluation to run: the genome (as JSON), its seed and artifact directory."""
+
+    key: str
+    genome_json: str
+    seed: int
+    artifact_dir: str | None = None
+
+
+class Executor(abc.ABC):
+    """Runs `EvalTask`s for one domain; use as a context manager or call `close`."""
+
+    @abc.abstractmethod
+    def start(self, domain_spec: dict[str, Any]) -> None:
+        """Prepare to evaluate genomes of the domain described by ``domain_spec``."""
+
+    @abc.abstractmethod
+    def evaluate(self, tasks: Sequence[EvalTask]) -> Iterator[tuple[EvalTask, Evaluation]]:
+        """Run every task; yield (task, evaluation) pairs in completion order."""
+
+    def close(self) -> None:
+        """Stop workers and release resources."""
+
+    @property
+    def threads_per_evaluation(self) -> int:
+        return 1
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_task(domain: Domain, task: EvalTask, threads: int) -> Evaluation:
+    """Evaluate one task in the current process; exceptions become FAILED results."""
+    start = time.perf_counter()
+    try:
+        genome = genome_from_json(task.genome_json)
+        artifact_dir = Path(task.artifact_dir) if task.artifact_dir else None
+        if artifact_dir is not None:
+            artifact_dir.mkdir(parents=True, exist_ok=True)
+        result = domain.evaluate(genome, EvalContext(seed=task.seed, artifact_dir=artifact_dir, threads=threads))
+        if not isinstance(result, Evaluation):
+            raise TypeError(f"evaluate returned {type(result).__name__}, expected Evaluation")
+    except Exception as exc:  # noqa: BLE001 - every failure is a recorded result
+        tail = "".join(traceback.format_exception(exc)[-3:])
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        return Evaluation(
+            status=Status.FAILED, reason=reason[:2000], duration_s=time.perf_counter() - start, metrics={"traceback": tail[-4000:]}
+        )
+    if result.duration_s == 0.0:
+        result = dataclasses.replace(result, duration_s=time.perf_counter() - start)
+    return result

@@ -1,0 +1,39 @@
+"""Pareto utilities: objectives, dominance, sorting, crowding, hypervolume, knee point.
+
+Pure numpy (+ moocore for exact hypervolume); no torch, no IREE.
+"""
+
+from evoforge.pareto.hypervolume import hv_contributions, hypervolume
+from evoforge.pareto.objectives import (
+    Objective,
+    normalize,
+    reference_point,
+    to_min_matrix,
+    violation,
+)
+from evoforge.pareto.sorting import (
+    crowding_distance,
+    dominates,
+    domination_matrix,
+    first_front_mask,
+    knee_point,
+    non_dominated_sort,
+    ranks,
+)
+
+__all__ = [
+    "Objective",
+    "crowding_distance",
+    "dominates",
+    "domination_matrix",
+    "first_front_mask",
+    "hv_contributions",
+    "hypervolume",
+    "knee_point",
+    "non_dominated_sort",
+    "normalize",
+    "ranks",
+    "reference_point",
+    "to_min_matrix",
+    "violation",
+]

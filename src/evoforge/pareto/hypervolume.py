@@ -1,0 +1,38 @@
+"""Exact hypervolume and exclusive contributions (minimization), backed by moocore."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _inside(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return np.all(np.isfinite(F), axis=1) & np.all(F < ref, axis=1)
+
+
+def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
+    """Volume dominated by the rows of ``F`` and bounded by ``ref``; rows not strictly better
+    than ``ref`` in every objective contribute nothing."""
+    import moocore
+
+    F = np.asarray(F, dtype=float).reshape(-1, len(ref))
+    ref = np.asarray(ref, dtype=float)
+    pts = F[_inside(F, ref)]
+    if len(pts) == 0:
+        return 0.0
+    return float(moocore.hypervolume(pts, ref=ref))
+
+
+def hv_contributions(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Exclusive contribution of each row: HV(all) - HV(all without that row).
+
+    Dominated rows, duplicated rows and rows outside ``ref`` get 0 (removing one of them loses nothing).
+    """
+    import moocore
+
+    F = np.asarray(F, dtype=float).reshape(-1, len(ref))
+    ref = np.asarray(ref, dtype=float)
+    out = np.zeros(len(F))
+    inside = np.flatnonzero(_inside(F, ref))
+    if inside.size:
+        out[inside] = moocore.hv_contributions(F[inside], ref=ref, ignore_dominated=False)
+    return out

@@ -1,0 +1,59 @@
+"""Text reports of runs: summaries and aligned tables (user strings are printed, never executed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def format_table(rows: Sequence[dict[str, Any]], *, max_width: int = 40) -> str:
+    """Rows of dicts as an aligned text table (columns in first-seen order)."""
+    if not rows:
+        return "(empty front: no successful evaluation yet)"
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    cells = [[_cell(row.get(c), max_width) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any, max_width: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = str(value).replace("\n", " ")
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def run_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The front and headline facts of a run, read-only."""
+    from evoforge.api import open_store
+    from evoforge.front import Front
+    from evoforge.search.domain import domain_from_spec
+
+    with open_store(run_dir, readonly=True) as store:
+        config = store.config()
+        if config is None:
+            return {"headline": f"{run_dir}: no run recorded yet", "front": []}
+        domain = domain_from_spec(config["domain"])
+        evaluations = store.evaluations()
+        generations = store.generations()
+        finished = store.meta("finished")
+        front = Front.from_store(store, domain.objectives)
+    statuses = Counter(e.status.value for e in evaluations.values())
+    hv = generations[-1]["hypervolume"] if generations else 0.0
+    state = f"finished ({finished['reason']})" if finished else "not finished (resume it to continue)"
+    headline = (
+        f"run {run_dir}: domain {config['domain']['name']}, algorithm {config['algorithm']['name']}, "
+        f"{len(generations)} generations, {len(evaluations)} evaluations "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), HV {hv:.4g}, {state}"
+        + ("" if front.feasible or not len(front) else "; NO feasible member: showing the least-violating ones")
+    )
+    return {"headline": headline, "front": front.to_records(), "config": config}

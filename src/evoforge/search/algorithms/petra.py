@@ -1,0 +1,150 @@
+"""PETRA's search: mutation-only (mu + lambda), survivors by non-dominated rank with ties broken
+by exclusive hypervolume contribution (SMS-EMOA style), and operator probabilities adapted
+from each operator's success rate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from evoforge.errors import ConfigError
+from evoforge.pareto import Objective, domination_matrix, hv_contributions, non_dominated_sort
+from evoforge.search.algorithms.base import (
+    Algorithm,
+    Individual,
+    IsNew,
+    Offspring,
+    binary_tournament,
+    merge_unique,
+    scores,
+    unique_child,
+    working_reference,
+)
+from evoforge.search.domain import Domain
+
+
+def adapted_rates(stats: dict[str, list[int]], floor: float) -> dict[str, float]:
+    """p_o proportional to (s_o + 1) / (n_o + 2), then mixed with a uniform floor so every
+    p_o >= ``floor`` and the rates sum to 1."""
+    if not stats:
+        return {}
+    q = {op: (s + 1) / (n + 2) for op, (s, n) in stats.items()}
+    total = sum(q.values())
+    k = len(q)
+    floor = min(floor, 1.0 / k)
+    return {op: floor + (1.0 - k * floor) * v / total for op, v in sorted(q.items())}
+
+
+class Petra(Algorithm):
+    """A child succeeds when it dominates its parent or enters the first front of the next
+    population; each operator's success and trial counts accumulate over the run."""
+
+    name = "petra"
+
+    def __init__(self, *, pop_size: int = 12, offspring_size: int | None = None, rate_floor: float = 0.05) -> None:
+        super().__init__(pop_size=pop_size, offspring_size=offspring_size)
+        if not 0.0 <= rate_floor <= 1.0:
+            raise ConfigError(f"rate_floor must be in [0, 1], got {rate_floor}")
+        self.rate_floor = rate_floor
+        self._stats: dict[str, list[int]] = {}
+        self._rank = np.zeros(0, dtype=int)
+        self._contrib = np.zeros(0)
+        self._ranked_keys: list[str] = []
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "rate_floor": self.rate_floor}
+
+    def ask(
+        self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int, is_new: IsNew
+    ) -> list[Offspring]:
+        for op in domain.mutations:
+            self._stats.setdefault(op, [0, 0])
+        if self._ranked_keys != [ind.key for ind in population]:
+            self._rank, self._contrib = self._rank_and_contribution(population, domain.objectives, None)
+            self._ranked_keys = [ind.key for ind in population]
+        rates = adapted_rates(self._stats, self.rate_floor)
+        names = list(rates)
+        probs = np.array([rates[n] for n in names])
+        batch: set[str] = set()
+
+        def make() -> Offspring:
+            parent = population[binary_tournament(rng, self._rank, self._contrib)]
+            op = names[int(rng.choice(len(names), p=probs))]
+            return Offspring(domain.mutations[op](parent.genome, rng), op, parent.key)
+
+        return [unique_child(make, is_new, batch) for _ in range(count)]
+
+    def select(
+        self,
+        population: Sequence[Individual],
+        offspring: Sequence[tuple[Offspring, Individual]],
+        objectives: Sequence[Objective],
+        reference: np.ndarray | None,
+    ) -> list[Individual]:
+        merged = merge_unique(population, [ind for _, ind in offspring])
+        F, cv = scores(merged, objectives)
+        ref = working_reference(F, reference)
+        chosen: list[int] = []
+        for front in non_dominated_sort(F, cv):
+            if len(chosen) + len(front) <= self.pop_size:
+                chosen.extend(front.tolist())
+                continue
+            keep = list(front)
+            while len(chosen) + len(keep) > self.pop_size:
+                contrib = hv_contributions(F[keep], ref)
+                keep.pop(int(np.argmin(contrib)))  # first of the smallest contributors
+            chosen.extend(keep)
+            break
+        survivors = [merged[i] for i in chosen]
+        self._rank, self._contrib = self._rank_and_contribution(survivors, objectives, reference)
+        self._ranked_keys = [ind.key for ind in survivors]
+        self._update_stats(population, offspring, survivors, objectives)
+        return survivors
+
+    def _rank_and_contribution(
+        self, individuals: Sequence[Individual], objectives: Sequence[Objective], reference: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        F, cv = scores(individuals, objectives)
+        ref = working_reference(F, reference)
+        rank = np.empty(len(F), dtype=int)
+        contrib = np.zeros(len(F))
+        for r, front in enumerate(non_dominated_sort(F, cv)):
+            rank[front] = r
+            contrib[front] = hv_contributions(F[front], ref)
+        return rank, contrib
+
+    def _update_stats(
+        self,
+        parents: Sequence[Individual],
+        offspring: Sequence[tuple[Offspring, Individual]],
+        survivors: Sequence[Individual],
+        objectives: Sequence[Objective],
+    ) -> None:
+        by_key = {ind.key: ind for ind in parents}
+        F, cv = scores(survivors, objectives)
+        first = {survivors[i].key for i in non_dominated_sort(F, cv)[0]} if survivors else set()
+        for made, child in offspring:
+            if made.operator not in self._stats:
+                continue
+            success = child.evaluation.ok and child.key in first
+            parent = by_key.get(made.parent or "")
+            if not success and parent is not None and child.evaluation.ok:
+                pf, pcv = scores([child, parent], objectives)
+                success = bool(domination_matrix(pf, pcv)[0, 1])
+            self._stats[made.operator][0] += int(success)
+            self._stats[made.operator][1] += 1
+
+    def operator_rates(self) -> dict[str, float]:
+        return adapted_rates(self._stats, self.rate_floor)
+
+    def operator_stats(self) -> dict[str, tuple[int, int]]:
+        """Per operator: (successes, trials) so far."""
+        return {op: (s, n) for op, (s, n) in sorted(self._stats.items())}
+
+    def state(self) -> dict[str, Any]:
+        return {"stats": {op: list(v) for op, v in self._stats.items()}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._stats = {op: [int(s), int(n)] for op, (s, n) in state.get("stats", {}).items()}

@@ -1,0 +1,361 @@
+"""The search engine: generational ask/tell over a domain, an algorithm and a run store.
+
+Data flow per generation ``g``: `ask` creates the batch (the algorithm's offspring; the RNG
+state after asking and the batch are stored before anything runs), `tell` records each
+evaluation as it completes, `advance` runs survival and stores the population, operator
+rates, hypervolume and RNG state. `Search.resume` rebuilds exactly this state from the store,
+so a killed driver continues where it stopped: finished evaluations are reused, the ones that
+were in flight are asked again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evoforge import __version__
+from evoforge.errors import ConfigError, EvoforgeError, StoreError
+from evoforge.execute.base import EvalTask, Executor
+from evoforge.front import Front
+from evoforge.genome import Genome, genome_from_json
+from evoforge.pareto import hypervolume, non_dominated_sort, reference_point, to_min_matrix, violation
+from evoforge.search.algorithms import ALGORITHMS, Algorithm, Individual, Offspring
+from evoforge.search.algorithms.base import working_reference
+from evoforge.search.domain import Domain, domain_from_spec, domain_spec
+from evoforge.search.evaluation import Evaluation, Status
+from evoforge.search.termination import Termination
+from evoforge.store.base import RunStore
+from evoforge.store.memory import MemoryRunStore
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A genome waiting for evaluation, with its derived seed and provenance."""
+
+    key: str
+    genome: Genome
+    seed: int
+    operator: str
+    parent: str | None
+    generation: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSummary:
+    """What a finished generation reports to progress displays and logs."""
+
+    generation: int
+    evaluations: int
+    failures: dict[str, int]
+    hypervolume: float
+    best: dict[str, float]
+    operator_rates: dict[str, float] | None
+    elapsed_s: float
+    population: list[str]
+    mean_evaluation_s: float
+
+
+class SearchCallback:
+    """Hooks called by `Search.run`; override what you need."""
+
+    def on_evaluation(self, candidate: Candidate, evaluation: Evaluation) -> None:
+        """After each evaluation is stored."""
+
+    def on_generation(self, summary: GenerationSummary) -> None:
+        """After each generation's survivors are stored."""
+
+
+def candidate_seed(run_seed: int, key: str) -> int:
+    """A 31-bit seed from (run seed, genome hash): independent of worker count and order."""
+    return int.from_bytes(hashlib.sha256(f"{run_seed}:{key}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+class Search:
+    """One run of one algorithm on one domain. Create with `Search.create` or `Search.resume`."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        algorithm: Algorithm,
+        store: RunStore,
+        *,
+        seed: int,
+        termination: Termination,
+        run_dir: Path | None,
+    ) -> None:
+        self.domain = domain
+        self.algorithm = algorithm
+        self.store = store
+        self.seed = seed
+        self.termination = termination
+        self.run_dir = run_dir
+        self.rng = np.random.default_rng(seed)
+        self.generation = -1  # last completed generation
+        self.population: list[Individual] = []
+        self._evaluations: dict[str, Evaluation] = {}
+        self._batch: list[Offspring] | None = None
+        self._reference: np.ndarray | None = reference_point(domain.objectives)
+        self._hypervolumes: list[float] = []
+        self._elapsed_before = 0.0
+        self._session_start = time.monotonic()
+
+    # ----------------------------------------------------------------- creation
+    @classmethod
+    def create(
+        cls,
+        domain: Domain,
+        *,
+        algorithm: str | Algorithm = "nsga2",
+        algorithm_options: Mapping[str, Any] | None = None,
+        termination: Termination,
+        seed: int = 0,
+        store: RunStore | None = None,
+        run_dir: str | Path | None = None,
+    ) -> Search:
+        """Start a new run. ``store`` defaults to in-memory; ``run_dir`` (where artifacts go)
+        is required for domains that write artifacts."""
+        algo = ALGORITHMS[algorithm](**(algorithm_options or {})) if isinstance(algorithm, str) else algorithm
+        store = store or MemoryRunStore()
+        if store.config() is not None:
+            raise StoreError("this run store already holds a run; resume it, or use a new run directory")
+        store.put_config(
+            {
+                "domain": domain_spec(domain),
+                "algorithm": {"name": algo.name, "options": algo.config()},
+                "termination": termination.to_dict(),
+                "seed": seed,
+                "evoforge_version": __version__,
+            }
+        )
+        return cls(domain, algo, store, seed=seed, termination=termination, run_dir=Path(run_dir) if run_dir else None)
+
+    @classmethod
+    def resume(
+        cls, store: RunStore, *, run_dir: str | Path | None = None, termination: Termination | None = None
+    ) -> Search:
+        """Rebuild a run from its store; ``termination`` overrides the stored budget (to extend a run)."""
+        config = store.config()
+        if config is None:
+            raise StoreError("this run store holds no run to resume")
+        domain = domain_from_spec(config["domain"])
+        algo = ALGORITHMS[config["algorithm"]["name"]](**config["algorithm"]["options"])
+        term = termination or Termination(**config["termination"])
+        search = cls(domain, algo, store, seed=int(config["seed"]), termination=term, run_dir=Path(run_dir) if run_dir else None)
+        search._restore()
+        return search
+
+    def _restore(self) -> None:
+        self._evaluations = self.store.evaluations()
+        stored_ref = self.store.meta("reference")
+        if stored_ref is not None:
+            self._reference = np.array(stored_ref, dtype=float)
+        records = self.store.generations()
+        if records:
+            last = records[-1]
+            self.generation = int(last["generation"])
+            self.population = [self._individual(k) for k in last["population"]]
+            self.algorithm.load_state(last["algorithm_state"])
+            _set_rng_state(self.rng, last["rng_state"])
+            self._hypervolumes = [float(r["hypervolume"]) for r in records]
+            self._elapsed_before = float(last["elapsed_s"])
+        batch = self.store.batch(self.generation + 1)
+        if batch is not None:
+            self._batch = [
+                Offspring(genome_from_json(self.store.genome(o["key"])), o["operator"], o["parent"]) for o in batch["offspring"]
+            ]
+            _set_rng_state(self.rng, batch["rng_state"])
+            self._elapsed_before = float(batch.get("elapsed_s", self._elapsed_before))
+
+    def _individual(self, key: str) -> Individual:
+        return Individual(genome_from_json(self.store.genome(key)), self._evaluations[key])
+
+    # ----------------------------------------------------------------- ask / tell
+    @property
+    def elapsed_s(self) -> float:
+        """Wall-clock seconds spent in this run, summed over resumed sessions."""
+        return self._elapsed_before + time.monotonic() - self._session_start
+
+    @property
+    def evaluations_done(self) -> int:
+        return len(self._evaluations)
+
+    def stop_reason(self) -> str | None:
+        """Why the run should stop before the next generation, or None."""
+        return self.termination.reason(
+            evaluations=self.evaluations_done,
+            seconds=self.elapsed_s,
+            generations=self.generation + 1,
+            hypervolumes=self._hypervolumes,
+        )
+
+    def ask(self) -> list[Candidate]:
+        """The candidates of the current generation that still need an evaluation (creating the
+        generation's batch on first call)."""
+        if self._batch is None:
+            self._begin_batch()
+        assert self._batch is not None
+        gen = self.generation + 1
+        return [
+            Candidate(o.genome.content_hash, o.genome, candidate_seed(self.seed, o.genome.content_hash), o.operator, o.parent, gen)
+            for o in self._batch
+            if o.genome.content_hash not in self._evaluations
+        ]
+
+    def _begin_batch(self) -> None:
+        gen = self.generation + 1
+        remaining = (
+            self.termination.max_evaluations - self.evaluations_done
+            if self.termination.max_evaluations is not None
+            else None
+        )
+        is_new: Callable[[Genome], bool] = lambda g: g.content_hash not in self._evaluations  # noqa: E731
+        if gen == 0:
+            batch = self.algorithm.initial(self.domain, self.rng, is_new)
+        else:
+            count = self.algorithm.offspring_size if remaining is None else max(1, min(self.algorithm.offspring_size, remaining))
+            batch = self.algorithm.ask(self.population, self.domain, self.rng, count, is_new)
+        if remaining is not None:
+            batch = batch[: max(1, remaining)]
+        for o in batch:
+            self.store.put_genome(o.genome.content_hash, o.genome.to_json())
+        self.store.put_batch(
+            gen,
+            {
+                "offspring": [{"key": o.genome.content_hash, "operator": o.operator, "parent": o.parent} for o in batch],
+                "rng_state": _rng_state(self.rng),
+                "elapsed_s": self.elapsed_s,
+            },
+        )
+        self._batch = batch
+
+    def tell(self, key: str, evaluation: Evaluation) -> Evaluation:
+        """Record the evaluation of candidate ``key``; returns it as stored (non-finite or
+        missing values turn an OK result into FAILED)."""
+        if key in self._evaluations:
+            raise EvoforgeError(f"candidate {key} was already told")
+        checked = evaluation.checked(self.domain.objectives, self.domain.constraints)
+        self.store.put_evaluation(key, checked, self.generation + 1)
+        self._evaluations[key] = checked
+        return checked
+
+    def advance(self) -> GenerationSummary:
+        """Close the current generation: survival, hypervolume, and a stored generation record."""
+        if self._batch is None:
+            raise EvoforgeError("advance called before ask")
+        missing = [o.genome.content_hash for o in self._batch if o.genome.content_hash not in self._evaluations]
+        if missing:
+            raise EvoforgeError(f"{len(missing)} candidates of generation {self.generation + 1} still need an evaluation")
+        gen = self.generation + 1
+        pairs = [(o, Individual(o.genome, self._evaluations[o.genome.content_hash])) for o in self._batch]
+        if self._reference is None:
+            F = to_min_matrix(self.domain.objectives, [ind.evaluation.objectives for _, ind in pairs if ind.evaluation.ok])
+            self._reference = working_reference(F, None) if len(F) else None
+            if self._reference is not None:
+                self.store.put_meta("reference", self._reference.tolist())
+        self.population = self.algorithm.select(self.population, pairs, self.domain.objectives, self._reference)
+        hv = self._population_hypervolume()
+        self._hypervolumes.append(hv)
+        self.generation = gen
+        self._batch = None
+        rates = self.algorithm.operator_rates()
+        record = {
+            "generation": gen,
+            "population": [ind.key for ind in self.population],
+            "hypervolume": hv,
+            "operator_rates": rates,
+            "operator_stats": getattr(self.algorithm, "operator_stats", lambda: None)(),
+            "algorithm_state": self.algorithm.state(),
+            "rng_state": _rng_state(self.rng),
+            "evaluations": self.evaluations_done,
+            "elapsed_s": self.elapsed_s,
+        }
+        self.store.put_generation(gen, record)
+        return self._summary(record)
+
+    def _population_hypervolume(self) -> float:
+        ok = [ind for ind in self.population if ind.evaluation.ok and violation(ind.evaluation.constraints) <= 0]
+        if not ok or self._reference is None:
+            return 0.0
+        F = to_min_matrix(self.domain.objectives, [ind.evaluation.objectives for ind in ok])
+        return hypervolume(F[non_dominated_sort(F)[0]], self._reference)
+
+    def _summary(self, record: dict[str, Any]) -> GenerationSummary:
+        counts = Counter(e.status.value for e in self._evaluations.values() if e.status is not Status.OK)
+        feasible = [e for e in self._evaluations.values() if e.ok and violation(e.constraints) <= 0]
+        best = {}
+        for obj in self.domain.objectives:
+            values = [e.objectives[obj.name] for e in feasible]
+            if values:
+                best[obj.name] = min(values) if obj.direction == "minimize" else max(values)
+        durations = [e.duration_s for e in self._evaluations.values()]
+        return GenerationSummary(
+            generation=record["generation"],
+            evaluations=record["evaluations"],
+            failures=dict(counts),
+            hypervolume=record["hypervolume"],
+            best=best,
+            operator_rates=record["operator_rates"],
+            elapsed_s=record["elapsed_s"],
+            population=record["population"],
+            mean_evaluation_s=float(np.mean(durations)) if durations else 0.0,
+        )
+
+    # ----------------------------------------------------------------- driving
+    def tasks(self, candidates: list[Candidate]) -> list[EvalTask]:
+        """Executor tasks for ``candidates``; artifacts go under ``run_dir/artifacts/<key>``."""
+        return [
+            EvalTask(
+                c.key,
+                c.genome.to_json(),
+                c.seed,
+                str(self.run_dir / "artifacts" / c.key) if self.run_dir is not None else None,
+            )
+            for c in candidates
+        ]
+
+    def run(self, executor: Executor | None = None, *, callback: SearchCallback | None = None) -> Front:
+        """Evaluate generation after generation until the termination criteria hold; returns the
+        front. The executor is started here and closed at the end when it was created here."""
+        from evoforge.execute.inline import InlineExecutor
+
+        owned = executor is None
+        executor = executor or InlineExecutor()
+        callback = callback or SearchCallback()
+        executor.start(domain_spec(self.domain))
+        try:
+            while self._batch is not None or self.stop_reason() is None:
+                candidates = {c.key: c for c in self.ask()}
+                for task, evaluation in executor.evaluate(self.tasks(list(candidates.values()))):
+                    stored = self.tell(task.key, evaluation)
+                    callback.on_evaluation(candidates[task.key], stored)
+                callback.on_generation(self.advance())
+        finally:
+            if owned:
+                executor.close()
+        self.store.put_meta("finished", {"reason": self.stop_reason(), "generations": self.generation + 1})
+        return self.front()
+
+    def front(self) -> Front:
+        return Front.from_store(self.store, self.domain.objectives)
+
+    def summary(self) -> GenerationSummary | None:
+        """The last generation's summary (None before the first generation ends)."""
+        records = self.store.generations()
+        return self._summary(records[-1]) if records else None
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return dict(rng.bit_generator.state)
+
+
+def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    if state.get("bit_generator") != type(rng.bit_generator).__name__:
+        raise ConfigError(f"stored RNG is {state.get('bit_generator')}, expected {type(rng.bit_generator).__name__}")
+    rng.bit_generator.state = state

@@ -1,0 +1,66 @@
+"""When a search stops: evaluations, wall-clock time, generations, or hypervolume stagnation,
+whichever comes first."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from evoforge.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Termination:
+    """Stop criteria; at least one of them must be set. Stagnation means no relative
+    hypervolume gain above ``stagnation_eps`` over the last ``stagnation_generations``."""
+
+    max_evaluations: int | None = None
+    max_seconds: float | None = None
+    max_generations: int | None = None
+    stagnation_generations: int | None = None
+    stagnation_eps: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not any(v is not None for v in (self.max_evaluations, self.max_seconds, self.max_generations, self.stagnation_generations)):
+            raise ConfigError("a search needs a budget: set max_evaluations, max_seconds, max_generations or stagnation_generations")
+        for name in ("max_evaluations", "max_seconds", "max_generations", "stagnation_generations"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+
+    def reason(self, *, evaluations: int, seconds: float, generations: int, hypervolumes: Sequence[float]) -> str | None:
+        """Why the search should stop now, or None to go on."""
+        if self.max_evaluations is not None and evaluations >= self.max_evaluations:
+            return f"evaluation budget reached ({evaluations})"
+        if self.max_seconds is not None and seconds >= self.max_seconds:
+            return f"time budget reached ({seconds:.0f} s)"
+        if self.max_generations is not None and generations >= self.max_generations:
+            return f"generation limit reached ({generations})"
+        k = self.stagnation_generations
+        if k is not None and len(hypervolumes) > k:
+            old, new = hypervolumes[-k - 1], hypervolumes[-1]
+            gain = (new - old) / abs(old) if old else (1.0 if new > old else 0.0)
+            if gain <= self.stagnation_eps:
+                return f"hypervolume stagnated for {k} generations"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_budget(text: str | int | float) -> Termination:
+    """'200' -> 200 evaluations; '90s', '30m', '2h' -> wall-clock seconds."""
+    if isinstance(text, (int, float)):
+        return Termination(max_evaluations=int(text))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"budget {text!r} is not understood; use an evaluation count like 200 or a time like 90s, 30m, 2h")
+    value, unit = float(match.group(1)), match.group(2)
+    if unit:
+        return Termination(max_seconds=value * _UNITS[unit])
+    return Termination(max_evaluations=int(value))

@@ -1,0 +1,1 @@
+"""Helpers for testing evoforge and code built on it: conformance suites and test domains."""

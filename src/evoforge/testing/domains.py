@@ -1,0 +1,139 @@
+"""Small domains for tests: fault injection and operator adaptation.
+
+Both are registered domains, so worker processes and resumed runs rebuild them by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from evoforge.errors import ConfigError
+from evoforge.genome import Genome, register_genome
+from evoforge.pareto import Objective
+from evoforge.registry import Registry
+from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
+from evoforge.search.evaluation import Evaluation, Status
+
+BEHAVIOURS = ("ok", "raise", "nan", "inf", "segfault", "abort", "exit", "hang", "memory", "sleep")
+
+
+@register_genome
+@dataclasses.dataclass(frozen=True)
+class FaultGenome(Genome):
+    """``behaviour`` says what the evaluation does; ``x`` in [0, 1] places an OK result on the
+    front (f1 = x, f2 = 1 - x)."""
+
+    TYPE = "fault"
+    VERSION = 1
+
+    behaviour: str = "ok"
+    x: float = 0.5
+
+
+@register_domain
+class FaultDomain(Domain):
+    """Evaluations that succeed, raise, return NaN/inf, segfault, abort, exit, hang, allocate
+    ``memory_mb`` MiB, or sleep ``sleep_s`` seconds, as their genome says. The initial population
+    is ``behaviours`` in order; mutation only moves ``x`` (the behaviour is kept)."""
+
+    name = "faults"
+
+    def __init__(self, behaviours: Sequence[str] = ("ok",), sleep_s: float = 0.0, memory_mb: int = 4096) -> None:
+        unknown = [b for b in behaviours if b not in BEHAVIOURS]
+        if unknown:
+            raise ConfigError(f"unknown behaviours {unknown}; valid: {', '.join(BEHAVIOURS)}")
+        self.behaviours = list(behaviours)
+        self.sleep_s = sleep_s
+        self.memory_mb = memory_mb
+        self.objectives = (Objective("f1", reference=1.1), Objective("f2", reference=1.1))
+        self._mutations: Registry[Mutation] = Registry("mutation operator")
+        self._mutations.add("shift", self._shift)
+
+    def config(self) -> dict[str, Any]:
+        return {"behaviours": self.behaviours, "sleep_s": self.sleep_s, "memory_mb": self.memory_mb}
+
+    @property
+    def mutations(self) -> Mapping[str, Mutation]:
+        return self._mutations
+
+    def _shift(self, genome: Genome, rng: np.random.Generator) -> Genome:
+        assert isinstance(genome, FaultGenome)
+        return FaultGenome(genome.behaviour, float(np.clip(genome.x + rng.normal(0, 0.2), 0, 1)))
+
+    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
+        return [FaultGenome(b, round(float(rng.random()), 6)) for b in self.behaviours]
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        return FaultGenome("ok", float(rng.random()))
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        assert isinstance(genome, FaultGenome)
+        b = genome.behaviour
+        if b == "raise":
+            raise RuntimeError("injected failure")
+        if b == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if b == "abort":
+            os.abort()
+        if b == "exit":
+            os._exit(3)
+        if b == "hang":
+            while True:
+                time.sleep(1)
+        if b == "memory":
+            blob = bytearray(self.memory_mb * 1024 * 1024)
+            blob[::4096] = b"x" * len(blob[::4096])
+        if b == "sleep" or self.sleep_s:
+            time.sleep(self.sleep_s)
+        value = {"nan": math.nan, "inf": math.inf}.get(b, genome.x)
+        return Evaluation(Status.OK, {"f1": value, "f2": 1.0 - genome.x})
+
+
+@register_domain
+class AdaptationDomain(Domain):
+    """Minimize (x, y) over [0, 10]^2 starting far from the origin. Operator ``improve`` always
+    moves towards the origin (its child dominates its parent), ``worsen`` always moves away, and
+    ``wander`` moves at random: an adapting algorithm should learn to prefer ``improve``."""
+
+    name = "adaptation"
+
+    def __init__(self) -> None:
+        self.objectives = (Objective("x", reference=11.0), Objective("y", reference=11.0))
+        self._mutations: Registry[Mutation] = Registry("mutation operator")
+        self._mutations.add("improve", lambda g, rng: self._move(g, -rng.uniform(0.01, 0.2, 2)))
+        self._mutations.add("worsen", lambda g, rng: self._move(g, rng.uniform(0.01, 0.2, 2)))
+        self._mutations.add("wander", lambda g, rng: self._move(g, rng.normal(0, 0.1, 2)))
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def mutations(self) -> Mapping[str, Mutation]:
+        return self._mutations
+
+    @staticmethod
+    def _move(genome: Genome, step: np.ndarray) -> Genome:
+        from evoforge.problems import RealVector
+
+        assert isinstance(genome, RealVector)
+        return RealVector(tuple(float(v) for v in np.clip(np.array(genome.values) + step, 0, 10)))
+
+    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
+        return [self.sample(rng) for _ in range(size)]
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        from evoforge.problems import RealVector
+
+        return RealVector(tuple(float(v) for v in rng.uniform(8, 10, 2)))
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        x, y = genome.values  # type: ignore[attr-defined]
+        return Evaluation(Status.OK, {"x": x, "y": y})
