@@ -1,0 +1,66 @@
+import pytest
+
+from evoforge.errors import ConfigError, EvaluationError
+from evoforge.execute import EvalTask, InlineExecutor, LocalExecutor, available_cores
+from evoforge.search.domain import domain_spec
+from evoforge.search.engine import Search
+from evoforge.search.evaluation import Status
+from evoforge.search.termination import Termination
+from evoforge.testing.domains import FaultDomain, FaultGenome
+
+
+def tasks(*behaviours):
+    return [EvalTask(f"t{i}", FaultGenome(b, 0.25).to_json(), seed=i) for i, b in enumerate(behaviours)]
+
+
+def test_every_fault_is_recorded_and_the_rest_complete():
+    domain = FaultDomain()
+    with LocalExecutor(2, timeout_s=2.0) as ex:
+        ex.start(domain_spec(domain))
+        results = {t.key: e for t, e in ex.evaluate(tasks("ok", "raise", "nan", "segfault", "abort", "exit", "hang", "ok"))}
+    status = {k: e.status for k, e in results.items()}
+    assert status == {
+        "t0": Status.OK, "t1": Status.FAILED, "t2": Status.OK, "t3": Status.CRASHED,
+        "t4": Status.CRASHED, "t5": Status.CRASHED, "t6": Status.TIMEOUT, "t7": Status.OK,
+    }
+    assert "injected failure" in results["t1"].reason
+    assert "SIGSEGV" in results["t3"].reason and "SIGABRT" in results["t4"].reason
+    assert "exit code 3" in results["t5"].reason
+    assert "timeout" in results["t6"].reason
+    assert results["t2"].objectives["f1"] != results["t2"].objectives["f1"]  # NaN passed on; the engine fails it
+
+
+def test_search_with_faults_finishes_and_counts_failures(tmp_path):
+    domain = FaultDomain(["ok", "raise", "segfault", "hang", "ok", "nan"])
+    s = Search.create(domain, algorithm_options={"pop_size": 6}, termination=Termination(max_evaluations=10))
+    with LocalExecutor(2, timeout_s=2.0) as ex:
+        front = s.run(ex)
+    summary = s.summary()
+    assert summary is not None
+    assert summary.failures == {"failed": pytest.approx(summary.failures["failed"]), **summary.failures}
+    assert summary.failures["crashed"] >= 1 and summary.failures["timeout"] >= 1 and summary.failures["failed"] >= 2
+    assert len(front) >= 1 and all(m.evaluation.ok for m in front)
+
+
+def test_inline_executor_records_exceptions():
+    ex = InlineExecutor()
+    ex.start(domain_spec(FaultDomain()))
+    [(task, result)] = list(ex.evaluate(tasks("raise")))
+    assert result.status is Status.FAILED and "RuntimeError" in result.reason and "traceback" in result.metrics
+
+
+def test_worker_setup_failure_is_a_clear_error():
+    ex = LocalExecutor(1)
+    ex.start({"name": "faults", "module": "evoforge.testing.domains", "config": {"behaviours": ["bogus"]}})
+    with pytest.raises(EvaluationError, match="could not set up the domain.*bogus"):
+        list(ex.evaluate(tasks("ok")))
+    ex.close()
+
+
+def test_worker_and_thread_limits():
+    cores = available_cores()
+    with pytest.raises(ConfigError, match="exceeds"):
+        LocalExecutor(cores + 1)
+    with pytest.raises(ConfigError, match="workers x threads"):
+        LocalExecutor(1, threads_per_worker=cores + 1)
+    assert LocalExecutor(1).threads == cores

@@ -1,0 +1,87 @@
+"""Kill the driver with SIGKILL mid-run, resume, and get the uninterrupted run's result."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import evoforge
+from evoforge.api import open_store
+from evoforge.problems import BenchmarkDomain
+from evoforge.search.evaluation import Status
+
+DRIVER = """
+import sys
+import evoforge
+from evoforge.testing.domains import FaultDomain
+evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.1), algorithm="petra", algorithm_options={"pop_size": 6},
+                  budget=60, seed=3, workers=1, run_dir=sys.argv[1])
+"""
+
+
+def reference_run(tmp_path):
+    from evoforge.testing.domains import FaultDomain
+
+    front = evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.0), algorithm="petra", algorithm_options={"pop_size": 6},
+                              budget=60, seed=3, run_dir=tmp_path / "ref")
+    return sorted(m.key for m in front)
+
+
+def stored_evaluations(run):
+    try:
+        with open_store(run, readonly=True) as store:
+            return len(store.evaluations())
+    except Exception:  # noqa: BLE001 - the store may not exist yet
+        return 0
+
+
+@pytest.mark.parametrize("kill_at", [3, 17, 41])
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path, kill_at):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(run)], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and stored_evaluations(run) < kill_at:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open_store(run, readonly=True) as store:
+        before = store.evaluations()
+    assert 0 < len(before) < 60, "kill the driver mid-run"
+    front = evoforge.resume(run, workers=0)
+    with open_store(run, readonly=True) as store:
+        after = store.evaluations()
+    assert len(after) == 60
+    assert {k: after[k] for k in before} == before  # nothing lost or re-evaluated
+    assert all(e.status is Status.OK for e in after.values())
+    assert sorted(m.key for m in front) == reference_run(tmp_path)
+
+
+def test_resume_finished_run_with_bigger_budget(tmp_path):
+    evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), algorithm_options={"pop_size": 4}, budget=12, run_dir=tmp_path)
+    evoforge.resume(tmp_path, budget=20)
+    with open_store(tmp_path, readonly=True) as store:
+        assert len(store.evaluations()) == 20
+
+
+def test_resume_equals_uninterrupted_when_stopped_between_generations(tmp_path):
+    from evoforge.search.engine import Search
+    from evoforge.search.termination import Termination
+    from evoforge.store import SQLiteRunStore
+
+    full = evoforge.optimize(BenchmarkDomain("zdt1", n_var=5), algorithm="nsga2", algorithm_options={"pop_size": 6},
+                             budget=36, seed=9)
+    store = SQLiteRunStore(tmp_path / "run.db")
+    s = Search.create(BenchmarkDomain("zdt1", n_var=5), algorithm="nsga2", algorithm_options={"pop_size": 6},
+                      termination=Termination(max_evaluations=36), seed=9, store=store)
+    for _ in range(2):  # two generations, then half of the third, then "crash"
+        for c in s.ask():
+            s.tell(c.key, s.domain.evaluate(c.genome, None))  # type: ignore[arg-type]
+        s.advance()
+    for c in s.ask()[:3]:
+        s.tell(c.key, s.domain.evaluate(c.genome, None))  # type: ignore[arg-type]
+    store.close()
+    resumed = evoforge.resume(tmp_path)
+    assert sorted(m.key for m in resumed) == sorted(m.key for m in full)
