@@ -1,0 +1,55 @@
+"""Export a (compressed) model as a self-contained TorchScript file.
+
+The file is the deployable artifact: its size is the size objective, and the final numbers of a
+front are computed by running it. It loads with plain ``torch.jit.load``; evoforge is not needed.
+Works for float, pruned, low-rank (``nn.Sequential`` factors) and torch.ao int8 (eager or FX)
+models.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from evoforge.errors import EvaluationError
+
+_CHECK_ATOL = 1e-4
+_CHECK_RTOL = 1e-3
+
+
+def export_model(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike[str]) -> Path:
+    """Trace ``model`` (a copy, in eval mode) on ``example_input`` and save TorchScript to ``path``.
+
+    The saved file is reloaded and run on ``example_input``; raises `EvaluationError` if tracing
+    fails or the reloaded module's output differs from the model's. The batch dimension stays
+    dynamic, so a file traced at batch 1 runs at any batch size. Returns ``path`` as a `Path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = copy.deepcopy(model).eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings and torch.jit deprecation notices
+            expected = module(example_input)
+            traced = torch.jit.trace(module, (example_input,), check_trace=False)  # type: ignore[no-untyped-call]
+            traced.save(str(path))
+            got = load_exported(path, device=example_input.device)(example_input)
+    except Exception as exc:
+        raise EvaluationError(f"TorchScript export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
+    if not torch.allclose(got.float(), expected.float(), atol=_CHECK_ATOL, rtol=_CHECK_RTOL):
+        diff = float((got.float() - expected.float()).abs().max())
+        raise EvaluationError(f"exported TorchScript output differs from the model by up to {diff:.3g}")
+    return path
+
+
+def load_exported(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+    """Load an exported artifact with ``torch.jit.load`` (no evoforge code involved), in eval mode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
+    return module.eval()

@@ -1,0 +1,120 @@
+"""Quality metrics computed from one inference pass, with their directions.
+
+`score` turns raw model outputs (logits for classification, values for regression) into every
+built-in metric of the task type at once. `METRICS` knows each metric's direction so that
+`quality_drop` can say how much worse a candidate is than the baseline (positive = worse).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from evoforge.registry import Registry
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A quality metric ``fn(y_true, y_pred) -> float``.
+
+    ``y_pred`` is the predicted label per example for classification and the predicted value
+    for regression. ``percent`` metrics live in [0, 1] and their absolute drop is given in points
+    (100 x difference).
+    """
+
+    name: str
+    task_type: str
+    higher_is_better: bool
+    fn: MetricFn
+    percent: bool = False
+
+
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(y_true == y_pred))
+
+
+def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted mean F1 over every class that occurs in ``y_true`` or ``y_pred``."""
+    labels = np.union1d(y_true, y_pred)
+    tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in labels], dtype=np.float64)
+    support = np.array([np.sum(y_true == c) for c in labels], dtype=np.float64)
+    predicted = np.array([np.sum(y_pred == c) for c in labels], dtype=np.float64)
+    denom = support + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float(f1.mean())
+
+
+def _rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+
+
+def _mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(np.abs(y_true - y_pred)))
+
+
+METRICS: Registry[Metric] = Registry("metric")
+for _metric in (
+    Metric("accuracy", "classification", True, _accuracy, percent=True),
+    Metric("macro_f1", "classification", True, _macro_f1, percent=True),
+    Metric("rmse", "regression", False, _rmse),
+    Metric("mae", "regression", False, _mae),
+):
+    METRICS.add(_metric.name, _metric)
+
+
+def predictions(y_pred_raw: np.ndarray, task_type: str) -> np.ndarray:
+    """Raw outputs -> what metrics take: argmax labels of (N, C) logits, or (N,) values.
+
+    Raises ``ValueError`` when the output shape does not fit the task type.
+    """
+    y_pred_raw = np.asarray(y_pred_raw)
+    if task_type == "classification":
+        if y_pred_raw.ndim != 2:
+            raise ValueError(f"classification outputs must be (N, classes) scores, got shape {y_pred_raw.shape}")
+        labels: np.ndarray = np.argmax(y_pred_raw, axis=1)
+        return labels
+    if task_type == "regression":
+        if y_pred_raw.ndim == 2 and y_pred_raw.shape[1] == 1:
+            return y_pred_raw[:, 0]
+        if y_pred_raw.ndim != 1:
+            raise ValueError(f"regression outputs must have shape (N,), got {y_pred_raw.shape}")
+        return y_pred_raw
+    raise ValueError(f"task_type must be 'classification' or 'regression', got {task_type!r}")
+
+
+def score(
+    y_true: np.ndarray, y_pred_raw: np.ndarray, task_type: str, *, extra: Sequence[Metric] = ()
+) -> dict[str, float]:
+    """Every built-in metric of ``task_type`` (plus ``extra`` ones) from one array of raw outputs.
+
+    Non-finite outputs give NaN for every metric, so a diverged candidate can never look good.
+    """
+    y_true = np.asarray(y_true)
+    y_pred_raw = np.asarray(y_pred_raw)
+    if len(y_true) != len(y_pred_raw):
+        raise ValueError(f"{len(y_true)} targets but {len(y_pred_raw)} predictions; give one prediction per target")
+    metrics = [m for m in METRICS.values() if m.task_type == task_type] + list(extra)
+    if not np.all(np.isfinite(y_pred_raw)):
+        return {m.name: float("nan") for m in metrics}
+    y_pred = predictions(y_pred_raw, task_type)
+    return {m.name: float(m.fn(y_true, y_pred)) for m in metrics}
+
+
+def quality_drop(metric: Metric | str, baseline_value: float, value: float, relative: bool = False) -> float:
+    """How much worse ``value`` is than ``baseline_value`` (positive = worse, negative = better).
+
+    Absolute: the difference oriented by the metric's direction, in points (x100) for percent
+    metrics such as accuracy. Relative: that difference divided by ``|baseline_value|``
+    (``inf`` when the baseline is 0 and the candidate is worse).
+    """
+    m = METRICS[metric] if isinstance(metric, str) else metric
+    diff = (baseline_value - value) if m.higher_is_better else (value - baseline_value)
+    if relative:
+        if baseline_value == 0:
+            return 0.0 if diff == 0 else float(np.sign(diff)) * float("inf")
+        return diff / abs(baseline_value)
+    return 100.0 * diff if m.percent else diff

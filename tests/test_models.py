@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from evoforge.errors import UnknownNameError  # noqa: E402
+from evoforge.models import BUILTIN_MODELS  # noqa: E402
+
+# name -> (input shape without batch, outputs, expected output shape for batch 5, param range)
+CASES = {
+    "digits_cnn": ((1, 8, 8), 10, (5, 10), (20_000, 60_000)),
+    "digits_mlp": ((1, 8, 8), 10, (5, 10), (25_000, 27_000)),
+    "mnist1d_cnn": ((1, 40), 10, (5, 10), (5_000, 30_000)),
+    "series_cnn": ((1, 64), 1, (5,), (5_000, 30_000)),
+    "digits_mobilenet": ((1, 8, 8), 10, (5, 10), (5_000, 30_000)),
+    "two_fc_net": ((1, 8, 8), 10, (5, 10), (64 * 128 + 128 + 128 * 10 + 10,) * 2),
+}
+
+
+def test_every_builtin_model_is_covered() -> None:
+    assert set(BUILTIN_MODELS) == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_forward_shape_params_and_trace(name: str) -> None:
+    shape, outputs, out_shape, (low, high) = CASES[name]
+    torch.manual_seed(0)
+    model = BUILTIN_MODELS[name](outputs).eval()
+    x = torch.randn(5, *shape)
+    out = model(x)
+    assert tuple(out.shape) == out_shape
+    assert low <= sum(p.numel() for p in model.parameters()) <= high
+    traced = torch.jit.trace(model, x[:1])  # TorchScript-friendly, batch stays dynamic
+    torch.testing.assert_close(traced(x), out)
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "digits_mobilenet", "mnist1d_cnn"])
+def test_num_outputs_sets_head_width(name: str) -> None:
+    shape = CASES[name][0]
+    assert BUILTIN_MODELS[name](3)(torch.randn(2, *shape)).shape == (2, 3)
+
+
+def test_digits_cnn_has_1x1_shortcut_and_batchnorm() -> None:
+    model = BUILTIN_MODELS["digits_cnn"](10)
+    kernels = [m.kernel_size for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert (1, 1) in kernels
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_mobilenet_uses_depthwise_convs() -> None:
+    model = BUILTIN_MODELS["digits_mobilenet"](10)
+    assert any(m.groups == m.in_channels > 1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_unknown_model_lists_valid_names() -> None:
+    with pytest.raises(UnknownNameError, match="digits_cnn"):
+        BUILTIN_MODELS["resnet50"]
