@@ -13,6 +13,8 @@ _LAZY = {
     "optimize": "evoforge.api",
     "resume": "evoforge.api",
     "load_front": "evoforge.api",
+    "export_member": "evoforge.api",
+    "compress": "evoforge.compress.api",
     "Front": "evoforge.front",
     "Member": "evoforge.front",
     "Termination": "evoforge.search.termination",

@@ -78,9 +78,22 @@ def optimize(
             run_dir=run_dir,
         )
         with executor:
-            return search.run(executor, callback=callback)
+            front = search.run(executor, callback=callback)
+        _finalize(search, front, run_dir)
+        return front
     finally:
         store.close()
+
+
+def _finalize(search: Search, front: Front, run_dir: str | Path | None) -> None:
+    """Record the domain's held-out numbers for the front members (skipped without a run dir)."""
+    if run_dir is None or not len(front):
+        return
+    final = dict(search.store.meta("final", {}) or {})
+    todo = [(m.key, m.evaluation) for m in front if m.key not in final]
+    if todo:
+        final.update(search.domain.finalize(todo, Path(run_dir)))
+        search.store.put_meta("final", final)
 
 
 def resume(
@@ -106,9 +119,23 @@ def resume(
         search = Search.resume(store, run_dir=run_dir, termination=termination)
         search.domain.prepare(Path(run_dir))
         with executor:
-            return search.run(executor, callback=callback)
+            front = search.run(executor, callback=callback)
+        _finalize(search, front, run_dir)
+        return front
     finally:
         store.close()
+
+
+def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path) -> dict[str, Any]:
+    """Write front member ``member_id`` of the run as a deployable artifact into ``out_dir`` and
+    verify it (the domain reloads it and recomputes its held-out numbers)."""
+    with open_store(run_dir, readonly=True) as store:
+        config = store.config()
+        if config is None:
+            raise ConfigError(f"{run_dir} holds no run yet")
+        domain = domain_from_spec(config["domain"])
+        member = Front.from_store(store, domain.objectives).by_id(member_id)
+    return domain.export_member(member.key, member.genome, member.evaluation, Path(run_dir), Path(out_dir))
 
 
 def load_front(run_dir: str | Path) -> Front:

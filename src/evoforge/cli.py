@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,7 +64,7 @@ def _search(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args.problem)
     workers = 0 if args.workers is None else args.workers
     options = {"pop_size": args.pop_size} if args.pop_size else {}
-    front = evoforge.optimize(
+    evoforge.optimize(
         BenchmarkDomain(args.problem),
         algorithm=args.algorithm or "nsga2",
         algorithm_options=options,
@@ -74,9 +75,51 @@ def _search(args: argparse.Namespace) -> int:
         run_dir=run_dir,
         callback=_progress(termination, workers, args),
     )
-    print(f"run: {run_dir}")
-    _print_front(front.to_records(), args)
-    return 0
+    print(f"run: {run_dir}", file=sys.stderr)
+    return _show_run(run_dir, args)
+
+
+def _compress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML or TOML config file (see docs/compress.md)")
+    p.add_argument("--task", help="a built-in task: digits-cnn, digits-mlp, mnist1d-cnn, series-regression")
+    p.add_argument("--objectives", help="comma-separated: quality_drop, latency_ratio, size_ratio, ...")
+    p.add_argument("--max-quality-drop", type=float, default=None, help="constraint: points (or %% with --relative)")
+    p.add_argument("--relative", action="store_true", default=None, help="quality drop in %% of the baseline")
+    _run_args(p)
+
+
+@command("compress", "evolve compression pipelines for a PyTorch model (PETRA)", _compress_args)
+def _compress(args: argparse.Namespace) -> int:
+    from evoforge.compress.api import compress, compress_options_from_config, resolve_task
+    from evoforge.errors import ConfigError
+    from evoforge.search.termination import parse_budget
+
+    if bool(args.config) == bool(args.task):
+        raise ConfigError("give either a config file or --task NAME (built-in tasks: digits-cnn, digits-mlp, mnist1d-cnn, series-regression)")
+    kwargs: dict[str, Any] = compress_options_from_config(args.config) if args.config else {"task": args.task}
+    overrides = {
+        "budget": args.budget, "algorithm": args.algorithm, "pop_size": args.pop_size, "workers": args.workers,
+        "timeout_s": args.timeout, "run_dir": args.run_dir,
+    }
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    if args.seed:
+        kwargs["seed"] = args.seed
+    if args.objectives:
+        kwargs["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    constraints = dict(kwargs.get("constraints", {}))
+    if args.max_quality_drop is not None:
+        constraints["max_quality_drop"] = args.max_quality_drop
+    if args.relative is not None:
+        constraints["relative"] = args.relative
+    kwargs["constraints"] = constraints
+    task = resolve_task(kwargs["task"])
+    kwargs.setdefault("budget", "10m")
+    kwargs.setdefault("workers", 1)
+    kwargs.setdefault("run_dir", str(_default_run_dir(task.name)))
+    termination = parse_budget(kwargs["budget"])
+    print(f"run: {kwargs['run_dir']}", file=sys.stderr)
+    compress(**kwargs, callback=_progress(termination, kwargs["workers"], args))
+    return _show_run(kwargs["run_dir"], args)
 
 
 def _resume_args(p: argparse.ArgumentParser) -> None:
@@ -97,12 +140,11 @@ def _resume(args: argparse.Namespace) -> int:
         executor = store.meta("executor", {}) or {}
     termination = parse_budget(args.budget) if args.budget else Termination(**config.get("termination", {"max_evaluations": 1}))
     workers = args.workers if args.workers is not None else executor.get("workers", 0)
-    front = evoforge.resume(
+    evoforge.resume(
         args.run_dir, workers=args.workers, timeout_s=args.timeout, budget=args.budget,
         callback=_progress(termination, workers, args),
     )
-    _print_front(front.to_records(), args)
-    return 0
+    return _show_run(args.run_dir, args)
 
 
 def _show_args(p: argparse.ArgumentParser) -> None:
@@ -110,17 +152,57 @@ def _show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
-@command("show", "print a run's Pareto front", _show_args)
+@command("show", "print a run's Pareto front (with held-out numbers vs the baseline)", _show_args)
 def _show(args: argparse.Namespace) -> int:
+    return _show_run(args.run_dir, args)
+
+
+def _show_run(run_dir: str | Path, args: argparse.Namespace) -> int:
     from evoforge.report import run_summary
 
-    summary = run_summary(args.run_dir)
-    if args.format == "json":
+    summary = run_summary(run_dir)
+    if getattr(args, "format", "table") == "json":
         print(json.dumps(summary, indent=2, default=str))
         return 0
     print(summary["headline"])
-    _print_front(summary["front"], args)
+    _print_front(summary["table"], args)
     return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory")
+    p.add_argument("--id", dest="member_id", type=int, required=True, help="front member id (see evoforge show)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/export/<id>)")
+
+
+@command("export", "write a front member as a deployable artifact and re-verify it", _export_args)
+def _export(args: argparse.Namespace) -> int:
+    import evoforge
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "export" / str(args.member_id)
+    card = evoforge.export_member(args.run_dir, args.member_id, out)
+    print(json.dumps(card, indent=2, default=str))
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--budget", default="3m", help="search budget (default 3m)")
+    p.add_argument("--run", dest="run_dir", default=None)
+
+
+@command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    args.config, args.task = None, "digits-cnn"
+    for name in ("objectives", "max_quality_drop", "relative", "algorithm", "pop_size", "timeout"):
+        setattr(args, name, None)
+    args.workers, args.seed = 2 if _cores() >= 2 else 1, 0
+    return _compress(args)
+
+
+def _cores() -> int:
+    from evoforge.execute.local import available_cores
+
+    return available_cores()
 
 
 def _print_front(rows: Sequence[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -148,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ deprecation notices, before any torch import
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

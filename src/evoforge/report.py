@@ -46,6 +46,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         evaluations = store.evaluations()
         generations = store.generations()
         finished = store.meta("finished")
+        final = store.meta("final", {}) or {}
         front = Front.from_store(store, domain.objectives)
     statuses = Counter(e.status.value for e in evaluations.values())
     hv = generations[-1]["hypervolume"] if generations else 0.0
@@ -56,4 +57,21 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), HV {hv:.4g}, {state}"
         + ("" if front.feasible or not len(front) else "; NO feasible member: showing the least-violating ones")
     )
-    return {"headline": headline, "front": front.to_records(), "config": config}
+    rows = front.to_records()
+    baseline = final.get("baseline", {})
+    for row in rows:
+        for name, value in (final.get(row["key"]) or {}).items():
+            row[f"test_{name}"] = value
+            if name in baseline:
+                row[f"Δtest_{name}"] = value - baseline[name]
+    if baseline:
+        headline += "\nbaseline (held-out test): " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items())
+    shown = ["id", *(o.name for o in domain.objectives)]
+    extra = [c for row in rows for c in row if c.startswith(("test_", "Δtest_"))]
+    shown += list(dict.fromkeys(extra)) + [c for c in TABLE_EXTRAS if any(c in row for row in rows)]
+    table = [{c: row.get(c) for c in shown} for row in rows]
+    return {"headline": headline, "front": rows, "table": table, "config": config, "final": final}
+
+
+TABLE_EXTRAS = ("size_bytes", "latency_batch_ms", "description", "pipeline")
+"""Metric columns the front table shows when a domain reports them."""

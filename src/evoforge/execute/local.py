@@ -33,6 +33,7 @@ def available_cores() -> int:
 def _worker_main(conn: multiprocessing.connection.Connection, domain_spec: dict[str, Any], threads: int) -> None:
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # before any torch import: no C++ warning spam
     from evoforge.search.domain import domain_from_spec
 
     try:

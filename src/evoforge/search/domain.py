@@ -92,6 +92,17 @@ class Domain(abc.ABC):
         """A one-line human description of a genome."""
         return genome.to_json()
 
+    def finalize(self, members: Sequence[tuple[str, Evaluation]], run_dir: Path) -> dict[str, dict[str, Any]]:
+        """Final, held-out numbers for front members (e.g. test-split quality measured on the
+        exported artifact), keyed by genome hash, plus an optional ``"baseline"`` entry.
+        Called by the driver after a run; the default has none."""
+        return {}
+
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, run_dir: Path, out_dir: Path) -> dict[str, Any]:
+        """Write a deployable artifact of one member into ``out_dir`` and verify it; returns a
+        JSON description (paths, verified numbers)."""
+        raise ConfigError(f"domain {self.name!r} has no exportable artifacts")
+
 
 DOMAINS: Registry[type[Domain]] = Registry("domain")
 
