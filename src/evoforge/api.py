@@ -59,15 +59,19 @@ def optimize(
     executor = make_executor(workers, timeout_s=timeout_s)
     store: RunStore
     if run_dir is not None:
+        if (Path(run_dir) / RUN_DB).exists():
+            with open_store(run_dir) as existing:
+                if existing.config() is not None:
+                    raise StoreError(
+                        f"{run_dir} already holds a run; resume it with `evoforge resume {run_dir}` or choose a new directory"
+                    )
+        domain.prepare(Path(run_dir))  # fails early (bad model, data) before any store is written
         store = open_store(run_dir)
-        if store.config() is not None:
-            store.close()
-            raise StoreError(f"{run_dir} already holds a run; resume it with `evoforge resume {run_dir}` or choose a new directory")
     else:
+        domain.prepare(None)
         store = MemoryRunStore()
     try:
         store.put_meta("executor", {"workers": workers, "timeout_s": timeout_s})
-        domain.prepare(Path(run_dir) if run_dir else None)
         search = Search.create(
             domain,
             algorithm=algorithm,

@@ -75,7 +75,6 @@ def _search(args: argparse.Namespace) -> int:
         run_dir=run_dir,
         callback=_progress(termination, workers, args),
     )
-    print(f"run: {run_dir}", file=sys.stderr)
     return _show_run(run_dir, args)
 
 
@@ -117,7 +116,6 @@ def _compress(args: argparse.Namespace) -> int:
     kwargs.setdefault("workers", 1)
     kwargs.setdefault("run_dir", str(_default_run_dir(task.name)))
     termination = parse_budget(kwargs["budget"])
-    print(f"run: {kwargs['run_dir']}", file=sys.stderr)
     compress(**kwargs, callback=_progress(termination, kwargs["workers"], args))
     return _show_run(kwargs["run_dir"], args)
 

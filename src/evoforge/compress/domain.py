@@ -313,8 +313,7 @@ class CompressDomain(Domain):
     def export_member(self, key: str, genome: Genome, evaluation: Evaluation, run_dir: Path, out_dir: Path) -> dict[str, Any]:
         """Copy the member's TorchScript artifact to ``out_dir``, reload it with plain
         ``torch.jit.load`` and recompute its test quality."""
-        import torch
-
+        from evoforge.compress.export import load_exported
         from evoforge.compress.task import load_splits
 
         src = run_dir / evaluation.artifacts.get("model", "")
@@ -323,7 +322,7 @@ class CompressDomain(Domain):
         out_dir.mkdir(parents=True, exist_ok=True)
         dest = out_dir / ARTIFACT
         shutil.copyfile(src, dest)
-        reloaded = torch.jit.load(str(dest), map_location=self.device)
+        reloaded = load_exported(dest, device=self.device)  # plain torch.jit.load, as a user would
         splits = load_splits(self.task)
         test = self._quality(reloaded, splits.x_test, splits.y_test)
         card = {

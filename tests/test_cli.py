@@ -1,0 +1,102 @@
+"""The command line end to end, through real subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from evoforge.api import open_store
+
+EVOFORGE = [sys.executable, "-m", "evoforge.cli"]
+
+
+def run(*args, check=True, **kwargs):
+    proc = subprocess.run([*EVOFORGE, *map(str, args)], capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def bad(*args):
+    proc = run(*args, check=False)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("evoforge: error:"), proc.stderr
+    return lines[0]
+
+
+def test_search_show_json(tmp_path):
+    run("search", "--problem", "zdt1", "--budget", 40, "--pop-size", 8, "--run", tmp_path / "r", "--quiet")
+    summary = json.loads(run("show", tmp_path / "r", "--format", "json").stdout)
+    assert summary["front"] and "evaluation budget reached" in summary["headline"]
+
+
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
+    assert "zdt9" in bad("search", "--problem", "zdt9", "--run", tmp_path / "a")
+    assert "'soon'" in bad("search", "--problem", "zdt1", "--budget", "soon", "--run", tmp_path / "b")
+    assert "not an evoforge run directory" in bad("show", tmp_path / "missing")
+    assert "cmaes" in bad("search", "--problem", "zdt1", "--algorithm", "cmaes", "--run", tmp_path / "c")
+    assert "digits-xl" in bad("compress", "--task", "digits-xl", "--run", tmp_path / "d")
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("task: digits-mlp\nsearch:\n  budgt: 3\n")
+    assert "unknown key 'budgt' in search; valid keys: algorithm" in bad("compress", cfg)
+    cfg.write_text("task: [unclosed\n")
+    assert "cannot parse" in bad("compress", cfg)
+    toml = tmp_path / "bad.toml"
+    toml.write_text('[task]\nname = "x"\nmodel = "nowhere.pkg:make"\ndataset = "digits"\n')
+    assert "nowhere.pkg" in bad("compress", toml, "--run", tmp_path / "e")
+
+
+def test_compress_kill_resume_show_export(tmp_path):
+    """compress on a tiny budget, SIGKILL the driver mid-run, resume, show, export, reload the
+    export with plain torch and match the recorded test quality."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*EVOFORGE, "compress", "--task", "digits-mlp", "--budget", "10", "--pop-size", "4", "--workers", "1", "--run", str(run_dir), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    stored = 0
+    while time.monotonic() < deadline and stored < 3 and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            with open_store(run_dir, readonly=True) as store:
+                stored = len(store.evaluations())
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= stored < 10
+    with open_store(run_dir, readonly=True) as store:
+        before = store.evaluations()
+
+    assert "in use" not in run("resume", run_dir, "--quiet").stderr
+    with open_store(run_dir, readonly=True) as store:
+        after = store.evaluations()
+        final = store.meta("final")
+    assert len(after) == 10 and {k: after[k] for k in before} == before
+
+    summary = json.loads(run("show", run_dir, "--format", "json").stdout)
+    assert summary["front"] and "baseline" in summary["final"]
+    member = summary["front"][0]
+    assert member["test_accuracy"] == pytest.approx(final[member["key"]]["accuracy"])
+
+    card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
+    assert card["test"]["accuracy"] == pytest.approx(member["test_accuracy"])
+    check = (
+        "import sys, torch, numpy as np\n"
+        "from sklearn.datasets import load_digits\n"
+        "m = torch.jit.load(sys.argv[1])\n"
+        "print(m(torch.zeros(3, 1, 8, 8)).shape[1])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": ""}
+    out = subprocess.run([sys.executable, "-I", "-c", check, str(tmp_path / "out" / "model.pt")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "10"
+    assert "no front member with id 99999" in bad("export", run_dir, "--id", 99999)
