@@ -30,7 +30,7 @@ demo: install
 	$(VENV)/bin/evoforge demo
 
 bench: install
-	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit $$?; done
+	for f in benchmarks/[a-z]*.py; do echo "== $$f"; $(PY) $$f || exit $$?; done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,50 @@
+"""Shared driver for the compression benchmarks: run, then check targets on the test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import evoforge
+from evoforge.report import run_summary
+
+
+def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]], metric: str, relative: bool) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budget", default=default_budget)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pop-size", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", default=None)
+    args = parser.parse_args()
+    run_dir = Path(args.run or f"runs/bench-{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    start = time.perf_counter()
+    evoforge.compress(task, budget=args.budget, workers=args.workers, pop_size=args.pop_size, seed=args.seed, run_dir=run_dir)
+    wall = time.perf_counter() - start
+    summary = run_summary(run_dir)
+    baseline = summary["final"]["baseline"][metric]
+    print(summary["headline"])
+    print(f"wall time {wall / 60:.1f} min; baseline test {metric} {baseline:.4f}")
+    rows = []
+    for row in summary["front"]:
+        test = row.get(f"test_{metric}")
+        if test is None:
+            continue
+        if relative:
+            drop = 100.0 * (test - baseline) / abs(baseline)  # % increase of an error metric
+        else:
+            drop = 100.0 * (baseline - test)  # accuracy points lost
+        rows.append({**row, "test_drop": drop})
+        print(f"  id {row['id']:>4}  test {metric} {test:.4f}  drop {drop:+.2f}{'%' if relative else ' pt'}  "
+              f"size {row['size_ratio']:.3f}  latency@B {row['latency_ratio']:.3f}  {row.get('pipeline', '')}")
+    results = {}
+    for target in targets:
+        hits = [r for r in rows if r["test_drop"] <= target["max_drop"] and r[target["objective"]] <= target["max_ratio"]]
+        best = min((r[target["objective"]] for r in rows if r["test_drop"] <= target["max_drop"]), default=None)
+        ok = bool(hits)
+        results[target["name"]] = {"met": ok, "best_ratio_within_drop": best}
+        print(f"target {target['name']}: {'MET' if ok else 'NOT MET'} (best {target['objective']} within the drop: {best})")
+    print(json.dumps({"task": task, "wall_min": wall / 60, "baseline": baseline, "targets": results}))
