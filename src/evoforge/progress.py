@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from evoforge.search.engine import Candidate, GenerationSummary, SearchCallback
 from evoforge.search.evaluation import Evaluation, Status
@@ -71,3 +73,46 @@ class ProgressPrinter(SearchCallback):
         if not failures:
             return "failures 0"
         return "failures " + ", ".join(f"{k} {v}" for k, v in sorted(failures.items()))
+
+
+class JsonEventLog(SearchCallback):
+    """Appends one JSON object per line to ``path``: an ``evaluation`` event per evaluation and a
+    ``generation`` event per generation (``time`` is seconds since the epoch)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _write(self, event: dict[str, Any]) -> None:
+        self._file.write(json.dumps({"time": round(time.time(), 3), **event}, default=str) + "\n")
+        self._file.flush()
+
+    def on_evaluation(self, candidate: Candidate, evaluation: Evaluation) -> None:
+        self._write({
+            "event": "evaluation", "generation": candidate.generation, "key": candidate.key,
+            "operator": candidate.operator, "parent": candidate.parent, "status": evaluation.status.value,
+            "objectives": evaluation.objectives, "constraints": evaluation.constraints,
+            "reason": evaluation.reason, "duration_s": round(evaluation.duration_s, 4),
+        })
+
+    def on_generation(self, summary: GenerationSummary) -> None:
+        self._write({"event": "generation", **{k: v for k, v in summary.__dict__.items() if k != "population"}})
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Callbacks(SearchCallback):
+    """Several callbacks as one, called in order."""
+
+    def __init__(self, *callbacks: SearchCallback | None) -> None:
+        self.callbacks = [c for c in callbacks if c is not None]
+
+    def on_evaluation(self, candidate: Candidate, evaluation: Evaluation) -> None:
+        for c in self.callbacks:
+            c.on_evaluation(candidate, evaluation)
+
+    def on_generation(self, summary: GenerationSummary) -> None:
+        for c in self.callbacks:
+            c.on_generation(summary)

@@ -64,3 +64,31 @@ def test_worker_and_thread_limits():
     with pytest.raises(ConfigError, match="workers x threads"):
         LocalExecutor(1, threads_per_worker=cores + 1)
     assert LocalExecutor(1).threads == cores
+
+
+def test_memory_limit_and_disk_full_are_recorded():
+    domain = FaultDomain(memory_mb=2048)
+    with LocalExecutor(1, timeout_s=20.0, memory_limit_mb=512) as ex:
+        ex.start(domain_spec(domain))
+        results = {t.key: e for t, e in ex.evaluate(tasks("memory", "disk_full", "ok"))}
+    assert results["t0"].status in (Status.FAILED, Status.CRASHED)
+    assert "MemoryError" in results["t0"].reason or "worker process died" in results["t0"].reason
+    assert results["t1"].status is Status.FAILED and "No space left on device" in results["t1"].reason
+    assert results["t2"].status is Status.OK
+
+
+def test_worker_killed_from_outside_is_recorded_and_replaced():
+    import os
+    import signal
+    import threading
+
+    domain = FaultDomain(sleep_s=3.0)
+    with LocalExecutor(1, timeout_s=30.0) as ex:
+        ex.start(domain_spec(domain))
+        stream = ex.evaluate(tasks("sleep", "ok"))
+        killer = threading.Timer(1.0, lambda: [os.kill(pid, signal.SIGKILL) for pid in ex.worker_pids()])
+        killer.start()
+        results = {t.key: e for t, e in stream}
+        killer.join()
+    assert results["t0"].status is Status.CRASHED and "SIGKILL" in results["t0"].reason
+    assert results["t1"].status is Status.OK

@@ -30,7 +30,22 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, domain_spec: dict[str, Any], threads: int) -> None:
+def _limit_memory(limit_mb: int | None) -> None:
+    """Cap this process's address space at its current size plus ``limit_mb`` (Linux), so an
+    evaluation that allocates past it fails instead of exhausting the host."""
+    if limit_mb is None:
+        return
+    import resource
+
+    with open("/proc/self/statm") as statm:
+        current = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = current + limit_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _worker_main(
+    conn: multiprocessing.connection.Connection, domain_spec: dict[str, Any], threads: int, memory_limit_mb: int | None
+) -> None:
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # before any torch import: no C++ warning spam
@@ -40,6 +55,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, domain_spec: dict[
         domain = domain_from_spec(domain_spec)
         domain.setup_worker()
         _limit_torch_threads(threads)
+        _limit_memory(memory_limit_mb)
     except BaseException as exc:  # noqa: BLE001 - reported to the driver
         conn.send(("setup_failed", f"{type(exc).__name__}: {exc}"))
         return
@@ -63,9 +79,9 @@ def _limit_torch_threads(threads: int) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx: Any, domain_spec: dict[str, Any], threads: int) -> None:
+    def __init__(self, ctx: Any, domain_spec: dict[str, Any], threads: int, memory_limit_mb: int | None) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, domain_spec, threads), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, domain_spec, threads, memory_limit_mb), daemon=True)
         self.process.start()
         child.close()
         self.task: EvalTask | None = None
@@ -95,7 +111,9 @@ class LocalExecutor(Executor):
     """``workers`` spawn processes, each allowed ``threads_per_worker`` threads (default: the
     cores divided by the workers); workers x threads never exceeds the available cores.
     ``timeout_s`` bounds each evaluation (None: no limit); ``setup_timeout_s`` bounds a
-    worker's start-up (import, data and model loading)."""
+    worker's start-up (import, data and model loading); ``memory_limit_mb`` caps what an
+    evaluation may allocate beyond the worker's size after start-up (an evaluation that
+    exceeds it fails or crashes, and is recorded as such)."""
 
     def __init__(
         self,
@@ -104,6 +122,7 @@ class LocalExecutor(Executor):
         timeout_s: float | None = None,
         threads_per_worker: int | None = None,
         setup_timeout_s: float = 600.0,
+        memory_limit_mb: int | None = None,
     ) -> None:
         cores = available_cores()
         if workers < 1:
@@ -121,6 +140,9 @@ class LocalExecutor(Executor):
         self.threads = threads
         self.timeout_s = timeout_s
         self.setup_timeout_s = setup_timeout_s
+        if memory_limit_mb is not None and memory_limit_mb <= 0:
+            raise ConfigError(f"memory_limit_mb must be positive, got {memory_limit_mb}")
+        self.memory_limit_mb = memory_limit_mb
         self._ctx = multiprocessing.get_context("spawn")
         self._spec: dict[str, Any] | None = None
         self._pool: list[_Worker] = []
@@ -134,7 +156,7 @@ class LocalExecutor(Executor):
 
     def _spawn(self) -> _Worker:
         assert self._spec is not None
-        worker = _Worker(self._ctx, self._spec, self.threads)
+        worker = _Worker(self._ctx, self._spec, self.threads, self.memory_limit_mb)
         if not worker.conn.poll(self.setup_timeout_s):
             worker.kill()
             raise EvaluationError(f"a worker did not start within {self.setup_timeout_s:.0f} s")
@@ -193,6 +215,10 @@ class LocalExecutor(Executor):
                 else:
                     idle.append(worker)
                 yield task, result
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for monitoring)."""
+        return [w.process.pid for w in self._pool if w.process.pid is not None]
 
     def _receive(self, worker: _Worker) -> Evaluation:
         try:

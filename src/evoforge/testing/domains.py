@@ -22,7 +22,7 @@ from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
 from evoforge.search.evaluation import Evaluation, Status
 
-BEHAVIOURS = ("ok", "raise", "nan", "inf", "segfault", "abort", "exit", "hang", "memory", "sleep")
+BEHAVIOURS = ("ok", "raise", "nan", "inf", "segfault", "abort", "exit", "hang", "memory", "sleep", "disk_full")
 
 
 @register_genome
@@ -41,7 +41,8 @@ class FaultGenome(Genome):
 @register_domain
 class FaultDomain(Domain):
     """Evaluations that succeed, raise, return NaN/inf, segfault, abort, exit, hang, allocate
-    ``memory_mb`` MiB, or sleep ``sleep_s`` seconds, as their genome says. The initial population
+    ``memory_mb`` MiB, sleep ``sleep_s`` seconds, or hit a full disk while writing their artifact
+    (a real ENOSPC from /dev/full), as their genome says. The initial population
     is ``behaviours`` in order; mutation only moves ``x`` (the behaviour is kept)."""
 
     name = "faults"
@@ -91,6 +92,10 @@ class FaultDomain(Domain):
         if b == "memory":
             blob = bytearray(self.memory_mb * 1024 * 1024)
             blob[::4096] = b"x" * len(blob[::4096])
+        if b == "disk_full":
+            with open("/dev/full", "wb") as artifact:  # the kernel answers every write with ENOSPC
+                artifact.write(b"\0" * 65536)
+                artifact.flush()
         if b == "sleep" or self.sleep_s:
             time.sleep(self.sleep_s)
         value = {"nan": math.nan, "inf": math.inf}.get(b, genome.x)
