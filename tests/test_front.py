@@ -1,0 +1,82 @@
+import io
+import json
+
+import pytest
+
+from evoforge.errors import ConfigError
+from evoforge.front import Front
+from evoforge.pareto import Objective
+from evoforge.problems import RealVector
+from evoforge.progress import Callbacks, JsonEventLog, ProgressPrinter
+from evoforge.search.engine import Search
+from evoforge.search.evaluation import Evaluation, Status
+from evoforge.search.termination import Termination
+from evoforge.testing.domains import FaultDomain
+
+OBJS = (Objective("drop"), Objective("latency"), Objective("acc", "maximize"))
+
+
+def make_front(rows, constraints=None):
+    evaluations, genomes = {}, {}
+    for i, row in enumerate(rows):
+        key = f"k{i}"
+        c = {"limit": constraints[i]} if constraints else {}
+        evaluations[key] = Evaluation(Status.OK, dict(zip(("drop", "latency", "acc"), row)), c)
+        genomes[key] = RealVector((float(i),))
+    evaluations["bad"] = Evaluation.failure(Status.CRASHED, "boom")
+    return Front.from_evaluations(evaluations, genomes, OBJS)
+
+
+def test_front_keeps_non_dominated_feasible_members_with_stable_ids():
+    front = make_front([(0.0, 1.0, 0.9), (0.5, 0.5, 0.9), (1.0, 1.0, 0.8), (0.2, 0.3, 0.95)])
+    assert front.feasible
+    assert sorted(m.id for m in front) == [1, 4]  # row 2 and 3 are dominated by row 4
+    assert [m.id for m in front] == [1, 4]  # sorted by the first objective
+    assert front.by_id(4).key == "k3"
+    with pytest.raises(ConfigError, match="no front member with id 2; front ids: 1, 4"):
+        front.by_id(2)
+
+
+def test_infeasible_front_holds_the_least_violating():
+    front = make_front([(0.0, 1.0, 0.9), (0.5, 0.5, 0.9), (1.0, 0.2, 0.8)], constraints=[2.0, 0.5, 0.5])
+    assert not front.feasible
+    assert sorted(m.id for m in front) == [2, 3]
+    assert not any(m.feasible for m in front)
+
+
+def test_pick_and_frame():
+    front = make_front([(0.0, 1.0, 0.9), (0.4, 0.5, 0.9), (0.9, 0.1, 0.9), (0.2, 0.8, 0.95)])
+    assert front.pick(minimize="latency", max_drop=0.5).id == 2
+    assert front.pick(minimize="acc").id == 4  # maximized objective
+    assert front.pick(minimize="latency", min_acc=0.93).id == 4
+    assert front.pick().id in {1, 2, 3, 4}
+    with pytest.raises(ConfigError, match="unknown bound 'max_speed'"):
+        front.pick(max_speed=1)
+    with pytest.raises(ConfigError, match="relax the bounds"):
+        front.pick(max_drop=-1)
+    with pytest.raises(ConfigError, match="cannot minimize 'size'"):
+        front.pick(minimize="size")
+    frame = front.to_frame()
+    assert list(frame.index) == [m.id for m in front] and {"drop", "latency", "acc", "key"} <= set(frame.columns)
+
+
+def test_empty_front():
+    front = Front.from_evaluations({"x": Evaluation.failure(Status.FAILED, "no")}, {}, OBJS)
+    assert len(front) == 0 and not front.feasible and front.to_records() == []
+
+
+def test_progress_and_json_log(tmp_path):
+    stream = io.StringIO()
+    term = Termination(max_evaluations=12)
+    log = JsonEventLog(tmp_path / "events.jsonl")
+    s = Search.create(FaultDomain(["ok", "raise", "ok", "nan"]), algorithm_options={"pop_size": 4}, termination=term)
+    s.run(callback=Callbacks(ProgressPrinter(term, stream=stream), log))
+    log.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == s.generation + 1
+    assert lines[0].startswith("gen   0 | evals     4 | failures failed 2 | HV ")
+    assert "ETA" in lines[-1] and "best f1=" in lines[-1]
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "evaluation" for e in events) == 12
+    assert sum(e["event"] == "generation" for e in events) == s.generation + 1
+    assert {e["status"] for e in events if e["event"] == "evaluation"} >= {"ok", "failed"}
