@@ -1,0 +1,180 @@
+"""GEVO-ML edits as pure data, and the edit-list genome.
+
+Every random choice an operator makes is resolved and stored in the edit, so replaying an
+edit list on a fresh parse of the pristine program always gives the same text.
+
+Values are named by strings (`ValueRef` grammar):
+
+- ``"arg<i>"``: argument ``i`` of the entry function;
+- ``"<uid>#<i>"``: result ``i`` of the op tagged ``uid``;
+- ``"<uid>^<i>"``: argument ``i`` of the entry block of the first region of op ``uid``.
+
+A `Source` is a value plus the pad fill (0 or 1) used when shape repair has to grow it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, ClassVar, Literal, Union
+
+from evoforge.errors import ConfigError, EvoforgeError
+from evoforge.genome import Genome, canonical_json, register_genome
+
+EditKind = Literal["delete", "copy", "resize", "operand_replace"]
+EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "operand_replace")
+
+
+class EditError(EvoforgeError, ValueError):
+    """An edit does not apply to the program it is replayed on (a referenced op or value is
+    gone, types no longer match, or the result does not verify). The variant is invalid."""
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Source:
+    """A replacement value and the constant (0 or 1) centered padding uses if it must grow."""
+
+    value: str
+    fill: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fill not in (0, 1):
+            raise ConfigError(f"Source.fill must be 0 or 1, but got {self.fill!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Delete:
+    """Erase op ``uid``; result ``i`` is replaced in all its uses by ``sources[i]``
+    (reshaped to the result's type). An empty ``sources[i].value`` means the result had no uses."""
+
+    KIND: ClassVar[str] = "delete"
+    uid: str
+    sources: tuple[Source, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Copy:
+    """Clone op ``uid`` (with its regions) right before op ``before`` (same block) and tag it
+    ``new_uid``. ``operands[i]`` replaces operand ``i`` of the clone (empty value: keep it).
+    If ``rewire_user`` is set, operand ``rewire_operand`` of that later op is rewired to the
+    clone's first result, reshaped with ``rewire_fill``."""
+
+    KIND: ClassVar[str] = "copy"
+    uid: str
+    before: str
+    new_uid: str
+    operands: tuple[Source, ...]
+    rewire_user: str = ""
+    rewire_operand: int = 0
+    rewire_fill: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize:
+    """Shrink ``value`` along ``dim`` to ``size`` (centered slice), then pad it back to its
+    original extent with the constant ``fill``; every use of the value sees the result. This
+    drops the outer ``extent - size`` entries of that dimension while keeping all types."""
+
+    KIND: ClassVar[str] = "resize"
+    value: str
+    dim: int
+    size: int
+    fill: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OperandReplace:
+    """Operand ``operand`` of op ``user`` becomes ``source`` (reshaped to the operand's type)."""
+
+    KIND: ClassVar[str] = "operand_replace"
+    user: str
+    operand: int
+    source: Source
+
+
+Edit = Union[Delete, Copy, Resize, OperandReplace]
+_EDIT_CLASSES: dict[str, type[Any]] = {c.KIND: c for c in (Delete, Copy, Resize, OperandReplace)}
+
+
+def edit_to_data(edit: Edit) -> dict[str, Any]:
+    """JSON-ready dict of one edit, tagged with its kind."""
+    data: dict[str, Any] = {"kind": edit.KIND}
+    for f in dataclasses.fields(edit):
+        value = getattr(edit, f.name)
+        if isinstance(value, Source):
+            value = [value.value, value.fill]
+        elif isinstance(value, tuple):
+            value = [[s.value, s.fill] for s in value]
+        data[f.name] = value
+    return data
+
+
+def edit_from_data(data: dict[str, Any]) -> Edit:
+    """Inverse of `edit_to_data`; raises `ConfigError` on unknown kinds or fields."""
+    kind = data.get("kind")
+    cls = _EDIT_CLASSES.get(str(kind))
+    if cls is None:
+        raise ConfigError(f"unknown edit kind {kind!r}; valid kinds: {', '.join(sorted(_EDIT_CLASSES))}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields) - {"kind"}
+    if unknown:
+        raise ConfigError(f"{kind} edit has unknown fields {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "kind":
+            continue
+        if name == "source":
+            value = Source(str(value[0]), int(value[1]))
+        elif name in ("sources", "operands"):
+            value = tuple(Source(str(v), int(f)) for v, f in value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise ConfigError(f"{kind} edit is missing fields: {exc}") from None
+
+
+def edit_key(edit: Edit) -> str:
+    """Canonical JSON of one edit: the sort key for order-insensitive identity."""
+    return canonical_json(edit_to_data(edit))
+
+
+@register_genome
+@dataclasses.dataclass(frozen=True)
+class EditListGenome(Genome):
+    """An ordered list of edits replayed on the pristine program.
+
+    Replay uses the stored order; identity does not: `content_hash` hashes the sorted edits,
+    so two genomes holding the same edits in another order share a hash (GEVO's fitness-cache key).
+    """
+
+    TYPE: ClassVar[str] = "mlir-edits"
+    VERSION: ClassVar[int] = 1
+
+    edits: tuple[Edit, ...] = ()
+
+    def to_data(self) -> dict[str, Any]:
+        return {"edits": [edit_to_data(e) for e in self.edits]}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], version: int) -> EditListGenome:
+        if version != cls.VERSION:
+            raise ConfigError(f"{cls.TYPE} genome version {version} is not supported (this evoforge reads {cls.VERSION})")
+        unknown = set(data) - {"edits"}
+        if unknown:
+            raise ConfigError(f"{cls.TYPE} genome has unknown fields {sorted(unknown)}")
+        return cls(edits=tuple(edit_from_data(e) for e in data.get("edits", [])))
+
+    @property
+    def content_hash(self) -> str:
+        """16 hex digits of sha256 over the sorted canonical edits (order-insensitive)."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            keys = sorted(edit_key(e) for e in self.edits)
+            cached = hashlib.sha256(canonical_json([self.TYPE, keys]).encode()).hexdigest()[:16]
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def with_edit(self, edit: Edit) -> EditListGenome:
+        """A new genome with ``edit`` appended."""
+        return EditListGenome(edits=self.edits + (edit,))
