@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from evoforge.compress.measure import (  # noqa: E402
-    LOCK_PATH,
     LatencyResult,
     MeasurementLock,
     artifact_size_bytes,
@@ -21,6 +20,7 @@ from evoforge.compress.measure import (  # noqa: E402
     measure_latency,
     parameter_count,
 )
+from evoforge.hostlock import LOCK_PATH  # noqa: E402
 from evoforge.errors import EvaluationError  # noqa: E402
 from evoforge.models import TwoFCNet, digits_cnn, digits_mlp  # noqa: E402
 
