@@ -15,6 +15,7 @@ _LAZY = {
     "load_front": "evoforge.api",
     "export_member": "evoforge.api",
     "compress": "evoforge.compress.api",
+    "evolve": "evoforge.evolve.api",
     "Front": "evoforge.front",
     "Member": "evoforge.front",
     "Termination": "evoforge.search.termination",

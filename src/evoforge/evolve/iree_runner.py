@@ -166,7 +166,8 @@ class Worker:
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join(5)
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
         self._proc = self._conn = None
 
     def __enter__(self) -> Worker:
@@ -201,14 +202,15 @@ def time_interleaved(
     vmfb: bytes, base_vmfb: bytes, driver: str, function: str, inputs: Sequence[np.ndarray], repeats: int
 ) -> tuple[list[float], list[float]]:
     """(In a worker.) Alternate timed calls of the variant and the baseline after one warm-up
-    call each; returns both lists of seconds."""
+    call each, flipping which goes first every round; returns both lists of seconds."""
     f, g = _load(vmfb, driver, function), _load(base_vmfb, driver, function)
     _to_host(f(*inputs))
     _to_host(g(*inputs))
     tf: list[float] = []
     tg: list[float] = []
-    for _ in range(repeats):
-        for fn, out in ((f, tf), (g, tg)):
+    for i in range(repeats):
+        pair = ((f, tf), (g, tg)) if i % 2 == 0 else ((g, tg), (f, tf))
+        for fn, out in pair:
             t0 = time.perf_counter()
             _to_host(fn(*inputs))
             out.append(time.perf_counter() - t0)

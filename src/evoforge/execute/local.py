@@ -81,7 +81,8 @@ def _limit_torch_threads(threads: int) -> None:
 class _Worker:
     def __init__(self, ctx: Any, domain_spec: dict[str, Any], threads: int, memory_limit_mb: int | None) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, domain_spec, threads, memory_limit_mb), daemon=True)
+        # not daemonic: a domain may start its own helper processes (e.g. an IREE runtime sandbox)
+        self.process = ctx.Process(target=_worker_main, args=(child, domain_spec, threads, memory_limit_mb), daemon=False)
         self.process.start()
         child.close()
         self.task: EvalTask | None = None
