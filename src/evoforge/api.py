@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,45 @@ from evoforge.store.sqlite import SQLiteRunStore
 RUN_DB = "run.db"
 
 
-def make_executor(workers: int, *, timeout_s: float | None = None) -> Executor:
-    """``workers=0``: evaluate in this process; ``workers>=1``: local worker processes."""
+def make_executor(
+    workers: int,
+    *,
+    timeout_s: float | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    resources: Mapping[str, float] | None = None,
+) -> Executor:
+    """``executor="local"``: ``workers=0`` evaluates in this process, ``workers>=1`` in local
+    worker processes. ``executor="ray"``: Ray tasks on a private local Ray (``address=None``) or
+    on the cluster at ``address`` (``"auto"``, ``"HOST:PORT"``), at most ``workers`` at once
+    (0: as many as the cluster holds), each needing ``resources`` (``num_cpus``, ``num_gpus``,
+    ``memory_mb``; default one CPU)."""
+    kinds = ("local", "ray")
+    if executor not in kinds:
+        raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(kinds)}")
+    if workers < 0:
+        raise ConfigError(f"workers must be 0 (in-process) or more, got {workers}")
+    if executor == "ray":
+        from evoforge.execute.ray_executor import RayExecutor
+
+        wanted = dict(resources or {})
+        unknown = sorted(set(wanted) - {"num_cpus", "num_gpus", "memory_mb"})
+        if unknown:
+            raise ConfigError(f"unknown resources {unknown}; valid: num_cpus, num_gpus, memory_mb")
+        memory_mb = wanted.get("memory_mb")
+        return RayExecutor(
+            address,
+            workers=workers or None,
+            timeout_s=timeout_s,
+            num_cpus=float(wanted.get("num_cpus", 1.0)),
+            num_gpus=float(wanted.get("num_gpus", 0.0)),
+            memory_mb=None if memory_mb is None else int(memory_mb),
+        )
+    if address is not None or resources:
+        raise ConfigError("address and resources apply to the ray executor only; pass executor='ray'")
     from evoforge.execute.inline import InlineExecutor
     from evoforge.execute.local import LocalExecutor
 
-    if workers < 0:
-        raise ConfigError(f"workers must be 0 (in-process) or more, got {workers}")
     return InlineExecutor() if workers == 0 else LocalExecutor(workers, timeout_s=timeout_s)
 
 
@@ -46,17 +79,21 @@ def optimize(
     seed: int = 0,
     workers: int = 0,
     timeout_s: float | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    resources: Mapping[str, float] | None = None,
     run_dir: str | Path | None = None,
     callback: SearchCallback | None = None,
 ) -> Front:
     """Search ``domain`` and return the Pareto front.
 
-    ``budget`` is an evaluation count, a time such as ``"30m"``, or a `Termination`. With a
-    ``run_dir`` everything is stored in ``run_dir/run.db`` (resumable with `resume`); without one
-    the run lives in memory.
+    ``budget`` is an evaluation count, a time such as ``"30m"``, or a `Termination`.
+    ``executor``, ``address``, ``workers``, ``timeout_s`` and ``resources`` choose where
+    evaluations run (see `make_executor`). With a ``run_dir`` everything is stored in
+    ``run_dir/run.db`` (resumable with `resume`); without one the run lives in memory.
     """
     termination = budget if isinstance(budget, Termination) else parse_budget(budget)
-    executor = make_executor(workers, timeout_s=timeout_s)
+    runner = make_executor(workers, timeout_s=timeout_s, executor=executor, address=address, resources=resources)
     store: RunStore
     if run_dir is not None:
         if (Path(run_dir) / RUN_DB).exists():
@@ -71,7 +108,16 @@ def optimize(
         domain.prepare(None)
         store = MemoryRunStore()
     try:
-        store.put_meta("executor", {"workers": workers, "timeout_s": timeout_s})
+        store.put_meta(
+            "executor",
+            {
+                "workers": workers,
+                "timeout_s": timeout_s,
+                "executor": executor,
+                "address": address,
+                "resources": dict(resources) if resources else None,
+            },
+        )
         search = Search.create(
             domain,
             algorithm=algorithm,
@@ -81,8 +127,8 @@ def optimize(
             store=store,
             run_dir=run_dir,
         )
-        with executor:
-            front = search.run(executor, callback=callback)
+        with runner:
+            front = search.run(runner, callback=callback)
         _finalize(search, front, run_dir)
         return front
     finally:
@@ -105,25 +151,35 @@ def resume(
     *,
     workers: int | None = None,
     timeout_s: float | None = None,
+    executor: str | None = None,
+    address: str | None = None,
     budget: str | int | Termination | None = None,
     callback: SearchCallback | None = None,
 ) -> Front:
     """Continue the run in ``run_dir`` where it stopped (finished evaluations are reused).
-    ``workers`` and ``timeout_s`` default to the run's own; ``budget`` replaces its budget."""
+    ``workers``, ``timeout_s``, ``executor`` and ``address`` default to the run's own (the
+    stored address and resources only while the executor kind stays the same); ``budget``
+    replaces its budget."""
     store = open_store(run_dir)
     try:
         if store.config() is None:
             raise ConfigError(f"{run_dir} holds no run to resume; start one first")
         stored = store.meta("executor", {}) or {}
-        executor = make_executor(
+        stored_kind = stored.get("executor", "local")
+        kind = executor or stored_kind
+        same_kind = kind == stored_kind
+        runner = make_executor(
             stored.get("workers", 0) if workers is None else workers,
             timeout_s=stored.get("timeout_s") if timeout_s is None else timeout_s,
+            executor=kind,
+            address=address if address is not None else stored.get("address") if same_kind else None,
+            resources=stored.get("resources") if same_kind else None,
         )
         termination = None if budget is None else budget if isinstance(budget, Termination) else parse_budget(budget)
         search = Search.resume(store, run_dir=run_dir, termination=termination)
         search.domain.prepare(Path(run_dir))
-        with executor:
-            front = search.run(executor, callback=callback)
+        with runner:
+            front = search.run(runner, callback=callback)
         _finalize(search, front, run_dir)
         return front
     finally:

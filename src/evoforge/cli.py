@@ -33,6 +33,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pop-size", type=int, default=None, help="population size")
     p.add_argument("--workers", type=int, default=None, help="worker processes (0 = in this process)")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per evaluation")
+    p.add_argument("--executor", default=None, help="local (worker processes, default) or ray")
+    p.add_argument("--address", default=None, help="Ray cluster to use: auto or HOST:PORT (default: a private local Ray)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
 
@@ -72,6 +74,8 @@ def _search(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=workers,
         timeout_s=args.timeout,
+        executor=args.executor or "local",
+        address=args.address,
         run_dir=run_dir,
         callback=_progress(termination, workers, args),
     )
@@ -98,7 +102,8 @@ def _compress(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = compress_options_from_config(args.config) if args.config else {"task": args.task}
     overrides = {
         "budget": args.budget, "algorithm": args.algorithm, "pop_size": args.pop_size, "workers": args.workers,
-        "timeout_s": args.timeout, "run_dir": args.run_dir,
+        "timeout_s": args.timeout, "run_dir": args.run_dir, "executor": getattr(args, "executor", None),
+        "address": getattr(args, "address", None),
     }
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     if args.seed:
@@ -124,6 +129,8 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--executor", default=None, help="local or ray (default: the run's own)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: the run's own)")
     p.add_argument("--budget", default=None, help="replace the run's budget (to extend it)")
 
 
@@ -139,7 +146,8 @@ def _resume(args: argparse.Namespace) -> int:
     termination = parse_budget(args.budget) if args.budget else Termination(**config.get("termination", {"max_evaluations": 1}))
     workers = args.workers if args.workers is not None else executor.get("workers", 0)
     evoforge.resume(
-        args.run_dir, workers=args.workers, timeout_s=args.timeout, budget=args.budget,
+        args.run_dir, workers=args.workers, timeout_s=args.timeout, executor=args.executor, address=args.address,
+        budget=args.budget,
         callback=_progress(termination, workers, args),
     )
     return _show_run(args.run_dir, args)

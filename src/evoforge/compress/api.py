@@ -47,6 +47,9 @@ def compress(
     offspring_size: int | None = None,
     workers: int = 1,
     timeout_s: float | None = 900.0,
+    executor: str = "local",
+    address: str | None = None,
+    resources: Mapping[str, float] | None = None,
     seed: int = 0,
     run_dir: str | Path | None = None,
     callback: SearchCallback | None = None,
@@ -57,7 +60,8 @@ def compress(
     ``constraints`` takes ``max_quality_drop`` (accuracy points, or percent with
     ``relative=True``; default 1 point for classification, 5% for regression; None disables)
     and ``relative``. Every member's TorchScript artifact is kept in ``run_dir``
-    (default ``runs/<task>-<time>``).
+    (default ``runs/<task>-<time>``). ``executor`` (``"local"`` or ``"ray"``), ``address`` and
+    ``resources`` choose where evaluations run (see `evoforge.api.make_executor`).
     """
     import evoforge
     from evoforge.compress.domain import DEFAULT_OBJECTIVES, CompressDomain
@@ -84,6 +88,9 @@ def compress(
         seed=seed,
         workers=workers,
         timeout_s=timeout_s,
+        executor=executor,
+        address=address,
+        resources=resources,
         run_dir=run_dir,
         callback=callback,
     )

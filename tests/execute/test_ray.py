@@ -1,0 +1,253 @@
+"""The Ray executor on a local Ray instance started by this module (and, marked slow, on a
+cluster started with `ray start` and reached by its address)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from evoforge.errors import ConfigError, EvaluationError
+from evoforge.execute import EvalTask
+from evoforge.search.domain import domain_spec, register_domain
+from evoforge.search.engine import Search
+from evoforge.search.evaluation import Status
+from evoforge.search.termination import Termination
+from evoforge.testing.domains import FaultDomain, FaultGenome
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ray = pytest.importorskip("ray", reason="the ray executor needs Ray (pip install evoforge[ray])")
+
+from evoforge.execute.ray_executor import RayExecutor  # noqa: E402
+from evoforge.problems import BenchmarkDomain  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+@register_domain
+class CountingFaultDomain(FaultDomain):
+    """A FaultDomain that appends the task's behaviour to ``counter_file`` before evaluating,
+    so a test can count how often each task ran (crashed ones included)."""
+
+    name = "test-ray-counting-faults"
+
+    def __init__(self, counter_file: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.counter_file = counter_file
+
+    def config(self):
+        return {**super().config(), "counter_file": self.counter_file}
+
+    def evaluate(self, genome, context):
+        with open(self.counter_file, "a") as f:
+            f.write(f"{genome.behaviour}:{genome.x}\n")
+        return super().evaluate(genome, context)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for the module; executors with address=None reuse it."""
+    temp = tempfile.mkdtemp(prefix="evt", dir="/tmp" if os.path.isdir("/tmp") else None)
+    pythonpath = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    ray.init(
+        num_cpus=2, include_dashboard=False, _temp_dir=temp, logging_level="WARNING",
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},  # workers import this module's domain
+    )
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def tasks(*behaviours):
+    return [EvalTask(f"t{i}", FaultGenome(b, 0.25 + i / 100).to_json(), seed=i) for i, b in enumerate(behaviours)]
+
+
+def test_every_fault_is_recorded_and_crashes_are_retried_once(local_ray, tmp_path):
+    counter = tmp_path / "runs.txt"
+    domain = CountingFaultDomain(str(counter))
+    with RayExecutor(timeout_s=4.0) as ex:
+        ex.start(domain_spec(domain))
+        list(ex.evaluate(tasks("ok", "ok")))  # warm the workers: their start-up is not part of the timeout anyway
+        counter.write_text("")
+        start = time.monotonic()
+        results = {t.key: e for t, e in ex.evaluate(tasks("ok", "raise", "nan", "segfault", "abort", "exit", "hang", "ok"))}
+        elapsed = time.monotonic() - start
+        assert ray.is_initialized()
+    assert ray.is_initialized()  # the executor did not start this Ray, so it leaves it running
+    status = {k: e.status for k, e in results.items()}
+    assert status == {
+        "t0": Status.OK, "t1": Status.FAILED, "t2": Status.OK, "t3": Status.CRASHED,
+        "t4": Status.CRASHED, "t5": Status.CRASHED, "t6": Status.TIMEOUT, "t7": Status.OK,
+    }
+    assert "injected failure" in results["t1"].reason
+    assert results["t2"].objectives["f1"] != results["t2"].objectives["f1"]  # NaN passed on; the engine fails it
+    for key in ("t3", "t4", "t5"):
+        assert "worker died (2 times)" in results[key].reason
+    assert "timeout" in results["t6"].reason and results["t6"].duration_s >= 4.0
+    assert elapsed < 60
+    runs = counter.read_text().split()
+    behaviours = [r.split(":")[0] for r in runs]
+    assert {b: behaviours.count(b) for b in set(behaviours)} == {
+        "ok": 2, "raise": 1, "nan": 1, "segfault": 2, "abort": 2, "exit": 2, "hang": 1,
+    }
+
+
+def test_no_retry_when_crash_retries_is_zero(local_ray, tmp_path):
+    counter = tmp_path / "runs.txt"
+    with RayExecutor(crash_retries=0) as ex:
+        ex.start(domain_spec(CountingFaultDomain(str(counter))))
+        [(_, result)] = list(ex.evaluate(tasks("exit")))
+    assert result.status is Status.CRASHED and "no retries" in result.reason
+    assert counter.read_text().split() == ["exit:0.25"]
+
+
+def test_same_front_as_the_local_executor(local_ray, tmp_path):
+    import evoforge
+    from evoforge.api import open_store
+
+    kwargs = {"algorithm_options": {"pop_size": 6}, "budget": 18, "seed": 3}
+    with_ray = evoforge.optimize(BenchmarkDomain("zdt1", n_var=5), executor="ray", run_dir=tmp_path / "r", **kwargs)
+    local = evoforge.optimize(BenchmarkDomain("zdt1", n_var=5), workers=1, **kwargs)
+    assert sorted(m.key for m in with_ray) == sorted(m.key for m in local)
+    with open_store(tmp_path / "r", readonly=True) as store:
+        meta = store.meta("executor")
+    assert meta["executor"] == "ray" and meta["address"] is None
+    resumed = evoforge.resume(tmp_path / "r", budget=24)  # reuses the stored executor kind
+    with open_store(tmp_path / "r", readonly=True) as store:
+        assert len(store.evaluations()) == 24
+    assert len(resumed) >= 1
+
+
+def test_search_with_faults_finishes(local_ray):
+    domain = FaultDomain(["ok", "raise", "segfault", "ok", "nan", "ok"])
+    s = Search.create(domain, algorithm_options={"pop_size": 6}, termination=Termination(max_evaluations=10))
+    with RayExecutor(timeout_s=10.0) as ex:
+        front = s.run(ex)
+    summary = s.summary()
+    assert summary is not None and summary.evaluations == 10
+    assert summary.failures["crashed"] >= 1 and summary.failures["failed"] >= 2
+    assert len(front) >= 1 and all(m.evaluation.ok for m in front)
+
+
+def test_worker_setup_failure_is_a_clear_error(local_ray):
+    ex = RayExecutor()
+    ex.start({"name": "faults", "module": "evoforge.testing.domains", "config": {"behaviours": ["bogus"]}})
+    with pytest.raises(EvaluationError, match="could not set up the domain.*bogus"):
+        list(ex.evaluate(tasks("ok")))
+    ex.close()
+
+
+def test_configuration_errors(local_ray, monkeypatch):
+    from evoforge.api import make_executor
+    from evoforge.execute import ray_executor
+
+    with pytest.raises(ConfigError, match="valid: local, ray"):
+        make_executor(1, executor="dask")
+    with pytest.raises(ConfigError, match="ray executor only"):
+        make_executor(1, address="auto")
+    with pytest.raises(ConfigError, match="unknown resources"):
+        make_executor(1, executor="ray", resources={"gpus": 1})
+    with pytest.raises(ConfigError, match="no Ray node has the resources"):
+        RayExecutor(num_gpus=64).start(domain_spec(FaultDomain()))
+    with pytest.raises(ConfigError, match="workers"):
+        RayExecutor(workers=0)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install evoforge\[ray\]"):
+        ray_executor._import_ray(private=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cluster_pids(session: int, path: str) -> list[int]:
+    """Processes of the cluster this test started: in the session of its `ray start` (started
+    with a new session), or holding its private temp dir in their command line or open files."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            sid = int(stat.rsplit(")", 1)[1].split()[3])
+            mine = sid == session or path.encode() in (entry / "cmdline").read_bytes()
+            if not mine:
+                mine = any(path in os.readlink(fd) for fd in (entry / "fd").iterdir())
+        except OSError:
+            continue
+        if mine:
+            pids.append(int(entry.name))
+    return pids
+
+
+CLIENT = textwrap.dedent(
+    """
+    import sys
+    import ray
+    from evoforge.execute import EvalTask
+    from evoforge.execute.ray_executor import RayExecutor
+    from evoforge.search.domain import domain_spec
+    from evoforge.testing.domains import FaultDomain, FaultGenome
+
+    for round in range(2):  # the second round works only if closing the first left the cluster up
+        with RayExecutor(sys.argv[1], timeout_s=30) as ex:
+            ex.start(domain_spec(FaultDomain()))
+            tasks = [EvalTask(f"t{i}", FaultGenome(b, 0.5).to_json(), seed=i) for i, b in enumerate(["ok", "raise", "ok"])]
+            print(round, sorted((t.key, e.status.value) for t, e in ex.evaluate(tasks)))
+        print("connected after close:", ray.is_initialized())
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the cluster's processes through /proc")
+def test_connects_to_a_running_cluster_by_address():
+    temp = tempfile.mkdtemp(prefix="evc", dir="/tmp" if os.path.isdir("/tmp") else None)
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        log, _ = head.communicate(timeout=90)
+        assert head.returncode == 0, log[-3000:]
+        out = subprocess.run(
+            [sys.executable, "-c", CLIENT, f"127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        lines = out.stdout.strip().splitlines()
+        expected = "[('t0', 'ok'), ('t1', 'failed'), ('t2', 'ok')]"
+        assert lines == [f"0 {expected}", "connected after close: False", f"1 {expected}", "connected after close: False"]
+    finally:
+        if head.poll() is None:
+            head.kill()
+        pids = _cluster_pids(head.pid, temp)  # only the processes of the cluster this test started; never `ray stop`
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.2)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(temp, ignore_errors=True)
