@@ -100,3 +100,33 @@ def test_compress_kill_resume_show_export(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "10"
     assert "no front member with id 99999" in bad("export", run_dir, "--id", 99999)
+
+
+@pytest.mark.iree
+def test_evolve_show_export_an_mlir_file(tmp_path):
+    program = tmp_path / "mlp.mlir"
+    program.write_text(
+        "func.func @main(%x: tensor<4x6xf32>) -> tensor<4x6xf32> {\n"
+        "  %c = arith.constant dense<0.5> : tensor<4x6xf32>\n"
+        "  %m = arith.mulf %x, %c : tensor<4x6xf32>\n"
+        "  %a = arith.addf %m, %x : tensor<4x6xf32>\n"
+        "  return %a : tensor<4x6xf32>\n"
+        "}\n"
+    )
+    run_dir = tmp_path / "run"
+    out = run("evolve", program, "--budget", "8", "--pop-size", "4", "--workers", "1", "--run", run_dir, "--quiet",
+              "--log-json", tmp_path / "events.jsonl")
+    assert "domain evolve" in out.stdout and "runtime_ratio" in out.stdout
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) >= 8
+    summary = json.loads(run("show", run_dir, "--format", "json").stdout)
+    member = summary["front"][0]
+    card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
+    assert (tmp_path / "out" / "variant.vmfb").exists() and isinstance(card["edits"], list)
+    assert "exactly one program" in bad("evolve", program, "--task", "digits-mobilenet")
+    assert "cannot parse MLIR" in bad("evolve", _broken(tmp_path), "--run", tmp_path / "r2")
+
+
+def _broken(tmp_path):
+    path = tmp_path / "broken.mlir"
+    path.write_text("func.func @main( {")
+    return path

@@ -37,6 +37,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="Ray cluster to use: auto or HOST:PORT (default: a private local Ray)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
+    p.add_argument("--log-json", default=None, help="append one JSON event per line to this file")
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
@@ -45,9 +46,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _progress(termination: Any, workers: int, args: argparse.Namespace) -> Any:
-    from evoforge.progress import ProgressPrinter
+    from evoforge.progress import Callbacks, JsonEventLog, ProgressPrinter
 
-    return None if args.quiet else ProgressPrinter(termination, workers=workers)
+    log = JsonEventLog(args.log_json) if getattr(args, "log_json", None) else None
+    return Callbacks(None if args.quiet else ProgressPrinter(termination, workers=max(1, workers)), log)
 
 
 def _default_run_dir(name: str) -> Path:
@@ -93,7 +95,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
 
 @command("compress", "evolve compression pipelines for a PyTorch model (PETRA)", _compress_args)
 def _compress(args: argparse.Namespace) -> int:
-    from evoforge.compress.api import compress, compress_options_from_config, resolve_task
+    from evoforge.compression.api import compress, compress_options_from_config, resolve_task
     from evoforge.errors import ConfigError
     from evoforge.search.termination import parse_budget
 
@@ -125,6 +127,72 @@ def _compress(args: argparse.Namespace) -> int:
     return _show_run(kwargs["run_dir"], args)
 
 
+def _evolve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("program", nargs="?", help="an .mlir or .onnx file")
+    p.add_argument("--task", help="a built-in program: digits-mobilenet (prediction), digits-2fcnet-train (training step)")
+    p.add_argument("--from", dest="from_run", help="RUN_DIR:ID, a float member of a compress run")
+    p.add_argument("--model", help="a PyTorch model factory pkg.module:function (with --example-input)")
+    p.add_argument("--example-input", help="input shape with the batch size to compile for, e.g. 32x1x8x8")
+    p.add_argument("--data", help=".npz with x_val (and y_val, x_test, y_test); default: random inputs, error = deviation")
+    p.add_argument("--level", choices=("torch", "linalg"), default=None, help="IR level to mutate (default torch)")
+    p.add_argument("--objectives", help="comma-separated: runtime_ratio, error, size_ratio")
+    p.add_argument("--max-error-increase", type=float, default=None, help="constraint: error may grow by this many points")
+    p.add_argument("--target", default="llvm-cpu", help="IREE target backend (llvm-cpu, cuda, ...)")
+    p.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag (repeatable)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size built-in programs are compiled for")
+    _run_args(p)
+
+
+@command("evolve", "evolve a model's compiled MLIR program with IREE (GEVO-ML)", _evolve_args)
+def _evolve(args: argparse.Namespace) -> int:
+    from evoforge.errors import ConfigError
+    from evoforge.mlir.api import evolve
+    from evoforge.search.termination import parse_budget
+
+    sources = [x for x in (args.program, args.task, args.from_run, args.model) if x]
+    if len(sources) != 1:
+        raise ConfigError("give exactly one program: a .mlir/.onnx file, --task NAME, --from RUN:ID or --model pkg.mod:factory")
+    program: Any = sources[0]
+    example = None
+    if args.model:
+        program, example = _model_and_example(args.model, args.example_input)
+    name = Path(str(sources[0]).replace(":", "-")).stem
+    run_dir = args.run_dir or str(_default_run_dir(f"evolve-{name}"))
+    termination = parse_budget(args.budget or "10m")
+    workers = 1 if args.workers is None else args.workers
+    kwargs: dict[str, Any] = {
+        "data": args.data, "example_input": example, "level": args.level, "budget": termination,
+        "algorithm": args.algorithm or "nsga2", "pop_size": args.pop_size or 16, "workers": workers,
+        "timeout_s": args.timeout or 600.0, "seed": args.seed, "run_dir": run_dir, "target": args.target,
+        "extra_flags": args.iree_flag, "batch_size": args.batch_size, "executor": args.executor or "local",
+        "address": args.address, "max_error_increase": args.max_error_increase,
+    }
+    if args.objectives:
+        kwargs["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    evolve(program, callback=_progress(termination, workers, args), **kwargs)
+    return _show_run(run_dir, args)
+
+
+def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:
+    from evoforge.compression.task import load_callable
+    from evoforge.errors import ConfigError
+
+    if not shape:
+        raise ConfigError("--model needs --example-input SHAPE, e.g. 32x1x8x8 (batch first)")
+    try:
+        dims = [int(d) for d in shape.lower().split("x")]
+    except ValueError:
+        raise ConfigError(f"--example-input {shape!r} is not a shape; write it like 32x1x8x8") from None
+    import torch
+
+    factory = load_callable(spec, "model factory")
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001 - the user's factory
+        raise ConfigError(f"model factory {spec!r} raised {type(exc).__name__}: {exc}") from None
+    return model.eval(), torch.zeros(*dims)
+
+
 def _resume_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
     p.add_argument("--workers", type=int, default=None)
@@ -132,6 +200,7 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default=None, help="local or ray (default: the run's own)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: the run's own)")
     p.add_argument("--budget", default=None, help="replace the run's budget (to extend it)")
+    p.add_argument("--log-json", default=None, help="append one JSON event per line to this file")
 
 
 @command("resume", "continue a stopped run", _resume_args)

@@ -48,6 +48,10 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         finished = store.meta("finished")
         final = store.meta("final", {}) or {}
         front = Front.from_store(store, domain.objectives)
+    from evoforge.search.domain import Domain
+
+    describes = type(domain).describe is not Domain.describe
+    descriptions = {m.key: domain.describe(m.genome) for m in front} if describes else {}
     statuses = Counter(e.status.value for e in evaluations.values())
     hv = generations[-1]["hypervolume"] if generations else 0.0
     state = f"finished ({finished['reason']})" if finished else "not finished (resume it to continue)"
@@ -60,6 +64,8 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     rows = front.to_records()
     baseline = final.get("baseline", {})
     for row in rows:
+        if row["key"] in descriptions and "pipeline" not in row:
+            row["description"] = descriptions[row["key"]]
         for name, value in (final.get(row["key"]) or {}).items():
             row[f"test_{name}"] = value
             if name in baseline:

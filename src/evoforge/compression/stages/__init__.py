@@ -1,0 +1,94 @@
+"""Stage transforms: each turns a model into a compressed model according to one `Stage`.
+
+A transform has the signature ``(model, stage, ctx) -> model``; it may modify ``model`` in place
+and returns the model to use next (possibly a new object). `apply_pipeline` runs a genome's stages
+in order on a model the caller has already copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from evoforge.compression.genome import PipelineGenome, Stage, TrainingSettings
+from evoforge.datasets import Splits
+from evoforge.registry import Registry
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageContext:
+    """Everything a stage needs besides the model and its own hyperparameters.
+
+    ``protected`` names the modules (input and output layers) whose channels must survive:
+    pruning never removes their channels, low-rank leaves them dense, quantization may keep
+    them in float. ``example_input`` is a batch of one on ``device``.
+    """
+
+    data: Splits
+    training: TrainingSettings
+    example_input: torch.Tensor
+    seed: int
+    protected: tuple[str, ...] = ()
+    device: str = "cpu"
+    batch_size: int = 64
+
+
+StageTransform = Callable[[nn.Module, Stage, StageContext], nn.Module]
+STAGES: Registry[StageTransform] = Registry("stage")
+
+
+def apply_stage(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
+    """Apply one stage; returns the transformed model."""
+    stage.validate()
+    return STAGES[stage.kind](model, stage, ctx)
+
+
+def apply_pipeline(model: nn.Module, genome: PipelineGenome, ctx: StageContext) -> nn.Module:
+    """Apply the genome's stages in order with the genome's training settings.
+
+    Stage ``i`` runs with seed ``ctx.seed + i``. ``model`` is modified; pass a copy.
+    """
+    for i, stage in enumerate(genome.stages):
+        model = apply_stage(model, stage, dataclasses.replace(ctx, training=genome.training, seed=ctx.seed + i))
+    return model
+
+
+def protected_layers(model: nn.Module, example_input: torch.Tensor) -> tuple[str, ...]:
+    """Names of the first and last parametrized layers run by ``model(example_input)``.
+
+    Normalization layers do not count. Returns one name for a one-layer model and ``()`` for a
+    model without parametrized layers.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    order: list[str] = []
+
+    def record(module: nn.Module, args: object, output: object) -> None:
+        name = names[module]
+        if name not in order:
+            order.append(name)
+
+    handles = [
+        module.register_forward_hook(record)
+        for module in model.modules()
+        if not isinstance(module, _NORM_TYPES) and any(True for _ in module.parameters(recurse=False))
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return tuple(dict.fromkeys(order[:1] + order[-1:]))
+
+
+from evoforge.compression.stages import finetune, lowrank, prune, quantize  # noqa: E402,F401  (register the transforms)
+
+__all__ = ["STAGES", "StageContext", "StageTransform", "apply_pipeline", "apply_stage", "protected_layers"]

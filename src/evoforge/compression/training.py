@@ -1,0 +1,166 @@
+"""Task losses, optimizers and the minibatch training loop shared by every compression stage.
+
+Data order comes from a `torch.Generator` seeded with ``seed``; layers that draw from the global
+RNG while training (dropout) run inside `torch.random.fork_rng` seeded with ``seed``, so the same
+seed gives the same weights and the caller's global RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from evoforge.compression.genome import CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, TrainingSettings
+from evoforge.datasets import Splits
+from evoforge.errors import ConfigError
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+_FOCAL_GAMMA = 2.0
+_LABEL_SMOOTHING = 0.1
+_SGD_MOMENTUM = 0.9
+
+
+def _focal(out: Tensor, y: Tensor) -> Tensor:
+    log_p = F.log_softmax(out, dim=-1).gather(1, y.unsqueeze(1)).squeeze(1)
+    return (-((1.0 - log_p.exp()) ** _FOCAL_GAMMA) * log_p).mean()
+
+
+def _as_target(out: Tensor, y: Tensor) -> Tensor:
+    if out.numel() != y.numel():
+        raise ConfigError(f"regression output has shape {tuple(out.shape)} but targets {tuple(y.shape)}; give one output per target")
+    return out.reshape(y.shape)
+
+
+def _log_cosh(out: Tensor, y: Tensor) -> Tensor:
+    d = _as_target(out, y) - y
+    return (d + F.softplus(-2.0 * d) - math.log(2.0)).mean()  # log(cosh(d)) without overflow
+
+
+_LOSSES: dict[str, LossFn] = {
+    "cross_entropy": F.cross_entropy,
+    "label_smoothing": lambda out, y: F.cross_entropy(out, y, label_smoothing=_LABEL_SMOOTHING),
+    "focal": _focal,
+    "mse": lambda out, y: F.mse_loss(_as_target(out, y), y),
+    "huber": lambda out, y: F.huber_loss(_as_target(out, y), y, delta=1.0),
+    "log_cosh": _log_cosh,
+}
+
+
+def loss_function(name: str, task_type: str) -> LossFn:
+    """The task loss ``name`` as ``f(output, target) -> scalar``; raises `ConfigError` when the
+    name does not fit ``task_type`` ("classification" or "regression")."""
+    valid = {"classification": CLASSIFICATION_LOSSES, "regression": REGRESSION_LOSSES}.get(task_type)
+    if valid is None:
+        raise ConfigError(f"task type {task_type!r} is not supported; use 'classification' or 'regression'")
+    if name not in valid:
+        raise ConfigError(f"loss {name!r} does not fit a {task_type} task; choose one of {list(valid)}")
+    return _LOSSES[name]
+
+
+def make_optimizer(params: Iterable[nn.Parameter], settings: TrainingSettings) -> torch.optim.Optimizer:
+    """The optimizer named by ``settings.optimizer`` with its lr and weight decay."""
+    lr, wd = settings.lr, settings.weight_decay
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=_SGD_MOMENTUM)
+    if settings.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    raise ConfigError(f"unknown optimizer {settings.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[Tensor, Tensor]:
+    return torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, data: Splits, loss: LossFn, *, batch_size: int = 256, device: str = "cpu") -> float:
+    """Mean task loss of ``model`` (in eval mode) on the validation split."""
+    was_training = model.training
+    model.eval()
+    x, y = _tensors(data.x_val, data.y_val, device)
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        total += float(loss(model(xb), yb)) * len(xb)
+    model.train(was_training)
+    return total / len(x)
+
+
+def train(
+    model: nn.Module,
+    data: Splits,
+    settings: TrainingSettings,
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int = 64,
+    extra_loss: Callable[[nn.Module], Tensor] | None = None,
+    patience: int | None = 3,
+    device: str = "cpu",
+) -> nn.Module:
+    """Train ``model`` in place for up to ``epochs`` epochs on the train split and return it.
+
+    Each step minimises task loss + ``extra_loss(model)``. After each epoch the validation loss is
+    measured; with ``patience`` set, training stops after that many epochs without improvement.
+    The weights with the best validation loss are restored at the end (also without early stopping).
+    ``epochs == 0`` returns the model unchanged.
+    """
+    if epochs < 0:
+        raise ConfigError(f"epochs={epochs} is negative; use 0 or more")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} is too small; use 1 or more")
+    loss = loss_function(settings.loss, data.task_type)
+    if epochs == 0:
+        return model
+    model.to(device)
+    x, y = _tensors(data.x_train, data.y_train, device)
+    order_rng = torch.Generator().manual_seed(seed)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], settings)
+    best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
+    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(x), generator=order_rng).to(device)
+            for start in range(0, len(x), batch_size):
+                idx = order[start : start + batch_size]
+                if len(idx) < 2 <= len(x):  # a lone example breaks batch norm in training mode
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = loss(model(x[idx]), y[idx])
+                if extra_loss is not None:
+                    step_loss = step_loss + extra_loss(model)
+                step_loss.backward()
+                optimizer.step()
+            val = validation_loss(model, data, loss, device=device)
+            if val < best_loss:
+                best_loss, best_state, stale = val, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+                if patience is not None and stale >= patience:
+                    break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256, *, device: str = "cpu") -> np.ndarray:
+    """Model outputs for ``x`` in eval mode, as a float numpy array (batched, no gradients)."""
+    was_training = model.training
+    model.eval()
+    inputs = torch.as_tensor(x, device=device)
+    outs = [model(inputs[start : start + batch_size]).float().cpu() for start in range(0, len(inputs), batch_size)]
+    model.train(was_training)
+    return torch.cat(outs).numpy()

@@ -1,0 +1,415 @@
+"""The GEVO-ML domain: genomes are edit lists over a pristine MLIR program; evaluation replays
+them, compiles with IREE, runs the validation inputs in a sandboxed runtime process, and times the
+variant against the original program, interleaved, under the host-wide measurement lock."""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evoforge.errors import ConfigError
+from evoforge.mlir.edits import EditListGenome  # registers the genome type wherever the domain loads
+from evoforge.mlir.sources import program_dir
+from evoforge.genome import Genome
+from evoforge.pareto import Objective
+from evoforge.registry import Registry
+from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
+from evoforge.search.evaluation import Evaluation, Status
+
+EDIT_KINDS = ("delete", "copy", "resize", "operand_replace")
+OBJECTIVE_NAMES = ("runtime_ratio", "error", "size_ratio")
+_FAILURE_STATUS = {"timeout": Status.TIMEOUT, "compile_timeout": Status.TIMEOUT, "crash": Status.CRASHED}
+
+
+@register_domain
+class EvolveDomain(Domain):
+    """Configured by the run directory holding the prepared program (see `evoforge.mlir.sources`),
+    the objectives (``runtime_ratio`` and ``error`` by default, ``size_ratio`` optional: compiled
+    module bytes), an optional error ceiling ``max_error_increase`` (accuracy points, or percent of
+    output deviation when no labels exist), the IREE target and flags, and the timeouts."""
+
+    name = "evolve"
+
+    def __init__(
+        self,
+        run_dir: str,
+        objectives: Sequence[str] = ("runtime_ratio", "error"),
+        max_error_increase: float | None = None,
+        target: str = "llvm-cpu",
+        extra_flags: Sequence[str] = (),
+        compile_timeout_s: float = 120.0,
+        run_timeout_s: float = 60.0,
+        repeats: int = 15,
+        original_error: float | None = None,
+        driver: str | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        unknown = [o for o in objectives if o not in OBJECTIVE_NAMES]
+        if unknown or not objectives:
+            raise ConfigError(f"unknown objectives {unknown}; valid: {', '.join(OBJECTIVE_NAMES)}")
+        if max_error_increase is not None and max_error_increase < 0:
+            raise ConfigError(f"max_error_increase must be >= 0, got {max_error_increase}")
+        self.objective_names = list(objectives)
+        self.max_error_increase = max_error_increase
+        self.target = target
+        self.extra_flags = list(extra_flags)
+        self.compile_timeout_s = compile_timeout_s
+        self.run_timeout_s = run_timeout_s
+        self.repeats = repeats
+        self.original_error = original_error
+        # single-threaded runtime for llvm-cpu: thread pools of two loaded modules disturb each other's timing
+        self.driver = driver or ("local-sync" if target == "llvm-cpu" else None)
+        self.constraints = ("error_increase_limit",) if max_error_increase is not None else ()
+        self._mutations: Registry[Mutation] = Registry("mutation operator")
+        for kind in EDIT_KINDS:
+            self._mutations.add(kind, self._mutation(kind))
+        self._program: Any = None
+        self._state: dict[str, Any] | None = None
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]:  # type: ignore[override]
+        error_ref = 1.0
+        if self.original_error is not None:
+            slack = (self.max_error_increase / 100.0) if self.max_error_increase is not None else 0.25
+            error_ref = self.original_error + slack + 1e-9
+        refs = {"runtime_ratio": 1.1, "error": error_ref, "size_ratio": 1.1}
+        return tuple(Objective(n, reference=refs[n]) for n in self.objective_names)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "objectives": self.objective_names,
+            "max_error_increase": self.max_error_increase,
+            "target": self.target,
+            "extra_flags": self.extra_flags,
+            "compile_timeout_s": self.compile_timeout_s,
+            "run_timeout_s": self.run_timeout_s,
+            "repeats": self.repeats,
+            "original_error": self.original_error,
+            "driver": self.driver,
+        }
+
+    @property
+    def mutations(self) -> Mapping[str, Mutation]:
+        return self._mutations
+
+    # ------------------------------------------------------------------ program and meta
+    @property
+    def meta(self) -> dict[str, Any]:
+        path = program_dir(self.run_dir) / "program.json"
+        if not path.exists():
+            raise ConfigError(f"no prepared program in {path.parent}; start the run with evoforge evolve")
+        return dict(json.loads(path.read_text()))
+
+    @property
+    def program(self) -> Any:
+        if self._program is None:
+            from evoforge.mlir.program import Program, TensorSpec
+
+            meta = self.meta
+            self._program = Program(
+                text=(program_dir(self.run_dir) / "original.mlir").read_text(),
+                entry=meta["entry"],
+                level=meta["level"],
+                inputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["inputs"]),
+                outputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["outputs"]),
+            )
+        return self._program
+
+    # ------------------------------------------------------------------ variation
+    def _mutation(self, kind: str) -> Mutation:
+        def mutate(genome: Genome, rng: np.random.Generator) -> Genome:
+            from evoforge.mlir.edits import EditError
+            from evoforge.mlir.mutate import random_edit
+
+            assert isinstance(genome, EditListGenome)
+            kinds = [kind] + [k for k in EDIT_KINDS if k != kind]
+            for k in kinds:  # fall back to another kind when this one has no valid target
+                try:
+                    return genome.with_edit(random_edit(self.program, rng, k, edits=genome.edits))
+                except EditError:
+                    continue
+            return genome
+
+        return mutate
+
+    def crossover(self, a: Genome, b: Genome, rng: np.random.Generator) -> tuple[Genome, Genome]:
+        from evoforge.mlir.mutate import crossover
+
+        assert isinstance(a, EditListGenome) and isinstance(b, EditListGenome)
+        c1, c2 = crossover(a.edits, b.edits, rng)
+        return EditListGenome(edits=c1), EditListGenome(edits=c2)
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        """1-3 random edits of random kinds."""
+        genome: Genome = EditListGenome()
+        for _ in range(int(rng.integers(1, 4))):
+            genome = self._mutations[EDIT_KINDS[int(rng.integers(len(EDIT_KINDS)))]](genome, rng)
+        return genome
+
+    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
+        """The unedited program (the reference point) and ``size - 1`` individuals of 1-3 edits."""
+        return [EditListGenome()] + [self.sample(rng) for _ in range(size - 1)]
+
+    def describe(self, genome: Genome) -> str:
+        from evoforge.mlir.describe import describe_edits
+
+        return "; ".join(describe_edits(self.program, genome.edits)) or "original program"  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ preparation
+    def prepare(self, run_dir: Path | None) -> None:
+        """Compile the original program once and record its error (needs a prepared program dir)."""
+        from evoforge.mlir.iree_runner import Worker, compile_program
+
+        d = program_dir(self.run_dir)
+        if not (d / "original.vmfb").exists():
+            vmfb = compile_program(self.program.text, input_type=self.program.input_type, target=self.target,
+                                   extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
+            (d / "original.vmfb").write_bytes(vmfb)
+        if self.original_error is None:
+            with Worker() as worker:
+                state = self._load_state(worker)
+                labelled = state["meta"]["mode"] == "train" or "y_val" in state["data"]
+                self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
+
+    @property
+    def runtime_driver(self) -> str:
+        from evoforge.mlir.iree_runner import default_driver
+
+        return self.driver or default_driver(self.target)
+
+    def _load_state(self, worker: Any) -> dict[str, Any]:
+        d = program_dir(self.run_dir)
+        data = dict(np.load(d / "data.npz", allow_pickle=False))
+        meta = self.meta
+        state: dict[str, Any] = {"worker": worker, "data": data, "meta": meta, "original_vmfb": (d / "original.vmfb").read_bytes()}
+        if meta["mode"] == "train":
+            params = np.load(d / "params.npz", allow_pickle=False)
+            state["params"] = [params[f"arr_{i}"] for i in range(len(params.files))]
+            state["predict_vmfb"] = (d / "predict.vmfb").read_bytes()
+        else:
+            b = meta["batch_size"]
+            for split in ("val", "test"):
+                x = data[f"x_{split}"]
+                state[f"batches_{split}"] = [[x[i : i + b]] for i in range(0, len(x), b)]
+        return state
+
+    def setup_worker(self) -> None:
+        from evoforge.mlir.iree_runner import Worker
+
+        worker = Worker()
+        atexit.register(worker.close, kill=True)
+        self._state = self._load_state(worker)
+        if self.meta["mode"] == "predict" and "y_val" not in self._state["data"]:
+            self._state["reference_outputs"] = self._original_outputs(self._state, "val")
+
+    def _original_outputs(self, state: dict[str, Any], split: str) -> list[list[np.ndarray]]:
+        from evoforge.mlir.iree_runner import run_program
+
+        # the original program is trusted: its runs get a set-up allowance, not the variant timeout
+        return run_program(state["original_vmfb"], state[f"batches_{split}"], worker=state["worker"],
+                           driver=self.runtime_driver, function=self.program.entry, timeout_s=max(60.0, self.run_timeout_s))
+
+    # ------------------------------------------------------------------ evaluation
+    def _score(self, state: dict[str, Any], outputs: list[list[np.ndarray]] | None, worker: Any, split: str = "val") -> dict[str, float]:
+        """Error of ``outputs`` (None: the original program's) on ``split``: 1 - accuracy with
+        labels, else the mean relative L2 deviation from the original outputs."""
+        from evoforge.mlir.iree_runner import run_program
+
+        if state["meta"]["mode"] == "train":
+            from evoforge.mlir.train_program import train_and_score
+
+            outcome = worker.call(train_and_score, state["original_vmfb"], state["predict_vmfb"], self.runtime_driver,
+                                  state["params"], *self._train_args(state, split), timeout_s=self.run_timeout_s)
+            return {"error": 1.0 - outcome.accuracy, "accuracy": outcome.accuracy}
+        if outputs is None:
+            outputs = run_program(state["original_vmfb"], state[f"batches_{split}"], worker=worker,
+                                  driver=self.runtime_driver, function=self.program.entry, timeout_s=self.run_timeout_s)
+        labels = state["data"].get(f"y_{split}")
+        if labels is not None:
+            pred = np.concatenate([o[0] for o in outputs]).reshape(len(labels), -1).argmax(axis=1)
+            acc = float(np.mean(pred == labels))
+            return {"error": 1.0 - acc, "accuracy": acc}
+        reference = state["reference_outputs"] if split == "val" else self._original_outputs(state, split)
+        devs = [float(np.linalg.norm(o[0] - r[0]) / (np.linalg.norm(r[0]) + 1e-12)) for o, r in zip(outputs, reference)]
+        return {"error": float(np.mean(devs)), "deviation": float(np.mean(devs))}
+
+    def _train_args(self, state: dict[str, Any], split: str) -> tuple[Any, ...]:
+        d, meta = state["data"], state["meta"]
+        return (d["x_train"], d["y_train"], int(meta["steps"]), d[f"x_{split}"], d[f"y_{split}"], int(meta["batch_size"]))
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        if not isinstance(genome, EditListGenome):
+            raise ConfigError(f"the evolve domain takes mlir-edits genomes, got {genome.TYPE}")
+        if self._state is None:
+            self.setup_worker()
+        state = self._state
+        assert state is not None
+        if state["meta"]["mode"] == "train":
+            return self._evaluate_train(genome, state, context)
+        return self._evaluate_predict(genome, state, context)
+
+    def _compile(self, genome: Any) -> tuple[str | None, bytes | None, Evaluation | None, float]:
+        from evoforge.mlir.edits import EditError
+        from evoforge.mlir.iree_runner import VariantFailure, compile_program
+        from evoforge.mlir.mutate import apply_edits
+
+        t = time.perf_counter()
+        try:
+            text = apply_edits(self.program, genome.edits)
+        except EditError as exc:
+            return None, None, _failure("edit", str(exc)), 0.0
+        try:
+            vmfb = compile_program(text, input_type=self.program.input_type, target=self.target,
+                                   extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
+        except VariantFailure as exc:
+            return text, None, _failure(exc.failure.kind, exc.failure.message), time.perf_counter() - t
+        return text, vmfb, None, time.perf_counter() - t
+
+    def _evaluate_predict(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
+        from evoforge.mlir.iree_runner import VariantFailure, measure_runtime, run_program
+        from evoforge.hostlock import MeasurementLock
+
+        text, vmfb, failed, compile_s = self._compile(genome)
+        if failed is not None:
+            return failed
+        assert vmfb is not None and text is not None
+        worker = state["worker"]
+        t = time.perf_counter()
+        try:
+            outputs = run_program(vmfb, state["batches_val"], worker=worker, driver=self.runtime_driver,
+                                  function=self.program.entry, timeout_s=self.run_timeout_s)
+            with MeasurementLock():
+                runtime = measure_runtime(vmfb, state["original_vmfb"], state["batches_val"][0], self.repeats, worker=worker,
+                                          driver=self.runtime_driver, function=self.program.entry, timeout_s=self.run_timeout_s)
+        except VariantFailure as exc:
+            return _failure(exc.failure.kind, exc.failure.message)
+        run_s = time.perf_counter() - t
+        score = self._score(state, outputs, worker)
+        return self._result(genome, context, text, vmfb, state, score, {
+            "runtime_ratio": runtime.ratio, "runtime_ms": 1000 * runtime.variant_s,
+            "original_runtime_ms": 1000 * runtime.baseline_s, "compile_s": compile_s, "run_s": run_s,
+        })
+
+    def _evaluate_train(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
+        from evoforge.mlir.iree_runner import VariantFailure
+        from evoforge.mlir.train_program import train_and_score
+        from evoforge.hostlock import MeasurementLock
+
+        text, vmfb, failed, compile_s = self._compile(genome)
+        if failed is not None:
+            return failed
+        assert vmfb is not None and text is not None
+        worker, driver = state["worker"], self.runtime_driver
+        args = self._train_args(state, "val")
+        times: dict[str, list[float]] = {"variant": [], "original": []}
+        outcome = None
+        try:
+            with MeasurementLock():
+                for _ in range(3):  # interleaved: variant, original, variant, ...
+                    for name, module in (("variant", vmfb), ("original", state["original_vmfb"])):
+                        result = worker.call(train_and_score, module, state["predict_vmfb"], driver, state["params"], *args,
+                                             timeout_s=self.run_timeout_s)
+                        times[name].append(result.train_s)
+                        if name == "variant":
+                            outcome = result
+        except VariantFailure as exc:
+            return _failure(exc.failure.kind, exc.failure.message)
+        assert outcome is not None
+        if not all(np.all(np.isfinite(p)) for p in outcome.params):
+            return _failure("nonfinite", "training produced NaN or infinite parameters")
+        variant_s, original_s = float(np.median(times["variant"])), float(np.median(times["original"]))
+        score = {"error": 1.0 - outcome.accuracy, "accuracy": outcome.accuracy, "final_loss": outcome.losses[-1]}
+        return self._result(genome, context, text, vmfb, state, score, {
+            "runtime_ratio": variant_s / original_s, "train_ms": 1000 * variant_s, "original_train_ms": 1000 * original_s,
+            "compile_s": compile_s,
+        })
+
+    def _result(self, genome: Any, context: EvalContext, text: str, vmfb: bytes, state: dict[str, Any],
+                score: dict[str, float], timing: dict[str, float]) -> Evaluation:
+        size_ratio = len(vmfb) / len(state["original_vmfb"])
+        metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits)}
+        objectives = {n: float(metrics[n]) for n in self.objective_names}
+        constraints = {}
+        if self.max_error_increase is not None and self.original_error is not None:
+            constraints["error_increase_limit"] = 100.0 * (score["error"] - self.original_error) - self.max_error_increase
+        artifacts = {}
+        if context.artifact_dir is not None:
+            (context.artifact_dir / "variant.mlir").write_text(text)
+            (context.artifact_dir / "variant.vmfb").write_bytes(vmfb)
+            rel = f"artifacts/{context.artifact_dir.name}"
+            artifacts = {"mlir": f"{rel}/variant.mlir", "vmfb": f"{rel}/variant.vmfb"}
+        return Evaluation(Status.OK, objectives, constraints, metrics=metrics, artifacts=artifacts)
+
+    # ------------------------------------------------------------------ final numbers and export
+    def finalize(self, members: Sequence[tuple[str, Evaluation]], run_dir: Path) -> dict[str, dict[str, Any]]:
+        """Test error recomputed from each member's saved vmfb (and the original's)."""
+        from evoforge.mlir.iree_runner import Worker
+
+        with Worker() as worker:
+            state = self._load_state(worker)
+            if state["meta"]["mode"] == "predict" and "y_val" not in state["data"]:
+                state["reference_outputs"] = self._original_outputs(state, "val")
+            out: dict[str, dict[str, Any]] = {"baseline": self._score_file(state, state["original_vmfb"], worker)}
+            for key, evaluation in members:
+                path = run_dir / evaluation.artifacts.get("vmfb", "")
+                if evaluation.artifacts.get("vmfb") and path.exists():
+                    try:
+                        out[key] = self._score_file(state, path.read_bytes(), worker)
+                    except Exception as exc:  # noqa: BLE001 - reported, not fatal
+                        out[key] = {"error": float("nan"), "failure": str(exc)}
+        return out
+
+    def _score_file(self, state: dict[str, Any], vmfb: bytes, worker: Any) -> dict[str, float]:
+        from evoforge.mlir.iree_runner import run_program
+        from evoforge.mlir.train_program import train_and_score
+
+        if state["meta"]["mode"] == "train":
+            outcome = worker.call(train_and_score, vmfb, state["predict_vmfb"], self.runtime_driver, state["params"],
+                                  *self._train_args(state, "test"), timeout_s=self.run_timeout_s)
+            return {"error": 1.0 - outcome.accuracy, "accuracy": outcome.accuracy}
+        outputs = run_program(vmfb, state["batches_test"], worker=worker, driver=self.runtime_driver,
+                              function=self.program.entry, timeout_s=self.run_timeout_s)
+        return self._score(state, outputs, worker, split="test")
+
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, run_dir: Path, out_dir: Path) -> dict[str, Any]:
+        """Write the variant's MLIR and vmfb, its edits in words, a unified diff against the
+        original, and a card with the test error recomputed from the written vmfb."""
+        from evoforge.mlir.describe import describe_edits, program_diff
+        from evoforge.mlir.iree_runner import Worker
+
+        if not evaluation.artifacts.get("vmfb"):
+            raise ConfigError(f"member {key} has no stored artifacts in {run_dir}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("mlir", "vmfb"):
+            shutil.copyfile(run_dir / evaluation.artifacts[name], out_dir / f"variant.{name}")
+        edits = genome.edits  # type: ignore[attr-defined]
+        words = describe_edits(self.program, edits)
+        (out_dir / "edits.txt").write_text("\n".join(words) + "\n")
+        (out_dir / "diff.patch").write_text(program_diff(self.program, edits))
+        with Worker() as worker:
+            state = self._load_state(worker)
+            if state["meta"]["mode"] == "predict" and "y_val" not in state["data"]:
+                state["reference_outputs"] = self._original_outputs(state, "val")
+            test = self._score_file(state, (out_dir / "variant.vmfb").read_bytes(), worker)
+            baseline = self._score_file(state, state["original_vmfb"], worker)
+        card = {
+            "vmfb": str(out_dir / "variant.vmfb"), "mlir": str(out_dir / "variant.mlir"),
+            "entry": self.program.entry, "level": self.program.level, "target": self.target,
+            "edits": words, "objectives": evaluation.objectives, "test": test, "original_test": baseline,
+        }
+        (out_dir / "card.json").write_text(json.dumps(card, indent=2))
+        return card
+
+
+def _failure(kind: str, message: str) -> Evaluation:
+    status = _FAILURE_STATUS.get(kind, Status.FAILED)
+    return dataclasses.replace(Evaluation.failure(status, f"{kind}: {message}"), metrics={"failure_kind": kind})

@@ -1,0 +1,364 @@
+"""GEVO-ML operators: draw a random edit, replay an edit list, cross two edit lists over.
+
+Replay (`apply_edits`) always starts from a fresh parse of the pristine program and applies the
+edits in stored order; the result must verify. Use-def repair: a replacement value must
+dominate the use (an argument of an enclosing block, or an earlier op in an enclosing block),
+have the same element type (tensors) or the same type (scalars), and is reshaped to the
+expected type by the repair ops of `evoforge.mlir.irtools`. Targets are ops with a UID that
+are not terminators; repair ops carry no UID and so are never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from iree.compiler import ir
+
+from evoforge.errors import ConfigError
+from evoforge.mlir import irtools
+from evoforge.mlir.edits import (
+    EDIT_KINDS,
+    Copy,
+    Delete,
+    Edit,
+    EditError,
+    OperandReplace,
+    Resize,
+    Source,
+    edit_key,
+)
+from evoforge.mlir.program import Program
+
+
+class Session:
+    """One parse of a program inside its own MLIR context; `apply` edits one at a time, then
+    `verify` and `text`. Use as a context manager (it enters the context on creation)."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.context = irtools.new_context()
+        self._loc = ir.Location.unknown(self.context)
+        self.context.__enter__()
+        self._loc.__enter__()
+        self.module = ir.Module.parse(program.text)
+        self.fn = irtools.find_function(self.module, program.entry)
+
+    def close(self) -> None:
+        self._loc.__exit__(None, None, None)
+        self.context.__exit__(None, None, None)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def index(self) -> dict[str, ir.Operation]:
+        return irtools.uid_index(self.fn)
+
+    def apply(self, edit: Edit) -> None:
+        _APPLY[type(edit)](self, edit)
+
+    def verify(self) -> None:
+        try:
+            self.module.operation.verify()
+        except ir.MLIRError as exc:
+            raise EditError(f"edited program does not verify: {irtools.mlir_error_line(exc)}") from None
+
+    def text(self) -> str:
+        return str(self.module)
+
+
+def apply_edits(program: Program, edits: Sequence[Edit]) -> str:
+    """Replay ``edits`` in order on a fresh parse of ``program``; return the verified text.
+
+    Raises `EditError` when an edit does not apply or the result does not verify.
+    """
+    with Session(program) as s:
+        for e in edits:
+            s.apply(e)
+        s.verify()
+        return s.text()
+
+
+def random_edit(
+    program: Program, rng: np.random.Generator, kind: str, *, edits: Sequence[Edit] = (), max_tries: int = 20
+) -> Edit:
+    """Draw one edit of ``kind`` (delete, copy, resize, operand_replace) for the variant
+    ``program + edits``, with every random choice resolved and stored in the edit.
+
+    The returned edit is checked: appended to ``edits`` it applies and the result verifies.
+    Raises `EditError` if no valid edit was found in ``max_tries`` draws and `ConfigError`
+    for an unknown kind.
+    """
+    if kind not in _DRAW:
+        raise ConfigError(f"unknown edit kind {kind!r}; valid kinds: {', '.join(EDIT_KINDS)}")
+    draw = _DRAW[kind]
+    with Session(program) as s:
+        for e in edits:
+            s.apply(e)
+        base = s.text()
+    for _ in range(max_tries):
+        with Session(dataclasses.replace(program, text=base)) as s:
+            edit = draw(s, rng)
+            if edit is None:
+                continue
+            try:
+                s.apply(edit)
+                s.verify()
+            except EditError:
+                continue
+            return edit
+    raise EditError(f"no valid {kind} edit found in {max_tries} draws")
+
+
+def crossover(a: Sequence[Edit], b: Sequence[Edit], rng: np.random.Generator) -> tuple[tuple[Edit, ...], tuple[Edit, ...]]:
+    """GEVO crossover of two edit lists: edits common to both parents go to both children;
+    the others are shuffled and split in half between the children. Each child keeps the
+    parents' relative order (``a``'s edits first, then ``b``'s), so copies precede edits that
+    refer to their clones."""
+    keys_a = {edit_key(e) for e in a}
+    keys_b = {edit_key(e) for e in b}
+    common = keys_a & keys_b
+    ordered: list[tuple[int, Edit]] = []
+    seen: set[str] = set()
+    for i, e in enumerate(list(a) + list(b)):
+        k = edit_key(e)
+        if k not in seen:
+            seen.add(k)
+            ordered.append((i, e))
+    rest = [(i, e) for i, e in ordered if edit_key(e) not in common]
+    perm = rng.permutation(len(rest))
+    half = len(rest) // 2 + (int(rng.integers(2)) if len(rest) % 2 else 0)
+    pick1 = {int(j) for j in perm[:half]}
+    child1 = [ie for j, ie in enumerate(rest) if j in pick1]
+    child2 = [ie for j, ie in enumerate(rest) if j not in pick1]
+    shared = [ie for ie in ordered if edit_key(ie[1]) in common]
+    return (
+        tuple(e for _, e in sorted(shared + child1, key=lambda t: t[0])),
+        tuple(e for _, e in sorted(shared + child2, key=lambda t: t[0])),
+    )
+
+
+# --------------------------------------------------------------------------------------- apply
+
+
+def _rewire_uses(old: ir.Value, new: ir.Value, home: ir.Block, shapes_for: Callable[[ir.Type], list[tuple[int, ...]]], fill: int) -> None:
+    """Point every use of ``old`` at ``new`` reshaped to ``old``'s type; repair ops go right
+    before the user's ancestor in ``home`` (the block defining ``old``)."""
+    uses = [(u.owner.operation, u.operand_number) for u in old.uses]
+    for user, n in uses:
+        anchor = irtools.ancestor_in(user, home)
+        if anchor is None:
+            raise EditError("a use lies outside the defining block")
+        user.operands[n] = irtools.convert(new, shapes_for(old.type), old.type, fill, ir.InsertionPoint(anchor))
+
+
+def _home_block(v: ir.Value) -> ir.Block:
+    return v.owner.operation.block if isinstance(v, ir.OpResult) else ir.BlockArgument(v).owner
+
+
+def _dst_shapes(t: ir.Type) -> list[tuple[int, ...]]:
+    info = irtools.tensor_info(t)
+    return [info.shape] if info else []
+
+
+def _apply_delete(s: Session, e: Delete) -> None:
+    index = s.index()
+    op = irtools.lookup(e.uid, index)
+    if irtools.is_terminator(op) or not op.results:
+        raise EditError(f"op {e.uid} ({op.name}) cannot be deleted")
+    if len(e.sources) != len(op.results):
+        raise EditError(f"delete {e.uid} stores {len(e.sources)} replacements for {len(op.results)} results")
+    for res, src in zip(op.results, e.sources):
+        if not list(res.uses):
+            continue
+        if not src.value:
+            raise EditError(f"result of {e.uid} is used but the delete stores no replacement")
+        v = irtools.resolve(src.value, s.fn, index)
+        if not irtools.dominates(v, op):
+            raise EditError(f"{src.value} does not dominate {e.uid}")
+        _rewire_uses(res, v, op.block, _dst_shapes, src.fill)
+    op.erase()
+
+
+def _apply_copy(s: Session, e: Copy) -> None:
+    index = s.index()
+    src = irtools.lookup(e.uid, index)
+    pos = irtools.lookup(e.before, index)
+    if e.new_uid in index:
+        raise EditError(f"UID {e.new_uid} of the copy is already taken")
+    if irtools.is_terminator(src) or pos.block != src.block:
+        raise EditError(f"op {e.uid} cannot be copied before {e.before}")
+    if len(e.operands) != len(src.operands):
+        raise EditError(f"copy of {e.uid} stores {len(e.operands)} operand choices for {len(src.operands)} operands")
+    clone = src.clone(ip=ir.InsertionPoint(pos)).operation
+    irtools.set_uid(clone, e.new_uid)
+    for inner in irtools.walk(clone):
+        if (u := irtools.uid_of(inner)):
+            irtools.set_uid(inner, f"{e.new_uid}/{u}")
+    for i, choice in enumerate(e.operands):
+        if choice.value:
+            v = irtools.resolve(choice.value, s.fn, index)
+            if not irtools.dominates(v, clone):
+                raise EditError(f"{choice.value} does not dominate the copy of {e.uid}")
+            clone.operands[i] = irtools.repair_to(v, clone.operands[i].type, choice.fill, ir.InsertionPoint(clone))
+        if not irtools.dominates(clone.operands[i], clone):
+            raise EditError(f"operand {i} of the copy of {e.uid} does not dominate its new position")
+    if e.rewire_user:
+        user = irtools.lookup(e.rewire_user, index)
+        if user.block != clone.block or not clone.is_before_in_block(user):
+            raise EditError(f"op {e.rewire_user} does not follow the copy of {e.uid}")
+        if e.rewire_operand >= len(user.operands) or not clone.results:
+            raise EditError(f"op {e.rewire_user} has no operand {e.rewire_operand}")
+        dst = user.operands[e.rewire_operand].type
+        user.operands[e.rewire_operand] = irtools.repair_to(clone.results[0], dst, e.rewire_fill, ir.InsertionPoint(user))
+
+
+def _apply_resize(s: Session, e: Resize) -> None:
+    index = s.index()
+    v = irtools.resolve(e.value, s.fn, index)
+    info = irtools.tensor_info(v.type)
+    if info is None or not 0 <= e.dim < len(info.shape) or not 1 <= e.size < info.shape[e.dim]:
+        raise EditError(f"{e.value} of type {v.type} cannot be resized to {e.size} along dim {e.dim}")
+    small = tuple(e.size if d == e.dim else n for d, n in enumerate(info.shape))
+    _rewire_uses(v, v, _home_block(v), lambda t: [small, info.shape], e.fill)
+
+
+def _apply_operand_replace(s: Session, e: OperandReplace) -> None:
+    index = s.index()
+    user = irtools.lookup(e.user, index)
+    if e.operand >= len(user.operands):
+        raise EditError(f"op {e.user} has no operand {e.operand}")
+    v = irtools.resolve(e.source.value, s.fn, index)
+    if not irtools.dominates(v, user):
+        raise EditError(f"{e.source.value} does not dominate {e.user}")
+    dst = user.operands[e.operand].type
+    user.operands[e.operand] = irtools.repair_to(v, dst, e.source.fill, ir.InsertionPoint(user))
+
+
+_APPLY: dict[type[Any], Callable[[Session, Any], None]] = {
+    Delete: _apply_delete,
+    Copy: _apply_copy,
+    Resize: _apply_resize,
+    OperandReplace: _apply_operand_replace,
+}
+
+
+# ---------------------------------------------------------------------------------------- draw
+
+
+def _targets(s: Session) -> list[ir.Operation]:
+    """Ops an edit may delete or copy: tagged, not terminators, with only tensor/scalar results."""
+    return [
+        op for op in irtools.walk(s.fn)
+        if irtools.uid_of(op) and op.results and not irtools.is_terminator(op)
+        and all(irtools.is_mutable_type(r.type) for r in op.results)
+    ]
+
+
+def _pick(rng: np.random.Generator, items: Sequence[Any]) -> Any:
+    return items[int(rng.integers(len(items)))]
+
+
+def _sources_for(
+    s: Session, op: ir.Operation, t: ir.Type, exclude: ir.Value | None = None, *, no_args: bool = False
+) -> list[str]:
+    """Names of values that may replace a use of type ``t`` at ``op`` (without the entry
+    function's arguments when ``no_args``: they cannot be linalg destinations)."""
+    names = []
+    for v in irtools.dominating_values(op, s.fn):
+        if no_args and irtools.is_function_argument(v, s.fn):
+            continue
+        if (exclude is None or v != exclude) and irtools.compatible(v.type, t):
+            name = irtools.value_name(v, s.fn)
+            if name:
+                names.append(name)
+    return names
+
+
+def _fill(rng: np.random.Generator) -> int:
+    return int(rng.integers(2))
+
+
+def _draw_delete(s: Session, rng: np.random.Generator) -> Edit | None:
+    targets = _targets(s)
+    if not targets:
+        return None
+    op = _pick(rng, targets)
+    sources = []
+    for res in op.results:
+        if not list(res.uses):
+            sources.append(Source(""))
+            continue
+        as_init = any(irtools.is_init_operand(u.owner.operation, u.operand_number) for u in res.uses)
+        names = _sources_for(s, op, res.type, no_args=as_init)
+        if not names:
+            return None
+        sources.append(Source(_pick(rng, names), _fill(rng)))
+    return Delete(uid=irtools.uid_of(op), sources=tuple(sources))
+
+
+def _draw_copy(s: Session, rng: np.random.Generator) -> Edit | None:
+    targets = _targets(s)
+    if not targets:
+        return None
+    op = _pick(rng, targets)
+    block_ops = [o.operation for o in op.block.operations if irtools.uid_of(o.operation)]
+    pos = _pick(rng, block_ops)
+    uid = irtools.uid_of(op)
+    choices = []
+    for operand in op.operands:
+        if irtools.dominates(operand, pos):
+            choices.append(Source(""))
+            continue
+        names = _sources_for(s, pos, operand.type, no_args=irtools.is_init_operand(op, len(choices)))
+        if not names:
+            return None
+        choices.append(Source(_pick(rng, names), _fill(rng)))
+    out_t = op.results[0].type
+    after = block_ops[block_ops.index(pos):]
+    uses = [(irtools.uid_of(u), i) for u in after for i, o in enumerate(u.operands)
+            if irtools.is_mutable_type(o.type) and irtools.compatible(out_t, o.type)]
+    if not uses:
+        return None
+    user, operand = _pick(rng, uses)
+    return Copy(uid=uid, before=irtools.uid_of(pos), new_uid=f"{uid}.c{int(rng.integers(16**6)):06x}",
+                operands=tuple(choices), rewire_user=user, rewire_operand=operand, rewire_fill=_fill(rng))
+
+
+def _draw_resize(s: Session, rng: np.random.Generator) -> Edit | None:
+    values = list(s.fn.regions[0].blocks[0].arguments) + [r for op in _targets(s) for r in op.results]
+    values = [v for v in values if list(v.uses) and (i := irtools.tensor_info(v.type)) and max(i.shape, default=0) >= 2]
+    if not values:
+        return None
+    v = _pick(rng, values)
+    shape = irtools.tensor_info(v.type).shape  # type: ignore[union-attr]
+    dim = _pick(rng, [d for d, n in enumerate(shape) if n >= 2])
+    return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=int(rng.integers(1, shape[dim])), fill=_fill(rng))
+
+
+def _draw_operand_replace(s: Session, rng: np.random.Generator) -> Edit | None:
+    users = [op for op in irtools.walk(s.fn) if irtools.uid_of(op)
+             and any(irtools.is_mutable_type(o.type) for o in op.operands)]
+    if not users:
+        return None
+    user = _pick(rng, users)
+    slots = [i for i, o in enumerate(user.operands) if irtools.is_mutable_type(o.type)]
+    i = _pick(rng, slots)
+    names = _sources_for(s, user, user.operands[i].type, exclude=user.operands[i],
+                         no_args=irtools.is_init_operand(user, i))
+    if not names:
+        return None
+    return OperandReplace(user=irtools.uid_of(user), operand=i, source=Source(_pick(rng, names), _fill(rng)))
+
+
+_DRAW: dict[str, Callable[[Session, np.random.Generator], Edit | None]] = {
+    "delete": _draw_delete,
+    "copy": _draw_copy,
+    "resize": _draw_resize,
+    "operand_replace": _draw_operand_replace,
+}

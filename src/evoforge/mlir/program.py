@@ -1,0 +1,182 @@
+"""`Program`: the pristine MLIR a GEVO-ML search edits, and its loaders.
+
+A program is printed MLIR text whose entry function has every nested op tagged with a stable
+string UID (attribute ``evoforge.uid = "U<n>"``, pre-order). Two levels are supported:
+
+- ``"torch"``: torch-dialect (``func.func`` over ``!torch.vtensor``), one op per layer or tensor
+  primitive, closest to the MHLO level of the GEVO-ML paper;
+- ``"linalg"``: linalg-on-tensors at IREE's ``input`` phase (``util.func``), produced by IREE's
+  ``torch-to-iree`` pipeline; every arithmetic detail (bias add, ReLU, BN) is its own op.
+
+IREE, torch and onnx are imported inside the loaders only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from evoforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+Level = Literal["torch", "linalg"]
+LEVELS: tuple[Level, ...] = ("torch", "linalg")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """Shape and numpy dtype name of one entry-function argument or result."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Pristine, UID-tagged MLIR text plus what a runner needs to call it.
+
+    ``text`` parses and prints back to itself, so replaying no edits returns it unchanged.
+    """
+
+    text: str
+    entry: str
+    level: Level
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_type(self) -> str:
+        """The ``--iree-input-type`` to compile this program with."""
+        return "torch" if self.level == "torch" else "none"
+
+
+def from_mlir(source: str | os.PathLike[str], *, level: Level | None = None, entry: str | None = None) -> Program:
+    """Load torch-dialect or linalg-on-tensors MLIR (a path or the text itself).
+
+    ``level=None`` keeps the program's own level; ``"linalg"`` lowers torch-dialect input with
+    IREE's ``torch-to-iree`` pipeline; asking ``"torch"`` of linalg input is a `ConfigError`.
+    ``entry`` defaults to the first public function. Unparsable input raises `ConfigError`.
+    """
+    from iree.compiler import ir
+
+    from evoforge.mlir import irtools
+
+    if level is not None and level not in LEVELS:
+        raise ConfigError(f"level must be one of {list(LEVELS)}, but got {level!r}")
+    text = _read_source(source)
+    with irtools.new_context(), ir.Location.unknown():
+        try:
+            module = ir.Module.parse(text)
+        except ir.MLIRError as exc:
+            raise ConfigError(f"cannot parse MLIR: {irtools.mlir_error_line(exc)}") from None
+        own: Level = "torch" if "!torch." in text else "linalg"
+        if level == "torch" and own == "linalg":
+            raise ConfigError("the program is already linalg-on-tensors; load it with level='linalg' or None")
+        if "torch.operator \"onnx." in text:
+            _run_pipeline(module, "builtin.module(torch-onnx-to-torch-backend-pipeline)")
+        if (level or own) == "linalg" and own == "torch":
+            _run_pipeline(module, "builtin.module(torch-to-iree{emit-async-entry-points=false})")
+            own = "linalg"
+        fn = _entry_function(module, entry)
+        for op in irtools.walk(fn):
+            if irtools.UID_ATTR in op.attributes:
+                del op.attributes[irtools.UID_ATTR]
+        irtools.tag_uids(fn)
+        fn_type = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
+        inputs = tuple(_spec(t) for t in fn_type.inputs)
+        outputs = tuple(_spec(t) for t in fn_type.results)
+        name = ir.StringAttr(fn.attributes["sym_name"]).value
+        try:
+            module.operation.verify()
+        except ir.MLIRError as exc:
+            raise ConfigError(f"the program does not verify: {irtools.mlir_error_line(exc)}") from None
+        printed = str(module)
+    return Program(text=printed, entry=name, level=own, inputs=inputs, outputs=outputs)
+
+
+def from_torch(module: torch.nn.Module, example_input: Any, *, level: Level = "torch") -> Program:
+    """Export ``module`` with ``iree.turbine.aot.export`` at the example input(s) and load it.
+
+    ``example_input`` is a tensor or a tuple of tensors (positional arguments). The module is
+    exported as it is: call ``.eval()`` first for an inference program.
+    """
+    import iree.turbine.aot as aot
+
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    try:
+        exported = aot.export(module, args=tuple(args))
+    except Exception as exc:  # the exporter raises many unrelated types
+        raise ConfigError(f"iree.turbine could not export the model: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return from_mlir(str(exported.mlir_module), level=level)
+
+
+def from_onnx(path: str | os.PathLike[str], *, level: Level = "torch") -> Program:
+    """Import an ONNX file with IREE's ONNX importer (needs the ``onnx`` package) and load it."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from None
+    src = Path(path)
+    if not src.is_file():
+        raise ConfigError(f"ONNX file {src} does not exist")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.mlir"
+        proc = subprocess.run(
+            [sys.executable, "-m", "iree.compiler.tools.import_onnx", str(src), "-o", str(out)],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+            raise ConfigError(f"IREE's ONNX importer failed on {src}: {last}")
+        return from_mlir(out.read_text(), level=level)
+
+
+def _read_source(source: str | os.PathLike[str]) -> str:
+    if isinstance(source, os.PathLike) or ("\n" not in source and source.endswith((".mlir", ".mlirbc"))):
+        p = Path(source)
+        if not p.is_file():
+            raise ConfigError(f"MLIR file {p} does not exist")
+        return p.read_text()
+    return source
+
+
+def _run_pipeline(module: Any, pipeline: str) -> None:
+    from iree.compiler import ir, passmanager
+
+    from evoforge.mlir import irtools
+
+    try:
+        passmanager.PassManager.parse(pipeline).run(module.operation)
+    except ir.MLIRError as exc:
+        raise ConfigError(f"lowering with {pipeline} failed: {irtools.mlir_error_line(exc)}") from None
+
+
+def _entry_function(module: Any, entry: str | None) -> Any:
+    from iree.compiler import ir
+
+    from evoforge.mlir import irtools
+
+    funcs = [op.operation for op in module.body.operations if op.operation.name in irtools.FUNC_OPS]
+    for fn in funcs:
+        name = ir.StringAttr(fn.attributes["sym_name"]).value
+        private = "sym_visibility" in fn.attributes and ir.StringAttr(fn.attributes["sym_visibility"]).value == "private"
+        if (entry is None and not private and not name.endswith("$async")) or name == entry:
+            return fn
+    names = [ir.StringAttr(f.attributes["sym_name"]).value for f in funcs]
+    raise ConfigError(f"entry function {entry or '(first public)'} not found; functions: {names}")
+
+
+def _spec(t: Any) -> TensorSpec:
+    from evoforge.mlir import irtools
+
+    info = irtools.tensor_info(t)
+    if info is None:
+        raise ConfigError(f"entry function argument/result type {t} is not a statically shaped tensor")
+    return TensorSpec(shape=info.shape, dtype=irtools.dtype_name(t))

@@ -1,0 +1,69 @@
+"""The PETRA domain on a real (small) task: baseline preparation and evaluation in-process."""
+
+import json
+
+import numpy as np
+import pytest
+
+from evoforge.compression.domain import CompressDomain, initial_pipelines
+from evoforge.compression.genome import PipelineGenome, Stage
+from evoforge.compression.task import BUILTIN_TASKS
+from evoforge.errors import ConfigError, UnknownNameError
+from evoforge.search.domain import EvalContext, domain_from_spec, domain_spec
+
+
+@pytest.fixture(scope="module")
+def domain(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), str(run), latency_repeats=5)
+    d.prepare(run)
+    d.setup_worker()
+    return d
+
+
+def test_prepare_records_the_baseline(domain):
+    record = json.loads((domain.run_dir / "baseline" / "baseline.json").read_text())
+    assert record["validation"]["accuracy"] > 0.9
+    assert record["size_bytes"] == (domain.run_dir / "baseline" / "model.pt").stat().st_size
+
+
+def test_baseline_genome_is_neutral(domain, tmp_path):
+    ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=tmp_path))
+    assert ev.ok
+    assert ev.objectives["quality_drop"] == pytest.approx(0.0)
+    assert ev.objectives["size_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert 0.3 < ev.objectives["latency_ratio"] < 3.0
+    assert ev.constraints["quality_drop_limit"] == pytest.approx(-1.0)
+    assert (tmp_path / "model.pt").exists() and ev.artifacts["model"].endswith("model.pt")
+
+
+def test_int8_pipeline_is_smaller_and_keeps_quality(domain, tmp_path):
+    genome = initial_pipelines(PipelineGenome(training=domain.task.training))[1]  # static int8
+    ev = domain.evaluate(genome, EvalContext(seed=1, artifact_dir=tmp_path))
+    assert ev.ok and ev.objectives["size_ratio"] < 0.6
+    assert ev.objectives["quality_drop"] < 3.0
+    assert "quantize(static" in ev.metrics["pipeline"]
+
+
+def test_finalize_scores_artifacts_on_test(domain, tmp_path):
+    ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=tmp_path / "artifacts" / "k"))
+    final = domain.finalize([("k", ev)], tmp_path)
+    assert final["k"]["accuracy"] == pytest.approx(final["baseline"]["accuracy"])
+
+
+def test_config_round_trip_and_validation(domain):
+    rebuilt = domain_from_spec(domain_spec(domain))
+    assert isinstance(rebuilt, CompressDomain) and rebuilt.config() == domain.config()
+    with pytest.raises(UnknownNameError, match="valid names: .*size_ratio"):
+        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), "x", objectives=["speed"])
+    with pytest.raises(ConfigError, match="max_quality_drop must be >= 0"):
+        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), "x", max_quality_drop=-3)
+    regression = CompressDomain(BUILTIN_TASKS["series-regression"].to_dict(), "x")
+    assert regression.relative_drop and regression.max_quality_drop == 5.0
+
+
+def test_initial_population_is_seeded_and_valid(domain):
+    pop = domain.initial_population(np.random.default_rng(0), 10)
+    assert pop[0].stages == () and len(pop) == 10
+    assert len({g.content_hash for g in pop}) == 10
+    assert all(isinstance(s, Stage) for g in pop for s in g.stages)

@@ -1,0 +1,94 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from evoforge.compression.genome import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, STAGE_SPACES, PipelineGenome, Stage, TrainingSettings
+from evoforge.compression.operators import PipelineOperators, random_stage, sample_value, step_value
+from evoforge.errors import UnknownNameError
+
+OPS = PipelineOperators("classification")
+REG = OPS.registry()
+
+
+def some_pipeline(rng):
+    return OPS.sample(rng, base=TrainingSettings())
+
+
+def test_registry_names_and_unknown():
+    assert sorted(REG) == sorted(["local", "insert", "remove", "swap", "replace", "optimizer", "learning_rate", "loss", "regularizer"])
+    with pytest.raises(UnknownNameError, match="valid names: .*insert"):
+        REG["crossbreed"]
+
+
+@pytest.mark.parametrize("name", sorted(REG))
+def test_every_operator_returns_valid_new_genomes(name):
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(200):
+        g = some_pipeline(rng)
+        child = REG[name](g, rng)
+        assert isinstance(child, PipelineGenome)
+        PipelineGenome(child.stages, child.training)  # re-validates every rule
+        assert child.training.loss in CLASSIFICATION_LOSSES
+        changed += child != g
+    assert changed >= 190  # operators must actually move
+
+
+def test_local_changes_exactly_one_hyperparameter_of_one_stage():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        g = some_pipeline(rng)
+        child = OPS.local(g, rng)
+        assert [s.kind for s in child.stages] == [s.kind for s in g.stages]
+        diffs = [(k, a, b) for s0, s1 in zip(g.stages, child.stages) for (k, a), (_, b) in zip(s0.params, s1.params) if a != b]
+        assert len(diffs) <= 1
+        assert child.training == g.training
+
+
+def test_structural_operators():
+    rng = np.random.default_rng(2)
+    empty = PipelineGenome()
+    assert len(OPS.insert(empty, rng).stages) == 1
+    assert len(OPS.remove(empty, rng).stages) == 1  # falls back to insert
+    full = PipelineGenome(tuple(random_stage("finetune", rng) for _ in range(4)))
+    assert len(OPS.insert(full, rng).stages) == 4  # falls back to replace
+    g = PipelineGenome((random_stage("prune", rng), random_stage("lowrank", rng), random_stage("quantize", rng)))
+    swapped = OPS.swap(g, rng)
+    assert [s.kind for s in swapped.stages] == ["lowrank", "prune", "quantize"]
+    replaced = OPS.replace(g, rng)
+    assert sum(a.kind != b.kind for a, b in zip(g.stages, replaced.stages)) == 1
+
+
+def test_global_operators_touch_training_only():
+    rng = np.random.default_rng(3)
+    g = PipelineGenome((random_stage("prune", rng),))
+    for name in ("optimizer", "learning_rate", "loss", "regularizer"):
+        child = REG[name](g, rng)
+        assert child.stages == g.stages and child.training != g.training
+    assert OPS.optimizer(g, rng).training.optimizer != g.training.optimizer
+
+
+def test_regression_losses():
+    ops = PipelineOperators("regression")
+    rng = np.random.default_rng(4)
+    g = PipelineGenome(training=TrainingSettings(loss="mse"))
+    assert {ops.loss(g, rng).training.loss for _ in range(30)} == set(REGRESSION_LOSSES) - {"mse"}
+
+
+def test_value_moves_stay_in_range():
+    rng = np.random.default_rng(5)
+    for specs in STAGE_SPACES.values():
+        for spec in specs:
+            for _ in range(50):
+                v = sample_value(spec, rng)
+                spec.validate(v, "t")
+                spec.validate(step_value(spec, v, rng), "t")
+    round_to = next(s for s in STAGE_SPACES["prune"] if s.name == "round_to")
+    assert {step_value(round_to, 4, rng) for _ in range(40)} == {1, 8}  # ordinal neighbours
+
+
+def test_operators_are_deterministic_in_the_rng():
+    a = [OPS.insert(PipelineGenome(), np.random.default_rng(9)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+    assert dataclasses.is_dataclass(a[0]) and isinstance(a[0].stages[0], Stage)

@@ -1,0 +1,113 @@
+"""The GEVO-ML domain through the engine: search, failures, replay, final numbers, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import evoforge
+from evoforge.api import open_store
+from evoforge.mlir.edits import EditListGenome
+from evoforge.mlir.mutate import apply_edits
+from evoforge.genome import genome_from_json
+from evoforge.search.evaluation import Status
+
+pytestmark = pytest.mark.iree
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, linalg_mlp_text):
+    root = tmp_path_factory.mktemp("evolve")
+    path = root / "mlp.mlir"
+    path.write_text(linalg_mlp_text)
+    run_dir = root / "run"
+    front = evoforge.evolve(path, budget=14, pop_size=6, workers=0, run_dir=run_dir, seed=2)
+    return run_dir, front
+
+
+def test_search_records_every_variant_and_keeps_the_original(finished_run):
+    run_dir, front = finished_run
+    with open_store(run_dir, readonly=True) as store:
+        evaluations = store.evaluations()
+        final = store.meta("final")
+        original = EditListGenome().content_hash
+    assert len(evaluations) == 14
+    assert evaluations[original].ok
+    assert evaluations[original].objectives["error"] == pytest.approx(0.0)
+    assert 0.5 < evaluations[original].objectives["runtime_ratio"] < 2.0
+    for ev in evaluations.values():
+        assert ev.ok or (ev.reason and ev.metrics.get("failure_kind"))
+    assert len(front) >= 1 and final["baseline"]["error"] == pytest.approx(0.0)
+
+
+def test_saved_variant_is_the_replay_of_its_edits(finished_run):
+    run_dir, front = finished_run
+    from evoforge.mlir.domain import EvolveDomain
+
+    domain = EvolveDomain(str(run_dir))
+    with open_store(run_dir, readonly=True) as store:
+        for key, ev in store.evaluations().items():
+            if ev.ok and ev.artifacts:
+                genome = genome_from_json(store.genome(key))
+                assert (run_dir / ev.artifacts["mlir"]).read_text() == apply_edits(domain.program, genome.edits)
+
+
+def test_export_writes_words_diff_and_verified_card(finished_run, tmp_path):
+    run_dir, front = finished_run
+    member = max(front, key=lambda m: len(m.genome.edits))
+    card = evoforge.export_member(run_dir, member.id, tmp_path / "out")
+    for name in ("variant.mlir", "variant.vmfb", "edits.txt", "diff.patch", "card.json"):
+        assert (tmp_path / "out" / name).exists()
+    assert json.loads((tmp_path / "out" / "card.json").read_text())["edits"] == card["edits"]
+    assert len(card["edits"]) == len(member.genome.edits)
+    with open_store(run_dir, readonly=True) as store:
+        recorded = store.meta("final")[member.key]
+    assert card["test"]["error"] == pytest.approx(recorded["error"])
+    if member.genome.edits:
+        assert (tmp_path / "out" / "diff.patch").read_text().startswith("---")
+
+
+def test_runtime_hangs_are_recorded_and_the_run_finishes(tmp_path, linalg_mlp_text):
+    from evoforge.mlir.api import prepare_program
+    from evoforge.mlir.domain import EvolveDomain
+
+    path = tmp_path / "mlp.mlir"
+    path.write_text(linalg_mlp_text)
+    run_dir = tmp_path / "run"
+    prepare_program(path, run_dir)
+    domain = EvolveDomain(str(run_dir), original_error=0.0, run_timeout_s=1e-4)  # every run "hangs"
+    evoforge.optimize(domain, budget=4, algorithm_options={"pop_size": 4}, run_dir=run_dir)
+    with open_store(run_dir, readonly=True) as store:
+        statuses = {e.status for e in store.evaluations().values()}
+        reasons = [e.reason for e in store.evaluations().values()]
+    assert Status.TIMEOUT in statuses and len(reasons) == 4
+    assert any(r.startswith("timeout:") for r in reasons)
+
+
+def test_bad_programs_are_clear_errors(tmp_path):
+    from evoforge.errors import ConfigError
+
+    bad = tmp_path / "bad.mlir"
+    bad.write_text("func.func @main( {")
+    with pytest.raises(ConfigError, match="cannot parse MLIR"):
+        evoforge.evolve(bad, budget=2, run_dir=tmp_path / "r1")
+    with pytest.raises(ConfigError, match="does not exist"):
+        evoforge.evolve(tmp_path / "missing.mlir", budget=2, run_dir=tmp_path / "r2")
+    with pytest.raises(ConfigError, match="cannot evolve"):
+        evoforge.evolve(42, budget=2, run_dir=tmp_path / "r3")
+    with pytest.raises(ConfigError, match="unknown objectives"):
+        from evoforge.mlir.domain import EvolveDomain
+
+        EvolveDomain(str(tmp_path), objectives=["speed"])
+
+
+@pytest.mark.slow
+def test_builtin_prediction_and_training_programs(tmp_path):
+    front = evoforge.evolve("digits-mobilenet", budget=6, pop_size=3, workers=0, run_dir=tmp_path / "p")
+    assert any(m.genome.edits == () and m.objectives["error"] < 0.1 for m in front) or len(front) >= 1
+    front = evoforge.evolve("digits-2fcnet-train", budget=4, pop_size=2, workers=0, run_dir=tmp_path / "t")
+    with open_store(tmp_path / "t", readonly=True) as store:
+        original = store.evaluations()[EditListGenome().content_hash]
+    assert original.ok and original.metrics["accuracy"] > 0.5
+    assert 0.3 < original.objectives["runtime_ratio"] < 3.0
