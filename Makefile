@@ -9,7 +9,7 @@ export TORCHAO_FORCE_SKIP_LOADING_SO_FILES := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install lint test test-fast demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
-test: install
+test: install lint
 	$(PY) -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
 
 test-fast: install

@@ -57,7 +57,8 @@ def test_compress_kill_resume_show_export(tmp_path):
     export with plain torch and match the recorded test quality."""
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [*EVOFORGE, "compress", "--task", "digits-mlp", "--budget", "10", "--pop-size", "4", "--workers", "1", "--run", str(run_dir), "--quiet"],
+        [*EVOFORGE, "compress", "--task", "digits-mlp", "--budget", "10", "--pop-size", "4", "--workers", "1",
+         "--run", str(run_dir), "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.monotonic() + 300

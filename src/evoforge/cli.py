@@ -100,7 +100,9 @@ def _compress(args: argparse.Namespace) -> int:
     from evoforge.search.termination import parse_budget
 
     if bool(args.config) == bool(args.task):
-        raise ConfigError("give either a config file or --task NAME (built-in tasks: digits-cnn, digits-mlp, mnist1d-cnn, series-regression)")
+        raise ConfigError(
+            "give either a config file or --task NAME (built-in tasks: digits-cnn, digits-mlp, mnist1d-cnn, series-regression)"
+        )
     kwargs: dict[str, Any] = compress_options_from_config(args.config) if args.config else {"task": args.task}
     overrides = {
         "budget": args.budget, "algorithm": args.algorithm, "pop_size": args.pop_size, "workers": args.workers,

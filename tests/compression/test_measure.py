@@ -20,8 +20,8 @@ from evoforge.compression.measure import (  # noqa: E402
     measure_latency,
     parameter_count,
 )
-from evoforge.hostlock import LOCK_PATH  # noqa: E402
 from evoforge.errors import EvaluationError  # noqa: E402
+from evoforge.hostlock import LOCK_PATH  # noqa: E402
 from evoforge.models import TwoFCNet, digits_cnn, digits_mlp  # noqa: E402
 
 

@@ -8,9 +8,9 @@ import pytest
 
 import evoforge
 from evoforge.api import open_store
+from evoforge.genome import genome_from_json
 from evoforge.mlir.edits import EditListGenome
 from evoforge.mlir.mutate import apply_edits
-from evoforge.genome import genome_from_json
 from evoforge.search.evaluation import Status
 
 pytestmark = pytest.mark.iree

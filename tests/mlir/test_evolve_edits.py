@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from evoforge.errors import ConfigError
+from evoforge.genome import genome_from_json
 from evoforge.mlir.edits import (
     Copy,
     Delete,
@@ -18,7 +19,6 @@ from evoforge.mlir.edits import (
     edit_from_data,
     edit_to_data,
 )
-from evoforge.genome import genome_from_json
 
 EDITS = (
     Delete(uid="U3", sources=(Source("U1#0", 1), Source(""))),

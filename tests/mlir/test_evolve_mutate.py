@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from evoforge.errors import ConfigError
+from evoforge.genome import genome_from_json
 from evoforge.mlir.edits import EDIT_KINDS, Delete, EditError, EditListGenome, OperandReplace, Source
 from evoforge.mlir.mutate import apply_edits, random_edit
 from evoforge.mlir.program import from_mlir
-from evoforge.genome import genome_from_json
 
 
 def _uid_names(program):

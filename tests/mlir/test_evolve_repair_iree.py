@@ -50,7 +50,7 @@ def _repair_module():
     text = "\n".join(f"func.func @{n}(%a: {t(s)}, %b: {t(d)}) -> {t(d)} {{ return %b : {t(d)} }}" for n, s, d, _ in CASES)
     with ir.Context(), ir.Location.unknown():
         module = ir.Module.parse(text)
-        for (name, _, _, fill), fn in zip(CASES, module.body.operations):
+        for (_name, _, _, fill), fn in zip(CASES, module.body.operations):
             block = fn.regions[0].blocks[0]
             ret = block.operations[0].operation
             ret.operands[0] = irtools.repair_to(block.arguments[0], block.arguments[1].type, fill, ir.InsertionPoint(ret))

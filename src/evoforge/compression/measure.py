@@ -22,6 +22,7 @@ from torch import nn
 from evoforge.compression.export import export_model
 from evoforge.hostlock import MeasurementLock
 
+
 @dataclasses.dataclass(frozen=True)
 class PairTiming:
     """Median latency (ms) of candidate and baseline at one batch size; ``ratio`` is the median of
@@ -174,10 +175,10 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
     def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
         nonlocal total
         if isinstance(module, convs):
-            kernel = math.prod(getattr(module, "kernel_size"))
-            total += out.numel() * (getattr(module, "in_channels") // getattr(module, "groups")) * kernel
+            kernel = math.prod(module.kernel_size)
+            total += out.numel() * (module.in_channels // module.groups) * kernel
         else:
-            total += out.numel() * int(getattr(module, "in_features"))
+            total += out.numel() * int(module.in_features)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convs + linears)]
     was_training = model.training

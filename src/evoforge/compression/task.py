@@ -193,7 +193,9 @@ def load_callable(spec: str, what: str) -> Callable[..., Any]:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{what} module {module_part!r} does not import ({type(exc).__name__}: {exc}); fix the module or the path") from None
+        raise ConfigError(
+            f"{what} module {module_part!r} does not import ({type(exc).__name__}: {exc}); fix the module or the path"
+        ) from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"{what} {spec!r}: module {module_part!r} has no callable {attr!r}; check the function name")

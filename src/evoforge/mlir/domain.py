@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from evoforge.errors import ConfigError
+from evoforge.genome import Genome
 from evoforge.mlir.edits import EditListGenome  # registers the genome type wherever the domain loads
 from evoforge.mlir.sources import program_dir
-from evoforge.genome import Genome
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
@@ -275,8 +275,8 @@ class EvolveDomain(Domain):
         return text, vmfb, None, time.perf_counter() - t
 
     def _evaluate_predict(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
-        from evoforge.mlir.iree_runner import VariantFailure, measure_runtime, run_program
         from evoforge.hostlock import MeasurementLock
+        from evoforge.mlir.iree_runner import VariantFailure, measure_runtime, run_program
 
         text, vmfb, failed, compile_s = self._compile(genome)
         if failed is not None:
@@ -300,9 +300,9 @@ class EvolveDomain(Domain):
         })
 
     def _evaluate_train(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
+        from evoforge.hostlock import MeasurementLock
         from evoforge.mlir.iree_runner import VariantFailure
         from evoforge.mlir.train_program import train_and_score
-        from evoforge.hostlock import MeasurementLock
 
         text, vmfb, failed, compile_s = self._compile(genome)
         if failed is not None:
@@ -358,7 +358,7 @@ class EvolveDomain(Domain):
             state = self._load_state(worker)
             if state["meta"]["mode"] == "predict" and "y_val" not in state["data"]:
                 state["reference_outputs"] = self._original_outputs(state, "val")
-            out: dict[str, dict[str, Any]] = {"baseline": self._score_file(state, state["original_vmfb"], worker)}
+            out: dict[str, dict[str, Any]] = {"baseline": self._score_file(state, state["original_vmfb"], worker, trusted=True)}
             for key, evaluation in members:
                 path = run_dir / evaluation.artifacts.get("vmfb", "")
                 if evaluation.artifacts.get("vmfb") and path.exists():
@@ -368,16 +368,18 @@ class EvolveDomain(Domain):
                         out[key] = {"error": float("nan"), "failure": str(exc)}
         return out
 
-    def _score_file(self, state: dict[str, Any], vmfb: bytes, worker: Any) -> dict[str, float]:
+    def _score_file(self, state: dict[str, Any], vmfb: bytes, worker: Any, *, trusted: bool = False) -> dict[str, float]:
+        """Held-out error of a compiled module; ``trusted`` (the original) gets the set-up allowance."""
+        timeout = max(60.0, self.run_timeout_s) if trusted else self.run_timeout_s
         from evoforge.mlir.iree_runner import run_program
         from evoforge.mlir.train_program import train_and_score
 
         if state["meta"]["mode"] == "train":
             outcome = worker.call(train_and_score, vmfb, state["predict_vmfb"], self.runtime_driver, state["params"],
-                                  *self._train_args(state, "test"), timeout_s=self.run_timeout_s)
+                                  *self._train_args(state, "test"), timeout_s=timeout)
             return {"error": 1.0 - outcome.accuracy, "accuracy": outcome.accuracy}
         outputs = run_program(vmfb, state["batches_test"], worker=worker, driver=self.runtime_driver,
-                              function=self.program.entry, timeout_s=self.run_timeout_s)
+                              function=self.program.entry, timeout_s=timeout)
         return self._score(state, outputs, worker, split="test")
 
     def export_member(self, key: str, genome: Genome, evaluation: Evaluation, run_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -400,7 +402,7 @@ class EvolveDomain(Domain):
             if state["meta"]["mode"] == "predict" and "y_val" not in state["data"]:
                 state["reference_outputs"] = self._original_outputs(state, "val")
             test = self._score_file(state, (out_dir / "variant.vmfb").read_bytes(), worker)
-            baseline = self._score_file(state, state["original_vmfb"], worker)
+            baseline = self._score_file(state, state["original_vmfb"], worker, trusted=True)
         card = {
             "vmfb": str(out_dir / "variant.vmfb"), "mlir": str(out_dir / "variant.mlir"),
             "entry": self.program.entry, "level": self.program.level, "target": self.target,

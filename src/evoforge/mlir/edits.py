@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.genome import Genome, canonical_json, register_genome
@@ -92,7 +92,7 @@ class OperandReplace:
     source: Source
 
 
-Edit = Union[Delete, Copy, Resize, OperandReplace]
+Edit = Delete | Copy | Resize | OperandReplace
 _EDIT_CLASSES: dict[str, type[Any]] = {c.KIND: c for c in (Delete, Copy, Resize, OperandReplace)}
 
 

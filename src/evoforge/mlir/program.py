@@ -113,7 +113,8 @@ def from_torch(module: torch.nn.Module, example_input: Any, *, level: Level = "t
     try:
         exported = aot.export(module, args=tuple(args))
     except Exception as exc:  # the exporter raises many unrelated types
-        raise ConfigError(f"iree.turbine could not export the model: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(f"iree.turbine could not export the model: {type(exc).__name__}: {first}") from exc
     return from_mlir(str(exported.mlir_module), level=level)
 
 

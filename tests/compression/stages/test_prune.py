@@ -21,7 +21,8 @@ def _prune(model: nn.Module, ctx, **params) -> nn.Module:
 
 
 def _widths(model: nn.Module) -> list[int]:
-    return [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features for m in layers]
 
 
 @pytest.mark.parametrize("importance", IMPORTANCES)
