@@ -9,7 +9,7 @@ from typing import Any
 from evoforge.errors import ConfigError, StoreError
 from evoforge.execute.base import Executor
 from evoforge.front import Front
-from evoforge.search.algorithms import Algorithm
+from evoforge.search.algorithms import ALGORITHMS, Algorithm
 from evoforge.search.domain import Domain, domain_from_spec
 from evoforge.search.engine import Search, SearchCallback
 from evoforge.search.termination import Termination, parse_budget
@@ -92,6 +92,8 @@ def optimize(
     evaluations run (see `make_executor`). With a ``run_dir`` everything is stored in
     ``run_dir/run.db`` (resumable with `resume`); without one the run lives in memory.
     """
+    if isinstance(algorithm, str):
+        ALGORITHMS[algorithm]  # an unknown name fails here, before any baseline is trained
     termination = budget if isinstance(budget, Termination) else parse_budget(budget)
     runner = make_executor(workers, timeout_s=timeout_s, executor=executor, address=address, resources=resources)
     store: RunStore

@@ -111,3 +111,28 @@ def test_builtin_prediction_and_training_programs(tmp_path):
         original = store.evaluations()[EditListGenome().content_hash]
     assert original.ok and original.metrics["accuracy"] > 0.5
     assert 0.3 < original.objectives["runtime_ratio"] < 3.0
+
+
+def test_onnx_program_evolves_against_its_own_outputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    import warnings
+
+    class Small(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(6, 4)
+
+        def forward(self, x):
+            return torch.relu(self.a(x))
+
+    path = tmp_path / "small.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Small().eval(), (torch.randn(2, 6),), str(path), dynamo=False)
+    evoforge.evolve(path, budget=6, pop_size=3, workers=0, run_dir=tmp_path / "run")
+    with open_store(tmp_path / "run", readonly=True) as store:
+        original = store.evaluations()[EditListGenome().content_hash]
+        final = store.meta("final")
+    assert original.ok and original.objectives["error"] == pytest.approx(0.0, abs=1e-6)
+    assert final["baseline"]["error"] == pytest.approx(0.0, abs=1e-6)

@@ -1,0 +1,112 @@
+"""Bad input gives one line naming the bad value and the fix, exit code 2, no traceback, and
+leaves an existing run untouched."""
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from evoforge.store import SCHEMA_VERSION
+
+EVOFORGE = [sys.executable, "-m", "evoforge.cli"]
+
+
+def bad(*args, cwd=None):
+    proc = subprocess.run([*EVOFORGE, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(cwd) if cwd else os.environ.get("PYTHONPATH", "")})
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("evoforge: error:") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def digest(path):
+    """Content of every run file (SQLite's transient -wal/-shm files and the lock file excepted)."""
+    transient = ("-wal", "-shm", ".lock")
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())
+            if p.is_file() and not p.name.endswith(transient)}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "zdt"
+    subprocess.run([*EVOFORGE, "search", "--problem", "zdt1", "--budget", "16", "--pop-size", "4", "--run", str(run), "--quiet"],
+                   check=True, capture_output=True)
+    return run
+
+
+def test_user_code_problems(tmp_path):
+    (tmp_path / "usermodels.py").write_text(
+        "import torch\n"
+        "def raises():\n    raise RuntimeError('no weights here')\n"
+        "def wrong_classes():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))\n"
+    )
+    cfg = tmp_path / "t.yaml"
+    for factory, message in [("usermodels:raises", "no weights here"), ("usermodels:wrong_classes", "3"),
+                             ("usermodels:missing", "missing")]:
+        cfg.write_text(f"task:\n  name: t\n  model: {factory}\n  dataset: digits\nsearch:\n  budget: 2\n")
+        line = bad("compress", cfg, "--run", tmp_path / f"run-{factory.split(':')[1]}", cwd=tmp_path)
+        assert message in line
+
+
+def test_bad_data(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {f"{a}_{s}": rng.random((20, 64)).astype(np.float32) if a == "x" else rng.integers(0, 10, 20)
+              for s in ("train", "calib", "val", "test") for a in ("x", "y")}
+    arrays["x_val"][3, 5] = np.nan
+    np.savez(tmp_path / "nan.npz", **arrays)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"task:\n  name: t\n  model: digits_mlp\n  dataset: {tmp_path / 'nan.npz'}\n")
+    assert "NaN" in bad("compress", cfg, "--run", tmp_path / "r1")
+    del arrays["y_test"]
+    arrays["x_val"][3, 5] = 0.0
+    np.savez(tmp_path / "missing.npz", **arrays)
+    cfg.write_text(f"task:\n  name: t\n  model: digits_mlp\n  dataset: {tmp_path / 'missing.npz'}\n")
+    assert "y_test" in bad("compress", cfg, "--run", tmp_path / "r2")
+
+
+def test_unknown_names_list_valid_ones(tmp_path):
+    assert "valid names" in bad("compress", "--task", "digits-mlp", "--objectives", "speed", "--run", tmp_path / "a")
+    assert "valid names: nsga2, petra, random" in bad("compress", "--task", "digits-mlp", "--algorithm", "cma", "--run", tmp_path / "b")
+    assert "valid: local, ray" in bad("search", "--problem", "zdt1", "--executor", "slurm", "--run", tmp_path / "c")
+
+
+def test_existing_run_is_never_changed(finished_run):
+    before = digest(finished_run)
+    assert "already holds a run" in bad("search", "--problem", "zdt2", "--run", finished_run)
+    assert "no front member with id 9999" in bad("export", finished_run, "--id", 9999)
+    assert digest(finished_run) == before
+
+
+def test_incompatible_schema_version(finished_run, tmp_path):
+    copy = tmp_path / "old"
+    copy.mkdir()
+    (copy / "run.db").write_bytes((finished_run / "run.db").read_bytes())
+    db = sqlite3.connect(copy / "run.db")
+    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 7),))
+    db.commit()
+    db.close()
+    before = digest(copy)
+    assert f"schema version {SCHEMA_VERSION + 7}" in bad("show", copy)
+    assert f"schema version {SCHEMA_VERSION + 7}" in bad("resume", copy)
+    assert digest(copy) == before
+
+
+def test_second_driver_gets_a_lock_error(tmp_path):
+    run = tmp_path / "run"
+    first = subprocess.Popen([*EVOFORGE, "search", "--problem", "zdt1", "--budget", "20m", "--pop-size", "4", "--run", str(run),
+                              "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "run.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert "in use by another evoforge process" in bad("resume", run)
+    finally:
+        first.kill()
+        first.wait()
