@@ -21,6 +21,7 @@ install: $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: install lint

@@ -77,8 +77,8 @@ def split_arrays(
         for part, chunk in zip(parts, np.split(idx, cuts)):
             part.append(chunk)
     order = [rng.permutation(np.concatenate(p)) for p in parts]
-    arrays = [a for ix in order for a in (x[ix], y[ix])]
-    return Splits(*arrays, task_type=task_type, num_classes=num_classes)
+    (tr, ca, va, te) = order
+    return Splits(x[tr], y[tr], x[ca], y[ca], x[va], y[va], x[te], y[te], task_type=task_type, num_classes=num_classes)
 
 
 def _standardize(splits: Splits) -> Splits:

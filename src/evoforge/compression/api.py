@@ -63,7 +63,7 @@ def compress(
     (default ``runs/<task>-<time>``). ``executor`` (``"local"`` or ``"ray"``), ``address`` and
     ``resources`` choose where evaluations run (see `evoforge.api.make_executor`).
     """
-    import evoforge
+    from evoforge.api import optimize
     from evoforge.compression.domain import DEFAULT_OBJECTIVES, CompressDomain
 
     resolved = resolve_task(task)
@@ -80,7 +80,7 @@ def compress(
     options: dict[str, Any] = {"pop_size": pop_size}
     if offspring_size:
         options["offspring_size"] = offspring_size
-    return evoforge.optimize(
+    return optimize(
         domain,
         algorithm=algorithm,
         algorithm_options=options,
@@ -113,7 +113,7 @@ def compress_options_from_config(path: str | Path) -> dict[str, Any]:
         kwargs["run_dir"] = data["run"]
     renames = {"timeout": "timeout_s"}
     for key, value in search.items():
-        kwargs[renames.get(key, key)] = value
+        kwargs[renames.get(str(key), str(key))] = value
     if "budget" in kwargs:
         parse_budget(kwargs["budget"])  # validate early
     return kwargs

@@ -129,7 +129,8 @@ class CompressDomain(Domain):
         return PipelineGenome(training=self.task.training)
 
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
-        seeds: list[Genome] = list(initial_pipelines(self.base_genome))[:size]
+        seeds: list[Genome] = []
+        seeds.extend(initial_pipelines(self.base_genome)[:size])
         while len(seeds) < size:
             seeds.append(self.sample(rng))
         return seeds

@@ -38,7 +38,7 @@ def export_model(model: nn.Module, example_input: torch.Tensor, path: str | os.P
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings and torch.jit deprecation notices
             expected = module(example_input)
-            traced = torch.jit.trace(module, (example_input,), check_trace=False)  # type: ignore[no-untyped-call]
+            traced = torch.jit.trace(module, (example_input,), check_trace=False)
             # freezing inlines submodules and folds batch-norm: a smaller, faster deployable file
             torch.jit.freeze(traced.eval()).save(str(path))
             got = load_exported(path, device=example_input.device)(example_input)
@@ -54,5 +54,5 @@ def load_exported(path: str | os.PathLike[str], *, device: str | torch.device = 
     """Load an exported artifact with ``torch.jit.load`` (no evoforge code involved), in eval mode."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
+        module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location=device)
     return module.eval()

@@ -151,7 +151,7 @@ def parameter_count(model: nn.Module) -> int:
     total = sum(p.numel() for p in model.parameters())
     for module in model.modules():
         if isinstance(module, (nnq.Linear, nnq.Conv1d, nnq.Conv2d, nnq.Conv3d)):  # incl. dynamic and fused
-            total += sum(t.numel() for t in module._weight_bias() if t is not None)  # type: ignore[no-untyped-call]
+            total += sum(t.numel() for t in module._weight_bias() if t is not None)
     return total
 
 
@@ -175,10 +175,10 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
     def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
         nonlocal total
         if isinstance(module, convs):
-            kernel = math.prod(module.kernel_size)
-            total += out.numel() * (module.in_channels // module.groups) * kernel
+            kernel = math.prod(int(k) for k in module.kernel_size)  # type: ignore[union-attr, misc]
+            total += out.numel() * (int(module.in_channels) // int(module.groups)) * kernel  # type: ignore[arg-type]
         else:
-            total += out.numel() * int(module.in_features)
+            total += out.numel() * int(module.in_features)  # type: ignore[arg-type]
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convs + linears)]
     was_training = model.training

@@ -28,18 +28,17 @@ def prepare_program(
         return
     if level not in (None, "torch", "linalg"):
         raise ConfigError(f"level must be 'torch' or 'linalg', got {level!r}")
-    if level is None and not (isinstance(program, (str, Path)) and Path(program).suffix == ".mlir"):
-        level = "torch"
+    export_level = level or "torch"  # MLIR files keep their own level when none is asked
     if isinstance(program, str) and program in BUILTIN_PROGRAMS:
-        sources.prepare_from_task(program, run_dir, level=level, batch_size=batch_size)
+        sources.prepare_from_task(program, run_dir, level=export_level, batch_size=batch_size)
     elif isinstance(program, (str, Path)) and Path(program).suffix in (".mlir", ".onnx"):
         sources.prepare_from_file(Path(program), run_dir, level=level, data=data, batch_size=batch_size)
     elif isinstance(program, str) and ":" in program:
-        sources.prepare_from_run(program, run_dir, level=level, batch_size=batch_size)
+        sources.prepare_from_run(program, run_dir, level=export_level, batch_size=batch_size)
     elif hasattr(program, "forward"):
         if example_input is None:
             raise ConfigError("a torch module needs example_input (a tensor with the batch size to compile for)")
-        sources.prepare_from_module(program, example_input, run_dir, level=level, data=data)
+        sources.prepare_from_module(program, example_input, run_dir, level=export_level, data=data)
     else:
         raise ConfigError(
             f"cannot evolve {program!r}; give a built-in program ({', '.join(BUILTIN_PROGRAMS)}), "
@@ -75,7 +74,7 @@ def evolve(
     member keeps its MLIR and vmfb in ``run_dir``; `evoforge.export_member` writes them with the
     edits in words and a diff.
     """
-    import evoforge
+    from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
 
     name = program if isinstance(program, str) else getattr(program, "name", type(program).__name__)
@@ -86,7 +85,7 @@ def evolve(
     domain = EvolveDomain(str(run_dir), objectives=list(objectives), max_error_increase=max_error_increase,
                           target=target, extra_flags=list(extra_flags))
     domain.prepare(run_dir)  # records the original error, which fixes the hypervolume reference
-    return evoforge.optimize(
+    return optimize(
         domain, algorithm=algorithm, algorithm_options={"pop_size": pop_size}, budget=budget, seed=seed,
         workers=workers, timeout_s=timeout_s, run_dir=run_dir, callback=callback, executor=executor, address=address,
     )

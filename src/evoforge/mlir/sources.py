@@ -44,7 +44,7 @@ def _write(run_dir: Path, program: Any, meta: dict[str, Any], data: dict[str, np
         "inputs": [[list(t.shape), t.dtype] for t in program.inputs],
         "outputs": [[list(t.shape), t.dtype] for t in program.outputs],
     }
-    np.savez(d / "data.npz", **data)
+    np.savez(d / "data.npz", **data)  # type: ignore[arg-type]
     if params is not None:
         np.savez(d / "params.npz", *params)
     (d / "program.json").write_text(json.dumps(meta, indent=2))

@@ -6,7 +6,8 @@ import numpy as np
 
 
 def _inside(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    return np.all(np.isfinite(F), axis=1) & np.all(F < ref, axis=1)
+    mask: np.ndarray = np.all(np.isfinite(F), axis=1) & np.all(F < ref, axis=1)
+    return mask
 
 
 def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:

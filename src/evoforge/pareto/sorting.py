@@ -22,7 +22,7 @@ def domination_matrix(F: np.ndarray, cv: np.ndarray | None = None) -> np.ndarray
     F = np.asarray(F, dtype=float)
     le = np.all(F[:, None, :] <= F[None, :, :], axis=2)
     lt = np.any(F[:, None, :] < F[None, :, :], axis=2)
-    D = le & lt
+    D: np.ndarray = le & lt
     if cv is not None:
         cv = np.asarray(cv, dtype=float)
         feas = cv <= 0

@@ -41,7 +41,7 @@ def _sbx_child(y1: float, y2: float, room: float, u: float, eta: float, *, minus
     else:
         betaq = (1.0 / (2.0 - u * alpha)) ** (1.0 / (eta + 1.0))
     spread = betaq * (y2 - y1)
-    return 0.5 * ((y1 + y2) - spread) if minus else 0.5 * ((y1 + y2) + spread)
+    return float(0.5 * ((y1 + y2) - spread) if minus else 0.5 * ((y1 + y2) + spread))
 
 
 def polynomial_mutation(

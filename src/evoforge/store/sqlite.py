@@ -104,7 +104,8 @@ class SQLiteRunStore(RunStore):
             self._db.execute("INSERT INTO meta VALUES ('config', ?)", (json.dumps(config),))
 
     def config(self) -> dict[str, Any] | None:
-        return self.meta("config")
+        config: dict[str, Any] | None = self.meta("config")
+        return config
 
     def put_meta(self, key: str, value: Any) -> None:
         with self._tx():

@@ -63,7 +63,8 @@ def working_reference(F: np.ndarray, reference: np.ndarray | None) -> np.ndarray
         return np.ones(F.shape[1])
     lo, hi = finite.min(axis=0), finite.max(axis=0)
     span = hi - lo
-    return hi + np.where(span > 0, 0.1 * span, 1.0)
+    ref: np.ndarray = hi + np.where(span > 0, 0.1 * span, 1.0)
+    return ref
 
 
 def rank_and_crowding(F: np.ndarray, cv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
