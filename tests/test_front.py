@@ -80,3 +80,10 @@ def test_progress_and_json_log(tmp_path):
     assert sum(e["event"] == "evaluation" for e in events) == 12
     assert sum(e["event"] == "generation" for e in events) == s.generation + 1
     assert {e["status"] for e in events if e["event"] == "evaluation"} >= {"ok", "failed"}
+
+
+def test_tables_escape_control_characters():
+    from evoforge.report import format_table
+
+    table = format_table([{"id": 1, "pipeline": "evil\x1b[2Jname\nnext"}])
+    assert "\x1b" not in table and "\\x1b[2J" in table and "\n" not in table.splitlines()[1]

@@ -28,7 +28,7 @@ def _cell(value: Any, max_width: int) -> str:
     if isinstance(value, float):
         text = f"{value:.4g}"
     else:
-        text = str(value).replace("\n", " ")
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))  # no terminal control codes
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
 

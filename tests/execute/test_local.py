@@ -17,11 +17,11 @@ def test_every_fault_is_recorded_and_the_rest_complete():
     domain = FaultDomain()
     with LocalExecutor(2, timeout_s=2.0) as ex:
         ex.start(domain_spec(domain))
-        results = {t.key: e for t, e in ex.evaluate(tasks("ok", "raise", "nan", "segfault", "abort", "exit", "hang", "ok"))}
+        results = {t.key: e for t, e in ex.evaluate(tasks("ok", "raise", "nan", "segfault", "abort", "exit", "hang", "ok", "inf"))}
     status = {k: e.status for k, e in results.items()}
     assert status == {
         "t0": Status.OK, "t1": Status.FAILED, "t2": Status.OK, "t3": Status.CRASHED,
-        "t4": Status.CRASHED, "t5": Status.CRASHED, "t6": Status.TIMEOUT, "t7": Status.OK,
+        "t4": Status.CRASHED, "t5": Status.CRASHED, "t6": Status.TIMEOUT, "t7": Status.OK, "t8": Status.OK,
     }
     assert "injected failure" in results["t1"].reason
     assert "SIGSEGV" in results["t3"].reason and "SIGABRT" in results["t4"].reason

@@ -165,3 +165,10 @@ def test_local_executor_same_result_as_inline():
         local = Search.create(BenchmarkDomain("zdt1", n_var=5), **kwargs).run(ex)
     assert front_values(inline) == front_values(local)
     assert np.isfinite([v for m in local for v in m.objectives.values()]).all()
+
+
+def test_infinite_objectives_are_recorded_as_failures():
+    s = Search.create(FaultDomain(["ok", "inf", "nan"]), algorithm_options={"pop_size": 3}, termination=Termination(max_evaluations=3))
+    s.run()
+    reasons = sorted(e.reason for e in s.store.evaluations().values() if not e.ok)
+    assert reasons == ["objective 'f1' is not finite (inf)", "objective 'f1' is not finite (nan)"]
