@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-import evoforge
-from evoforge.report import run_summary
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ deprecation notices for int8 tensors
+
+import evoforge  # noqa: E402
+from evoforge.report import run_summary  # noqa: E402
 
 
 def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]], metric: str, relative: bool) -> None:
