@@ -1,6 +1,7 @@
 """Nothing evoforge loads from a run directory or user file unpickles arbitrary objects."""
 
 import re
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "evoforge"
@@ -30,6 +31,6 @@ def test_unsafe_pattern_is_detected(tmp_path, monkeypatch):
     fake = tmp_path / "evoforge"
     fake.mkdir()
     (fake / "bad.py").write_text("state = torch.load(path)\n")
-    monkeypatch.setattr(__import__(__name__), "SRC", fake)
+    monkeypatch.setattr(sys.modules[__name__], "SRC", fake)
     flagged = [line for _, _, line in source_lines() if "torch.load(" in line]
     assert flagged == ["state = torch.load(path)"]

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import mlp, n_params
 from torch import nn
 
 from evoforge.compression.genome import CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, TrainingSettings
 from evoforge.compression.training import loss_function, make_optimizer, predict, train, validation_loss
 from evoforge.errors import ConfigError
+from tests.compression.conftest import mlp, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -58,7 +58,7 @@ class CountingFaultDomain(FaultDomain):
 def local_ray():
     """One local Ray instance for the module; executors with address=None reuse it."""
     temp = tempfile.mkdtemp(prefix="evt", dir="/tmp" if os.path.isdir("/tmp") else None)
-    pythonpath = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    pythonpath = os.pathsep.join([str(HERE.parents[1]), str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     ray.init(
         num_cpus=2, include_dashboard=False, _temp_dir=temp, logging_level="WARNING",
         runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},  # workers import this module's domain

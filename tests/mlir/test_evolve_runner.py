@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from evolve_helpers import die_by_segfault
 
 from evoforge.mlir.iree_runner import VariantFailure, Worker, compile_program, measure_runtime, run_program
+from tests.mlir.evolve_helpers import die_by_segfault
 
 pytestmark = pytest.mark.iree
 

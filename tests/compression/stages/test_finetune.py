@@ -5,12 +5,12 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import ResCNN, accuracy, cnn1d, make_ctx, mlp
 from torch import nn
 
 from evoforge.compression.genome import STAGE_SPACES, PipelineGenome, Stage, TrainingSettings
 from evoforge.compression.stages import STAGES, apply_pipeline, apply_stage, protected_layers
 from evoforge.errors import ConfigError, UnknownNameError
+from tests.compression.conftest import ResCNN, accuracy, cnn1d, make_ctx, mlp
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,7 +5,6 @@ import io
 
 import pytest
 import torch
-from conftest import accuracy, depthwise_cnn, make_ctx, n_params
 from torch import nn
 
 from evoforge.compression.genome import Stage
@@ -21,6 +20,7 @@ from evoforge.compression.stages.lowrank import (
 )
 from evoforge.compression.training import loss_function, train, validation_loss
 from evoforge.errors import ConfigError
+from tests.compression.conftest import accuracy, depthwise_cnn, make_ctx, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

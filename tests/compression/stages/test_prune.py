@@ -5,12 +5,12 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import ResCNN, accuracy, cnn1d, depthwise_cnn, make_ctx, n_params
 from torch import nn
 
 from evoforge.compression.genome import IMPORTANCES, Stage
 from evoforge.compression.stages import apply_stage
 from evoforge.errors import ConfigError
+from tests.compression.conftest import ResCNN, accuracy, cnn1d, depthwise_cnn, make_ctx, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

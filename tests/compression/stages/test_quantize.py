@@ -6,12 +6,12 @@ import warnings
 
 import pytest
 import torch
-from conftest import ResCNN, accuracy, depthwise_cnn, make_ctx
 from torch import nn
 
 from evoforge.compression.genome import QUANT_MODES, Stage, TrainingSettings
 from evoforge.compression.stages import apply_stage
 from evoforge.compression.training import predict, train
+from tests.compression.conftest import ResCNN, accuracy, depthwise_cnn, make_ctx
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
