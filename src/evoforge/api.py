@@ -129,23 +129,24 @@ def optimize(
             store=store,
             run_dir=run_dir,
         )
-        with runner:
-            front = search.run(runner, callback=callback)
-        _finalize(search, front, run_dir)
-        return front
+        return _run_and_finalize(search, runner, callback, run_dir)
     finally:
         store.close()
 
 
-def _finalize(search: Search, front: Front, run_dir: str | Path | None) -> None:
-    """Record the domain's held-out numbers for the front members (skipped without a run dir)."""
+def _run_and_finalize(search: Search, runner: Executor, callback: SearchCallback | None, run_dir: str | Path | None) -> Front:
+    """Run the search to its end, then record the domain's held-out numbers for the front members
+    (skipped without a run dir)."""
+    with runner:
+        front = search.run(runner, callback=callback)
     if run_dir is None or not len(front):
-        return
+        return front
     final = dict(search.store.meta("final", {}) or {})
     todo = [(m.key, m.evaluation) for m in front if m.key not in final]
     if todo:
         final.update(search.domain.finalize(todo, Path(run_dir)))
         search.store.put_meta("final", final)
+    return front
 
 
 def resume(
@@ -180,10 +181,7 @@ def resume(
         termination = None if budget is None else budget if isinstance(budget, Termination) else parse_budget(budget)
         search = Search.resume(store, run_dir=run_dir, termination=termination)
         search.domain.prepare(Path(run_dir))
-        with runner:
-            front = search.run(runner, callback=callback)
-        _finalize(search, front, run_dir)
-        return front
+        return _run_and_finalize(search, runner, callback, run_dir)
     finally:
         store.close()
 

@@ -32,7 +32,7 @@ def prepare_program(
     if isinstance(program, str) and program in BUILTIN_PROGRAMS:
         sources.prepare_from_task(program, run_dir, level=export_level, batch_size=batch_size)
     elif isinstance(program, (str, Path)) and Path(program).suffix in (".mlir", ".onnx"):
-        sources.prepare_from_file(Path(program), run_dir, level=level, data=data, batch_size=batch_size)
+        sources.prepare_from_file(Path(program), run_dir, level=level, data=data)
     elif isinstance(program, str) and ":" in program:
         sources.prepare_from_run(program, run_dir, level=export_level, batch_size=batch_size)
     elif hasattr(program, "forward"):

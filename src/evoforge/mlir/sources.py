@@ -63,7 +63,6 @@ def prepare_from_task(task_name: str, run_dir: Path, *, level: str, batch_size: 
     import torch
 
     from evoforge.compression import task as tasks
-    from evoforge.mlir.program import from_torch
 
     train_mode = task_name in TRAIN_TASKS
     task = tasks.BUILTIN_TASKS[TRAIN_TASKS.get(task_name, task_name)]
@@ -74,18 +73,25 @@ def prepare_from_task(task_name: str, run_dir: Path, *, level: str, batch_size: 
             _prepare_training(task, splits, run_dir, level=level, batch_size=batch_size)
             return
         model = tasks.baseline_model(task, splits, run_dir / "baseline").eval()
+    _write_predict_program(model, splits, run_dir, level=level, batch_size=batch_size, source=f"task:{task_name}")
+
+
+def _write_predict_program(model: Any, splits: Any, run_dir: Path, *, level: str, batch_size: int, source: str) -> None:
+    """Export ``model`` at ``batch_size`` and store it with the labelled validation and test splits."""
+    import torch
+
+    from evoforge.mlir.program import from_torch
+
     example = torch.as_tensor(_batched(splits.x_val, batch_size)[:batch_size])
     program = from_torch(model, example, level=level)  # type: ignore[arg-type]
     data = {
         "x_val": _batched(splits.x_val, batch_size), "y_val": _batched(splits.y_val, batch_size),
         "x_test": _batched(splits.x_test, batch_size), "y_test": _batched(splits.y_test, batch_size),
     }
-    _write(run_dir, program, {"mode": "predict", "batch_size": batch_size, "source": f"task:{task_name}"}, data, None)
+    _write(run_dir, program, {"mode": "predict", "batch_size": batch_size, "source": source}, data, None)
 
 
 def _prepare_training(task: Any, splits: Any, run_dir: Path, *, level: str, batch_size: int) -> None:
-    import torch
-
     from evoforge.compression.task import load_model
     from evoforge.mlir.iree_runner import compile_program
     from evoforge.mlir.train_program import export_predict, export_train_step, initial_params
@@ -107,15 +113,15 @@ def _prepare_training(task: Any, splits: Any, run_dir: Path, *, level: str, batc
         "x_val": flat_rows(splits.x_val), "y_val": splits.y_val.astype(np.int64),
         "x_test": flat_rows(splits.x_test), "y_test": splits.y_test.astype(np.int64),
     }
-    del torch
     meta = {"mode": "train", "batch_size": batch_size, "source": f"task:{task.name}-train", "steps": 100}
     _write(run_dir, train_program, meta, data, initial_params(model))
 
 
-def prepare_from_file(path: Path, run_dir: Path, *, level: str | None, data: str | None, batch_size: int | None) -> None:
+def prepare_from_file(path: Path, run_dir: Path, *, level: str | None, data: str | None) -> None:
     """An ``.mlir`` or ``.onnx`` program; ``data`` is an optional ``.npz`` with ``x_val`` (and
     ``y_val``, ``x_test``, ``y_test``); without it, seeded random inputs of the program's input
-    shape are used and the error is the deviation from the original program's outputs."""
+    shape are used and the error is the deviation from the original program's outputs. The batch
+    size is the program's own (its first input dimension)."""
     from evoforge.mlir.program import from_mlir, from_onnx
 
     if not path.exists():
@@ -131,7 +137,6 @@ def prepare_from_file(path: Path, run_dir: Path, *, level: str | None, data: str
     shape, dtype = program.inputs[0].shape, program.inputs[0].dtype
     arrays = _user_data(data, shape, dtype)
     _write(run_dir, program, {"mode": "predict", "batch_size": shape[0] if shape else 1, "source": str(path)}, arrays, None)
-    del batch_size
 
 
 def prepare_from_module(module: Any, example_input: Any, run_dir: Path, *, level: str, data: str | None) -> None:
@@ -179,15 +184,7 @@ def prepare_from_run(spec: str, run_dir: Path, *, level: str, batch_size: int) -
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = apply_pipeline(base, genome, ctx).eval()
-    from evoforge.mlir.program import from_torch
-
-    example = torch.as_tensor(_batched(splits.x_val, batch_size)[:batch_size])
-    program = from_torch(model, example, level=level)  # type: ignore[arg-type]
-    data = {
-        "x_val": _batched(splits.x_val, batch_size), "y_val": _batched(splits.y_val, batch_size),
-        "x_test": _batched(splits.x_test, batch_size), "y_test": _batched(splits.y_test, batch_size),
-    }
-    _write(run_dir, program, {"mode": "predict", "batch_size": batch_size, "source": f"run:{spec}"}, data, None)
+    _write_predict_program(model, splits, run_dir, level=level, batch_size=batch_size, source=f"run:{spec}")
 
 
 def _user_data(path: str | None, shape: tuple[int, ...], dtype: str) -> dict[str, np.ndarray]:
