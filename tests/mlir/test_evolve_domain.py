@@ -148,3 +148,18 @@ def test_onnx_program_evolves_against_its_own_outputs(tmp_path):
         final = store.meta("final")
     assert original.ok and original.objectives["error"] == pytest.approx(0.0, abs=1e-6)
     assert final["baseline"]["error"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_from_a_compress_run_member(tmp_path):
+    front = evoforge.compress("digits-mlp", budget=4, pop_size=4, workers=0, run_dir=tmp_path / "c")
+    evoforge.evolve(f"{tmp_path / 'c'}:1", budget=3, pop_size=3, workers=0, run_dir=tmp_path / "e")  # 1: the baseline
+    with open_store(tmp_path / "e", readonly=True) as store:
+        original = store.evaluations()[EditListGenome().content_hash]
+    assert original.ok and original.metrics["accuracy"] > 0.8
+    quantized = [m for m in front if any(s.kind == "quantize" for s in m.genome.stages)]
+    if quantized:
+        from evoforge.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="int8-quantized"):
+            evoforge.evolve(f"{tmp_path / 'c'}:{quantized[0].id}", budget=2, run_dir=tmp_path / "q")

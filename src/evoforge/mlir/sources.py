@@ -150,8 +150,9 @@ def prepare_from_module(module: Any, example_input: Any, run_dir: Path, *, level
 
 
 def prepare_from_run(spec: str, run_dir: Path, *, level: str, batch_size: int) -> None:
-    """``RUN:ID``: a compress-run member, rebuilt by re-applying its pipeline to the run's
-    baseline with the member's own seed (int8-quantized members cannot be exported to MLIR)."""
+    """``RUN:ID``: an evaluated candidate of a compress run (ids as `evoforge show` prints them),
+    rebuilt by re-applying its pipeline to the run's baseline with the candidate's own seed
+    (int8-quantized candidates cannot be exported to MLIR)."""
     import torch
 
     from evoforge.api import open_store
@@ -159,7 +160,7 @@ def prepare_from_run(spec: str, run_dir: Path, *, level: str, batch_size: int) -
     from evoforge.compression.genome import PipelineGenome
     from evoforge.compression.stages import StageContext, apply_pipeline, protected_layers
     from evoforge.compression.task import baseline_model, example_input, load_splits
-    from evoforge.front import Front
+    from evoforge.genome import genome_from_json
     from evoforge.search.domain import domain_from_spec
     from evoforge.search.engine import candidate_seed
 
@@ -171,14 +172,18 @@ def prepare_from_run(spec: str, run_dir: Path, *, level: str, batch_size: int) -
         domain = domain_from_spec(config["domain"])
         if not isinstance(domain, CompressDomain):
             raise ConfigError(f"{source} is not a compress run")
-        member = Front.from_store(store, domain.objectives).by_id(int(member_id))
-    genome = member.genome
+        evaluations = list(store.evaluations().items())
+        index = int(member_id) - 1
+        if not 0 <= index < len(evaluations) or not evaluations[index][1].ok:
+            raise ConfigError(f"{source} has no successful evaluation with id {member_id}; see `evoforge show {source}`")
+        key = evaluations[index][0]
+        genome = genome_from_json(store.genome(key))
     assert isinstance(genome, PipelineGenome)
     if any(s.kind == "quantize" for s in genome.stages):
         raise ConfigError(f"member {member_id} is int8-quantized, which does not export to MLIR; pick a float member")
     splits = load_splits(domain.task)
     base = baseline_model(domain.task, splits, Path(source) / "baseline")
-    seed = candidate_seed(int(config["seed"]), member.key)
+    seed = candidate_seed(int(config["seed"]), key)
     ctx = StageContext(data=splits, training=genome.training, example_input=example_input(domain.task, splits), seed=seed,
                        protected=protected_layers(base, example_input(domain.task, splits)))
     with torch.random.fork_rng():
