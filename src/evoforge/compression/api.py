@@ -14,7 +14,7 @@ from evoforge.search.engine import SearchCallback
 from evoforge.search.termination import Termination, parse_budget
 
 CONFIG_SECTIONS = ("task", "search", "objectives", "constraints", "run")
-SEARCH_KEYS = ("algorithm", "budget", "workers", "pop_size", "offspring_size", "seed", "timeout")
+SEARCH_KEYS = ("algorithm", "budget", "workers", "pop_size", "offspring_size", "seed", "timeout", "executor", "address")
 CONSTRAINT_KEYS = ("max_quality_drop", "relative")
 
 
