@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from evoforge.compression.export import export_model
+from evoforge.compression.training import observe_forward
 from evoforge.hostlock import MeasurementLock
 
 
@@ -180,14 +181,5 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
         else:
             total += out.numel() * int(module.in_features)  # type: ignore[arg-type]
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convs + linears)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    observe_forward(model, example_input, [m for m in model.modules() if isinstance(m, convs + linears)], hook)
     return total // max(1, len(example_input))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,3 +165,20 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256, *, device: s
     outs = [model(inputs[start : start + batch_size]).float().cpu() for start in range(0, len(inputs), batch_size)]
     model.train(was_training)
     return torch.cat(outs).numpy()
+
+
+def observe_forward(
+    model: nn.Module, example_input: Tensor, modules: list[nn.Module], hook: Callable[[nn.Module, Any, Any], None]
+) -> None:
+    """Run ``model(example_input)`` once in eval mode without gradients, calling ``hook`` after
+    each of ``modules`` runs; hooks are removed and the training flag restored afterwards."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)

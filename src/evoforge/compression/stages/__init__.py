@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from evoforge.compression.genome import PipelineGenome, Stage, TrainingSettings
+from evoforge.compression.training import observe_forward
 from evoforge.datasets import Splits
 from evoforge.registry import Registry
 
@@ -72,20 +73,8 @@ def protected_layers(model: nn.Module, example_input: torch.Tensor) -> tuple[str
         if name not in order:
             order.append(name)
 
-    handles = [
-        module.register_forward_hook(record)
-        for module in model.modules()
-        if not isinstance(module, _NORM_TYPES) and any(True for _ in module.parameters(recurse=False))
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    layers = [m for m in model.modules() if not isinstance(m, _NORM_TYPES) and any(True for _ in m.parameters(recurse=False))]
+    observe_forward(model, example_input, layers, record)
     return tuple(dict.fromkeys(order[:1] + order[-1:]))
 
 
