@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import difflib
 import re
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from evoforge.mlir import irtools
 from evoforge.mlir.edits import Copy, Delete, Edit, EditError, OperandReplace, Resize
 from evoforge.mlir.mutate import Session, apply_edits
+from evoforge.mlir.narrow import NarrowReport
 from evoforge.mlir.program import Program
 
 _RESOURCES = re.compile(r"\n\{-#.*?#-\}\n?", re.DOTALL)
@@ -22,10 +24,13 @@ def describe_edits(program: Program, edits: Sequence[Edit]) -> list[str]:
     with Session(program) as s:
         for e in edits:
             text = _describe(s, e)
+            s.last_narrowing = None
             try:
                 s.apply(e)
             except EditError as exc:
                 text += f" (does not apply: {exc})"
+            if s.last_narrowing is not None:
+                text += _narrowing(s.last_narrowing)
             lines.append(text)
     return lines
 
@@ -36,6 +41,12 @@ def program_diff(program: Program, edits: Sequence[Edit], *, context: int = 2) -
     old = _RESOURCES.sub("\n", program.text).splitlines(keepends=True)
     new = _RESOURCES.sub("\n", apply_edits(program, edits)).splitlines(keepends=True)
     return "".join(difflib.unified_diff(old, new, "original.mlir", "variant.mlir", n=context))
+
+
+def _narrowing(report: NarrowReport) -> str:
+    counts = collections.Counter(name.split(".", 2)[-1] for name in report.absorbed)
+    ops = ", ".join(f"{n} x{c}" if c > 1 else n for n, c in sorted(counts.items()))
+    return f": {len(report.absorbed)} ops compute on the smaller shape ({ops or 'none'}), {report.padded_back} uses read it padded back"
 
 
 def _op(s: Session, uid: str) -> str:
@@ -78,6 +89,9 @@ def _describe(s: Session, e: Edit) -> str:
             text += f"; operand {e.rewire_operand} of {_op(s, e.rewire_user)} now reads the copy"
         return text
     if isinstance(e, Resize):
+        if e.propagate:
+            return (f"resize {_value(s, e.value)} to its centered {e.size} entries along dim {e.dim} and carry "
+                    f"the smaller shape through the ops that can compute on it (the other uses read it padded with {e.fill})")
         return (f"resize {_value(s, e.value)}: keep the centered {e.size} entries along dim {e.dim} "
                 f"and set the rest to {e.fill}")
     if isinstance(e, OperandReplace):

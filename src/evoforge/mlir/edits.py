@@ -71,15 +71,20 @@ class Copy:
 
 @dataclasses.dataclass(frozen=True)
 class Resize:
-    """Shrink ``value`` along ``dim`` to ``size`` (centered slice), then pad it back to its
-    original extent with the constant ``fill``; every use of the value sees the result. This
-    drops the outer ``extent - size`` entries of that dimension while keeping all types."""
+    """Shrink ``value`` along ``dim`` to its centered ``size`` entries.
+
+    Type-preserving (``propagate`` false): the slice is padded back to the original extent
+    with the constant ``fill`` and every use reads that. Type-changing (``propagate`` true,
+    torch-level programs): the smaller type is carried through the consumers that can compute
+    on it (`evoforge.mlir.narrow`), which then do less work; the other uses read it padded back.
+    """
 
     KIND: ClassVar[str] = "resize"
     value: str
     dim: int
     size: int
     fill: int = 0
+    propagate: bool = dataclasses.field(default=False, metadata={"omit_default": True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +106,8 @@ def edit_to_data(edit: Edit) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": edit.KIND}
     for f in dataclasses.fields(edit):
         value = getattr(edit, f.name)
+        if f.metadata.get("omit_default") and value == f.default:
+            continue  # fields added later stay out of older edits' keys and hashes
         if isinstance(value, Source):
             value = [value.value, value.fill]
         elif isinstance(value, tuple):

@@ -18,7 +18,7 @@ import numpy as np
 from iree.compiler import ir
 
 from evoforge.errors import ConfigError
-from evoforge.mlir import irtools
+from evoforge.mlir import irtools, narrow
 from evoforge.mlir.edits import (
     EDIT_KINDS,
     Copy,
@@ -45,6 +45,8 @@ class Session:
         self._loc.__enter__()
         self.module = ir.Module.parse(program.text)
         self.fn = irtools.find_function(self.module, program.entry)
+        self.last_narrowing: narrow.NarrowReport | None = None
+        """What the last type-changing resize did (for explanations)."""
 
     def close(self) -> None:
         self._loc.__exit__(None, None, None)
@@ -224,6 +226,9 @@ def _apply_resize(s: Session, e: Resize) -> None:
     info = irtools.tensor_info(v.type)
     if info is None or not 0 <= e.dim < len(info.shape) or not 1 <= e.size < info.shape[e.dim]:
         raise EditError(f"{e.value} of type {v.type} cannot be resized to {e.size} along dim {e.dim}")
+    if e.propagate:
+        s.last_narrowing = narrow.narrow(v, e.dim, e.size, e.fill)
+        return
     small = tuple(e.size if d == e.dim else n for d, n in enumerate(info.shape))
     _rewire_uses(v, v, _home_block(v), lambda t: [small, info.shape], e.fill)
 
@@ -336,9 +341,16 @@ def _draw_resize(s: Session, rng: np.random.Generator) -> Edit | None:
     if not values:
         return None
     v = _pick(rng, values)
-    shape = irtools.tensor_info(v.type).shape  # type: ignore[union-attr]
-    dim = _pick(rng, [d for d, n in enumerate(shape) if n >= 2])
-    return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=int(rng.integers(1, shape[dim])), fill=_fill(rng))
+    info = irtools.tensor_info(v.type)
+    assert info is not None
+    dim = _pick(rng, [d for d, n in enumerate(info.shape) if n >= 2])
+    extent = info.shape[dim]
+    if info.family == "torch" and rng.random() < 0.5:
+        # type-changing: mostly mild cuts (keep at least half), sometimes any size
+        low = (extent + 1) // 2 if rng.random() < 0.75 else 1
+        size = int(rng.integers(low, extent)) if low < extent else extent - 1
+        return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=size, fill=_fill(rng), propagate=True)
+    return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=int(rng.integers(1, extent)), fill=_fill(rng))
 
 
 def _draw_operand_replace(s: Session, rng: np.random.Generator) -> Edit | None:

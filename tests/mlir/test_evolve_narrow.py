@@ -1,0 +1,163 @@
+"""Type-changing resize: the smaller type is carried through the consumers, and the compiled
+variant computes exactly what the correspondingly pruned PyTorch model computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evoforge.genome import genome_from_json
+from evoforge.mlir.edits import EditError, EditListGenome, Resize, edit_to_data
+from evoforge.mlir.iree_runner import evaluate_variant
+from evoforge.mlir.mutate import Session, apply_edits
+
+pytestmark = pytest.mark.iree
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("iree.turbine")
+
+
+class SmallCNN(torch.nn.Module):
+    """stem conv-BN-ReLU (8 ch), depthwise conv-BN-ReLU, pointwise conv-BN-ReLU (12 ch), pool, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.pw = nn.Sequential(nn.Conv2d(8, 12, 1), nn.BatchNorm2d(12), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 3))
+
+    def forward(self, x):
+        return self.head(self.pw(self.dw(self.stem(x))))
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    from evoforge.mlir.program import from_torch
+
+    torch.manual_seed(0)
+    model = SmallCNN()
+    for bn in (model.stem[1], model.dw[1], model.pw[1]):  # non-trivial BN statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    x = torch.randn(4, 1, 8, 8)
+    return model, x, from_torch(model, x, level="torch")
+
+
+def _uid_of_weight(program, layer_out_channels: str) -> str:
+    """The value name of the conv weight literal of the given type text, e.g. "[8,1,3,3]"."""
+    from evoforge.mlir import irtools
+
+    with Session(program) as s:
+        for op in irtools.walk(s.fn):
+            if op.name == "torch.aten.conv2d" and f"<{layer_out_channels}," in str(op.operands[1].type):
+                return irtools.value_name(op.operands[1], s.fn)
+    raise AssertionError(f"no conv weight {layer_out_channels}")
+
+
+def _masked(model, x, module, keep: slice):
+    """model(x) with the channels of ``module``'s output outside ``keep`` set to zero."""
+    def hook(_m, _i, out):
+        mask = torch.zeros_like(out)
+        mask[:, keep] = 1
+        return out * mask
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            return model(x).numpy()
+    finally:
+        handle.remove()
+
+
+def _run(program, edits, x, worker):
+    result = evaluate_variant(program, edits, [[x]], worker=worker)
+    assert result.ok, result.failure
+    return result.outputs[0][0]
+
+
+def _report(program, edit):
+    with Session(program) as s:
+        s.apply(edit)
+        s.verify()
+        return s.last_narrowing
+
+
+def test_pruning_stem_channels_flows_through_depthwise_into_pointwise(cnn, worker):
+    model, x, program = cnn
+    edit = Resize(value=_uid_of_weight(program, "[8,1,3,3]"), dim=0, size=4, propagate=True)
+    report = _report(program, edit)
+    assert report is not None and report.padded_back == 0
+    assert report.absorbed.count("torch.aten.conv2d") == 3  # stem, depthwise (groups follow), pointwise
+    text = apply_edits(program, [edit])
+    assert "!torch.vtensor<[4,4,8,8],f32>" in text and "[4,8,8,8]" not in text.split("torch.aten.conv2d", 3)[-1]
+    out = _run(program, [edit], x.numpy(), worker)
+    np.testing.assert_allclose(out, _masked(model, x, model.dw, slice(2, 6)), rtol=1e-4, atol=1e-5)
+
+
+def test_pruning_pointwise_outputs_is_padded_back_at_the_flatten(cnn, worker):
+    model, x, program = cnn
+    edit = Resize(value=_uid_of_weight(program, "[12,8,1,1]"), dim=0, size=8, fill=0, propagate=True)
+    report = _report(program, edit)
+    assert report.padded_back >= 1 and "torch.aten.adaptive_avg_pool2d" in report.absorbed
+    out = _run(program, [edit], x.numpy(), worker)
+    np.testing.assert_allclose(out, _masked(model, x, model.pw, slice(2, 10)), rtol=1e-4, atol=1e-5)
+
+
+def test_cropping_the_input_shrinks_every_feature_map(cnn, worker):
+    model, x, program = cnn
+    edits = [Resize(value="arg0", dim=2, size=6, propagate=True), Resize(value="arg0", dim=3, size=6, propagate=True)]
+    assert "[4,12,6,6]" in apply_edits(program, edits)
+    with torch.no_grad():
+        expected = model(x[:, :, 1:7, 1:7]).numpy()
+    np.testing.assert_allclose(_run(program, edits, x.numpy(), worker), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fewer_rows_are_padded_back_where_the_flatten_needs_them(cnn, worker):
+    model, x, program = cnn
+    out = _run(program, [Resize(value="arg0", dim=0, size=2, fill=1, propagate=True)], x.numpy(), worker)
+    with torch.no_grad():
+        expected = model(x[1:3]).numpy()
+        padded_row = model.head[2](torch.ones(12)).numpy()  # the view reads rows of ones
+    np.testing.assert_allclose(out[1:3], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[[0, 3]], np.stack([padded_row] * 2), rtol=1e-5)
+
+
+def test_propagating_resize_replays_and_keeps_old_edit_keys(cnn):
+    _, _, program = cnn
+    edit = Resize(value=_uid_of_weight(program, "[12,8,1,1]"), dim=0, size=6, propagate=True)
+    assert apply_edits(program, [edit]) == apply_edits(program, [edit])
+    assert edit_to_data(edit)["propagate"] is True
+    assert "propagate" not in edit_to_data(Resize(value="arg0", dim=0, size=1))  # hashes of older runs stay valid
+    back = genome_from_json(EditListGenome(edits=(edit,)).to_json())
+    assert back.edits == (edit,)
+
+
+def test_propagating_resize_needs_a_torch_program(linalg_program):
+    with pytest.raises(EditError, match="needs a torch tensor"):
+        apply_edits(linalg_program, [Resize(value="arg0", dim=1, size=3, propagate=True)])
+
+
+def test_explanation_names_the_ops_that_shrank(cnn):
+    from evoforge.mlir.describe import describe_edits
+
+    _, _, program = cnn
+    edit = Resize(value=_uid_of_weight(program, "[12,8,1,1]"), dim=0, size=8, propagate=True)
+    (line,) = describe_edits(program, [edit])
+    assert "carry the smaller shape" in line and "conv2d" in line and "adaptive_avg_pool2d" in line
+    assert "1 uses read it padded back" in line
+
+
+@pytest.mark.parametrize("which", ["torch", "linalg"])
+def test_random_resizes_change_types_only_at_torch_level(which, cnn, linalg_program):
+    from evoforge.mlir.mutate import random_edit
+
+    program = cnn[2] if which == "torch" else linalg_program
+    rng = np.random.default_rng(0)
+    edits = [random_edit(program, rng, "resize") for _ in range(12)]
+    propagating = [e for e in edits if e.propagate]
+    assert bool(propagating) == (which == "torch")
+    for e in propagating:
+        assert apply_edits(program, [e]) == apply_edits(program, [e])
