@@ -161,3 +161,20 @@ def test_random_resizes_change_types_only_at_torch_level(which, cnn, linalg_prog
     assert bool(propagating) == (which == "torch")
     for e in propagating:
         assert apply_edits(program, [e]) == apply_edits(program, [e])
+
+
+def test_pruning_hidden_units_of_an_mlp(tiny_torch, worker):
+    model, x, program = tiny_torch
+    from evoforge.mlir import irtools
+
+    with Session(program) as s:
+        first = next(op for op in irtools.walk(s.fn) if op.name == "torch.aten.linear")
+        weight = irtools.value_name(first.operands[1], s.fn)
+    edit = Resize(value=weight, dim=0, size=3, propagate=True)
+    assert _report(program, edit).absorbed.count("torch.aten.linear") == 2
+    out = _run(program, [edit], x.numpy(), worker)
+    with torch.no_grad():
+        hidden = torch.relu(model.a(x))
+        hidden[:, [0, 4]] = 0  # the centered 3 of 5 hidden units survive
+        expected = model.b(hidden).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)

@@ -228,7 +228,7 @@ def _linear(op: ir.Operation, slots: list[int], n: Narrowed) -> _Plan | None:
     if a is None or b is None or len(b) != 2:
         return None
     linear = op.name == "torch.aten.linear"
-    b_in, b_out = (1, 0) if linear else (0, 1)
+    b_in = 1 if linear else 0  # the contracted dim of the second operand
     last = len(a) - 1
     slot, d = slots[0], n.dim
     if slot == 0:
