@@ -24,7 +24,9 @@ Rules (torch dialect):
   a free dim becomes a smaller result dim;
 - ``torch.aten.batch_norm``: channel dim (the four per-channel vectors follow);
 - pooling (``adaptive_avg_pool*``, ``max_pool*``, ``avg_pool*``): batch and channel dims; an
-  adaptive pool to size 1 also absorbs a spatial dim.
+  adaptive pool to size 1 also absorbs a spatial dim;
+- ``view`` / ``reshape`` / ``flatten.using_ints`` that only add or drop size-1 dims (a flatten
+  after global pooling): the dim keeps its place, and the view's size list is rewritten.
 
 Every op `narrow` creates is a repair op (no UID), so it is never an edit target.
 """
@@ -141,11 +143,12 @@ def _constant_int(value: int, ip: ir.InsertionPoint) -> ir.Value:
 @dataclasses.dataclass
 class _Plan:
     """How an op absorbs a narrowed operand: operands to slice (index, dim), operands to
-    replace by new int constants (index, value) and result dims that shrink. Rules only
+    replace by new int constants or int lists (index, value) and result dims that shrink. Rules only
     inspect the op and return a plan (or None); `_carry_out` applies it."""
 
     slices: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     ints: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    int_lists: list[tuple[int, list[int]]] = dataclasses.field(default_factory=list)
     results: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)  # (result, dim, new size)
 
 
@@ -263,6 +266,25 @@ def _pool(op: ir.Operation, slots: list[int], n: Narrowed) -> _Plan | None:
     return None
 
 
+def _reshape(op: ir.Operation, slots: list[int], n: Narrowed) -> _Plan | None:
+    """view / reshape / flatten that only add or drop size-1 dims around the narrowed one (as a
+    flatten after global pooling does): the narrowed dim keeps its place among the others."""
+    res = _shape(op.results[0])
+    if slots != [0] or res is None:
+        return None
+    kept_in = [d for d, size in enumerate(n.old) if size != 1]
+    kept_out = [d for d, size in enumerate(res) if size != 1]
+    if [n.old[d] for d in kept_in] != [res[d] for d in kept_out]:
+        return None
+    rdim = kept_out[kept_in.index(n.dim)]
+    new = list(_with_dim(res, rdim, n.size))
+    if op.name == "torch.aten.flatten.using_ints":
+        return _Plan(results=[(0, rdim, n.size)])
+    if _int_list(op.operands[1]) is None:
+        return None
+    return _Plan(int_lists=[(1, new)], results=[(0, rdim, n.size)])
+
+
 def _rule(op: ir.Operation) -> _Rule | None:
     name = op.name
     if name in ELEMENTWISE:
@@ -275,6 +297,8 @@ def _rule(op: ir.Operation) -> _Rule | None:
         return _batch_norm
     if name.startswith(_POOLS):
         return _pool
+    if name in ("torch.aten.view", "torch.aten.reshape", "torch.aten.flatten.using_ints"):
+        return _reshape
     return None
 
 
@@ -284,6 +308,11 @@ def _carry_out(op: ir.Operation, plan: _Plan, n: Narrowed) -> list[Narrowed]:
         op.operands[i] = _slice(op.operands[i], d, n.size, ip)
     for i, value in plan.ints:
         op.operands[i] = _constant_int(value, ip)
+    for i, values in plan.int_lists:
+        items = [_constant_int(v, ip) for v in values]
+        lst = ir.Operation.create("torch.prim.ListConstruct", results=[ir.Type.parse("!torch.list<int>")], operands=items, ip=ip)
+        lst.attributes[irtools.REPAIR_ATTR] = ir.UnitAttr.get()
+        op.operands[i] = lst.results[0]
     out = []
     for r, d, size in plan.results:
         res = op.results[r]
