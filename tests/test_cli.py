@@ -125,6 +125,7 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     assert (tmp_path / "out" / "variant.vmfb").exists() and isinstance(card["edits"], list)
     assert "exactly one program" in bad("evolve", program, "--task", "digits-mobilenet")
     assert "cannot parse MLIR" in bad("evolve", _broken(tmp_path), "--run", tmp_path / "r2")
+    assert "unknown edit kinds ['cut']" in bad("evolve", program, "--edits", "delete,cut", "--run", tmp_path / "r3")
 
 
 def _broken(tmp_path):

@@ -139,6 +139,7 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", choices=("torch", "linalg"), default=None, help="IR level to mutate (default torch)")
     p.add_argument("--objectives", help="comma-separated: runtime_ratio, error, size_ratio")
     p.add_argument("--max-error-increase", type=float, default=None, help="constraint: error may grow by this many points")
+    p.add_argument("--edits", help="comma-separated edit operators: delete, copy, resize, operand_replace (default: all)")
     p.add_argument("--target", default="llvm-cpu", help="IREE target backend (llvm-cpu, cuda, ...)")
     p.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag (repeatable)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size built-in programs are compiled for")
@@ -171,6 +172,8 @@ def _evolve(args: argparse.Namespace) -> int:
     }
     if args.objectives:
         kwargs["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    if args.edits:
+        kwargs["edit_kinds"] = [k.strip() for k in args.edits.split(",") if k.strip()]
     evolve(program, callback=_progress(termination, workers, args), **kwargs)
     return _show_run(run_dir, args)
 

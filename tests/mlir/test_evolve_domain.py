@@ -112,6 +112,19 @@ def test_bad_programs_are_clear_errors(tmp_path):
         from evoforge.mlir.domain import EvolveDomain
 
         EvolveDomain(str(tmp_path), objectives=["speed"])
+    with pytest.raises(ConfigError, match=r"unknown edit kinds \['shrink'\]; choose one or more of: delete, copy"):
+        evoforge.evolve(tmp_path / "missing.mlir", edit_kinds=["delete", "shrink"], run_dir=tmp_path / "r4")
+    assert not (tmp_path / "r4").exists()  # refused before anything is written
+
+
+def test_chosen_edit_kinds_are_the_only_ones_drawn(tmp_path, linalg_mlp_text):
+    path = tmp_path / "mlp.mlir"
+    path.write_text(linalg_mlp_text)
+    evoforge.evolve(path, budget=8, pop_size=4, workers=0, run_dir=tmp_path / "run", edit_kinds=["delete"])
+    with open_store(tmp_path / "run", readonly=True) as store:
+        assert store.config()["domain"]["config"]["edit_kinds"] == ["delete"]
+        edits = [e for key in store.evaluations() for e in genome_from_json(store.genome(key)).edits]
+    assert edits and {e.KIND for e in edits} == {"delete"}
 
 
 @pytest.mark.slow

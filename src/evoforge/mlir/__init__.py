@@ -5,6 +5,7 @@ Modules (import them directly; this package import stays free of IREE and torch)
 - `program`: `Program` (pristine MLIR with a stable UID on every op) and its loaders.
 - `edits`: the edits as pure data and `EditListGenome` (genome type ``"mlir-edits"``).
 - `mutate`: `random_edit`, `apply_edits` (replay with use-def and shape repair), `crossover`.
+- `narrow`: the type-changing resize (per-op rules that carry a smaller shape forward).
 - `iree_runner`: compile with a timeout, run in a sandboxed worker process, time against a baseline.
 - `describe`: words and a unified diff for an edit list.
 - `train_program`: exported 2fcNet training-step and predict programs, and running them.

@@ -9,6 +9,7 @@ from typing import Any
 
 from evoforge.errors import ConfigError
 from evoforge.front import Front
+from evoforge.mlir.edits import EDIT_KINDS, check_edit_kinds
 from evoforge.search.engine import SearchCallback
 from evoforge.search.termination import Termination
 
@@ -54,6 +55,7 @@ def evolve(
     level: str | None = None,
     objectives: Sequence[str] = ("runtime_ratio", "error"),
     max_error_increase: float | None = None,
+    edit_kinds: Sequence[str] = EDIT_KINDS,
     budget: str | int | Termination = "10m",
     algorithm: str = "nsga2",
     pop_size: int = 16,
@@ -70,7 +72,8 @@ def evolve(
 ) -> Front:
     """Evolve ``program`` and return the front of runtime vs error (and compiled size if asked).
 
-    ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. Each front
+    ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. ``edit_kinds``
+    picks the operators (delete, copy, resize, operand_replace; all by default). Each front
     member keeps its MLIR and vmfb in ``run_dir``; `evoforge.export_member` writes them with the
     edits in words and a diff.
     """
@@ -79,11 +82,12 @@ def evolve(
 
     name = program if isinstance(program, str) else getattr(program, "name", type(program).__name__)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / f"evolve-{Path(str(name)).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_edit_kinds(edit_kinds)
     if (run_dir / "run.db").exists():
         raise ConfigError(f"{run_dir} already holds a run; resume it with `evoforge resume {run_dir}` or choose a new directory")
     prepare_program(program, run_dir, level=level, data=data, example_input=example_input, batch_size=batch_size)
     domain = EvolveDomain(str(run_dir), objectives=list(objectives), max_error_increase=max_error_increase,
-                          target=target, extra_flags=list(extra_flags))
+                          target=target, extra_flags=list(extra_flags), edit_kinds=list(edit_kinds))
     domain.prepare(run_dir)  # records the original error, which fixes the hypervolume reference
     return optimize(
         domain, algorithm=algorithm, algorithm_options={"pop_size": pop_size}, budget=budget, seed=seed,

@@ -17,14 +17,13 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
-from evoforge.mlir.edits import EditListGenome  # registers the genome type wherever the domain loads
+from evoforge.mlir.edits import EDIT_KINDS, EditListGenome, check_edit_kinds  # (importing it registers the genome type)
 from evoforge.mlir.sources import program_dir
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
 from evoforge.search.evaluation import Evaluation, Status
 
-EDIT_KINDS = ("delete", "copy", "resize", "operand_replace")
 OBJECTIVE_NAMES = ("runtime_ratio", "error", "size_ratio")
 _FAILURE_STATUS = {"timeout": Status.TIMEOUT, "compile_timeout": Status.TIMEOUT, "crash": Status.CRASHED}
 
@@ -34,7 +33,8 @@ class EvolveDomain(Domain):
     """Configured by the run directory holding the prepared program (see `evoforge.mlir.sources`),
     the objectives (``runtime_ratio`` and ``error`` by default, ``size_ratio`` optional: compiled
     module bytes), an optional error ceiling ``max_error_increase`` (accuracy points, or percent of
-    output deviation when no labels exist), the IREE target and flags, and the timeouts."""
+    output deviation when no labels exist), the edit operators to use (``edit_kinds``, default all of
+    `EDIT_KINDS`), the IREE target and flags, and the timeouts."""
 
     name = "evolve"
 
@@ -50,8 +50,10 @@ class EvolveDomain(Domain):
         repeats: int = 15,
         original_error: float | None = None,
         driver: str | None = None,
+        edit_kinds: Sequence[str] = EDIT_KINDS,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.edit_kinds = check_edit_kinds(edit_kinds)
         unknown = [o for o in objectives if o not in OBJECTIVE_NAMES]
         if unknown or not objectives:
             raise ConfigError(f"unknown objectives {unknown}; valid: {', '.join(OBJECTIVE_NAMES)}")
@@ -69,7 +71,7 @@ class EvolveDomain(Domain):
         self.driver = driver or ("local-sync" if target == "llvm-cpu" else None)
         self.constraints = ("error_increase_limit",) if max_error_increase is not None else ()
         self._mutations: Registry[Mutation] = Registry("mutation operator")
-        for kind in EDIT_KINDS:
+        for kind in self.edit_kinds:
             self._mutations.add(kind, self._mutation(kind))
         self._program: Any = None
         self._state: dict[str, Any] | None = None
@@ -95,6 +97,7 @@ class EvolveDomain(Domain):
             "repeats": self.repeats,
             "original_error": self.original_error,
             "driver": self.driver,
+            "edit_kinds": self.edit_kinds,
         }
 
     @property
@@ -131,7 +134,7 @@ class EvolveDomain(Domain):
             from evoforge.mlir.mutate import random_edit
 
             assert isinstance(genome, EditListGenome)
-            kinds = [kind] + [k for k in EDIT_KINDS if k != kind]
+            kinds = [kind] + [k for k in self.edit_kinds if k != kind]
             for k in kinds:  # fall back to another kind when this one has no valid target
                 try:
                     return genome.with_edit(random_edit(self.program, rng, k, edits=genome.edits))
@@ -152,7 +155,7 @@ class EvolveDomain(Domain):
         """1-3 random edits of random kinds."""
         genome: Genome = EditListGenome()
         for _ in range(int(rng.integers(1, 4))):
-            genome = self._mutations[EDIT_KINDS[int(rng.integers(len(EDIT_KINDS)))]](genome, rng)
+            genome = self._mutations[self.edit_kinds[int(rng.integers(len(self.edit_kinds)))]](genome, rng)
         return genome
 
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:

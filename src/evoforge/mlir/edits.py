@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from evoforge.errors import ConfigError, EvoforgeError
@@ -23,6 +24,14 @@ from evoforge.genome import Genome, canonical_json, register_genome
 
 EditKind = Literal["delete", "copy", "resize", "operand_replace"]
 EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "operand_replace")
+
+
+def check_edit_kinds(kinds: Sequence[str]) -> list[str]:
+    """``kinds`` without repeats, in order; `ConfigError` naming the valid kinds if one is unknown or none is given."""
+    bad = [k for k in kinds if k not in EDIT_KINDS]
+    if bad or not kinds:
+        raise ConfigError(f"unknown edit kinds {bad}; choose one or more of: {', '.join(EDIT_KINDS)}")
+    return list(dict.fromkeys(kinds))
 
 
 class EditError(EvoforgeError, ValueError):
