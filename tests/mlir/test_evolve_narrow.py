@@ -180,3 +180,15 @@ def test_pruning_hidden_units_of_an_mlp(tiny_torch, worker):
         hidden[:, [0, 4]] = 0  # the centered 3 of 5 hidden units survive
         expected = model.b(hidden).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_only_values_with_a_consumer_that_can_shrink_are_carried(tiny_torch, linalg_program):
+    from evoforge.mlir import irtools
+    from evoforge.mlir.narrow import can_carry
+
+    with Session(tiny_torch[2]) as s:
+        ops = [op for op in irtools.walk(s.fn) if op.name == "torch.aten.linear"]
+        assert can_carry(s.fn.regions[0].blocks[0].arguments[0])
+        assert not can_carry(ops[-1].results[0])  # read only by the return
+    with Session(linalg_program) as s:
+        assert not can_carry(s.fn.regions[0].blocks[0].arguments[0])  # not a torch value

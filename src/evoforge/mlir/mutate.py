@@ -345,7 +345,7 @@ def _draw_resize(s: Session, rng: np.random.Generator) -> Edit | None:
     assert info is not None
     dim = _pick(rng, [d for d, n in enumerate(info.shape) if n >= 2])
     extent = info.shape[dim]
-    if info.family == "torch" and rng.random() < 0.5:
+    if narrow.can_carry(v) and rng.random() < 0.5:
         # type-changing: mostly mild cuts (keep at least half), sometimes any size
         low = (extent + 1) // 2 if rng.random() < 0.75 else 1
         size = int(rng.integers(low, extent)) if low < extent else extent - 1

@@ -342,6 +342,14 @@ def _narrowed_view(value: ir.Value) -> ir.Value:
             return value
 
 
+def can_carry(value: ir.Value) -> bool:
+    """True when some consumer of ``value`` (after earlier narrowings) has a rule, so that a
+    type-changing resize of it can save work rather than only pad back."""
+    if _shape(value) is None:
+        return False
+    return any(_rule(u.owner.operation) is not None for u in _narrowed_view(value).uses)
+
+
 def narrow(value: ir.Value, dim: int, size: int, fill: int) -> NarrowReport:
     """Cut ``value`` (a torch tensor) to its centered ``size`` entries along ``dim`` and carry the
     smaller type through every consumer with a rule; other uses read it padded back with
