@@ -113,7 +113,7 @@ def _compress(args: argparse.Namespace) -> int:
     if args.seed:
         kwargs["seed"] = args.seed
     if args.objectives:
-        kwargs["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+        kwargs["objectives"] = _comma_list(args.objectives)
     constraints = dict(kwargs.get("constraints", {}))
     if args.max_quality_drop is not None:
         constraints["max_quality_drop"] = args.max_quality_drop
@@ -171,11 +171,16 @@ def _evolve(args: argparse.Namespace) -> int:
         "address": args.address, "max_error_increase": args.max_error_increase,
     }
     if args.objectives:
-        kwargs["objectives"] = [o.strip() for o in args.objectives.split(",") if o.strip()]
+        kwargs["objectives"] = _comma_list(args.objectives)
     if args.edits:
-        kwargs["edit_kinds"] = [k.strip() for k in args.edits.split(",") if k.strip()]
+        kwargs["edit_kinds"] = _comma_list(args.edits)
     evolve(program, callback=_progress(termination, workers, args), **kwargs)
     return _show_run(run_dir, args)
+
+
+def _comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:

@@ -251,7 +251,8 @@ def _index_attr(values: list[int]) -> ir.ArrayAttr:
     return ir.ArrayAttr.get([ir.IntegerAttr.get(i64, v) for v in values])
 
 
-def _mark(v: ir.Value) -> ir.Value:
+def mark_repair(v: ir.Value) -> ir.Value:
+    """Tag the op defining ``v`` as a repair op (never an edit target or source); returns ``v``."""
     v.owner.operation.attributes[REPAIR_ATTR] = ir.UnitAttr.get()
     return v
 
@@ -274,12 +275,12 @@ def _reshape_builtin(v: ir.Value, target: tuple[int, ...], fill: int, ip: ir.Ins
     sliced = (1,) * k + tuple(min(src[k + i], tail_t[i]) for i in range(m))
     if sliced != src:
         offsets = [(a - b) // 2 for a, b in zip(src, sliced)]
-        v = _mark(tensor.extract_slice(ir.RankedTensorType.get(sliced, elem), v, [], [], [],
+        v = mark_repair(tensor.extract_slice(ir.RankedTensorType.get(sliced, elem), v, [], [], [],
                                        offsets, list(sliced), [1] * ra, ip=ip))
     if k:
         groups = [list(range(k + 1))] + [[k + i] for i in range(1, m)] if m else []
         reassoc = ir.ArrayAttr.get([_index_attr(g) for g in groups])
-        v = _mark(tensor.CollapseShapeOp(ir.RankedTensorType.get(sliced[k:], elem), v, reassoc, ip=ip).result)
+        v = mark_repair(tensor.CollapseShapeOp(ir.RankedTensorType.get(sliced[k:], elem), v, reassoc, ip=ip).result)
     cur = sliced[k:]
     if cur != tail_t:
         lows = [(b - a) // 2 for a, b in zip(cur, tail_t)]
@@ -288,12 +289,12 @@ def _reshape_builtin(v: ir.Value, target: tuple[int, ...], fill: int, ip: ir.Ins
         block = pad.regions[0].blocks.append(*([ir.IndexType.get()] * m))
         with ir.InsertionPoint(block):
             tensor.YieldOp(_fill_constant(elem, fill).result)
-        v = _mark(pad.result)
+        v = mark_repair(pad.result)
     if rb > m:
-        empty = _mark(tensor.EmptyOp(list(target), elem, ip=ip).result)
+        empty = mark_repair(tensor.EmptyOp(list(target), elem, ip=ip).result)
         with ip:
             b = linalg.broadcast(v, outs=[empty], dimensions=list(range(rb - m)))
-        v = _mark(b.operation.results[0])
+        v = mark_repair(b.operation.results[0])
     return v
 
 
@@ -311,11 +312,11 @@ def convert(v: ir.Value, shapes: list[tuple[int, ...]], dst: ir.Type, fill: int,
     elem = ir.Type.parse(src.elem)
     if src.family == "torch":
         builtin = ir.RankedTensorType.get(src.shape, elem)
-        v = _mark(ir.Operation.create("torch_c.to_builtin_tensor", results=[builtin], operands=[v], ip=ip).results[0])
+        v = mark_repair(ir.Operation.create("torch_c.to_builtin_tensor", results=[builtin], operands=[v], ip=ip).results[0])
     for shape in shapes:
         v = _reshape_builtin(v, shape, fill, ip)
     if src.family == "torch":
-        v = _mark(ir.Operation.create("torch_c.from_builtin_tensor", results=[dst], operands=[v], ip=ip).results[0])
+        v = mark_repair(ir.Operation.create("torch_c.from_builtin_tensor", results=[dst], operands=[v], ip=ip).results[0])
     return v
 
 

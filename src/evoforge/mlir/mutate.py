@@ -347,8 +347,8 @@ def _draw_resize(s: Session, rng: np.random.Generator) -> Edit | None:
     extent = info.shape[dim]
     if narrow.can_carry(v) and rng.random() < 0.5:
         # type-changing: mostly mild cuts (keep at least half), sometimes any size
-        low = (extent + 1) // 2 if rng.random() < 0.75 else 1
-        size = int(rng.integers(low, extent)) if low < extent else extent - 1
+        low = (extent + 1) // 2 if rng.random() < 0.75 else 1  # below extent, since extent >= 2
+        size = int(rng.integers(low, extent))
         return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=size, fill=_fill(rng), propagate=True)
     return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=int(rng.integers(1, extent)), fill=_fill(rng))
 

@@ -136,8 +136,7 @@ def _int_list(v: ir.Value) -> list[int] | None:
 def _constant_int(value: int, ip: ir.InsertionPoint) -> ir.Value:
     op = ir.Operation.create("torch.constant.int", results=[ir.Type.parse("!torch.int")],
                              attributes={"value": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)}, ip=ip)
-    op.attributes[irtools.REPAIR_ATTR] = ir.UnitAttr.get()
-    return op.results[0]
+    return irtools.mark_repair(op.results[0])
 
 
 @dataclasses.dataclass
@@ -311,8 +310,7 @@ def _carry_out(op: ir.Operation, plan: _Plan, n: Narrowed) -> list[Narrowed]:
     for i, values in plan.int_lists:
         items = [_constant_int(v, ip) for v in values]
         lst = ir.Operation.create("torch.prim.ListConstruct", results=[ir.Type.parse("!torch.list<int>")], operands=items, ip=ip)
-        lst.attributes[irtools.REPAIR_ATTR] = ir.UnitAttr.get()
-        op.operands[i] = lst.results[0]
+        op.operands[i] = irtools.mark_repair(lst.results[0])
     out = []
     for r, d, size in plan.results:
         res = op.results[r]
