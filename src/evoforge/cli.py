@@ -27,17 +27,31 @@ def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentPar
     return register
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def _execution_args(p: argparse.ArgumentParser) -> None:
+    """Flags for where a run's evaluations happen and how long it goes (also on resume)."""
     p.add_argument("--budget", default=None, help="evaluations (200) or time (90s, 30m, 2h)")
-    p.add_argument("--algorithm", default=None, help="nsga2, petra or random")
-    p.add_argument("--pop-size", type=int, default=None, help="population size")
     p.add_argument("--workers", type=int, default=None, help="worker processes (0 = in this process)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per evaluation")
+    p.add_argument("--timeout", dest="timeout_s", type=float, default=None, help="seconds allowed per evaluation")
     p.add_argument("--executor", default=None, help="local (worker processes, default) or ray")
     p.add_argument("--address", default=None, help="Ray cluster to use: auto or HOST:PORT (default: a private local Ray)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
     p.add_argument("--log-json", default=None, help="append one JSON event per line to this file")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """Flags for every `evoforge.run.RunSpec` setting (unset ones take the domain's or config file's value)."""
+    _execution_args(p)
+    p.add_argument("--algorithm", default=None, help="nsga2, petra or random")
+    p.add_argument("--pop-size", type=int, default=None, help="population size")
+    p.add_argument("--offspring-size", type=int, default=None, help="offspring per generation (default: the population size)")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (overrides a config file's)")
+    p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given as flags (None where not given)."""
+    from evoforge.run import SETTINGS
+
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
@@ -45,42 +59,24 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     _run_args(p)
 
 
-def _progress(termination: Any, workers: int, args: argparse.Namespace) -> Any:
+def _progress(spec: Any, args: argparse.Namespace) -> Any:
     from evoforge.progress import Callbacks, JsonEventLog, ProgressPrinter
 
     log = JsonEventLog(args.log_json) if getattr(args, "log_json", None) else None
-    return Callbacks(None if args.quiet else ProgressPrinter(termination, workers=max(1, workers)), log)
-
-
-def _default_run_dir(name: str) -> Path:
-    import time
-
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Callbacks(None if args.quiet else ProgressPrinter(spec.termination(), workers=max(1, spec.workers)), log)
 
 
 @command("search", "search a benchmark problem (ZDT1-3, DTLZ2) with the engine", _search_args)
 def _search(args: argparse.Namespace) -> int:
     import evoforge
+    from evoforge.compression.api import default_run_dir
     from evoforge.problems import BenchmarkDomain
-    from evoforge.search.termination import parse_budget
+    from evoforge.run import RunSpec
 
-    termination = parse_budget(args.budget or 2000)
-    run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args.problem)
-    workers = 0 if args.workers is None else args.workers
-    options = {"pop_size": args.pop_size} if args.pop_size else {}
-    evoforge.optimize(
-        BenchmarkDomain(args.problem),
-        algorithm=args.algorithm or "nsga2",
-        algorithm_options=options,
-        budget=termination,
-        seed=args.seed,
-        workers=workers,
-        timeout_s=args.timeout,
-        executor=args.executor or "local",
-        address=args.address,
-        run_dir=run_dir,
-        callback=_progress(termination, workers, args),
-    )
+    domain = BenchmarkDomain(args.problem)
+    spec = RunSpec.build(domain.run_defaults, **_settings(args))
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.problem)
+    evoforge.optimize(domain, run_dir=run_dir, spec=spec, callback=_progress(spec, args))
     return _show_run(run_dir, args)
 
 
@@ -95,23 +91,19 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
 
 @command("compress", "evolve compression pipelines for a PyTorch model (PETRA)", _compress_args)
 def _compress(args: argparse.Namespace) -> int:
-    from evoforge.compression.api import compress, compress_options_from_config, resolve_task
+    from evoforge.compression.api import compress, compress_options_from_config, default_run_dir, resolve_task
+    from evoforge.compression.domain import CompressDomain
     from evoforge.errors import ConfigError
-    from evoforge.search.termination import parse_budget
+    from evoforge.run import SETTINGS, RunSpec
 
     if bool(args.config) == bool(args.task):
         raise ConfigError(
-            "give either a config file or --task NAME (built-in tasks: digits-cnn, digits-mlp, mnist1d-cnn, series-regression)"
+            "give either a config file or --task NAME (built-in tasks: digits-cnn, digits-mlp, mnist1d-cnn, series-regression, "
+            "resnet18-img32, bert-tokens)"
         )
     kwargs: dict[str, Any] = compress_options_from_config(args.config) if args.config else {"task": args.task}
-    overrides = {
-        "budget": args.budget, "algorithm": args.algorithm, "pop_size": args.pop_size, "workers": args.workers,
-        "timeout_s": args.timeout, "run_dir": args.run_dir, "executor": getattr(args, "executor", None),
-        "address": getattr(args, "address", None),
-    }
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    if args.seed:
-        kwargs["seed"] = args.seed
+    settings = {name: kwargs.pop(name) for name in SETTINGS if name in kwargs}
+    spec = RunSpec.build(CompressDomain.run_defaults, **{**settings, **_settings(args)})
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)
     constraints = dict(kwargs.get("constraints", {}))
@@ -120,13 +112,11 @@ def _compress(args: argparse.Namespace) -> int:
     if args.relative is not None:
         constraints["relative"] = args.relative
     kwargs["constraints"] = constraints
-    task = resolve_task(kwargs["task"])
-    kwargs.setdefault("budget", "10m")
-    kwargs.setdefault("workers", 1)
-    kwargs.setdefault("run_dir", str(_default_run_dir(task.name)))
-    termination = parse_budget(kwargs["budget"])
-    compress(**kwargs, callback=_progress(termination, kwargs["workers"], args))
-    return _show_run(kwargs["run_dir"], args)
+    task = resolve_task(kwargs.pop("task"))
+    run_dir = args.run_dir or kwargs.pop("run_dir", None) or str(default_run_dir(task.name))
+    kwargs.pop("run_dir", None)
+    compress(task, run_dir=run_dir, callback=_progress(spec, args), **kwargs, **spec.to_dict())
+    return _show_run(run_dir, args)
 
 
 def _evolve_args(p: argparse.ArgumentParser) -> None:
@@ -148,9 +138,11 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
 
 @command("evolve", "evolve a model's compiled MLIR program with IREE (GEVO-ML)", _evolve_args)
 def _evolve(args: argparse.Namespace) -> int:
+    from evoforge.compression.api import default_run_dir
     from evoforge.errors import ConfigError
     from evoforge.mlir.api import evolve
-    from evoforge.search.termination import parse_budget
+    from evoforge.mlir.domain import EvolveDomain
+    from evoforge.run import RunSpec
 
     sources = [x for x in (args.program, args.task, args.from_run, args.model) if x]
     if len(sources) != 1:
@@ -160,21 +152,17 @@ def _evolve(args: argparse.Namespace) -> int:
     if args.model:
         program, example = _model_and_example(args.model, args.example_input)
     name = Path(str(sources[0]).replace(":", "-")).stem
-    run_dir = args.run_dir or str(_default_run_dir(f"evolve-{name}"))
-    termination = parse_budget(args.budget or "10m")
-    workers = 1 if args.workers is None else args.workers
+    run_dir = args.run_dir or str(default_run_dir(f"evolve-{name}"))
+    spec = RunSpec.build(EvolveDomain.run_defaults, **_settings(args))
     kwargs: dict[str, Any] = {
-        "data": args.data, "example_input": example, "level": args.level, "budget": termination,
-        "algorithm": args.algorithm or "nsga2", "pop_size": args.pop_size or 16, "workers": workers,
-        "timeout_s": args.timeout or 600.0, "seed": args.seed, "run_dir": run_dir, "target": args.target,
-        "extra_flags": args.iree_flag, "batch_size": args.batch_size, "executor": args.executor or "local",
-        "address": args.address, "max_error_increase": args.max_error_increase,
+        "data": args.data, "example_input": example, "level": args.level, "run_dir": run_dir, "target": args.target,
+        "extra_flags": args.iree_flag, "batch_size": args.batch_size, "max_error_increase": args.max_error_increase,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)
     if args.edits:
         kwargs["edit_kinds"] = _comma_list(args.edits)
-    evolve(program, callback=_progress(termination, workers, args), **kwargs)
+    evolve(program, callback=_progress(spec, args), **kwargs, **spec.to_dict())
     return _show_run(run_dir, args)
 
 
@@ -184,8 +172,8 @@ def _comma_list(text: str) -> list[str]:
 
 
 def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:
-    from evoforge.compression.task import load_callable
     from evoforge.errors import ConfigError
+    from evoforge.workload.callables import load_callable
 
     if not shape:
         raise ConfigError("--model needs --example-input SHAPE, e.g. 32x1x8x8 (batch first)")
@@ -205,30 +193,17 @@ def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:
 
 def _resume_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--timeout", type=float, default=None)
-    p.add_argument("--executor", default=None, help="local or ray (default: the run's own)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: the run's own)")
-    p.add_argument("--budget", default=None, help="replace the run's budget (to extend it)")
-    p.add_argument("--log-json", default=None, help="append one JSON event per line to this file")
+    _execution_args(p)  # each defaults to the run's own; --budget replaces the run's budget (to extend it)
 
 
-@command("resume", "continue a stopped run", _resume_args)
+@command("resume", "continue a stopped run with its stored settings", _resume_args)
 def _resume(args: argparse.Namespace) -> int:
     import evoforge
-    from evoforge.api import open_store
-    from evoforge.search.termination import Termination, parse_budget
+    from evoforge.api import run_settings
 
-    with open_store(args.run_dir, readonly=True) as store:
-        config = store.config() or {}
-        executor = store.meta("executor", {}) or {}
-    termination = parse_budget(args.budget) if args.budget else Termination(**config.get("termination", {"max_evaluations": 1}))
-    workers = args.workers if args.workers is not None else executor.get("workers", 0)
-    evoforge.resume(
-        args.run_dir, workers=args.workers, timeout_s=args.timeout, executor=args.executor, address=args.address,
-        budget=args.budget,
-        callback=_progress(termination, workers, args),
-    )
+    overrides = _settings(args)
+    spec = run_settings(args.run_dir).replace(**overrides)
+    evoforge.resume(args.run_dir, callback=_progress(spec, args), **overrides)
     return _show_run(args.run_dir, args)
 
 
@@ -257,15 +232,14 @@ def _show_run(run_dir: str | Path, args: argparse.Namespace) -> int:
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
     p.add_argument("--id", dest="member_id", type=int, required=True, help="front member id (see evoforge show)")
-    p.add_argument("--out", default=None, help="output directory (default: RUN/export/<id>)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/exports/<id>)")
 
 
 @command("export", "write a front member as a deployable artifact and re-verify it", _export_args)
 def _export(args: argparse.Namespace) -> int:
     import evoforge
 
-    out = Path(args.out) if args.out else Path(args.run_dir) / "export" / str(args.member_id)
-    card = evoforge.export_member(args.run_dir, args.member_id, out)
+    card = evoforge.export_member(args.run_dir, args.member_id, args.out)
     print(json.dumps(card, indent=2, default=str))
     return 0
 
@@ -278,9 +252,10 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 @command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
-    for name in ("objectives", "max_quality_drop", "relative", "algorithm", "pop_size", "timeout"):
+    for name in ("objectives", "max_quality_drop", "relative", "algorithm", "pop_size", "offspring_size", "timeout_s",
+                 "executor", "address", "log_json", "seed"):
         setattr(args, name, None)
-    args.workers, args.seed = 2 if _cores() >= 2 else 1, 0
+    args.workers = 2 if _cores() >= 2 else 1
     return _compress(args)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from evoforge.errors import ConfigError
 from evoforge.registry import Registry
@@ -101,3 +101,32 @@ def _tuplify(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_tuplify(v) for v in value)
     return value
+
+
+ParamKind = Literal["float", "log", "int", "choice", "bool"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One searchable hyperparameter: continuous (float/log), ordinal (int, or choice with
+    ``ordinal=True``), categorical (choice) or bool."""
+
+    name: str
+    kind: ParamKind
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple[Any, ...] = ()
+    ordinal: bool = False
+
+    def validate(self, value: Any, where: str) -> None:
+        if self.kind in ("float", "log"):
+            if not isinstance(value, (int, float)) or not (self.low <= float(value) <= self.high):
+                raise ConfigError(f"{where}.{self.name}={value!r} is out of range; use a number in [{self.low}, {self.high}]")
+        elif self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or not (self.low <= value <= self.high):
+                raise ConfigError(f"{where}.{self.name}={value!r} is out of range; use an integer in [{int(self.low)}, {int(self.high)}]")
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{self.name}={value!r} must be true or false")
+        elif value not in self.choices:
+            raise ConfigError(f"{where}.{self.name}={value!r} is not valid; choose one of {list(self.choices)}")

@@ -36,13 +36,14 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     """The front and headline facts of a run, read-only."""
     from evoforge.api import open_store
     from evoforge.front import Front
+    from evoforge.layout import RunLayout
     from evoforge.search.domain import domain_from_spec
 
     with open_store(run_dir, readonly=True) as store:
         config = store.config()
         if config is None:
             return {"headline": f"{run_dir}: no run recorded yet", "front": []}
-        domain = domain_from_spec(config["domain"])
+        domain = domain_from_spec(config["domain"], RunLayout(Path(run_dir)))
         evaluations = store.evaluations()
         generations = store.generations()
         finished = store.meta("finished")
@@ -72,6 +73,8 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
                 row[f"Δtest_{name}"] = value - baseline[name]
     if baseline:
         headline += "\nbaseline (held-out test): " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items())
+    for problem in domain.check_inputs():
+        headline += f"\nWARNING: {problem} (export and resume refuse until then)"
     shown = ["id", *(o.name for o in domain.objectives)]
     extra = [c for row in rows for c in row if c.startswith(("test_", "Δtest_"))]
     shown += list(dict.fromkeys(extra)) + [c for c in TABLE_EXTRAS if any(c in row for row in rows)]

@@ -7,24 +7,28 @@ import pytest
 
 from evoforge.compression.domain import CompressDomain, initial_pipelines
 from evoforge.compression.genome import PipelineGenome, Stage
-from evoforge.compression.task import BUILTIN_TASKS
 from evoforge.errors import ConfigError, UnknownNameError
+from evoforge.layout import RunLayout
 from evoforge.search.domain import EvalContext, domain_from_spec, domain_spec
+from evoforge.workload.task import BUILTIN_TASKS
 
 
 @pytest.fixture(scope="module")
 def domain(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), str(run), latency_repeats=5)
-    d.prepare(run)
+    d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), latency_repeats=5)
+    d.attach(RunLayout(tmp_path_factory.mktemp("run")))
+    d.prepare()
     d.setup_worker()
     return d
 
 
 def test_prepare_records_the_baseline(domain):
-    record = json.loads((domain.run_dir / "baseline" / "baseline.json").read_text())
+    record = json.loads((domain.layout.baseline / "baseline.json").read_text())
     assert record["validation"]["accuracy"] > 0.9
-    assert record["size_bytes"] == (domain.run_dir / "baseline" / "model.pt").stat().st_size
+    assert record["size_bytes"] == (domain.layout.baseline / "model.pt").stat().st_size
+    assert record["refused"] == {} and record["space"]["quant_modes"] == ["dynamic", "static", "qat"]
+    assert record["inputs"] == [{"name": "input0", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
+    assert "data" in domain.task.fingerprints  # the data the run started with
 
 
 def test_baseline_genome_is_neutral(domain, tmp_path):
@@ -45,20 +49,21 @@ def test_int8_pipeline_is_smaller_and_keeps_quality(domain, tmp_path):
     assert "quantize(static" in ev.metrics["pipeline"]
 
 
-def test_finalize_scores_artifacts_on_test(domain, tmp_path):
-    ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=tmp_path / "artifacts" / "k"))
-    final = domain.finalize([("k", ev)], tmp_path)
+def test_finalize_scores_artifacts_on_test(domain):
+    ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=domain.layout.artifact_dir("k")))
+    final = domain.finalize([("k", ev)])
     assert final["k"]["accuracy"] == pytest.approx(final["baseline"]["accuracy"])
 
 
 def test_config_round_trip_and_validation(domain):
     rebuilt = domain_from_spec(domain_spec(domain))
-    assert isinstance(rebuilt, CompressDomain) and rebuilt.config() == domain.config()
+    assert isinstance(rebuilt, CompressDomain) and rebuilt.config() == domain.config() and rebuilt.layout is None
+    assert "run_dir" not in domain.config() and domain_from_spec(domain_spec(domain, domain.layout)).layout == domain.layout
     with pytest.raises(UnknownNameError, match="valid names: .*size_ratio"):
-        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), "x", objectives=["speed"])
+        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), objectives=["speed"])
     with pytest.raises(ConfigError, match="max_quality_drop must be >= 0"):
-        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), "x", max_quality_drop=-3)
-    regression = CompressDomain(BUILTIN_TASKS["series-regression"].to_dict(), "x")
+        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), max_quality_drop=-3)
+    regression = CompressDomain(BUILTIN_TASKS["series-regression"].to_dict())
     assert regression.relative_drop and regression.max_quality_drop == 5.0
 
 

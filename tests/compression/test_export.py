@@ -12,7 +12,7 @@ from torch import nn  # noqa: E402
 
 from evoforge.compression.export import export_model, load_exported  # noqa: E402
 from evoforge.errors import EvaluationError  # noqa: E402
-from evoforge.models import digits_cnn, digits_mlp, series_cnn  # noqa: E402
+from evoforge.workload.models import digits_cnn, digits_mlp, series_cnn  # noqa: E402
 
 
 def _trained_ish(model: nn.Module) -> nn.Module:

@@ -22,7 +22,7 @@ from evoforge.compression.measure import (  # noqa: E402
 )
 from evoforge.errors import EvaluationError  # noqa: E402
 from evoforge.hostlock import LOCK_PATH  # noqa: E402
-from evoforge.models import TwoFCNet, digits_cnn, digits_mlp  # noqa: E402
+from evoforge.workload.models import TwoFCNet, digits_cnn, digits_mlp  # noqa: E402
 
 
 def _mlp(hidden: int) -> nn.Module:

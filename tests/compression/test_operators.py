@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from evoforge.compression.genome import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, STAGE_SPACES, PipelineGenome, Stage, TrainingSettings
-from evoforge.compression.operators import PipelineOperators, random_stage, sample_value, step_value
-from evoforge.errors import UnknownNameError
+from evoforge.compression.operators import PipelineOperators, SearchSpace, sample_value, step_value
+from evoforge.errors import ConfigError, UnknownNameError
 
 OPS = PipelineOperators("classification")
 REG = OPS.registry()
@@ -51,9 +51,9 @@ def test_structural_operators():
     empty = PipelineGenome()
     assert len(OPS.insert(empty, rng).stages) == 1
     assert len(OPS.remove(empty, rng).stages) == 1  # falls back to insert
-    full = PipelineGenome(tuple(random_stage("finetune", rng) for _ in range(4)))
+    full = PipelineGenome(tuple(OPS.random_stage("finetune", rng) for _ in range(4)))
     assert len(OPS.insert(full, rng).stages) == 4  # falls back to replace
-    g = PipelineGenome((random_stage("prune", rng), random_stage("lowrank", rng), random_stage("quantize", rng)))
+    g = PipelineGenome((OPS.random_stage("prune", rng), OPS.random_stage("lowrank", rng), OPS.random_stage("quantize", rng)))
     swapped = OPS.swap(g, rng)
     assert [s.kind for s in swapped.stages] == ["lowrank", "prune", "quantize"]
     replaced = OPS.replace(g, rng)
@@ -62,7 +62,7 @@ def test_structural_operators():
 
 def test_global_operators_touch_training_only():
     rng = np.random.default_rng(3)
-    g = PipelineGenome((random_stage("prune", rng),))
+    g = PipelineGenome((OPS.random_stage("prune", rng),))
     for name in ("optimizer", "learning_rate", "loss", "regularizer"):
         child = REG[name](g, rng)
         assert child.stages == g.stages and child.training != g.training
@@ -92,3 +92,21 @@ def test_operators_are_deterministic_in_the_rng():
     a = [OPS.insert(PipelineGenome(), np.random.default_rng(9)) for _ in range(3)]
     assert a[0] == a[1] == a[2]
     assert dataclasses.is_dataclass(a[0]) and isinstance(a[0].stages[0], Stage)
+
+
+def test_a_narrowed_search_space_is_all_the_operators_draw():
+    space = SearchSpace(kinds=("finetune", "prune", "quantize"), importances=("l1",), quant_modes=("dynamic",))
+    ops = PipelineOperators("classification", space)
+    rng = np.random.default_rng(4)
+    genomes = [ops.sample(rng, base=TrainingSettings()) for _ in range(200)]
+    for _ in range(5):
+        genomes = [ops.registry()[name](g, rng) for g in genomes for name in ("local", "insert", "replace")][:600]
+    stages = [s for g in genomes for s in g.stages]
+    assert {s.kind for s in stages} == {"finetune", "prune", "quantize"}
+    assert {s["importance"] for s in stages if s.kind == "prune"} == {"l1"}
+    assert {s["mode"] for s in stages if s.kind == "quantize"} == {"dynamic"}
+    assert all(space.allows(g) for g in genomes)
+    assert SearchSpace(importances=()).kinds == ("finetune", "lowrank", "quantize")  # no importance: no prune stage
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    with pytest.raises(ConfigError, match="unknown; valid"):
+        SearchSpace(quant_modes=("int4",))

@@ -113,15 +113,14 @@ def test_no_retry_when_crash_retries_is_zero(local_ray, tmp_path):
 
 def test_same_front_as_the_local_executor(local_ray, tmp_path):
     import evoforge
-    from evoforge.api import open_store
+    from evoforge.api import open_store, run_settings
 
-    kwargs = {"algorithm_options": {"pop_size": 6}, "budget": 18, "seed": 3}
+    kwargs = {"pop_size": 6, "budget": 18, "seed": 3}
     with_ray = evoforge.optimize(BenchmarkDomain("zdt1", n_var=5), executor="ray", run_dir=tmp_path / "r", **kwargs)
     local = evoforge.optimize(BenchmarkDomain("zdt1", n_var=5), workers=1, **kwargs)
     assert sorted(m.key for m in with_ray) == sorted(m.key for m in local)
-    with open_store(tmp_path / "r", readonly=True) as store:
-        meta = store.meta("executor")
-    assert meta["executor"] == "ray" and meta["address"] is None
+    stored = run_settings(tmp_path / "r")
+    assert stored.executor == "ray" and stored.address is None
     resumed = evoforge.resume(tmp_path / "r", budget=24)  # reuses the stored executor kind
     with open_store(tmp_path / "r", readonly=True) as store:
         assert len(store.evaluations()) == 24
@@ -148,15 +147,15 @@ def test_worker_setup_failure_is_a_clear_error(local_ray):
 
 
 def test_configuration_errors(local_ray, monkeypatch):
-    from evoforge.api import make_executor
     from evoforge.execute import ray_executor
+    from evoforge.run import RunSpec
 
     with pytest.raises(ConfigError, match="valid: local, ray"):
-        make_executor(1, executor="dask")
+        RunSpec(workers=1, executor="dask")
     with pytest.raises(ConfigError, match="ray executor only"):
-        make_executor(1, address="auto")
+        RunSpec(workers=1, address="auto")
     with pytest.raises(ConfigError, match="unknown resources"):
-        make_executor(1, executor="ray", resources={"gpus": 1})
+        RunSpec(workers=1, executor="ray", resources={"gpus": 1})
     with pytest.raises(ConfigError, match="no Ray node has the resources"):
         RayExecutor(num_gpus=64).start(domain_spec(FaultDomain()))
     with pytest.raises(ConfigError, match="workers"):

@@ -9,6 +9,7 @@ import pytest
 import evoforge
 from evoforge.api import open_store
 from evoforge.genome import genome_from_json
+from evoforge.layout import RunLayout
 from evoforge.mlir.edits import EditListGenome
 from evoforge.mlir.mutate import apply_edits
 from evoforge.search.evaluation import Status
@@ -45,7 +46,8 @@ def test_saved_variant_is_the_replay_of_its_edits(finished_run):
     run_dir, front = finished_run
     from evoforge.mlir.domain import EvolveDomain
 
-    domain = EvolveDomain(str(run_dir))
+    domain = EvolveDomain()
+    domain.attach(RunLayout(run_dir))
     with open_store(run_dir, readonly=True) as store:
         for key, ev in store.evaluations().items():
             if ev.ok and ev.artifacts:
@@ -87,9 +89,9 @@ def test_runtime_hangs_are_recorded_and_the_run_finishes(tmp_path, linalg_mlp_te
     path = tmp_path / "mlp.mlir"
     path.write_text(linalg_mlp_text)
     run_dir = tmp_path / "run"
-    prepare_program(path, run_dir)
-    domain = EvolveDomain(str(run_dir), original_error=0.0, run_timeout_s=0.5)
-    evoforge.optimize(domain, budget=4, algorithm_options={"pop_size": 4}, run_dir=run_dir)  # in-process: the patch applies
+    prepare_program(path, RunLayout(run_dir))
+    domain = EvolveDomain(original_error=0.0, run_timeout_s=0.5)
+    evoforge.optimize(domain, budget=4, pop_size=4, workers=0, run_dir=run_dir)  # in-process: the patch applies
     with open_store(run_dir, readonly=True) as store:
         evaluations = store.evaluations()
     original = evaluations[EditListGenome().content_hash]
@@ -111,7 +113,7 @@ def test_bad_programs_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown objectives"):
         from evoforge.mlir.domain import EvolveDomain
 
-        EvolveDomain(str(tmp_path), objectives=["speed"])
+        EvolveDomain(objectives=["speed"])
     with pytest.raises(ConfigError, match=r"unknown edit kinds \['shrink'\]; choose one or more of: delete, copy"):
         evoforge.evolve(tmp_path / "missing.mlir", edit_kinds=["delete", "shrink"], run_dir=tmp_path / "r4")
     assert not (tmp_path / "r4").exists()  # refused before anything is written

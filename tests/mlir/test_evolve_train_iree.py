@@ -14,10 +14,10 @@ B = 16
 def setup():
     torch = pytest.importorskip("torch")
     pytest.importorskip("iree.turbine")
-    models = pytest.importorskip("evoforge.models")
-    from evoforge.datasets import load_dataset
+    models = pytest.importorskip("evoforge.workload.models")
     from evoforge.mlir import train_program as tp
     from evoforge.mlir.iree_runner import compile_program
+    from evoforge.workload.datasets import load_dataset
 
     torch.manual_seed(0)
     model = models.TwoFCNet(hidden=16)
@@ -34,7 +34,7 @@ def test_training_step_matches_torch(setup, worker):
 
     model, step, _, data = setup
     params = tp.initial_params(model)
-    x, y = data.x_train[:B], data.y_train[:B]
+    x, y = data.train.x[:B], data.train.y[:B]
     out = run_program(compile_program(step.text, input_type=step.input_type), [[x, y, *params]], worker=worker)[0]
     ref = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
     names = [n for n, _ in model.named_parameters()]
@@ -51,7 +51,7 @@ def test_training_then_unmutated_predict(setup, worker):
     from evoforge.mlir.edits import Resize
 
     model, step, predict_vmfb, data = setup
-    kwargs = dict(x_train=data.x_train, y_train=data.y_train, steps=60, x_eval=data.x_val, y_eval=data.y_val,
+    kwargs = dict(x_train=data.train.x, y_train=data.train.y, steps=60, x_eval=data.val.x, y_eval=data.val.y,
                   batch_size=B, worker=worker)
     base = tp.train_variant(step, [], predict_vmfb, tp.initial_params(model), **kwargs)
     assert base.failure is None

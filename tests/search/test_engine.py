@@ -120,7 +120,7 @@ def test_termination_reasons():
 
 
 def test_run_dir_with_a_run_is_not_overwritten(tmp_path):
-    evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), budget=8, algorithm_options={"pop_size": 4}, run_dir=tmp_path)
+    evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), budget=8, pop_size=4, run_dir=tmp_path)
     before = (tmp_path / "run.db").read_bytes()
     with pytest.raises(StoreError, match="already holds a run"):
         evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), budget=8, run_dir=tmp_path)
@@ -139,7 +139,7 @@ SCRIPT = """
 import json, sys
 import evoforge
 from evoforge.problems import BenchmarkDomain
-front = evoforge.optimize(BenchmarkDomain("zdt3", n_var=8), algorithm=sys.argv[1], algorithm_options={"pop_size": 8},
+front = evoforge.optimize(BenchmarkDomain("zdt3", n_var=8), algorithm=sys.argv[1], pop_size=8,
                           budget=48, seed=11, workers=int(sys.argv[2]))
 print(json.dumps(sorted([m.key for m in front])))
 """
@@ -153,7 +153,7 @@ def test_same_seed_same_front_in_fresh_processes_any_worker_count(algorithm):
     ]
     fronts = [json.loads(r.stdout.strip().splitlines()[-1]) for r in runs]
     assert fronts[0] == fronts[1] == fronts[2]
-    other = evoforge.optimize(BenchmarkDomain("zdt3", n_var=8), algorithm=algorithm, algorithm_options={"pop_size": 8}, budget=48, seed=12)
+    other = evoforge.optimize(BenchmarkDomain("zdt3", n_var=8), algorithm=algorithm, pop_size=8, budget=48, seed=12)
     assert sorted(m.key for m in other) != fronts[0]
 
 

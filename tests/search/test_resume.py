@@ -18,7 +18,7 @@ DRIVER = """
 import sys
 import evoforge
 from evoforge.testing.domains import FaultDomain
-evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.1), algorithm="petra", algorithm_options={"pop_size": 6},
+evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.1), algorithm="petra", pop_size=6,
                   budget=60, seed=3, workers=1, run_dir=sys.argv[1])
 """
 
@@ -26,7 +26,7 @@ evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.1), algorithm="petra", algor
 def reference_run(tmp_path):
     from evoforge.testing.domains import FaultDomain
 
-    front = evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.0), algorithm="petra", algorithm_options={"pop_size": 6},
+    front = evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.0), algorithm="petra", pop_size=6,
                               budget=60, seed=3, run_dir=tmp_path / "ref")
     return sorted(m.key for m in front)
 
@@ -61,7 +61,7 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path, kill_at):
 
 
 def test_resume_finished_run_with_bigger_budget(tmp_path):
-    evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), algorithm_options={"pop_size": 4}, budget=12, run_dir=tmp_path)
+    evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), pop_size=4, budget=12, run_dir=tmp_path)
     evoforge.resume(tmp_path, budget=20)
     with open_store(tmp_path, readonly=True) as store:
         assert len(store.evaluations()) == 20
@@ -72,7 +72,7 @@ def test_resume_equals_uninterrupted_when_stopped_between_generations(tmp_path):
     from evoforge.search.termination import Termination
     from evoforge.store import SQLiteRunStore
 
-    full = evoforge.optimize(BenchmarkDomain("zdt1", n_var=5), algorithm="nsga2", algorithm_options={"pop_size": 6},
+    full = evoforge.optimize(BenchmarkDomain("zdt1", n_var=5), algorithm="nsga2", pop_size=6,
                              budget=36, seed=9)
     store = SQLiteRunStore(tmp_path / "run.db")
     s = Search.create(BenchmarkDomain("zdt1", n_var=5), algorithm="nsga2", algorithm_options={"pop_size": 6},

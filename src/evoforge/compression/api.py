@@ -5,115 +5,117 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evoforge.config import check_keys, load_config_file
 from evoforge.errors import ConfigError
 from evoforge.front import Front
 from evoforge.search.engine import SearchCallback
-from evoforge.search.termination import Termination, parse_budget
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from evoforge.run import RunSettings
+    from evoforge.workload.task import Task
 
 CONFIG_SECTIONS = ("task", "search", "objectives", "constraints", "run")
-SEARCH_KEYS = ("algorithm", "budget", "workers", "pop_size", "offspring_size", "seed", "timeout", "executor", "address")
 CONSTRAINT_KEYS = ("max_quality_drop", "relative")
+PATH_FIELDS = ("model", "dataset", "checkpoint", "evaluate", "metric")
 
 
-def resolve_task(task: Any) -> Any:
-    """A `Task` from a Task, a built-in task name, or a dict of Task fields."""
-    from evoforge.compression.task import BUILTIN_TASKS, Task
+def resolve_task(task: Any, data: Any = None) -> Task:
+    """A `Task` from a Task, a built-in task name, a mapping of Task fields, or a model (an
+    ``nn.Module`` or a factory spec) together with ``data``."""
+    from evoforge.workload.task import BUILTIN_TASKS, Task
 
+    if data is not None:
+        if isinstance(task, (Task, Mapping)) or (isinstance(task, str) and task in BUILTIN_TASKS):
+            raise ConfigError("data goes with a model (an nn.Module or 'pkg.module:factory'), not with a task; put it in the task")
+        name = task if isinstance(task, str) else type(task).__name__
+        return Task(name=name.rpartition(":")[2] or "model", model=task, dataset=data)
     if isinstance(task, Task):
         return task
     if isinstance(task, str):
         return BUILTIN_TASKS[task]
     if isinstance(task, Mapping):
-        data = dict(task)
-        if "training" in data and isinstance(data["training"], Mapping):
-            from evoforge.compression.genome import TrainingSettings
-
-            data["training"] = TrainingSettings(**data["training"]).__dict__
-        return Task.from_dict(data)
-    raise ConfigError(f"task must be a Task, a built-in task name or a mapping, got {type(task).__name__}")
+        return Task.from_dict(dict(task))
+    raise ConfigError(
+        f"task must be a Task, a built-in task name, a mapping, or a model with data=..., got {type(task).__name__}"
+    )
 
 
 def compress(
     task: Any,
+    data: Any = None,
     *,
     objectives: Sequence[str] | None = None,
     constraints: Mapping[str, Any] | None = None,
-    budget: str | int | Termination = "10m",
-    algorithm: str = "petra",
-    pop_size: int = 10,
-    offspring_size: int | None = None,
-    workers: int = 1,
-    timeout_s: float | None = 900.0,
-    executor: str = "local",
-    address: str | None = None,
-    resources: Mapping[str, float] | None = None,
-    seed: int = 0,
     run_dir: str | Path | None = None,
     callback: SearchCallback | None = None,
+    **settings: Unpack[RunSettings],
 ) -> Front:
-    """Evolve compressed versions of ``task``'s model; returns the Pareto front.
+    """Evolve compressed versions of a model; returns the Pareto front.
 
-    ``objectives`` default to quality_drop, latency_ratio, size_ratio (all minimized).
-    ``constraints`` takes ``max_quality_drop`` (accuracy points, or percent with
-    ``relative=True``; default 1 point for classification, 5% for regression; None disables)
-    and ``relative``. Every member's TorchScript artifact is kept in ``run_dir``
-    (default ``runs/<task>-<time>``). ``executor`` (``"local"`` or ``"ray"``), ``address`` and
-    ``resources`` choose where evaluations run (see `evoforge.api.make_executor`).
+    ``task`` is a built-in task name, a `Task` (a model, its data and quality measure: see
+    `evoforge.workload.task.Task`), a mapping of Task fields, or a model (an ``nn.Module`` with
+    its trained weights, or a factory spec) with its ``data`` (``{"train": ..., "test": ...}``
+    of arrays, tensors, Datasets or DataLoaders). ``objectives`` default to quality_drop,
+    latency_ratio, size_ratio (all minimized). ``constraints`` takes ``max_quality_drop``
+    (points, or percent with ``relative=True``; default 1 point for accuracy-like metrics, 5%
+    otherwise; None disables) and ``relative``. ``settings`` are the run's settings (see
+    `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout).
+    Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
     """
     from evoforge.api import optimize
     from evoforge.compression.domain import DEFAULT_OBJECTIVES, CompressDomain
 
-    resolved = resolve_task(task)
+    resolved = resolve_task(task, data)
     constraints = dict(constraints or {})
     check_keys("constraints", constraints, CONSTRAINT_KEYS)
-    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / f"{resolved.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(resolved.name)
     domain = CompressDomain(
-        resolved.to_dict(),
-        str(run_dir),
+        resolved,
         objectives=list(objectives or DEFAULT_OBJECTIVES),
         max_quality_drop=constraints.get("max_quality_drop", -1.0),
         relative_drop=constraints.get("relative"),
     )
-    options: dict[str, Any] = {"pop_size": pop_size}
-    if offspring_size:
-        options["offspring_size"] = offspring_size
-    return optimize(
-        domain,
-        algorithm=algorithm,
-        algorithm_options=options,
-        budget=budget,
-        seed=seed,
-        workers=workers,
-        timeout_s=timeout_s,
-        executor=executor,
-        address=address,
-        resources=resources,
-        run_dir=run_dir,
-        callback=callback,
-    )
+    return optimize(domain, run_dir=run_dir, callback=callback, **settings)
+
+
+def default_run_dir(name: str) -> Path:
+    """``runs/<name>-<time>``."""
+    return Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def compress_options_from_config(path: str | Path) -> dict[str, Any]:
-    """Keyword arguments of `compress` from a YAML/TOML config file (strict keys)."""
+    """Keyword arguments of `compress` from a YAML/TOML config file (strict keys). Relative
+    paths in the task are taken from the config file's folder."""
+    from evoforge.run import SETTINGS
+    from evoforge.workload.callables import absolute_path, absolute_spec
+
     data = load_config_file(path)
     check_keys(str(path), data, CONFIG_SECTIONS)
     if "task" not in data:
         raise ConfigError(f"{path} needs a 'task' section (a built-in task name or the task's fields)")
     search = dict(data.get("search", {}) or {})
-    check_keys("search", search, SEARCH_KEYS)
-    kwargs: dict[str, Any] = {"task": data["task"]}
+    if "timeout" in search:  # the config files' name for timeout_s
+        search["timeout_s"] = search.pop("timeout")
+    check_keys("search", search, SETTINGS)
+    base = Path(path).resolve().parent
+    task = data["task"]
+    if isinstance(task, Mapping):
+        task = dict(task)
+        for field in PATH_FIELDS:
+            value = task.get(field)
+            if isinstance(value, str) and (field == "checkpoint" or (field == "dataset" and value.endswith(".npz"))):
+                task[field] = absolute_path(value, base)
+            elif isinstance(value, str):
+                task[field] = absolute_spec(value, base)
+    kwargs: dict[str, Any] = {"task": task, **search}
     if "objectives" in data:
         kwargs["objectives"] = list(data["objectives"])
     if "constraints" in data:
         kwargs["constraints"] = dict(data["constraints"])
     if "run" in data:
-        kwargs["run_dir"] = data["run"]
-    renames = {"timeout": "timeout_s"}
-    for key, value in search.items():
-        kwargs[renames.get(str(key), str(key))] = value
-    if "budget" in kwargs:
-        parse_budget(kwargs["budget"])  # validate early
+        kwargs["run_dir"] = str(absolute_path(str(data["run"]), base))
     return kwargs

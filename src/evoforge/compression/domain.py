@@ -1,5 +1,11 @@
 """The PETRA domain: genomes are compression pipelines, evaluation compresses a copy of the
-baseline, exports it, and measures quality, latency and size against the baseline."""
+baseline, exports it, and measures quality, latency and size against the baseline.
+
+Before the search, `CompressDomain.prepare` stores the task's inputs in the run, trains (or
+loads) the baseline, and probes which stage kinds, pruning importances and int8 modes work on
+this model (`probe_capabilities`); the operators draw only from those, so a supported
+architecture never gets candidates that fail for a reason the search could have avoided.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +18,19 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from evoforge.compression.genome import PipelineGenome, Stage
-from evoforge.compression.operators import PipelineOperators
-from evoforge.compression.task import Task
+from evoforge.compression.operators import PipelineOperators, SearchSpace
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
-from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
+from evoforge.search.domain import Domain, EvalContext, Mutation, RebuiltMember, register_domain
 from evoforge.search.evaluation import Evaluation, Status
+from evoforge.workload.task import Task
 
 BASELINE_DIR = "baseline"
 ARTIFACT = "model.pt"
@@ -48,9 +54,13 @@ OBJECTIVES.add("macs_ratio", ObjectiveSpec("macs_ratio", 1.1, "multiply-accumula
 DEFAULT_OBJECTIVES = ("quality_drop", "latency_ratio", "size_ratio")
 
 
-def default_quality_limit(task_type: str) -> tuple[float, bool]:
-    """(max drop, relative): 1 accuracy point for classification, 5% for regression."""
-    return (1.0, False) if task_type == "classification" else (5.0, True)
+def default_quality_limit(task: Task) -> tuple[float, bool]:
+    """(max drop, relative): 1 point for accuracy-like metrics (fractions), 5% for the rest
+    (regression errors, custom measures)."""
+    from evoforge.workload.task import metric_of
+
+    percent = task.evaluate is None and metric_of(task).percent
+    return (1.0, False) if percent else (5.0, True)
 
 
 def initial_pipelines(base: PipelineGenome) -> list[PipelineGenome]:
@@ -70,25 +80,27 @@ def initial_pipelines(base: PipelineGenome) -> list[PipelineGenome]:
 
 @register_domain
 class CompressDomain(Domain):
-    """Configured by a `Task` (as a dict), the run directory holding the cached baseline, the
-    objective names (see `OBJECTIVES`), and the quality constraint: ``max_quality_drop`` in
-    accuracy points (or percent when ``relative_drop``); None disables the constraint."""
+    """Configured by a `Task` (or its dict), the objective names (see `OBJECTIVES`), and the
+    quality constraint: ``max_quality_drop`` in points (or percent when ``relative_drop``; -1:
+    the task's default, None: no constraint). ``space`` is what `probe_capabilities` found to
+    work on the model (filled in by `prepare`)."""
 
     name = "compress"
+    run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "petra", "pop_size": 10, "budget": "10m", "workers": 1, "timeout_s": 900.0}
 
     def __init__(
         self,
-        task: Mapping[str, Any],
-        run_dir: str,
+        task: Task | Mapping[str, Any],
         objectives: Sequence[str] = DEFAULT_OBJECTIVES,
         max_quality_drop: float | None = -1.0,
         relative_drop: bool | None = None,
         device: str = "cpu",
         latency_repeats: int = 11,
+        space: Mapping[str, Any] | None = None,
     ) -> None:
-        self.task = Task.from_dict(dict(task))
-        self.run_dir = Path(run_dir)
-        limit, relative = default_quality_limit(self.task.task_type)
+        self.task = task if isinstance(task, Task) else Task.from_dict(dict(task))
+        self.task.validate()
+        limit, relative = default_quality_limit(self.task)
         self.relative_drop = relative if relative_drop is None else relative_drop
         self.max_quality_drop = limit if max_quality_drop == -1.0 else max_quality_drop
         if self.max_quality_drop is not None and self.max_quality_drop < 0:
@@ -105,19 +117,20 @@ class CompressDomain(Domain):
         self.constraints = ("quality_drop_limit",) if self.max_quality_drop is not None else ()
         self.device = device
         self.latency_repeats = latency_repeats
-        self.operators = PipelineOperators(self.task.task_type)
+        self.space = SearchSpace.from_dict(space) if space is not None else SearchSpace()
+        self.operators = PipelineOperators(self.task.task_type, self.space)
         self._mutations: Registry[Mutation] = self.operators.registry()  # type: ignore[assignment]
         self._state: dict[str, Any] | None = None
 
     def config(self) -> dict[str, Any]:
         return {
             "task": self.task.to_dict(),
-            "run_dir": str(self.run_dir),
             "objectives": self.objective_names,
             "max_quality_drop": self.max_quality_drop,
             "relative_drop": self.relative_drop,
             "device": self.device,
             "latency_repeats": self.latency_repeats,
+            "space": self.space.to_dict(),
         }
 
     @property
@@ -130,7 +143,8 @@ class CompressDomain(Domain):
 
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
         seeds: list[Genome] = []
-        seeds.extend(initial_pipelines(self.base_genome)[:size])
+        seeds.extend(g for g in initial_pipelines(self.base_genome) if self.space.allows(g))
+        del seeds[size:]
         while len(seeds) < size:
             seeds.append(self.sample(rng))
         return seeds
@@ -143,45 +157,75 @@ class CompressDomain(Domain):
         return describe_pipeline(genome)
 
     # ------------------------------------------------------------------ baseline
-    def prepare(self, run_dir: Path | None) -> None:
-        """Train (or load) the baseline, export it, and record its numbers in
-        ``run_dir/baseline/baseline.json`` (skipped when already there)."""
-        base = self.run_dir / BASELINE_DIR
-        if (base / "baseline.json").exists() and (base / ARTIFACT).exists():
-            return
-        from evoforge.compression import task as tasks
-        from evoforge.compression.export import export_model, load_exported
-        from evoforge.compression.measure import artifact_size_bytes, count_macs, parameter_count
+    @property
+    def _root(self) -> Path:
+        return self.require_layout().root
 
-        splits = tasks.load_splits(self.task)
-        model = tasks.baseline_model(self.task, splits, base, device=self.device)
-        example = tasks.example_input(self.task, splits)
+    def prepare(self) -> None:
+        """Store the task's inputs in the run (first time), check them against their
+        fingerprints (every time: a resumed run refuses changed inputs), then train or load the
+        baseline, export it, record its numbers in ``baseline/baseline.json`` and probe what
+        the search may draw (skipped when already there)."""
+        from evoforge.workload import task as tasks
+
+        layout = self.require_layout()
+        if "data" not in self.task.fingerprints:
+            self.task = tasks.materialize(self.task, layout.inputs)
+        splits = tasks.load_splits(self.task, layout.root)  # verifies every fingerprint
+        if "data" not in self.task.fingerprints:
+            self.task = tasks.with_data_fingerprint(self.task, splits)
+        base = layout.baseline
+        if (base / "baseline.json").exists() and (base / ARTIFACT).exists():
+            self.space = SearchSpace.from_dict(self.baseline_record()["space"])
+            self.operators = PipelineOperators(self.task.task_type, self.space)
+            self._mutations = self.operators.registry()  # type: ignore[assignment]
+            return
+        from evoforge.compression.export import export_model, load_exported
+        from evoforge.compression.measure import count_macs, parameter_count
+        from evoforge.compression.probe import probe_capabilities
+        from evoforge.workload.inputs import ExportedModel
+
+        model = tasks.baseline_model(self.task, splits, base, root=layout.root, device=self.device)
+        example = tasks.example_input(splits)
         export_model(model, example, base / ARTIFACT)
-        exported = load_exported(base / ARTIFACT)
+        exported = ExportedModel(load_exported(base / ARTIFACT), splits.input_spec)
+        space, refused = probe_capabilities(model, splits, self.task, device=self.device)
+        self.space = space
+        self.operators = PipelineOperators(self.task.task_type, self.space)
+        self._mutations = self.operators.registry()  # type: ignore[assignment]
         record = {
-            "validation": self._quality(exported, splits.x_val, splits.y_val),
-            "test": self._quality(exported, splits.x_test, splits.y_test),
+            "validation": self._quality(exported, splits.val),
+            "test": self._quality(exported, splits.test),
             "size_bytes": (base / ARTIFACT).stat().st_size,
             "params": parameter_count(model),
             "macs": count_macs(model, example),
-            "state_size_bytes": artifact_size_bytes(model, example),
+            "inputs": splits.input_spec.describe(),
+            "data_split": splits.carved,
+            "space": space.to_dict(),
+            "refused": refused,
         }
         (base / "baseline.json").write_text(json.dumps(record, indent=2))
 
     def baseline_record(self) -> dict[str, Any]:
-        path = self.run_dir / BASELINE_DIR / "baseline.json"
+        path = self.require_layout().baseline / "baseline.json"
         if not path.exists():
             raise ConfigError(f"no baseline in {path.parent}; it is created when the run starts")
         return dict(json.loads(path.read_text()))
 
-    def _quality(self, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        from evoforge.compression.quality import METRICS, score
-        from evoforge.compression.task import metric_of
-        from evoforge.compression.training import predict
+    def check_inputs(self) -> list[str]:
+        from evoforge.workload.task import verify_files
 
-        metric = metric_of(self.task)
-        extra = [] if metric.name in METRICS else [metric]
-        return score(y, predict(model, x, device=self.device), self.task.task_type, extra=extra)
+        try:
+            verify_files(self.task, self._root)
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+
+    def _quality(self, model: Any, split: Any) -> dict[str, float]:
+        from evoforge.workload.task import quality
+
+        evaluate = self._state["evaluate"] if self._state is not None else None
+        return quality(self.task, model, split, root=self._root, device=self.device, evaluate=evaluate)
 
     def setup_worker(self) -> None:
         import warnings
@@ -192,33 +236,54 @@ class CompressDomain(Domain):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao")
 
-        from evoforge.compression import task as tasks
         from evoforge.compression.export import load_exported
         from evoforge.compression.stages import protected_layers
+        from evoforge.workload import task as tasks
+        from evoforge.workload.inputs import ExportedModel, to_tensors
 
-        splits = tasks.load_splits(self.task)
-        baseline = tasks.baseline_model(self.task, splits, self.run_dir / BASELINE_DIR, device=self.device)
-        example = tasks.example_input(self.task, splits)
-        idx = np.arange(self.task.latency_batch) % len(splits.x_val)
+        layout = self.require_layout()
+        splits = tasks.load_splits(self.task, layout.root)
+        baseline = tasks.baseline_model(self.task, splits, layout.baseline, root=layout.root, device=self.device)
+        example = tasks.example_input(splits)
+        spec = splits.input_spec
         self._state = {
             "splits": splits,
+            "spec": spec,
             "baseline": baseline,
-            "baseline_exported": load_exported(self.run_dir / BASELINE_DIR / ARTIFACT),
+            "baseline_exported": load_exported(layout.baseline / ARTIFACT),
             "example": example,
-            "latency_inputs": torch.as_tensor(splits.x_val[idx]).to(self.device),
+            "latency_inputs": spec.flatten(to_tensors(tasks.example_input(splits, self.task.latency_batch), self.device)),
             "protected": protected_layers(baseline, example),
             "record": self.baseline_record(),
+            "evaluate": tasks.load_evaluate(self.task, layout.root) if self.task.evaluate is not None else None,
+            "wrap": lambda artifact: ExportedModel(artifact, spec),
         }
+        del torch
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+    def _compressed(self, genome: PipelineGenome, seed: int, state: dict[str, Any]) -> Any:
+        """The baseline (a copy) with the genome's pipeline applied under ``seed``."""
         import torch
 
+        from evoforge.compression.stages import StageContext, apply_pipeline
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            ctx = StageContext(
+                data=state["splits"],
+                training=genome.training,
+                example_input=state["example"],
+                seed=seed,
+                protected=state["protected"],
+                device=self.device,
+                batch_size=self.task.batch_size,
+            )
+            return apply_pipeline(copy.deepcopy(state["baseline"]), genome, ctx)
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         from evoforge.compression.export import export_model, load_exported
         from evoforge.compression.measure import count_macs, measure_latency, parameter_count
-        from evoforge.compression.quality import quality_drop
-        from evoforge.compression.stages import StageContext, apply_pipeline
-        from evoforge.compression.task import metric_of
+        from evoforge.workload.metrics import quality_drop_of
 
         if not isinstance(genome, PipelineGenome):
             raise ConfigError(f"the compress domain takes pipeline genomes, got {genome.TYPE}")
@@ -228,19 +293,7 @@ class CompressDomain(Domain):
         assert st is not None
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        with torch.random.fork_rng():
-            torch.manual_seed(context.seed)
-            model = copy.deepcopy(st["baseline"])
-            ctx = StageContext(
-                data=st["splits"],
-                training=genome.training,
-                example_input=st["example"],
-                seed=context.seed,
-                protected=st["protected"],
-                device=self.device,
-                batch_size=self.task.batch_size,
-            )
-            model = apply_pipeline(model, genome, ctx)
+        model = self._compressed(genome, context.seed, st)
         timings["compress_s"] = time.perf_counter() - start
 
         scratch = None
@@ -254,8 +307,7 @@ class CompressDomain(Domain):
             exported = load_exported(path)
             timings["export_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            splits = st["splits"]
-            quality = self._quality(exported, splits.x_val, splits.y_val)
+            quality = self._quality(st["wrap"](exported), st["splits"].val)
             timings["quality_s"] = time.perf_counter() - t
             t = time.perf_counter()
             latency = measure_latency(
@@ -267,10 +319,8 @@ class CompressDomain(Domain):
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
         record = st["record"]
-        metric = metric_of(self.task)
-        drop = quality_drop(metric, record["validation"][metric.name], quality[metric.name], relative=self.relative_drop)
-        if self.relative_drop:
-            drop *= 100.0
+        name = self.task.quality_metric
+        drop = quality_drop_of(self._direction, record["validation"][name], quality[name], relative=self.relative_drop)
         params = parameter_count(model)
         try:
             macs: float | None = float(count_macs(model, st["example"]))
@@ -290,55 +340,83 @@ class CompressDomain(Domain):
             **timings,
         }
         objectives = {}
-        for name in self.objective_names:
-            value = metrics.get(OBJECTIVES[name].metric)
-            objectives[name] = math.nan if value is None else float(value)
+        for objective in self.objective_names:
+            value = metrics.get(OBJECTIVES[objective].metric)
+            objectives[objective] = math.nan if value is None else float(value)
         constraints = {"quality_drop_limit": drop - self.max_quality_drop} if self.max_quality_drop is not None else {}
         artifacts = {"model": f"artifacts/{context.artifact_dir.name}/{ARTIFACT}"} if context.artifact_dir else {}
         return Evaluation(Status.OK, objectives, constraints, metrics=metrics, artifacts=artifacts)
 
-    # ------------------------------------------------------------------ final numbers
-    def finalize(self, members: Sequence[tuple[str, Evaluation]], run_dir: Path) -> dict[str, dict[str, Any]]:
-        """Test-split quality of each member, computed on its exported TorchScript artifact."""
-        from evoforge.compression.export import load_exported
-        from evoforge.compression.task import load_splits
+    @property
+    def _direction(self) -> tuple[bool, bool]:
+        from evoforge.workload.task import quality_direction
 
-        splits = load_splits(self.task)
+        return quality_direction(self.task)
+
+    # ------------------------------------------------------------------ final numbers
+    def _artifact_model(self, evaluation: Evaluation) -> Any:
+        """The member's exported artifact, loaded with plain ``torch.jit.load``, or None."""
+        from evoforge.compression.export import load_exported
+
+        relative = evaluation.artifacts.get("model")
+        path = self.require_layout().resolve(relative) if relative else None
+        return load_exported(path, device=self.device) if path is not None and path.exists() else None
+
+    def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
+        """Test-split quality of each member, computed on its exported TorchScript artifact."""
+        from evoforge.workload.inputs import ExportedModel
+        from evoforge.workload.task import load_splits
+
+        splits = load_splits(self.task, self._root)
         out: dict[str, dict[str, Any]] = {"baseline": self.baseline_record()["test"]}
         for key, evaluation in members:
-            path = run_dir / evaluation.artifacts.get("model", "")
-            if evaluation.artifacts.get("model") and path.exists():
-                out[key] = self._quality(load_exported(path), splits.x_test, splits.y_test)
+            artifact = self._artifact_model(evaluation)
+            if artifact is not None:
+                out[key] = self._quality(ExportedModel(artifact, splits.input_spec), splits.test)
         return out
 
-    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path) -> dict[str, Any]:
         """Copy the member's TorchScript artifact to ``out_dir``, reload it with plain
         ``torch.jit.load`` and recompute its test quality."""
         from evoforge.compression.export import load_exported
-        from evoforge.compression.task import load_splits
+        from evoforge.workload.inputs import ExportedModel
+        from evoforge.workload.task import load_splits
 
-        src = run_dir / evaluation.artifacts.get("model", "")
-        if not evaluation.artifacts.get("model") or not src.exists():
-            raise ConfigError(f"member {key} has no stored artifact in {run_dir}; was the run started without a run directory?")
+        layout = self.require_layout()
+        if self._artifact_model(evaluation) is None:
+            raise ConfigError(f"member {key} has no stored artifact in {layout.root}; was the run started without a run directory?")
+        splits = load_splits(self.task, layout.root)  # refuses changed inputs before anything is written
         out_dir.mkdir(parents=True, exist_ok=True)
         dest = out_dir / ARTIFACT
-        shutil.copyfile(src, dest)
+        shutil.copyfile(layout.resolve(evaluation.artifacts["model"]), dest)
         reloaded = load_exported(dest, device=self.device)  # plain torch.jit.load, as a user would
-        splits = load_splits(self.task)
-        test = self._quality(reloaded, splits.x_test, splits.y_test)
+        test = self._quality(ExportedModel(reloaded, splits.input_spec), splits.test)
         card = {
             "artifact": str(dest),
             "load_with": f"torch.jit.load({str(dest)!r})",
+            "inputs": splits.input_spec.describe(),
             "task": self.task.name,
             "pipeline": describe_pipeline(genome) if isinstance(genome, PipelineGenome) else "",
             "genome": json.loads(genome.to_json()),
             "objectives": evaluation.objectives,
             "test": test,
             "baseline_test": self.baseline_record()["test"],
-            "input_shape": list(load_splits(self.task).input_shape),
         }
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card
+
+    def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
+        """The member as a float PyTorch module (its pipeline re-applied to the baseline with
+        its own seed) with the task's data; int8 members have no float form."""
+        if not isinstance(genome, PipelineGenome):
+            raise ConfigError(f"the compress domain takes pipeline genomes, got {genome.TYPE}")
+        if any(s.kind == "quantize" for s in genome.stages):
+            raise ConfigError(f"member {key[:12]} is int8-quantized, which has no float model to hand on; pick a float member")
+        if self._state is None:
+            self.setup_worker()
+        assert self._state is not None
+        model = self._compressed(genome, seed, self._state).eval()
+        return RebuiltMember(model=model, data=self._state["splits"], description=describe_pipeline(genome))
 
 
 def describe_pipeline(genome: PipelineGenome) -> str:

@@ -2,8 +2,9 @@
 
 The file is the deployable artifact: its size is the size objective, and the final numbers of a
 front are computed by running it. It loads with plain ``torch.jit.load``; evoforge is not needed.
-Works for float, pruned, low-rank (``nn.Sequential`` factors) and torch.ao int8 (eager or FX)
-models.
+It takes the model's inputs as positional tensors (in `InputSpec` order: dict inputs by their
+names' order) and returns the output tensor (``.logits`` of an output object). Works for float,
+pruned, low-rank (``nn.Sequential`` factors) and torch.ao int8 (eager or FX) models.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ import copy
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
+from evoforge.workload.inputs import InputSpec, ModelAdapter, to_tensors
 
 _CHECK_ATOL = 1e-4
 _CHECK_RTOL = 1e-3
 
 
-def export_model(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike[str]) -> Path:
-    """Trace ``model`` (a copy, in eval mode) on ``example_input`` and save TorchScript to ``path``.
+def export_model(model: nn.Module, example_input: Any, path: str | os.PathLike[str]) -> Path:
+    """Trace ``model`` (a copy, in eval mode, taking positional inputs: see `ModelAdapter`) on
+    ``example_input`` (any input structure) and save TorchScript to ``path``.
 
     The traced module is frozen (submodules inlined, batch-norm folded into convolutions), so
     baseline and candidates alike are measured in their deployable form. The saved file is
@@ -33,15 +37,17 @@ def export_model(model: nn.Module, example_input: torch.Tensor, path: str | os.P
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = copy.deepcopy(model).eval()
+    spec = InputSpec.of(example_input)
+    module = ModelAdapter(copy.deepcopy(model), spec).eval()
+    args = spec.flatten(to_tensors(example_input))
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings and torch.jit deprecation notices
-            expected = module(example_input)
-            traced = torch.jit.trace(module, (example_input,), check_trace=False)
+            expected = module(*args)
+            traced = torch.jit.trace(module, args, check_trace=False)
             # freezing inlines submodules and folds batch-norm: a smaller, faster deployable file
             torch.jit.freeze(traced.eval()).save(str(path))
-            got = load_exported(path, device=example_input.device)(example_input)
+            got = load_exported(path, device=args[0].device)(*args)
     except Exception as exc:
         raise EvaluationError(f"TorchScript export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
     if not torch.allclose(got.float(), expected.float(), atol=_CHECK_ATOL, rtol=_CHECK_RTOL):

@@ -8,45 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any
 
 from evoforge.errors import ConfigError
-from evoforge.genome import Genome, register_genome
-
-ParamKind = Literal["float", "log", "int", "choice", "bool"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ParamSpec:
-    """One searchable hyperparameter: continuous (float/log), ordinal (int, or choice with
-    ``ordinal=True``), categorical (choice) or bool."""
-
-    name: str
-    kind: ParamKind
-    low: float = 0.0
-    high: float = 0.0
-    choices: tuple[Any, ...] = ()
-    ordinal: bool = False
-
-    def validate(self, value: Any, where: str) -> None:
-        if self.kind in ("float", "log"):
-            if not isinstance(value, (int, float)) or not (self.low <= float(value) <= self.high):
-                raise ConfigError(f"{where}.{self.name}={value!r} is out of range; use a number in [{self.low}, {self.high}]")
-        elif self.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int) or not (self.low <= value <= self.high):
-                raise ConfigError(f"{where}.{self.name}={value!r} is out of range; use an integer in [{int(self.low)}, {int(self.high)}]")
-        elif self.kind == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{self.name}={value!r} must be true or false")
-        elif value not in self.choices:
-            raise ConfigError(f"{where}.{self.name}={value!r} is not valid; choose one of {list(self.choices)}")
-
+from evoforge.genome import Genome, ParamSpec, register_genome
+from evoforge.workload.recipe import CLASSIFICATION_LOSSES as CLASSIFICATION_LOSSES
+from evoforge.workload.recipe import OPTIMIZERS as OPTIMIZERS
+from evoforge.workload.recipe import REGRESSION_LOSSES as REGRESSION_LOSSES
+from evoforge.workload.recipe import TRAINING_SPACE as TRAINING_SPACE
+from evoforge.workload.recipe import TrainingSettings as TrainingSettings
 
 IMPORTANCES = ("l1", "l2", "lamp", "taylor", "hessian", "bn_scale", "random")
 QUANT_MODES = ("dynamic", "static", "qat")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-CLASSIFICATION_LOSSES = ("cross_entropy", "label_smoothing", "focal")
-REGRESSION_LOSSES = ("mse", "huber", "log_cosh")
 
 STAGE_SPACES: dict[str, tuple[ParamSpec, ...]] = {
     "prune": (
@@ -70,15 +43,6 @@ STAGE_SPACES: dict[str, tuple[ParamSpec, ...]] = {
     ),
     "finetune": (ParamSpec("epochs", "int", 1, 20),),
 }
-
-TRAINING_SPACE: tuple[ParamSpec, ...] = (
-    ParamSpec("optimizer", "choice", choices=OPTIMIZERS),
-    ParamSpec("lr", "log", 1e-4, 1e-2),
-    ParamSpec("loss", "choice", choices=CLASSIFICATION_LOSSES + REGRESSION_LOSSES),
-    ParamSpec("hoyer_weight", "float", 0.0, 10.0),
-    ParamSpec("ortho_weight", "float", 0.0, 10.0),
-    ParamSpec("weight_decay", "log", 1e-6, 1e-2),
-)
 
 MAX_STAGES = 4
 
@@ -119,22 +83,6 @@ class Stage:
             )
         for name, value in given.items():
             space[name].validate(value, self.kind)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingSettings:
-    """Global training choices shared by every stage that trains."""
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    loss: str = "cross_entropy"
-    hoyer_weight: float = 1.0
-    ortho_weight: float = 1.0
-    weight_decay: float = 1e-5
-
-    def validate(self) -> None:
-        for spec in TRAINING_SPACE:
-            spec.validate(getattr(self, spec.name), "training")
 
 
 @register_genome

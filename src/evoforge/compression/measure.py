@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from evoforge.compression.export import export_model
-from evoforge.compression.training import observe_forward
 from evoforge.hostlock import MeasurementLock
+from evoforge.workload.inputs import call_model, rows, take_rows
+from evoforge.workload.training import observe_forward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +67,13 @@ class LatencyResult:
         }
 
 
-Runner = Callable[[torch.Tensor], Any]
+Runner = Callable[..., Any]
 
 
 def measure_latency(
     candidate: nn.Module,
     baseline: nn.Module,
-    inputs: torch.Tensor,
+    inputs: Any,
     *,
     repeats: int = 15,
     warmup: int = 3,
@@ -80,7 +81,8 @@ def measure_latency(
     threads: int | None = None,
     lock_timeout: float | None = None,
 ) -> LatencyResult:
-    """Time ``candidate`` against ``baseline`` at batch 1 (``inputs[:1]``) and batch ``len(inputs)``.
+    """Time ``candidate`` against ``baseline`` at batch 1 (the first row of ``inputs``) and at
+    the batch of all of ``inputs`` (any input structure; exported artifacts take a tuple).
 
     Both models run in eval mode under ``torch.no_grad`` (their training flags are restored
     afterwards), while holding `MeasurementLock`. After ``warmup`` calls of each, ``repeats``
@@ -90,7 +92,7 @@ def measure_latency(
     """
     if repeats < 1 or calls < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1, calls >= 1, warmup >= 0; got {repeats}, {calls}, {warmup}")
-    if len(inputs) < 1:
+    if rows(inputs) < 1:
         raise ValueError("inputs must hold at least one example")
     modes = (candidate.training, baseline.training)
     old_threads = torch.get_num_threads()
@@ -100,7 +102,7 @@ def measure_latency(
         if threads is not None:
             torch.set_num_threads(threads)
         with MeasurementLock(timeout=lock_timeout), torch.no_grad():
-            b1 = _time_pair(candidate, baseline, inputs[:1], repeats, warmup, calls)
+            b1 = _time_pair(candidate, baseline, take_rows(inputs, slice(0, 1)), repeats, warmup, calls)
             bb = _time_pair(candidate, baseline, inputs, repeats, warmup, calls)
     finally:
         torch.set_num_threads(old_threads)
@@ -109,11 +111,13 @@ def measure_latency(
     return LatencyResult(b1=b1, batch=bb)
 
 
-def _time_pair(candidate: Runner, baseline: Runner, x: torch.Tensor, repeats: int, warmup: int, calls: int) -> PairTiming:
-    sync = torch.cuda.synchronize if x.is_cuda else None
+def _time_pair(candidate: Runner, baseline: Runner, x: Any, repeats: int, warmup: int, calls: int) -> PairTiming:
+    from evoforge.workload.inputs import leaves
+
+    sync = torch.cuda.synchronize if leaves(x)[0].is_cuda else None
     for _ in range(warmup):
-        candidate(x)
-        baseline(x)
+        call_model(candidate, x)
+        call_model(baseline, x)
     cand: list[float] = []
     base: list[float] = []
     for r in range(repeats):
@@ -123,23 +127,23 @@ def _time_pair(candidate: Runner, baseline: Runner, x: torch.Tensor, repeats: in
         cand.append(c)
         base.append(b)
     ratios = [c / b for c, b in zip(cand, base)]
-    return PairTiming(len(x), statistics.median(cand), statistics.median(base), statistics.median(ratios))
+    return PairTiming(rows(x), statistics.median(cand), statistics.median(base), statistics.median(ratios))
 
 
-def _median_call(model: Runner, x: torch.Tensor, calls: int, sync: Callable[[], None] | None) -> float:
+def _median_call(model: Runner, x: Any, calls: int, sync: Callable[[], None] | None) -> float:
     times = []
     for _ in range(calls):
         if sync is not None:
             sync()
         start = time.perf_counter_ns()
-        model(x)
+        call_model(model, x)
         if sync is not None:
             sync()
         times.append((time.perf_counter_ns() - start) / 1e6)
     return statistics.median(times)
 
 
-def artifact_size_bytes(model: nn.Module, example_input: torch.Tensor) -> int:
+def artifact_size_bytes(model: nn.Module, example_input: Any) -> int:
     """Bytes of the deployable TorchScript file written by `export_model` (packed int8 weights count)."""
     with tempfile.TemporaryDirectory(prefix="evoforge-size-") as tmp:
         return export_model(model, example_input, Path(tmp) / "model.pt").stat().st_size
@@ -164,7 +168,7 @@ def _mac_layer_types() -> tuple[tuple[type[nn.Module], ...], tuple[type[nn.Modul
     return convs, linears
 
 
-def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
+def count_macs(model: nn.Module, example_input: Any) -> int:
     """Multiply-accumulates of one forward pass per example (conv and linear layers only).
 
     Counted with forward hooks, so float, pruned, low-rank and torch.ao quantized / fused
@@ -182,4 +186,4 @@ def count_macs(model: nn.Module, example_input: torch.Tensor) -> int:
             total += out.numel() * int(module.in_features)  # type: ignore[arg-type]
 
     observe_forward(model, example_input, [m for m in model.modules() if isinstance(m, convs + linears)], hook)
-    return total // max(1, len(example_input))
+    return total // max(1, rows(example_input))

@@ -16,16 +16,19 @@ import numpy as np
 
 from evoforge.compression.genome import (
     CLASSIFICATION_LOSSES,
+    IMPORTANCES,
     MAX_STAGES,
     OPTIMIZERS,
+    QUANT_MODES,
     REGRESSION_LOSSES,
     STAGE_SPACES,
     TRAINING_SPACE,
-    ParamSpec,
     PipelineGenome,
     Stage,
     TrainingSettings,
 )
+from evoforge.errors import ConfigError
+from evoforge.genome import ParamSpec
 from evoforge.registry import Registry
 
 PipelineMutation = Callable[[PipelineGenome, np.random.Generator], PipelineGenome]
@@ -69,25 +72,70 @@ def step_value(spec: ParamSpec, value: Any, rng: np.random.Generator) -> Any:
     return others[int(rng.integers(len(others)))] if others else value
 
 
-def random_stage(kind: str, rng: np.random.Generator) -> Stage:
-    return Stage.make(kind, **{spec.name: sample_value(spec, rng) for spec in STAGE_SPACES[kind]})
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """What the search may draw for one model: stage kinds, pruning importances and int8 modes
+    (all by default; `evoforge.compression.probe` narrows them to what works on the model)."""
 
+    kinds: tuple[str, ...] = tuple(sorted(STAGE_SPACES))
+    importances: tuple[str, ...] = IMPORTANCES
+    quant_modes: tuple[str, ...] = QUANT_MODES
 
-def _stage_kinds(position: int, stages: Sequence[Stage]) -> list[str]:
-    """Stage kinds allowed at ``position`` of the pipeline after insertion there."""
-    has_quant = any(s.kind == "quantize" for s in stages)
-    at_end = position == len(stages)
-    kinds = [k for k in sorted(STAGE_SPACES) if k != "quantize"]
-    if at_end and not has_quant:
-        kinds.append("quantize")
-    return kinds
+    def __post_init__(self) -> None:
+        for name, values, valid in (("kinds", self.kinds, STAGE_SPACES), ("importances", self.importances, IMPORTANCES),
+                                    ("quant_modes", self.quant_modes, QUANT_MODES)):
+            bad = sorted(set(values) - set(valid))
+            if bad:
+                raise ConfigError(f"search space {name} {bad} are unknown; valid: {', '.join(valid)}")
+        kinds = [k for k in self.kinds if not (k == "prune" and not self.importances) and not (k == "quantize" and not self.quant_modes)]
+        object.__setattr__(self, "kinds", tuple(sorted(kinds)))
+
+    def stage_space(self, kind: str) -> tuple[ParamSpec, ...]:
+        """The stage's hyperparameters with their choices narrowed to this space."""
+        narrowed = {"importance": self.importances, "mode": self.quant_modes}
+        return tuple(
+            dataclasses.replace(p, choices=tuple(c for c in p.choices if c in narrowed[p.name])) if p.name in narrowed else p
+            for p in STAGE_SPACES[kind]
+        )
+
+    def allows(self, genome: PipelineGenome) -> bool:
+        """True when every stage of ``genome`` lies in this space."""
+        for stage in genome.stages:
+            if stage.kind not in self.kinds:
+                return False
+            if stage.kind == "prune" and stage["importance"] not in self.importances:
+                return False
+            if stage.kind == "quantize" and stage["mode"] not in self.quant_modes:
+                return False
+        return True
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"kinds": list(self.kinds), "importances": list(self.importances), "quant_modes": list(self.quant_modes)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SearchSpace:
+        return cls(**{k: tuple(v) for k, v in dict(data).items()})
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineOperators:
-    """The operator set for one task type (losses differ between classification and regression)."""
+    """The operator set for one task type (losses differ between classification and regression)
+    over one `SearchSpace`."""
 
     task_type: str
+    space: SearchSpace = SearchSpace()
+
+    def random_stage(self, kind: str, rng: np.random.Generator) -> Stage:
+        return Stage.make(kind, **{spec.name: sample_value(spec, rng) for spec in self.space.stage_space(kind)})
+
+    def stage_kinds(self, position: int, stages: Sequence[Stage]) -> list[str]:
+        """Stage kinds allowed at ``position`` of the pipeline after insertion there."""
+        has_quant = any(s.kind == "quantize" for s in stages)
+        at_end = position == len(stages)
+        kinds = [k for k in self.space.kinds if k != "quantize"]
+        if at_end and not has_quant and "quantize" in self.space.kinds:
+            kinds.append("quantize")
+        return kinds
 
     @property
     def losses(self) -> tuple[str, ...]:
@@ -106,7 +154,7 @@ class PipelineOperators:
             return self.insert(g, rng)
         i = int(rng.integers(len(g.stages)))
         stage = g.stages[i]
-        specs = STAGE_SPACES[stage.kind]
+        specs = self.space.stage_space(stage.kind) if stage.kind in self.space.kinds else STAGE_SPACES[stage.kind]
         spec = specs[int(rng.integers(len(specs)))]
         new = stage.replace(**{spec.name: step_value(spec, stage[spec.name], rng)})
         return dataclasses.replace(g, stages=g.stages[:i] + (new,) + g.stages[i + 1 :])
@@ -118,8 +166,8 @@ class PipelineOperators:
             return self.replace(g, rng)
         limit = len(g.stages) - (1 if g.stages and g.stages[-1].kind == "quantize" else 0)
         pos = int(rng.integers(limit + 1))
-        kinds = _stage_kinds(pos, g.stages)
-        stage = random_stage(kinds[int(rng.integers(len(kinds)))], rng)
+        kinds = self.stage_kinds(pos, g.stages)
+        stage = self.random_stage(kinds[int(rng.integers(len(kinds)))], rng)
         return dataclasses.replace(g, stages=g.stages[:pos] + (stage,) + g.stages[pos:])
 
     def remove(self, g: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:
@@ -145,10 +193,12 @@ class PipelineOperators:
             return self.insert(g, rng)
         i = int(rng.integers(len(g.stages)))
         rest = g.stages[:i] + g.stages[i + 1 :]
-        kinds = [k for k in _stage_kinds(i if i < len(rest) else len(rest), rest) if k != g.stages[i].kind]
+        kinds = [k for k in self.stage_kinds(i if i < len(rest) else len(rest), rest) if k != g.stages[i].kind]
         if i < len(rest):  # not last: no quantize
             kinds = [k for k in kinds if k != "quantize"]
-        new = random_stage(kinds[int(rng.integers(len(kinds)))], rng)
+        if not kinds:
+            return self.local(g, rng)
+        new = self.random_stage(kinds[int(rng.integers(len(kinds)))], rng)
         return dataclasses.replace(g, stages=g.stages[:i] + (new,) + g.stages[i + 1 :])
 
     # --------------------------------------------------------------- global

@@ -11,14 +11,13 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.mlir.edits import EDIT_KINDS, EditListGenome, check_edit_kinds  # (importing it registers the genome type)
-from evoforge.mlir.sources import program_dir
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
@@ -30,17 +29,17 @@ _FAILURE_STATUS = {"timeout": Status.TIMEOUT, "compile_timeout": Status.TIMEOUT,
 
 @register_domain
 class EvolveDomain(Domain):
-    """Configured by the run directory holding the prepared program (see `evoforge.mlir.sources`),
-    the objectives (``runtime_ratio`` and ``error`` by default, ``size_ratio`` optional: compiled
+    """Configured by the objectives (``runtime_ratio`` and ``error`` by default, ``size_ratio`` optional: compiled
     module bytes), an optional error ceiling ``max_error_increase`` (accuracy points, or percent of
     output deviation when no labels exist), the edit operators to use (``edit_kinds``, default all of
-    `EDIT_KINDS`), the IREE target and flags, and the timeouts."""
+    `EDIT_KINDS`), the IREE target and flags, and the timeouts. The program is the one prepared
+    in the run's ``program/`` folder (see `evoforge.mlir.sources`)."""
 
     name = "evolve"
+    run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "nsga2", "pop_size": 16, "budget": "10m", "workers": 1, "timeout_s": 600.0}
 
     def __init__(
         self,
-        run_dir: str,
         objectives: Sequence[str] = ("runtime_ratio", "error"),
         max_error_increase: float | None = None,
         target: str = "llvm-cpu",
@@ -52,7 +51,6 @@ class EvolveDomain(Domain):
         driver: str | None = None,
         edit_kinds: Sequence[str] = EDIT_KINDS,
     ) -> None:
-        self.run_dir = Path(run_dir)
         self.edit_kinds = check_edit_kinds(edit_kinds)
         unknown = [o for o in objectives if o not in OBJECTIVE_NAMES]
         if unknown or not objectives:
@@ -87,7 +85,6 @@ class EvolveDomain(Domain):
 
     def config(self) -> dict[str, Any]:
         return {
-            "run_dir": str(self.run_dir),
             "objectives": self.objective_names,
             "max_error_increase": self.max_error_increase,
             "target": self.target,
@@ -107,7 +104,7 @@ class EvolveDomain(Domain):
     # ------------------------------------------------------------------ program and meta
     @property
     def meta(self) -> dict[str, Any]:
-        path = program_dir(self.run_dir) / "program.json"
+        path = self.require_layout().program / "program.json"
         if not path.exists():
             raise ConfigError(f"no prepared program in {path.parent}; start the run with evoforge evolve")
         return dict(json.loads(path.read_text()))
@@ -119,7 +116,7 @@ class EvolveDomain(Domain):
 
             meta = self.meta
             self._program = Program(
-                text=(program_dir(self.run_dir) / "original.mlir").read_text(),
+                text=(self.require_layout().program / "original.mlir").read_text(),
                 entry=meta["entry"],
                 level=meta["level"],
                 inputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["inputs"]),
@@ -168,11 +165,11 @@ class EvolveDomain(Domain):
         return "; ".join(describe_edits(self.program, genome.edits)) or "original program"  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ preparation
-    def prepare(self, run_dir: Path | None) -> None:
+    def prepare(self) -> None:
         """Compile the original program once and record its error (needs a prepared program dir)."""
         from evoforge.mlir.iree_runner import Worker, compile_program
 
-        d = program_dir(self.run_dir)
+        d = self.require_layout().program
         if not (d / "original.vmfb").exists():
             vmfb = compile_program(self.program.text, input_type=self.program.input_type, target=self.target,
                                    extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
@@ -190,7 +187,7 @@ class EvolveDomain(Domain):
         return self.driver or default_driver(self.target)
 
     def _load_state(self, worker: Any) -> dict[str, Any]:
-        d = program_dir(self.run_dir)
+        d = self.require_layout().program
         data = dict(np.load(d / "data.npz", allow_pickle=False))
         meta = self.meta
         state: dict[str, Any] = {"worker": worker, "data": data, "meta": meta, "original_vmfb": (d / "original.vmfb").read_bytes()}
@@ -353,7 +350,7 @@ class EvolveDomain(Domain):
         return Evaluation(Status.OK, objectives, constraints, metrics=metrics, artifacts=artifacts)
 
     # ------------------------------------------------------------------ final numbers and export
-    def finalize(self, members: Sequence[tuple[str, Evaluation]], run_dir: Path) -> dict[str, dict[str, Any]]:
+    def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
         """Test error recomputed from each member's saved vmfb (and the original's)."""
         from evoforge.mlir.iree_runner import Worker
 
@@ -363,7 +360,7 @@ class EvolveDomain(Domain):
                 state["reference_outputs"] = self._original_outputs(state, "val")
             out: dict[str, dict[str, Any]] = {"baseline": self._score_file(state, state["original_vmfb"], worker, trusted=True)}
             for key, evaluation in members:
-                path = run_dir / evaluation.artifacts.get("vmfb", "")
+                path = self.require_layout().resolve(evaluation.artifacts.get("vmfb", ""))
                 if evaluation.artifacts.get("vmfb") and path.exists():
                     try:
                         out[key] = self._score_file(state, path.read_bytes(), worker)
@@ -385,17 +382,18 @@ class EvolveDomain(Domain):
                               function=self.program.entry, timeout_s=timeout)
         return self._score(state, outputs, worker, split="test")
 
-    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path) -> dict[str, Any]:
         """Write the variant's MLIR and vmfb, its edits in words, a unified diff against the
         original, and a card with the test error recomputed from the written vmfb."""
         from evoforge.mlir.describe import describe_edits, program_diff
         from evoforge.mlir.iree_runner import Worker
 
+        layout = self.require_layout()
         if not evaluation.artifacts.get("vmfb"):
-            raise ConfigError(f"member {key} has no stored artifacts in {run_dir}")
+            raise ConfigError(f"member {key} has no stored artifacts in {layout.root}")
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in ("mlir", "vmfb"):
-            shutil.copyfile(run_dir / evaluation.artifacts[name], out_dir / f"variant.{name}")
+            shutil.copyfile(layout.resolve(evaluation.artifacts[name]), out_dir / f"variant.{name}")
         edits = genome.edits  # type: ignore[attr-defined]
         words = describe_edits(self.program, edits)
         (out_dir / "edits.txt").write_text("\n".join(words) + "\n")

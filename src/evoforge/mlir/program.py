@@ -139,6 +139,57 @@ def from_onnx(path: str | os.PathLike[str], *, level: Level = "torch") -> Progra
         return from_mlir(out.read_text(), level=level)
 
 
+def pin_onnx_shapes(
+    source: str | os.PathLike[str], dest: str | os.PathLike[str], *,
+    example_shapes: list[tuple[int, ...]] | None, batch_size: int,
+) -> dict[str, list[int]]:
+    """Write ``source`` to ``dest`` with every dynamic input dimension made static: the first
+    (batch) to ``batch_size``, the others to ``example_shapes`` (the per-example shape of each
+    input, in order); shapes inside the graph are inferred again. Returns the pinned inputs'
+    shapes by name (empty when nothing was dynamic; ``dest`` is then not written). Raises
+    `ConfigError` when a non-batch dimension is dynamic and no example shape fixes it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("ONNX programs need the 'onnx' package: pip install onnx") from None
+    model = onnx.load(str(source))
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    pinned: dict[str, list[int]] = {}
+    for k, inp in enumerate(i for i in graph.input if i.name not in initializers):
+        dims = inp.type.tensor_type.shape.dim
+        if not any(d.dim_value <= 0 for d in dims):
+            continue
+        for j, dim in enumerate(dims):
+            if dim.dim_value > 0:
+                continue
+            if j == 0:
+                value = batch_size
+            elif example_shapes is not None and k < len(example_shapes) and j - 1 < len(example_shapes[k]):
+                value = int(example_shapes[k][j - 1])
+            else:
+                raise ConfigError(
+                    f"ONNX input {inp.name!r} has a dynamic dimension {j} ({dim.dim_param or '?'}); "
+                    "give data (x_val rows of the real shape) so that it can be pinned"
+                )
+            dim.Clear()
+            dim.dim_value = value
+        pinned[inp.name] = [int(d.dim_value) for d in dims]
+    if not pinned:
+        return {}
+    del graph.value_info[:]
+    for out in graph.output:
+        for dim in out.type.tensor_type.shape.dim:
+            if dim.dim_value <= 0:
+                dim.Clear()
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - onnx raises its own error types
+        raise ConfigError(f"shapes do not follow from the pinned inputs {pinned}: {str(exc).splitlines()[0]}") from None
+    onnx.save(model, str(dest))
+    return pinned
+
+
 def _read_source(source: str | os.PathLike[str]) -> str:
     if isinstance(source, os.PathLike) or ("\n" not in source and source.endswith((".mlir", ".mlirbc"))):
         p = Path(source)

@@ -1,12 +1,16 @@
 """Turn what the user gives (a built-in task, a PyTorch module, an ONNX or MLIR file, a member of
-a compress run) into a self-contained program directory inside the run directory:
+a compress run) into a self-contained program folder inside the run directory
+(`evoforge.layout.RunLayout.program`):
 
-    <run>/program/original.mlir   the pristine, UID-tagged program
-    <run>/program/program.json    mode, level, entry, input/output specs, batch size, training setup
-    <run>/program/data.npz        evaluation inputs (and labels when known), split val / test
-    <run>/program/params.npz      initial weights (training programs only)
+    program/original.mlir   the pristine, UID-tagged program
+    program/program.json    mode, level, entry, input/output specs, batch size, pinned shapes,
+                            where the program came from (absolute path and sha256 for files)
+    program/data.npz        evaluation inputs (and labels when known), split val / test; a
+                            program with several inputs has ``x_<split>.<i>`` per input
+    program/params.npz      initial weights (training programs only)
 
-Everything an evaluation needs is read from there, so workers and resumed runs never re-export.
+Everything an evaluation needs is read from there, so workers, resumed runs and ``show`` /
+``export`` from any directory never go back to the user's files.
 """
 
 from __future__ import annotations
@@ -19,24 +23,33 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 
-PROGRAM_DIR = "program"
 TRAIN_TASKS = {"digits-2fcnet-train": "digits-2fcnet"}
 """Built-in training-program tasks -> the compress task whose model and data they use."""
 
 
-def program_dir(run_dir: Path) -> Path:
-    return run_dir / PROGRAM_DIR
+def is_prepared(directory: Path) -> bool:
+    return (directory / "original.mlir").exists() and (directory / "program.json").exists() and (directory / "data.npz").exists()
 
 
-def is_prepared(run_dir: Path) -> bool:
-    d = program_dir(run_dir)
-    return (d / "original.mlir").exists() and (d / "program.json").exists() and (d / "data.npz").exists()
+def split_inputs(data: dict[str, np.ndarray], split: str) -> list[np.ndarray]:
+    """The input arrays of ``split`` in program argument order (``x_<split>`` or ``x_<split>.<i>``)."""
+    if f"x_{split}" in data:
+        return [data[f"x_{split}"]]
+    fields = sorted((k for k in data if k.startswith(f"x_{split}.")), key=lambda k: int(k.rpartition(".")[2]))
+    if not fields:
+        raise ConfigError(f"the program data has no inputs for the {split} split")
+    return [data[k] for k in fields]
 
 
-def _write(run_dir: Path, program: Any, meta: dict[str, Any], data: dict[str, np.ndarray], params: list[np.ndarray] | None) -> None:
-    d = program_dir(run_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "original.mlir").write_text(program.text)
+def _input_arrays(split: str, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    if len(arrays) == 1:
+        return {f"x_{split}": arrays[0]}
+    return {f"x_{split}.{i}": a for i, a in enumerate(arrays)}
+
+
+def _write(directory: Path, program: Any, meta: dict[str, Any], data: dict[str, np.ndarray], params: list[np.ndarray] | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "original.mlir").write_text(program.text)
     meta = {
         **meta,
         "entry": program.entry,
@@ -44,10 +57,10 @@ def _write(run_dir: Path, program: Any, meta: dict[str, Any], data: dict[str, np
         "inputs": [[list(t.shape), t.dtype] for t in program.inputs],
         "outputs": [[list(t.shape), t.dtype] for t in program.outputs],
     }
-    np.savez(d / "data.npz", **data)  # type: ignore[arg-type]
+    np.savez(directory / "data.npz", **data)  # type: ignore[arg-type]
     if params is not None:
-        np.savez(d / "params.npz", *params)
-    (d / "program.json").write_text(json.dumps(meta, indent=2))
+        np.savez(directory / "params.npz", *params)
+    (directory / "program.json").write_text(json.dumps(meta, indent=2))
 
 
 def _batched(x: np.ndarray, batch: int) -> np.ndarray:
@@ -57,12 +70,12 @@ def _batched(x: np.ndarray, batch: int) -> np.ndarray:
     return x[: len(x) - len(x) % batch]
 
 
-def prepare_from_task(task_name: str, run_dir: Path, *, level: str, batch_size: int) -> None:
-    """A built-in compress task (trained baseline, exported at ``batch_size``), or a built-in
-    training-program task (``digits-2fcnet-train``)."""
+def prepare_from_task(task_name: str, directory: Path, baseline_dir: Path, *, level: str, batch_size: int) -> None:
+    """A built-in compress task (trained baseline, cached in ``baseline_dir``, exported at
+    ``batch_size``), or a built-in training-program task (``digits-2fcnet-train``)."""
     import torch
 
-    from evoforge.compression import task as tasks
+    from evoforge.workload import task as tasks
 
     train_mode = task_name in TRAIN_TASKS
     task = tasks.BUILTIN_TASKS[TRAIN_TASKS.get(task_name, task_name)]
@@ -70,149 +83,173 @@ def prepare_from_task(task_name: str, run_dir: Path, *, level: str, batch_size: 
     with torch.random.fork_rng():
         torch.manual_seed(task.seed)
         if train_mode:
-            _prepare_training(task, splits, run_dir, level=level, batch_size=batch_size)
+            _prepare_training(task, splits, directory, level=level, batch_size=batch_size)
             return
-        model = tasks.baseline_model(task, splits, run_dir / "baseline").eval()
-    _write_predict_program(model, splits, run_dir, level=level, batch_size=batch_size, source=f"task:{task_name}")
+        model = tasks.baseline_model(task, splits, baseline_dir).eval()
+    write_predict_program(model, splits, directory, level=level, batch_size=batch_size, source=f"task:{task_name}")
 
 
-def _write_predict_program(model: Any, splits: Any, run_dir: Path, *, level: str, batch_size: int, source: str) -> None:
-    """Export ``model`` at ``batch_size`` and store it with the labelled validation and test splits."""
+def _split_arrays(split: Any, batch_size: int, spec: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    """A split's inputs (in program order) and targets, cut to whole batches."""
+    from evoforge.workload.inputs import to_arrays
+
+    x, y = split.take(len(split))
+    inputs = [_batched(np.asarray(a), batch_size) for a in spec.flatten(to_arrays(x))]
+    return inputs, _batched(y.numpy(), batch_size)
+
+
+def write_predict_program(model: Any, splits: Any, directory: Path, *, level: str, batch_size: int, source: str) -> None:
+    """Export ``model`` at ``batch_size`` (its inputs as positional arguments, in the data's
+    input order) and store it with the labelled validation and test splits."""
+    from evoforge.mlir.program import from_torch
+    from evoforge.workload.inputs import ModelAdapter
+
+    spec = splits.input_spec
+    x_val, y_val = _split_arrays(splits.val, batch_size, spec)
+    x_test, y_test = _split_arrays(splits.test, batch_size, spec)
     import torch
 
-    from evoforge.mlir.program import from_torch
-
-    example = torch.as_tensor(_batched(splits.x_val, batch_size)[:batch_size])
-    program = from_torch(model, example, level=level)  # type: ignore[arg-type]
-    data = {
-        "x_val": _batched(splits.x_val, batch_size), "y_val": _batched(splits.y_val, batch_size),
-        "x_test": _batched(splits.x_test, batch_size), "y_test": _batched(splits.y_test, batch_size),
-    }
-    _write(run_dir, program, {"mode": "predict", "batch_size": batch_size, "source": source}, data, None)
+    example = tuple(torch.as_tensor(a[:batch_size]) for a in x_val)
+    program = from_torch(ModelAdapter(model, spec).eval(), example, level=level)  # type: ignore[arg-type]
+    data = {**_input_arrays("val", x_val), "y_val": y_val, **_input_arrays("test", x_test), "y_test": y_test}
+    meta = {"mode": "predict", "batch_size": batch_size, "source": source, "input_names": list(spec.names)}
+    _write(directory, program, meta, data, None)
 
 
-def _prepare_training(task: Any, splits: Any, run_dir: Path, *, level: str, batch_size: int) -> None:
-    from evoforge.compression.task import load_model
+def _prepare_training(task: Any, splits: Any, directory: Path, *, level: str, batch_size: int) -> None:
     from evoforge.mlir.iree_runner import compile_program
     from evoforge.mlir.train_program import export_predict, export_train_step, initial_params
+    from evoforge.workload.task import load_model
 
     model = load_model(task, splits)  # fresh weights: the program trains them
-    shape = tuple(splits.input_shape)
+    shape = tuple(splits.input_spec.shapes[0])
     flat = int(np.prod(shape))
     train_program = export_train_step(model, batch_size=batch_size, input_shape=(flat,) if len(shape) > 1 else shape, level=level)  # type: ignore[arg-type]
     predict = export_predict(model, batch_size=batch_size, input_shape=(flat,) if len(shape) > 1 else shape, level=level)  # type: ignore[arg-type]
     predict_vmfb = compile_program(predict.text, input_type=predict.input_type)
-    (program_dir(run_dir)).mkdir(parents=True, exist_ok=True)
-    (program_dir(run_dir) / "predict.vmfb").write_bytes(predict_vmfb)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "predict.vmfb").write_bytes(predict_vmfb)
 
-    def flat_rows(x: np.ndarray) -> np.ndarray:
-        return x.reshape(len(x), -1).astype(np.float32)
+    def flat_split(name: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = splits.split(name).take(len(splits.split(name)))
+        return x.numpy().reshape(len(y), -1).astype(np.float32), y.numpy().astype(np.int64)
 
-    data = {
-        "x_train": flat_rows(splits.x_train), "y_train": splits.y_train.astype(np.int64),
-        "x_val": flat_rows(splits.x_val), "y_val": splits.y_val.astype(np.int64),
-        "x_test": flat_rows(splits.x_test), "y_test": splits.y_test.astype(np.int64),
-    }
+    data = {}
+    for name in ("train", "val", "test"):
+        data[f"x_{name}"], data[f"y_{name}"] = flat_split(name)
     meta = {"mode": "train", "batch_size": batch_size, "source": f"task:{task.name}-train", "steps": 100}
-    _write(run_dir, train_program, meta, data, initial_params(model))
+    _write(directory, train_program, meta, data, initial_params(model))
 
 
-def prepare_from_file(path: Path, run_dir: Path, *, level: str | None, data: str | None) -> None:
+def prepare_from_file(path: Path, directory: Path, *, level: str | None, data: str | None, batch_size: int) -> None:
     """An ``.mlir`` or ``.onnx`` program; ``data`` is an optional ``.npz`` with ``x_val`` (and
     ``y_val``, ``x_test``, ``y_test``); without it, seeded random inputs of the program's input
-    shape are used and the error is the deviation from the original program's outputs. The batch
-    size is the program's own (its first input dimension)."""
-    from evoforge.mlir.program import from_mlir, from_onnx
+    shape are used and the error is the deviation from the original program's outputs. Dynamic
+    dimensions of an ONNX model's inputs are pinned: the batch to the data's batch (or
+    ``batch_size``), the others to the data's shapes. The pinned shapes are recorded."""
+    import tempfile
 
+    from evoforge.mlir.program import from_mlir, from_onnx, pin_onnx_shapes
+    from evoforge.workload.callables import file_sha256
+
+    path = path.expanduser().resolve()
     if not path.exists():
         raise ConfigError(f"program file {path} does not exist")
+    arrays = _read_data(data)
+    pinned: dict[str, list[int]] = {}
     if path.suffix == ".onnx":
-        program = from_onnx(path, level=level or "torch")  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
+            pinned_path = Path(tmp) / "pinned.onnx"
+            pinned = pin_onnx_shapes(path, pinned_path, example_shapes=_example_shapes(arrays), batch_size=batch_size)
+            program = from_onnx(pinned_path if pinned else path, level=level or "torch")  # type: ignore[arg-type]
     elif path.suffix == ".mlir":
         program = from_mlir(path, level=level)  # type: ignore[arg-type]
     else:
         raise ConfigError(f"program file {path} must end in .mlir or .onnx")
-    if len(program.inputs) != 1:
-        raise ConfigError(f"{path} takes {len(program.inputs)} inputs; evolve supports programs with one input tensor")
-    shape, dtype = program.inputs[0].shape, program.inputs[0].dtype
-    arrays = _user_data(data, shape, dtype)
-    _write(run_dir, program, {"mode": "predict", "batch_size": shape[0] if shape else 1, "source": str(path)}, arrays, None)
+    batch = program.inputs[0].shape[0] if program.inputs[0].shape else 1
+    checked = _user_data(arrays, program.inputs, data)
+    meta = {"mode": "predict", "batch_size": batch, "source": str(path), "source_sha256": file_sha256(path)}
+    if pinned:
+        meta["pinned_shapes"] = pinned
+    _write(directory, program, meta, checked, None)
 
 
-def prepare_from_module(module: Any, example_input: Any, run_dir: Path, *, level: str, data: str | None) -> None:
+def prepare_from_module(module: Any, example_input: Any, directory: Path, *, level: str, data: str | None) -> None:
     """A PyTorch module exported at ``example_input``'s shape (call ``.eval()`` first)."""
     from evoforge.mlir.program import from_torch
 
     program = from_torch(module, example_input, level=level)  # type: ignore[arg-type]
-    shape, dtype = program.inputs[0].shape, program.inputs[0].dtype
-    arrays = _user_data(data, shape, dtype)
-    _write(run_dir, program, {"mode": "predict", "batch_size": shape[0] if shape else 1, "source": type(module).__name__}, arrays, None)
+    checked = _user_data(_read_data(data), program.inputs, data)
+    batch = program.inputs[0].shape[0] if program.inputs[0].shape else 1
+    _write(directory, program, {"mode": "predict", "batch_size": batch, "source": type(module).__name__}, checked, None)
 
 
-def prepare_from_run(spec: str, run_dir: Path, *, level: str, batch_size: int) -> None:
-    """``RUN:ID``: an evaluated candidate of a compress run (ids as `evoforge show` prints them),
-    rebuilt by re-applying its pipeline to the run's baseline with the candidate's own seed
-    (int8-quantized candidates cannot be exported to MLIR)."""
-    import torch
-
-    from evoforge.api import open_store
-    from evoforge.compression.domain import CompressDomain
-    from evoforge.compression.genome import PipelineGenome
-    from evoforge.compression.stages import StageContext, apply_pipeline, protected_layers
-    from evoforge.compression.task import baseline_model, example_input, load_splits
-    from evoforge.genome import genome_from_json
-    from evoforge.search.domain import domain_from_spec
-    from evoforge.search.engine import candidate_seed
+def prepare_from_run(spec: str, directory: Path, *, level: str, batch_size: int) -> None:
+    """``RUN:ID``: an evaluated candidate of another run (ids as `evoforge show` prints them),
+    rebuilt as a model by that run's own domain (`evoforge.api.member_model`)."""
+    from evoforge.api import member_model
 
     source, _, member_id = spec.rpartition(":")
     if not source or not member_id.isdigit():
         raise ConfigError(f"--from {spec!r} must look like RUN_DIR:ID (a member id from `evoforge show RUN_DIR`)")
-    with open_store(source, readonly=True) as store:
-        config = store.config() or {}
-        domain = domain_from_spec(config["domain"])
-        if not isinstance(domain, CompressDomain):
-            raise ConfigError(f"{source} is not a compress run")
-        evaluations = list(store.evaluations().items())
-        index = int(member_id) - 1
-        if not 0 <= index < len(evaluations) or not evaluations[index][1].ok:
-            raise ConfigError(f"{source} has no successful evaluation with id {member_id}; see `evoforge show {source}`")
-        key = evaluations[index][0]
-        genome = genome_from_json(store.genome(key))
-    assert isinstance(genome, PipelineGenome)
-    if any(s.kind == "quantize" for s in genome.stages):
-        raise ConfigError(f"member {member_id} is int8-quantized, which does not export to MLIR; pick a float member")
-    splits = load_splits(domain.task)
-    base = baseline_model(domain.task, splits, Path(source) / "baseline")
-    seed = candidate_seed(int(config["seed"]), key)
-    ctx = StageContext(data=splits, training=genome.training, example_input=example_input(domain.task, splits), seed=seed,
-                       protected=protected_layers(base, example_input(domain.task, splits)))
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = apply_pipeline(base, genome, ctx).eval()
-    _write_predict_program(model, splits, run_dir, level=level, batch_size=batch_size, source=f"run:{spec}")
+    rebuilt = member_model(source, int(member_id))
+    write_predict_program(rebuilt.model, rebuilt.data, directory, level=level, batch_size=batch_size,
+                          source=f"run:{Path(source).resolve()}:{member_id} ({rebuilt.description})")
 
 
-def _user_data(path: str | None, shape: tuple[int, ...], dtype: str) -> dict[str, np.ndarray]:
-    batch = shape[0] if shape else 1
+def _read_data(path: str | None) -> dict[str, np.ndarray] | None:
     if path is None:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"data file {path!r} does not exist; give an .npz with x_val (and y_val, x_test, y_test)")
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _example_shapes(arrays: dict[str, np.ndarray] | None) -> list[tuple[int, ...]] | None:
+    """Per-example input shapes of the data (for pinning an ONNX model's dynamic dimensions)."""
+    if arrays is None:
+        return None
+    return [tuple(a.shape[1:]) for a in split_inputs(arrays, "val")]
+
+
+def _user_data(arrays: dict[str, np.ndarray] | None, inputs: Any, path: str | None) -> dict[str, np.ndarray]:
+    batch = inputs[0].shape[0] if inputs[0].shape else 1
+    if arrays is None:
         rng = np.random.default_rng(0)
-        return {
-            "x_val": rng.standard_normal((4 * batch, *shape[1:])).astype(dtype),
-            "x_test": rng.standard_normal((4 * batch, *shape[1:])).astype(dtype),
-        }
-    npz = np.load(path, allow_pickle=False)
-    if "x_val" not in npz:
+        out: dict[str, np.ndarray] = {}
+        for split in ("val", "test"):
+            out.update(_input_arrays(split, [_random_input(rng, (4 * batch, *t.shape[1:]), t.dtype) for t in inputs]))
+        return out
+    if "x_val" not in arrays and not any(k.startswith("x_val.") for k in arrays):
         raise ConfigError(f"{path} must hold an array x_val (and optionally y_val, x_test, y_test)")
     out = {}
-    for name in ("x_val", "y_val", "x_test", "y_test"):
-        if name in npz:
-            arr = npz[name]
-            if name.startswith("x") and tuple(arr.shape[1:]) != tuple(shape[1:]):
-                raise ConfigError(f"{path}:{name} has rows of shape {arr.shape[1:]}, the program takes {tuple(shape[1:])}")
+    for split in ("val", "test"):
+        if f"x_{split}" not in arrays and not any(k.startswith(f"x_{split}.") for k in arrays):
+            continue
+        xs = split_inputs(arrays, split)
+        if len(xs) != len(inputs):
+            raise ConfigError(f"{path}: x_{split} gives {len(xs)} inputs, the program takes {len(inputs)}")
+        checked = []
+        for i, (arr, spec) in enumerate(zip(xs, inputs)):
+            if tuple(arr.shape[1:]) != tuple(spec.shape[1:]):
+                raise ConfigError(
+                    f"{path}: input {i} of x_{split} has rows of shape {arr.shape[1:]}, the program takes {tuple(spec.shape[1:])}"
+                )
             if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-                raise ConfigError(f"{path}:{name} contains NaN or infinite values; clean the data first")
-            out[name] = _batched(arr.astype(dtype) if name.startswith("x") else arr, batch)
-    out.setdefault("x_test", out["x_val"])
+                raise ConfigError(f"{path}: x_{split} contains NaN or infinite values; clean the data first")
+            checked.append(_batched(arr.astype(spec.dtype), batch))
+        out.update(_input_arrays(split, checked))
+        if f"y_{split}" in arrays:
+            out[f"y_{split}"] = _batched(arrays[f"y_{split}"], batch)
+    if "x_test" not in out and "x_test.0" not in out:
+        out.update({k.replace("x_val", "x_test", 1): v for k, v in out.items() if k.startswith("x_val")})
     if "y_val" in out:
         out.setdefault("y_test", out["y_val"])
     return out
+
+
+def _random_input(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    if np.dtype(dtype).kind in "iu":  # token ids and the like: small non-negative integers
+        return rng.integers(0, 2, shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -83,6 +83,7 @@ class BenchmarkDomain(Domain):
     Operators: polynomial mutation (``polynomial``) and SBX crossover."""
 
     name = "benchmark"
+    run_defaults: ClassVar[dict[str, Any]] = {"budget": 2000}
 
     def __init__(self, problem: str = "zdt1", n_var: int | None = None) -> None:
         self.problem_name = problem

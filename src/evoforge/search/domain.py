@@ -2,7 +2,8 @@
 
 A domain supplies a genome type, an initial population, named mutation operators (and an
 optional crossover), and ``evaluate``. Domains are rebuilt from ``(name, config)`` through
-`DOMAINS`, in worker processes and on resume, so ``config()`` must be JSON and complete.
+`DOMAINS`, in worker processes and on resume, so ``config()`` must be JSON and complete. The
+engine attaches the run's `RunLayout` (`Domain.attach`); a domain keeps no run paths in its config.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
+from evoforge.layout import RunLayout
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.search.evaluation import Evaluation
@@ -37,6 +39,16 @@ class EvalContext:
     threads: int = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class RebuiltMember:
+    """A member rebuilt as a model object (`Domain.member_model`): the model, the data it was
+    judged on, and its description."""
+
+    model: Any
+    data: Any
+    description: str
+
+
 class Domain(abc.ABC):
     """Base class of all domains.
 
@@ -46,12 +58,27 @@ class Domain(abc.ABC):
       * `mutations` maps operator names to `Mutation` callables; it never changes.
       * `evaluate` runs in a worker process; it may raise (recorded as FAILED) but must not
         depend on global random state: use ``context.seed``.
-      * ``DOMAINS[name](**config())`` rebuilds an equivalent domain.
+      * ``DOMAINS[name](**config())`` rebuilds an equivalent domain; ``config()`` is complete
+        after `prepare` (which may turn the user's objects into stored references).
+      * Run paths come from the attached `RunLayout` (``self.layout``; None for in-memory runs).
     """
 
     name: ClassVar[str]
+    run_defaults: ClassVar[dict[str, Any]] = {}
+    """The domain's defaults for `evoforge.run.RunSpec` settings (algorithm, budget, workers, ...)."""
     objectives: tuple[Objective, ...]
     constraints: tuple[str, ...] = ()
+    layout: RunLayout | None = None
+
+    def attach(self, layout: RunLayout | None) -> None:
+        """Use ``layout`` for everything this domain reads or writes in the run directory."""
+        self.layout = layout
+
+    def require_layout(self) -> RunLayout:
+        """The attached layout; `ConfigError` for domains that need a run directory."""
+        if self.layout is None:
+            raise ConfigError(f"the {self.name} domain needs a run directory; give run_dir")
+        return self.layout
 
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
@@ -85,23 +112,34 @@ class Domain(abc.ABC):
     def setup_worker(self) -> None:
         """Load whatever every evaluation in a worker shares (data, baseline model). Optional."""
 
-    def prepare(self, run_dir: Path | None) -> None:
-        """Driver-side preparation before any evaluation (e.g. train and cache a baseline). Optional."""
+    def prepare(self) -> None:
+        """Driver-side preparation before any evaluation (e.g. train and cache a baseline), in
+        the attached layout. Optional."""
 
     def describe(self, genome: Genome) -> str:
         """A one-line human description of a genome."""
         return genome.to_json()
 
-    def finalize(self, members: Sequence[tuple[str, Evaluation]], run_dir: Path) -> dict[str, dict[str, Any]]:
+    def check_inputs(self) -> list[str]:
+        """Problems with the run's inputs (a referenced file missing or changed since the run
+        started), one line each; empty when all is well. Reads no data."""
+        return []
+
+    def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
         """Final, held-out numbers for front members (e.g. test-split quality measured on the
         exported artifact), keyed by genome hash, plus an optional ``"baseline"`` entry.
         Called by the driver after a run; the default has none."""
         return {}
 
-    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path) -> dict[str, Any]:
         """Write a deployable artifact of one member into ``out_dir`` and verify it; returns a
         JSON description (paths, verified numbers)."""
         raise ConfigError(f"domain {self.name!r} has no exportable artifacts")
+
+    def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
+        """The member as a model object the other domains can take (e.g. a float PyTorch
+        module a compress member rebuilds into); ``seed`` is the candidate's own seed."""
+        raise ConfigError(f"domain {self.name!r} cannot rebuild its members as models")
 
 
 DOMAINS: Registry[type[Domain]] = Registry("domain")
@@ -113,13 +151,18 @@ def register_domain(cls: type[Domain]) -> type[Domain]:
     return cls
 
 
-def domain_spec(domain: Domain) -> dict[str, Any]:
-    """The JSON record that `domain_from_spec` turns back into an equivalent domain."""
-    return {"name": domain.name, "module": type(domain).__module__, "config": domain.config()}
+def domain_spec(domain: Domain, layout: RunLayout | None = None) -> dict[str, Any]:
+    """The JSON record that `domain_from_spec` turns back into an equivalent domain; with a
+    ``layout`` (what executors get) the rebuilt domain is attached to that run directory."""
+    spec: dict[str, Any] = {"name": domain.name, "module": type(domain).__module__, "config": domain.config()}
+    if layout is not None:
+        spec["run_dir"] = str(layout.root)
+    return spec
 
 
-def domain_from_spec(spec: Mapping[str, Any]) -> Domain:
-    """Import the module that registers the domain, then build it from its config."""
+def domain_from_spec(spec: Mapping[str, Any], layout: RunLayout | None = None) -> Domain:
+    """Import the module that registers the domain, build it from its config, and attach
+    ``layout`` (or the spec's own ``run_dir``)."""
     module = spec.get("module")
     if module:
         try:
@@ -127,7 +170,13 @@ def domain_from_spec(spec: Mapping[str, Any]) -> Domain:
         except ImportError as exc:
             raise ConfigError(f"cannot import domain module {module!r} ({exc}); install the package that provides it") from exc
     cls = DOMAINS[spec["name"]]
-    return cls(**spec.get("config", {}))
+    config = dict(spec.get("config", {}))
+    config.pop("run_dir", None)  # runs stored before the layout was the engine's kept it in the domain config
+    domain = cls(**config)
+    if layout is None and spec.get("run_dir"):
+        layout = RunLayout(Path(spec["run_dir"]))
+    domain.attach(layout)
+    return domain
 
 
 def objective_names(objectives: Sequence[Objective]) -> list[str]:

@@ -15,7 +15,6 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from evoforge.errors import ConfigError, EvoforgeError, StoreError
 from evoforge.execute.base import EvalTask, Executor
 from evoforge.front import Front
 from evoforge.genome import Genome, genome_from_json
+from evoforge.layout import RunLayout
 from evoforge.pareto import hypervolume, non_dominated_sort, reference_point, to_min_matrix, violation
 from evoforge.search.algorithms import ALGORITHMS, Algorithm, Individual, Offspring
 from evoforge.search.algorithms.base import working_reference
@@ -88,14 +88,14 @@ class Search:
         *,
         seed: int,
         termination: Termination,
-        run_dir: Path | None,
+        layout: RunLayout | None,
     ) -> None:
         self.domain = domain
         self.algorithm = algorithm
         self.store = store
         self.seed = seed
         self.termination = termination
-        self.run_dir = run_dir
+        self.layout = layout
         self.rng = np.random.default_rng(seed)
         self.generation = -1  # last completed generation
         self.population: list[Individual] = []
@@ -117,10 +117,12 @@ class Search:
         termination: Termination,
         seed: int = 0,
         store: RunStore | None = None,
-        run_dir: str | Path | None = None,
+        layout: RunLayout | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> Search:
-        """Start a new run. ``store`` defaults to in-memory; ``run_dir`` (where artifacts go)
-        is required for domains that write artifacts."""
+        """Start a new run. ``store`` defaults to in-memory; ``layout`` (where artifacts go) is
+        required for domains that write artifacts. ``settings`` (the run's `RunSpec` as a dict)
+        are stored with the run's configuration."""
         algo = ALGORITHMS[algorithm](**(algorithm_options or {})) if isinstance(algorithm, str) else algorithm
         store = store or MemoryRunStore()
         if store.config() is not None:
@@ -132,22 +134,23 @@ class Search:
                 "termination": termination.to_dict(),
                 "seed": seed,
                 "evoforge_version": __version__,
+                **({"run": dict(settings)} if settings is not None else {}),
             }
         )
-        return cls(domain, algo, store, seed=seed, termination=termination, run_dir=Path(run_dir) if run_dir else None)
+        return cls(domain, algo, store, seed=seed, termination=termination, layout=layout)
 
     @classmethod
     def resume(
-        cls, store: RunStore, *, run_dir: str | Path | None = None, termination: Termination | None = None
+        cls, store: RunStore, *, layout: RunLayout | None = None, termination: Termination | None = None
     ) -> Search:
         """Rebuild a run from its store; ``termination`` overrides the stored budget (to extend a run)."""
         config = store.config()
         if config is None:
             raise StoreError("this run store holds no run to resume")
-        domain = domain_from_spec(config["domain"])
+        domain = domain_from_spec(config["domain"], layout)
         algo = ALGORITHMS[config["algorithm"]["name"]](**config["algorithm"]["options"])
         term = termination or Termination(**config["termination"])
-        search = cls(domain, algo, store, seed=int(config["seed"]), termination=term, run_dir=Path(run_dir) if run_dir else None)
+        search = cls(domain, algo, store, seed=int(config["seed"]), termination=term, layout=layout)
         search._restore()
         return search
 
@@ -309,13 +312,13 @@ class Search:
 
     # ----------------------------------------------------------------- driving
     def tasks(self, candidates: list[Candidate]) -> list[EvalTask]:
-        """Executor tasks for ``candidates``; artifacts go under ``run_dir/artifacts/<key>``."""
+        """Executor tasks for ``candidates``; artifacts go to the layout's ``artifacts/<key>``."""
         return [
             EvalTask(
                 c.key,
                 c.genome.to_json(),
                 c.seed,
-                str(self.run_dir / "artifacts" / c.key) if self.run_dir is not None else None,
+                str(self.layout.artifact_dir(c.key)) if self.layout is not None else None,
             )
             for c in candidates
         ]
@@ -328,7 +331,7 @@ class Search:
         owned = executor is None
         executor = executor or InlineExecutor()
         callback = callback or SearchCallback()
-        executor.start(domain_spec(self.domain))
+        executor.start(domain_spec(self.domain, self.layout))
         try:
             while self._batch is not None or self.stop_reason() is None:
                 candidates = {c.key: c for c in self.ask()}

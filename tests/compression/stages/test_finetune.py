@@ -10,7 +10,7 @@ from torch import nn
 from evoforge.compression.genome import STAGE_SPACES, PipelineGenome, Stage, TrainingSettings
 from evoforge.compression.stages import STAGES, apply_pipeline, apply_stage, protected_layers
 from evoforge.errors import ConfigError, UnknownNameError
-from tests.compression.conftest import ResCNN, accuracy, cnn1d, make_ctx, mlp
+from tests.support.torch_fixtures import ResCNN, accuracy, cnn1d, make_ctx, mlp
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -36,7 +36,7 @@ def test_finetune_improves_an_undertrained_model_deterministically(digits) -> No
     stage = Stage.make("finetune", epochs=2)
     a = apply_stage(copy.deepcopy(model), stage, ctx)
     b = apply_stage(copy.deepcopy(model), stage, ctx)
-    assert accuracy(a, digits.x_val, digits.y_val) > accuracy(model, digits.x_val, digits.y_val) + 0.5
+    assert accuracy(a, digits.val) > accuracy(model, digits.val) + 0.5
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
 
@@ -54,7 +54,7 @@ def test_pipeline_applies_stages_in_order_with_the_genome_settings(rescnn: nn.Mo
     ctx = make_ctx(rescnn, digits)
     out = apply_pipeline(copy.deepcopy(rescnn), genome, ctx)
     assert isinstance(out, torch.fx.GraphModule)
-    assert accuracy(out, digits.x_test, digits.y_test) >= 0.85
+    assert accuracy(out, digits.test) >= 0.85
     # the genome's loss is used, not the context's
     bad = dataclasses.replace(genome, training=TrainingSettings(loss="mse"))
     with pytest.raises(ConfigError, match="cross_entropy"):

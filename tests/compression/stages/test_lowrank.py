@@ -18,9 +18,9 @@ from evoforge.compression.stages.lowrank import (
     round_rank,
     spectral_regularizer,
 )
-from evoforge.compression.training import loss_function, train, validation_loss
 from evoforge.errors import ConfigError
-from tests.compression.conftest import accuracy, depthwise_cnn, make_ctx, n_params
+from evoforge.workload.training import loss_function, train, validation_loss
+from tests.support.torch_fixtures import accuracy, depthwise_cnn, make_ctx, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -110,12 +110,12 @@ def test_lowrank_stage_gives_plain_smaller_layers(trained_mlp: nn.Module, digits
     assert isinstance(out[3], nn.Sequential) and out[3][0].out_features % 4 == 0
     r = out[3][0].out_features
     assert r * (128 + 128) < 128 * 128 and n_params(out) < before
-    assert accuracy(out, digits.x_test, digits.y_test) >= accuracy(trained_mlp, digits.x_test, digits.y_test) - 0.05
+    assert accuracy(out, digits.test) >= accuracy(trained_mlp, digits.test) - 0.05
     assert validation_loss(out, digits, loss) < 2 * val_before
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.script(out), buffer)  # no custom parametrization left
     buffer.seek(0)
-    x = torch.as_tensor(digits.x_test[:4])
+    x = torch.as_tensor(digits.test.x[:4])
     torch.testing.assert_close(torch.jit.load(buffer)(x), out(x))
 
 
@@ -127,7 +127,7 @@ def test_lowrank_stage_on_a_regression_cnn_is_deterministic(trained_cnn1d: nn.Mo
     assert isinstance(a[2], nn.Sequential) and isinstance(a[2][0], nn.Conv1d) and a[2][0].stride == (2,)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
-    out = a(torch.as_tensor(series.x_test[:3]))
+    out = a(torch.as_tensor(series.test.x[:3]))
     assert out.shape == (3, 1)
     fold_all(a, 0.9)  # nothing left to fold
     assert all(not isinstance(m, SVDLayer) for m in a.modules())

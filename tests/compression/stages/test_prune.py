@@ -10,7 +10,7 @@ from torch import nn
 from evoforge.compression.genome import IMPORTANCES, Stage
 from evoforge.compression.stages import apply_stage
 from evoforge.errors import ConfigError
-from tests.compression.conftest import ResCNN, accuracy, cnn1d, depthwise_cnn, make_ctx, n_params
+from tests.support.torch_fixtures import ResCNN, accuracy, cnn1d, depthwise_cnn, make_ctx, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -35,7 +35,7 @@ def test_every_importance_prunes_the_residual_cnn(importance: str, rescnn: nn.Mo
     assert pruned.stem[0].in_channels == 1 and pruned.fc.out_features == 10  # protected edges
     assert pruned.conv1.out_channels == 8 and pruned.down[0].out_channels == 16  # half of each unprotected group
     assert pruned.bn1.num_features == 8 and pruned.fc.in_features == 16  # coupled layers follow
-    assert pruned(torch.as_tensor(digits.x_test[:5])).shape == (5, 10)
+    assert pruned(torch.as_tensor(digits.test.x[:5])).shape == (5, 10)
     assert not any(p.grad is not None for p in pruned.parameters())  # importance gradients are not left behind
 
 
@@ -67,8 +67,8 @@ def test_fine_tuning_recovers_quality(rescnn: nn.Module, digits) -> None:
     raw = _prune(copy.deepcopy(rescnn), ctx, importance="taylor", ratio=0.5, steps=2)
     tuned = _prune(copy.deepcopy(rescnn), ctx, importance="taylor", ratio=0.5, steps=2, epochs=4)
     assert _widths(raw) == _widths(tuned)
-    assert accuracy(tuned, digits.x_val, digits.y_val) >= 0.9
-    assert accuracy(tuned, digits.x_val, digits.y_val) > accuracy(raw, digits.x_val, digits.y_val)
+    assert accuracy(tuned, digits.val) >= 0.9
+    assert accuracy(tuned, digits.val) > accuracy(raw, digits.val)
 
 
 @pytest.mark.parametrize("build", [cnn1d, depthwise_cnn])
@@ -80,7 +80,7 @@ def test_other_architectures(build, digits, series) -> None:
     before = n_params(model)
     pruned = _prune(model, ctx, importance="hessian", ratio=0.5, steps=2, round_to=4)
     assert n_params(pruned) < 0.7 * before
-    out = pruned(torch.as_tensor(data.x_test[:3]))
+    out = pruned(torch.as_tensor(data.test.x[:3]))
     assert out.shape == (3, 1 if build is cnn1d else 10)
     if build is depthwise_cnn:  # the depthwise conv shrinks together with the conv feeding it
         dw = pruned[3]

@@ -10,8 +10,8 @@ from torch import nn
 
 from evoforge.compression.genome import QUANT_MODES, Stage, TrainingSettings
 from evoforge.compression.stages import apply_stage
-from evoforge.compression.training import predict, train
-from tests.compression.conftest import ResCNN, accuracy, depthwise_cnn, make_ctx
+from evoforge.workload.training import predict, train
+from tests.support.torch_fixtures import ResCNN, accuracy, depthwise_cnn, make_ctx
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -48,13 +48,13 @@ def test_every_mode_shrinks_the_mlp_and_keeps_its_quality(mode: str, per_channel
     ctx = make_ctx(trained_mlp, digits)
     q = _quantize(trained_mlp, ctx, mode=mode, per_channel=per_channel)
     assert _quantized_modules(q)
-    x = torch.as_tensor(digits.x_test)
+    x = torch.as_tensor(digits.test.x)
     float_size, _ = _roundtrip(trained_mlp, x)
     q_size, q_out = _roundtrip(q, x, script=mode == "dynamic")
     assert q_size < 0.75 * float_size  # int8 weights
     torch.testing.assert_close(q_out, q(x))  # TorchScript round trip
-    assert accuracy(q, digits.x_test, digits.y_test) >= accuracy(trained_mlp, digits.x_test, digits.y_test) - 0.03
-    agree = (predict(q, digits.x_test).argmax(1) == predict(trained_mlp, digits.x_test).argmax(1)).mean()
+    assert accuracy(q, digits.test) >= accuracy(trained_mlp, digits.test) - 0.03
+    agree = (predict(q, digits.test)[0].argmax(1) == predict(trained_mlp, digits.test)[0].argmax(1)).mean()
     assert agree >= 0.95
 
 
@@ -63,13 +63,13 @@ def test_static_fx_on_a_residual_cnn_with_batch_norm(rescnn: nn.Module, digits) 
     q = _quantize(rescnn, ctx, per_channel=True)
     assert isinstance(q, torch.fx.GraphModule)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in q.modules())  # folded into the int8 convs
-    x = torch.as_tensor(digits.x_test)
+    x = torch.as_tensor(digits.test.x)
     float_size, _ = _roundtrip(rescnn, x)
     q_size, q_out = _roundtrip(q, x)
     assert q_size < float_size
     torch.testing.assert_close(q_out, q(x))
-    assert accuracy(q, digits.x_test, digits.y_test) >= accuracy(rescnn, digits.x_test, digits.y_test) - 0.03
-    logits, ref = predict(q, digits.x_test), predict(rescnn, digits.x_test)
+    assert accuracy(q, digits.test) >= accuracy(rescnn, digits.test) - 0.03
+    logits, ref = predict(q, digits.test)[0], predict(rescnn, digits.test)[0]
     assert abs(logits - ref).mean() < 0.1 * abs(ref).mean()
 
 
@@ -83,7 +83,7 @@ def test_keep_float_edges_leaves_the_protected_layers_in_float(trained_mlp: nn.M
     ctx = make_ctx(rescnn, digits)
     q = _quantize(rescnn, ctx, keep_float_edges=True)
     assert _is_float(dict(q.named_modules())["fc"])
-    x = torch.as_tensor(digits.x_test)
+    x = torch.as_tensor(digits.test.x)
     torch.testing.assert_close(_roundtrip(q, x)[1], q(x))
 
 
@@ -107,22 +107,22 @@ def test_eager_fallback_when_fx_tracing_fails(mode: str, rescnn: nn.Module, digi
     assert type(q.stem[1]) is nn.BatchNorm2d  # not fused into the float stem (float stays float)
     assert type(q.conv1[1]).__name__ == "ConvReLU2d" and type(q.bn1) is nn.Identity  # conv1 -> bn1 -> relu1 fused
     assert type(q.conv2[1]).__name__ == "Conv2d" and type(q.bn2) is nn.Identity  # relu2 follows the add, not bn2
-    x = torch.as_tensor(digits.x_test)
-    assert accuracy(q, digits.x_test, digits.y_test) >= accuracy(model, digits.x_test, digits.y_test) - 0.03
+    x = torch.as_tensor(digits.test.x)
+    assert accuracy(q, digits.test) >= accuracy(model, digits.test) - 0.03
     torch.testing.assert_close(_roundtrip(q, x)[1], q(x))
 
 
 def test_conv1d_regression_and_depthwise(trained_cnn1d: nn.Module, series, digits) -> None:
     ctx = make_ctx(trained_cnn1d, series, loss="mse")
     q = _quantize(trained_cnn1d, ctx, mode="qat", per_channel=True, epochs=1)
-    err = ((predict(q, series.x_test).reshape(-1) - series.y_test) ** 2).mean()
-    base = ((predict(trained_cnn1d, series.x_test).reshape(-1) - series.y_test) ** 2).mean()
+    err = ((predict(q, series.test)[0].reshape(-1) - series.test.y) ** 2).mean()
+    base = ((predict(trained_cnn1d, series.test)[0].reshape(-1) - series.test.y) ** 2).mean()
     assert err < 1.5 * base + 0.02
     torch.manual_seed(0)
     dw = train(depthwise_cnn(), digits, TrainingSettings(lr=3e-3), epochs=2, seed=0)
     q = _quantize(dw, make_ctx(dw, digits), per_channel=True)
     assert any(getattr(m, "groups", 1) == 16 for m in q.modules() if "quantized" in type(m).__module__)
-    x = torch.as_tensor(digits.x_test)
+    x = torch.as_tensor(digits.test.x)
     torch.testing.assert_close(_roundtrip(q, x)[1], q(x))
 
 
@@ -138,6 +138,6 @@ def test_only_deprecation_warnings_are_silenced(trained_mlp: nn.Module, digits) 
 
 def test_quantize_is_deterministic(trained_mlp: nn.Module, digits) -> None:
     ctx = make_ctx(trained_mlp, digits)
-    a = predict(_quantize(trained_mlp, ctx, mode="qat"), digits.x_test)
-    b = predict(_quantize(trained_mlp, ctx, mode="qat"), digits.x_test)
+    a = predict(_quantize(trained_mlp, ctx, mode="qat"), digits.test)[0]
+    b = predict(_quantize(trained_mlp, ctx, mode="qat"), digits.test)[0]
     assert (a == b).all()

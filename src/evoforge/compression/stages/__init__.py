@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
-import torch
 from torch import nn
 
 from evoforge.compression.genome import PipelineGenome, Stage, TrainingSettings
-from evoforge.compression.training import observe_forward
-from evoforge.datasets import Splits
 from evoforge.registry import Registry
+from evoforge.workload.data import Splits
+from evoforge.workload.training import observe_forward
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -27,12 +27,13 @@ class StageContext:
 
     ``protected`` names the modules (input and output layers) whose channels must survive:
     pruning never removes their channels, low-rank leaves them dense, quantization may keep
-    them in float. ``example_input`` is a batch of one on ``device``.
+    them in float. ``example_input`` is a batch of one (in the model's input structure) on
+    ``device``.
     """
 
     data: Splits
     training: TrainingSettings
-    example_input: torch.Tensor
+    example_input: Any
     seed: int
     protected: tuple[str, ...] = ()
     device: str = "cpu"
@@ -59,7 +60,7 @@ def apply_pipeline(model: nn.Module, genome: PipelineGenome, ctx: StageContext) 
     return model
 
 
-def protected_layers(model: nn.Module, example_input: torch.Tensor) -> tuple[str, ...]:
+def protected_layers(model: nn.Module, example_input: Any) -> tuple[str, ...]:
     """Names of the first and last parametrized layers run by ``model(example_input)``.
 
     Normalization layers do not count. Returns one name for a one-layer model and ``()`` for a

@@ -6,7 +6,7 @@ from torch import nn
 
 from evoforge.compression.genome import Stage
 from evoforge.compression.stages import STAGES, StageContext
-from evoforge.compression.training import train
+from evoforge.workload.training import train
 
 
 @STAGES.register("finetune")

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from evoforge.compression.genome import Stage
 from evoforge.compression.stages import STAGES, StageContext
-from evoforge.compression.training import train
 from evoforge.errors import ConfigError
+from evoforge.workload.training import train
 
 RANK_MULTIPLE = 4
 _FACTORIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)

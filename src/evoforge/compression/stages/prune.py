@@ -1,26 +1,37 @@
 """Structured channel pruning with torch-pruning's dependency graph (MetaPruner).
 
-Whole channels / neurons are removed and every coupled layer (BN, residual partners, depthwise
-convs, the next layer's inputs) is resized with them, so the result is a plain, smaller
-``nn.Module``. Layers in ``ctx.protected`` keep their output channels.
+Whole channels / neurons are removed and every coupled layer (BN, LayerNorm, residual partners,
+depthwise convs, the next layer's inputs) is resized with them, so the result is a plain,
+smaller ``nn.Module``. Layers in ``ctx.protected`` keep their output channels.
+
+Attention is pruned by whole heads: every module with a head count attribute
+(``num_attention_heads``, ``num_heads``, ``n_heads``) and query / key / value ``Linear``
+children (BERT, DistilBERT, ViT and most transformers) is handed to torch-pruning's head
+support, which removes the same heads from q, k and v and keeps each head's width; the module's
+head count is updated afterwards.
 """
 
 from __future__ import annotations
 
-from typing import cast
+import re
+from typing import Any, cast
 
+import numpy as np
 import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
 from evoforge.compression.genome import IMPORTANCES, Stage
 from evoforge.compression.stages import STAGES, StageContext
-from evoforge.compression.training import LossFn, loss_function, train
 from evoforge.errors import ConfigError
+from evoforge.workload.inputs import call_model, to_tensors
+from evoforge.workload.training import LossFn, loss_function, train
 
 _GRAD_EXAMPLES = 256  # calibration examples used to estimate gradients (taylor) per pruning step
 _HESSIAN_EXAMPLES = 64  # examples whose squared per-example gradients estimate the Hessian diagonal
 _MAX_GLOBAL_RATIO = 0.95  # with global allocation no layer loses more than this share of its channels
+HEAD_ATTRIBUTES = ("num_attention_heads", "num_heads", "n_heads")
+_QKV_NAME = re.compile(r"^(q|k|v|query|key|value|[qkv]_(proj|lin)|to_[qkv])$")
 
 
 class _BNScaleOrL1(tp.importance.Importance):  # type: ignore[misc]  # torch-pruning ships no type hints
@@ -57,21 +68,44 @@ def _accumulate_gradients(model: nn.Module, ctx: StageContext, loss: LossFn, *, 
     model.eval()  # gradients only: keep batch-norm statistics untouched
     model.zero_grad(set_to_none=True)
     params = [p for p in model.parameters() if p.requires_grad]
-    x = torch.as_tensor(ctx.data.x_calib, device=ctx.device)
-    y = torch.as_tensor(ctx.data.y_calib, device=ctx.device)
+    calib = ctx.data.calib
     if not squared:
-        for start in range(0, min(len(x), _GRAD_EXAMPLES), ctx.batch_size):
-            loss(model(x[start : start + ctx.batch_size]), y[start : start + ctx.batch_size]).backward()
+        for x, y in calib.subset(np.arange(min(len(calib), _GRAD_EXAMPLES))).batches(ctx.batch_size):
+            loss(call_model(model, to_tensors(x, ctx.device)), y.to(ctx.device)).backward()
         return
-    n = min(len(x), _HESSIAN_EXAMPLES)
+    n = min(len(calib), _HESSIAN_EXAMPLES)
     fisher = [torch.zeros_like(p) for p in params]
-    for i in range(n):
-        grads = torch.autograd.grad(loss(model(x[i : i + 1]), y[i : i + 1]), params, allow_unused=True)
+    for x, y in calib.subset(np.arange(n)).batches(1):
+        grads = torch.autograd.grad(loss(call_model(model, to_tensors(x, ctx.device)), y.to(ctx.device)), params, allow_unused=True)
         for acc, g in zip(fisher, grads):
             if g is not None:
                 acc += g.pow(2) / n
     for p, acc in zip(params, fisher):
         p.grad = acc
+
+
+def attention_heads(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Linear]]]:
+    """(module, head-count attribute, [q, k, v Linear children]) for every attention module whose
+    heads torch-pruning can prune whole."""
+    found = []
+    for module in model.modules():
+        attribute = next((a for a in HEAD_ATTRIBUTES if isinstance(getattr(module, a, None), int)), None)
+        if attribute is None or getattr(module, attribute) < 1:
+            continue
+        heads = getattr(module, attribute)
+        qkv = [c for n, c in module.named_children() if isinstance(c, nn.Linear) and _QKV_NAME.match(n)]
+        if len(qkv) >= 2 and all(c.out_features % heads == 0 for c in qkv):
+            found.append((module, attribute, qkv))
+    return found
+
+
+def _update_head_counts(attention: list[tuple[nn.Module, str, list[nn.Linear]]], pruner: Any) -> None:
+    """Write the pruned head counts back into the attention modules (and their total width)."""
+    for module, attribute, qkv in attention:
+        heads = int(pruner.num_heads.get(qkv[0], getattr(module, attribute)))
+        setattr(module, attribute, heads)
+        if isinstance(getattr(module, "all_head_size", None), int):
+            setattr(module, "all_head_size", qkv[0].out_features)  # noqa: B010  (nn.Module.__setattr__ is typed for tensors)
 
 
 def _epoch_shares(epochs: int, steps: int) -> list[int]:
@@ -95,11 +129,13 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     loss = loss_function(ctx.training.loss, ctx.data.task_type)
     model.to(ctx.device)
     importance_name, steps = stage["importance"], stage["steps"]
+    attention = attention_heads(model)
+    heads = {linear: getattr(module, attribute) for module, attribute, qkv in attention for linear in qkv}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)  # random importance draws from the global RNG
         pruner = tp.pruner.MetaPruner(
             model,
-            ctx.example_input.to(ctx.device),
+            to_tensors(ctx.example_input, ctx.device),
             importance=make_importance(importance_name),
             global_pruning=stage["allocation"] == "global",
             pruning_ratio=stage["ratio"],
@@ -107,11 +143,16 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
             iterative_steps=steps,
             ignored_layers=[modules[name] for name in ctx.protected],
             round_to=None if stage["round_to"] == 1 else stage["round_to"],
+            num_heads=heads,
+            prune_num_heads=bool(heads),
+            prune_head_dims=not heads,
+            head_pruning_ratio=stage["ratio"] if heads else 0.0,
         )
         for step, epochs in enumerate(_epoch_shares(stage["epochs"], steps)):
             if importance_name in ("taylor", "hessian"):
                 _accumulate_gradients(model, ctx, loss, squared=importance_name == "hessian")
             pruner.step()
+            _update_head_counts(attention, pruner)
             model.zero_grad(set_to_none=True)
             train(
                 model, ctx.data, ctx.training, epochs=epochs, seed=ctx.seed + step,

@@ -14,19 +14,20 @@ torch.ao prints a DeprecationWarning on every entry point; only that category is
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.ao.quantization as tq
-from torch import Tensor, nn
+from torch import nn
 from torch.ao.nn.intrinsic.modules.fused import _FusedModule
 from torch.ao.quantization import quantize_fx
 
 from evoforge.compression.genome import Stage
 from evoforge.compression.stages import STAGES, StageContext
-from evoforge.compression.training import train
+from evoforge.workload.inputs import call_model, leaves, to_tensors
+from evoforge.workload.training import train
 
 ENGINE = "x86"
 _ACT_MAX = 127  # quint8 activations in [0, 127]: fbgemm's "reduce_range", avoids overflow without VNNI
@@ -72,10 +73,9 @@ def qat_qconfig(per_channel: bool) -> tq.QConfig:
 
 
 def _calibrate(model: nn.Module, ctx: StageContext) -> None:
-    x = torch.as_tensor(ctx.data.x_calib)
     with torch.no_grad():
-        for start in range(0, len(x), ctx.batch_size):
-            model(x[start : start + ctx.batch_size])
+        for x, _ in ctx.data.calib.batches(ctx.batch_size):
+            call_model(model, x)
 
 
 def _dynamic(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
@@ -88,7 +88,7 @@ def _dynamic(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
 
 def _fx(model: nn.Module, stage: Stage, ctx: StageContext, qat: bool) -> nn.Module:
     per_channel = stage["per_channel"]
-    example = (ctx.example_input.cpu(),)
+    example = tuple(leaves(to_tensors(ctx.example_input)))
     with _ao():
         if qat:
             mapping = tq.get_default_qat_qconfig_mapping(ENGINE).set_global(qat_qconfig(per_channel))
@@ -118,7 +118,7 @@ def _observe(prepared: nn.Module, stage: Stage, ctx: StageContext, qat: bool) ->
             _calibrate(prepared, ctx)
 
 
-def _fusion_chains(model: nn.Module, example: Tensor) -> list[list[str]]:
+def _fusion_chains(model: nn.Module, example: Any) -> list[list[str]]:
     """Conv/Linear -> BN -> ReLU runs that torch.ao can fuse, found from one traced forward pass:
     each link consumes exactly the previous link's output tensor and every module runs once."""
     names = {m: n for n, m in model.named_modules()}
@@ -130,7 +130,7 @@ def _fusion_chains(model: nn.Module, example: Tensor) -> list[list[str]]:
     handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            model(example)
+            call_model(model, example)
     finally:
         for handle in handles:
             handle.remove()
@@ -154,7 +154,7 @@ def _fusion_chains(model: nn.Module, example: Tensor) -> list[list[str]]:
 
 
 def _eager(model: nn.Module, stage: Stage, ctx: StageContext, qat: bool) -> nn.Module:
-    example = ctx.example_input.cpu()
+    example = to_tensors(ctx.example_input)
     kept = set(ctx.protected) if stage["keep_float_edges"] else set()
     chains = [chain for chain in _fusion_chains(model.eval(), example) if chain[0] not in kept]
     qconfig = qat_qconfig(stage["per_channel"]) if qat else static_qconfig(stage["per_channel"])
@@ -190,6 +190,8 @@ def quantize(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     if stage["mode"] == "dynamic":
         return _dynamic(model, stage, ctx)
     qat = stage["mode"] == "qat"
+    if isinstance(ctx.example_input, Mapping):  # FX takes positional example inputs only
+        return _eager(model, stage, ctx, qat)
     try:
         with _ao():
             torch.fx.symbolic_trace(model)

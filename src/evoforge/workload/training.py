@@ -1,8 +1,10 @@
-"""Task losses, optimizers and the minibatch training loop shared by every compression stage.
+"""Task losses, optimizers and the minibatch training loop shared by the baseline and every
+compression stage.
 
 Data order comes from a `torch.Generator` seeded with ``seed``; layers that draw from the global
 RNG while training (dropout) run inside `torch.random.fork_rng` seeded with ``seed``, so the same
-seed gives the same weights and the caller's global RNG state is left untouched.
+seed gives the same weights and the caller's global RNG state is left untouched. Models take
+their inputs in any structure (see `evoforge.workload.inputs`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evoforge.compression.genome import CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, TrainingSettings
-from evoforge.datasets import Splits
 from evoforge.errors import ConfigError
+from evoforge.workload.data import Split, Splits, predict_batches
+from evoforge.workload.inputs import call_model, to_tensors
+from evoforge.workload.metrics import IGNORE_LABEL
+from evoforge.workload.recipe import CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, TrainingSettings
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -28,8 +32,21 @@ _LABEL_SMOOTHING = 0.1
 _SGD_MOMENTUM = 0.9
 
 
+def _counted(out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, ..., C) logits and (N, ...) labels -> (M, C) and (M,) over the positions that count."""
+    logits, labels = out.reshape(-1, out.shape[-1]), y.reshape(-1)
+    keep = labels != IGNORE_LABEL
+    return logits[keep], labels[keep]
+
+
+def _cross_entropy(out: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
+    logits, labels = _counted(out, y)
+    return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+
+
 def _focal(out: Tensor, y: Tensor) -> Tensor:
-    log_p = F.log_softmax(out, dim=-1).gather(1, y.unsqueeze(1)).squeeze(1)
+    logits, labels = _counted(out, y)
+    log_p = F.log_softmax(logits, dim=-1).gather(1, labels.unsqueeze(1)).squeeze(1)
     return (-((1.0 - log_p.exp()) ** _FOCAL_GAMMA) * log_p).mean()
 
 
@@ -45,8 +62,8 @@ def _log_cosh(out: Tensor, y: Tensor) -> Tensor:
 
 
 _LOSSES: dict[str, LossFn] = {
-    "cross_entropy": F.cross_entropy,
-    "label_smoothing": lambda out, y: F.cross_entropy(out, y, label_smoothing=_LABEL_SMOOTHING),
+    "cross_entropy": _cross_entropy,
+    "label_smoothing": lambda out, y: _cross_entropy(out, y, _LABEL_SMOOTHING),
     "focal": _focal,
     "mse": lambda out, y: F.mse_loss(_as_target(out, y), y),
     "huber": lambda out, y: F.huber_loss(_as_target(out, y), y, delta=1.0),
@@ -79,22 +96,17 @@ def make_optimizer(params: Iterable[nn.Parameter], settings: TrainingSettings) -
     raise ConfigError(f"unknown optimizer {settings.optimizer!r}; choose one of {list(OPTIMIZERS)}")
 
 
-def _tensors(x: np.ndarray, y: np.ndarray, device: str) -> tuple[Tensor, Tensor]:
-    return torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
-
-
 @torch.no_grad()
 def validation_loss(model: nn.Module, data: Splits, loss: LossFn, *, batch_size: int = 256, device: str = "cpu") -> float:
     """Mean task loss of ``model`` (in eval mode) on the validation split."""
     was_training = model.training
     model.eval()
-    x, y = _tensors(data.x_val, data.y_val, device)
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        total += float(loss(model(xb), yb)) * len(xb)
+    total, count = 0.0, 0
+    for x, y in data.val.batches(batch_size):
+        total += float(loss(call_model(model, to_tensors(x, device)), y.to(device))) * len(y)
+        count += len(y)
     model.train(was_training)
-    return total / len(x)
+    return total / max(1, count)
 
 
 def train(
@@ -124,7 +136,7 @@ def train(
     if epochs == 0:
         return model
     model.to(device)
-    x, y = _tensors(data.x_train, data.y_train, device)
+    n = len(data.train)
     order_rng = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], settings)
     best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
@@ -133,16 +145,15 @@ def train(
         torch.manual_seed(seed)
         for _ in range(epochs):
             model.train()
-            order = torch.randperm(len(x), generator=order_rng).to(device)
-            for start in range(0, len(x), batch_size):
-                idx = order[start : start + batch_size]
-                if len(idx) < 2 <= len(x):  # a lone example breaks batch norm in training mode
+            order = torch.randperm(n, generator=order_rng)
+            for x, y in data.train.batches(batch_size, order):
+                if len(y) < 2 <= n:  # a lone example breaks batch norm in training mode
                     continue
                 optimizer.zero_grad(set_to_none=True)
-                step_loss = loss(model(x[idx]), y[idx])
+                step_loss = loss(call_model(model, to_tensors(x, device)), y.to(device))
                 if extra_loss is not None:
                     step_loss = step_loss + extra_loss(model)
-                step_loss.backward()
+                step_loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
             val = validation_loss(model, data, loss, device=device)
             if val < best_loss:
@@ -156,28 +167,30 @@ def train(
     return model
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256, *, device: str = "cpu") -> np.ndarray:
-    """Model outputs for ``x`` in eval mode, as a float numpy array (batched, no gradients)."""
-    was_training = model.training
-    model.eval()
-    inputs = torch.as_tensor(x, device=device)
-    outs = [model(inputs[start : start + batch_size]).float().cpu() for start in range(0, len(inputs), batch_size)]
-    model.train(was_training)
-    return torch.cat(outs).numpy()
+def predict(model: Any, split: Split, batch_size: int = 256, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Outputs (as float numpy) and targets of ``model`` over ``split``, in eval mode, no gradients."""
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        return predict_batches(model, split, batch_size, device)
+    finally:
+        if hasattr(model, "train"):
+            model.train(was_training)
 
 
 def observe_forward(
-    model: nn.Module, example_input: Tensor, modules: list[nn.Module], hook: Callable[[nn.Module, Any, Any], None]
+    model: nn.Module, example_input: Any, modules: list[nn.Module], hook: Callable[[nn.Module, Any, Any], None]
 ) -> None:
-    """Run ``model(example_input)`` once in eval mode without gradients, calling ``hook`` after
-    each of ``modules`` runs; hooks are removed and the training flag restored afterwards."""
+    """Run ``model`` once on ``example_input`` (any input structure) in eval mode without
+    gradients, calling ``hook`` after each of ``modules`` runs; hooks are removed and the
+    training flag restored afterwards."""
     handles = [m.register_forward_hook(hook) for m in modules]
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            model(example_input)
+            call_model(model, example_input)
     finally:
         for handle in handles:
             handle.remove()

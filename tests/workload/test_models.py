@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from evoforge.errors import UnknownNameError  # noqa: E402
-from evoforge.models import BUILTIN_MODELS  # noqa: E402
+from evoforge.workload.models import BUILTIN_MODELS  # noqa: E402
 
 # name -> (input shape without batch, outputs, expected output shape for batch 5, param range)
 CASES = {
@@ -15,11 +15,33 @@ CASES = {
     "series_cnn": ((1, 64), 1, (5,), (5_000, 30_000)),
     "digits_mobilenet": ((1, 8, 8), 10, (5, 10), (5_000, 30_000)),
     "two_fc_net": ((1, 8, 8), 10, (5, 10), (64 * 128 + 128 + 128 * 10 + 10,) * 2),
+    "resnet18": ((3, 32, 32), 10, (5, 10), (11_100_000, 11_200_000)),
 }
 
 
 def test_every_builtin_model_is_covered() -> None:
-    assert set(BUILTIN_MODELS) == set(CASES)
+    assert set(BUILTIN_MODELS) == {*CASES, "bert_tokens"}
+
+
+def test_resnet18_is_torchvisions_architecture() -> None:
+    """Same parameter names and shapes as torchvision's ResNet-18, and the same outputs with its weights."""
+    models = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    theirs = models.resnet18(num_classes=10).eval()
+    ours = BUILTIN_MODELS["resnet18"](10).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_bert_tokens_takes_token_ids_and_a_mask() -> None:
+    pytest.importorskip("transformers")
+    model = BUILTIN_MODELS["bert_tokens"](4).eval()
+    ids = torch.randint(1, 1000, (3, 16))
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert out.logits.shape == (3, 4)
+    assert 900_000 < sum(p.numel() for p in model.parameters()) < 1_100_000
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from evoforge.compression.quality import METRICS, Metric, quality_drop, score
 from evoforge.errors import UnknownNameError
+from evoforge.workload.metrics import METRICS, Metric, quality_drop, score
 
 
 def test_classification_scores_from_logits() -> None:

@@ -2,16 +2,21 @@
 
 Plain ``nn.Module`` classes (no quantization stubs, TorchScript-traceable). `BUILTIN_MODELS`
 maps a name to a factory ``factory(num_outputs) -> nn.Module``; ``num_outputs`` is the number of
-classes, or 1 for regression (regression models return shape ``(N,)``).
+classes, or 1 for regression (regression models return shape ``(N,)``). ``resnet18`` is
+torchvision's ResNet-18 architecture (same layers, same parameter names, so torchvision weights
+load into it) defined here so that the built-in task needs no torchvision; ``bert_tokens`` is a
+small BERT built by transformers from a config, with random weights (no download).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from evoforge.errors import ConfigError
 from evoforge.registry import Registry
 
 ModelFactory = Callable[[int], nn.Module]
@@ -191,3 +196,103 @@ def digits_mobilenet(num_outputs: int = 10) -> DigitsMobileNet:
 @BUILTIN_MODELS.register("two_fc_net")
 def two_fc_net(num_outputs: int = 10) -> TwoFCNet:
     return TwoFCNet(num_outputs)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 conv-BN layers, a shortcut (1x1 conv-BN when the shape
+    changes), added, then ReLU; named as in torchvision."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)  # type: ignore[no-any-return]
+
+
+class ResNet18(nn.Module):
+    """torchvision's ResNet-18: 7x7 stride-2 stem, max-pool, four stages of two basic blocks
+    (64, 128, 256, 512 channels), global average pooling, a linear head (11.2M parameters)."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        widths = (64, 128, 256, 512)
+        cin = 64
+        stages = []
+        for i, width in enumerate(widths):
+            stages.append(nn.Sequential(BasicBlock(cin, width, 1 if i == 0 else 2), BasicBlock(width, width)))
+            cin = width
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        out: torch.Tensor = self.fc(torch.flatten(self.avgpool(x), 1))
+        return out
+
+
+@BUILTIN_MODELS.register("resnet18")
+def resnet18(num_outputs: int = 10) -> ResNet18:
+    return ResNet18(num_outputs)
+
+
+BERT_TOKENS_CONFIG = {
+    "vocab_size": 1000, "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "intermediate_size": 512, "max_position_embeddings": 64,
+}
+"""The small BERT of the ``bert-tokens`` task (1.0M parameters)."""
+
+
+@BUILTIN_MODELS.register("bert_tokens")
+def bert_tokens(num_outputs: int = 2) -> nn.Module:
+    """``transformers.BertForSequenceClassification`` from `BERT_TOKENS_CONFIG`, random weights;
+    it takes ``input_ids`` and ``attention_mask`` (int64)."""
+    transformers = import_transformers()
+    config = transformers.BertConfig(**BERT_TOKENS_CONFIG, num_labels=num_outputs)
+    return transformers.BertForSequenceClassification(config)  # type: ignore[no-any-return]
+
+
+def import_transformers() -> Any:
+    """``transformers``, or a `ConfigError` that says why it does not import."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        raise ConfigError("this model needs the transformers package: pip install transformers")
+    try:
+        transformers = importlib.import_module("transformers")
+        transformers.BertConfig  # noqa: B018  (the lazy attribute import fails here when a backend is broken)
+        return transformers
+    except Exception as exc:  # noqa: BLE001 - transformers hides the real cause behind a generic message
+        cause = exc
+    if importlib.util.find_spec("torchvision") is not None:
+        try:
+            importlib.import_module("torchvision")
+        except Exception as tv_exc:  # noqa: BLE001
+            raise ConfigError(
+                f"transformers does not import because torchvision fails to import ({type(tv_exc).__name__}: {tv_exc}); "
+                "install the torchvision build that matches your torch, or uninstall torchvision"
+            ) from None
+    raise ConfigError(f"transformers does not import ({type(cause).__name__}: {cause})") from None

@@ -14,6 +14,9 @@ import numpy as np
 
 from evoforge.registry import Registry
 
+IGNORE_LABEL = -100
+"""Class label of a position that does not count (losses and metrics skip it)."""
+
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 
@@ -67,15 +70,15 @@ for _metric in (
 
 
 def predictions(y_pred_raw: np.ndarray, task_type: str) -> np.ndarray:
-    """Raw outputs -> what metrics take: argmax labels of (N, C) logits, or (N,) values.
+    """Raw outputs -> what metrics take: argmax labels of (N, ..., C) logits, or (N,) values.
 
     Raises ``ValueError`` when the output shape does not fit the task type.
     """
     y_pred_raw = np.asarray(y_pred_raw)
     if task_type == "classification":
-        if y_pred_raw.ndim != 2:
-            raise ValueError(f"classification outputs must be (N, classes) scores, got shape {y_pred_raw.shape}")
-        labels: np.ndarray = np.argmax(y_pred_raw, axis=1)
+        if y_pred_raw.ndim < 2:
+            raise ValueError(f"classification outputs must be (N, ..., classes) scores, got shape {y_pred_raw.shape}")
+        labels: np.ndarray = np.argmax(y_pred_raw, axis=-1)
         return labels
     if task_type == "regression":
         if y_pred_raw.ndim == 2 and y_pred_raw.shape[1] == 1:
@@ -101,7 +104,22 @@ def score(
     if not np.all(np.isfinite(y_pred_raw)):
         return {m.name: float("nan") for m in metrics}
     y_pred = predictions(y_pred_raw, task_type)
+    if task_type == "classification" and y_true.ndim > 1:  # per-position labels: score the counted positions
+        if y_pred.shape != y_true.shape:
+            raise ValueError(f"outputs give labels of shape {y_pred.shape} for targets of shape {y_true.shape}")
+        counted = y_true != IGNORE_LABEL
+        y_true, y_pred = y_true[counted], y_pred[counted]
     return {m.name: float(m.fn(y_true, y_pred)) for m in metrics}
+
+
+def quality_drop_of(direction: tuple[bool, bool], baseline_value: float, value: float, *, relative: bool) -> float:
+    """How much worse ``value`` is than ``baseline_value`` for a measure with ``direction``
+    (higher is better, percent): in points (x100) for percent measures, else in the measure's
+    units; with ``relative``, in percent of ``|baseline_value|``."""
+    higher_is_better, percent = direction
+    metric = Metric("quality", "", higher_is_better, _accuracy, percent=percent)
+    drop = quality_drop(metric, baseline_value, value, relative=relative)
+    return drop * 100.0 if relative else drop
 
 
 def quality_drop(metric: Metric | str, baseline_value: float, value: float, relative: bool = False) -> float:

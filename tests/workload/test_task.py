@@ -10,24 +10,29 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import evoforge.compression.training as training  # noqa: E402
-from evoforge.compression.genome import TrainingSettings  # noqa: E402
-from evoforge.compression.quality import score  # noqa: E402
-from evoforge.compression.task import (  # noqa: E402
+import evoforge.workload.training as training  # noqa: E402
+from evoforge.errors import ConfigError  # noqa: E402
+from evoforge.workload.data import flat_arrays  # noqa: E402
+from evoforge.workload.datasets import load_dataset  # noqa: E402
+from evoforge.workload.metrics import score  # noqa: E402
+from evoforge.workload.recipe import TrainingSettings  # noqa: E402
+from evoforge.workload.task import (  # noqa: E402
     BUILTIN_TASKS,
-    NPZ_ARRAYS,
     Task,
     baseline_model,
     example_input,
     load_model,
     load_splits,
+    materialize,
     metric_of,
+    quality,
+    verify_files,
 )
-from evoforge.compression.training import predict  # noqa: E402
-from evoforge.datasets import load_dataset  # noqa: E402
-from evoforge.errors import ConfigError  # noqa: E402
+from evoforge.workload.training import predict  # noqa: E402
 
-EXPECTED = {"digits-cnn", "digits-mlp", "mnist1d-cnn", "series-regression", "digits-mobilenet", "digits-2fcnet"}
+EXPECTED = {
+    "digits-cnn", "digits-mlp", "mnist1d-cnn", "series-regression", "digits-mobilenet", "digits-2fcnet",
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -72,13 +77,15 @@ def test_from_dict_fills_defaults_and_rejects_unknown_keys() -> None:
     ("changes", "message"),
     [
         ({"model": "resnet50"}, "not a built-in model.*digits_cnn"),
+        ({"model": 42}, "give a model name"),
+        ({"dataset": [1, 2]}, "give a name"),
+        ({"evaluate": "m:f"}, "needs higher_is_better"),
+        ({"evaluate": "m:f", "metric": "accuracy", "higher_is_better": True}, "cannot name an evaluate"),
         ({"task_type": "ranking"}, "task_type='ranking'"),
         ({"dataset": "imagenet"}, "neither a bundled dataset"),
-        ({"dataset": "missing.npz"}, "does not exist"),
         ({"metric": "rmse"}, "does not fit a classification"),
         ({"metric": "mymod:auc"}, "needs higher_is_better"),
         ({"higher_is_better": False}, "contradicts"),
-        ({"checkpoint": "nope.pt"}, "checkpoint 'nope.pt' does not exist"),
         ({"baseline_epochs": 0}, "baseline_epochs=0"),
         ({"latency_batch": 0}, "latency_batch=0"),
         ({"seed": -1}, "seed=-1"),
@@ -92,13 +99,20 @@ def test_validate_rejects_bad_values(changes: dict[str, object], message: str) -
         _task(**changes).validate()
 
 
+def test_files_are_checked_when_a_run_takes_them(tmp_path: Path) -> None:
+    for changes, message in (({"dataset": "missing.npz"}, "dataset file .*missing.npz.* does not exist"),
+                             ({"checkpoint": "nope.pt"}, "checkpoint file .*nope.pt.* does not exist")):
+        with pytest.raises(ConfigError, match=message):
+            materialize(_task(**changes), tmp_path / "inputs", base=tmp_path)
+
+
 def test_load_builtin_model_and_example_input(digits) -> None:  # type: ignore[no-untyped-def]
     task = BUILTIN_TASKS["digits-cnn"]
     model = load_model(task, digits)
-    x = example_input(task, digits, batch=3)
+    x = example_input(digits, batch=3)
     assert x.dtype == torch.float32 and x.shape == (3, 1, 8, 8)
     assert model(x).shape == (3, 10)
-    assert example_input(task, digits, batch=1000).shape[0] == 1000  # repeats rows past the split size
+    assert example_input(digits, batch=1000).shape[0] == 1000  # repeats rows past the split size
 
 
 def _write_module(tmp_path: Path, name: str, body: str) -> Path:
@@ -144,7 +158,7 @@ def test_user_factories_by_module_and_by_file(tmp_path: Path, monkeypatch: pytes
         ("userfactories:missing", "no callable 'missing'"),
         ("userfactories:raises", "raised RuntimeError: no weights here"),
         ("userfactories:not_a_module", "returned int"),
-        ("userfactories:wrong_input", "fails on an input of shape"),
+        ("userfactories:wrong_input", "fails on inputs"),
         ("userfactories:three_classes", r"outputs \(2, 3\).*needs \(2, 10\)"),
         ("broken:good", "does not import.*SyntaxError"),
         ("nofile.py:good", "does not exist"),
@@ -160,16 +174,19 @@ def test_bad_factories_give_config_errors(
         load_model(_task(model=model), digits)
 
 
-def test_regression_model_must_squeeze(digits) -> None:  # type: ignore[no-untyped-def]
+def test_regression_model_gives_one_value_per_example(tmp_path: Path) -> None:
     series = load_dataset("series", seed=0)
     task = BUILTIN_TASKS["series-regression"]
-    assert load_model(task, series)(example_input(task, series, 4)).shape == (4,)
-    with pytest.raises(ConfigError, match="regression task needs"):
-        load_model(dataclasses.replace(task, model="mnist1d_cnn"), dataclasses.replace(series, x_val=series.x_val[:, :, :40]))
+    assert load_model(task, series)(example_input(series, 4)).shape == (4,)
+    path = _write_module(tmp_path, "regressors", "def column():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 1))\n"
+                                                  "def three():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))\n")
+    assert load_model(dataclasses.replace(task, model=f"{path}:column"), series)(example_input(series, 4)).shape == (4, 1)
+    with pytest.raises(ConfigError, match=r"outputs \(2, 3\).*regression task needs"):
+        load_model(dataclasses.replace(task, model=f"{path}:three"), series)
 
 
 def _save_npz(path: Path, splits, **override: np.ndarray) -> Path:  # type: ignore[no-untyped-def]
-    arrays = {k: getattr(splits, k) for k in NPZ_ARRAYS}
+    arrays = flat_arrays({n: splits.split(n) for n in ("train", "calib", "val", "test")})
     arrays.update(override)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     return path
@@ -178,32 +195,33 @@ def _save_npz(path: Path, splits, **override: np.ndarray) -> Path:  # type: igno
 def test_npz_dataset_loads(tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]
     path = _save_npz(tmp_path / "d.npz", digits)
     splits = load_splits(_task(dataset=str(path)))
-    assert splits.num_classes == 10 and splits.y_train.dtype == np.int64
-    np.testing.assert_array_equal(splits.x_val, digits.x_val)
+    assert splits.num_classes == 10 and splits.train.y.dtype == np.int64
+    np.testing.assert_array_equal(splits.val.x, digits.val.x)
+    assert splits.carved is None
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"y_calib": None}, r"lacks arrays \['y_calib'\]"),
+        ({"y_calib": None}, "x_calib but no y_calib"),
         ({"x_val": "nan"}, "NaN"),
-        ({"x_val": "overlap"}, "occur in both x_calib and x_val"),
+        ({"x_val": "overlap"}, "occur in both calib and val"),
         ({"y_train": "fractional"}, "integer class label"),
-        ({"y_test": "short"}, "labels"),
+        ({"y_test": "short"}, "targets"),
+        ({"x_train": None, "y_train": None}, "lacks the train split"),
     ],
 )
 def test_bad_npz_datasets(override: dict[str, object], message: str, tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]
-    (key, kind), = override.items()
-    value = {
+    values = {
         None: None,
-        "nan": np.where(np.arange(digits.x_val.size).reshape(digits.x_val.shape) == 5, np.nan, digits.x_val),
-        "overlap": np.concatenate([digits.x_val[:-1], digits.x_calib[3:4]]),
-        "fractional": digits.y_train + 0.5,
-        "short": digits.y_test[:-1],
-    }[kind]  # type: ignore[index]
+        "nan": np.where(np.arange(digits.val.x.size).reshape(digits.val.x.shape) == 5, np.nan, digits.val.x),
+        "overlap": np.concatenate([digits.val.x[:-1], digits.calib.x[3:4]]),
+        "fractional": digits.train.y + 0.5,
+        "short": digits.test.y[:-1],
+    }
     path = tmp_path / "bad.npz"
-    arrays = {k: getattr(digits, k) for k in NPZ_ARRAYS}
-    arrays[key] = value
+    arrays = flat_arrays({n: digits.split(n) for n in ("train", "calib", "val", "test")})
+    arrays.update({key: values[kind] for key, kind in override.items()})  # type: ignore[index]
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     with pytest.raises(ConfigError, match=message):
         load_splits(_task(dataset=str(path)))
@@ -221,7 +239,7 @@ def test_baseline_trains_caches_and_retrains_on_change(
     start = time.perf_counter()
     model = baseline_model(task, digits, tmp_path)
     elapsed = time.perf_counter() - start
-    acc = score(digits.y_val, predict(model, digits.x_val), "classification")["accuracy"]
+    acc = score(digits.val.y, predict(model, digits.val)[0], "classification")["accuracy"]
     assert acc >= 0.9, f"digits-cnn baseline accuracy {acc:.3f} after {elapsed:.1f} s"
     assert (tmp_path / "baseline.pt").is_file() and not model.training
 
@@ -241,7 +259,7 @@ def test_baseline_from_checkpoint(tmp_path: Path, digits) -> None:  # type: igno
     source = load_model(BUILTIN_TASKS["digits-mlp"], digits)
     ckpt = tmp_path / "w.pt"
     torch.save(source.state_dict(), ckpt)
-    loaded = baseline_model(_task(checkpoint=str(ckpt), baseline_epochs=0), digits, tmp_path / "cache")
+    loaded = baseline_model(_task(checkpoint=str(ckpt), baseline_epochs=0), digits, tmp_path / "cache")  # type: ignore[arg-type]
     for a, b in zip(source.state_dict().values(), loaded.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert not (tmp_path / "cache" / "baseline.pt").exists()
@@ -270,5 +288,52 @@ def test_builtin_baselines_reach_sane_quality(name: str, tmp_path: Path) -> None
     splits = load_splits(task)
     model = baseline_model(task, splits, tmp_path)
     metric, bound = SANE[name]
-    value = score(splits.y_val, predict(model, splits.x_val), task.task_type)[metric]
+    value = score(splits.val.y, predict(model, splits.val)[0], task.task_type)[metric]
     assert value >= bound if metric == "accuracy" else value <= bound
+
+
+def test_a_model_object_is_stored_in_the_run_and_used_as_given(tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    task = materialize(Task("obj", model, {"train": (digits.train.x, digits.train.y), "test": (digits.test.x, digits.test.y)}),
+                       tmp_path / "inputs")
+    assert task.model == "run:inputs/model.pt" and task.dataset == "run:inputs/data.npz"
+    assert {"model", "dataset"} <= set(task.fingerprints)
+    Task.from_dict(task.to_dict())  # pure data now
+    splits = load_splits(task, tmp_path)
+    assert splits.carved is not None and splits.carved["sizes"]["val"] > 0  # calib and val carved off train
+    again = baseline_model(task, splits, tmp_path / "baseline", root=tmp_path)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b)  # never retrained
+    assert not (tmp_path / "baseline" / "baseline.pt").exists()
+
+
+def test_changed_input_files_are_refused(tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]
+    path = _save_npz(tmp_path / "d.npz", digits)
+    task = materialize(_task(dataset="d.npz"), tmp_path / "run" / "inputs", base=tmp_path)
+    assert task.dataset == str(path) and len(task.fingerprints["dataset"]) == 64
+    verify_files(task, tmp_path / "run")
+    _save_npz(path, digits, y_test=digits.test.y[::-1].copy())
+    with pytest.raises(ConfigError, match="changed since the run started"):
+        load_splits(task, tmp_path / "run")
+    path.unlink()
+    with pytest.raises(ConfigError, match="is missing"):
+        verify_files(task, tmp_path / "run")
+
+
+def test_user_evaluate_function_scores_instead_of_a_metric(tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]
+    seen = {}
+
+    def top_class_share(model, data):  # type: ignore[no-untyped-def]
+        seen["batches"] = sum(1 for _ in data)
+        preds = torch.cat([model(x).argmax(1) for x, _ in data])
+        return float((preds == 0).float().mean())
+
+    task = _task(evaluate=top_class_share, metric="zeros", higher_is_better=False)
+    assert task.quality_metric == "zeros"
+    model = load_model(BUILTIN_TASKS["digits-mlp"], digits)
+    values = quality(task, model, digits.val)
+    assert set(values) == {"zeros"} and 0.0 <= values["zeros"] <= 1.0 and seen["batches"] == -(-len(digits.val) // 64)
+    stored = materialize(task, tmp_path / "inputs")
+    assert stored.evaluate == "run:inputs/evaluate.pt"
+    assert quality(stored, model, digits.val, root=tmp_path) == values

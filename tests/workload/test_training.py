@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from evoforge.compression.genome import CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, TrainingSettings
-from evoforge.compression.training import loss_function, make_optimizer, predict, train, validation_loss
 from evoforge.errors import ConfigError
-from tests.compression.conftest import mlp, n_params
+from evoforge.workload.training import loss_function, make_optimizer, predict, train, validation_loss
+from tests.support.torch_fixtures import mlp, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -99,7 +99,7 @@ def test_patience_stops_training_and_extra_loss_is_added(digits) -> None:
 
     settings = TrainingSettings(optimizer="sgd", lr=1e-12)  # no progress after the first epoch
     train(mlp(), digits, settings, epochs=20, seed=0, batch_size=100, patience=3, extra_loss=extra)
-    steps = math.ceil(len(digits.x_train) / 100)
+    steps = math.ceil(len(digits.train.x) / 100)
     assert len(calls) == 4 * steps  # epoch 1 sets the best, epochs 2-4 are stale
 
     torch.manual_seed(0)
@@ -114,10 +114,11 @@ def test_zero_epochs_leave_the_model_alone_and_predict_is_batched(digits) -> Non
     before = _weights(model).clone()
     assert train(model, digits, TrainingSettings(), epochs=0, seed=0) is model
     assert torch.equal(before, _weights(model))
-    out = predict(model.train(), digits.x_test, batch_size=7)
-    assert out.shape == (len(digits.x_test), 10) and out.dtype == np.float32
+    out, targets = predict(model.train(), digits.test, batch_size=7)
+    assert out.shape == (len(digits.test), 10) and out.dtype == np.float32
+    np.testing.assert_array_equal(targets, digits.test.y)
     assert model.training  # mode restored
-    np.testing.assert_allclose(out, predict(model, digits.x_test), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, predict(model, digits.test)[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="epochs"):
         train(model, digits, TrainingSettings(), epochs=-1, seed=0)
     assert n_params(model) == 64 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10

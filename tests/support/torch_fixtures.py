@@ -1,4 +1,4 @@
-"""Tiny models and session-scoped trained copies shared by the compression tests."""
+"""Tiny models and session-scoped trained copies shared by the compression and workload tests."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from evoforge.compression.genome import TrainingSettings
 from evoforge.compression.stages import StageContext, protected_layers
-from evoforge.compression.training import train
-from evoforge.datasets import Splits, load_dataset
+from evoforge.workload.data import Split, Splits
+from evoforge.workload.datasets import load_dataset
+from evoforge.workload.recipe import TrainingSettings
+from evoforge.workload.task import example_input
+from evoforge.workload.training import predict, train
 
 
 class ResCNN(nn.Module):
@@ -83,14 +85,13 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def accuracy(model: nn.Module, x, y) -> float:
-    from evoforge.compression.training import predict
-
-    return float((predict(model, x).argmax(1) == y).mean())
+def accuracy(model: nn.Module, split: Split) -> float:
+    outputs, targets = predict(model, split)
+    return float((outputs.argmax(1) == targets).mean())
 
 
 def make_ctx(model: nn.Module, data: Splits, *, loss: str = "cross_entropy", seed: int = 0, **training: float) -> StageContext:
-    example = torch.as_tensor(data.x_train[:1])
+    example = example_input(data)
     return StageContext(
         data=data, training=TrainingSettings(loss=loss, **training), example_input=example, seed=seed,
         protected=protected_layers(model, example),

@@ -1,0 +1,78 @@
+"""Which compression stages work on a model: tried once, on a copy, before the search starts.
+
+Each stage kind, pruning importance and int8 mode is applied to a copy of the baseline on a
+few batches of data and the result is exported and run. What fails is left out of the
+`SearchSpace` and reported with its reason, so the search never draws a candidate that fails
+for a reason it could have avoided (a layer torch.ao cannot quantize, a graph torch-pruning
+cannot trace). Candidates can still fail for reasons only their full settings reveal; those are
+recorded results.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from evoforge.compression.genome import IMPORTANCES, QUANT_MODES, STAGE_SPACES, PipelineGenome, Stage
+from evoforge.compression.operators import SearchSpace
+from evoforge.workload.data import Splits
+from evoforge.workload.task import Task
+
+_PROBE_BATCHES = 2  # batches of train / calibration / validation data each probe sees
+
+
+def probe_stages(task: Task) -> dict[str, Stage]:
+    """The probe of every stage kind, importance and int8 mode, by name (``prune:l1``, ...)."""
+    probes = {f"prune:{imp}": Stage.make("prune", importance=imp, ratio=0.3, steps=1, allocation="uniform", round_to=1, epochs=0)
+              for imp in IMPORTANCES}
+    probes["lowrank"] = Stage.make("lowrank", energy=0.9, reg_epochs=1, epochs=0)
+    probes["finetune"] = Stage.make("finetune", epochs=1)
+    for mode in QUANT_MODES:
+        probes[f"quantize:{mode}"] = Stage.make("quantize", mode=mode, per_channel=True, keep_float_edges=False,
+                                               epochs=1 if mode == "qat" else 0)
+    return probes
+
+
+def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: str = "cpu") -> tuple[SearchSpace, dict[str, str]]:
+    """The search space of what works on ``model`` (the trained baseline, left unchanged) and
+    the reason each refused probe failed (``{"quantize:static": "RuntimeError: ..."}``)."""
+    import torch
+
+    from evoforge.compression.export import export_model
+    from evoforge.compression.stages import StageContext, apply_pipeline, protected_layers
+    from evoforge.workload.task import example_input
+
+    small = _few_batches(splits, task.batch_size)
+    example = example_input(small)
+    ctx = StageContext(data=small, training=task.training, example_input=example, seed=0,
+                       protected=protected_layers(model, example), device=device, batch_size=task.batch_size)
+    refused: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="evoforge-probe-") as tmp:
+        for name, stage in probe_stages(task).items():
+            try:
+                with torch.random.fork_rng():
+                    torch.manual_seed(0)
+                    result = apply_pipeline(copy.deepcopy(model), PipelineGenome((stage,), task.training), ctx)
+                export_model(result, example, Path(tmp) / "probe.pt")
+            except Exception as exc:  # noqa: BLE001 - a refused probe is a finding, not an error
+                refused[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    importances = tuple(i for i in IMPORTANCES if f"prune:{i}" not in refused)
+    modes = tuple(m for m in QUANT_MODES if f"quantize:{m}" not in refused)
+    kinds = tuple(k for k in sorted(STAGE_SPACES) if k in ("prune", "quantize") or k not in refused)
+    return SearchSpace(kinds=kinds, importances=importances, quant_modes=modes), refused
+
+
+def _few_batches(splits: Splits, batch_size: int) -> Splits:
+    def head(split: Any) -> Any:
+        return split.subset(np.arange(min(len(split), _PROBE_BATCHES * batch_size)))
+
+    return dataclasses.replace(splits, train=head(splits.train), calib=head(splits.calib), val=head(splits.val))
+
+
+__all__ = ["probe_capabilities", "probe_stages"]

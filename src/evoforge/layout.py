@@ -1,0 +1,69 @@
+"""`RunLayout`: the one object that knows where things live in a run directory.
+
+    run.db              the store (every genome, evaluation, generation, RNG state)
+    inputs/             what the run keeps of the user's inputs (stored objects, arrays)
+    baseline/           the trained reference, its exported artifact and numbers (compress)
+    program/            the pristine program, its data and compiled module (evolve)
+    artifacts/<key>/    each evaluated candidate's artifacts
+    exports/<id>/       what ``evoforge export`` writes
+
+The engine creates the layout and hands it to the domain; domains keep no run paths of their
+own, and paths stored in evaluations are relative to the root, so a run can be moved and opened
+from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+STORE_FILE = "run.db"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run directory (``root`` is made absolute)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    @property
+    def store(self) -> Path:
+        return self.root / STORE_FILE
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def baseline(self) -> Path:
+        return self.root / "baseline"
+
+    @property
+    def program(self) -> Path:
+        return self.root / "program"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    def artifact_dir(self, key: str) -> Path:
+        """Where the candidate with genome hash ``key`` keeps its artifacts."""
+        return self.artifacts / key
+
+    def export_dir(self, member_id: int) -> Path:
+        """Default output folder of ``evoforge export --id member_id``."""
+        return self.root / "exports" / str(member_id)
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the root, as stored in evaluations."""
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def resolve(self, relative: str) -> Path:
+        """The absolute path of a path stored relative to the root."""
+        return self.root / relative
+
+    def holds_run(self) -> bool:
+        return self.store.exists()

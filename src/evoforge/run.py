@@ -1,0 +1,167 @@
+"""`RunSpec`: a run's search, execution and seed settings, built once and stored in the run.
+
+The CLI (flags and config files), the Python API and ``resume`` all build a `RunSpec` through
+`RunSpec.build`, so every setting has one name, one default per domain and one check. The spec
+is stored in the run; ``resume`` rebuilds it from there and applies only what the user overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from evoforge.errors import ConfigError
+from evoforge.search.termination import Termination, parse_budget
+
+if TYPE_CHECKING:
+    from evoforge.execute.base import Executor
+
+EXECUTORS = ("local", "ray")
+RESOURCES = ("num_cpus", "num_gpus", "memory_mb")
+
+
+class RunSettings(TypedDict, total=False):
+    """The keyword arguments every search entry point takes (see `RunSpec`)."""
+
+    algorithm: str
+    pop_size: int | None
+    offspring_size: int | None
+    budget: str | int | Termination | Mapping[str, Any]
+    seed: int
+    workers: int
+    timeout_s: float | None
+    executor: str
+    address: str | None
+    resources: Mapping[str, float] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """How a search runs.
+
+    ``algorithm``: nsga2, petra or random, with ``pop_size`` / ``offspring_size`` (None: the
+    algorithm's default). ``budget``: an evaluation count (200), a time ("90s", "30m", "2h") or
+    a `Termination`'s fields. ``seed``: the run's one seed. ``executor``: "local" (``workers``
+    processes; 0 evaluates in the driver) or "ray" (a private local Ray, or the cluster at
+    ``address``: "auto" or "HOST:PORT"; ``resources`` per evaluation: num_cpus, num_gpus,
+    memory_mb). ``timeout_s`` bounds each evaluation (None: no limit).
+    """
+
+    algorithm: str = "nsga2"
+    pop_size: int | None = None
+    offspring_size: int | None = None
+    budget: str | int | Mapping[str, Any] = 200
+    seed: int = 0
+    workers: int = 0
+    timeout_s: float | None = None
+    executor: str = "local"
+    address: str | None = None
+    resources: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        from evoforge.search.algorithms import ALGORITHMS
+
+        if isinstance(self.budget, Termination):
+            object.__setattr__(self, "budget", self.budget.to_dict())
+        for name in ("pop_size", "offspring_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}={value!r} is invalid; use a positive integer")
+        ALGORITHMS[self.algorithm](**self.algorithm_options())  # unknown names and bad sizes fail here
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} is invalid; use an integer >= 0")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"workers={self.workers!r} is invalid; use 0 (in this process) or more")
+        if self.timeout_s is not None and (not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0):
+            raise ConfigError(f"timeout_s={self.timeout_s!r} is invalid; use a positive number of seconds or None")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
+        if self.executor != "ray" and (self.address is not None or self.resources):
+            raise ConfigError("address and resources apply to the ray executor only; set executor to 'ray'")
+        unknown = sorted(set(self.resources or {}) - set(RESOURCES))
+        if unknown:
+            raise ConfigError(f"unknown resources {unknown}; valid: {', '.join(RESOURCES)}")
+        self.termination()  # a bad budget fails here
+
+    @classmethod
+    def build(cls, defaults: Mapping[str, Any] | None = None, **settings: Any) -> RunSpec:
+        """A spec from a domain's ``defaults`` and the user's ``settings``; None values mean
+        "not given". Unknown names raise `ConfigError` listing the valid ones."""
+        merged = {**(defaults or {}), **{k: v for k, v in settings.items() if v is not None}}
+        check_setting_names(merged)
+        return cls(**merged)
+
+    def replace(self, **settings: Any) -> RunSpec:
+        """This spec with the non-None ``settings`` changed (the stored address and resources
+        are dropped when the executor kind changes)."""
+        given = {k: v for k, v in settings.items() if v is not None}
+        check_setting_names(given)
+        if given.get("executor", self.executor) != self.executor:
+            given.setdefault("address", None)
+            given.setdefault("resources", None)
+        return dataclasses.replace(self, **given)
+
+    def termination(self) -> Termination:
+        if isinstance(self.budget, Mapping):
+            return Termination(**self.budget)
+        return parse_budget(self.budget)
+
+    def algorithm_options(self) -> dict[str, Any]:
+        return {k: v for k, v in (("pop_size", self.pop_size), ("offspring_size", self.offspring_size)) if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["budget"] = dict(self.budget) if isinstance(self.budget, Mapping) else self.budget
+        data["resources"] = dict(self.resources) if self.resources else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        check_setting_names(data)
+        return cls(**data)
+
+    def make_executor(self) -> Executor:
+        """The executor these settings describe."""
+        if self.executor == "ray":
+            from evoforge.execute.ray_executor import RayExecutor
+
+            wanted = dict(self.resources or {})
+            memory_mb = wanted.get("memory_mb")
+            return RayExecutor(
+                self.address,
+                workers=self.workers or None,
+                timeout_s=self.timeout_s,
+                num_cpus=float(wanted.get("num_cpus", 1.0)),
+                num_gpus=float(wanted.get("num_gpus", 0.0)),
+                memory_mb=None if memory_mb is None else int(memory_mb),
+            )
+        from evoforge.execute.inline import InlineExecutor
+        from evoforge.execute.local import LocalExecutor
+
+        return InlineExecutor() if self.workers == 0 else LocalExecutor(self.workers, timeout_s=self.timeout_s)
+
+
+SETTINGS = tuple(f.name for f in dataclasses.fields(RunSpec))
+"""Every run setting's name (keys of a config file's ``search`` section, keyword arguments)."""
+
+
+def check_setting_names(settings: Mapping[str, Any]) -> None:
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown run settings {unknown}; valid: {', '.join(SETTINGS)}")
+
+
+def stored_spec(config: Mapping[str, Any], executor: Mapping[str, Any] | None) -> RunSpec:
+    """The spec of a stored run (runs from before specs were stored are rebuilt from their
+    algorithm, termination, seed and executor records)."""
+    if "run" in config:
+        return RunSpec.from_dict(config["run"])
+    executor = dict(executor or {})
+    options = dict(config["algorithm"].get("options") or {})
+    return RunSpec(
+        algorithm=config["algorithm"]["name"], pop_size=options.get("pop_size"), offspring_size=options.get("offspring_size"),
+        budget=dict(config["termination"]), seed=int(config["seed"]), workers=int(executor.get("workers", 0)),
+        timeout_s=executor.get("timeout_s"), executor=executor.get("executor", "local"), address=executor.get("address"),
+        resources=executor.get("resources"),
+    )

@@ -1,0 +1,54 @@
+"""RunSpec: one name, one default per domain and one check for every run setting."""
+
+import pytest
+
+from evoforge.errors import ConfigError, UnknownNameError
+from evoforge.run import SETTINGS, RunSpec, stored_spec
+from evoforge.search.termination import Termination
+
+
+def test_build_takes_domain_defaults_then_the_users_settings():
+    defaults = {"algorithm": "petra", "pop_size": 10, "budget": "10m", "workers": 1}
+    spec = RunSpec.build(defaults, budget=40, seed=0, workers=None, timeout_s=None)
+    assert spec.algorithm == "petra" and spec.pop_size == 10 and spec.workers == 1  # None means "not given"
+    assert spec.budget == 40 and spec.termination() == Termination(max_evaluations=40) and spec.seed == 0
+    assert spec.algorithm_options() == {"pop_size": 10}
+    assert RunSpec.build(defaults, budget={"max_generations": 3}).termination().max_generations == 3
+    assert RunSpec.build(defaults, budget=Termination(max_seconds=5.0)).budget == Termination(max_seconds=5.0).to_dict()
+
+
+def test_json_round_trip_and_replace():
+    spec = RunSpec(algorithm="random", pop_size=4, budget="90s", seed=7, workers=2, timeout_s=30.0)
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+    longer = spec.replace(budget=100, workers=None)
+    assert longer.budget == 100 and longer.workers == 2 and longer.seed == 7
+    ray = RunSpec(executor="ray", address="auto", resources={"num_cpus": 2})
+    assert ray.replace(executor="local").address is None  # the stored address belongs to the old executor
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"algoritm": "petra"}, ConfigError, "unknown run settings \\['algoritm'\\]; valid: algorithm, pop_size"),
+        ({"algorithm": "cmaes"}, UnknownNameError, "valid names: nsga2, petra, random"),
+        ({"pop_size": 1}, ConfigError, "pop_size must be at least 2"),
+        ({"budget": "ten minutes"}, ConfigError, "budget 'ten minutes' is not understood"),
+        ({"workers": -1}, ConfigError, "workers=-1"),
+        ({"seed": -3}, ConfigError, "seed=-3"),
+        ({"timeout_s": 0}, ConfigError, "timeout_s=0"),
+        ({"executor": "dask"}, ConfigError, "valid: local, ray"),
+        ({"address": "auto"}, ConfigError, "ray executor only"),
+    ],
+)
+def test_bad_settings_name_the_value_and_the_fix(settings, error, message):
+    with pytest.raises(error, match=message):
+        RunSpec.build({}, **settings)
+
+
+def test_specs_of_runs_stored_before_specs_existed():
+    legacy = {"algorithm": {"name": "petra", "options": {"pop_size": 6, "offspring_size": 6}},
+              "termination": {"max_evaluations": 30}, "seed": 4}
+    spec = stored_spec(legacy, {"workers": 2, "timeout_s": 100.0, "executor": "local"})
+    assert (spec.algorithm, spec.pop_size, spec.seed, spec.workers, spec.timeout_s) == ("petra", 6, 4, 2, 100.0)
+    assert spec.termination().max_evaluations == 30
+    assert set(spec.to_dict()) == set(SETTINGS)
