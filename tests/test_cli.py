@@ -21,8 +21,8 @@ def run(*args, check=True, **kwargs):
     return proc
 
 
-def bad(*args):
-    proc = run(*args, check=False)
+def bad(*args, **kwargs):
+    proc = run(*args, check=False, **kwargs)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -132,3 +132,47 @@ def _broken(tmp_path):
     path = tmp_path / "broken.mlir"
     path.write_text("func.func @main( {")
     return path
+
+
+def test_runs_are_self_contained_and_refuse_changed_inputs(tmp_path):
+    """A run started from a config with relative paths opens from any directory; a changed
+    dataset file is refused by export and resume (and reported by show); --seed 0 overrides the
+    config file's seed."""
+    import numpy as np
+
+    from evoforge.api import run_settings
+    from evoforge.workload.data import flat_arrays
+    from evoforge.workload.datasets import load_dataset
+
+    project = tmp_path / "project"
+    project.mkdir()
+    digits = load_dataset("digits")
+    arrays = flat_arrays({n: digits.split(n) for n in ("train", "test")})
+    np.savez(project / "data.npz", **arrays)
+    (project / "task.yaml").write_text(
+        "task:\n  name: mine\n  model: digits_mlp\n  dataset: data.npz\n  baseline_epochs: 3\n"
+        "search:\n  budget: 4\n  pop_size: 2\n  seed: 5\n  workers: 1\nrun: runs/mine\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run("compress", "task.yaml", "--seed", "0", "--quiet", cwd=project)
+    run_dir = project / "runs" / "mine"
+    assert run_settings(run_dir).seed == 0  # the flag beats the config file, even at 0
+    summary = json.loads(run("show", run_dir, "--format", "json", cwd=elsewhere).stdout)
+    assert summary["front"] and "WARNING" not in summary["headline"]
+    member = summary["front"][0]["id"]
+    assert json.loads(run("export", run_dir, "--id", member, cwd=elsewhere).stdout)["test"]["accuracy"] > 0.5
+    assert (run_dir / "exports" / str(member) / "model.pt").exists()
+    run("resume", run_dir, "--budget", "6", "--quiet", cwd=elsewhere)
+    with open_store(run_dir, readonly=True) as store:
+        assert len(store.evaluations()) == 6
+    member = json.loads(run("show", run_dir, "--format", "json").stdout)["front"][0]["id"]
+
+    arrays["y_test"] = arrays["y_test"][::-1].copy()
+    np.savez(project / "data.npz", **arrays)
+    assert "changed since the run started" in bad("export", run_dir, "--id", member, "--out", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    assert "changed since the run started" in bad("resume", run_dir, "--budget", "8")
+    assert "WARNING: the run's dataset file" in run("show", run_dir, cwd=elsewhere).stdout
+    with open_store(run_dir, readonly=True) as store:
+        assert len(store.evaluations()) == 6  # nothing ran on the changed data

@@ -4,6 +4,7 @@ export a member, rebuild a member as a model."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,11 @@ def optimize(
     timeout_s, executor, address, resources). With a ``run_dir`` everything is stored there
     (resumable with `resume`); without one the run lives in memory.
     """
+    if getattr(sys.modules.get("__main__"), "__name__", "") == "__mp_main__":
+        raise ConfigError(
+            "a worker process started by evoforge ran your script again; put the code that starts the run under "
+            "`if __name__ == '__main__':` (Python's rule for programs that start worker processes)"
+        )
     spec = spec or RunSpec.build(domain.run_defaults, **settings)
     store: RunStore
     layout = RunLayout(Path(run_dir)) if run_dir is not None else None

@@ -27,7 +27,7 @@ from evoforge.workload.task import Task
 _PROBE_BATCHES = 2  # batches of train / calibration / validation data each probe sees
 
 
-def probe_stages(task: Task) -> dict[str, Stage]:
+def probe_stages() -> dict[str, Stage]:
     """The probe of every stage kind, importance and int8 mode, by name (``prune:l1``, ...)."""
     probes = {f"prune:{imp}": Stage.make("prune", importance=imp, ratio=0.3, steps=1, allocation="uniform", round_to=1, epochs=0)
               for imp in IMPORTANCES}
@@ -54,7 +54,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
                        protected=protected_layers(model, example), device=device, batch_size=task.batch_size)
     refused: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="evoforge-probe-") as tmp:
-        for name, stage in probe_stages(task).items():
+        for name, stage in probe_stages().items():
             try:
                 with torch.random.fork_rng():
                     torch.manual_seed(0)

@@ -103,3 +103,25 @@ def _diabetes(seed: int) -> Splits:
     from sklearn.datasets import load_diabetes
 
     return _tabular(lambda: load_diabetes(return_X_y=True), "regression", seed, 0)
+
+
+@DATASETS.register("img32")
+def _img32(seed: int) -> Splits:
+    """10 classes of generated 3x32x32 colour digits (see `evoforge.workload.synthetic`), split by
+    source-image pool so that no source digit is shared between splits; ``seed`` is unused (the
+    data and its split are fixed)."""
+    from evoforge.workload.synthetic import colour_digits
+
+    x, y, pool = colour_digits()
+    train, calib, val, test = (ArraySplit(x[pool == p], y[pool == p]) for p in range(4))
+    return Splits(train, calib, val, test, task_type="classification", num_classes=10)
+
+
+@DATASETS.register("tokens")
+def _tokens(seed: int) -> Splits:
+    """Generated token sequences (``input_ids`` + ``attention_mask``, int64) in 4 topic classes
+    (see `evoforge.workload.synthetic`); ``seed`` shuffles the splits."""
+    from evoforge.workload.synthetic import topic_tokens
+
+    ids, mask, y = topic_tokens()
+    return array_splits({"input_ids": ids, "attention_mask": mask}, y, task_type="classification", seed=seed, num_classes=4)

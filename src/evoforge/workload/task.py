@@ -128,8 +128,11 @@ class Task:
 
     @property
     def content_hash(self) -> str:
-        """16 hex digits of sha256 over the canonical JSON of everything but ``name``."""
-        payload = {k: v for k, v in self.to_dict().items() if k != "name"}
+        """16 hex digits of sha256 over the canonical JSON of everything but ``name`` (Python
+        objects count by their type: their content is fingerprinted separately)."""
+        stand_in: dict[str, Any] = {f: f"<{type(getattr(self, f)).__name__}>" for f in ("model", "dataset", "evaluate")
+                                    if getattr(self, f) is not None and not isinstance(getattr(self, f), str)}
+        payload = {k: v for k, v in dataclasses.replace(self, **stand_in).to_dict().items() if k != "name"}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -221,6 +224,11 @@ for _task in (
     ),
     Task("digits-mobilenet", "digits_mobilenet", "digits", baseline_epochs=20, training=TrainingSettings(lr=3e-3)),
     Task("digits-2fcnet", "two_fc_net", "digits", baseline_epochs=30, training=TrainingSettings(lr=3e-3)),
+    Task("resnet18-img32", "resnet18", "img32", baseline_epochs=15, latency_batch=32, training=TrainingSettings(lr=1e-3)),
+    Task(
+        "bert-tokens", "bert_tokens", "tokens", baseline_epochs=15, latency_batch=32,
+        training=TrainingSettings(optimizer="adamw", lr=5e-4, weight_decay=0.01),
+    ),
 ):
     BUILTIN_TASKS.add(_task.name, _task)
 

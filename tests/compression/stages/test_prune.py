@@ -113,3 +113,18 @@ def test_unknown_protected_layer_is_a_config_error(digits) -> None:
         _prune(model, bad)
     with pytest.raises(ConfigError, match="choose one of"):
         Stage.make("prune", importance="fisher", ratio=0.5, steps=1, allocation="uniform", round_to=1, epochs=0)
+
+
+@pytest.mark.parametrize(("ratio", "steps", "heads", "left"), [(0.5, 1, 4, 2), (0.5, 2, 4, 2), (0.5, 3, 4, 2), (0.9, 4, 4, 1),
+                                                               (0.1, 2, 4, 4), (0.3, 2, 12, 8)])
+def test_head_schedule_ends_at_the_asked_share(ratio, steps, heads, left):
+    import math
+
+    from evoforge.compression.stages.prune import head_schedule
+
+    shares = head_schedule(ratio, steps, heads)
+    assert len(shares) == steps + 1 and shares[0] == 0.0
+    current = heads
+    for share in shares[1:]:
+        current -= math.ceil(share * current)  # what torch-pruning removes per step
+    assert current == left

@@ -99,6 +99,21 @@ def attention_heads(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Line
     return found
 
 
+def head_schedule(ratio: float, steps: int, heads: int) -> list[float]:
+    """Per-step shares of the *current* heads to remove (index 0 is before the first step, as in
+    torch-pruning's schedules) so that ``ratio`` of ``heads`` (rounded, at least one kept) are
+    gone after ``steps`` steps. torch-pruning removes ``ceil(share * current heads)`` per step;
+    fed its own cumulative schedule it overshoots (4 heads, ratio 0.5, two steps: 1 head left),
+    so uniform pruning gets this one."""
+    shares, current = [0.0], heads
+    for k in range(1, steps + 1):
+        remaining = max(1, round(heads * (1 - ratio * k / steps)))
+        removed = current - remaining
+        shares.append(max(0.0, (removed - 1e-3) / current) if removed > 0 else 0.0)
+        current = remaining
+    return shares
+
+
 def _update_head_counts(attention: list[tuple[nn.Module, str, list[nn.Linear]]], pruner: Any) -> None:
     """Write the pruned head counts back into the attention modules (and their total width)."""
     for module, attribute, qkv in attention:
@@ -148,6 +163,8 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
             prune_head_dims=not heads,
             head_pruning_ratio=stage["ratio"] if heads else 0.0,
         )
+        if heads and stage["allocation"] == "uniform":
+            pruner.per_step_head_pruning_ratio = head_schedule(stage["ratio"], steps, max(heads.values()))
         for step, epochs in enumerate(_epoch_shares(stage["epochs"], steps)):
             if importance_name in ("taylor", "hessian"):
                 _accumulate_gradients(model, ctx, loss, squared=importance_name == "hessian")

@@ -1,0 +1,121 @@
+"""Real architectures from their own libraries, tiny and with random weights (no downloads), plus
+data of the right kind for each: what the conformance matrix runs compression and import on.
+
+torchvision and transformers are user libraries here: they are imported inside the factories,
+after `tests/conftest.py` has installed the torchvision operator shim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A model factory, a data factory ``(rng, n) -> (inputs, labels)`` and the class count."""
+
+    build: Callable[[], nn.Module]
+    data: Callable[[np.random.Generator, int], tuple[Any, np.ndarray]]
+    classes: int = 4
+
+
+def _images(rng: np.random.Generator, n: int) -> tuple[Any, np.ndarray]:
+    return rng.normal(size=(n, 3, 32, 32)).astype(np.float32), rng.integers(0, 4, n)
+
+
+def _tokens(rng: np.random.Generator, n: int) -> tuple[Any, np.ndarray]:
+    ids = rng.integers(1, 100, (n, 12)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[:, 9:] = rng.integers(0, 2, (n, 3))
+    return {"input_ids": ids, "attention_mask": mask}, rng.integers(0, 4, n)
+
+
+def _token_ids(rng: np.random.Generator, n: int) -> tuple[Any, np.ndarray]:
+    return rng.integers(1, 100, (n, 12)).astype(np.int64), rng.integers(0, 4, n)
+
+
+def _features(rng: np.random.Generator, n: int) -> tuple[Any, np.ndarray]:
+    values = rng.normal(size=(n, 16)).astype(np.float32)
+    return {"values": values, "mask": (rng.random((n, 16)) < 0.8).astype(np.float32)}, rng.integers(0, 4, n)
+
+
+def _torchvision(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision.models
+
+        return getattr(torchvision.models, name)(num_classes=4)  # type: ignore[no-any-return]
+
+    return build
+
+
+def _bert() -> nn.Module:
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=16, num_labels=4)
+    return transformers.BertForSequenceClassification(config)
+
+
+def _distilbert() -> nn.Module:
+    import transformers
+
+    config = transformers.DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                           max_position_embeddings=16, num_labels=4)
+    return transformers.DistilBertForSequenceClassification(config)
+
+
+def _vit() -> nn.Module:
+    import transformers
+
+    config = transformers.ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=64, num_labels=4)
+    return transformers.ViTForImageClassification(config)
+
+
+class GRUClassifier(nn.Module):
+    """Token ids -> embedding -> GRU -> the last state -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 16)
+        self.rnn = nn.GRU(16, 32, batch_first=True)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.embed(ids))
+        return self.head(out[:, -1])  # type: ignore[no-any-return]
+
+
+class MaskedMLP(nn.Module):
+    """A model with a dict input: ``values`` and a ``mask`` that zeroes some of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(values * mask)  # type: ignore[no-any-return]
+
+
+ARCHITECTURES = {
+    "resnet18": Architecture(_torchvision("resnet18"), _images),
+    "mobilenet_v2": Architecture(_torchvision("mobilenet_v2"), _images),
+    "mobilenet_v3_small": Architecture(_torchvision("mobilenet_v3_small"), _images),
+    "bert": Architecture(_bert, _tokens),
+    "distilbert": Architecture(_distilbert, _tokens),
+    "vit": Architecture(_vit, _images),
+    "gru": Architecture(GRUClassifier, _token_ids),
+    "dict_mlp": Architecture(MaskedMLP, _features),
+}
+
+
+def dataset(arch: Architecture, seed: int = 0, n: int = 96) -> dict[str, Any]:
+    """Train and test splits (calibration and validation are carved off train)."""
+    rng = np.random.default_rng(seed)
+    return {"train": arch.data(rng, n), "test": arch.data(rng, n // 3)}

@@ -1,0 +1,113 @@
+"""The conformance matrix: real architectures from their own libraries (random weights, no
+downloads) through every compression stage, pruning importance and int8 mode, and through
+evolve's import. Each case runs, exports, reloads and reproduces its recorded test quality, or
+is refused before the search with a recorded reason. `dict_mlp` and `bert` run in the default
+suite; the whole matrix is marked slow. With EVOFORGE_MATRIX_OUT set, the matrix is written there
+as JSON (docs/your-model.md shows it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from evoforge.compression.domain import CompressDomain  # noqa: E402
+from evoforge.compression.genome import PipelineGenome  # noqa: E402
+from evoforge.compression.probe import probe_stages  # noqa: E402
+from evoforge.errors import ConfigError  # noqa: E402
+from evoforge.layout import RunLayout  # noqa: E402
+from evoforge.search.domain import EvalContext  # noqa: E402
+from evoforge.workload.task import Task  # noqa: E402
+from tests.support.architectures import ARCHITECTURES, dataset  # noqa: E402
+
+FAST = ("dict_mlp", "bert")
+TRANSFORMERS = ("bert", "distilbert", "vit")
+MATRIX: dict[str, dict[str, str]] = {}
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _needs(name: str) -> None:
+    if name in TRANSFORMERS:
+        pytest.importorskip("transformers")
+    if name.startswith(("resnet", "mobilenet")):
+        pytest.importorskip("torchvision.models")
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in ARCHITECTURES])
+def test_every_stage_runs_or_is_refused_with_a_reason(name: str, tmp_path: Path) -> None:
+    _needs(name)
+    arch = ARCHITECTURES[name]
+    torch.manual_seed(0)
+    task = Task(name, arch.build().eval(), dataset(arch), batch_size=16, latency_batch=4)
+    domain = CompressDomain(task, latency_repeats=1, max_quality_drop=None)
+    domain.attach(RunLayout(tmp_path))
+    domain.prepare()
+    refused = domain.baseline_record()["refused"]
+    row: dict[str, str] = {}
+    for probe, stage in probe_stages().items():
+        if probe in refused:
+            assert refused[probe].strip(), f"{name} {probe}: refused without a reason"
+            row[probe] = "refused: " + refused[probe]
+            continue
+        genome = PipelineGenome((stage,), task.training)
+        key = f"{probe.replace(':', '-')}"
+        evaluation = domain.evaluate(genome, EvalContext(seed=1, artifact_dir=domain.layout.artifact_dir(key)))
+        assert evaluation.ok, f"{name} {probe}: {evaluation.reason}"
+        recorded = domain.finalize([(key, evaluation)])[key]
+        card = domain.export_member(key, genome, evaluation, tmp_path / "exports" / key)
+        assert card["test"] == pytest.approx(recorded), f"{name} {probe}: the reloaded export scores differently"
+        row[probe] = "ok"
+    row["evolve import"] = _evolve_import(domain, tmp_path / "program")
+    MATRIX[name] = row
+    assert row["finetune"] == "ok" and row["prune:l1"] == "ok", row
+    assert row["quantize:dynamic"] == "ok", row  # every one of these has Linear layers
+    if name in TRANSFORMERS or name == "dict_mlp":
+        assert row["lowrank"] == "ok", row
+    if out := os.environ.get("EVOFORGE_MATRIX_OUT"):
+        Path(out).write_text(json.dumps(MATRIX, indent=2))
+
+
+def _evolve_import(domain: CompressDomain, directory: Path) -> str:
+    """Export the baseline as evolve would (a predict program at batch 4), or say why it cannot."""
+    pytest.importorskip("iree.compiler")
+    from evoforge.mlir.sources import write_predict_program
+    from evoforge.workload.task import baseline_model, load_splits
+
+    splits = load_splits(domain.task, domain.layout.root)
+    model = baseline_model(domain.task, splits, domain.layout.baseline, root=domain.layout.root)
+    try:
+        write_predict_program(model, splits, directory, level="torch", batch_size=4, source="conformance")
+    except ConfigError as exc:
+        assert str(exc).strip()
+        return f"refused: {str(exc).splitlines()[0][:200]}"
+    return "ok"
+
+
+def test_pruning_removes_whole_attention_heads() -> None:
+    pytest.importorskip("transformers")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import StageContext, apply_stage
+    from evoforge.workload.data import splits_from_mapping
+    from evoforge.workload.recipe import TrainingSettings
+    from evoforge.workload.task import example_input
+
+    torch.manual_seed(0)
+    arch = ARCHITECTURES["bert"]
+    model = arch.build().eval()
+    splits = splits_from_mapping(dataset(arch), task_type="classification", seed=0, what="data")
+    ctx = StageContext(data=splits, training=TrainingSettings(), example_input=example_input(splits), seed=0,
+                       protected=("classifier",))
+    stage = Stage.make("prune", importance="l2", ratio=0.5, steps=2, allocation="uniform", round_to=1, epochs=0)
+    pruned = apply_stage(model, stage, ctx)
+    for layer in pruned.bert.encoder.layer:
+        attention = layer.attention.self
+        assert attention.num_attention_heads == 2 and attention.attention_head_size == 8  # whole heads, width kept
+        assert attention.query.out_features == attention.key.out_features == attention.value.out_features == 16
+        assert attention.all_head_size == 16
+    x, _ = splits.val.take(5)
+    assert pruned(**x).logits.shape == (5, 4)
