@@ -5,28 +5,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ deprecation notices for int8 tensors
 
+# The torchvision wheel that pairs with torch 2.13 on these machines is a CUDA build: the test
+# suite's operator shim lets it (and transformers, which imports it) load, here and in workers.
+_SHIM = Path(__file__).resolve().parents[1] / "tests" / "support" / "torchvision_shim"
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_SHIM), os.environ.get("PYTHONPATH", "")) if p)
+sys.path.insert(0, str(_SHIM))
+import sitecustomize  # noqa: E402,F401  (the shim's import hook, in this process)
+
 import evoforge  # noqa: E402
+from evoforge.api import open_store  # noqa: E402
 from evoforge.report import run_summary  # noqa: E402
 
 
-def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]], metric: str, relative: bool) -> None:
+def benchmark_args(default_budget: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", default=default_budget)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pop-size", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", default=None)
-    args = parser.parse_args()
+    return parser
+
+
+def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]], metric: str, relative: bool,
+                  args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Compress ``task``, print its front on the test split and whether each target is met;
+    returns the results (also printed as one JSON line)."""
+    args = args or benchmark_args(default_budget).parse_args()
     run_dir = Path(args.run or f"runs/bench-{task}-{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
     evoforge.compress(task, budget=args.budget, workers=args.workers, pop_size=args.pop_size, seed=args.seed, run_dir=run_dir)
     wall = time.perf_counter() - start
+    with open_store(run_dir, readonly=True) as store:
+        statuses = Counter(e.status.value for e in store.evaluations().values())
+        failures = {ev.reason[:120] for ev in store.evaluations().values() if not ev.ok}
+    evaluations = sum(statuses.values())
     summary = run_summary(run_dir)
     baseline = summary["final"]["baseline"][metric]
     print(summary["headline"])
@@ -50,4 +71,11 @@ def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]],
         ok = bool(hits)
         results[target["name"]] = {"met": ok, "best_ratio_within_drop": best}
         print(f"target {target['name']}: {'MET' if ok else 'NOT MET'} (best {target['objective']} within the drop: {best})")
-    print(json.dumps({"task": task, "wall_min": wall / 60, "baseline": baseline, "targets": results}))
+    failed = evaluations - statuses.get("ok", 0)
+    print(f"evaluations {evaluations} ({evaluations / (wall / 60):.2f}/min), failed {failed} ({100 * failed / max(1, evaluations):.1f}%)")
+    for reason in sorted(failures):
+        print(f"  failure: {reason}")
+    result = {"task": task, "wall_min": wall / 60, "baseline": baseline, "evaluations": evaluations,
+              "per_min": evaluations / (wall / 60), "failed": failed, "targets": results, "run": str(run_dir)}
+    print(json.dumps(result))
+    return result

@@ -27,17 +27,18 @@ import numpy as np
 def main() -> None:
     import torch
 
+    from evoforge.layout import RunLayout
     from evoforge.mlir import irtools
     from evoforge.mlir.edits import Delete, Edit, Resize, Source
     from evoforge.mlir.iree_runner import Worker, compile_program, evaluate_variant, measure_runtime
     from evoforge.mlir.mutate import Session
     from evoforge.mlir.program import from_mlir, from_torch
-    from evoforge.mlir.sources import prepare_from_task, program_dir
+    from evoforge.mlir.sources import prepare_from_task
 
-    run_dir = Path(tempfile.mkdtemp(prefix="evoforge-headroom-"))
-    prepare_from_task("digits-mobilenet", run_dir, level="torch", batch_size=32)
-    program = from_mlir(program_dir(run_dir) / "original.mlir")
-    data = np.load(program_dir(run_dir) / "data.npz")
+    layout = RunLayout(Path(tempfile.mkdtemp(prefix="evoforge-headroom-")))
+    prepare_from_task("digits-mobilenet", layout.program, layout.baseline, level="torch", batch_size=32)
+    program = from_mlir(layout.program / "original.mlir")
+    data = np.load(layout.program / "data.npz")
     batch = 32
     x, y = data["x_val"], data["y_val"]
     batches = [[x[i:i + batch]] for i in range(0, len(x), batch)]

@@ -69,7 +69,7 @@ def _progress(spec: Any, args: argparse.Namespace) -> Any:
 @command("search", "search a benchmark problem (ZDT1-3, DTLZ2) with the engine", _search_args)
 def _search(args: argparse.Namespace) -> int:
     import evoforge
-    from evoforge.compression.api import default_run_dir
+    from evoforge.layout import default_run_dir
     from evoforge.problems import BenchmarkDomain
     from evoforge.run import RunSpec
 
@@ -91,9 +91,10 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
 
 @command("compress", "evolve compression pipelines for a PyTorch model (PETRA)", _compress_args)
 def _compress(args: argparse.Namespace) -> int:
-    from evoforge.compression.api import compress, compress_options_from_config, default_run_dir, resolve_task
+    from evoforge.compression.api import compress, compress_options_from_config, resolve_task
     from evoforge.compression.domain import CompressDomain
     from evoforge.errors import ConfigError
+    from evoforge.layout import default_run_dir
     from evoforge.run import SETTINGS, RunSpec
 
     if bool(args.config) == bool(args.task):
@@ -138,8 +139,8 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
 
 @command("evolve", "evolve a model's compiled MLIR program with IREE (GEVO-ML)", _evolve_args)
 def _evolve(args: argparse.Namespace) -> int:
-    from evoforge.compression.api import default_run_dir
     from evoforge.errors import ConfigError
+    from evoforge.layout import default_run_dir
     from evoforge.mlir.api import evolve
     from evoforge.mlir.domain import EvolveDomain
     from evoforge.run import RunSpec

@@ -15,6 +15,7 @@ from any working directory.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 STORE_FILE = "run.db"
@@ -67,3 +68,8 @@ class RunLayout:
 
     def holds_run(self) -> bool:
         return self.store.exists()
+
+
+def default_run_dir(name: str) -> Path:
+    """``runs/<name>-<time>`` (relative to the working directory)."""
+    return Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -32,6 +32,7 @@ from evoforge.workload.training import predict  # noqa: E402
 
 EXPECTED = {
     "digits-cnn", "digits-mlp", "mnist1d-cnn", "series-regression", "digits-mobilenet", "digits-2fcnet",
+    "resnet18-img32", "bert-tokens",
 }
 
 
@@ -337,3 +338,37 @@ def test_user_evaluate_function_scores_instead_of_a_metric(tmp_path: Path, digit
     stored = materialize(task, tmp_path / "inputs")
     assert stored.evaluate == "run:inputs/evaluate.pt"
     assert quality(stored, model, digits.val, root=tmp_path) == values
+
+
+def test_per_position_labels_with_ignored_positions() -> None:
+    """Token tagging: outputs (N, L, classes), labels (N, L) with -100 where nothing counts."""
+    from evoforge.workload.data import splits_from_mapping
+    from evoforge.workload.training import train as fit
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, (300, 8)).astype(np.int64)
+    tags = (ids % 3).astype(np.int64)
+    tags[:, 6:] = -100  # padding positions
+    splits = splits_from_mapping({"train": (ids, tags), "test": (ids[:60], tags[:60])}, task_type="classification", seed=0,
+                                 what="data")
+    model = torch.nn.Sequential(torch.nn.Embedding(20, 16), torch.nn.Linear(16, 3))
+    task = Task("tagger", model, {"train": (ids, tags), "test": (ids[:60], tags[:60])})
+    assert load_model(task, splits) is model  # (N, L, 3) outputs fit (N, L) labels
+    fit(model, splits, TrainingSettings(lr=1e-2), epochs=15, seed=0)
+    assert quality(task, model, splits.test)["accuracy"] > 0.9  # scored on the counted positions only
+
+
+@pytest.mark.parametrize("name", ["img32", "tokens"])
+def test_generated_datasets_for_the_real_architectures(name: str) -> None:
+    splits = load_dataset(name)
+    again = load_dataset(name)
+    assert splits.fingerprint() == again.fingerprint()  # deterministic
+    if name == "img32":
+        assert splits.input_spec.shapes == ((3, 32, 32),) and splits.num_classes == 10
+        assert (len(splits.train), len(splits.calib), len(splits.val), len(splits.test)) == (7200, 1200, 1800, 1800)
+        assert set(np.bincount(splits.test.y)) == {180}  # balanced
+    else:
+        spec = splits.input_spec
+        assert spec.names == ("input_ids", "attention_mask") and spec.dtypes == ("int64", "int64") and splits.num_classes == 4
+        ids = splits.train.x["input_ids"]
+        assert ids.max() < 1000 and (ids[:, 0] == 1).all()  # within the vocabulary, [CLS] first

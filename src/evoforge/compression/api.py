@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +67,7 @@ def compress(
     """
     from evoforge.api import optimize
     from evoforge.compression.domain import DEFAULT_OBJECTIVES, CompressDomain
+    from evoforge.layout import default_run_dir
 
     resolved = resolve_task(task, data)
     constraints = dict(constraints or {})
@@ -80,11 +80,6 @@ def compress(
         relative_drop=constraints.get("relative"),
     )
     return optimize(domain, run_dir=run_dir, callback=callback, **settings)
-
-
-def default_run_dir(name: str) -> Path:
-    """``runs/<name>-<time>``."""
-    return Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def compress_options_from_config(path: str | Path) -> dict[str, Any]:

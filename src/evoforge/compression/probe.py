@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     ctx = StageContext(data=small, training=task.training, example_input=example, seed=0,
                        protected=protected_layers(model, example), device=device, batch_size=task.batch_size)
     refused: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="evoforge-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="evoforge-probe-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices on every call; failures are what count
         for name, stage in probe_stages().items():
             try:
                 with torch.random.fork_rng():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError
 from evoforge.front import Front
-from evoforge.layout import RunLayout
+from evoforge.layout import RunLayout, default_run_dir
 from evoforge.mlir.edits import EDIT_KINDS, check_edit_kinds
 from evoforge.search.engine import SearchCallback
 
@@ -79,7 +79,6 @@ def evolve(
     `evoforge.export_member` writes them with the edits in words and a diff.
     """
     from evoforge.api import optimize
-    from evoforge.compression.api import default_run_dir
     from evoforge.mlir.domain import EvolveDomain
     from evoforge.run import RunSpec
 

@@ -10,7 +10,8 @@ only, deterministic, offline, a few seconds each.
   is shared between splits. A ResNet-18 trained from scratch reaches about 91% test accuracy.
 - `topic_tokens`: token sequences for a small BERT (the ``tokens`` dataset behind
   ``bert-tokens``): which of four topics has the most keywords, where a keyword right after the
-  token "not" does not count, with 5% of labels redrawn at random.
+  token "not" does not count, with 5% of labels redrawn at random. The small BERT of
+  ``bert-tokens`` reaches about 84% test accuracy from scratch (the best possible is about 96%).
 """
 
 from __future__ import annotations
@@ -232,13 +233,13 @@ def colour_digits(seed: int = 0, *, examples: int = IMG32_EXAMPLES, difficulty: 
     return ((x - mean) / std).astype(np.float32)[order], src_y[chosen][order], pool[order].astype(np.int64)
 
 
-TOKENS_EXAMPLES = 10_000
+TOKENS_EXAMPLES = 20_000
 TOKENS_LENGTH = 32
 PAD, CLS, SEP, NOT = 0, 1, 2, 3
 TOPICS, KEYWORDS_PER_TOPIC = 4, 15
 _KEYWORD0 = 10  # keywords are ids 10..69, filler ids 100..999
 TOKENS_LABEL_NOISE = 0.05
-TOKENS_NEGATED = 0.3  # share of keywords preceded by NOT
+TOKENS_NEGATED = 0.2  # share of keywords preceded by NOT
 
 
 def topic_tokens(
@@ -247,7 +248,7 @@ def topic_tokens(
     """``(input_ids, attention_mask, labels)``: int64 (N, length), int64 (N, length), int64 (N,).
 
     A sequence is ``CLS``, 12 to ``length - 2`` content tokens, ``SEP``, then padding (id 0).
-    Content is filler with 3 to 6 keywords of random topics; ``TOKENS_NEGATED`` of them follow a
+    Content is filler with 2 to 4 keywords of random topics; ``TOKENS_NEGATED`` of them follow a
     ``NOT`` token and do not count. The label is the topic with the most counted keywords
     (sequences with a tie are drawn again), replaced by a random topic for ``TOKENS_LABEL_NOISE``
     of the examples, so the best possible accuracy is about 96%."""
@@ -259,7 +260,7 @@ def topic_tokens(
     while i < examples:
         size = int(rng.integers(12, length - 1))
         content = rng.integers(100, 1000, size)
-        for slot in np.sort(rng.choice(np.arange(1, size), size=int(rng.integers(3, 7)), replace=False)):
+        for slot in np.sort(rng.choice(np.arange(1, size), size=int(rng.integers(2, 5)), replace=False)):
             content[slot] = keywords[rng.integers(TOPICS), rng.integers(KEYWORDS_PER_TOPIC)]
             if rng.random() < TOKENS_NEGATED:
                 content[slot - 1] = NOT

@@ -27,6 +27,8 @@ def test_protected_layers_are_the_first_and_last_parametrized_layers() -> None:
     assert protected_layers(cnn1d(), torch.zeros(1, 1, 64)) == ("0", "8")
     assert protected_layers(nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 2)), torch.zeros(2, 4)) == ("1",)
     assert protected_layers(nn.ReLU(), torch.zeros(1, 4)) == ()
+    tokens = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 8), nn.Linear(8, 3))
+    assert protected_layers(tokens, torch.zeros(2, 5, dtype=torch.long)) == ("2",)  # an embedding's width may shrink
 
 
 def test_finetune_improves_an_undertrained_model_deterministically(digits) -> None:

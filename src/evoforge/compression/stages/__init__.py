@@ -63,8 +63,10 @@ def apply_pipeline(model: nn.Module, genome: PipelineGenome, ctx: StageContext) 
 def protected_layers(model: nn.Module, example_input: Any) -> tuple[str, ...]:
     """Names of the first and last parametrized layers run by ``model(example_input)``.
 
-    Normalization layers do not count. Returns one name for a one-layer model and ``()`` for a
-    model without parametrized layers.
+    Normalization layers do not count. An embedding table that comes first is not protected:
+    its width is the model's hidden size, which structured pruning of a transformer narrows on
+    purpose (the output layer still is). Returns one name for a one-layer model and ``()`` for
+    a model without parametrized layers.
     """
     names = {module: name for name, module in model.named_modules()}
     order: list[str] = []
@@ -76,7 +78,9 @@ def protected_layers(model: nn.Module, example_input: Any) -> tuple[str, ...]:
 
     layers = [m for m in model.modules() if not isinstance(m, _NORM_TYPES) and any(True for _ in m.parameters(recurse=False))]
     observe_forward(model, example_input, layers, record)
-    return tuple(dict.fromkeys(order[:1] + order[-1:]))
+    modules = dict(model.named_modules())
+    first = [] if order and isinstance(modules[order[0]], (nn.Embedding, nn.EmbeddingBag)) else order[:1]
+    return tuple(dict.fromkeys(first + order[-1:]))
 
 
 from evoforge.compression.stages import finetune, lowrank, prune, quantize  # noqa: E402,F401  (register the transforms)

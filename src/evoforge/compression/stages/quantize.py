@@ -94,6 +94,8 @@ def _fx(model: nn.Module, stage: Stage, ctx: StageContext, qat: bool) -> nn.Modu
             mapping = tq.get_default_qat_qconfig_mapping(ENGINE).set_global(qat_qconfig(per_channel))
         else:
             mapping = tq.get_default_qconfig_mapping(ENGINE).set_global(static_qconfig(per_channel))
+        for table in (nn.Embedding, nn.EmbeddingBag):  # lookup tables stay float (their int8 needs other qparams)
+            mapping.set_object_type(table, None)
         if stage["keep_float_edges"]:
             for name in ctx.protected:
                 mapping.set_module_name(name, None)
