@@ -114,9 +114,9 @@ def _compress(args: argparse.Namespace) -> int:
         constraints["relative"] = args.relative
     kwargs["constraints"] = constraints
     task = resolve_task(kwargs.pop("task"))
-    run_dir = args.run_dir or kwargs.pop("run_dir", None) or str(default_run_dir(task.name))
-    kwargs.pop("run_dir", None)
-    compress(task, run_dir=run_dir, callback=_progress(spec, args), **kwargs, **spec.to_dict())
+    configured_run = kwargs.pop("run_dir", None)
+    run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
+    compress(task, run_dir=run_dir, spec=spec, callback=_progress(spec, args), **kwargs)
     return _show_run(run_dir, args)
 
 
@@ -163,7 +163,7 @@ def _evolve(args: argparse.Namespace) -> int:
         kwargs["objectives"] = _comma_list(args.objectives)
     if args.edits:
         kwargs["edit_kinds"] = _comma_list(args.edits)
-    evolve(program, callback=_progress(spec, args), **kwargs, **spec.to_dict())
+    evolve(program, spec=spec, callback=_progress(spec, args), **kwargs)
     return _show_run(run_dir, args)
 
 

@@ -110,3 +110,26 @@ def test_a_narrowed_search_space_is_all_the_operators_draw():
     assert SearchSpace.from_dict(space.to_dict()) == space
     with pytest.raises(ConfigError, match="unknown; valid"):
         SearchSpace(quant_modes=("int4",))
+
+
+def test_pipelines_are_fitted_to_the_epoch_cap():
+    from evoforge.compression.operators import training_epochs
+
+    g = PipelineGenome((
+        Stage.make("prune", importance="l1", ratio=0.5, steps=2, allocation="uniform", round_to=4, epochs=6),
+        Stage.make("lowrank", energy=0.9, reg_epochs=4, epochs=3),
+        Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=2),
+    ))
+    assert training_epochs(g) == 6 + 1.5 * 4 + 3 + 2 * 2
+    space = SearchSpace(max_epochs=8)
+    fitted = space.fit(g)
+    assert training_epochs(fitted) <= 8 and space.allows(fitted) and not space.allows(g)
+    assert [s.kind for s in fitted.stages] == ["prune", "lowrank", "quantize"]  # epochs lowered, stages kept
+    assert space.fit(fitted) == fitted and SearchSpace().fit(g) == g
+    tight = SearchSpace(max_epochs=1)
+    assert training_epochs(tight.fit(g)) <= 1  # lowrank needs 1.5: it goes
+    ops = PipelineOperators("classification", space)
+    rng = np.random.default_rng(5)
+    children = [ops.registry()[name](g, rng) for name in ops.registry() for _ in range(20)]
+    assert all(training_epochs(c) <= 8 for c in children)
+    assert all(training_epochs(ops.sample(rng, base=TrainingSettings())) <= 8 for _ in range(50))

@@ -372,3 +372,22 @@ def test_generated_datasets_for_the_real_architectures(name: str) -> None:
         assert spec.names == ("input_ids", "attention_mask") and spec.dtypes == ("int64", "int64") and splits.num_classes == 4
         ids = splits.train.x["input_ids"]
         assert ids.max() < 1000 and (ids[:, 0] == 1).all()  # within the vocabulary, [CLS] first
+
+
+def test_a_data_function_returns_the_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mydata.py").write_text(
+        "import numpy as np\n"
+        "def splits():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    x = rng.normal(size=(200, 1, 8, 8)).astype(np.float32)\n"
+        "    return {'train': (x[:150], np.arange(150) % 10), 'test': (x[150:], np.arange(50) % 10)}\n"
+        "def broken():\n"
+        "    return [1, 2]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    splits = load_splits(_task(dataset="mydata:splits"))
+    assert len(splits.test) == 50 and splits.carved is not None and splits.num_classes == 10
+    stored = materialize(_task(dataset=f"{tmp_path / 'mydata.py'}:splits"), tmp_path / "run" / "inputs")
+    assert "dataset" in stored.fingerprints  # the function's file is fingerprinted
+    with pytest.raises(ConfigError, match="returned list; return a mapping of splits"):
+        load_splits(_task(dataset="mydata:broken"))

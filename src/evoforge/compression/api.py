@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from evoforge.config import check_keys, load_config_file
 from evoforge.errors import ConfigError
 from evoforge.front import Front
+from evoforge.run import RunSpec
 from evoforge.search.engine import SearchCallback
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def compress(
     objectives: Sequence[str] | None = None,
     constraints: Mapping[str, Any] | None = None,
     run_dir: str | Path | None = None,
+    spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
     **settings: Unpack[RunSettings],
 ) -> Front:
@@ -62,7 +64,8 @@ def compress(
     latency_ratio, size_ratio (all minimized). ``constraints`` takes ``max_quality_drop``
     (points, or percent with ``relative=True``; default 1 point for accuracy-like metrics, 5%
     otherwise; None disables) and ``relative``. ``settings`` are the run's settings (see
-    `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout).
+    `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
+    or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
     """
     from evoforge.api import optimize
@@ -73,13 +76,15 @@ def compress(
     constraints = dict(constraints or {})
     check_keys("constraints", constraints, CONSTRAINT_KEYS)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(resolved.name)
+    spec = spec or RunSpec.build(CompressDomain.run_defaults, **settings)
     domain = CompressDomain(
         resolved,
         objectives=list(objectives or DEFAULT_OBJECTIVES),
         max_quality_drop=constraints.get("max_quality_drop", -1.0),
         relative_drop=constraints.get("relative"),
+        timeout_s=spec.timeout_s,
     )
-    return optimize(domain, run_dir=run_dir, callback=callback, **settings)
+    return optimize(domain, run_dir=run_dir, spec=spec, callback=callback)
 
 
 def compress_options_from_config(path: str | Path) -> dict[str, Any]:

@@ -52,6 +52,10 @@ OBJECTIVES.add("params_ratio", ObjectiveSpec("params_ratio", 1.1, "parameters / 
 OBJECTIVES.add("macs_ratio", ObjectiveSpec("macs_ratio", 1.1, "multiply-accumulates / baseline's"))
 
 DEFAULT_OBJECTIVES = ("quality_drop", "latency_ratio", "size_ratio")
+EPOCH_SHARE = 0.6
+"""Share of the evaluation timeout a pipeline's training may fill (the rest: export, scoring, timing)."""
+MAX_PIPELINE_EPOCHS = 60
+"""Above this many epochs a pipeline's training is not capped: the genome ranges never reach it."""
 
 
 def default_quality_limit(task: Task) -> tuple[float, bool]:
@@ -83,7 +87,8 @@ class CompressDomain(Domain):
     """Configured by a `Task` (or its dict), the objective names (see `OBJECTIVES`), and the
     quality constraint: ``max_quality_drop`` in points (or percent when ``relative_drop``; -1:
     the task's default, None: no constraint). ``space`` is what `probe_capabilities` found to
-    work on the model (filled in by `prepare`)."""
+    work on the model (filled in by `prepare`); with ``timeout_s`` (the evaluation timeout)
+    `prepare` also caps each pipeline's training at what fits in ``EPOCH_SHARE`` of it."""
 
     name = "compress"
     run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "petra", "pop_size": 10, "budget": "10m", "workers": 1, "timeout_s": 900.0}
@@ -97,6 +102,7 @@ class CompressDomain(Domain):
         device: str = "cpu",
         latency_repeats: int = 11,
         space: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         self.task = task if isinstance(task, Task) else Task.from_dict(dict(task))
         self.task.validate()
@@ -117,6 +123,7 @@ class CompressDomain(Domain):
         self.constraints = ("quality_drop_limit",) if self.max_quality_drop is not None else ()
         self.device = device
         self.latency_repeats = latency_repeats
+        self.timeout_s = timeout_s
         self.space = SearchSpace.from_dict(space) if space is not None else SearchSpace()
         self.operators = PipelineOperators(self.task.task_type, self.space)
         self._mutations: Registry[Mutation] = self.operators.registry()  # type: ignore[assignment]
@@ -131,6 +138,7 @@ class CompressDomain(Domain):
             "device": self.device,
             "latency_repeats": self.latency_repeats,
             "space": self.space.to_dict(),
+            "timeout_s": self.timeout_s,
         }
 
     @property
@@ -143,7 +151,7 @@ class CompressDomain(Domain):
 
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
         seeds: list[Genome] = []
-        seeds.extend(g for g in initial_pipelines(self.base_genome) if self.space.allows(g))
+        seeds.extend(g for g in map(self.space.fit, initial_pipelines(self.base_genome)) if self.space.allows(g))
         del seeds[size:]
         while len(seeds) < size:
             seeds.append(self.sample(rng))
@@ -182,7 +190,7 @@ class CompressDomain(Domain):
             return
         from evoforge.compression.export import export_model, load_exported
         from evoforge.compression.measure import count_macs, parameter_count
-        from evoforge.compression.probe import probe_capabilities
+        from evoforge.compression.probe import probe_capabilities, seconds_per_epoch
         from evoforge.workload.inputs import ExportedModel
 
         model = tasks.baseline_model(self.task, splits, base, root=layout.root, device=self.device)
@@ -190,6 +198,9 @@ class CompressDomain(Domain):
         export_model(model, example, base / ARTIFACT)
         exported = ExportedModel(load_exported(base / ARTIFACT), splits.input_spec)
         space, refused = probe_capabilities(model, splits, self.task, device=self.device)
+        epoch_s = seconds_per_epoch(model, splits, self.task, device=self.device)
+        if self.timeout_s is not None and EPOCH_SHARE * self.timeout_s / epoch_s < MAX_PIPELINE_EPOCHS:
+            space = dataclasses.replace(space, max_epochs=round(max(1.0, EPOCH_SHARE * self.timeout_s / epoch_s), 1))
         self.space = space
         self.operators = PipelineOperators(self.task.task_type, self.space)
         self._mutations = self.operators.registry()  # type: ignore[assignment]
@@ -203,6 +214,7 @@ class CompressDomain(Domain):
             "data_split": splits.carved,
             "space": space.to_dict(),
             "refused": refused,
+            "epoch_seconds": epoch_s,
         }
         (base / "baseline.json").write_text(json.dumps(record, indent=2))
 

@@ -72,14 +72,33 @@ def step_value(spec: ParamSpec, value: Any, rng: np.random.Generator) -> Any:
     return others[int(rng.integers(len(others)))] if others else value
 
 
+EPOCH_COST = {("lowrank", "reg_epochs"): 1.5, ("quantize", "epochs"): 2.0}
+"""How much one epoch of a stage costs in epochs of plain training (factorized and fake-quantized
+training are slower); every other epoch count costs 1."""
+
+
+def training_epochs(genome: PipelineGenome) -> float:
+    """The pipeline's training in epochs of plain training of the baseline (an upper bound on its
+    cost: pruned models train faster)."""
+    total = 0.0
+    for stage in genome.stages:
+        for name, value in stage.params:
+            if name in ("epochs", "reg_epochs") and not (stage.kind == "quantize" and stage["mode"] != "qat"):
+                total += EPOCH_COST.get((stage.kind, name), 1.0) * value
+    return total
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
     """What the search may draw for one model: stage kinds, pruning importances and int8 modes
-    (all by default; `evoforge.compression.probe` narrows them to what works on the model)."""
+    (all by default; `evoforge.compression.probe` narrows them to what works on the model), and
+    ``max_epochs``, the most training (see `training_epochs`) a pipeline may hold so that it
+    finishes within the evaluation timeout (None: no limit)."""
 
     kinds: tuple[str, ...] = tuple(sorted(STAGE_SPACES))
     importances: tuple[str, ...] = IMPORTANCES
     quant_modes: tuple[str, ...] = QUANT_MODES
+    max_epochs: float | None = None
 
     def __post_init__(self) -> None:
         for name, values, valid in (("kinds", self.kinds, STAGE_SPACES), ("importances", self.importances, IMPORTANCES),
@@ -99,7 +118,9 @@ class SearchSpace:
         )
 
     def allows(self, genome: PipelineGenome) -> bool:
-        """True when every stage of ``genome`` lies in this space."""
+        """True when every stage of ``genome`` lies in this space and its training fits."""
+        if self.max_epochs is not None and training_epochs(genome) > self.max_epochs:
+            return False
         for stage in genome.stages:
             if stage.kind not in self.kinds:
                 return False
@@ -109,12 +130,33 @@ class SearchSpace:
                 return False
         return True
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"kinds": list(self.kinds), "importances": list(self.importances), "quant_modes": list(self.quant_modes)}
+    def fit(self, genome: PipelineGenome) -> PipelineGenome:
+        """``genome`` with its epoch counts lowered, largest cost first, until its training fits
+        ``max_epochs`` (stages that cannot shrink enough are dropped from the front)."""
+        if self.max_epochs is None:
+            return genome
+        stages = list(genome.stages)
+        while stages and training_epochs(dataclasses.replace(genome, stages=tuple(stages))) > self.max_epochs:
+            lowerable = [
+                (EPOCH_COST.get((s.kind, p.name), 1.0) * s[p.name], i, p.name)
+                for i, s in enumerate(stages) for p in STAGE_SPACES[s.kind]
+                if p.name in ("epochs", "reg_epochs") and s[p.name] > p.low
+            ]
+            if not lowerable:
+                stages.pop(0)
+                continue
+            _, i, name = max(lowerable, key=lambda c: (c[0], -c[1]))
+            stages[i] = stages[i].replace(**{name: stages[i][name] - 1})
+        return dataclasses.replace(genome, stages=tuple(stages))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kinds": list(self.kinds), "importances": list(self.importances), "quant_modes": list(self.quant_modes),
+                "max_epochs": self.max_epochs}
 
     @classmethod
     def from_dict(cls, data: Any) -> SearchSpace:
-        return cls(**{k: tuple(v) for k, v in dict(data).items()})
+        data = dict(data)
+        return cls(**{k: tuple(v) for k, v in data.items() if k != "max_epochs"}, max_epochs=data.get("max_epochs"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,10 +184,14 @@ class PipelineOperators:
         return CLASSIFICATION_LOSSES if self.task_type == "classification" else REGRESSION_LOSSES
 
     def registry(self) -> Registry[PipelineMutation]:
+        """The operators, each followed by `SearchSpace.fit`."""
         reg: Registry[PipelineMutation] = Registry("mutation operator")
         for name in ("local", "insert", "remove", "swap", "replace", "optimizer", "learning_rate", "loss", "regularizer"):
-            reg.add(name, getattr(self, name))
+            reg.add(name, self._fitted(getattr(self, name)))
         return reg
+
+    def _fitted(self, operator: PipelineMutation) -> PipelineMutation:
+        return lambda genome, rng: self.space.fit(operator(genome, rng))
 
     # --------------------------------------------------------------- local
     def local(self, g: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:
@@ -228,4 +274,4 @@ class PipelineOperators:
         g = PipelineGenome(training=base)
         for _ in range(int(rng.integers(1, 4))):
             g = self.insert(g, rng)
-        return g
+        return self.space.fit(g)

@@ -70,11 +70,36 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     return SearchSpace(kinds=kinds, importances=importances, quant_modes=modes), refused
 
 
-def _few_batches(splits: Splits, batch_size: int) -> Splits:
+def seconds_per_epoch(model: nn.Module, splits: Splits, task: Task, *, device: str = "cpu") -> float:
+    """Seconds one epoch of training the baseline (train split, then the validation pass) takes
+    on one thread, timed on a few batches of a copy after a warm-up and scaled to the splits."""
+    import time
+
+    import torch
+
+    from evoforge.workload.training import train
+
+    small = _few_batches(splits, task.batch_size, batches=3)
+    copied = copy.deepcopy(model)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():
+            train(copied, small, task.training, epochs=1, seed=0, batch_size=task.batch_size, device=device)  # warm-up
+            start = time.perf_counter()
+            train(copied, small, task.training, epochs=1, seed=0, batch_size=task.batch_size, device=device)
+            elapsed = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    measured = len(small.train) + len(small.val) / 3  # an inference example costs about a third of a training one
+    return elapsed * (len(splits.train) + len(splits.val) / 3) / measured
+
+
+def _few_batches(splits: Splits, batch_size: int, batches: int = _PROBE_BATCHES) -> Splits:
     def head(split: Any) -> Any:
-        return split.subset(np.arange(min(len(split), _PROBE_BATCHES * batch_size)))
+        return split.subset(np.arange(min(len(split), batches * batch_size)))
 
     return dataclasses.replace(splits, train=head(splits.train), calib=head(splits.calib), val=head(splits.val))
 
 
-__all__ = ["probe_capabilities", "probe_stages"]
+__all__ = ["probe_capabilities", "probe_stages", "seconds_per_epoch"]

@@ -11,6 +11,7 @@ from evoforge.errors import ConfigError
 from evoforge.front import Front
 from evoforge.layout import RunLayout, default_run_dir
 from evoforge.mlir.edits import EDIT_KINDS, check_edit_kinds
+from evoforge.run import RunSpec
 from evoforge.search.engine import SearchCallback
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def evolve(
     extra_flags: Sequence[str] = (),
     batch_size: int = 32,
     run_dir: str | Path | None = None,
+    spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
     **settings: Unpack[RunSettings],
 ) -> Front:
@@ -75,17 +77,16 @@ def evolve(
     ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. ``edit_kinds``
     picks the operators (delete, copy, resize, operand_replace; all by default). ``settings``
     are the run's settings (see `evoforge.run.RunSpec`; defaults: nsga2, pop_size 16, budget
-    10m, 1 worker, 600 s timeout). Each front member keeps its MLIR and vmfb in ``run_dir``;
+    10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. Each front member keeps its MLIR and vmfb in ``run_dir``;
     `evoforge.export_member` writes them with the edits in words and a diff.
     """
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
-    from evoforge.run import RunSpec
 
     name = program if isinstance(program, str) else getattr(program, "name", type(program).__name__)
     layout = RunLayout(Path(run_dir) if run_dir is not None else default_run_dir(f"evolve-{Path(str(name).replace(':', '-')).stem}"))
     check_edit_kinds(edit_kinds)
-    spec = RunSpec.build(EvolveDomain.run_defaults, **settings)  # bad settings fail before any export
+    spec = spec or RunSpec.build(EvolveDomain.run_defaults, **settings)  # bad settings fail before any export
     if layout.holds_run():
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")
     fresh = not layout.program.exists()
