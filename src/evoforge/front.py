@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome, genome_from_json
-from evoforge.pareto import Objective, first_front_mask, knee_point, to_min_matrix, violation
+from evoforge.pareto import Objective, first_front_mask, hypervolume, knee_point, to_min_matrix, violation
 from evoforge.search.evaluation import Evaluation
 
 if TYPE_CHECKING:
@@ -33,6 +33,19 @@ class Member:
     @property
     def objectives(self) -> dict[str, float]:
         return self.evaluation.objectives
+
+
+def feasible_hypervolume(
+    evaluations: Iterable[Evaluation], objectives: Sequence[Objective], reference: np.ndarray | None
+) -> float:
+    """Hypervolume of every successful, feasible evaluation (their non-dominated set) against
+    ``reference`` (minimization space); 0 without a reference or a feasible evaluation. Against
+    a task's fixed reference it compares runs of different algorithms directly."""
+    ok = [e.objectives for e in evaluations if e.ok and violation(e.constraints) <= 0]
+    if not ok or reference is None:
+        return 0.0
+    F = to_min_matrix(objectives, ok)
+    return hypervolume(F[first_front_mask(F)], reference)
 
 
 class Front(Sequence[Member]):

@@ -63,7 +63,8 @@ class ProgressPrinter(SearchCallback):
         eta = format_eta(self.eta_s(summary.evaluations, summary.elapsed_s, summary.mean_evaluation_s))
         line = (
             f"gen {summary.generation:>3} | evals {summary.evaluations:>5} | {self._fail_text(summary.failures)} | "
-            f"HV {summary.hypervolume:.4g} | best {best} | {summary.elapsed_s:.0f}s | ETA {eta}"
+            f"HV {summary.archive_hypervolume:.4g} (population {summary.hypervolume:.4g}) | best {best} | "
+            f"{summary.elapsed_s:.0f}s | ETA {eta}"
         )
         self.stream.write(("\r" if self.live else "") + line + ("\033[K\n" if self.live else "\n"))
         self.stream.flush()

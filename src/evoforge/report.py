@@ -35,7 +35,7 @@ def _cell(value: Any, max_width: int) -> str:
 def run_summary(run_dir: str | Path) -> dict[str, Any]:
     """The front and headline facts of a run, read-only."""
     from evoforge.api import open_store
-    from evoforge.front import Front
+    from evoforge.front import Front, feasible_hypervolume
     from evoforge.layout import RunLayout
     from evoforge.search.domain import domain_from_spec
 
@@ -48,6 +48,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         generations = store.generations()
         finished = store.meta("finished")
         final = store.meta("final", {}) or {}
+        store_reference = store.meta("reference")
         front = Front.from_store(store, domain.objectives)
     from evoforge.search.domain import Domain
 
@@ -55,11 +56,13 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     descriptions = {m.key: domain.describe(m.genome) for m in front} if describes else {}
     statuses = Counter(e.status.value for e in evaluations.values())
     hv = generations[-1]["hypervolume"] if generations else 0.0
+    archive_hv = feasible_hypervolume(evaluations.values(), domain.objectives, _reference(store_reference, domain.objectives))
     state = f"finished ({finished['reason']})" if finished else "not finished (resume it to continue)"
     headline = (
         f"run {run_dir}: domain {config['domain']['name']}, algorithm {config['algorithm']['name']}, "
         f"{len(generations)} generations, {len(evaluations)} evaluations "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), HV {hv:.4g}, {state}"
+        f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), "
+        f"HV {archive_hv:.4g} of all feasible evaluations (population {hv:.4g}), {state}"
         + ("" if front.feasible or not len(front) else "; NO feasible member: showing the least-violating ones")
     )
     rows = front.to_records()
@@ -80,6 +83,16 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     shown += list(dict.fromkeys(extra)) + [c for c in TABLE_EXTRAS if any(c in row for row in rows)]
     table = [{c: row.get(c) for c in shown} for row in rows]
     return {"headline": headline, "front": rows, "table": table, "config": config, "final": final}
+
+
+def _reference(stored: Any, objectives: Any) -> Any:
+    """The run's hypervolume reference: the domain's fixed one, or the one the engine stored."""
+    import numpy as np
+
+    from evoforge.pareto import reference_point
+
+    fixed = reference_point(objectives)
+    return fixed if fixed is not None else (np.array(stored, dtype=float) if stored is not None else None)
 
 
 TABLE_EXTRAS = ("size_bytes", "latency_batch_ms", "description", "pipeline")

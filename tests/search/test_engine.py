@@ -172,3 +172,14 @@ def test_infinite_objectives_are_recorded_as_failures():
     s.run()
     reasons = sorted(e.reason for e in s.store.evaluations().values() if not e.ok)
     assert reasons == ["objective 'f1' is not finite (inf)", "objective 'f1' is not finite (nan)"]
+
+
+def test_the_hypervolume_of_all_feasible_evaluations_never_drops():
+    s = Search.create(BenchmarkDomain("zdt1", n_var=3), algorithm="nsga2", algorithm_options={"pop_size": 6},
+                      termination=Termination(max_evaluations=90), seed=2)
+    s.run()
+    records = s.store.generations()
+    archive = [r["archive_hypervolume"] for r in records]
+    assert archive[-1] > 0 and all(b >= a for a, b in zip(archive, archive[1:]))  # an archive only grows
+    assert all(r["archive_hypervolume"] >= r["hypervolume"] - 1e-12 for r in records)  # the population is part of it
+    assert s.summary().archive_hypervolume == archive[-1]

@@ -22,7 +22,7 @@ import numpy as np
 from evoforge import __version__
 from evoforge.errors import ConfigError, EvoforgeError, StoreError
 from evoforge.execute.base import EvalTask, Executor
-from evoforge.front import Front
+from evoforge.front import Front, feasible_hypervolume
 from evoforge.genome import Genome, genome_from_json
 from evoforge.layout import RunLayout
 from evoforge.pareto import hypervolume, non_dominated_sort, reference_point, to_min_matrix, violation
@@ -49,12 +49,15 @@ class Candidate:
 
 @dataclasses.dataclass(frozen=True)
 class GenerationSummary:
-    """What a finished generation reports to progress displays and logs."""
+    """What a finished generation reports to progress displays and logs. ``hypervolume`` is the
+    population's; ``archive_hypervolume`` that of every feasible evaluation so far, against the
+    run's fixed reference (comparable between runs and algorithms on the same task)."""
 
     generation: int
     evaluations: int
     failures: dict[str, int]
     hypervolume: float
+    archive_hypervolume: float
     best: dict[str, float]
     operator_rates: dict[str, float] | None
     elapsed_s: float
@@ -265,6 +268,7 @@ class Search:
         self.population = self.algorithm.select(self.population, pairs, self.domain.objectives, self._reference)
         hv = self._population_hypervolume()
         self._hypervolumes.append(hv)
+        archive_hv = feasible_hypervolume(self._evaluations.values(), self.domain.objectives, self._reference)
         self.generation = gen
         self._batch = None
         rates = self.algorithm.operator_rates()
@@ -272,6 +276,7 @@ class Search:
             "generation": gen,
             "population": [ind.key for ind in self.population],
             "hypervolume": hv,
+            "archive_hypervolume": archive_hv,
             "operator_rates": rates,
             "operator_stats": getattr(self.algorithm, "operator_stats", lambda: None)(),
             "algorithm_state": self.algorithm.state(),
@@ -303,6 +308,7 @@ class Search:
             evaluations=record["evaluations"],
             failures=dict(counts),
             hypervolume=record["hypervolume"],
+            archive_hypervolume=float(record.get("archive_hypervolume", record["hypervolume"])),
             best=best,
             operator_rates=record["operator_rates"],
             elapsed_s=record["elapsed_s"],
