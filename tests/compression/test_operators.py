@@ -133,3 +133,17 @@ def test_pipelines_are_fitted_to_the_epoch_cap():
     children = [ops.registry()[name](g, rng) for name in ops.registry() for _ in range(20)]
     assert all(training_epochs(c) <= 8 for c in children)
     assert all(training_epochs(ops.sample(rng, base=TrainingSettings())) <= 8 for _ in range(50))
+
+
+def test_training_settings_of_a_pipeline_that_never_trains_stay_the_base():
+    base = TrainingSettings(lr=3e-3)
+    ops = PipelineOperators("classification", SearchSpace(), base)
+    static = PipelineGenome((Stage.make("quantize", mode="static", per_channel=True, keep_float_edges=False, epochs=0),), base)
+    rng = np.random.default_rng(0)
+    for name in ("optimizer", "learning_rate", "loss", "regularizer"):
+        assert ops.registry()[name](static, rng) == static  # nothing to change: the engine draws again
+    tuned = PipelineGenome((Stage.make("finetune", epochs=2),), base)
+    assert ops.registry()["learning_rate"](tuned, rng).training.lr != base.lr  # a training pipeline keeps its change
+    taylor = PipelineGenome((Stage.make("prune", importance="taylor", ratio=0.3, steps=1, allocation="uniform", round_to=1,
+                                        epochs=0),), base)
+    assert ops.registry()["loss"](taylor, rng).training.loss != base.loss  # the loss drives taylor's gradients

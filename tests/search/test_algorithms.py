@@ -3,7 +3,7 @@ import pytest
 
 from evoforge.errors import ConfigError, UnknownNameError
 from evoforge.problems import BenchmarkDomain
-from evoforge.search.algorithms import ALGORITHMS, adapted_rates, make_algorithm
+from evoforge.search.algorithms import ALGORITHMS, Individual, adapted_rates, make_algorithm
 from evoforge.search.engine import Search
 from evoforge.search.termination import Termination
 from evoforge.testing.domains import AdaptationDomain
@@ -69,3 +69,60 @@ def test_petra_state_round_trips_and_survival_keeps_front():
     # elitism: the hypervolume of the population never drops
     hv = np.array([r["hypervolume"] for r in s.store.generations()])
     assert np.all(np.diff(hv) >= -1e-12)
+
+
+def test_a_child_that_ties_its_parent_is_no_success():
+    """The credit rule on a toy domain where the answer is known: ``idle`` changes a coordinate
+    no objective reads (its children tie their parents); ``improve`` moves towards the origin."""
+    from evoforge.pareto import Objective
+    from evoforge.problems import RealVector
+    from evoforge.registry import Registry
+    from evoforge.search.algorithms.petra import child_succeeds
+    from evoforge.search.domain import Domain, register_domain
+    from evoforge.search.evaluation import Evaluation, Status
+
+    @register_domain
+    class IdleDomain(Domain):
+        name = "idle-toy"
+
+        def __init__(self) -> None:
+            self.objectives = (Objective("x", reference=11.0), Objective("y", reference=11.0))
+            self._ops = Registry("mutation operator")
+            self._ops.add("improve", lambda g, rng: RealVector((*np.clip(np.array(g.values[:2]) - rng.uniform(0.01, 0.2, 2), 0, 10),
+                                                                g.values[2])))
+            self._ops.add("idle", lambda g, rng: RealVector((*g.values[:2], float(rng.uniform()))))
+
+        def config(self):
+            return {}
+
+        @property
+        def mutations(self):
+            return self._ops
+
+        def initial_population(self, rng, size):
+            return [self.sample(rng) for _ in range(size)]
+
+        def sample(self, rng):
+            return RealVector(tuple(float(v) for v in rng.uniform(8, 10, 3)))
+
+        def evaluate(self, genome, context):
+            return Evaluation(Status.OK, {"x": genome.values[0], "y": genome.values[1]})
+
+    s = Search.create(IdleDomain(), algorithm="petra", algorithm_options={"pop_size": 6},
+                      termination=Termination(max_generations=20), seed=1)
+    s.run()
+    stats = s.store.generations()[-1]["operator_stats"]
+    assert stats["idle"][0] == 0 and stats["idle"][1] > 0  # ties never count, however often they join the front
+    assert stats["improve"][0] > 0
+    rates = s.store.generations()[-1]["operator_rates"]
+    assert rates["improve"] > 0.8 and rates["idle"] < 0.2
+
+    objectives = IdleDomain().objectives
+    parent = Individual(RealVector((1.0, 1.0, 0.0)), Evaluation(Status.OK, {"x": 1.0, "y": 1.0}))
+    tie = Individual(RealVector((1.0, 1.0, 0.5)), Evaluation(Status.OK, {"x": 1.0, "y": 1.0}))
+    trade = Individual(RealVector((0.5, 2.0, 0.0)), Evaluation(Status.OK, {"x": 0.5, "y": 2.0}))
+    better = Individual(RealVector((0.5, 0.5, 0.0)), Evaluation(Status.OK, {"x": 0.5, "y": 0.5}))
+    assert not child_succeeds(tie, parent, {tie.key, parent.key}, objectives)
+    assert child_succeeds(trade, parent, {trade.key, parent.key}, objectives)  # a new trade-off on the front
+    assert not child_succeeds(trade, parent, {parent.key}, objectives)  # not on the front, not better
+    assert child_succeeds(better, parent, set(), objectives)  # dominates its parent

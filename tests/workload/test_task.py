@@ -391,3 +391,11 @@ def test_a_data_function_returns_the_splits(tmp_path: Path, monkeypatch: pytest.
     assert "dataset" in stored.fingerprints  # the function's file is fingerprinted
     with pytest.raises(ConfigError, match="returned list; return a mapping of splits"):
         load_splits(_task(dataset="mydata:broken"))
+
+
+def test_flat_arrays_given_in_python_are_stored_as_npz(tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]
+    arrays = {"x_train": digits.train.x, "y_train": digits.train.y, "x_test": digits.test.x, "y_test": digits.test.y}
+    task = materialize(_task(dataset=arrays), tmp_path / "inputs")
+    assert task.dataset == "run:inputs/data.npz"
+    splits = load_splits(task, tmp_path)
+    np.testing.assert_array_equal(splits.test.x, digits.test.x)

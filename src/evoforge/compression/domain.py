@@ -124,10 +124,14 @@ class CompressDomain(Domain):
         self.device = device
         self.latency_repeats = latency_repeats
         self.timeout_s = timeout_s
-        self.space = SearchSpace.from_dict(space) if space is not None else SearchSpace()
-        self.operators = PipelineOperators(self.task.task_type, self.space)
-        self._mutations: Registry[Mutation] = self.operators.registry()  # type: ignore[assignment]
+        self._use_space(SearchSpace.from_dict(space) if space is not None else SearchSpace())
         self._state: dict[str, Any] | None = None
+
+    def _use_space(self, space: SearchSpace) -> None:
+        """Draw from ``space`` from now on."""
+        self.space = space
+        self.operators = PipelineOperators(self.task.task_type, space, self.task.training)
+        self._mutations: Registry[Mutation] = self.operators.registry()  # type: ignore[assignment]
 
     def config(self) -> dict[str, Any]:
         return {
@@ -151,7 +155,7 @@ class CompressDomain(Domain):
 
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
         seeds: list[Genome] = []
-        seeds.extend(g for g in map(self.space.fit, initial_pipelines(self.base_genome)) if self.space.allows(g))
+        seeds.extend(g for g in map(self.operators.canonical, initial_pipelines(self.base_genome)) if self.space.allows(g))
         del seeds[size:]
         while len(seeds) < size:
             seeds.append(self.sample(rng))
@@ -184,9 +188,7 @@ class CompressDomain(Domain):
             self.task = tasks.with_data_fingerprint(self.task, splits)
         base = layout.baseline
         if (base / "baseline.json").exists() and (base / ARTIFACT).exists():
-            self.space = SearchSpace.from_dict(self.baseline_record()["space"])
-            self.operators = PipelineOperators(self.task.task_type, self.space)
-            self._mutations = self.operators.registry()  # type: ignore[assignment]
+            self._use_space(SearchSpace.from_dict(self.baseline_record()["space"]))
             return
         from evoforge.compression.export import export_model, load_exported
         from evoforge.compression.measure import count_macs, parameter_count
@@ -201,9 +203,7 @@ class CompressDomain(Domain):
         epoch_s = seconds_per_epoch(model, splits, self.task, device=self.device)
         if self.timeout_s is not None and EPOCH_SHARE * self.timeout_s / epoch_s < MAX_PIPELINE_EPOCHS:
             space = dataclasses.replace(space, max_epochs=round(max(1.0, EPOCH_SHARE * self.timeout_s / epoch_s), 1))
-        self.space = space
-        self.operators = PipelineOperators(self.task.task_type, self.space)
-        self._mutations = self.operators.registry()  # type: ignore[assignment]
+        self._use_space(space)
         record = {
             "validation": self._quality(exported, splits.val),
             "test": self._quality(exported, splits.test),

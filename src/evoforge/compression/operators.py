@@ -77,6 +77,12 @@ EPOCH_COST = {("lowrank", "reg_epochs"): 1.5, ("quantize", "epochs"): 2.0}
 training are slower); every other epoch count costs 1."""
 
 
+def uses_training_settings(genome: PipelineGenome) -> bool:
+    """True when the training settings can change the result: some stage trains, or a pruning
+    importance takes gradients of the loss."""
+    return training_epochs(genome) > 0 or any(s.kind == "prune" and s["importance"] in ("taylor", "hessian") for s in genome.stages)
+
+
 def training_epochs(genome: PipelineGenome) -> float:
     """The pipeline's training in epochs of plain training of the baseline (an upper bound on its
     cost: pruned models train faster)."""
@@ -162,10 +168,20 @@ class SearchSpace:
 @dataclasses.dataclass(frozen=True)
 class PipelineOperators:
     """The operator set for one task type (losses differ between classification and regression)
-    over one `SearchSpace`."""
+    over one `SearchSpace`. With ``base`` (the task's training settings), a pipeline whose result
+    cannot depend on its training settings carries ``base``: changing the settings of such a
+    pipeline gives the parent back, which the engine draws again instead of evaluating a copy."""
 
     task_type: str
     space: SearchSpace = SearchSpace()
+    base: TrainingSettings | None = None
+
+    def canonical(self, genome: PipelineGenome) -> PipelineGenome:
+        """``genome`` fitted to the space, with ``base`` training settings where they cannot matter."""
+        genome = self.space.fit(genome)
+        if self.base is not None and genome.training != self.base and not uses_training_settings(genome):
+            genome = dataclasses.replace(genome, training=self.base)
+        return genome
 
     def random_stage(self, kind: str, rng: np.random.Generator) -> Stage:
         return Stage.make(kind, **{spec.name: sample_value(spec, rng) for spec in self.space.stage_space(kind)})
@@ -184,14 +200,14 @@ class PipelineOperators:
         return CLASSIFICATION_LOSSES if self.task_type == "classification" else REGRESSION_LOSSES
 
     def registry(self) -> Registry[PipelineMutation]:
-        """The operators, each followed by `SearchSpace.fit`."""
+        """The operators, each followed by `canonical`."""
         reg: Registry[PipelineMutation] = Registry("mutation operator")
         for name in ("local", "insert", "remove", "swap", "replace", "optimizer", "learning_rate", "loss", "regularizer"):
             reg.add(name, self._fitted(getattr(self, name)))
         return reg
 
     def _fitted(self, operator: PipelineMutation) -> PipelineMutation:
-        return lambda genome, rng: self.space.fit(operator(genome, rng))
+        return lambda genome, rng: self.canonical(operator(genome, rng))
 
     # --------------------------------------------------------------- local
     def local(self, g: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:
@@ -274,4 +290,4 @@ class PipelineOperators:
         g = PipelineGenome(training=base)
         for _ in range(int(rng.integers(1, 4))):
             g = self.insert(g, rng)
-        return self.space.fit(g)
+        return self.canonical(g)

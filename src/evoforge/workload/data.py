@@ -318,14 +318,7 @@ def carve(train: Split, task_type: str, seed: int, *, need: Sequence[str]) -> tu
 def splits_from_mapping(mapping: Mapping[str, Any], *, task_type: str, seed: int, what: str) -> Splits:
     """`Splits` from ``{"train": ..., "test": ..., "calib"?: ..., "val"?: ...}`` (each value as
     `as_split` takes it) or from flat ``x_<split>`` / ``y_<split>`` arrays as an ``.npz`` holds them."""
-    if any(str(k).startswith(("x_", "y_")) for k in mapping):
-        mapping = _flat_arrays(mapping, what)
-    unknown = sorted(set(map(str, mapping)) - set(SPLITS))
-    if unknown:
-        raise ConfigError(f"{what} has unknown splits {unknown}; valid: {', '.join(SPLITS)}")
-    missing = [s for s in ("train", "test") if s not in mapping]
-    if missing:
-        raise ConfigError(f"{what} lacks the {' and '.join(missing)} split; give at least train and test (calib and val are optional)")
+    mapping = split_mapping(mapping, what)
     given = {name: as_split(mapping[name], task_type, f"{what} {name} split") for name in SPLITS if name in mapping}
     need = [name for name in ("calib", "val") if name not in given]
     carved = None
@@ -343,6 +336,20 @@ def splits_from_mapping(mapping: Mapping[str, Any], *, task_type: str, seed: int
     splits = Splits(**given, task_type=task_type, num_classes=num_classes, carved=carved)
     splits.check()
     return splits
+
+
+def split_mapping(mapping: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``{split: value}`` from either that form or flat ``x_<split>`` / ``y_<split>`` arrays;
+    `ConfigError` for unknown splits or a missing train or test split."""
+    if any(str(k).startswith(("x_", "y_")) for k in mapping):
+        mapping = _flat_arrays(mapping, what)
+    unknown = sorted(set(map(str, mapping)) - set(SPLITS))
+    if unknown:
+        raise ConfigError(f"{what} has unknown splits {unknown}; valid: {', '.join(SPLITS)}")
+    missing = [s for s in ("train", "test") if s not in mapping]
+    if missing:
+        raise ConfigError(f"{what} lacks the {' and '.join(missing)} split; give at least train and test (calib and val are optional)")
+    return {str(k): v for k, v in mapping.items()}
 
 
 def _flat_arrays(arrays: Mapping[str, Any], what: str) -> dict[str, Any]:

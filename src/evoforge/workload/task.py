@@ -38,7 +38,7 @@ from evoforge.workload.callables import (
     save_object,
     spec_file,
 )
-from evoforge.workload.data import ArraySplit, Split, Splits, as_split, flat_arrays, load_npz, splits_from_mapping
+from evoforge.workload.data import ArraySplit, Split, Splits, as_split, flat_arrays, load_npz, split_mapping, splits_from_mapping
 from evoforge.workload.datasets import DATASETS, load_dataset
 from evoforge.workload.inputs import InputSpec, call_model
 from evoforge.workload.metrics import METRICS, Metric, score
@@ -273,7 +273,8 @@ def materialize(task: Task, inputs_dir: Path, *, base: Path | None = None) -> Ta
 
 
 def _store_data(task: Task, inputs_dir: Path) -> str:
-    splits = {str(name): as_split(value, task.task_type, f"dataset {name} split") for name, value in task.dataset.items()}
+    given = split_mapping(task.dataset, "dataset")
+    splits = {name: as_split(value, task.task_type, f"dataset {name} split") for name, value in given.items()}
     if all(isinstance(s, ArraySplit) for s in splits.values()):
         inputs_dir.mkdir(parents=True, exist_ok=True)
         arrays = flat_arrays(splits)

@@ -37,9 +37,24 @@ def adapted_rates(stats: dict[str, list[int]], floor: float) -> dict[str, float]
     return {op: floor + (1.0 - k * floor) * v / total for op, v in sorted(q.items())}
 
 
+def child_succeeds(child: Individual, parent: Individual | None, first: set[str], objectives: Sequence[Objective]) -> bool:
+    """PETRA's credit rule: the child is a success when it dominates its parent, or when it is
+    in the next population's first front (``first``) and its parent does not weakly dominate it."""
+    if not child.evaluation.ok:
+        return False
+    if parent is None or not parent.evaluation.ok:
+        return child.key in first
+    F, cv = scores([child, parent], objectives)
+    dominates_parent = bool(domination_matrix(F, cv)[0, 1])
+    parent_weakly_dominates = cv[1] <= cv[0] and bool(np.all(F[1] <= F[0]))
+    return dominates_parent or (child.key in first and not parent_weakly_dominates)
+
+
 class Petra(Algorithm):
-    """A child succeeds when it dominates its parent or enters the first front of the next
-    population; each operator's success and trial counts accumulate over the run."""
+    """A child succeeds when it adds something its parent does not have: it dominates its
+    parent, or it enters the first front of the next population without its parent weakly
+    dominating it (a tie with the parent is no success). Each operator's success and trial
+    counts accumulate over the run."""
 
     name = "petra"
 
@@ -128,12 +143,7 @@ class Petra(Algorithm):
         for made, child in offspring:
             if made.operator not in self._stats:
                 continue
-            success = child.evaluation.ok and child.key in first
-            parent = by_key.get(made.parent or "")
-            if not success and parent is not None and child.evaluation.ok:
-                pf, pcv = scores([child, parent], objectives)
-                success = bool(domination_matrix(pf, pcv)[0, 1])
-            self._stats[made.operator][0] += int(success)
+            self._stats[made.operator][0] += int(child_succeeds(child, by_key.get(made.parent or ""), first, objectives))
             self._stats[made.operator][1] += 1
 
     def operator_rates(self) -> dict[str, float]:

@@ -1,0 +1,216 @@
+"""Search quality against peers at the budgets real models allow.
+
+Methods, all on evoforge's genome space, domain, executor and measurements: evoforge's petra,
+nsga2 and random; Optuna's NSGA-II and multi-objective TPE samplers (`_peers.OptunaSampler`);
+the five hand recipes a user would try first. For each task, method and seed one run of the
+largest budget is made; a smaller budget is its prefix in the engine's own order, which is
+exactly what a run with that budget evaluates.
+
+Reported per task, method and budget: the median and spread over seeds of the hypervolume of all
+feasible evaluations, on validation and on the test split, against the task's fixed reference;
+the best size and latency reduction at <= the task's quality limit on test; wall time; and a
+Mann-Whitney rank test of each method against the default. Plots of hypervolume against
+evaluations go to --plots.
+
+    python benchmarks/peers.py --quick                 # minutes: digits-cnn, 30 and 60 evaluations, 2 seeds
+    python benchmarks/peers.py                         # digits-cnn and series-regression, 30/60/200, 5 seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import _compress_common  # noqa: F401  (installs the torchvision shim that transformers needs here)
+import numpy as np
+from _peers import RECIPE_NAMES  # (importing it registers the Optuna samplers and the recipes)
+
+import evoforge
+from evoforge.api import open_store
+from evoforge.compression.domain import CompressDomain
+from evoforge.front import feasible_hypervolume
+from evoforge.layout import RunLayout
+from evoforge.pareto import reference_point
+from evoforge.search.domain import domain_from_spec
+
+DEFAULT = "petra"
+METHODS = ("petra", "nsga2", "random", "optuna-nsga2", "optuna-tpe", "recipes")
+
+
+def ordered_evaluations(run: Path) -> tuple[list[tuple[str, Any]], list[tuple[int, float]]]:
+    """(key, evaluation) in the order the engine asked for them (generation, then batch position),
+    and (evaluations, elapsed seconds) after each generation."""
+    with open_store(run, readonly=True) as store:
+        evaluations = store.evaluations()
+        order = []
+        for gen in range(len(store.generations()) + 1):
+            batch = store.batch(gen)
+            if batch is None:
+                break
+            order.extend(o["key"] for o in batch["offspring"] if o["key"] in evaluations and o["key"] not in order)
+        times = [(r["evaluations"], r["elapsed_s"]) for r in store.generations()]
+    return [(k, evaluations[k]) for k in order], times
+
+
+def test_view(domain: CompressDomain, evaluations: list[tuple[str, Any]]) -> list[Any]:
+    """The evaluations with their quality objective and constraint recomputed on the test split."""
+    from evoforge.workload.metrics import quality_drop_of
+    from evoforge.workload.task import quality_direction
+
+    ok = [(k, e) for k, e in evaluations if e.ok and e.artifacts.get("model")]
+    final = domain.finalize(ok)
+    name, direction = domain.task.quality_metric, quality_direction(domain.task)
+    base = final["baseline"][name]
+    out = []
+    for key, e in evaluations:
+        if key not in final:
+            out.append(e)
+            continue
+        drop = quality_drop_of(direction, base, final[key][name], relative=domain.relative_drop)
+        objectives = {**e.objectives, "quality_drop": drop}
+        constraints = {"quality_drop_limit": drop - domain.max_quality_drop} if domain.max_quality_drop is not None else {}
+        out.append(dataclasses.replace(e, objectives=objectives, constraints=constraints))
+    return out
+
+
+def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
+    layout = RunLayout(run)
+    with open_store(run, readonly=True) as store:
+        domain = domain_from_spec((store.config() or {})["domain"], layout)
+    assert isinstance(domain, CompressDomain)
+    evaluations, times = ordered_evaluations(run)
+    tested = test_view(domain, evaluations)
+    ref = reference_point(domain.objectives)
+    limit = domain.max_quality_drop
+    curve = [feasible_hypervolume([e for _, e in evaluations[:k]], domain.objectives, ref) for k in range(1, len(evaluations) + 1)]
+    out: dict[str, Any] = {"curve": curve, "budgets": {}}
+    for budget in budgets:
+        val = [e for _, e in evaluations[:budget]]
+        test = tested[:budget]
+        within = [e for e in test if e.ok and e.objectives["quality_drop"] <= limit]
+        wall = next((t for n, t in times if n >= min(budget, len(evaluations))), times[-1][1] if times else 0.0)
+        out["budgets"][budget] = {
+            "evaluations": len(val),
+            "hv_val": feasible_hypervolume(val, domain.objectives, ref),
+            "hv_test": feasible_hypervolume(test, domain.objectives, ref),
+            "best_size_reduction": 1 - min((e.objectives["size_ratio"] for e in within), default=1.0),
+            "best_latency_reduction": 1 - min((e.objectives["latency_ratio"] for e in within), default=1.0),
+            "wall_s": wall,
+        }
+    return out
+
+
+def run_method(task: str, method: str, seed: int, budget: int, workers: int, root: Path) -> Path:
+    run = root / task / f"{method}-{seed}"
+    if (run / "run.db").exists():
+        return run  # a finished run from an earlier invocation (delete the folder to redo it)
+    budget = len(RECIPE_NAMES) if method == "recipes" else budget
+    options = {"pop_size": 10} if method != "recipes" else {"pop_size": 5}
+    evoforge.compress(task, algorithm=method, budget=budget, seed=seed, workers=workers, run_dir=run, **options)
+    return run
+
+
+def rank_test(a: list[float], b: list[float]) -> float:
+    from scipy.stats import mannwhitneyu
+
+    if len(a) < 2 or len(b) < 2 or (len(set(a)) == 1 and set(a) == set(b)):
+        return 1.0
+    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def report(results: dict[str, dict[str, list[dict[str, Any]]]], budgets: list[int], plots: Path | None) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for task, methods in results.items():
+        print(f"\n## {task}\n")
+        print("| method | budget | HV val median [min, max] | HV test median [min, max] | size -% at limit (test) | "
+              "latency -% at limit (test) | wall min | vs " + DEFAULT + " p |")
+        print("|---|---|---|---|---|---|---|---|")
+        for budget in budgets:
+            default = [r["budgets"][budget]["hv_val"] for r in methods.get(DEFAULT, []) if budget in r["budgets"]]
+            for method, runs in methods.items():
+                rows = [r["budgets"][budget] for r in runs if budget in r["budgets"]]
+                if not rows:
+                    continue
+                val = [r["hv_val"] for r in rows]
+                test = [r["hv_test"] for r in rows]
+                p = rank_test(default, val) if method != DEFAULT else float("nan")
+                entry = {
+                    "hv_val_median": float(np.median(val)), "hv_val_range": [min(val), max(val)],
+                    "hv_test_median": float(np.median(test)), "hv_test_range": [min(test), max(test)],
+                    "size_reduction_median": float(np.median([r["best_size_reduction"] for r in rows])),
+                    "latency_reduction_median": float(np.median([r["best_latency_reduction"] for r in rows])),
+                    "wall_min_median": float(np.median([r["wall_s"] for r in rows])) / 60, "p_vs_default": p, "seeds": len(rows),
+                }
+                table.setdefault(task, {}).setdefault(method, {})[budget] = entry
+                budget_text = str(budget) if method != "recipes" else f"{len(RECIPE_NAMES)} (fixed)"
+                print(f"| {method} | {budget_text} | {entry['hv_val_median']:.3f} [{min(val):.3f}, {max(val):.3f}] | "
+                      f"{entry['hv_test_median']:.3f} [{min(test):.3f}, {max(test):.3f}] | "
+                      f"{100 * entry['size_reduction_median']:.1f} | {100 * entry['latency_reduction_median']:.1f} | "
+                      f"{entry['wall_min_median']:.1f} | {'' if method == DEFAULT else f'{p:.3f}'} |")
+        if plots is not None:
+            plot(task, methods, plots / f"peers-{task}.png")
+    return table
+
+
+def plot(task: str, methods: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for method, runs in methods.items():
+        if method == "recipes" or not runs:
+            continue
+        n = min(len(r["curve"]) for r in runs)
+        curves = np.array([r["curve"][:n] for r in runs])
+        x = np.arange(1, n + 1)
+        line = ax.plot(x, np.median(curves, axis=0), label=method)[0]
+        ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.12)
+    for r in methods.get("recipes", []):
+        ax.axhline(r["budgets"][max(r["budgets"])]["hv_val"], color="gray", linestyle=":", linewidth=1)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume of feasible evaluations (validation)")
+    ax.set_title(f"{task}: median and range over seeds (dotted: hand recipes)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="digits-cnn, budgets 30 and 60, 2 seeds")
+    parser.add_argument("--tasks", default="digits-cnn,series-regression")
+    parser.add_argument("--budgets", default="30,60,200")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--root", default="runs/peers", help="where the runs go (finished runs are reused)")
+    parser.add_argument("--plots", default="docs/bench", help="folder for the PNG plots ('' for none)")
+    parser.add_argument("--json", default=None, help="write the table as JSON here")
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.budgets, args.seeds = "digits-cnn", "30,60", 2
+    budgets = sorted(int(b) for b in args.budgets.split(","))
+    root = Path(args.root)
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    start = time.perf_counter()
+    for task in args.tasks.split(","):
+        for seed in range(1, args.seeds + 1):
+            for method in args.methods.split(","):
+                run = run_method(task, method, seed, max(budgets), args.workers, root)
+                results.setdefault(task, {}).setdefault(method, []).append(summarize_run(run, budgets))
+                print(f"{task} {method} seed {seed}: done ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+    table = report(results, budgets, Path(args.plots) if args.plots else None)
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
