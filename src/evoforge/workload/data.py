@@ -184,13 +184,13 @@ class Splits:
     def check(self) -> None:
         """Raise `ConfigError` on an empty split, inputs whose structure or per-example shape
         differs between splits, targets that do not fit the task type, or non-finite values
-        (checked on each split's first batch)."""
+        (every value of array splits; the first examples of Dataset splits)."""
         spec: InputSpec | None = None
         for name in SPLITS:
             split = self.split(name)
             if len(split) == 0:
                 raise ConfigError(f"{name} split is empty; every split needs at least one example")
-            x, y = split.take(min(len(split), 64))
+            x, y = (to_tensors(split.x), torch.as_tensor(split.y)) if isinstance(split, ArraySplit) else split.take(min(len(split), 64))
             this = InputSpec.of(x)
             if spec is not None and (this.names, this.shapes) != (spec.names, spec.shapes):
                 raise ConfigError(
