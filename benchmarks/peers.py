@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -105,12 +106,21 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
 
 
 def run_method(task: str, method: str, seed: int, budget: int, workers: int, root: Path) -> Path:
+    """One run; the task's first run leaves its baseline folder as a template that later runs
+    start from (the baseline is trained with the task's seed, so it is the same in every run: this
+    saves its training and probing, and every method searches the same space)."""
     run = root / task / f"{method}-{seed}"
     if (run / "run.db").exists():
         return run  # a finished run from an earlier invocation (delete the folder to redo it)
+    template = root / task / "_baseline"
+    if template.exists():
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(template, RunLayout(run).baseline)
     budget = len(RECIPE_NAMES) if method == "recipes" else budget
     options = {"pop_size": 10} if method != "recipes" else {"pop_size": 5}
     evoforge.compress(task, algorithm=method, budget=budget, seed=seed, workers=workers, run_dir=run, **options)
+    if not template.exists():
+        shutil.copytree(RunLayout(run).baseline, template)
     return run
 
 

@@ -111,3 +111,33 @@ def test_pruning_removes_whole_attention_heads() -> None:
         assert attention.all_head_size == 16
     x, _ = splits.val.take(5)
     assert pruned(**x).logits.shape == (5, 4)
+
+
+@pytest.mark.parametrize("importance", ["taylor", "lamp"])
+def test_pruning_after_low_rank_keeps_attention_heads_whole(importance: str) -> None:
+    """Low-rank folds q/k/v into Linear pairs; pruning after it must still cut whole heads (a
+    bert-tokens candidate failed with "shape '[64, 32, -1, 32]' is invalid" before)."""
+    pytest.importorskip("transformers")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import StageContext, apply_stage
+    from evoforge.workload.data import splits_from_mapping
+    from evoforge.workload.recipe import TrainingSettings
+    from evoforge.workload.task import example_input
+
+    torch.manual_seed(0)
+    arch = ARCHITECTURES["bert"]
+    splits = splits_from_mapping(dataset(arch), task_type="classification", seed=0, what="data")
+    ctx = StageContext(data=splits, training=TrainingSettings(), example_input=example_input(splits), seed=0,
+                       protected=("classifier",))
+    model = apply_stage(arch.build().eval(), Stage.make("lowrank", energy=0.8, reg_epochs=1, epochs=0), ctx)
+    assert any(isinstance(layer.attention.self.query, torch.nn.Sequential) for layer in model.bert.encoder.layer)
+    for ratio, steps in ((0.4, 2), (0.3, 3)):
+        model = apply_stage(model, Stage.make("prune", importance=importance, ratio=ratio, steps=steps, allocation="uniform",
+                                              round_to=4, epochs=0), ctx)
+    for layer in model.bert.encoder.layer:
+        attention = layer.attention.self
+        widths = {p[-1].out_features if isinstance(p, torch.nn.Sequential) else p.out_features
+                  for p in (attention.query, attention.key, attention.value)}
+        assert widths == {attention.num_attention_heads * attention.attention_head_size}
+    x, _ = splits.val.take(5)
+    assert model(**x).logits.shape == (5, 4)

@@ -271,7 +271,9 @@ def bert_tokens(num_outputs: int = 2) -> nn.Module:
     it takes ``input_ids`` and ``attention_mask`` (int64)."""
     transformers = import_transformers()
     config = transformers.BertConfig(**BERT_TOKENS_CONFIG, num_labels=num_outputs)
-    return transformers.BertForSequenceClassification(config)  # type: ignore[no-any-return]
+    model = transformers.BertForSequenceClassification(config)
+    model.loss_type = "ForSequenceClassification"  # else tracing warns that the loss type is unknown
+    return model  # type: ignore[no-any-return]
 
 
 def import_transformers() -> Any:

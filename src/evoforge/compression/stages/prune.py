@@ -6,8 +6,8 @@ smaller ``nn.Module``. Layers in ``ctx.protected`` keep their output channels.
 
 Attention is pruned by whole heads: every module with a head count attribute
 (``num_attention_heads``, ``num_heads``, ``n_heads``) and query / key / value ``Linear``
-children (BERT, DistilBERT, ViT and most transformers) is handed to torch-pruning's head
-support, which removes the same heads from q, k and v and keeps each head's width; the module's
+children, plain or factorized by low-rank (BERT, DistilBERT, ViT and most transformers), is
+handed to torch-pruning's head support, which removes the same heads from q, k and v and keeps each head's width; the module's
 head count is updated afterwards.
 """
 
@@ -93,10 +93,19 @@ def attention_heads(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Line
         if attribute is None or getattr(module, attribute) < 1:
             continue
         heads = getattr(module, attribute)
-        qkv = [c for n, c in module.named_children() if isinstance(c, nn.Linear) and _QKV_NAME.match(n)]
-        if len(qkv) >= 2 and all(c.out_features % heads == 0 for c in qkv):
+        projections = [(n, _head_output(c)) for n, c in module.named_children() if _QKV_NAME.match(n)]
+        qkv = [linear for _, linear in projections if linear is not None]
+        if len(qkv) >= 2 and len(qkv) == len(projections) and all(c.out_features % heads == 0 for c in qkv):
             found.append((module, attribute, qkv))
     return found
+
+
+def _head_output(projection: nn.Module) -> nn.Linear | None:
+    """The Linear whose outputs are the heads: the projection itself, or the last layer of a
+    factorized one (low-rank folds a projection into a ``Sequential`` of two Linears)."""
+    if isinstance(projection, nn.Sequential) and len(projection) > 0:
+        projection = projection[-1]
+    return projection if isinstance(projection, nn.Linear) else None
 
 
 def head_schedule(ratio: float, steps: int, heads: int) -> list[float]:
