@@ -18,7 +18,7 @@ def test_build_takes_domain_defaults_then_the_users_settings():
 
 
 def test_json_round_trip_and_replace():
-    spec = RunSpec(algorithm="random", pop_size=4, budget="90s", seed=7, workers=2, timeout_s=30.0)
+    spec = RunSpec(algorithm="random", pop_size=4, initial_size=12, budget="90s", seed=7, workers=2, timeout_s=30.0)
     assert RunSpec.from_dict(spec.to_dict()) == spec
     longer = spec.replace(budget=100, workers=None)
     assert longer.budget == 100 and longer.workers == 2 and longer.seed == 7
@@ -32,6 +32,7 @@ def test_json_round_trip_and_replace():
         ({"algoritm": "petra"}, ConfigError, "unknown run settings \\['algoritm'\\]; valid: algorithm, pop_size"),
         ({"algorithm": "cmaes"}, UnknownNameError, "valid names: nsga2, petra, random"),
         ({"pop_size": 1}, ConfigError, "pop_size must be at least 2"),
+        ({"initial_size": 0}, ConfigError, "initial_size=0 is invalid; use a positive integer"),
         ({"budget": "ten minutes"}, ConfigError, "budget 'ten minutes' is not understood"),
         ({"workers": -1}, ConfigError, "workers=-1"),
         ({"seed": -3}, ConfigError, "seed=-3"),

@@ -43,6 +43,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algorithm", default=None, help="nsga2, petra or random")
     p.add_argument("--pop-size", type=int, default=None, help="population size")
     p.add_argument("--offspring-size", type=int, default=None, help="offspring per generation (default: the population size)")
+    p.add_argument("--initial-size", type=int, default=None,
+                   help="size of the first generation (default: twice the population for petra, the population otherwise)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (overrides a config file's)")
     p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
 
@@ -253,8 +255,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 @command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
-    for name in ("objectives", "max_quality_drop", "relative", "algorithm", "pop_size", "offspring_size", "timeout_s",
-                 "executor", "address", "log_json", "seed"):
+    for name in ("objectives", "max_quality_drop", "relative", "algorithm", "pop_size", "offspring_size", "initial_size",
+                 "timeout_s", "executor", "address", "log_json", "seed"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1
     return _compress(args)

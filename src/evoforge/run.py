@@ -27,6 +27,7 @@ class RunSettings(TypedDict, total=False):
     algorithm: str
     pop_size: int | None
     offspring_size: int | None
+    initial_size: int | None
     budget: str | int | Termination | Mapping[str, Any]
     seed: int
     workers: int
@@ -40,8 +41,8 @@ class RunSettings(TypedDict, total=False):
 class RunSpec:
     """How a search runs.
 
-    ``algorithm``: nsga2, petra or random, with ``pop_size`` / ``offspring_size`` (None: the
-    algorithm's default). ``budget``: an evaluation count (200), a time ("90s", "30m", "2h") or
+    ``algorithm``: nsga2, petra or random, with ``pop_size`` / ``offspring_size`` /
+    ``initial_size`` (the first generation's size; None: the algorithm's default). ``budget``: an evaluation count (200), a time ("90s", "30m", "2h") or
     a `Termination`'s fields. ``seed``: the run's one seed. ``executor``: "local" (``workers``
     processes; 0 evaluates in the driver) or "ray" (a private local Ray, or the cluster at
     ``address``: "auto" or "HOST:PORT"; ``resources`` per evaluation: num_cpus, num_gpus,
@@ -51,6 +52,7 @@ class RunSpec:
     algorithm: str = "nsga2"
     pop_size: int | None = None
     offspring_size: int | None = None
+    initial_size: int | None = None
     budget: str | int | Mapping[str, Any] = 200
     seed: int = 0
     workers: int = 0
@@ -64,7 +66,7 @@ class RunSpec:
 
         if isinstance(self.budget, Termination):
             object.__setattr__(self, "budget", self.budget.to_dict())
-        for name in ("pop_size", "offspring_size"):
+        for name in ("pop_size", "offspring_size", "initial_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} is invalid; use a positive integer")
@@ -108,7 +110,8 @@ class RunSpec:
         return parse_budget(self.budget)
 
     def algorithm_options(self) -> dict[str, Any]:
-        return {k: v for k, v in (("pop_size", self.pop_size), ("offspring_size", self.offspring_size)) if v is not None}
+        sizes = (("pop_size", self.pop_size), ("offspring_size", self.offspring_size), ("initial_size", self.initial_size))
+        return {k: v for k, v in sizes if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -161,6 +164,7 @@ def stored_spec(config: Mapping[str, Any], executor: Mapping[str, Any] | None) -
     options = dict(config["algorithm"].get("options") or {})
     return RunSpec(
         algorithm=config["algorithm"]["name"], pop_size=options.get("pop_size"), offspring_size=options.get("offspring_size"),
+        initial_size=options.get("initial_size"),
         budget=dict(config["termination"]), seed=int(config["seed"]), workers=int(executor.get("workers", 0)),
         timeout_s=executor.get("timeout_s"), executor=executor.get("executor", "local"), address=executor.get("address"),
         resources=executor.get("resources"),

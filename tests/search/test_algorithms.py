@@ -2,9 +2,13 @@ import numpy as np
 import pytest
 
 from evoforge.errors import ConfigError, UnknownNameError
-from evoforge.problems import BenchmarkDomain
+from evoforge.pareto import Objective
+from evoforge.problems import BenchmarkDomain, RealVector
+from evoforge.registry import Registry
 from evoforge.search.algorithms import ALGORITHMS, Individual, adapted_rates, make_algorithm
+from evoforge.search.domain import Domain, register_domain
 from evoforge.search.engine import Search
+from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.termination import Termination
 from evoforge.testing.domains import AdaptationDomain
 
@@ -71,42 +75,74 @@ def test_petra_state_round_trips_and_survival_keeps_front():
     assert np.all(np.diff(hv) >= -1e-12)
 
 
+class ToyDomain(Domain):
+    """Two objectives read from a RealVector; subclasses name their mutation operators."""
+
+    def __init__(self, objectives: tuple[Objective, ...], **operators) -> None:
+        self.objectives = objectives
+        self._ops: Registry = Registry("mutation operator")
+        for name, operator in operators.items():
+            self._ops.add(name, operator)
+
+    def config(self):
+        return {}
+
+    @property
+    def mutations(self):
+        return self._ops
+
+
+@register_domain
+class IdleDomain(ToyDomain):
+    """``idle`` changes a coordinate no objective reads (its children tie their parents);
+    ``improve`` moves towards the origin."""
+
+    name = "idle-toy"
+
+    def __init__(self) -> None:
+        super().__init__(
+            (Objective("x", reference=11.0), Objective("y", reference=11.0)),
+            improve=lambda g, rng: RealVector((*np.clip(np.array(g.values[:2]) - rng.uniform(0.01, 0.2, 2), 0, 10), g.values[2])),
+            idle=lambda g, rng: RealVector((*g.values[:2], float(rng.uniform()))),
+        )
+
+    def initial_population(self, rng, size):
+        return [self.sample(rng) for _ in range(size)]
+
+    def sample(self, rng):
+        return RealVector(tuple(float(v) for v in rng.uniform(8, 10, 3)))
+
+    def evaluate(self, genome, context):
+        return Evaluation(Status.OK, {"x": genome.values[0], "y": genome.values[1]})
+
+
+@register_domain
+class WarmStartDomain(ToyDomain):
+    """A warm start in the middle of a ZDT1-like front that mutation reaches only in small
+    steps, while fresh samples spread along it."""
+
+    name = "warm-start-toy"
+
+    def __init__(self) -> None:
+        super().__init__(
+            (Objective("f1", reference=1.1), Objective("f2", reference=11.0)),
+            step=lambda g, rng: RealVector(tuple(float(v) for v in np.clip(np.array(g.values) + rng.normal(0, 0.02, 2), 0, 1))),
+        )
+
+    def initial_population(self, rng, size):
+        return [RealVector((0.5, 0.5))] + [self.sample(rng) for _ in range(size - 1)]
+
+    def sample(self, rng):
+        return RealVector(tuple(float(v) for v in rng.uniform(0, 1, 2)))
+
+    def evaluate(self, genome, context):
+        x, y = genome.values
+        return Evaluation(Status.OK, {"f1": x, "f2": (1 + 9 * y) * (1 - np.sqrt(x / (1 + 9 * y)))})
+
+
 def test_a_child_that_ties_its_parent_is_no_success():
-    """The credit rule on a toy domain where the answer is known: ``idle`` changes a coordinate
-    no objective reads (its children tie their parents); ``improve`` moves towards the origin."""
-    from evoforge.pareto import Objective
-    from evoforge.problems import RealVector
-    from evoforge.registry import Registry
+    """The credit rule on a toy domain where the answer is known (see `IdleDomain`)."""
     from evoforge.search.algorithms.petra import child_succeeds
-    from evoforge.search.domain import Domain, register_domain
-    from evoforge.search.evaluation import Evaluation, Status
-
-    @register_domain
-    class IdleDomain(Domain):
-        name = "idle-toy"
-
-        def __init__(self) -> None:
-            self.objectives = (Objective("x", reference=11.0), Objective("y", reference=11.0))
-            self._ops = Registry("mutation operator")
-            self._ops.add("improve", lambda g, rng: RealVector((*np.clip(np.array(g.values[:2]) - rng.uniform(0.01, 0.2, 2), 0, 10),
-                                                                g.values[2])))
-            self._ops.add("idle", lambda g, rng: RealVector((*g.values[:2], float(rng.uniform()))))
-
-        def config(self):
-            return {}
-
-        @property
-        def mutations(self):
-            return self._ops
-
-        def initial_population(self, rng, size):
-            return [self.sample(rng) for _ in range(size)]
-
-        def sample(self, rng):
-            return RealVector(tuple(float(v) for v in rng.uniform(8, 10, 3)))
-
-        def evaluate(self, genome, context):
-            return Evaluation(Status.OK, {"x": genome.values[0], "y": genome.values[1]})
 
     s = Search.create(IdleDomain(), algorithm="petra", algorithm_options={"pop_size": 6},
                       termination=Termination(max_generations=20), seed=1)
@@ -126,3 +162,34 @@ def test_a_child_that_ties_its_parent_is_no_success():
     assert child_succeeds(trade, parent, {trade.key, parent.key}, objectives)  # a new trade-off on the front
     assert not child_succeeds(trade, parent, {parent.key}, objectives)  # not on the front, not better
     assert child_succeeds(better, parent, set(), objectives)  # dominates its parent
+
+
+def test_petra_starts_with_twice_its_population_and_keeps_the_best():
+    algo = make_algorithm("petra", pop_size=5)
+    assert algo.initial_size == 10 and algo.config()["initial_size"] == 10
+    assert make_algorithm("nsga2", pop_size=5).initial_size == 5
+    assert make_algorithm("petra", pop_size=5, initial_size=7).initial_size == 7
+    with pytest.raises(ConfigError, match="initial_size"):
+        make_algorithm("petra", pop_size=5, initial_size=-1)
+    s = Search.create(BenchmarkDomain("zdt1", n_var=4), algorithm="petra", algorithm_options={"pop_size": 5},
+                      termination=Termination(max_evaluations=20), seed=0)
+    s.run()
+    generations = s.store.generations()
+    assert generations[0]["evaluations"] == 10 and len(generations[0]["population"]) == 5
+
+
+def test_a_broad_first_generation_beats_a_warm_start_at_a_small_budget():
+    """On a toy domain where the answer is known (`WarmStartDomain`), at 40 evaluations a first
+    generation of twice the population covers more hypervolume than the population alone."""
+    from evoforge.front import feasible_hypervolume
+
+    def hv(initial_size: int, seed: int) -> float:
+        domain = WarmStartDomain()
+        s = Search.create(domain, algorithm="petra", algorithm_options={"pop_size": 10, "initial_size": initial_size},
+                          termination=Termination(max_evaluations=40), seed=seed)
+        s.run()
+        return feasible_hypervolume(s.store.evaluations().values(), domain.objectives, np.array([1.1, 11.0]))
+
+    broad = [hv(20, seed) for seed in range(5)]
+    narrow = [hv(10, seed) for seed in range(5)]  # the population alone
+    assert np.median(broad) > np.median(narrow), (broad, narrow)

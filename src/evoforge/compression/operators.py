@@ -202,7 +202,7 @@ class PipelineOperators:
     def registry(self) -> Registry[PipelineMutation]:
         """The operators, each followed by `canonical`."""
         reg: Registry[PipelineMutation] = Registry("mutation operator")
-        for name in ("local", "insert", "remove", "swap", "replace", "optimizer", "learning_rate", "loss", "regularizer"):
+        for name in ("local", "insert", "remove", "swap", "replace", "training"):
             reg.add(name, self._fitted(getattr(self, name)))
         return reg
 
@@ -264,6 +264,13 @@ class PipelineOperators:
         return dataclasses.replace(g, stages=g.stages[:i] + (new,) + g.stages[i + 1 :])
 
     # --------------------------------------------------------------- global
+    def training(self, g: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:
+        """Change one training setting: the optimizer, the learning rate, the loss or one
+        regularizer weight, drawn uniformly. (One operator, so that the four kinds of training
+        change together take one operator's share of the offspring, as the structural ones do.)"""
+        change = (self.optimizer, self.learning_rate, self.loss, self.regularizer)[int(rng.integers(4))]
+        return change(g, rng)
+
     def _training(self, g: PipelineGenome, **changes: Any) -> PipelineGenome:
         return dataclasses.replace(g, training=dataclasses.replace(g.training, **changes))
 

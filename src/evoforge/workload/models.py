@@ -272,7 +272,9 @@ def bert_tokens(num_outputs: int = 2) -> nn.Module:
     transformers = import_transformers()
     config = transformers.BertConfig(**BERT_TOKENS_CONFIG, num_labels=num_outputs)
     model = transformers.BertForSequenceClassification(config)
-    model.loss_type = "ForSequenceClassification"  # else tracing warns that the loss type is unknown
+    for module in model.modules():  # tracing reads every submodule's loss function: name it, or it warns
+        if hasattr(module, "loss_type"):
+            module.loss_type = "ForSequenceClassification"
     return model  # type: ignore[no-any-return]
 
 

@@ -97,23 +97,29 @@ class Algorithm(abc.ABC):
     """
 
     name: ClassVar[str]
+    initial_factor: ClassVar[int] = 1
+    """The first generation's size as a multiple of ``pop_size`` when ``initial_size`` is not given."""
 
-    def __init__(self, *, pop_size: int = 20, offspring_size: int | None = None) -> None:
+    def __init__(self, *, pop_size: int = 20, offspring_size: int | None = None, initial_size: int | None = None) -> None:
         if pop_size < 2:
             raise ConfigError(f"pop_size must be at least 2, got {pop_size}")
         self.pop_size = pop_size
         self.offspring_size = offspring_size or pop_size
         if self.offspring_size < 1:
             raise ConfigError(f"offspring_size must be at least 1, got {self.offspring_size}")
+        self.initial_size = initial_size or self.initial_factor * pop_size
+        if self.initial_size < 1:
+            raise ConfigError(f"initial_size must be at least 1, got {self.initial_size}")
 
     def config(self) -> dict[str, Any]:
-        return {"pop_size": self.pop_size, "offspring_size": self.offspring_size}
+        return {"pop_size": self.pop_size, "offspring_size": self.offspring_size, "initial_size": self.initial_size}
 
     def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew) -> list[Offspring]:
-        """The first generation: the domain's initial population, without duplicates."""
+        """The first generation: ``initial_size`` genomes of the domain's initial population,
+        without duplicates (survival then keeps the best ``pop_size``)."""
         out: list[Offspring] = []
         seen: set[str] = set()
-        for genome in domain.initial_population(rng, self.pop_size):
+        for genome in domain.initial_population(rng, self.initial_size):
             if genome.content_hash not in seen:
                 seen.add(genome.content_hash)
                 out.append(Offspring(genome, "initial"))

@@ -28,8 +28,8 @@ class NSGA2(Algorithm):
 
     name = "nsga2"
 
-    def __init__(self, *, pop_size: int = 20, offspring_size: int | None = None) -> None:
-        super().__init__(pop_size=pop_size, offspring_size=offspring_size)
+    def __init__(self, *, pop_size: int = 20, offspring_size: int | None = None, initial_size: int | None = None) -> None:
+        super().__init__(pop_size=pop_size, offspring_size=offspring_size, initial_size=initial_size)
         self._rank = np.zeros(0, dtype=int)
         self._crowd = np.zeros(0)
 

@@ -57,9 +57,12 @@ class Petra(Algorithm):
     counts accumulate over the run."""
 
     name = "petra"
+    initial_factor = 2
 
-    def __init__(self, *, pop_size: int = 12, offspring_size: int | None = None, rate_floor: float = 0.05) -> None:
-        super().__init__(pop_size=pop_size, offspring_size=offspring_size)
+    def __init__(
+        self, *, pop_size: int = 12, offspring_size: int | None = None, initial_size: int | None = None, rate_floor: float = 0.05
+    ) -> None:
+        super().__init__(pop_size=pop_size, offspring_size=offspring_size, initial_size=initial_size)
         if not 0.0 <= rate_floor <= 1.0:
             raise ConfigError(f"rate_floor must be in [0, 1], got {rate_floor}")
         self.rate_floor = rate_floor

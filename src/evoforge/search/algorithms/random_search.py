@@ -19,7 +19,7 @@ class RandomSearch(NSGA2):
     name = "random"
 
     def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew) -> list[Offspring]:
-        return self.ask([], domain, rng, self.pop_size, is_new)
+        return self.ask([], domain, rng, self.initial_size, is_new)
 
     def ask(
         self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int, is_new: IsNew
