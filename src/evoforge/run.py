@@ -42,11 +42,12 @@ class RunSpec:
     """How a search runs.
 
     ``algorithm``: nsga2, petra or random, with ``pop_size`` / ``offspring_size`` /
-    ``initial_size`` (the first generation's size; None: the algorithm's default). ``budget``: an evaluation count (200), a time ("90s", "30m", "2h") or
-    a `Termination`'s fields. ``seed``: the run's one seed. ``executor``: "local" (``workers``
-    processes; 0 evaluates in the driver) or "ray" (a private local Ray, or the cluster at
-    ``address``: "auto" or "HOST:PORT"; ``resources`` per evaluation: num_cpus, num_gpus,
-    memory_mb). ``timeout_s`` bounds each evaluation (None: no limit).
+    ``initial_size`` (the first generation's size; None: the algorithm's default). ``budget``:
+    an evaluation count (200), a time ("90s", "30m", "2h") or a `Termination`'s fields.
+    ``seed``: the run's one seed. ``executor``: "local" (``workers`` processes; 0 evaluates in
+    the driver) or "ray" (a private local Ray, or the cluster at ``address``: "auto" or
+    "HOST:PORT"; ``resources`` per evaluation: num_cpus, num_gpus, memory_mb). ``timeout_s``
+    bounds each evaluation (None: no limit).
     """
 
     algorithm: str = "nsga2"
