@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from evoforge.errors import ConfigError, StoreError
 from evoforge.front import Front
 from evoforge.layout import RunLayout
-from evoforge.run import RunSpec, stored_spec
+from evoforge.run import ALGORITHM_SIZES, RunSpec, stored_spec
 from evoforge.search.domain import Domain, domain_from_spec
 from evoforge.search.engine import Search, SearchCallback
 from evoforge.store.base import RunStore
@@ -118,7 +118,7 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
     its stored settings; ``overrides`` may change where it runs (workers, timeout_s, executor,
     address, resources) and its budget. Raises `ConfigError` when an input changed since the
     run started."""
-    fixed = sorted({"algorithm", "pop_size", "offspring_size", "initial_size", "seed"} & {k for k, v in overrides.items() if v is not None})
+    fixed = sorted({"algorithm", "seed", *ALGORITHM_SIZES} & {k for k, v in overrides.items() if v is not None})
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} cannot change when a run resumes; start a new run for other values")
     layout = RunLayout(Path(run_dir))

@@ -21,6 +21,10 @@ EXECUTORS = ("local", "ray")
 RESOURCES = ("num_cpus", "num_gpus", "memory_mb")
 
 
+ALGORITHM_SIZES = ("pop_size", "offspring_size", "initial_size")
+"""The run settings that size the algorithm's generations (fixed for the life of a run)."""
+
+
 class RunSettings(TypedDict, total=False):
     """The keyword arguments every search entry point takes (see `RunSpec`)."""
 
@@ -67,7 +71,7 @@ class RunSpec:
 
         if isinstance(self.budget, Termination):
             object.__setattr__(self, "budget", self.budget.to_dict())
-        for name in ("pop_size", "offspring_size", "initial_size"):
+        for name in ALGORITHM_SIZES:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} is invalid; use a positive integer")
@@ -111,8 +115,7 @@ class RunSpec:
         return parse_budget(self.budget)
 
     def algorithm_options(self) -> dict[str, Any]:
-        sizes = (("pop_size", self.pop_size), ("offspring_size", self.offspring_size), ("initial_size", self.initial_size))
-        return {k: v for k, v in sizes if v is not None}
+        return {name: getattr(self, name) for name in ALGORITHM_SIZES if getattr(self, name) is not None}
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -164,8 +167,7 @@ def stored_spec(config: Mapping[str, Any], executor: Mapping[str, Any] | None) -
     executor = dict(executor or {})
     options = dict(config["algorithm"].get("options") or {})
     return RunSpec(
-        algorithm=config["algorithm"]["name"], pop_size=options.get("pop_size"), offspring_size=options.get("offspring_size"),
-        initial_size=options.get("initial_size"),
+        algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES},
         budget=dict(config["termination"]), seed=int(config["seed"]), workers=int(executor.get("workers", 0)),
         timeout_s=executor.get("timeout_s"), executor=executor.get("executor", "local"), address=executor.get("address"),
         resources=executor.get("resources"),

@@ -7,8 +7,8 @@ smaller ``nn.Module``. Layers in ``ctx.protected`` keep their output channels.
 Attention is pruned by whole heads: every module with a head count attribute
 (``num_attention_heads``, ``num_heads``, ``n_heads``) and query / key / value ``Linear``
 children, plain or factorized by low-rank (BERT, DistilBERT, ViT and most transformers), is
-handed to torch-pruning's head support, which removes the same heads from q, k and v and keeps each head's width; the module's
-head count is updated afterwards.
+handed to torch-pruning's head support, which removes the same heads from q, k and v and keeps
+each head's width; the module's head count is updated afterwards.
 """
 
 from __future__ import annotations
