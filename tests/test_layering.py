@@ -22,7 +22,7 @@ def test_domains_never_import_each_other():
 
 
 def test_lower_layers_import_no_domain():
-    for package in ("search", "workload", "store", "pareto"):
+    for package in ("search", "workload", "store", "pareto", "runtimes"):
         assert not {m for m in imports_of(package) if m.startswith(("evoforge.compression", "evoforge.mlir"))}, package
 
 

@@ -190,9 +190,9 @@ class CompressDomain(Domain):
         if (base / "baseline.json").exists() and (base / ARTIFACT).exists():
             self._use_space(SearchSpace.from_dict(self.baseline_record()["space"]))
             return
-        from evoforge.compression.export import export_model, load_exported
         from evoforge.compression.measure import count_macs, parameter_count
         from evoforge.compression.probe import probe_capabilities, seconds_per_epoch
+        from evoforge.runtimes.torchscript import export_model, load_exported
         from evoforge.workload.inputs import ExportedModel
 
         model = tasks.baseline_model(self.task, splits, base, root=layout.root, device=self.device)
@@ -248,8 +248,8 @@ class CompressDomain(Domain):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao")
 
-        from evoforge.compression.export import load_exported
         from evoforge.compression.stages import protected_layers
+        from evoforge.runtimes.torchscript import load_exported
         from evoforge.workload import task as tasks
         from evoforge.workload.inputs import ExportedModel, to_tensors
 
@@ -293,8 +293,8 @@ class CompressDomain(Domain):
             return apply_pipeline(copy.deepcopy(state["baseline"]), genome, ctx)
 
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
-        from evoforge.compression.export import export_model, load_exported
         from evoforge.compression.measure import count_macs, measure_latency, parameter_count
+        from evoforge.runtimes.torchscript import export_model, load_exported
         from evoforge.workload.metrics import quality_drop_of
 
         if not isinstance(genome, PipelineGenome):
@@ -368,7 +368,7 @@ class CompressDomain(Domain):
     # ------------------------------------------------------------------ final numbers
     def _artifact_model(self, evaluation: Evaluation) -> Any:
         """The member's exported artifact, loaded with plain ``torch.jit.load``, or None."""
-        from evoforge.compression.export import load_exported
+        from evoforge.runtimes.torchscript import load_exported
 
         relative = evaluation.artifacts.get("model")
         path = self.require_layout().resolve(relative) if relative else None
@@ -390,7 +390,7 @@ class CompressDomain(Domain):
     def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path) -> dict[str, Any]:
         """Copy the member's TorchScript artifact to ``out_dir``, reload it with plain
         ``torch.jit.load`` and recompute its test quality."""
-        from evoforge.compression.export import load_exported
+        from evoforge.runtimes.torchscript import load_exported
         from evoforge.workload.inputs import ExportedModel
         from evoforge.workload.task import load_splits
 

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from evoforge.compression.export import export_model
 from evoforge.hostlock import MeasurementLock
+from evoforge.runtimes.torchscript import export_model
 from evoforge.workload.inputs import call_model, rows, take_rows
 from evoforge.workload.training import observe_forward
 

@@ -45,8 +45,8 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     the reason each refused probe failed (``{"quantize:static": "RuntimeError: ..."}``)."""
     import torch
 
-    from evoforge.compression.export import export_model
     from evoforge.compression.stages import StageContext, apply_pipeline, protected_layers
+    from evoforge.runtimes.torchscript import export_model
     from evoforge.workload.task import example_input
 
     small = _few_batches(splits, task.batch_size)

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from evoforge.compression.export import export_model, load_exported  # noqa: E402
 from evoforge.errors import EvaluationError  # noqa: E402
+from evoforge.runtimes.torchscript import export_model, load_exported  # noqa: E402
 from evoforge.workload.models import digits_cnn, digits_mlp, series_cnn  # noqa: E402
 
 

@@ -5,6 +5,7 @@ front are computed by running it. It loads with plain ``torch.jit.load``; evofor
 It takes the model's inputs as positional tensors (in `InputSpec` order: dict inputs by their
 names' order) and returns the output tensor (``.logits`` of an output object). Works for float,
 pruned, low-rank (``nn.Sequential`` factors) and torch.ao int8 (eager or FX) models.
+`TorchScriptRuntime` is this format in the `RUNTIMES` registry.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
+from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime
 from evoforge.workload.inputs import InputSpec, ModelAdapter, to_tensors
 
 _CHECK_ATOL = 1e-4
@@ -62,3 +64,24 @@ def load_exported(path: str | os.PathLike[str], *, device: str | torch.device = 
         warnings.simplefilter("ignore")
         module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location=device)
     return module.eval()
+
+
+@RUNTIMES.register("torchscript")
+class TorchScriptRuntime(Runtime):
+    """Frozen TorchScript (`export_model`), run by ``torch.jit.load``; int8 is torch.ao's,
+    applied to the model before export (the compress ``quantize`` stage)."""
+
+    name = "torchscript"
+    artifact_name = "model.pt"
+
+    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
+        self.check_int8(int8)
+        return export_model(model, example_input, path)
+
+    def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return load_exported(path)
+
+    def load_snippet(self, path: str | os.PathLike[str]) -> str:
+        return f"torch.jit.load({str(path)!r})"

@@ -1,0 +1,168 @@
+"""ONNX Runtime: the model exported with torch's dynamo ONNX exporter into one self-contained
+``.onnx`` file, run by an ``onnxruntime.InferenceSession`` with every graph optimization on.
+
+int8 is ONNX Runtime's own quantization of that file (no torch.ao involved): ``static`` writes a
+QDQ graph (int8 weights, uint8 activations) whose activation ranges come from the calibration
+batches; ``dynamic`` stores int8 weights and computes activation scales per call. Either may
+quantize weights per channel.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evoforge.errors import EvaluationError
+from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime
+from evoforge.workload.inputs import InputSpec, ModelAdapter, to_tensors
+
+_CHECK_ATOL = 1e-4
+_CHECK_RTOL = 1e-3
+_INT8_TOLERANCE = 0.1
+"""Largest output difference, relative to the output's range, an int8 artifact may show on the example."""
+_MAX_BATCH = 1 << 16
+
+
+class OrtModule(nn.Module):
+    """An ONNX Runtime session as a module: positional tensors in, the first output as a tensor out."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"the ONNX model takes {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
+        feed = {name: t.detach().cpu().numpy() for name, t in zip(self.input_names, inputs)}
+        return torch.from_numpy(np.asarray(self.session.run(None, feed)[0]))
+
+
+@RUNTIMES.register("onnxruntime")
+class OnnxRuntime(Runtime):
+    """ONNX file + ONNX Runtime (CPU provider); int8 ``static`` (QDQ) and ``dynamic``."""
+
+    name = "onnxruntime"
+    artifact_name = "model.onnx"
+    int8_modes = ("dynamic", "static")
+
+    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
+        self.check_int8(int8)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spec = InputSpec.of(example_input)
+        module = ModelAdapter(copy.deepcopy(model), spec).eval()
+        args = spec.flatten(to_tensors(example_input))
+        try:
+            with torch.no_grad():
+                expected = module(*args)
+            if int8 is None:
+                _export_onnx(module, args, spec, path)
+            else:
+                with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
+                    floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx")
+                    _quantize(floating, path, int8, spec.names)
+            got = OrtModule(path)(*args)
+        except EvaluationError:
+            raise
+        except Exception as exc:
+            raise EvaluationError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {_summary(exc)}") from exc
+        _check_output(got, expected, int8)
+        return path
+
+    def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
+        return OrtModule(path, threads).eval()
+
+    def load_snippet(self, path: str | os.PathLike[str]) -> str:
+        return f"onnxruntime.InferenceSession({str(path)!r})"
+
+
+def _summary(exc: Exception) -> str:
+    """The line of an exporter error that says what went wrong (its message is pages long)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("<class"):
+            return line[:300]
+    return lines[0][:300] if lines else ""
+
+
+def _export_onnx(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, path: Path) -> Path:
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=_MAX_BATCH)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter notices about torch internals; the output check decides
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            input_names=list(spec.names),
+            output_names=["output"],
+            dynamic_shapes=(tuple({0: batch} for _ in args),),  # one entry: ModelAdapter takes *inputs
+        )
+    return path
+
+
+class _Calibration:
+    """ONNX Runtime's calibration reader protocol over positional batches."""
+
+    def __init__(self, batches: Any, names: tuple[str, ...]) -> None:
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(
+            [{n: t.detach().cpu().numpy() for n, t in zip(names, batch)} for batch in batches]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, ...]) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
+
+    prepared = floating.with_name("prepared.onnx")
+    quant_pre_process(str(floating), str(prepared), skip_symbolic_shape=True)
+    if int8.mode == "dynamic":
+        quantize_dynamic(str(prepared), str(path), per_channel=int8.per_channel, weight_type=QuantType.QInt8)
+    else:
+        quantize_static(
+            str(prepared),
+            str(path),
+            _Calibration(int8.calibration, names),
+            quant_format=QuantFormat.QDQ,
+            per_channel=int8.per_channel,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+
+
+def _check_output(got: torch.Tensor, expected: torch.Tensor, int8: Int8Settings | None) -> None:
+    got, expected = got.float(), expected.float()
+    if got.shape != expected.shape:
+        raise EvaluationError(f"exported ONNX output has shape {tuple(got.shape)}, the model's {tuple(expected.shape)}")
+    if int8 is None:
+        if not torch.allclose(got, expected, atol=_CHECK_ATOL, rtol=_CHECK_RTOL):
+            raise EvaluationError(f"exported ONNX output differs from the model by up to {float((got - expected).abs().max()):.3g}")
+        return
+    scale = float(expected.max() - expected.min()) or 1.0
+    diff = float((got - expected).abs().max()) / scale
+    if not diff <= _INT8_TOLERANCE:
+        raise EvaluationError(f"int8 ONNX output differs from the float model by {diff:.3g} of its range (limit {_INT8_TOLERANCE})")

@@ -1,0 +1,144 @@
+"""The ONNX Runtime runtime: export, reload and quality; int8 static and dynamic; refusals;
+no torch.ao quantization on its path."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+from torch import nn  # noqa: E402
+
+from evoforge.errors import ConfigError, EvaluationError, UnknownNameError  # noqa: E402
+from evoforge.runtimes import RUNTIMES, Int8Settings, get_runtime  # noqa: E402
+from evoforge.workload.models import digits_cnn, digits_mlp  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(y)
+    return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+@pytest.fixture(scope="module")
+def trained_mlp(digits: tuple[torch.Tensor, ...]) -> nn.Module:
+    x, y, _, _ = digits
+    torch.manual_seed(0)
+    model = digits_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(4):
+        for i in range(0, len(x), 64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64]).backward()
+            opt.step()
+    return model.eval()
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def test_unknown_runtime_lists_the_valid_ones() -> None:
+    with pytest.raises(UnknownNameError, match="onnxruntime.*torchscript|torchscript.*onnxruntime"):
+        get_runtime("tensorrt")
+    assert {"onnxruntime", "torchscript"} <= set(RUNTIMES)
+
+
+def test_float_export_reloads_with_the_models_quality_at_any_batch(
+    trained_mlp: nn.Module, digits: tuple[torch.Tensor, ...], tmp_path
+) -> None:
+    _, _, x_test, y_test = digits
+    runtime = get_runtime("onnxruntime")
+    path = runtime.export(trained_mlp, x_test[:1], tmp_path / runtime.artifact_name)
+    loaded = runtime.load(path, threads=1)
+    assert _accuracy(loaded, x_test, y_test) == pytest.approx(_accuracy(trained_mlp, x_test, y_test))
+    assert loaded(x_test[:5]).shape == (5, 10)  # exported at batch 1, runs at 5
+    assert runtime.size_bytes(path) == path.stat().st_size > 4 * sum(p.numel() for p in trained_mlp.parameters()) * 0.9
+    assert "onnxruntime.InferenceSession" in runtime.load_snippet(path)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_int8_modes_shrink_the_file_and_keep_quality(
+    mode: str, per_channel: bool, trained_mlp: nn.Module, digits: tuple[torch.Tensor, ...], tmp_path
+) -> None:
+    x_train, _, x_test, y_test = digits
+    runtime = get_runtime("onnxruntime")
+    float_path = runtime.export(trained_mlp, x_test[:1], tmp_path / "float.onnx")
+    calibration = [(x_train[i : i + 64],) for i in range(0, 256, 64)] if mode == "static" else ()
+    path = runtime.export(trained_mlp, x_test[:8], tmp_path / "int8.onnx", int8=Int8Settings(mode, per_channel, calibration))
+    assert runtime.size_bytes(path) < 0.4 * runtime.size_bytes(float_path)
+    loaded = runtime.load(path, threads=1)
+    assert _accuracy(loaded, x_test, y_test) >= _accuracy(trained_mlp, x_test, y_test) - 0.03
+    with torch.no_grad():
+        assert not torch.equal(loaded(x_test[:8]), trained_mlp(x_test[:8]))  # really int8 arithmetic
+
+
+def test_modes_a_runtime_lacks_are_refused_by_name(tmp_path) -> None:
+    model, x = digits_cnn().eval(), torch.randn(2, 1, 8, 8)
+    with pytest.raises(ConfigError, match="'qat' is not available on runtime 'onnxruntime'; its modes: dynamic, static"):
+        get_runtime("onnxruntime").export(model, x, tmp_path / "m.onnx", int8=Int8Settings("qat"))
+    with pytest.raises(ConfigError, match="needs calibration batches"):
+        get_runtime("onnxruntime").export(model, x, tmp_path / "m.onnx", int8=Int8Settings("static"))
+    with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'torchscript'"):
+        get_runtime("torchscript").export(model, x, tmp_path / "m.pt", int8=Int8Settings("dynamic"))
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_dict_inputs_become_named_positional_onnx_inputs(tmp_path) -> None:
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 2), nn.Linear(4, 2)
+
+        def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            return self.a(left) + self.b(right)
+
+    model = TwoInputs().eval()
+    batch = {"left": torch.randn(3, 3), "right": torch.randn(3, 4)}
+    runtime = get_runtime("onnxruntime")
+    loaded = runtime.load(runtime.export(model, batch, tmp_path / "m.onnx"))
+    assert loaded.input_names == ["left", "right"]
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(batch["left"], batch["right"]).numpy(), model(**batch).numpy(), atol=1e-5)
+
+
+def test_a_model_the_exporter_cannot_take_fails_with_a_one_line_reason(tmp_path) -> None:
+    class SingularValues(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.svdvals(x)  # no ONNX function for aten._linalg_svd
+
+    with pytest.raises(EvaluationError, match="ONNX export of SingularValues failed: ConversionError: .*_linalg_svd") as info:
+        get_runtime("onnxruntime").export(SingularValues(), torch.randn(4, 3), tmp_path / "m.onnx")
+    assert "\n" not in str(info.value)
+
+
+def test_onnxruntime_int8_uses_no_torch_ao_quantization(
+    trained_mlp: nn.Module, digits: tuple[torch.Tensor, ...], tmp_path, monkeypatch
+) -> None:
+    import torch.ao.quantization as tq
+    from torch.ao.quantization import quantize_fx
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.ao.quantization was called on the onnxruntime path")
+
+    entry_points = [(tq, "quantize_dynamic"), (tq, "prepare"), (tq, "convert"), (quantize_fx, "prepare_fx"), (quantize_fx, "convert_fx")]
+    for module, name in entry_points:
+        monkeypatch.setattr(module, name, forbidden)
+    x_train, _, x_test, _ = digits
+    runtime = get_runtime("onnxruntime")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for mode in ("dynamic", "static"):
+            int8 = Int8Settings(mode, True, [(x_train[:64],)] if mode == "static" else ())
+            runtime.load(runtime.export(trained_mlp, x_test[:4], tmp_path / f"{mode}.onnx", int8=int8))(x_test[:4])
+    assert not [w for w in caught if "torch.ao" in str(w.message) or "quantize_per_tensor" in str(w.message)]
