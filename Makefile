@@ -9,7 +9,7 @@ export TORCHAO_FORCE_SKIP_LOADING_SO_FILES := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install lint test test-fast demo bench clean
+.PHONY: install lint test test-fast matrix demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,14 @@ lint: install
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: install lint
-	$(PY) -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
+	$(PY) -m pytest -q -m "not matrix"; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+# The conformance matrix over torchvision and transformers architectures (about 15 minutes).
+matrix: install
+	EVOFORGE_MATRIX_OUT=docs/bench/conformance-matrix.json $(PY) -m pytest -q -m matrix tests/test_conformance.py
 
 demo: install
 	$(VENV)/bin/evoforge demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -32,6 +33,9 @@ def benchmark_args(default_budget: str) -> argparse.ArgumentParser:
     parser.add_argument("--pop-size", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", default=None)
+    parser.add_argument("--runtime", default="onnxruntime", help="where candidates are deployed and timed")
+    parser.add_argument("--baseline-from", default=None,
+                        help="a run directory whose trained baseline (baseline/baseline.pt) this run reuses")
     return parser
 
 
@@ -41,8 +45,12 @@ def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]],
     returns the results (also printed as one JSON line)."""
     args = args or benchmark_args(default_budget).parse_args()
     run_dir = Path(args.run or f"runs/bench-{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.baseline_from and not (run_dir / "baseline" / "baseline.pt").exists():
+        (run_dir / "baseline").mkdir(parents=True, exist_ok=True)  # the cache is keyed by task and data: a mismatch retrains
+        shutil.copyfile(Path(args.baseline_from) / "baseline" / "baseline.pt", run_dir / "baseline" / "baseline.pt")
     start = time.perf_counter()
-    evoforge.compress(task, budget=args.budget, workers=args.workers, pop_size=args.pop_size, seed=args.seed, run_dir=run_dir)
+    evoforge.compress(task, budget=args.budget, workers=args.workers, pop_size=args.pop_size, seed=args.seed, run_dir=run_dir,
+                      runtime=args.runtime)
     wall = time.perf_counter() - start
     with open_store(run_dir, readonly=True) as store:
         statuses = Counter(e.status.value for e in store.evaluations().values())
@@ -63,19 +71,26 @@ def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]],
             drop = 100.0 * (baseline - test)  # accuracy points lost
         rows.append({**row, "test_drop": drop})
         print(f"  id {row['id']:>4}  test {metric} {test:.4f}  drop {drop:+.2f}{'%' if relative else ' pt'}  "
-              f"size {row['size_ratio']:.3f}  latency@B {row['latency_ratio']:.3f}  {row.get('pipeline', '')}")
+              f"size {row['size_ratio']:.3f}  latency@B {row['latency_ratio']:.3f}  vs eager {row.get('latency_vs_eager') or 0:.3f}  "
+              f"{row.get('pipeline', '')}")
     results = {}
     for target in targets:
         hits = [r for r in rows if r["test_drop"] <= target["max_drop"] and r[target["objective"]] <= target["max_ratio"]]
-        best = min((r[target["objective"]] for r in rows if r["test_drop"] <= target["max_drop"]), default=None)
+        within = [r for r in rows if r["test_drop"] <= target["max_drop"]]
+        best_row = min(within, key=lambda r: r[target["objective"]], default=None)
+        best = best_row[target["objective"]] if best_row else None
         ok = bool(hits)
         results[target["name"]] = {"met": ok, "best_ratio_within_drop": best}
+        if best_row is not None:
+            results[target["name"]]["best_member"] = {
+                k: best_row.get(k) for k in ("id", "latency_ratio", "latency_vs_eager", "size_ratio", "test_drop", "pipeline")
+            }
         print(f"target {target['name']}: {'MET' if ok else 'NOT MET'} (best {target['objective']} within the drop: {best})")
     failed = evaluations - statuses.get("ok", 0)
     print(f"evaluations {evaluations} ({evaluations / (wall / 60):.2f}/min), failed {failed} ({100 * failed / max(1, evaluations):.1f}%)")
     for reason in sorted(failures):
         print(f"  failure: {reason}")
-    result = {"task": task, "wall_min": wall / 60, "baseline": baseline, "evaluations": evaluations,
+    result = {"task": task, "runtime": args.runtime, "wall_min": wall / 60, "baseline": baseline, "evaluations": evaluations,
               "per_min": evaluations / (wall / 60), "failed": failed, "targets": results, "run": str(run_dir)}
     print(json.dumps(result))
     return result

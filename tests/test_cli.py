@@ -53,8 +53,8 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
 
 
 def test_compress_kill_resume_show_export(tmp_path):
-    """compress on a tiny budget, SIGKILL the driver mid-run, resume, show, export, reload the
-    export with plain torch and match the recorded test quality."""
+    """compress on a tiny budget, SIGKILL the driver mid-run, resume, show, export (verified in a
+    fresh process), reload the export with plain onnxruntime and match the recorded test quality."""
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [*EVOFORGE, "compress", "--task", "digits-mlp", "--budget", "10", "--pop-size", "4", "--workers", "1",
@@ -89,14 +89,14 @@ def test_compress_kill_resume_show_export(tmp_path):
 
     card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
     assert card["test"]["accuracy"] == pytest.approx(member["test_accuracy"])
+    assert card["runtime"] == "onnxruntime" and card["verified_in_fresh_process"] and card["latency"]["ratio_batch"] > 0
     check = (
-        "import sys, torch, numpy as np\n"
-        "from sklearn.datasets import load_digits\n"
-        "m = torch.jit.load(sys.argv[1])\n"
-        "print(m(torch.zeros(3, 1, 8, 8)).shape[1])\n"
+        "import sys, numpy as np, onnxruntime\n"
+        "s = onnxruntime.InferenceSession(sys.argv[1])\n"
+        "print(s.run(None, {'input0': np.zeros((3, 1, 8, 8), np.float32)})[0].shape[1])\n"
     )
     env = {**os.environ, "PYTHONPATH": ""}
-    out = subprocess.run([sys.executable, "-I", "-c", check, str(tmp_path / "out" / "model.pt")],
+    out = subprocess.run([sys.executable, "-I", "-c", check, str(tmp_path / "out" / "model.onnx")],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "10"
@@ -137,7 +137,7 @@ def _broken(tmp_path):
 def test_runs_are_self_contained_and_refuse_changed_inputs(tmp_path):
     """A run started from a config with relative paths opens from any directory; a changed
     dataset file is refused by export and resume (and reported by show); --seed 0 overrides the
-    config file's seed."""
+    config file's seed; the config's runtime (torchscript) is the artifacts' format."""
     import numpy as np
 
     from evoforge.api import run_settings
@@ -151,7 +151,7 @@ def test_runs_are_self_contained_and_refuse_changed_inputs(tmp_path):
     np.savez(project / "data.npz", **arrays)
     (project / "task.yaml").write_text(
         "task:\n  name: mine\n  model: digits_mlp\n  dataset: data.npz\n  baseline_epochs: 3\n"
-        "search:\n  budget: 4\n  pop_size: 2\n  seed: 5\n  workers: 1\nrun: runs/mine\n"
+        "search:\n  budget: 4\n  pop_size: 2\n  seed: 5\n  workers: 1\nrun: runs/mine\nruntime: torchscript\n"
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,16 +143,22 @@ def _open_domain(store: RunStore, layout: RunLayout) -> Domain:
     return domain_from_spec(config["domain"], layout)
 
 
-def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | None = None) -> dict[str, Any]:
+def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | None = None, *,
+                  formats: Sequence[str] = ()) -> dict[str, Any]:
     """Write front member ``member_id`` of the run as a deployable artifact into ``out_dir``
     (default ``RUN/exports/<id>``) and verify it (the domain reloads it and recomputes its
-    held-out numbers)."""
+    held-out numbers, which must match what the run reports). ``formats`` names further
+    runtimes to convert the member to, where the domain can (compress: float members)."""
+    from evoforge.search.engine import candidate_seed
+
     layout = RunLayout(Path(run_dir))
     with open_store(layout.root, readonly=True) as store:
         domain = _open_domain(store, layout)
         member = Front.from_store(store, domain.objectives).by_id(member_id)
+        claimed = (store.meta("final", {}) or {}).get(member.key)
+        seed = candidate_seed(int((store.config() or {})["seed"]), member.key)
     out = Path(out_dir) if out_dir is not None else layout.export_dir(member_id)
-    return domain.export_member(member.key, member.genome, member.evaluation, out)
+    return domain.export_member(member.key, member.genome, member.evaluation, out, claimed=claimed, formats=formats, seed=seed)
 
 
 def load_front(run_dir: str | Path) -> Front:

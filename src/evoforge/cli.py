@@ -88,6 +88,8 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objectives", help="comma-separated: quality_drop, latency_ratio, size_ratio, ...")
     p.add_argument("--max-quality-drop", type=float, default=None, help="constraint: points (or %% with --relative)")
     p.add_argument("--relative", action="store_true", default=None, help="quality drop in %% of the baseline")
+    p.add_argument("--runtime", default=None,
+                   help="where candidates are deployed and timed: onnxruntime (default) or torchscript (see docs/runtimes.md)")
     _run_args(p)
 
 
@@ -115,6 +117,8 @@ def _compress(args: argparse.Namespace) -> int:
     if args.relative is not None:
         constraints["relative"] = args.relative
     kwargs["constraints"] = constraints
+    if args.runtime:
+        kwargs["runtime"] = args.runtime
     task = resolve_task(kwargs.pop("task"))
     configured_run = kwargs.pop("run_dir", None)
     run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
@@ -236,13 +240,16 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
     p.add_argument("--id", dest="member_id", type=int, required=True, help="front member id (see evoforge show)")
     p.add_argument("--out", default=None, help="output directory (default: RUN/exports/<id>)")
+    p.add_argument("--format", dest="formats", default=None,
+                   help="comma-separated runtimes to also convert a float member to (e.g. torchscript,onnxruntime)")
 
 
 @command("export", "write a front member as a deployable artifact and re-verify it", _export_args)
 def _export(args: argparse.Namespace) -> int:
     import evoforge
 
-    card = evoforge.export_member(args.run_dir, args.member_id, args.out)
+    formats = _comma_list(args.formats) if args.formats else []
+    card = evoforge.export_member(args.run_dir, args.member_id, args.out, formats=formats)
     print(json.dumps(card, indent=2, default=str))
     return 0
 
@@ -255,7 +262,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 @command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
-    for name in ("objectives", "max_quality_drop", "relative", "algorithm", "pop_size", "offspring_size", "initial_size",
+    for name in ("objectives", "max_quality_drop", "relative", "runtime", "algorithm", "pop_size", "offspring_size", "initial_size",
                  "timeout_s", "executor", "address", "log_json", "seed"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1

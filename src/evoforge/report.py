@@ -76,6 +76,8 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
                 row[f"Δtest_{name}"] = value - baseline[name]
     if baseline:
         headline += "\nbaseline (held-out test): " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items())
+    for note in domain.headline_notes():
+        headline += f"\n{note}"
     for problem in domain.check_inputs():
         headline += f"\nWARNING: {problem} (export and resume refuse until then)"
     shown = ["id", *(o.name for o in domain.objectives)]
@@ -95,5 +97,5 @@ def _reference(stored: Any, objectives: Any) -> Any:
     return fixed if fixed is not None else (np.array(stored, dtype=float) if stored is not None else None)
 
 
-TABLE_EXTRAS = ("size_bytes", "latency_batch_ms", "description", "pipeline")
+TABLE_EXTRAS = ("latency_vs_eager", "size_bytes", "latency_batch_ms", "runtime", "description", "pipeline")
 """Metric columns the front table shows when a domain reports them."""

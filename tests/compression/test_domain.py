@@ -13,9 +13,9 @@ from evoforge.search.domain import EvalContext, domain_from_spec, domain_spec
 from evoforge.workload.task import BUILTIN_TASKS
 
 
-@pytest.fixture(scope="module")
-def domain(tmp_path_factory):
-    d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), latency_repeats=5)
+@pytest.fixture(scope="module", params=["onnxruntime", "torchscript"])
+def domain(request, tmp_path_factory):
+    d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), latency_repeats=5, runtime=request.param)
     d.attach(RunLayout(tmp_path_factory.mktemp("run")))
     d.prepare()
     d.setup_worker()
@@ -25,10 +25,17 @@ def domain(tmp_path_factory):
 def test_prepare_records_the_baseline(domain):
     record = json.loads((domain.layout.baseline / "baseline.json").read_text())
     assert record["validation"]["accuracy"] > 0.9
-    assert record["size_bytes"] == (domain.layout.baseline / "model.pt").stat().st_size
-    assert record["refused"] == {} and record["space"]["quant_modes"] == ["dynamic", "static", "qat"]
+    assert record["runtime"] == domain.runtime.name
+    assert record["size_bytes"] == (domain.layout.baseline / domain.artifact).stat().st_size
+    if domain.runtime.name == "torchscript":
+        assert record["refused"] == {} and record["space"]["quant_modes"] == ["dynamic", "static", "qat"]
+    else:  # int8 is ONNX Runtime's own: no QAT there
+        assert record["refused"] == {"quantize:qat": "not available on runtime 'onnxruntime'"}
+        assert record["space"]["quant_modes"] == ["dynamic", "static"]
     assert record["inputs"] == [{"name": "input0", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
     assert "data" in domain.task.fingerprints  # the data the run started with
+    eager = record["versus_eager"]
+    assert eager["ratio_batch"] > 0 and eager["eager_batch_ms"] > 0
 
 
 def test_baseline_genome_is_neutral(domain, tmp_path):
@@ -38,7 +45,10 @@ def test_baseline_genome_is_neutral(domain, tmp_path):
     assert ev.objectives["size_ratio"] == pytest.approx(1.0, abs=0.05)
     assert 0.3 < ev.objectives["latency_ratio"] < 3.0
     assert ev.constraints["quality_drop_limit"] == pytest.approx(-1.0)
-    assert (tmp_path / "model.pt").exists() and ev.artifacts["model"].endswith("model.pt")
+    assert (tmp_path / domain.artifact).exists() and ev.artifacts["model"].endswith(domain.artifact)
+    assert ev.metrics["runtime"] == domain.runtime.name
+    eager = json.loads((domain.layout.baseline / "baseline.json").read_text())["versus_eager"]
+    assert ev.metrics["latency_vs_eager"] == pytest.approx(ev.metrics["latency_ratio_batch"] * eager["ratio_batch"])
 
 
 def test_int8_pipeline_is_smaller_and_keeps_quality(domain, tmp_path):
@@ -72,3 +82,86 @@ def test_initial_population_is_seeded_and_valid(domain):
     assert pop[0].stages == () and len(pop) == 10
     assert len({g.content_hash for g in pop}) == 10
     assert all(isinstance(s, Stage) for g in pop for s in g.stages)
+
+
+def test_a_mode_the_runtime_lacks_fails_with_its_modes(domain, tmp_path):
+    qat = PipelineGenome((Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=1),), domain.task.training)
+    if domain.runtime.name == "torchscript":
+        assert domain.evaluate(qat, EvalContext(seed=1, artifact_dir=tmp_path)).ok
+    else:
+        with pytest.raises(ConfigError, match="int8 mode 'qat' is not available on runtime 'onnxruntime'; its modes: dynamic, static"):
+            domain.evaluate(qat, EvalContext(seed=1, artifact_dir=tmp_path))
+
+
+def test_onnxruntime_int8_keeps_the_edge_layers_float_on_request(domain, tmp_path):
+    if domain.runtime.name != "onnxruntime":
+        pytest.skip("edge layers of torch.ao int8 are covered by the quantize stage tests")
+    import onnx
+
+    sizes = {}
+    for keep in (False, True):
+        genome = PipelineGenome((Stage.make("quantize", mode="static", per_channel=True, keep_float_edges=keep, epochs=0),),
+                                domain.task.training)
+        ev = domain.evaluate(genome, EvalContext(seed=1, artifact_dir=tmp_path / str(keep)))
+        assert ev.ok and ev.objectives["quality_drop"] < 3.0
+        graph = onnx.load(str(tmp_path / str(keep) / "model.onnx")).graph
+        float_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2]
+        sizes[keep] = (len(float_weights), ev.metrics["size_bytes"])
+    assert sizes[False][0] == 0 and sizes[True][0] == 2  # the first and last Linear weights stay float
+    assert sizes[True][1] > sizes[False][1]
+
+
+def test_stored_configs_without_a_runtime_are_torchscript_runs(domain):
+    config = {k: v for k, v in domain.config().items() if k != "runtime"}
+    assert CompressDomain.from_config(config).runtime.name == "torchscript"
+    assert CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict()).runtime.name == "onnxruntime"
+    with pytest.raises(UnknownNameError, match="unknown runtime 'tensorrt'; valid names: onnxruntime, torchscript"):
+        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), runtime="tensorrt")
+
+
+def test_export_reverifies_in_a_fresh_process_and_converts_float_members(domain, tmp_path):
+    if domain.runtime.name != "onnxruntime":
+        pytest.skip("one runtime is enough for the export path; the CLI tests export torchscript runs")
+    from evoforge.errors import EvaluationError
+
+    prune = Stage.make("prune", importance="l2", ratio=0.3, steps=1, allocation="uniform", round_to=1, epochs=1)
+    genome = PipelineGenome((prune,), domain.task.training)
+    ev = domain.evaluate(genome, EvalContext(seed=3, artifact_dir=domain.layout.artifact_dir("float")))
+    claimed = domain.finalize([("float", ev)])["float"]
+    card = domain.export_member("float", genome, ev, tmp_path / "out", claimed=claimed, formats=["torchscript"], seed=3)
+    assert card["verified_in_fresh_process"] and card["test"]["accuracy"] == pytest.approx(claimed["accuracy"])
+    assert card["load_with"].startswith("onnxruntime.InferenceSession(")
+    converted = card["formats"]["torchscript"]
+    assert (tmp_path / "out" / "model.pt").exists() and converted["test"]["accuracy"] == pytest.approx(claimed["accuracy"], abs=0.01)
+
+    wrong = {**claimed, "accuracy": claimed["accuracy"] - 0.05}
+    with pytest.raises(EvaluationError, match="reloaded in a fresh onnxruntime process scores accuracy .* not the"):
+        domain.export_member("float", genome, ev, tmp_path / "again", claimed=wrong)
+
+    int8 = PipelineGenome((Stage.make("quantize", mode="dynamic", per_channel=False, keep_float_edges=False, epochs=0),),
+                          domain.task.training)
+    with pytest.raises(ConfigError, match="is int8 in onnxruntime, which does not convert to torchscript"):
+        domain.export_member("q", int8, ev, tmp_path / "q", formats=["torchscript"], seed=3)
+
+
+def test_onnxruntime_runs_never_call_torch_ao_quantization(domain, tmp_path, monkeypatch):
+    if domain.runtime.name != "onnxruntime":
+        pytest.skip("torchscript's int8 is torch.ao's by design")
+    import warnings
+
+    import torch.ao.quantization as tq
+    from torch.ao.quantization import quantize_fx
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.ao.quantization was called in an onnxruntime run")
+
+    for module, name in [(tq, "quantize_dynamic"), (tq, "prepare"), (tq, "prepare_qat"), (tq, "convert"),
+                         (quantize_fx, "prepare_fx"), (quantize_fx, "prepare_qat_fx"), (quantize_fx, "convert_fx")]:
+        monkeypatch.setattr(module, name, forbidden)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for mode in ("dynamic", "static"):
+            stage = Stage.make("quantize", mode=mode, per_channel=True, keep_float_edges=False, epochs=0)
+            ev = domain.evaluate(PipelineGenome((stage,), domain.task.training), EvalContext(seed=1, artifact_dir=tmp_path / mode))
+            assert ev.ok and ev.objectives["size_ratio"] < 0.6
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning) or "torch.ao" in str(w.message)]

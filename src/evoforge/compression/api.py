@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from evoforge.run import RunSettings
     from evoforge.workload.task import Task
 
-CONFIG_SECTIONS = ("task", "search", "objectives", "constraints", "run")
+CONFIG_SECTIONS = ("task", "search", "objectives", "constraints", "run", "runtime")
 CONSTRAINT_KEYS = ("max_quality_drop", "relative")
 PATH_FIELDS = ("model", "dataset", "checkpoint", "evaluate", "metric")
 
@@ -50,6 +50,7 @@ def compress(
     *,
     objectives: Sequence[str] | None = None,
     constraints: Mapping[str, Any] | None = None,
+    runtime: str | None = None,
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -63,13 +64,15 @@ def compress(
     of arrays, tensors, Datasets or DataLoaders). ``objectives`` default to quality_drop,
     latency_ratio, size_ratio (all minimized). ``constraints`` takes ``max_quality_drop``
     (points, or percent with ``relative=True``; default 1 point for accuracy-like metrics, 5%
-    otherwise; None disables) and ``relative``. ``settings`` are the run's settings (see
+    otherwise; None disables) and ``relative``. ``runtime`` is where candidates are deployed,
+    timed and weighed: ``onnxruntime`` (the default), ``torchscript`` (see
+    `evoforge.runtimes`); ratios are against the fp32 model in that runtime. ``settings`` are the run's settings (see
     `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
     or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
     """
     from evoforge.api import optimize
-    from evoforge.compression.domain import DEFAULT_OBJECTIVES, CompressDomain
+    from evoforge.compression.domain import DEFAULT_OBJECTIVES, DEFAULT_RUNTIME, CompressDomain
     from evoforge.layout import default_run_dir
 
     resolved = resolve_task(task, data)
@@ -83,6 +86,7 @@ def compress(
         max_quality_drop=constraints.get("max_quality_drop", -1.0),
         relative_drop=constraints.get("relative"),
         timeout_s=spec.timeout_s,
+        runtime=runtime or DEFAULT_RUNTIME,
     )
     return optimize(domain, run_dir=run_dir, spec=spec, callback=callback)
 
@@ -116,6 +120,10 @@ def compress_options_from_config(path: str | Path) -> dict[str, Any]:
         kwargs["objectives"] = list(data["objectives"])
     if "constraints" in data:
         kwargs["constraints"] = dict(data["constraints"])
+    if "runtime" in data:
+        if not isinstance(data["runtime"], str):
+            raise ConfigError(f"{path}: runtime must be a runtime name such as 'onnxruntime', got {data['runtime']!r}")
+        kwargs["runtime"] = data["runtime"]
     if "run" in data:
         kwargs["run_dir"] = str(absolute_path(str(data["run"]), base))
     return kwargs

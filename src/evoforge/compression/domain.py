@@ -1,5 +1,11 @@
 """The PETRA domain: genomes are compression pipelines, evaluation compresses a copy of the
-baseline, exports it, and measures quality, latency and size against the baseline.
+baseline, exports it to the run's runtime (`evoforge.runtimes`), and measures quality, latency
+and size against the baseline exported to the same runtime.
+
+int8 depends on the runtime: ``torchscript`` exports models that torch.ao has quantized (the
+``quantize`` stage runs in PyTorch); runtimes with their own int8 (``onnxruntime``) export the
+float model the other stages produced and quantize it at export, calibrated on the calibration
+split. A genome whose quantize mode the runtime lacks fails with the runtime's valid modes.
 
 Before the search, `CompressDomain.prepare` stores the task's inputs in the run, trains (or
 loads) the baseline, and probes which stage kinds, pruning importances and int8 modes work on
@@ -22,18 +28,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evoforge.compression.genome import PipelineGenome, Stage
+from evoforge.compression.genome import QUANT_MODES, PipelineGenome, Stage
 from evoforge.compression.operators import PipelineOperators, SearchSpace
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
+from evoforge.runtimes.base import Int8Settings, Runtime, get_runtime
 from evoforge.search.domain import Domain, EvalContext, Mutation, RebuiltMember, register_domain
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.workload.task import Task
 
 BASELINE_DIR = "baseline"
-ARTIFACT = "model.pt"
+DEFAULT_RUNTIME = "onnxruntime"
+LEGACY_RUNTIME = "torchscript"
+"""The runtime of runs stored before the runtime was a setting."""
+CALIBRATION_ROWS = 1024
+"""Calibration examples an export-time static int8 sees at most."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +67,26 @@ EPOCH_SHARE = 0.6
 """Share of the evaluation timeout a pipeline's training may fill (the rest: export, scoring, timing)."""
 MAX_PIPELINE_EPOCHS = 60
 """Above this many epochs a pipeline's training is not capped: the genome ranges never reach it."""
+
+
+def runtime_quant_modes(runtime: Runtime) -> tuple[str, ...]:
+    """The quantize-stage modes a runtime can deploy: torch.ao's (all of them) when it takes
+    torch-quantized models, else the modes it quantizes with at export."""
+    return QUANT_MODES if runtime.takes_torch_int8 else tuple(m for m in QUANT_MODES if m in runtime.int8_modes)
+
+
+def split_int8(genome: PipelineGenome, runtime: Runtime) -> tuple[PipelineGenome, Int8Settings | None]:
+    """The pipeline to run in PyTorch and the int8 the runtime applies at export (without
+    calibration data). Raises `ConfigError` naming the runtime's modes when the genome's
+    quantize mode is not among them."""
+    last = genome.stages[-1] if genome.stages else None
+    if last is None or last.kind != "quantize" or runtime.takes_torch_int8:
+        if last is not None and last.kind == "quantize" and last["mode"] not in runtime_quant_modes(runtime):
+            raise ConfigError(f"int8 mode {last['mode']!r} is not available on runtime {runtime.name!r}")
+        return genome, None
+    int8 = Int8Settings(last["mode"], per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"])
+    runtime.check_int8(dataclasses.replace(int8, calibration=((),)))
+    return dataclasses.replace(genome, stages=genome.stages[:-1]), int8
 
 
 def default_quality_limit(task: Task) -> tuple[float, bool]:
@@ -86,9 +117,11 @@ def initial_pipelines(base: PipelineGenome) -> list[PipelineGenome]:
 class CompressDomain(Domain):
     """Configured by a `Task` (or its dict), the objective names (see `OBJECTIVES`), and the
     quality constraint: ``max_quality_drop`` in points (or percent when ``relative_drop``; -1:
-    the task's default, None: no constraint). ``space`` is what `probe_capabilities` found to
-    work on the model (filled in by `prepare`); with ``timeout_s`` (the evaluation timeout)
-    `prepare` also caps each pipeline's training at what fits in ``EPOCH_SHARE`` of it."""
+    the task's default, None: no constraint). ``runtime`` (a name in `RUNTIMES`) is what every
+    candidate and the fp32 reference are exported to and timed in. ``space`` is what
+    `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`);
+    with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
+    what fits in ``EPOCH_SHARE`` of it."""
 
     name = "compress"
     run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "petra", "pop_size": 10, "budget": "10m", "workers": 1, "timeout_s": 900.0}
@@ -103,7 +136,9 @@ class CompressDomain(Domain):
         latency_repeats: int = 11,
         space: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
+        runtime: str = DEFAULT_RUNTIME,
     ) -> None:
+        self.runtime = get_runtime(runtime)
         self.task = task if isinstance(task, Task) else Task.from_dict(dict(task))
         self.task.validate()
         limit, relative = default_quality_limit(self.task)
@@ -143,7 +178,17 @@ class CompressDomain(Domain):
             "latency_repeats": self.latency_repeats,
             "space": self.space.to_dict(),
             "timeout_s": self.timeout_s,
+            "runtime": self.runtime.name,
         }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> CompressDomain:
+        return cls(**{"runtime": LEGACY_RUNTIME, **config})
+
+    @property
+    def artifact(self) -> str:
+        """File name of a candidate's (and the baseline's) artifact in the run's runtime."""
+        return self.runtime.artifact_name
 
     @property
     def mutations(self) -> Mapping[str, Mutation]:
@@ -157,6 +202,14 @@ class CompressDomain(Domain):
         seeds: list[Genome] = []
         seeds.extend(g for g in map(self.operators.canonical, initial_pipelines(self.base_genome)) if self.space.allows(g))
         del seeds[size:]
+        seen = {g.content_hash for g in seeds}
+        for _ in range(100 * size):  # distinct samples while the space has them
+            if len(seeds) >= size:
+                break
+            genome = self.sample(rng)
+            if genome.content_hash not in seen:
+                seen.add(genome.content_hash)
+                seeds.append(genome)
         while len(seeds) < size:
             seeds.append(self.sample(rng))
         return seeds
@@ -176,8 +229,9 @@ class CompressDomain(Domain):
     def prepare(self) -> None:
         """Store the task's inputs in the run (first time), check them against their
         fingerprints (every time: a resumed run refuses changed inputs), then train or load the
-        baseline, export it, record its numbers in ``baseline/baseline.json`` and probe what
-        the search may draw (skipped when already there)."""
+        baseline, export it to the runtime, record its numbers (and the exported fp32 model's
+        speed against torch eager) in ``baseline/baseline.json`` and probe what the search may
+        draw (skipped when already there)."""
         from evoforge.workload import task as tasks
 
         layout = self.require_layout()
@@ -187,34 +241,44 @@ class CompressDomain(Domain):
         if "data" not in self.task.fingerprints:
             self.task = tasks.with_data_fingerprint(self.task, splits)
         base = layout.baseline
-        if (base / "baseline.json").exists() and (base / ARTIFACT).exists():
+        if (base / "baseline.json").exists() and (base / self.artifact).exists():
             self._use_space(SearchSpace.from_dict(self.baseline_record()["space"]))
             return
-        from evoforge.compression.measure import count_macs, parameter_count
+        from evoforge.compression.measure import count_macs, measure_latency, parameter_count
         from evoforge.compression.probe import probe_capabilities, seconds_per_epoch
-        from evoforge.runtimes.torchscript import export_model, load_exported
-        from evoforge.workload.inputs import ExportedModel
+        from evoforge.workload.inputs import ExportedModel, ModelAdapter, to_tensors
 
         model = tasks.baseline_model(self.task, splits, base, root=layout.root, device=self.device)
         example = tasks.example_input(splits)
-        export_model(model, example, base / ARTIFACT)
-        exported = ExportedModel(load_exported(base / ARTIFACT), splits.input_spec)
-        space, refused = probe_capabilities(model, splits, self.task, device=self.device)
+        self.runtime.export(model, example, base / self.artifact)
+        exported = self.runtime.load(base / self.artifact)
+        space, refused = probe_capabilities(model, splits, self.task, device=self.device, runtime=self.runtime)
         epoch_s = seconds_per_epoch(model, splits, self.task, device=self.device)
         if self.timeout_s is not None and EPOCH_SHARE * self.timeout_s / epoch_s < MAX_PIPELINE_EPOCHS:
             space = dataclasses.replace(space, max_epochs=round(max(1.0, EPOCH_SHARE * self.timeout_s / epoch_s), 1))
         self._use_space(space)
+        spec = splits.input_spec
+        latency_inputs = spec.flatten(to_tensors(tasks.example_input(splits, self.task.latency_batch), self.device))
+        single = self.runtime.load(base / self.artifact, threads=1)
+        versus_eager = measure_latency(single, ModelAdapter(model, spec), latency_inputs, repeats=self.latency_repeats, threads=1)
         record = {
-            "validation": self._quality(exported, splits.val),
-            "test": self._quality(exported, splits.test),
-            "size_bytes": (base / ARTIFACT).stat().st_size,
+            "runtime": self.runtime.name,
+            "validation": self._quality(ExportedModel(exported, spec), splits.val),
+            "test": self._quality(ExportedModel(exported, spec), splits.test),
+            "size_bytes": self.runtime.size_bytes(base / self.artifact),
             "params": parameter_count(model),
             "macs": count_macs(model, example),
-            "inputs": splits.input_spec.describe(),
+            "inputs": spec.describe(),
             "data_split": splits.carved,
             "space": space.to_dict(),
             "refused": refused,
             "epoch_seconds": epoch_s,
+            "versus_eager": {
+                "ratio_b1": versus_eager.b1.ratio,
+                "ratio_batch": versus_eager.batch.ratio,
+                "eager_b1_ms": versus_eager.b1.baseline_ms,
+                "eager_batch_ms": versus_eager.batch.baseline_ms,
+            },
         }
         (base / "baseline.json").write_text(json.dumps(record, indent=2))
 
@@ -223,6 +287,15 @@ class CompressDomain(Domain):
         if not path.exists():
             raise ConfigError(f"no baseline in {path.parent}; it is created when the run starts")
         return dict(json.loads(path.read_text()))
+
+    def headline_notes(self) -> list[str]:
+        record = self.baseline_record() if (self.require_layout().baseline / "baseline.json").exists() else {}
+        eager = record.get("versus_eager")
+        note = f"runtime {self.runtime.name}: ratios are against the fp32 model exported to it"
+        if eager:
+            note += (f"; that reference runs at {eager['ratio_b1']:.3g}x torch eager's latency at batch 1 and "
+                     f"{eager['ratio_batch']:.3g}x at batch {self.task.latency_batch} (latency_vs_eager = latency_ratio x that)")
+        return [note]
 
     def check_inputs(self) -> list[str]:
         from evoforge.workload.task import verify_files
@@ -240,16 +313,16 @@ class CompressDomain(Domain):
         return quality(self.task, model, split, root=self._root, device=self.device, evaluate=evaluate)
 
     def setup_worker(self) -> None:
-        import warnings
-
         import torch
 
-        # torch.ao announces its own deprecation on every call; the results are what we record
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao")
+        if self.runtime.takes_torch_int8:
+            import warnings
+
+            # torch.ao announces its own deprecation on every call; the results are what we record
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao")
 
         from evoforge.compression.stages import protected_layers
-        from evoforge.runtimes.torchscript import load_exported
         from evoforge.workload import task as tasks
         from evoforge.workload.inputs import ExportedModel, to_tensors
 
@@ -262,15 +335,24 @@ class CompressDomain(Domain):
             "splits": splits,
             "spec": spec,
             "baseline": baseline,
-            "baseline_exported": load_exported(layout.baseline / ARTIFACT),
+            "references": {},  # threads -> the exported baseline loaded with them
             "example": example,
             "latency_inputs": spec.flatten(to_tensors(tasks.example_input(splits, self.task.latency_batch), self.device)),
+            "calibration": calibration_batches(splits, self.task.batch_size),
             "protected": protected_layers(baseline, example),
             "record": self.baseline_record(),
             "evaluate": tasks.load_evaluate(self.task, layout.root) if self.task.evaluate is not None else None,
             "wrap": lambda artifact: ExportedModel(artifact, spec),
         }
         del torch
+
+    def _reference(self, threads: int | None) -> Any:
+        """The exported fp32 baseline, loaded in the runtime with ``threads`` (kept per count)."""
+        assert self._state is not None
+        references = self._state["references"]
+        if threads not in references:
+            references[threads] = self.runtime.load(self.require_layout().baseline / self.artifact, threads=threads)
+        return references[threads]
 
     # ------------------------------------------------------------------ evaluation
     def _compressed(self, genome: PipelineGenome, seed: int, state: dict[str, Any]) -> Any:
@@ -294,7 +376,6 @@ class CompressDomain(Domain):
 
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         from evoforge.compression.measure import count_macs, measure_latency, parameter_count
-        from evoforge.runtimes.torchscript import export_model, load_exported
         from evoforge.workload.metrics import quality_drop_of
 
         if not isinstance(genome, PipelineGenome):
@@ -303,9 +384,12 @@ class CompressDomain(Domain):
             self.setup_worker()
         st = self._state
         assert st is not None
+        in_torch, int8 = split_int8(genome, self.runtime)
+        if int8 is not None and int8.mode == "static":
+            int8 = dataclasses.replace(int8, calibration=st["calibration"])
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        model = self._compressed(genome, context.seed, st)
+        model = self._compressed(in_torch, context.seed, st)
         timings["compress_s"] = time.perf_counter() - start
 
         scratch = None
@@ -315,18 +399,18 @@ class CompressDomain(Domain):
             out_dir = Path(scratch)
         try:
             t = time.perf_counter()
-            path = export_model(model, st["example"], out_dir / ARTIFACT)
-            exported = load_exported(path)
+            path = self.runtime.export(model, st["example"], out_dir / self.artifact, int8=int8)
+            exported = self.runtime.load(path, threads=context.threads)
             timings["export_s"] = time.perf_counter() - t
             t = time.perf_counter()
             quality = self._quality(st["wrap"](exported), st["splits"].val)
             timings["quality_s"] = time.perf_counter() - t
             t = time.perf_counter()
             latency = measure_latency(
-                exported, st["baseline_exported"], st["latency_inputs"], repeats=self.latency_repeats, threads=context.threads
+                exported, self._reference(context.threads), st["latency_inputs"], repeats=self.latency_repeats, threads=context.threads
             ).to_dict()
             timings["latency_s"] = time.perf_counter() - t
-            size = path.stat().st_size
+            size = self.runtime.size_bytes(path)
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -338,9 +422,11 @@ class CompressDomain(Domain):
             macs: float | None = float(count_macs(model, st["example"]))
         except Exception:  # noqa: BLE001 - MACs are informative only
             macs = None
+        eager = record.get("versus_eager")
         metrics: dict[str, Any] = {
             **{f"val_{k}": v for k, v in quality.items()},
             **latency,
+            "latency_vs_eager": latency["latency_ratio_batch"] * eager["ratio_batch"] if eager else None,
             "quality_drop": drop,
             "size_bytes": size,
             "size_ratio": size / record["size_bytes"],
@@ -349,6 +435,7 @@ class CompressDomain(Domain):
             "macs": macs,
             "macs_ratio": None if macs is None else macs / max(1, record["macs"]),
             "pipeline": describe_pipeline(genome),
+            "runtime": self.runtime.name,
             **timings,
         }
         objectives = {}
@@ -356,7 +443,7 @@ class CompressDomain(Domain):
             value = metrics.get(OBJECTIVES[objective].metric)
             objectives[objective] = math.nan if value is None else float(value)
         constraints = {"quality_drop_limit": drop - self.max_quality_drop} if self.max_quality_drop is not None else {}
-        artifacts = {"model": f"artifacts/{context.artifact_dir.name}/{ARTIFACT}"} if context.artifact_dir else {}
+        artifacts = {"model": f"artifacts/{context.artifact_dir.name}/{self.artifact}"} if context.artifact_dir else {}
         return Evaluation(Status.OK, objectives, constraints, metrics=metrics, artifacts=artifacts)
 
     @property
@@ -366,56 +453,99 @@ class CompressDomain(Domain):
         return quality_direction(self.task)
 
     # ------------------------------------------------------------------ final numbers
-    def _artifact_model(self, evaluation: Evaluation) -> Any:
-        """The member's exported artifact, loaded with plain ``torch.jit.load``, or None."""
-        from evoforge.runtimes.torchscript import load_exported
-
+    def _artifact_path(self, evaluation: Evaluation) -> Path | None:
         relative = evaluation.artifacts.get("model")
         path = self.require_layout().resolve(relative) if relative else None
-        return load_exported(path, device=self.device) if path is not None and path.exists() else None
+        return path if path is not None and path.exists() else None
 
     def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
-        """Test-split quality of each member, computed on its exported TorchScript artifact."""
+        """Test-split quality of each member, computed on its exported artifact in the runtime."""
         from evoforge.workload.inputs import ExportedModel
         from evoforge.workload.task import load_splits
 
         splits = load_splits(self.task, self._root)
         out: dict[str, dict[str, Any]] = {"baseline": self.baseline_record()["test"]}
         for key, evaluation in members:
-            artifact = self._artifact_model(evaluation)
-            if artifact is not None:
-                out[key] = self._quality(ExportedModel(artifact, splits.input_spec), splits.test)
+            path = self._artifact_path(evaluation)
+            if path is not None:
+                out[key] = self._quality(ExportedModel(self.runtime.load(path), splits.input_spec), splits.test)
         return out
 
-    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path) -> dict[str, Any]:
-        """Copy the member's TorchScript artifact to ``out_dir``, reload it with plain
-        ``torch.jit.load`` and recompute its test quality."""
-        from evoforge.runtimes.torchscript import load_exported
-        from evoforge.workload.inputs import ExportedModel
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path, *,
+                      claimed: Mapping[str, float] | None = None, formats: Sequence[str] = (),
+                      seed: int | None = None) -> dict[str, Any]:
+        """Copy the member's artifact to ``out_dir`` and re-verify it in a fresh process: test
+        quality (an `EvaluationError` when it differs from ``claimed``, the numbers `show`
+        reports, beyond one example's worth) and latency against the fp32 reference. Each
+        runtime in ``formats`` (besides the run's own) gets the member rebuilt with its candidate
+        ``seed`` and exported to it (float members only: int8 belongs to the runtime that
+        quantized it), verified alike."""
         from evoforge.workload.task import load_splits
 
         layout = self.require_layout()
-        if self._artifact_model(evaluation) is None:
+        source = self._artifact_path(evaluation)
+        if source is None:
             raise ConfigError(f"member {key} has no stored artifact in {layout.root}; was the run started without a run directory?")
+        extra = [get_runtime(name) for name in dict.fromkeys(formats) if name != self.runtime.name]
+        quantized = isinstance(genome, PipelineGenome) and any(s.kind == "quantize" for s in genome.stages)
+        if extra and quantized:
+            raise ConfigError(
+                f"member {key[:12]} is int8 in {self.runtime.name}, which does not convert to "
+                f"{', '.join(r.name for r in extra)}; export a float member, or only --format {self.runtime.name}"
+            )
         splits = load_splits(self.task, layout.root)  # refuses changed inputs before anything is written
         out_dir.mkdir(parents=True, exist_ok=True)
-        dest = out_dir / ARTIFACT
-        shutil.copyfile(layout.resolve(evaluation.artifacts["model"]), dest)
-        reloaded = load_exported(dest, device=self.device)  # plain torch.jit.load, as a user would
-        test = self._quality(ExportedModel(reloaded, splits.input_spec), splits.test)
+        dest = out_dir / self.artifact
+        shutil.copyfile(source, dest)
         card = {
             "artifact": str(dest),
-            "load_with": f"torch.jit.load({str(dest)!r})",
+            "runtime": self.runtime.name,
+            "load_with": self.runtime.load_snippet(dest),
             "inputs": splits.input_spec.describe(),
             "task": self.task.name,
             "pipeline": describe_pipeline(genome) if isinstance(genome, PipelineGenome) else "",
             "genome": json.loads(genome.to_json()),
             "objectives": evaluation.objectives,
-            "test": test,
+            **self._verify(self.runtime, dest, claimed),
             "baseline_test": self.baseline_record()["test"],
         }
+        if extra:
+            if seed is None:
+                raise ConfigError("converting a member to other formats needs its candidate seed to rebuild it")
+            rebuilt = self.member_model(key, genome, evaluation, seed)
+            card["formats"] = {}
+            for runtime in extra:
+                path = runtime.export(rebuilt.model, self._state["example"], out_dir / runtime.artifact_name)  # type: ignore[index]
+                card["formats"][runtime.name] = {
+                    "artifact": str(path), "load_with": runtime.load_snippet(path), **self._verify(runtime, path, claimed)
+                }
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card
+
+    def _verify(self, runtime: Runtime, path: Path, claimed: Mapping[str, float] | None) -> dict[str, Any]:
+        """Reload ``path`` in a fresh process (`evoforge.compression.verify`); raise
+        `EvaluationError` when its test quality differs from ``claimed`` by more than one
+        example's worth."""
+        from evoforge.compression.verify import verify_in_fresh_process
+        from evoforge.errors import EvaluationError
+        from evoforge.workload.task import metric_of
+
+        verified = verify_in_fresh_process({
+            "runtime": runtime.name, "path": str(path), "reference_runtime": self.runtime.name,
+            "reference_path": str(self.require_layout().baseline / self.artifact), "task": self.task.to_dict(),
+            "root": str(self._root), "repeats": self.latency_repeats,
+        })
+        name = self.task.quality_metric
+        if claimed and name in claimed:
+            fresh, stated = verified["test"][name], float(claimed[name])
+            percent = self.task.evaluate is None and metric_of(self.task).percent
+            tolerance = 1.0 / verified["test_examples"] + 1e-9 if percent else 1e-4 * max(1.0, abs(stated))
+            if not abs(fresh - stated) <= tolerance:
+                raise EvaluationError(
+                    f"{path.name} reloaded in a fresh {runtime.name} process scores {name} {fresh:.6g} on the test split, "
+                    f"not the {stated:.6g} the run reports (tolerance {tolerance:.3g}); the artifact is not what was measured"
+                )
+        return {"test": verified["test"], "verified_in_fresh_process": True, "latency": verified["latency"]}
 
     def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
         """The member as a float PyTorch module (its pipeline re-applied to the baseline with
@@ -450,3 +580,14 @@ def describe_pipeline(genome: PipelineGenome) -> str:
             parts.append(f"finetune({p['epochs']}ep)")
     t = genome.training
     return " -> ".join(parts) + f" | {t.optimizer} lr {t.lr:.2g} {t.loss}"
+
+
+def calibration_batches(splits: Any, batch_size: int, rows: int = CALIBRATION_ROWS) -> list[tuple[Any, ...]]:
+    """Up to ``rows`` examples of the calibration split as positional batches, for runtimes that
+    calibrate static int8 at export."""
+    from evoforge.workload.inputs import to_tensors
+
+    spec = splits.input_spec
+    calib = splits.calib.subset(np.arange(min(rows, len(splits.calib))))
+    return [spec.flatten(to_tensors(x)) for x, _ in calib.batches(batch_size)]
+

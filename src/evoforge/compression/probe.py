@@ -1,11 +1,12 @@
 """Which compression stages work on a model: tried once, on a copy, before the search starts.
 
 Each stage kind, pruning importance and int8 mode is applied to a copy of the baseline on a
-few batches of data and the result is exported and run. What fails is left out of the
-`SearchSpace` and reported with its reason, so the search never draws a candidate that fails
-for a reason it could have avoided (a layer torch.ao cannot quantize, a graph torch-pruning
-cannot trace). Candidates can still fail for reasons only their full settings reveal; those are
-recorded results.
+few batches of data and the result is exported to the run's runtime and run there (int8 modes
+the runtime quantizes with at export are applied by that export). What fails, and the int8 modes
+the runtime lacks, are left out of the `SearchSpace` and reported with their reason, so the
+search never draws a candidate that fails for a reason it could have avoided (a layer torch.ao
+cannot quantize, a graph torch-pruning cannot trace, an operator the ONNX exporter lacks).
+Candidates can still fail for reasons only their full settings reveal; those are recorded results.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from evoforge.compression.genome import IMPORTANCES, QUANT_MODES, STAGE_SPACES, PipelineGenome, Stage
 from evoforge.compression.operators import SearchSpace
+from evoforge.runtimes.base import Runtime
 from evoforge.workload.data import Splits
 from evoforge.workload.task import Task
 
@@ -40,28 +42,49 @@ def probe_stages() -> dict[str, Stage]:
     return probes
 
 
-def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: str = "cpu") -> tuple[SearchSpace, dict[str, str]]:
-    """The search space of what works on ``model`` (the trained baseline, left unchanged) and
-    the reason each refused probe failed (``{"quantize:static": "RuntimeError: ..."}``)."""
+def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: str = "cpu",
+                       runtime: Runtime | None = None) -> tuple[SearchSpace, dict[str, str]]:
+    """The search space of what works on ``model`` (the trained baseline, left unchanged) in
+    ``runtime`` (default torchscript) and the reason each refused probe failed
+    (``{"quantize:static": "RuntimeError: ..."}``)."""
     import torch
 
+    from evoforge.compression.domain import calibration_batches, runtime_quant_modes, split_int8
     from evoforge.compression.stages import StageContext, apply_pipeline, protected_layers
-    from evoforge.runtimes.torchscript import export_model
+    from evoforge.runtimes import get_runtime
+    from evoforge.workload.inputs import call_model
     from evoforge.workload.task import example_input
+
+    runtime = runtime or get_runtime("torchscript")
 
     small = _few_batches(splits, task.batch_size)
     example = example_input(small)
     ctx = StageContext(data=small, training=task.training, example_input=example, seed=0,
                        protected=protected_layers(model, example), device=device, batch_size=task.batch_size)
-    refused: dict[str, str] = {}
+    deployable = runtime_quant_modes(runtime)
+    refused = {f"quantize:{m}": f"not available on runtime {runtime.name!r}" for m in QUANT_MODES if m not in deployable}
+    calibration = calibration_batches(small, task.batch_size)
+    exported_prune = False
     with tempfile.TemporaryDirectory(prefix="evoforge-probe-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notices on every call; failures are what count
+        if runtime.takes_torch_int8:
+            warnings.simplefilter("ignore")  # torch.ao's deprecation notices on every call; failures are what count
         for name, stage in probe_stages().items():
+            if name in refused:
+                continue
             try:
+                in_torch, int8 = split_int8(PipelineGenome((stage,), task.training), runtime)
+                if int8 is not None and int8.mode == "static":
+                    int8 = dataclasses.replace(int8, calibration=calibration)
                 with torch.random.fork_rng():
                     torch.manual_seed(0)
-                    result = apply_pipeline(copy.deepcopy(model), PipelineGenome((stage,), task.training), ctx)
-                export_model(result, example, Path(tmp) / "probe.pt")
+                    result = apply_pipeline(copy.deepcopy(model), in_torch, ctx)
+                if name.startswith("prune:") and exported_prune:
+                    # importances pick different channels of the same shapes: the exporter saw this graph
+                    with torch.no_grad():
+                        call_model(result.eval(), example)
+                    continue
+                runtime.export(result, example, Path(tmp) / runtime.artifact_name, int8=int8)
+                exported_prune = exported_prune or name.startswith("prune:")
             except Exception as exc:  # noqa: BLE001 - a refused probe is a finding, not an error
                 refused[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
     importances = tuple(i for i in IMPORTANCES if f"prune:{i}" not in refused)

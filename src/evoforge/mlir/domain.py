@@ -382,9 +382,14 @@ class EvolveDomain(Domain):
                               function=self.program.entry, timeout_s=timeout)
         return self._score(state, outputs, worker, split="test")
 
-    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path) -> dict[str, Any]:
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path, *,
+                      claimed: Mapping[str, float] | None = None, formats: Sequence[str] = (),
+                      seed: int | None = None) -> dict[str, Any]:
         """Write the variant's MLIR and vmfb, its edits in words, a unified diff against the
-        original, and a card with the test error recomputed from the written vmfb."""
+        original, and a card with the test error recomputed from the written vmfb (the vmfb is
+        the only format)."""
+        if any(f != "iree" for f in formats):
+            raise ConfigError(f"an evolve member exports as an IREE vmfb only (--format iree), not {', '.join(formats)}")
         from evoforge.mlir.describe import describe_edits, program_diff
         from evoforge.mlir.iree_runner import Worker
 

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 @dataclasses.dataclass(frozen=True)
 class Int8Settings:
     """An int8 request for a runtime that quantizes at export: ``mode`` (one of the runtime's
-    `Runtime.int8_modes`), per-channel weights or not, and for ``static`` the calibration
-    batches (each a tuple of positional tensors, as the artifact takes them)."""
+    `Runtime.int8_modes`), per-channel weights or not, whether the first and last weighted
+    layers stay float (``keep_float_edges``), and for ``static`` the calibration batches (each a
+    tuple of positional tensors, as the artifact takes them)."""
 
     mode: str
     per_channel: bool = True
     calibration: Sequence[tuple[Any, ...]] = ()
+    keep_float_edges: bool = False
 
 
 class Runtime(ABC):
@@ -33,15 +35,18 @@ class Runtime(ABC):
     ``export`` takes a float ``nn.Module`` and an example input of any structure (a batch of at
     least one row); the artifact takes the inputs as positional tensors in
     `evoforge.workload.inputs.InputSpec` order, returns the output tensor and keeps the batch
-    dimension dynamic. ``export`` reloads what it wrote and raises `EvaluationError` when the
-    reloaded output differs from the model's (beyond int8 rounding when ``int8`` is given).
+
+
     """
 
     name: ClassVar[str]
     artifact_name: ClassVar[str]
     """File name of the artifact inside a candidate's directory (``model.onnx``, ...)."""
     int8_modes: ClassVar[tuple[str, ...]] = ()
-    """The int8 modes `export` accepts in ``int8``; empty when int8 happens in the model itself."""
+    """The int8 modes `export` accepts in ``int8`` (the runtime quantizes the float model)."""
+    takes_torch_int8: ClassVar[bool] = False
+    """True when `export` also takes models torch.ao has already quantized (the compress
+    ``quantize`` stage's own int8); such a runtime offers every mode of that stage."""
 
     @abstractmethod
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:

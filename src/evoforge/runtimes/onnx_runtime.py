@@ -27,8 +27,6 @@ from evoforge.workload.inputs import InputSpec, ModelAdapter, to_tensors
 
 _CHECK_ATOL = 1e-4
 _CHECK_RTOL = 1e-3
-_INT8_TOLERANCE = 0.1
-"""Largest output difference, relative to the output's range, an int8 artifact may show on the example."""
 _MAX_BATCH = 1 << 16
 
 
@@ -69,7 +67,8 @@ class OnnxRuntime(Runtime):
         path.parent.mkdir(parents=True, exist_ok=True)
         spec = InputSpec.of(example_input)
         module = ModelAdapter(copy.deepcopy(model), spec).eval()
-        args = spec.flatten(to_tensors(example_input))
+        # torch.export treats a dimension of size 1 as static: two rows keep the batch dynamic
+        args = tuple(torch.cat([t, t]) if t.shape[0] == 1 else t for t in spec.flatten(to_tensors(example_input)))
         try:
             with torch.no_grad():
                 expected = module(*args)
@@ -79,7 +78,10 @@ class OnnxRuntime(Runtime):
                 with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
                     floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx")
                     _quantize(floating, path, int8, spec.names)
-            got = OrtModule(path)(*args)
+            session = OrtModule(path)
+            got = session(*args)
+            if session(*(t[:1] for t in args)).shape[0] != 1:
+                raise EvaluationError("the ONNX artifact does not keep the batch dimension dynamic")
         except EvaluationError:
             raise
         except Exception as exc:
@@ -140,8 +142,10 @@ def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, 
 
     prepared = floating.with_name("prepared.onnx")
     quant_pre_process(str(floating), str(prepared), skip_symbolic_shape=True)
+    excluded = _edge_layers(prepared) if int8.keep_float_edges else []
     if int8.mode == "dynamic":
-        quantize_dynamic(str(prepared), str(path), per_channel=int8.per_channel, weight_type=QuantType.QInt8)
+        quantize_dynamic(str(prepared), str(path), per_channel=int8.per_channel, weight_type=QuantType.QInt8,
+                         nodes_to_exclude=excluded)
     else:
         quantize_static(
             str(prepared),
@@ -151,18 +155,33 @@ def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, 
             per_channel=int8.per_channel,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
+            nodes_to_exclude=excluded,
         )
 
 
+_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _edge_layers(path: Path) -> list[str]:
+    """Names of the first and last nodes (graph order) that multiply by a stored weight: the
+    ONNX counterpart of the model's protected input and output layers."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    weighted = [n.name for n in graph.node if n.op_type in _WEIGHTED_OPS and any(i in weights for i in n.input)]
+    return list(dict.fromkeys(weighted[:1] + weighted[-1:]))
+
+
 def _check_output(got: torch.Tensor, expected: torch.Tensor, int8: Int8Settings | None) -> None:
+    """Float artifacts must reproduce the model; int8 ones must keep its shape and stay finite
+    (how far int8 moves the outputs is the quality objective's business, measured on data)."""
     got, expected = got.float(), expected.float()
     if got.shape != expected.shape:
         raise EvaluationError(f"exported ONNX output has shape {tuple(got.shape)}, the model's {tuple(expected.shape)}")
-    if int8 is None:
-        if not torch.allclose(got, expected, atol=_CHECK_ATOL, rtol=_CHECK_RTOL):
-            raise EvaluationError(f"exported ONNX output differs from the model by up to {float((got - expected).abs().max()):.3g}")
+    if int8 is not None:
+        if not bool(torch.isfinite(got).all()):
+            raise EvaluationError("int8 ONNX output holds NaN or infinite values")
         return
-    scale = float(expected.max() - expected.min()) or 1.0
-    diff = float((got - expected).abs().max()) / scale
-    if not diff <= _INT8_TOLERANCE:
-        raise EvaluationError(f"int8 ONNX output differs from the float model by {diff:.3g} of its range (limit {_INT8_TOLERANCE})")
+    if not torch.allclose(got, expected, atol=_CHECK_ATOL, rtol=_CHECK_RTOL):
+        raise EvaluationError(f"exported ONNX output differs from the model by up to {float((got - expected).abs().max()):.3g}")

@@ -73,6 +73,7 @@ class TorchScriptRuntime(Runtime):
 
     name = "torchscript"
     artifact_name = "model.pt"
+    takes_torch_int8 = True
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
         self.check_int8(int8)

@@ -131,9 +131,23 @@ class Domain(abc.ABC):
         Called by the driver after a run; the default has none."""
         return {}
 
-    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path) -> dict[str, Any]:
-        """Write a deployable artifact of one member into ``out_dir`` and verify it; returns a
-        JSON description (paths, verified numbers)."""
+    def headline_notes(self) -> list[str]:
+        """Lines `show` prints under a run's headline (what the numbers are measured against)."""
+        return []
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Domain:
+        """The domain a stored `config` describes (a domain whose settings gained a default
+        since older runs were stored fills in what those runs used)."""
+        return cls(**config)
+
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path, *,
+                      claimed: Mapping[str, float] | None = None, formats: Sequence[str] = (),
+                      seed: int | None = None) -> dict[str, Any]:
+        """Write a deployable artifact of one member into ``out_dir`` and verify it against
+        ``claimed`` (the held-out numbers the run reports for it, when there are some); returns
+        a JSON description (paths, verified numbers). ``formats`` asks for further artifact
+        formats where the domain has them; ``seed`` is the member's candidate seed."""
         raise ConfigError(f"domain {self.name!r} has no exportable artifacts")
 
     def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
@@ -172,7 +186,7 @@ def domain_from_spec(spec: Mapping[str, Any], layout: RunLayout | None = None) -
     cls = DOMAINS[spec["name"]]
     config = dict(spec.get("config", {}))
     config.pop("run_dir", None)  # runs stored before the layout was the engine's kept it in the domain config
-    domain = cls(**config)
+    domain = cls.from_config(config)
     if layout is None and spec.get("run_dir"):
         layout = RunLayout(Path(spec["run_dir"]))
     domain.attach(layout)
