@@ -42,9 +42,14 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert "not an evoforge run directory" in bad("show", tmp_path / "missing")
     assert "cmaes" in bad("search", "--problem", "zdt1", "--algorithm", "cmaes", "--run", tmp_path / "c")
     assert "digits-xl" in bad("compress", "--task", "digits-xl", "--run", tmp_path / "d")
+    assert "unknown runtime 'tensorrt'; valid names: onnxruntime, torchscript" in bad(
+        "compress", "--task", "digits-mlp", "--runtime", "tensorrt", "--run", tmp_path / "f")
+    assert not (tmp_path / "f").exists()
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("task: digits-mlp\nsearch:\n  budgt: 3\n")
     assert "unknown key 'budgt' in search; valid keys: algorithm" in bad("compress", cfg)
+    cfg.write_text("task: digits-mlp\nruntime: [onnxruntime]\n")
+    assert "runtime must be a runtime name such as 'onnxruntime'" in bad("compress", cfg)
     cfg.write_text("task: [unclosed\n")
     assert "cannot parse" in bad("compress", cfg)
     toml = tmp_path / "bad.toml"
@@ -84,6 +89,8 @@ def test_compress_kill_resume_show_export(tmp_path):
 
     summary = json.loads(run("show", run_dir, "--format", "json").stdout)
     assert summary["front"] and "baseline" in summary["final"]
+    assert "runtime onnxruntime: ratios are against the fp32 model exported to it" in summary["headline"]
+    assert "x torch eager's latency" in summary["headline"]
     member = summary["front"][0]
     assert member["test_accuracy"] == pytest.approx(final[member["key"]]["accuracy"])
 

@@ -138,6 +138,8 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-error-increase", type=float, default=None, help="constraint: error may grow by this many points")
     p.add_argument("--edits", help="comma-separated edit operators: delete, copy, resize, operand_replace (default: all)")
     p.add_argument("--target", default="llvm-cpu", help="IREE target backend (llvm-cpu, cuda, ...)")
+    p.add_argument("--no-compare", dest="compare_runtimes", action="store_false",
+                   help="skip timing the source model in torch eager, torch.compile, ONNX Runtime and IREE -O3")
     p.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag (repeatable)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size built-in programs are compiled for")
     _run_args(p)
@@ -164,6 +166,7 @@ def _evolve(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {
         "data": args.data, "example_input": example, "level": args.level, "run_dir": run_dir, "target": args.target,
         "extra_flags": args.iree_flag, "batch_size": args.batch_size, "max_error_increase": args.max_error_increase,
+        "compare_runtimes": args.compare_runtimes,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)

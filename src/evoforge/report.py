@@ -97,5 +97,6 @@ def _reference(stored: Any, objectives: Any) -> Any:
     return fixed if fixed is not None else (np.array(stored, dtype=float) if stored is not None else None)
 
 
-TABLE_EXTRAS = ("latency_vs_eager", "size_bytes", "latency_batch_ms", "runtime", "description", "pipeline")
+TABLE_EXTRAS = ("latency_vs_eager", "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3", "size_bytes",
+                "latency_batch_ms", "description", "pipeline")
 """Metric columns the front table shows when a domain reports them."""

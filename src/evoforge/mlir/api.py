@@ -24,35 +24,51 @@ BUILTIN_PROGRAMS = ("digits-mobilenet", "digits-2fcnet-train")
 
 def prepare_program(
     program: Any, layout: RunLayout, *, level: str | None = None, data: str | None = None,
-    example_input: Any = None, batch_size: int = 32,
+    example_input: Any = None, batch_size: int = 32, compare_on: tuple[str, Sequence[str], str] | None = None,
 ) -> None:
     """Write the run's ``program/`` folder from a built-in task name, an ``.mlir`` / ``.onnx``
     path, ``"RUN:ID"`` (a member of another run), or a torch module plus example input.
     ``level`` None keeps an MLIR file's own level and exports everything else at ``"torch"``.
     ``batch_size`` is what built-in programs, run members and ONNX files with a dynamic batch
-    are compiled for."""
+    are compiled for. With ``compare_on`` (the run's IREE target, flags and driver), a predict program
+    exported from a PyTorch model also gets that model timed in torch eager, torch.compile, ONNX
+    Runtime and IREE -O3 against the original program (`evoforge.mlir.comparisons`)."""
     from evoforge.mlir import sources
 
     if sources.is_prepared(layout.program):
         return
+    reference = _write_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size)
+    if compare_on is not None and reference is not None:
+        from evoforge.mlir.comparisons import record_comparisons
+
+        target, flags, driver = compare_on
+        record_comparisons(reference.model, reference.example, reference.program, layout.program, target=target,
+                           extra_flags=flags, driver=driver)
+
+
+def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: str | None, example_input: Any,
+                   batch_size: int) -> Any:
+    """Write ``program/``; returns the `TorchReference` when the program came from a PyTorch model."""
+    from evoforge.mlir import sources
+
     if level not in (None, "torch", "linalg"):
         raise ConfigError(f"level must be 'torch' or 'linalg', got {level!r}")
     export_level = level or "torch"  # MLIR files keep their own level when none is asked
     if isinstance(program, str) and program in BUILTIN_PROGRAMS:
-        sources.prepare_from_task(program, layout.program, layout.baseline, level=export_level, batch_size=batch_size)
-    elif isinstance(program, (str, Path)) and Path(program).suffix in (".mlir", ".onnx"):
+        return sources.prepare_from_task(program, layout.program, layout.baseline, level=export_level, batch_size=batch_size)
+    if isinstance(program, (str, Path)) and Path(program).suffix in (".mlir", ".onnx"):
         sources.prepare_from_file(Path(program), layout.program, level=level, data=data, batch_size=batch_size)
-    elif isinstance(program, str) and ":" in program:
-        sources.prepare_from_run(program, layout.program, level=export_level, batch_size=batch_size)
-    elif hasattr(program, "forward"):
+        return None
+    if isinstance(program, str) and ":" in program:
+        return sources.prepare_from_run(program, layout.program, level=export_level, batch_size=batch_size)
+    if hasattr(program, "forward"):
         if example_input is None:
             raise ConfigError("a torch module needs example_input (a tensor with the batch size to compile for)")
-        sources.prepare_from_module(program, example_input, layout.program, level=export_level, data=data)
-    else:
-        raise ConfigError(
-            f"cannot evolve {program!r}; give a built-in program ({', '.join(BUILTIN_PROGRAMS)}), "
-            "a .mlir or .onnx file, RUN:ID of a compress run, or a torch module with example_input"
-        )
+        return sources.prepare_from_module(program, example_input, layout.program, level=export_level, data=data)
+    raise ConfigError(
+        f"cannot evolve {program!r}; give a built-in program ({', '.join(BUILTIN_PROGRAMS)}), "
+        "a .mlir or .onnx file, RUN:ID of a compress run, or a torch module with example_input"
+    )
 
 
 def evolve(
@@ -67,6 +83,7 @@ def evolve(
     target: str = "llvm-cpu",
     extra_flags: Sequence[str] = (),
     batch_size: int = 32,
+    compare_runtimes: bool = True,
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -79,7 +96,9 @@ def evolve(
     are the run's settings (see `evoforge.run.RunSpec`; defaults: nsga2, pop_size 16, budget
     10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. Each front member keeps
     its MLIR and vmfb in ``run_dir``; `evoforge.export_member` writes them with the edits in
-    words and a diff.
+    words and a diff. ``compare_runtimes`` (for programs exported from a PyTorch model) times
+    the model in torch eager, torch.compile, ONNX Runtime and IREE -O3 first, so that every
+    variant also carries its time against each (``vs_*`` metrics).
     """
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
@@ -94,7 +113,8 @@ def evolve(
     domain = EvolveDomain(objectives=list(objectives), max_error_increase=max_error_increase,
                           target=target, extra_flags=list(extra_flags), edit_kinds=list(edit_kinds))
     try:
-        prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size)
+        prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,
+                        compare_on=(target, list(extra_flags), domain.runtime_driver) if compare_runtimes else None)
     except BaseException:
         if fresh:  # nothing half-written stays behind
             shutil.rmtree(layout.program, ignore_errors=True)

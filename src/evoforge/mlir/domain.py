@@ -180,6 +180,19 @@ class EvolveDomain(Domain):
                 labelled = state["meta"]["mode"] == "train" or "y_val" in state["data"]
                 self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
 
+    def headline_notes(self) -> list[str]:
+        from evoforge.mlir.comparisons import load_comparisons
+
+        record = load_comparisons(self.require_layout().program) if self.layout is not None else None
+        if not record:
+            return []
+        ms = record["ms"]
+        labels = {"torch_eager": "torch eager", "torch_compile": "torch.compile", "onnxruntime": "ONNX Runtime", "iree_o3": "IREE -O3"}
+        times = ", ".join(f"{label} {ms[key]:.3g} ms" for key, label in labels.items() if key in ms)
+        failed = "; ".join(f"{labels[k]} failed: {v}" for k, v in record.get("errors", {}).items())
+        return [f"original program at batch {record['batch']}, 1 thread: IREE (this run's flags) {ms['iree']:.3g} ms; {times}"
+                " (vs_* columns: a variant's time over each)" + (f"; {failed}" if failed else "")]
+
     @property
     def runtime_driver(self) -> str:
         from evoforge.mlir.iree_runner import default_driver
@@ -190,7 +203,10 @@ class EvolveDomain(Domain):
         d = self.require_layout().program
         data = dict(np.load(d / "data.npz", allow_pickle=False))
         meta = self.meta
-        state: dict[str, Any] = {"worker": worker, "data": data, "meta": meta, "original_vmfb": (d / "original.vmfb").read_bytes()}
+        from evoforge.mlir.comparisons import load_comparisons
+
+        state: dict[str, Any] = {"worker": worker, "data": data, "meta": meta, "original_vmfb": (d / "original.vmfb").read_bytes(),
+                                 "comparisons": load_comparisons(d)}
         if meta["mode"] == "train":
             params = np.load(d / "params.npz", allow_pickle=False)
             state["params"] = [params[f"arr_{i}"] for i in range(len(params.files))]
@@ -337,6 +353,10 @@ class EvolveDomain(Domain):
                 score: dict[str, float], timing: dict[str, float]) -> Evaluation:
         size_ratio = len(vmfb) / len(state["original_vmfb"])
         metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits)}
+        if state.get("comparisons") and "runtime_ratio" in timing:
+            from evoforge.mlir.comparisons import versus
+
+            metrics.update(versus(timing["runtime_ratio"], state["comparisons"]))
         objectives = {n: float(metrics[n]) for n in self.objective_names}
         constraints = {}
         if self.max_error_increase is not None and self.original_error is not None:

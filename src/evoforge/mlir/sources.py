@@ -15,6 +15,7 @@ Everything an evaluation needs is read from there, so workers, resumed runs and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,19 @@ def _batched(x: np.ndarray, batch: int) -> np.ndarray:
     return x[: len(x) - len(x) % batch]
 
 
-def prepare_from_task(task_name: str, directory: Path, baseline_dir: Path, *, level: str, batch_size: int) -> None:
+@dataclasses.dataclass(frozen=True)
+class TorchReference:
+    """The PyTorch model a predict program was exported from (taking positional tensors), the
+    example batch it was exported at, and the exported program."""
+
+    model: Any
+    example: tuple[Any, ...]
+    program: Any
+
+
+def prepare_from_task(task_name: str, directory: Path, baseline_dir: Path, *, level: str, batch_size: int) -> TorchReference | None:
     """A built-in compress task (trained baseline, cached in ``baseline_dir``, exported at
-    ``batch_size``), or a built-in training-program task (``digits-2fcnet-train``)."""
+    ``batch_size``), or a built-in training-program task (``digits-2fcnet-train``, no reference)."""
     import torch
 
     from evoforge.workload import task as tasks
@@ -84,9 +95,9 @@ def prepare_from_task(task_name: str, directory: Path, baseline_dir: Path, *, le
         torch.manual_seed(task.seed)
         if train_mode:
             _prepare_training(task, splits, directory, level=level, batch_size=batch_size)
-            return
+            return None
         model = tasks.baseline_model(task, splits, baseline_dir).eval()
-    write_predict_program(model, splits, directory, level=level, batch_size=batch_size, source=f"task:{task_name}")
+    return write_predict_program(model, splits, directory, level=level, batch_size=batch_size, source=f"task:{task_name}")
 
 
 def _split_arrays(split: Any, batch_size: int, spec: Any) -> tuple[list[np.ndarray], np.ndarray]:
@@ -98,7 +109,7 @@ def _split_arrays(split: Any, batch_size: int, spec: Any) -> tuple[list[np.ndarr
     return inputs, _batched(y.numpy(), batch_size)
 
 
-def write_predict_program(model: Any, splits: Any, directory: Path, *, level: str, batch_size: int, source: str) -> None:
+def write_predict_program(model: Any, splits: Any, directory: Path, *, level: str, batch_size: int, source: str) -> TorchReference:
     """Export ``model`` at ``batch_size`` (its inputs as positional arguments, in the data's
     input order) and store it with the labelled validation and test splits."""
     from evoforge.mlir.program import from_torch
@@ -110,10 +121,12 @@ def write_predict_program(model: Any, splits: Any, directory: Path, *, level: st
     import torch
 
     example = tuple(torch.as_tensor(a[:batch_size]) for a in x_val)
-    program = from_torch(ModelAdapter(model, spec).eval(), example, level=level)  # type: ignore[arg-type]
+    adapted = ModelAdapter(model, spec).eval()
+    program = from_torch(adapted, example, level=level)  # type: ignore[arg-type]
     data = {**_input_arrays("val", x_val), "y_val": y_val, **_input_arrays("test", x_test), "y_test": y_test}
     meta = {"mode": "predict", "batch_size": batch_size, "source": source, "input_names": list(spec.names)}
     _write(directory, program, meta, data, None)
+    return TorchReference(adapted, example, program)
 
 
 def _prepare_training(task: Any, splits: Any, directory: Path, *, level: str, batch_size: int) -> None:
@@ -174,7 +187,7 @@ def prepare_from_file(path: Path, directory: Path, *, level: str | None, data: s
     _write(directory, program, meta, checked, None)
 
 
-def prepare_from_module(module: Any, example_input: Any, directory: Path, *, level: str, data: str | None) -> None:
+def prepare_from_module(module: Any, example_input: Any, directory: Path, *, level: str, data: str | None) -> TorchReference:
     """A PyTorch module exported at ``example_input``'s shape (call ``.eval()`` first)."""
     from evoforge.mlir.program import from_torch
 
@@ -182,9 +195,10 @@ def prepare_from_module(module: Any, example_input: Any, directory: Path, *, lev
     checked = _user_data(_read_data(data), program.inputs, data)
     batch = program.inputs[0].shape[0] if program.inputs[0].shape else 1
     _write(directory, program, {"mode": "predict", "batch_size": batch, "source": type(module).__name__}, checked, None)
+    return TorchReference(module, example_input if isinstance(example_input, tuple) else (example_input,), program)
 
 
-def prepare_from_run(spec: str, directory: Path, *, level: str, batch_size: int) -> None:
+def prepare_from_run(spec: str, directory: Path, *, level: str, batch_size: int) -> TorchReference:
     """``RUN:ID``: an evaluated candidate of another run (ids as `evoforge show` prints them),
     rebuilt as a model by that run's own domain (`evoforge.api.member_model`)."""
     from evoforge.api import member_model
@@ -193,8 +207,8 @@ def prepare_from_run(spec: str, directory: Path, *, level: str, batch_size: int)
     if not source or not member_id.isdigit():
         raise ConfigError(f"--from {spec!r} must look like RUN_DIR:ID (a member id from `evoforge show RUN_DIR`)")
     rebuilt = member_model(source, int(member_id))
-    write_predict_program(rebuilt.model, rebuilt.data, directory, level=level, batch_size=batch_size,
-                          source=f"run:{Path(source).resolve()}:{member_id} ({rebuilt.description})")
+    return write_predict_program(rebuilt.model, rebuilt.data, directory, level=level, batch_size=batch_size,
+                                 source=f"run:{Path(source).resolve()}:{member_id} ({rebuilt.description})")
 
 
 def _read_data(path: str | None) -> dict[str, np.ndarray] | None:

@@ -1,0 +1,134 @@
+"""What the original model costs in the runtimes a user would reach for instead of evolving it.
+
+When `evolve` starts from a PyTorch model (a built-in program, a compress member, a module), the
+model is timed at the program's batch in torch eager, in torch.compile (inductor, with freezing),
+in ONNX Runtime and in IREE with its own ``--iree-opt-level=O3``, round-robin against the
+original program compiled with the run's flags, all in one process on one thread. The medians
+go to ``program/comparisons.json``; a variant's time against each is its (interleaved) runtime
+ratio times the original's time over that runtime's.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COMPARISONS = "comparisons.json"
+IREE_O3 = "--iree-opt-level=O3"
+CONTENDERS = ("torch_eager", "torch_compile", "onnxruntime", "iree_o3")
+"""Keys of the times recorded besides ``iree`` (the original as the run compiles it)."""
+
+
+def record_comparisons(
+    model: Any, example: tuple[Any, ...], program: Any, directory: Path, *, target: str, extra_flags: Sequence[str],
+    driver: str, repeats: int = 15, calls: int = 3,
+) -> dict[str, Any]:
+    """Time ``model`` (a module taking ``example``'s positional tensors) in each contender and the
+    original ``program`` in IREE (compiled for ``target`` with ``extra_flags``, run by ``driver``
+    as the run's variants are), interleaved; write and return ``{"ms": {...}, ...}``. A
+    contender that cannot take the model is recorded with its error instead of a time."""
+    import torch
+
+    from evoforge.hostlock import MeasurementLock
+    from evoforge.mlir.iree_runner import _load, _to_host, compile_program
+
+    arrays = [t.detach().cpu().numpy() for t in example]
+    runners: dict[str, Callable[[], Any]] = {}
+    errors: dict[str, str] = {}
+    original = _load(compile_program(program.text, input_type=program.input_type, target=target, extra_flags=extra_flags),
+                     driver, program.entry)
+    runners["iree"] = lambda: _to_host(original(*arrays))
+    builders: dict[str, Callable[[], Callable[[], Any]]] = {
+        "torch_eager": lambda: _torch_runner(model, example),
+        "torch_compile": lambda: _compiled_runner(model, example),
+        "onnxruntime": lambda: _ort_runner(model, example),
+        "iree_o3": lambda: _iree_runner(program, target, [*extra_flags, IREE_O3], driver, arrays),
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, build in builders.items():
+            try:
+                runners[name] = build()
+                runners[name]()  # warm-up (and, for torch.compile, the compilation)
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot take the model is a finding
+                runners.pop(name, None)
+                errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        order = list(runners)
+        with MeasurementLock(), torch.no_grad():
+            for r in range(repeats):
+                for name in order[r % len(order):] + order[: r % len(order)]:  # rotate who goes first
+                    times[name].append(_median_ms(runners[name], calls))
+    finally:
+        torch.set_num_threads(threads)
+    record = {
+        "ms": {name: statistics.median(values) for name, values in times.items()},
+        "errors": errors,
+        "batch": int(example[0].shape[0]),
+        "iree_flags": list(extra_flags),
+        "iree_driver": driver,
+        "threads": 1,
+    }
+    (directory / COMPARISONS).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def load_comparisons(directory: Path) -> dict[str, Any] | None:
+    path = directory / COMPARISONS
+    return dict(json.loads(path.read_text())) if path.exists() else None
+
+
+def versus(runtime_ratio: float, record: dict[str, Any]) -> dict[str, float]:
+    """A variant's time over each contender's, from its runtime ratio to the original."""
+    ms = record["ms"]
+    return {f"vs_{name}": runtime_ratio * ms["iree"] / ms[name] for name in CONTENDERS if name in ms}
+
+
+def _median_ms(run: Callable[[], Any], calls: int) -> float:
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter_ns()
+        run()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return statistics.median(samples)
+
+
+def _torch_runner(model: Any, example: tuple[Any, ...]) -> Callable[[], Any]:
+    model = model.eval()
+    return lambda: model(*example)
+
+
+def _compiled_runner(model: Any, example: tuple[Any, ...]) -> Callable[[], Any]:
+    import torch
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(model.eval())
+    with inductor_config.patch(freezing=True), torch.no_grad():  # weights folded as constants: inductor's CPU inference setting
+        compiled(*example)  # compiles now, under the patch
+    return lambda: compiled(*example)
+
+
+def _ort_runner(model: Any, example: tuple[Any, ...]) -> Callable[[], Any]:
+    from evoforge.runtimes import get_runtime
+
+    runtime = get_runtime("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="evoforge-compare-") as tmp:
+        path = runtime.export(model, example[0] if len(example) == 1 else example, Path(tmp) / "model.onnx")
+        session = runtime.load(path, threads=1)
+    return lambda: session(*example)
+
+
+def _iree_runner(program: Any, target: str, flags: Sequence[str], driver: str, arrays: list[np.ndarray]) -> Callable[[], Any]:
+    from evoforge.mlir.iree_runner import _load, _to_host, compile_program
+
+    function = _load(compile_program(program.text, input_type=program.input_type, target=target, extra_flags=flags),
+                     driver, program.entry)
+    return lambda: _to_host(function(*arrays))
