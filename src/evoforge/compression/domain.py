@@ -75,17 +75,21 @@ def runtime_quant_modes(runtime: Runtime) -> tuple[str, ...]:
     return QUANT_MODES if runtime.takes_torch_int8 else tuple(m for m in QUANT_MODES if m in runtime.int8_modes)
 
 
-def split_int8(genome: PipelineGenome, runtime: Runtime) -> tuple[PipelineGenome, Int8Settings | None]:
-    """The pipeline to run in PyTorch and the int8 the runtime applies at export (without
-    calibration data). Raises `ConfigError` naming the runtime's modes when the genome's
+def split_int8(genome: PipelineGenome, runtime: Runtime,
+               calibration: Sequence[tuple[Any, ...]] = ()) -> tuple[PipelineGenome, Int8Settings | None]:
+    """The pipeline to run in PyTorch and the int8 the runtime applies at export (static int8
+    gets ``calibration``). Raises `ConfigError` naming the runtime's modes when the genome's
     quantize mode is not among them."""
     last = genome.stages[-1] if genome.stages else None
-    if last is None or last.kind != "quantize" or runtime.takes_torch_int8:
-        if last is not None and last.kind == "quantize" and last["mode"] not in runtime_quant_modes(runtime):
-            raise ConfigError(f"int8 mode {last['mode']!r} is not available on runtime {runtime.name!r}")
+    if last is None or last.kind != "quantize":
         return genome, None
-    int8 = Int8Settings(last["mode"], per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"])
-    runtime.check_int8(dataclasses.replace(int8, calibration=((),)))
+    modes = runtime_quant_modes(runtime)
+    if last["mode"] not in modes:
+        raise ConfigError(f"int8 mode {last['mode']!r} is not available on runtime {runtime.name!r}; its modes: {', '.join(modes)}")
+    if runtime.takes_torch_int8:
+        return genome, None
+    int8 = Int8Settings(last["mode"], per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"],
+                        calibration=calibration if last["mode"] == "static" else ())
     return dataclasses.replace(genome, stages=genome.stages[:-1]), int8
 
 
@@ -338,7 +342,7 @@ class CompressDomain(Domain):
             "references": {},  # threads -> the exported baseline loaded with them
             "example": example,
             "latency_inputs": spec.flatten(to_tensors(tasks.example_input(splits, self.task.latency_batch), self.device)),
-            "calibration": calibration_batches(splits, self.task.batch_size),
+            "calibration": calibration_batches(splits, self.task.batch_size) if self.runtime.int8_modes else [],
             "protected": protected_layers(baseline, example),
             "record": self.baseline_record(),
             "evaluate": tasks.load_evaluate(self.task, layout.root) if self.task.evaluate is not None else None,
@@ -384,9 +388,7 @@ class CompressDomain(Domain):
             self.setup_worker()
         st = self._state
         assert st is not None
-        in_torch, int8 = split_int8(genome, self.runtime)
-        if int8 is not None and int8.mode == "static":
-            int8 = dataclasses.replace(int8, calibration=st["calibration"])
+        in_torch, int8 = split_int8(genome, self.runtime, st["calibration"])
         timings: dict[str, float] = {}
         start = time.perf_counter()
         model = self._compressed(in_torch, context.seed, st)

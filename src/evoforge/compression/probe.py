@@ -72,9 +72,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
             if name in refused:
                 continue
             try:
-                in_torch, int8 = split_int8(PipelineGenome((stage,), task.training), runtime)
-                if int8 is not None and int8.mode == "static":
-                    int8 = dataclasses.replace(int8, calibration=calibration)
+                in_torch, int8 = split_int8(PipelineGenome((stage,), task.training), runtime, calibration)
                 with torch.random.fork_rng():
                     torch.manual_seed(0)
                     result = apply_pipeline(copy.deepcopy(model), in_torch, ctx)

@@ -37,14 +37,9 @@ def record_comparisons(
     import torch
 
     from evoforge.hostlock import MeasurementLock
-    from evoforge.mlir.iree_runner import _load, _to_host, compile_program
-
     arrays = [t.detach().cpu().numpy() for t in example]
-    runners: dict[str, Callable[[], Any]] = {}
+    runners: dict[str, Callable[[], Any]] = {"iree": _iree_runner(program, target, extra_flags, driver, arrays)}
     errors: dict[str, str] = {}
-    original = _load(compile_program(program.text, input_type=program.input_type, target=target, extra_flags=extra_flags),
-                     driver, program.entry)
-    runners["iree"] = lambda: _to_host(original(*arrays))
     builders: dict[str, Callable[[], Callable[[], Any]]] = {
         "torch_eager": lambda: _torch_runner(model, example),
         "torch_compile": lambda: _compiled_runner(model, example),
