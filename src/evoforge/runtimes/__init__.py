@@ -1,10 +1,10 @@
 """Deployment runtimes: export a model, load the artifact, run it, weigh it.
 
 One registry (`RUNTIMES`) of `Runtime` classes, looked up by name; an unknown name lists the valid
-ones. ``torchscript`` is the frozen TorchScript file the compress domain measures today;
-``onnxruntime`` exports ONNX (dynamo exporter) and runs it in ONNX Runtime with its graph
-optimizations on, with int8 from ONNX Runtime's own quantization (QDQ static calibrated on given
-batches, or dynamic; per-tensor or per-channel weights). Loaded artifacts are ``nn.Module`` objects
+ones. ``onnxruntime`` (compress's default) exports ONNX (dynamo exporter) and runs it in ONNX
+Runtime with its graph optimizations on, with int8 from ONNX Runtime's own quantization (QDQ static
+calibrated on given batches, or dynamic; per-tensor or per-channel weights); ``torchscript`` (the
+legacy choice) is a frozen TorchScript file, which also takes torch.ao int8 models. Loaded artifacts are ``nn.Module`` objects
 taking positional tensors (`evoforge.workload.inputs.ModelAdapter` order), so latency and quality
 code treats every runtime alike. Heavy imports happen inside the runtime that needs them.
 """
