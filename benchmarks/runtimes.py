@@ -1,10 +1,11 @@
-"""The fp32 reference in each runtime, and ONNX Runtime int8, timed interleaved in one process.
+"""The fp32 reference in each runtime, and each runtime's int8, timed interleaved in one process.
 
 What a user deploys without evoforge is the unmodified fp32 model in the fastest runtime for it.
 For each model this script exports the same weights to every registered runtime and times them
 against ONNX Runtime fp32 (and torch eager against it), alternating under the host-wide
-measurement lock, single-threaded as compress workers run. ONNX Runtime's int8 modes are timed
-the same way. Weights are random: these are latency and size numbers only.
+measurement lock, single-threaded as compress workers run. Each runtime's int8 modes that export
+at quantization time (ONNX Runtime's, Inductor's torchao ones; QAT deploys static's graph) are
+timed the same way. Weights are random: these are latency and size numbers only.
 
 With ``--compress TASKS`` it then compresses each task in each of ``--runtimes`` (same seed,
 budget and workers) and reports, per runtime, the fastest front member at <= 1 point test drop as a
@@ -56,17 +57,21 @@ def bench_model(name: str, repeats: int, tmp: Path) -> dict[str, dict[str, float
             contenders[f"{runtime_name} fp32"] = runtime.load(path, threads=1)
             sizes[f"{runtime_name} fp32"] = runtime.size_bytes(path)
     calibration = [spec.flatten(INPUTS[name](BATCH[name])) for _ in range(4)]
-    for mode in ort.int8_modes:
-        for per_channel in (False, True):
-            label = f"onnxruntime int8 {mode}{' per-channel' if per_channel else ''}"
-            path = tmp / f"{name}-{mode}-{per_channel}.onnx"
-            try:
-                ort.export(model, example, path, int8=Int8Settings(mode, per_channel, calibration))
-            except Exception as exc:  # noqa: BLE001 - a runtime that cannot take a model is a finding
-                print(f"{name}: {label} failed: {exc}", file=sys.stderr)
+    for runtime_name in RUNTIMES:
+        runtime = get_runtime(runtime_name)
+        for mode in runtime.int8_modes:
+            if mode == "qat":  # deploys the same int8 graph as static, after training we cannot do on random weights
                 continue
-            contenders[label] = ort.load(path, threads=1)
-            sizes[label] = ort.size_bytes(path)
+            for per_channel in (False, True) if runtime_name == "onnxruntime" else (True,):
+                label = f"{runtime_name} int8 {mode}{' per-channel' if per_channel else ''}"
+                path = tmp / f"{name}-{runtime_name}-{mode}-{per_channel}-{runtime.artifact_name}"
+                try:
+                    runtime.export(model, example, path, int8=Int8Settings(mode, per_channel, calibration))
+                except Exception as exc:  # noqa: BLE001 - a runtime that cannot take a model is a finding
+                    print(f"{name}: {label} failed: {exc}", file=sys.stderr)
+                    continue
+                contenders[label] = runtime.load(path, threads=1)
+                sizes[label] = runtime.size_bytes(path)
     out: dict[str, dict[str, float]] = {"onnxruntime fp32": {"ratio_b1": 1.0, "ratio_batch": 1.0, "size_ratio": 1.0}}
     for label, module in contenders.items():
         timing = measure_latency(module, reference, positional, repeats=repeats, threads=1)

@@ -89,7 +89,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-quality-drop", type=float, default=None, help="constraint: points (or %% with --relative)")
     p.add_argument("--relative", action="store_true", default=None, help="quality drop in %% of the baseline")
     p.add_argument("--runtime", default=None,
-                   help="where candidates are deployed and timed: onnxruntime (default) or torchscript (see docs/runtimes.md)")
+                   help="where candidates are deployed and timed: onnxruntime (default), inductor or torchscript (see docs/runtimes.md)")
     _run_args(p)
 
 
@@ -244,7 +244,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id", dest="member_id", type=int, required=True, help="front member id (see evoforge show)")
     p.add_argument("--out", default=None, help="output directory (default: RUN/exports/<id>)")
     p.add_argument("--format", dest="formats", default=None,
-                   help="comma-separated runtimes to also convert a float member to (e.g. torchscript,onnxruntime)")
+                   help="comma-separated runtimes to also convert a float member to (e.g. onnxruntime,inductor,torchscript)")
 
 
 @command("export", "write a front member as a deployable artifact and re-verify it", _export_args)

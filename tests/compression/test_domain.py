@@ -27,10 +27,12 @@ def test_prepare_records_the_baseline(domain):
     assert record["validation"]["accuracy"] > 0.9
     assert record["runtime"] == domain.runtime.name
     assert record["size_bytes"] == (domain.layout.baseline / domain.artifact).stat().st_size
-    if domain.runtime.name == "torchscript":
-        assert record["refused"] == {} and record["space"]["quant_modes"] == ["dynamic", "static", "qat"]
-    else:  # int8 is ONNX Runtime's own: no QAT there
-        assert record["refused"] == {"quantize:qat": "not available on runtime 'onnxruntime'"}
+    if domain.runtime.name == "torchscript":  # torch.ao's modes
+        assert record["refused"] == {"quantize:weight_only": "not available on runtime 'torchscript'"}
+        assert record["space"]["quant_modes"] == ["dynamic", "static", "qat"]
+    else:  # int8 is ONNX Runtime's own: no QAT, no weight-only there
+        assert record["refused"] == {"quantize:qat": "not available on runtime 'onnxruntime'",
+                                     "quantize:weight_only": "not available on runtime 'onnxruntime'"}
         assert record["space"]["quant_modes"] == ["dynamic", "static"]
     assert record["inputs"] == [{"name": "input0", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
     assert "data" in domain.task.fingerprints  # the data the run started with
@@ -115,7 +117,7 @@ def test_stored_configs_without_a_runtime_are_torchscript_runs(domain):
     config = {k: v for k, v in domain.config().items() if k != "runtime"}
     assert CompressDomain.from_config(config).runtime.name == "torchscript"
     assert CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict()).runtime.name == "onnxruntime"
-    with pytest.raises(UnknownNameError, match="unknown runtime 'tensorrt'; valid names: onnxruntime, torchscript"):
+    with pytest.raises(UnknownNameError, match="unknown runtime 'tensorrt'; valid names: inductor, onnxruntime, torchscript"):
         CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), runtime="tensorrt")
 
 

@@ -15,36 +15,8 @@ from torch import nn  # noqa: E402
 
 from evoforge.errors import ConfigError, EvaluationError, UnknownNameError  # noqa: E402
 from evoforge.runtimes import RUNTIMES, Int8Settings, get_runtime  # noqa: E402
-from evoforge.workload.models import digits_cnn, digits_mlp  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    x = torch.tensor(x / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    y = torch.tensor(y)
-    return x[:1400], y[:1400], x[1400:], y[1400:]
-
-
-@pytest.fixture(scope="module")
-def trained_mlp(digits: tuple[torch.Tensor, ...]) -> nn.Module:
-    x, y, _, _ = digits
-    torch.manual_seed(0)
-    model = digits_mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(4):
-        for i in range(0, len(x), 64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64]).backward()
-            opt.step()
-    return model.eval()
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
+from evoforge.workload.models import digits_cnn  # noqa: E402
+from tests.runtimes.conftest import accuracy as _accuracy  # noqa: E402
 
 
 def test_unknown_runtime_lists_the_valid_ones() -> None:

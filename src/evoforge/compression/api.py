@@ -65,7 +65,7 @@ def compress(
     latency_ratio, size_ratio (all minimized). ``constraints`` takes ``max_quality_drop``
     (points, or percent with ``relative=True``; default 1 point for accuracy-like metrics, 5%
     otherwise; None disables) and ``relative``. ``runtime`` is where candidates are deployed,
-    timed and weighed: ``onnxruntime`` (the default), ``torchscript`` (see
+    timed and weighed: ``onnxruntime`` (the default), ``inductor``, ``torchscript`` (see
     `evoforge.runtimes`); ratios are against the fp32 model in that runtime. ``settings`` are the run's settings (see
     `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
     or ``spec`` gives them all at once.

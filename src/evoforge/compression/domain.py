@@ -22,13 +22,13 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from evoforge.compression.genome import QUANT_MODES, PipelineGenome, Stage
+from evoforge.compression.genome import QUANT_MODES, TORCH_AO_MODES, PipelineGenome, Stage
 from evoforge.compression.operators import PipelineOperators, SearchSpace
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
@@ -70,16 +70,17 @@ MAX_PIPELINE_EPOCHS = 60
 
 
 def runtime_quant_modes(runtime: Runtime) -> tuple[str, ...]:
-    """The quantize-stage modes a runtime can deploy: torch.ao's (all of them) when it takes
-    torch-quantized models, else the modes it quantizes with at export."""
-    return QUANT_MODES if runtime.takes_torch_int8 else tuple(m for m in QUANT_MODES if m in runtime.int8_modes)
+    """The quantize-stage modes a runtime can deploy: torch.ao's when it takes torch-quantized
+    models, else the modes it quantizes with at export."""
+    return TORCH_AO_MODES if runtime.takes_torch_int8 else tuple(m for m in QUANT_MODES if m in runtime.int8_modes)
 
 
-def split_int8(genome: PipelineGenome, runtime: Runtime,
-               calibration: Sequence[tuple[Any, ...]] = ()) -> tuple[PipelineGenome, Int8Settings | None]:
-    """The pipeline to run in PyTorch and the int8 the runtime applies at export (static int8
-    gets ``calibration``). Raises `ConfigError` naming the runtime's modes when the genome's
-    quantize mode is not among them."""
+def split_int8(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[tuple[Any, ...]] = (),
+               train_qat: Callable[[Any, int], object] | None = None) -> tuple[PipelineGenome, Int8Settings | None]:
+    """The pipeline to run in PyTorch and the int8 the runtime applies at export: static and
+    QAT int8 get ``calibration``; QAT with epochs gets ``train_qat(model, epochs)`` as its
+    trainer. Raises `ConfigError` naming the runtime's modes when the genome's quantize mode is
+    not among them."""
     last = genome.stages[-1] if genome.stages else None
     if last is None or last.kind != "quantize":
         return genome, None
@@ -88,8 +89,15 @@ def split_int8(genome: PipelineGenome, runtime: Runtime,
         raise ConfigError(f"int8 mode {last['mode']!r} is not available on runtime {runtime.name!r}; its modes: {', '.join(modes)}")
     if runtime.takes_torch_int8:
         return genome, None
-    int8 = Int8Settings(last["mode"], per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"],
-                        calibration=calibration if last["mode"] == "static" else ())
+    mode, epochs = last["mode"], last["epochs"]
+    trainer = None
+    if mode == "qat" and epochs > 0 and train_qat is not None:
+        qat_train = train_qat
+
+        def trainer(model: Any) -> object:
+            return qat_train(model, epochs)
+    int8 = Int8Settings(mode, per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"],
+                        calibration=calibration if mode in ("static", "qat") else (), train=trainer)
     return dataclasses.replace(genome, stages=genome.stages[:-1]), int8
 
 
@@ -378,6 +386,16 @@ class CompressDomain(Domain):
             )
             return apply_pipeline(copy.deepcopy(state["baseline"]), genome, ctx)
 
+    def _qat_trainer(self, genome: PipelineGenome, seed: int, state: dict[str, Any]) -> Callable[[Any, int], object]:
+        """Trains a runtime's fake-quantized model (QAT at export) with the genome's training
+        settings, on CPU where int8 runs."""
+        from evoforge.workload.training import train
+
+        def run(model: Any, epochs: int) -> object:
+            return train(model, state["splits"], genome.training, epochs=epochs, seed=seed, batch_size=self.task.batch_size)
+
+        return run
+
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         from evoforge.compression.measure import count_macs, measure_latency, parameter_count
         from evoforge.workload.metrics import quality_drop_of
@@ -388,7 +406,7 @@ class CompressDomain(Domain):
             self.setup_worker()
         st = self._state
         assert st is not None
-        in_torch, int8 = split_int8(genome, self.runtime, st["calibration"])
+        in_torch, int8 = split_int8(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
         timings: dict[str, float] = {}
         start = time.perf_counter()
         model = self._compressed(in_torch, context.seed, st)

@@ -19,7 +19,10 @@ from evoforge.workload.recipe import TRAINING_SPACE as TRAINING_SPACE
 from evoforge.workload.recipe import TrainingSettings as TrainingSettings
 
 IMPORTANCES = ("l1", "l2", "lamp", "taylor", "hessian", "bn_scale", "random")
-QUANT_MODES = ("dynamic", "static", "qat")
+QUANT_MODES = ("dynamic", "static", "qat", "weight_only")
+"""int8 modes of the ``quantize`` stage; which ones a run can draw depends on its runtime."""
+TORCH_AO_MODES = ("dynamic", "static", "qat")
+"""The modes the stage applies in PyTorch (torch.ao), for runtimes that deploy torch.ao int8."""
 
 STAGE_SPACES: dict[str, tuple[ParamSpec, ...]] = {
     "prune": (

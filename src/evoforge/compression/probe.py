@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tempfile
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +52,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     from evoforge.runtimes import get_runtime
     from evoforge.workload.inputs import call_model
     from evoforge.workload.task import example_input
+    from evoforge.workload.training import train
 
     runtime = runtime or get_runtime("torchscript")
 
@@ -64,15 +63,19 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     deployable = runtime_quant_modes(runtime)
     refused = {f"quantize:{m}": f"not available on runtime {runtime.name!r}" for m in QUANT_MODES if m not in deployable}
     calibration = calibration_batches(small, task.batch_size)
+
+    def train_qat(fake_quantized: nn.Module, epochs: int) -> object:
+        return train(fake_quantized, small, task.training, epochs=epochs, seed=0, batch_size=task.batch_size, device=device)
+
     exported_prune = False
-    with tempfile.TemporaryDirectory(prefix="evoforge-probe-") as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         if runtime.takes_torch_int8:
             warnings.simplefilter("ignore")  # torch.ao's deprecation notices on every call; failures are what count
         for name, stage in probe_stages().items():
             if name in refused:
                 continue
             try:
-                in_torch, int8 = split_int8(PipelineGenome((stage,), task.training), runtime, calibration)
+                in_torch, int8 = split_int8(PipelineGenome((stage,), task.training), runtime, calibration, train_qat)
                 with torch.random.fork_rng():
                     torch.manual_seed(0)
                     result = apply_pipeline(copy.deepcopy(model), in_torch, ctx)
@@ -81,7 +84,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
                     with torch.no_grad():
                         call_model(result.eval(), example)
                     continue
-                runtime.export(result, example, Path(tmp) / runtime.artifact_name, int8=int8)
+                runtime.check_export(result, example, int8=int8)
                 exported_prune = exported_prune or name.startswith("prune:")
             except Exception as exc:  # noqa: BLE001 - a refused probe is a finding, not an error
                 refused[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]

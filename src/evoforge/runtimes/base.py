@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from evoforge.errors import ConfigError
+from evoforge.errors import ConfigError, EvaluationError
 from evoforge.registry import Registry
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
+
+    from evoforge.workload.inputs import InputSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,9 @@ class Int8Settings:
     per_channel: bool = True
     calibration: Sequence[tuple[Any, ...]] = ()
     keep_float_edges: bool = False
+    train: Callable[[nn.Module], object] | None = None
+    """For ``qat``: trains the fake-quantized model in place (it takes the model's own input
+    structure, like the float model); None calibrates it on ``calibration`` instead."""
 
 
 class Runtime(ABC):
@@ -35,8 +41,8 @@ class Runtime(ABC):
     ``export`` takes a float ``nn.Module`` and an example input of any structure (a batch of at
     least one row); the artifact takes the inputs as positional tensors in
     `evoforge.workload.inputs.InputSpec` order, returns the output tensor and keeps the batch
-
-
+    dimension dynamic. ``export`` raises `EvaluationError` when the model does not export or the
+    artifact does not reproduce it (float) or gives non-finite or misshapen outputs (int8).
     """
 
     name: ClassVar[str]
@@ -61,6 +67,15 @@ class Runtime(ABC):
     def load_snippet(self, path: str | os.PathLike[str]) -> str:
         """How a user loads the artifact without evoforge (one line of Python)."""
 
+    def check_export(self, model: nn.Module, example_input: Any, *, int8: Int8Settings | None = None) -> None:
+        """Raise `EvaluationError` (or `ConfigError`) when ``model`` would not export with
+        ``int8``: what the capability probe calls for every stage kind and int8 mode. The
+        default exports to a scratch file; a runtime whose compile step is slow may check less."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="evoforge-check-") as tmp:
+            self.export(model, example_input, Path(tmp) / self.artifact_name, int8=int8)
+
     def size_bytes(self, path: str | os.PathLike[str]) -> int:
         """Bytes of the deployable artifact."""
         return Path(path).stat().st_size
@@ -74,6 +89,42 @@ class Runtime(ABC):
             raise ConfigError(f"int8 mode {int8.mode!r} is not available on runtime {self.name!r}; its modes: {valid}")
         if int8.mode == "static" and not int8.calibration:
             raise ConfigError(f"static int8 on runtime {self.name!r} needs calibration batches; give Int8Settings(calibration=...)")
+        if int8.mode == "qat" and int8.train is None and not int8.calibration:
+            raise ConfigError(f"qat int8 on runtime {self.name!r} needs a trainer or calibration batches; give Int8Settings(train=...)")
+
+
+CHECK_ATOL = 1e-4
+CHECK_RTOL = 1e-3
+"""How closely a float artifact must reproduce its model on the export example."""
+
+
+def export_args(example_input: Any) -> tuple[InputSpec, tuple[torch.Tensor, ...]]:
+    """The input spec of ``example_input`` and its positional tensors, with a batch of one row
+    doubled: torch.export treats a dimension of size 1 as static, two rows keep the batch dynamic."""
+    import torch
+
+    from evoforge.workload.inputs import InputSpec, to_tensors
+
+    spec = InputSpec.of(example_input)
+    args = tuple(torch.cat([t, t]) if t.shape[0] == 1 else t for t in spec.flatten(to_tensors(example_input)))
+    return spec, args
+
+
+def check_artifact_output(got: torch.Tensor, expected: torch.Tensor, int8: Int8Settings | None, what: str) -> None:
+    """Float artifacts must reproduce the model; int8 ones must keep its shape and stay finite
+    (how far int8 moves the outputs is the quality objective's business, measured on data).
+    Raises `EvaluationError` naming ``what`` (the artifact kind)."""
+    import torch
+
+    got, expected = got.float(), expected.float()
+    if got.shape != expected.shape:
+        raise EvaluationError(f"exported {what} output has shape {tuple(got.shape)}, the model's {tuple(expected.shape)}")
+    if int8 is not None:
+        if not bool(torch.isfinite(got).all()):
+            raise EvaluationError(f"int8 {what} output holds NaN or infinite values")
+        return
+    if not torch.allclose(got, expected, atol=CHECK_ATOL, rtol=CHECK_RTOL):
+        raise EvaluationError(f"exported {what} output differs from the model by up to {float((got - expected).abs().max()):.3g}")
 
 
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")

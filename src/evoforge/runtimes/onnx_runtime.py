@@ -22,11 +22,9 @@ import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
-from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime
-from evoforge.workload.inputs import InputSpec, ModelAdapter, to_tensors
+from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, check_artifact_output, export_args
+from evoforge.workload.inputs import InputSpec, ModelAdapter
 
-_CHECK_ATOL = 1e-4
-_CHECK_RTOL = 1e-3
 _MAX_BATCH = 1 << 16
 
 
@@ -65,10 +63,8 @@ class OnnxRuntime(Runtime):
         self.check_int8(int8)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        spec = InputSpec.of(example_input)
+        spec, args = export_args(example_input)
         module = ModelAdapter(copy.deepcopy(model), spec).eval()
-        # torch.export treats a dimension of size 1 as static: two rows keep the batch dynamic
-        args = tuple(torch.cat([t, t]) if t.shape[0] == 1 else t for t in spec.flatten(to_tensors(example_input)))
         try:
             with torch.no_grad():
                 expected = module(*args)
@@ -86,7 +82,7 @@ class OnnxRuntime(Runtime):
             raise
         except Exception as exc:
             raise EvaluationError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {_summary(exc)}") from exc
-        _check_output(got, expected, int8)
+        check_artifact_output(got, expected, int8, "ONNX")
         return path
 
     def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
@@ -171,17 +167,3 @@ def _edge_layers(path: Path) -> list[str]:
     weights = {init.name for init in graph.initializer}
     weighted = [n.name for n in graph.node if n.op_type in _WEIGHTED_OPS and any(i in weights for i in n.input)]
     return list(dict.fromkeys(weighted[:1] + weighted[-1:]))
-
-
-def _check_output(got: torch.Tensor, expected: torch.Tensor, int8: Int8Settings | None) -> None:
-    """Float artifacts must reproduce the model; int8 ones must keep its shape and stay finite
-    (how far int8 moves the outputs is the quality objective's business, measured on data)."""
-    got, expected = got.float(), expected.float()
-    if got.shape != expected.shape:
-        raise EvaluationError(f"exported ONNX output has shape {tuple(got.shape)}, the model's {tuple(expected.shape)}")
-    if int8 is not None:
-        if not bool(torch.isfinite(got).all()):
-            raise EvaluationError("int8 ONNX output holds NaN or infinite values")
-        return
-    if not torch.allclose(got, expected, atol=_CHECK_ATOL, rtol=_CHECK_RTOL):
-        raise EvaluationError(f"exported ONNX output differs from the model by up to {float((got - expected).abs().max()):.3g}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from evoforge.compression.genome import QUANT_MODES, Stage, TrainingSettings
+from evoforge.compression.genome import TORCH_AO_MODES, Stage, TrainingSettings
 from evoforge.compression.stages import apply_stage
 from evoforge.workload.training import predict, train
 from tests.support.torch_fixtures import ResCNN, accuracy, depthwise_cnn, make_ctx
@@ -43,7 +43,7 @@ def _quantized_modules(model: nn.Module) -> list[str]:
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per_tensor", "per_channel"])
-@pytest.mark.parametrize("mode", QUANT_MODES)
+@pytest.mark.parametrize("mode", TORCH_AO_MODES)
 def test_every_mode_shrinks_the_mlp_and_keeps_its_quality(mode: str, per_channel: bool, trained_mlp: nn.Module, digits) -> None:
     ctx = make_ctx(trained_mlp, digits)
     q = _quantize(trained_mlp, ctx, mode=mode, per_channel=per_channel)
@@ -75,7 +75,7 @@ def test_static_fx_on_a_residual_cnn_with_batch_norm(rescnn: nn.Module, digits) 
 
 def test_keep_float_edges_leaves_the_protected_layers_in_float(trained_mlp: nn.Module, rescnn: nn.Module, digits) -> None:
     ctx = make_ctx(trained_mlp, digits)
-    for mode in QUANT_MODES:
+    for mode in TORCH_AO_MODES:
         q = _quantize(trained_mlp, ctx, mode=mode, keep_float_edges=True, epochs=0)
         modules = dict(q.named_modules())
         assert _is_float(modules["1"]) and _is_float(modules["5"]), mode
@@ -141,3 +141,10 @@ def test_quantize_is_deterministic(trained_mlp: nn.Module, digits) -> None:
     a = predict(_quantize(trained_mlp, ctx, mode="qat"), digits.test)[0]
     b = predict(_quantize(trained_mlp, ctx, mode="qat"), digits.test)[0]
     assert (a == b).all()
+
+
+def test_weight_only_has_no_torch_ao_form(trained_mlp: nn.Module, digits) -> None:
+    from evoforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="int8 mode 'weight_only' has no torch.ao form .*inductor"):
+        _quantize(trained_mlp, make_ctx(trained_mlp, digits), mode="weight_only")

@@ -24,8 +24,9 @@ from torch import nn
 from torch.ao.nn.intrinsic.modules.fused import _FusedModule
 from torch.ao.quantization import quantize_fx
 
-from evoforge.compression.genome import Stage
+from evoforge.compression.genome import TORCH_AO_MODES, Stage
 from evoforge.compression.stages import STAGES, StageContext
+from evoforge.errors import ConfigError
 from evoforge.workload.inputs import call_model, leaves, to_tensors
 from evoforge.workload.training import train
 
@@ -188,6 +189,9 @@ def quantize(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     ``keep_float_edges`` leaves the layers in ``ctx.protected`` in float. Quantized kernels run on
     CPU only, so the model (and any QAT training) moves to CPU whatever ``ctx.device`` is.
     """
+    if stage["mode"] not in TORCH_AO_MODES:
+        raise ConfigError(f"int8 mode {stage['mode']!r} has no torch.ao form (its modes: {', '.join(TORCH_AO_MODES)}); "
+                          "a runtime that quantizes at export (such as inductor) applies it")
     model = model.cpu()
     if stage["mode"] == "dynamic":
         return _dynamic(model, stage, ctx)

@@ -1,0 +1,79 @@
+"""A compress run on the Inductor runtime: every int8 mode is in its space, QAT trains through the
+domain's trainer at export, and nothing in the run calls torch.ao.quantization."""
+
+import json
+import warnings
+
+import pytest
+
+pytest.importorskip("torchao")
+
+from evoforge.compression.domain import CompressDomain  # noqa: E402
+from evoforge.compression.genome import PipelineGenome, Stage  # noqa: E402
+from evoforge.errors import ConfigError  # noqa: E402
+from evoforge.layout import RunLayout  # noqa: E402
+from evoforge.search.domain import EvalContext  # noqa: E402
+from evoforge.workload.task import BUILTIN_TASKS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def domain(tmp_path_factory):
+    d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), latency_repeats=5, runtime="inductor")
+    d.attach(RunLayout(tmp_path_factory.mktemp("run")))
+    d.prepare()
+    d.setup_worker()
+    return d
+
+
+def test_the_baseline_is_a_package_and_every_int8_mode_is_searchable(domain):
+    record = json.loads((domain.layout.baseline / "baseline.json").read_text())
+    assert domain.artifact == "model.pt2" and (domain.layout.baseline / "model.pt2").exists()
+    assert record["runtime"] == "inductor" and record["refused"] == {}
+    assert record["space"]["quant_modes"] == ["dynamic", "static", "qat", "weight_only"]
+
+
+def test_qat_trains_at_export_and_no_torch_ao_is_called(domain, tmp_path, monkeypatch):
+    import torch.ao.quantization as tq
+    from torch.ao.quantization import quantize_fx
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.ao.quantization was called in an inductor run")
+
+    for module, name in [(tq, "quantize_dynamic"), (tq, "prepare"), (tq, "prepare_qat"), (tq, "convert"),
+                         (quantize_fx, "prepare_fx"), (quantize_fx, "prepare_qat_fx"), (quantize_fx, "convert_fx")]:
+        monkeypatch.setattr(module, name, forbidden)
+    trained = []
+    original = domain._qat_trainer
+
+    def spy(genome, seed, state):
+        train = original(genome, seed, state)
+
+        def run(model, epochs):
+            trained.append(epochs)
+            return train(model, epochs)
+
+        return run
+
+    monkeypatch.setattr(domain, "_qat_trainer", spy)
+    qat = PipelineGenome((Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=1),), domain.task.training)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ev = domain.evaluate(qat, EvalContext(seed=1, artifact_dir=tmp_path))
+    assert ev.ok, ev.reason
+    assert trained == [1]
+    assert ev.objectives["quality_drop"] < 3.0 and ev.objectives["size_ratio"] < 1.0
+    assert ev.metrics["runtime"] == "inductor" and ev.artifacts["model"].endswith("model.pt2")
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning) and "torch.ao" in str(w.message)]
+
+
+def test_torchscript_refuses_weight_only_by_name(tmp_path):
+    from evoforge.compression.domain import split_int8
+    from evoforge.runtimes import get_runtime
+
+    genome = PipelineGenome((Stage.make("quantize", mode="weight_only", per_channel=True, keep_float_edges=False, epochs=0),),
+                            BUILTIN_TASKS["digits-mlp"].training)
+    refusal = "int8 mode 'weight_only' is not available on runtime 'torchscript'; its modes: dynamic, static, qat"
+    with pytest.raises(ConfigError, match=refusal):
+        split_int8(genome, get_runtime("torchscript"))
+    kept, int8 = split_int8(genome, get_runtime("inductor"))
+    assert kept.stages == () and int8 is not None and int8.mode == "weight_only"
