@@ -23,9 +23,10 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 
-# pytest exits 5 when it collects no test: that is not a failure of the suite.
+# pytest exits 5 when it collects no test: that is not a failure of the suite. Two pytest-xdist
+# workers, a test file each at a time (module fixtures are built once; the Ray tests stay together).
 test: install lint
-	$(PY) -m pytest -q -m "not matrix"; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
+	$(PY) -m pytest -q -m "not matrix" -n 2 --dist loadfile; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && rc=0; exit $$rc
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
