@@ -53,7 +53,7 @@ def bench_model(name: str, repeats: int, tmp: Path) -> dict[str, dict[str, float
     for runtime_name in RUNTIMES:
         if runtime_name != "onnxruntime":
             runtime = get_runtime(runtime_name)
-            path = runtime.export(model, example, tmp / f"{name}.{runtime_name}")
+            path = runtime.export(model, example, tmp / f"{name}-{runtime_name}-{runtime.artifact_name}")
             contenders[f"{runtime_name} fp32"] = runtime.load(path, threads=1)
             sizes[f"{runtime_name} fp32"] = runtime.size_bytes(path)
     calibration = [spec.flatten(INPUTS[name](BATCH[name])) for _ in range(4)]
