@@ -136,6 +136,7 @@ class CompressDomain(Domain):
     what fits in ``EPOCH_SHARE`` of it."""
 
     name = "compress"
+    writes_report = True
     run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "petra", "pop_size": 10, "budget": "10m", "workers": 1, "timeout_s": 900.0}
 
     def __init__(
@@ -232,6 +233,34 @@ class CompressDomain(Domain):
     def describe(self, genome: Genome) -> str:
         assert isinstance(genome, PipelineGenome)
         return describe_pipeline(genome)
+
+    def baseline_objectives(self) -> dict[str, float]:
+        """The baseline scores 0 drop and ratio 1 on every other objective, by definition."""
+        return {name: 0.0 if name == "quality_drop" else 1.0 for name in self.objective_names}
+
+    def genome_features(self, genome: Genome) -> dict[str, str]:
+        assert isinstance(genome, PipelineGenome)
+        features = {"stages": " -> ".join(s.kind for s in genome.stages) or "none"}
+        for stage in genome.stages:
+            if stage.kind == "prune":
+                features["prune importance"] = stage["importance"]
+                features["prune allocation"] = stage["allocation"]
+                low = min(0.7, 0.1 + 0.2 * int((stage["ratio"] - 0.1) / 0.2))
+                features["prune ratio"] = f"{low:.1f}-{low + 0.2:.1f}"
+            elif stage.kind == "quantize":
+                features["int8 mode"] = stage["mode"]
+                features["int8 weights"] = "per channel" if stage["per_channel"] else "per tensor"
+        if genome.stages and any(s.kind != "quantize" for s in genome.stages):
+            features["optimizer"] = genome.training.optimizer
+        return features
+
+    def member_details(self, genome: Genome) -> dict[str, str]:
+        assert isinstance(genome, PipelineGenome)
+        lines = [f"{i}. {s.kind}: " + ", ".join(f"{k}={v}" for k, v in s.params) for i, s in enumerate(genome.stages, 1)]
+        t = genome.training
+        training = ", ".join(f"{f.name}={getattr(t, f.name)}" for f in dataclasses.fields(t))
+        return {"stages": "\n".join(lines) or "none (the baseline)", "training settings": training,
+                "runtime": self.runtime.name}
 
     # ------------------------------------------------------------------ baseline
     @property
@@ -399,6 +428,7 @@ class CompressDomain(Domain):
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         from evoforge.compression.measure import count_macs, measure_latency, parameter_count
         from evoforge.workload.metrics import quality_drop_of
+        from evoforge.workload.training import record_validation_losses
 
         if not isinstance(genome, PipelineGenome):
             raise ConfigError(f"the compress domain takes pipeline genomes, got {genome.TYPE}")
@@ -409,7 +439,8 @@ class CompressDomain(Domain):
         in_torch, int8 = split_int8(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        model = self._compressed(in_torch, context.seed, st)
+        with record_validation_losses() as curve:
+            model = self._compressed(in_torch, context.seed, st)
         timings["compress_s"] = time.perf_counter() - start
 
         scratch = None
@@ -456,6 +487,7 @@ class CompressDomain(Domain):
             "macs_ratio": None if macs is None else macs / max(1, record["macs"]),
             "pipeline": describe_pipeline(genome),
             "runtime": self.runtime.name,
+            "val_loss_curve": [round(v, 6) for v in curve],
             **timings,
         }
         objectives = {}

@@ -34,6 +34,8 @@ class PairTiming:
     candidate_ms: float
     baseline_ms: float
     ratio: float
+    rounds: tuple[float, ...] = ()
+    """Every round's candidate/baseline ratio (the spread behind ``ratio``)."""
 
     @property
     def throughput(self) -> float:
@@ -52,8 +54,8 @@ class LatencyResult:
     b1: PairTiming
     batch: PairTiming
 
-    def to_dict(self) -> dict[str, float]:
-        """Flat JSON-ready numbers (ms, ratios, samples/s)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON-ready numbers (ms, ratios, samples/s) and each round's ratios."""
         return {
             "latency_b1_ms": self.b1.candidate_ms,
             "baseline_latency_b1_ms": self.b1.baseline_ms,
@@ -64,6 +66,8 @@ class LatencyResult:
             "latency_ratio_batch": self.batch.ratio,
             "throughput": self.batch.throughput,
             "baseline_throughput": self.batch.baseline_throughput,
+            "latency_rounds_b1": [round(r, 5) for r in self.b1.rounds],
+            "latency_rounds_batch": [round(r, 5) for r in self.batch.rounds],
         }
 
 
@@ -127,7 +131,7 @@ def _time_pair(candidate: Runner, baseline: Runner, x: Any, repeats: int, warmup
         cand.append(c)
         base.append(b)
     ratios = [c / b for c, b in zip(cand, base)]
-    return PairTiming(rows(x), statistics.median(cand), statistics.median(base), statistics.median(ratios))
+    return PairTiming(rows(x), statistics.median(cand), statistics.median(base), statistics.median(ratios), tuple(ratios))
 
 
 def _median_call(model: Runner, x: Any, calls: int, sync: Callable[[], None] | None) -> float:

@@ -27,6 +27,10 @@ OBJECTIVE_NAMES = ("runtime_ratio", "error", "size_ratio")
 _FAILURE_STATUS = {"timeout": Status.TIMEOUT, "compile_timeout": Status.TIMEOUT, "crash": Status.CRASHED}
 
 
+DIFF_LINES = 400
+"""Diff lines a report shows per member."""
+
+
 @register_domain
 class EvolveDomain(Domain):
     """Configured by the objectives (``runtime_ratio`` and ``error`` by default, ``size_ratio`` optional: compiled
@@ -36,6 +40,7 @@ class EvolveDomain(Domain):
     in the run's ``program/`` folder (see `evoforge.mlir.sources`)."""
 
     name = "evolve"
+    writes_report = True
     run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "nsga2", "pop_size": 16, "budget": "10m", "workers": 1, "timeout_s": 600.0}
 
     def __init__(
@@ -163,6 +168,37 @@ class EvolveDomain(Domain):
         from evoforge.mlir.describe import describe_edits
 
         return "; ".join(describe_edits(self.program, genome.edits)) or "original program"  # type: ignore[attr-defined]
+
+    def baseline_objectives(self) -> dict[str, float] | None:
+        """The original program: runtime and size ratio 1, its own error (once prepared)."""
+        values = {"runtime_ratio": 1.0, "size_ratio": 1.0, "error": self.original_error}
+        if any(values[n] is None for n in self.objective_names):
+            return None
+        return {n: float(values[n]) for n in self.objective_names}  # type: ignore[arg-type]
+
+    def genome_features(self, genome: Genome) -> dict[str, str]:
+        kinds = [e.KIND for e in genome.edits]  # type: ignore[attr-defined]
+        count = len(kinds)
+        features = {"edit kinds": " + ".join(sorted(set(kinds))) or "none",
+                    "edits": str(count) if count < 4 else "4+"}
+        for kind in sorted(set(kinds)):
+            features[f"has {kind}"] = "yes"
+        return features
+
+    def member_details(self, genome: Genome) -> dict[str, str]:
+        """The edits in words and the diff against the original (first `DIFF_LINES` lines)."""
+        from evoforge.mlir.describe import describe_edits, program_diff
+        from evoforge.mlir.edits import EditError
+
+        edits = genome.edits  # type: ignore[attr-defined]
+        try:
+            words = describe_edits(self.program, edits)
+            diff = program_diff(self.program, edits).splitlines()
+        except EditError as exc:
+            return {"edits": f"the edits no longer apply: {exc}"}
+        if len(diff) > DIFF_LINES:
+            diff = diff[:DIFF_LINES] + [f"... {len(diff) - DIFF_LINES} more lines (evoforge export writes the whole diff)"]
+        return {"edits": "\n".join(words) or "none (the original program)", "diff against the original": "\n".join(diff)}
 
     # ------------------------------------------------------------------ preparation
     def prepare(self) -> None:

@@ -66,6 +66,8 @@ class Domain(abc.ABC):
     name: ClassVar[str]
     run_defaults: ClassVar[dict[str, Any]] = {}
     """The domain's defaults for `evoforge.run.RunSpec` settings (algorithm, budget, workers, ...)."""
+    writes_report: ClassVar[bool] = False
+    """True: a stored run writes its HTML report (``RUN/report.html``) when it ends."""
     objectives: tuple[Objective, ...]
     constraints: tuple[str, ...] = ()
     layout: RunLayout | None = None
@@ -134,6 +136,21 @@ class Domain(abc.ABC):
     def headline_notes(self) -> list[str]:
         """Lines `show` prints under a run's headline (what the numbers are measured against)."""
         return []
+
+    def baseline_objectives(self) -> dict[str, float] | None:
+        """The objective values of the unmodified model or program (the report marks it), or
+        None when the domain has no baseline."""
+        return None
+
+    def genome_features(self, genome: Genome) -> dict[str, str]:
+        """Categorical settings of ``genome`` (``{"quantize mode": "static"}``) that the report
+        relates to the best trade-offs; none by default."""
+        return {}
+
+    def member_details(self, genome: Genome) -> dict[str, str]:
+        """Titled plain-text sections the report shows for a member (its settings, a diff);
+        by default the genome as JSON."""
+        return {"genome": genome.to_json()}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Domain:

@@ -9,9 +9,11 @@ their inputs in any structure (see `evoforge.workload.inputs`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -109,6 +111,21 @@ def validation_loss(model: nn.Module, data: Splits, loss: LossFn, *, batch_size:
     return total / max(1, count)
 
 
+_VALIDATION_LOSSES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("validation_losses", default=None)
+
+
+@contextlib.contextmanager
+def record_validation_losses() -> Iterator[list[float]]:
+    """Collect the validation loss after every epoch of every `train` call inside the block, in
+    order (a compression pipeline's training curve across its stages)."""
+    losses: list[float] = []
+    token = _VALIDATION_LOSSES.set(losses)
+    try:
+        yield losses
+    finally:
+        _VALIDATION_LOSSES.reset(token)
+
+
 def train(
     model: nn.Module,
     data: Splits,
@@ -156,6 +173,8 @@ def train(
                 step_loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
             val = validation_loss(model, data, loss, device=device)
+            if (recorder := _VALIDATION_LOSSES.get()) is not None:
+                recorder.append(float(val))
             if val < best_loss:
                 best_loss, best_state, stale = val, copy.deepcopy(model.state_dict()), 0
             else:
