@@ -36,6 +36,19 @@ def test_search_show_json(tmp_path):
     assert summary["front"] and "evaluation budget reached" in summary["headline"]
 
 
+def test_report_and_show_choose_what_they_print(tmp_path):
+    run("search", "--problem", "dtlz2", "--budget", 40, "--pop-size", 8, "--run", tmp_path / "r", "--quiet")
+    out = run("report", tmp_path / "r", "--out", tmp_path / "page.html").stdout
+    assert out.startswith(f"report: {tmp_path / 'page.html'} (") and "opens offline" in out
+    assert not (tmp_path / "r" / "report.html").exists()  # search runs write theirs on request only
+    rows = json.loads(run("show", tmp_path / "r", "--format", "json", "--sort", "f2", "--descending", "--columns", "id,f2").stdout)["table"]
+    assert rows and all(list(row) == ["id", "f2"] for row in rows)
+    assert [row["f2"] for row in rows] == sorted((row["f2"] for row in rows), reverse=True)
+    assert "unknown column 'speed'; columns: id, key, f1" in bad("show", tmp_path / "r", "--columns", "id,speed")
+    assert "not an evoforge run directory" in bad("report", tmp_path / "missing")
+    assert "cannot read 'f1<1' in pick rule" in bad("export", tmp_path / "r", "--pick", "f1<1")
+
+
 def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert "zdt9" in bad("search", "--problem", "zdt9", "--run", tmp_path / "a")
     assert "'soon'" in bad("search", "--problem", "zdt1", "--budget", "soon", "--run", tmp_path / "b")
@@ -94,7 +107,11 @@ def test_compress_kill_resume_show_export(tmp_path):
     member = summary["front"][0]
     assert member["test_accuracy"] == pytest.approx(final[member["key"]]["accuracy"])
 
-    card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
+    assert summary["report"] == str(run_dir / "report.html") and (run_dir / "report.html").stat().st_size > 1_000_000
+    assert f"report: {run_dir / 'report.html'}" in run("show", run_dir).stdout
+
+    card = json.loads(run("export", run_dir, "--pick", "minimize=quality_drop", "--out", tmp_path / "out").stdout)
+    assert card["id"] == member["id"]  # the front is sorted by the first objective, quality_drop
     assert card["test"]["accuracy"] == pytest.approx(member["test_accuracy"])
     assert card["runtime"] == "onnxruntime" and card["verified_in_fresh_process"] and card["latency"]["ratio_batch"] > 0
     check = (
@@ -130,6 +147,12 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     member = summary["front"][0]
     card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
     assert (tmp_path / "out" / "variant.vmfb").exists() and isinstance(card["edits"], list)
+    page = (run_dir / "report.html").read_text()  # written when the run ended
+    data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])[0]
+    details = [p["details"] for p in data["points"] if p["front"]]
+    assert data["domain"] == "evolve" and details and all("edits" in d for d in details)
+    assert any("diff against the original" in d for d in details) or all(p["description"] == "original program"
+                                                                       for p in data["points"] if p["front"])
     assert "exactly one program" in bad("evolve", program, "--task", "digits-mobilenet")
     assert "cannot parse MLIR" in bad("evolve", _broken(tmp_path), "--run", tmp_path / "r2")
     assert "unknown edit kinds ['cut']" in bad("evolve", program, "--edits", "delete,cut", "--run", tmp_path / "r3")

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from evoforge.errors import ConfigError
-from evoforge.front import Front
+from evoforge.front import Front, parse_pick_rule
 from evoforge.pareto import Objective
 from evoforge.problems import RealVector
 from evoforge.progress import Callbacks, JsonEventLog, ProgressPrinter
@@ -58,6 +58,22 @@ def test_pick_and_frame():
         front.pick(minimize="size")
     frame = front.to_frame()
     assert list(frame.index) == [m.id for m in front] and {"drop", "latency", "acc", "key"} <= set(frame.columns)
+
+
+def test_pick_rules_written_as_text_choose_like_pick():
+    front = make_front([(0.0, 1.0, 0.9), (0.4, 0.5, 0.9), (0.9, 0.1, 0.9), (0.2, 0.8, 0.95)])
+    assert front.pick_rule("max_drop=0.5,minimize=latency").id == 2
+    assert front.pick_rule(" min_acc = 0.93 , minimize=latency ").id == 4
+    assert front.pick_rule("max_drop=0.5").id == front.pick(max_drop=0.5).id  # no minimize: the knee
+    assert parse_pick_rule("max_drop=1,minimize=latency") == ("latency", {"max_drop": 1.0})
+    with pytest.raises(ConfigError, match="cannot read 'drop<1' in pick rule"):
+        front.pick_rule("drop<1")
+    with pytest.raises(ConfigError, match="max_drop='one' in pick rule .* is not a number"):
+        front.pick_rule("max_drop=one")
+    with pytest.raises(ConfigError, match="names minimize twice"):
+        front.pick_rule("minimize=latency,minimize=drop")
+    with pytest.raises(ConfigError, match="unknown bound 'max_speed'"):
+        front.pick_rule("max_speed=1")
 
 
 def test_empty_front():

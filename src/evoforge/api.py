@@ -3,6 +3,7 @@ export a member, rebuild a member as a model."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from collections.abc import Sequence
@@ -95,14 +96,28 @@ def _run_and_finalize(search: Search, spec: RunSpec, callback: SearchCallback | 
     (skipped for in-memory runs)."""
     with spec.make_executor() as runner:
         front = search.run(runner, callback=callback)
-    if search.layout is None or not len(front):
+    if search.layout is None:
         return front
     final = dict(search.store.meta("final", {}) or {})
     todo = [(m.key, m.evaluation) for m in front if m.key not in final]
     if todo:
         final.update(search.domain.finalize(todo))
         search.store.put_meta("final", final)
+    if search.domain.writes_report:
+        _write_report(search.layout.root)
     return front
+
+
+def _write_report(run_dir: Path) -> None:
+    """The run's HTML report; a failure to write it is logged, never fatal (the run is stored,
+    and `evoforge report` writes the page again)."""
+    from evoforge.report import write_report
+
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the report is a view of the stored run
+        logging.getLogger("evoforge").warning("could not write %s/report.html (%s: %s); run `evoforge report %s`",
+                                              run_dir, type(exc).__name__, exc, run_dir)
 
 
 def run_settings(run_dir: str | Path) -> RunSpec:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from evoforge.errors import EvoforgeError
+from evoforge.errors import ConfigError, EvoforgeError
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {}
@@ -97,7 +97,6 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
 def _compress(args: argparse.Namespace) -> int:
     from evoforge.compression.api import compress, compress_options_from_config, resolve_task
     from evoforge.compression.domain import CompressDomain
-    from evoforge.errors import ConfigError
     from evoforge.layout import default_run_dir
     from evoforge.run import SETTINGS, RunSpec
 
@@ -147,7 +146,6 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
 
 @command("evolve", "evolve a model's compiled MLIR program with IREE (GEVO-ML)", _evolve_args)
 def _evolve(args: argparse.Namespace) -> int:
-    from evoforge.errors import ConfigError
     from evoforge.layout import default_run_dir
     from evoforge.mlir.api import evolve
     from evoforge.mlir.domain import EvolveDomain
@@ -182,7 +180,6 @@ def _comma_list(text: str) -> list[str]:
 
 
 def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:
-    from evoforge.errors import ConfigError
     from evoforge.workload.callables import load_callable
 
     if not shape:
@@ -220,6 +217,14 @@ def _resume(args: argparse.Namespace) -> int:
 def _show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    _table_args(p)
+
+
+def _table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sort", default=None, help="column to sort the front by (ascending; see --descending)")
+    p.add_argument("--descending", action="store_true", help="sort from the largest value down")
+    p.add_argument("--columns", default=None, help="comma-separated columns to show (default: objectives, test numbers, key metrics)")
+    p.add_argument("--wide", action="store_true", help="never cut a cell (the pipeline or edit list is shown whole)")
 
 
 @command("show", "print a run's Pareto front (with held-out numbers vs the baseline)", _show_args)
@@ -228,20 +233,63 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _show_run(run_dir: str | Path, args: argparse.Namespace) -> int:
-    from evoforge.report import run_summary
+    from evoforge.report import REPORT_NAME, run_summary
 
     summary = run_summary(run_dir)
+    table = _shape_table(summary, getattr(args, "sort", None), getattr(args, "columns", None), getattr(args, "descending", False))
+    report = Path(run_dir) / REPORT_NAME
     if getattr(args, "format", "table") == "json":
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps({**summary, "table": table, "report": str(report) if report.exists() else None}, indent=2, default=str))
         return 0
     print(summary["headline"])
-    _print_front(summary["table"], args)
+    _print_front(table, args)
+    if report.exists():
+        print(f"report: {report}")
+    return 0
+
+
+def _shape_table(summary: dict[str, Any], sort: str | None, columns: str | None, descending: bool) -> list[dict[str, Any]]:
+    """The summary's front table sorted by ``sort`` and cut to ``columns`` (any column of the
+    full front records); `ConfigError` lists the columns when one is unknown."""
+    rows, table = summary["front"], summary["table"]
+    known = list(dict.fromkeys(c for row in rows for c in row))
+    wanted = _comma_list(columns) if columns else list(table[0]) if table else []
+    for name in [*wanted, *([sort] if sort else [])]:
+        if rows and name not in known:
+            raise ConfigError(f"unknown column {name!r}; columns: {', '.join(known)}")
+    order = list(range(len(rows)))
+    if sort:
+        present = [i for i in order if isinstance(rows[i].get(sort), (int, float, str))]
+        present.sort(key=lambda i: rows[i][sort], reverse=descending)
+        order = present + [i for i in order if i not in present]  # members without the column last
+    return [{c: rows[i].get(c) for c in wanted} for i in order]
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory")
+    p.add_argument("--compare", nargs="+", default=[], metavar="RUN", help="other runs to overlay (same objectives)")
+    p.add_argument("--out", default=None, help="output file (default: RUN/report.html)")
+
+
+@command("report", "write a run's self-contained HTML report (front, progress, members, what matters)", _report_args)
+def _report(args: argparse.Namespace) -> int:
+    from evoforge.layout import RunLayout
+    from evoforge.report import write_report
+
+    for run in [args.run_dir, *args.compare]:
+        if not RunLayout(Path(run)).holds_run():
+            raise ConfigError(f"{run} is not an evoforge run directory (no store found)")
+    path = write_report(args.run_dir, args.out, compare=args.compare)
+    print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, opens offline)")
     return 0
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
-    p.add_argument("--id", dest="member_id", type=int, required=True, help="front member id (see evoforge show)")
+    chosen = p.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--id", dest="member_id", type=int, help="front member id (see evoforge show)")
+    chosen.add_argument("--pick", default=None,
+                        help='choose by rule, e.g. "max_quality_drop=1,minimize=latency_ratio" (no minimize: the knee point)')
     p.add_argument("--out", default=None, help="output directory (default: RUN/exports/<id>)")
     p.add_argument("--format", dest="formats", default=None,
                    help="comma-separated runtimes to also convert a float member to (e.g. onnxruntime,inductor,torchscript)")
@@ -252,8 +300,11 @@ def _export(args: argparse.Namespace) -> int:
     import evoforge
 
     formats = _comma_list(args.formats) if args.formats else []
-    card = evoforge.export_member(args.run_dir, args.member_id, args.out, formats=formats)
-    print(json.dumps(card, indent=2, default=str))
+    member_id = args.member_id
+    if args.pick is not None:
+        member_id = evoforge.load_front(args.run_dir).pick_rule(args.pick).id
+    card = evoforge.export_member(args.run_dir, member_id, args.out, formats=formats)
+    print(json.dumps({"id": member_id, **card}, indent=2, default=str))
     return 0
 
 
@@ -284,7 +335,7 @@ def _print_front(rows: Sequence[dict[str, Any]], args: argparse.Namespace) -> No
     if getattr(args, "format", "table") == "json":
         print(json.dumps(list(rows), indent=2, default=str))
     else:
-        print(format_table(rows))
+        print(format_table(rows, max_width=0 if getattr(args, "wide", False) else 40))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,6 +48,29 @@ def feasible_hypervolume(
     return hypervolume(F[first_front_mask(F)], reference)
 
 
+def parse_pick_rule(rule: str) -> tuple[str | None, dict[str, float]]:
+    """``(minimize, bounds)`` of a `Front.pick_rule` rule; `ConfigError` names a bad part."""
+    minimize: str | None = None
+    bounds: dict[str, float] = {}
+    for part in (p.strip() for p in rule.split(",")):
+        if not part:
+            continue
+        name, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or not name or not value:
+            raise ConfigError(f"cannot read {part!r} in pick rule {rule!r}; "
+                              "write max_<objective>=v, min_<objective>=v or minimize=<objective>")
+        if name == "minimize":
+            if minimize is not None:
+                raise ConfigError(f"pick rule {rule!r} names minimize twice; keep one")
+            minimize = value
+            continue
+        try:
+            bounds[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} in pick rule {rule!r} is not a number") from None
+    return minimize, bounds
+
+
 class Front(Sequence[Member]):
     """Non-dominated feasible members, best first by the first objective. When no evaluation is
     feasible it holds the least-violating ones instead (``feasible`` is then False)."""
@@ -121,6 +144,13 @@ class Front(Sequence[Member]):
             raise ConfigError(f"cannot minimize {minimize!r}; objectives are {names}")
         objective = self.objectives[names.index(minimize)]
         return min(candidates, key=lambda m: (objective.to_min(m.objectives[minimize]), m.id))
+
+    def pick_rule(self, rule: str) -> Member:
+        """`pick` from a rule written as text: comma-separated ``max_<objective>=v``,
+        ``min_<objective>=v`` and at most one ``minimize=<objective>`` (no ``minimize``: the
+        knee point), e.g. ``"max_quality_drop=1,minimize=latency_ratio"``."""
+        minimize, bounds = parse_pick_rule(rule)
+        return self.pick(minimize, **bounds)
 
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per member: id, key, objectives, constraints and scalar metrics."""

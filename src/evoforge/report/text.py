@@ -9,7 +9,8 @@ from typing import Any
 
 
 def format_table(rows: Sequence[dict[str, Any]], *, max_width: int = 40) -> str:
-    """Rows of dicts as an aligned text table (columns in first-seen order)."""
+    """Rows of dicts as an aligned text table (columns in first-seen order); cells longer than
+    ``max_width`` are cut (0: never)."""
     if not rows:
         return "(empty front: no successful evaluation yet)"
     columns: list[str] = []
@@ -29,7 +30,7 @@ def _cell(value: Any, max_width: int) -> str:
         text = f"{value:.4g}"
     else:
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))  # no terminal control codes
-    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+    return text if max_width <= 0 or len(text) <= max_width else text[: max_width - 1] + "…"
 
 
 def run_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     descriptions = {m.key: domain.describe(m.genome) for m in front} if describes else {}
     statuses = Counter(e.status.value for e in evaluations.values())
     hv = generations[-1]["hypervolume"] if generations else 0.0
-    archive_hv = feasible_hypervolume(evaluations.values(), domain.objectives, _reference(store_reference, domain.objectives))
+    archive_hv = feasible_hypervolume(evaluations.values(), domain.objectives, run_reference(store_reference, domain.objectives))
     state = f"finished ({finished['reason']})" if finished else "not finished (resume it to continue)"
     headline = (
         f"run {run_dir}: domain {config['domain']['name']}, algorithm {config['algorithm']['name']}, "
@@ -87,7 +88,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     return {"headline": headline, "front": rows, "table": table, "config": config, "final": final}
 
 
-def _reference(stored: Any, objectives: Any) -> Any:
+def run_reference(stored: Any, objectives: Any) -> Any:
     """The run's hypervolume reference: the domain's fixed one, or the one the engine stored."""
     import numpy as np
 
