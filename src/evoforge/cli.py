@@ -141,6 +141,8 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
                    help="skip timing the source model in torch eager, torch.compile, ONNX Runtime and IREE -O3")
     p.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag (repeatable)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size built-in programs are compiled for")
+    p.add_argument("--compile-cache-mb", type=float, default=1024.0,
+                   help="bound of the run's cache of compiled programs (identical texts compile once; 0: off)")
     _run_args(p)
 
 
@@ -164,7 +166,7 @@ def _evolve(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {
         "data": args.data, "example_input": example, "level": args.level, "run_dir": run_dir, "target": args.target,
         "extra_flags": args.iree_flag, "batch_size": args.batch_size, "max_error_increase": args.max_error_increase,
-        "compare_runtimes": args.compare_runtimes,
+        "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)

@@ -47,6 +47,11 @@ class RunLayout:
         return self.root / "program"
 
     @property
+    def compile_cache(self) -> Path:
+        """Compiled programs by content hash (evolve's bounded compile cache)."""
+        return self.root / "cache" / "vmfb"
+
+    @property
     def artifacts(self) -> Path:
         return self.root / "artifacts"
 

@@ -55,6 +55,30 @@ def test_saved_variant_is_the_replay_of_its_edits(finished_run):
                 assert (run_dir / ev.artifacts["mlir"]).read_text() == apply_edits(domain.program, genome.edits)
 
 
+def test_identical_programs_compile_once_and_the_speedup_is_stated(finished_run, monkeypatch):
+    from evoforge.mlir import iree_runner
+    from evoforge.report import run_summary
+    from evoforge.search.domain import EvalContext, domain_from_spec
+
+    run_dir, front = finished_run
+    assert list((run_dir / "cache" / "vmfb").glob("*.vmfb"))  # the run filled its cache
+    with open_store(run_dir, readonly=True) as store:
+        config = store.config()
+        stored = store.evaluations()[EditListGenome().content_hash]
+    domain = domain_from_spec(config["domain"], RunLayout(run_dir))
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("an identical program was compiled again")
+
+    monkeypatch.setattr(iree_runner, "compile_program", no_compile)
+    again = domain.evaluate(EditListGenome(), EvalContext(seed=0))
+    assert again.ok and again.metrics["compile_cache_hit"] is True and stored.metrics["compile_cache_hit"] is False
+    assert again.objectives["error"] == stored.objectives["error"]
+    assert all(m.evaluation.metrics["speedup"] == pytest.approx(1 / m.objectives["runtime_ratio"]) for m in front)
+    summary = run_summary(run_dir)
+    assert "compile cache: " in summary["headline"] and all("speedup" in row for row in summary["table"])
+
+
 def test_export_writes_words_diff_and_verified_card(finished_run, tmp_path):
     run_dir, front = finished_run
     member = max(front, key=lambda m: len(m.genome.edits))

@@ -84,6 +84,7 @@ def evolve(
     extra_flags: Sequence[str] = (),
     batch_size: int = 32,
     compare_runtimes: bool = True,
+    compile_cache_mb: float = 1024.0,
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -98,7 +99,8 @@ def evolve(
     its MLIR and vmfb in ``run_dir``; `evoforge.export_member` writes them with the edits in
     words and a diff. ``compare_runtimes`` (for programs exported from a PyTorch model) times
     the model in torch eager, torch.compile, ONNX Runtime and IREE -O3 first, so that every
-    variant also carries its time against each (``vs_*`` metrics).
+    variant also carries its time against each (``vs_*`` metrics). Identical program texts
+    compile once: ``compile_cache_mb`` bounds the run's cache of compiled programs (0: off).
     """
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
@@ -111,7 +113,8 @@ def evolve(
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")
     fresh = not layout.program.exists()
     domain = EvolveDomain(objectives=list(objectives), max_error_increase=max_error_increase,
-                          target=target, extra_flags=list(extra_flags), edit_kinds=list(edit_kinds))
+                          target=target, extra_flags=list(extra_flags), edit_kinds=list(edit_kinds),
+                          compile_cache_mb=compile_cache_mb)
     try:
         prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,
                         compare_on=(target, list(extra_flags), domain.runtime_driver) if compare_runtimes else None)

@@ -55,8 +55,12 @@ class EvolveDomain(Domain):
         original_error: float | None = None,
         driver: str | None = None,
         edit_kinds: Sequence[str] = EDIT_KINDS,
+        compile_cache_mb: float = 1024.0,
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
+        if compile_cache_mb < 0:
+            raise ConfigError(f"compile_cache_mb must be >= 0 (0 turns the cache off), got {compile_cache_mb}")
+        self.compile_cache_mb = compile_cache_mb
         unknown = [o for o in objectives if o not in OBJECTIVE_NAMES]
         if unknown or not objectives:
             raise ConfigError(f"unknown objectives {unknown}; valid: {', '.join(OBJECTIVE_NAMES)}")
@@ -100,6 +104,7 @@ class EvolveDomain(Domain):
             "original_error": self.original_error,
             "driver": self.driver,
             "edit_kinds": self.edit_kinds,
+            "compile_cache_mb": self.compile_cache_mb,
         }
 
     @property
@@ -309,7 +314,10 @@ class EvolveDomain(Domain):
             return self._evaluate_train(genome, state, context)
         return self._evaluate_predict(genome, state, context)
 
-    def _compile(self, genome: Any) -> tuple[str | None, bytes | None, Evaluation | None, float]:
+    def _compile(self, genome: Any) -> tuple[str | None, bytes | None, Evaluation | None, float, bool]:
+        """(text, vmfb, failure, seconds, cache hit) of the genome's program; identical texts
+        come from the run's compile cache."""
+        from evoforge.mlir.compile_cache import CompileCache, compile_key
         from evoforge.mlir.edits import EditError
         from evoforge.mlir.iree_runner import VariantFailure, compile_program
         from evoforge.mlir.mutate import apply_edits
@@ -318,19 +326,27 @@ class EvolveDomain(Domain):
         try:
             text = apply_edits(self.program, genome.edits)
         except EditError as exc:
-            return None, None, _failure("edit", str(exc)), 0.0
+            return None, None, _failure("edit", str(exc)), 0.0, False
+        cache = None
+        if self.layout is not None and self.compile_cache_mb > 0:
+            cache = CompileCache(self.layout.compile_cache, int(self.compile_cache_mb * 2**20))
+        key = compile_key(text, input_type=self.program.input_type, target=self.target, extra_flags=self.extra_flags)
+        if cache is not None and (cached := cache.get(key)) is not None:
+            return text, cached, None, time.perf_counter() - t, True
         try:
             vmfb = compile_program(text, input_type=self.program.input_type, target=self.target,
                                    extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
         except VariantFailure as exc:
-            return text, None, _failure(exc.failure.kind, exc.failure.message), time.perf_counter() - t
-        return text, vmfb, None, time.perf_counter() - t
+            return text, None, _failure(exc.failure.kind, exc.failure.message), time.perf_counter() - t, False
+        if cache is not None:
+            cache.put(key, vmfb)
+        return text, vmfb, None, time.perf_counter() - t, False
 
     def _evaluate_predict(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
         from evoforge.hostlock import MeasurementLock
         from evoforge.mlir.iree_runner import VariantFailure, measure_runtime, run_program
 
-        text, vmfb, failed, compile_s = self._compile(genome)
+        text, vmfb, failed, compile_s, cache_hit = self._compile(genome)
         if failed is not None:
             return failed
         assert vmfb is not None and text is not None
@@ -349,6 +365,7 @@ class EvolveDomain(Domain):
         return self._result(genome, context, text, vmfb, state, score, {
             "runtime_ratio": runtime.ratio, "runtime_ms": 1000 * runtime.variant_s,
             "original_runtime_ms": 1000 * runtime.baseline_s, "compile_s": compile_s, "run_s": run_s,
+            "compile_cache_hit": cache_hit,
         })
 
     def _evaluate_train(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
@@ -356,7 +373,7 @@ class EvolveDomain(Domain):
         from evoforge.mlir.iree_runner import VariantFailure
         from evoforge.mlir.train_program import train_and_score
 
-        text, vmfb, failed, compile_s = self._compile(genome)
+        text, vmfb, failed, compile_s, cache_hit = self._compile(genome)
         if failed is not None:
             return failed
         assert vmfb is not None and text is not None
@@ -382,13 +399,15 @@ class EvolveDomain(Domain):
         score = {"error": 1.0 - outcome.accuracy, "accuracy": outcome.accuracy, "final_loss": outcome.losses[-1]}
         return self._result(genome, context, text, vmfb, state, score, {
             "runtime_ratio": variant_s / original_s, "train_ms": 1000 * variant_s, "original_train_ms": 1000 * original_s,
-            "compile_s": compile_s,
+            "compile_s": compile_s, "compile_cache_hit": cache_hit,
         })
 
     def _result(self, genome: Any, context: EvalContext, text: str, vmfb: bytes, state: dict[str, Any],
                 score: dict[str, float], timing: dict[str, float]) -> Evaluation:
         size_ratio = len(vmfb) / len(state["original_vmfb"])
         metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits)}
+        if timing.get("runtime_ratio"):
+            metrics["speedup"] = 1.0 / timing["runtime_ratio"]  # the paper's measure: original time / variant time
         if state.get("comparisons") and "runtime_ratio" in timing:
             from evoforge.mlir.comparisons import versus
 

@@ -75,6 +75,10 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
             row[f"test_{name}"] = value
             if name in baseline:
                 row[f"Δtest_{name}"] = value - baseline[name]
+    compiles = [e.metrics["compile_cache_hit"] for e in evaluations.values() if "compile_cache_hit" in e.metrics]
+    if compiles:
+        headline += (f"\ncompile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
+                     f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
     if baseline:
         headline += "\nbaseline (held-out test): " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items())
     for note in domain.headline_notes():
@@ -98,6 +102,6 @@ def run_reference(stored: Any, objectives: Any) -> Any:
     return fixed if fixed is not None else (np.array(stored, dtype=float) if stored is not None else None)
 
 
-TABLE_EXTRAS = ("latency_vs_eager", "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3", "size_bytes",
+TABLE_EXTRAS = ("speedup", "latency_vs_eager", "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3", "size_bytes",
                 "latency_batch_ms", "description", "pipeline")
 """Metric columns the front table shows when a domain reports them."""
