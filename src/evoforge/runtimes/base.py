@@ -110,6 +110,17 @@ def export_args(example_input: Any) -> tuple[InputSpec, tuple[torch.Tensor, ...]
     return spec, args
 
 
+def adapted(model: nn.Module, example_input: Any) -> tuple[InputSpec, tuple[torch.Tensor, ...], nn.Module]:
+    """The export view of ``model``: its input spec, the positional export arguments
+    (`export_args`) and an eval-mode copy taking them (`evoforge.workload.inputs.ModelAdapter`)."""
+    import copy
+
+    from evoforge.workload.inputs import ModelAdapter
+
+    spec, args = export_args(example_input)
+    return spec, args, ModelAdapter(copy.deepcopy(model), spec).eval()
+
+
 def check_artifact_output(got: torch.Tensor, expected: torch.Tensor, int8: Int8Settings | None, what: str) -> None:
     """Float artifacts must reproduce the model; int8 ones must keep its shape and stay finite
     (how far int8 moves the outputs is the quality objective's business, measured on data).

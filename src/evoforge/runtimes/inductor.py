@@ -19,7 +19,6 @@ int8 comes from torchao, never from ``torch.ao.quantization``:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import os
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
-from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, check_artifact_output, export_args
+from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, adapted, check_artifact_output
 from evoforge.workload.inputs import ExportedModel, InputSpec, ModelAdapter
 
 _MAX_BATCH = 1 << 16
@@ -62,47 +61,42 @@ class InductorRuntime(Runtime):
     int8_modes = ("dynamic", "static", "qat", "weight_only")
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
-        self.check_int8(int8)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        spec, args = export_args(example_input)
-        module = ModelAdapter(copy.deepcopy(model), spec).eval()
-        try:
-            with torch.no_grad():
-                expected = module(*args)
-            with _quiet():
-                program = _capture(module, args, spec, int8)
-                torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs={"freezing": True})
-            compiled = AotiModule(path)
-            with torch.no_grad():
-                got = compiled(*args)
-                if compiled(*(t[:1] for t in args)).shape[0] != 1:
-                    raise EvaluationError("the AOTInductor package does not keep the batch dimension dynamic")
-        except EvaluationError:
-            raise
-        except Exception as exc:
-            raise EvaluationError(f"Inductor export of {type(model).__name__} failed: {type(exc).__name__}: {_summary(exc)}") from exc
-        check_artifact_output(got, expected, int8, "AOTInductor")
+        self._build(model, example_input, int8, path)
         return path
 
     def check_export(self, model: nn.Module, example_input: Any, *, int8: Int8Settings | None = None) -> None:
         """Capture and quantize as `export` does and run the captured program, without the
         C++ compile (tens of seconds per model): what fails is in the capture and int8 steps."""
+        self._build(model, example_input, int8, None)
+
+    def _build(self, model: nn.Module, example_input: Any, int8: Int8Settings | None, path: Path | None) -> None:
+        """Capture (and quantize) ``model``; compile the package to ``path`` unless it is None,
+        else run the captured program. Checks the outputs either way."""
         self.check_int8(int8)
-        spec, args = export_args(example_input)
-        module = ModelAdapter(copy.deepcopy(model), spec).eval()
+        spec, args, module = adapted(model, example_input)
         try:
             with torch.no_grad():
                 expected = module(*args)
             with _quiet():
                 program = _capture(module, args, spec, int8)
+                if path is None:
+                    with torch.no_grad():
+                        got = program.module()(*args)
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs={"freezing": True})
+            if path is not None:
+                compiled = AotiModule(path)
                 with torch.no_grad():
-                    got = program.module()(*args)
+                    got = compiled(*args)
+                    if compiled(*(t[:1] for t in args)).shape[0] != 1:
+                        raise EvaluationError("the AOTInductor package does not keep the batch dimension dynamic")
         except EvaluationError:
             raise
         except Exception as exc:
             raise EvaluationError(f"Inductor export of {type(model).__name__} failed: {type(exc).__name__}: {_summary(exc)}") from exc
-        check_artifact_output(got, expected, int8, "captured program")
+        check_artifact_output(got, expected, int8, "AOTInductor package" if path is not None else "captured program")
 
     def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
         if threads is not None:
@@ -113,7 +107,7 @@ class InductorRuntime(Runtime):
         return f"torch._inductor.aoti_load_package({str(path)!r})"
 
 
-def _capture(module: ModelAdapter, args: tuple[torch.Tensor, ...], spec: InputSpec, int8: Int8Settings | None) -> Any:
+def _capture(module: nn.Module, args: tuple[torch.Tensor, ...], spec: InputSpec, int8: Int8Settings | None) -> Any:
     """The `torch.export.ExportedProgram` to compile: ``module`` as is, or quantized per ``int8``."""
     if int8 is None:
         return _export(module, args)

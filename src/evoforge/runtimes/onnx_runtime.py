@@ -9,7 +9,6 @@ quantize weights per channel.
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 import warnings
@@ -22,8 +21,8 @@ import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
-from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, check_artifact_output, export_args
-from evoforge.workload.inputs import InputSpec, ModelAdapter
+from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, adapted, check_artifact_output
+from evoforge.workload.inputs import InputSpec
 
 _MAX_BATCH = 1 << 16
 
@@ -63,8 +62,7 @@ class OnnxRuntime(Runtime):
         self.check_int8(int8)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        spec, args = export_args(example_input)
-        module = ModelAdapter(copy.deepcopy(model), spec).eval()
+        spec, args, module = adapted(model, example_input)
         try:
             with torch.no_grad():
                 expected = module(*args)
