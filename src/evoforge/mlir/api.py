@@ -93,7 +93,7 @@ def evolve(
     """Evolve ``program`` and return the front of runtime vs error (and compiled size if asked).
 
     ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. ``edit_kinds``
-    picks the operators (delete, copy, resize, operand_replace; all by default). ``settings``
+    picks the operators (delete, copy, resize, operand_replace, delete_block; all by default). ``settings``
     are the run's settings (see `evoforge.run.RunSpec`; defaults: nsga2, pop_size 16, budget
     10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. Each front member keeps
     its MLIR and vmfb in ``run_dir``; `evoforge.export_member` writes them with the edits in

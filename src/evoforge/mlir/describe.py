@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 
 from evoforge.mlir import irtools
-from evoforge.mlir.edits import Copy, Delete, Edit, EditError, OperandReplace, Resize
+from evoforge.mlir.edits import Copy, Delete, DeleteBlock, Edit, EditError, OperandReplace, Resize
 from evoforge.mlir.mutate import Session, apply_edits
 from evoforge.mlir.narrow import NarrowReport
 from evoforge.mlir.program import Program
@@ -94,6 +94,12 @@ def _describe(s: Session, e: Edit) -> str:
                     f"the smaller shape through the ops that can compute on it (the other uses read it padded with {e.fill})")
         return (f"resize {_value(s, e.value)}: keep the centered {e.size} entries along dim {e.dim} "
                 f"and set the rest to {e.fill}")
+    if isinstance(e, DeleteBlock):
+        index = s.index()
+        kinds = collections.Counter(index[u].name for u in e.erased if u in index)
+        listed = ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in sorted(kinds.items()))
+        return (f"delete the block of {len(e.erased)} ops ending at {_op(s, e.end)} ({listed}); "
+                f"its uses now read {_value(s, e.entry)}")
     if isinstance(e, OperandReplace):
         dst = _operand_type(s, e.user, e.operand)
         return f"replace operand {e.operand} of {_op(s, e.user)} with {_value(s, e.source.value, dst, e.source.fill)}"

@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Literal
 from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.genome import Genome, canonical_json, register_genome
 
-EditKind = Literal["delete", "copy", "resize", "operand_replace"]
-EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "operand_replace")
+EditKind = Literal["delete", "copy", "resize", "operand_replace", "delete_block"]
+EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "operand_replace", "delete_block")
 
 
 def check_edit_kinds(kinds: Sequence[str]) -> list[str]:
@@ -106,8 +106,21 @@ class OperandReplace:
     source: Source
 
 
-Edit = Delete | Copy | Resize | OperandReplace
-_EDIT_CLASSES: dict[str, type[Any]] = {c.KIND: c for c in (Delete, Copy, Resize, OperandReplace)}
+@dataclasses.dataclass(frozen=True)
+class DeleteBlock:
+    """Remove a chain of ops whose input and output types match (a block, a residual branch with
+    its add): every use of op ``end``'s result now reads ``entry``, a value of exactly that type
+    computed before the chain, and the ops that leaves dead, ``erased`` (UIDs), are removed.
+    Replay fails unless exactly those ops become dead."""
+
+    KIND: ClassVar[str] = "delete_block"
+    end: str
+    entry: str
+    erased: tuple[str, ...]
+
+
+Edit = Delete | Copy | Resize | OperandReplace | DeleteBlock
+_EDIT_CLASSES: dict[str, type[Any]] = {c.KIND: c for c in (Delete, Copy, Resize, OperandReplace, DeleteBlock)}
 
 
 def edit_to_data(edit: Edit) -> dict[str, Any]:
@@ -120,7 +133,7 @@ def edit_to_data(edit: Edit) -> dict[str, Any]:
         if isinstance(value, Source):
             value = [value.value, value.fill]
         elif isinstance(value, tuple):
-            value = [[s.value, s.fill] for s in value]
+            value = [[s.value, s.fill] if isinstance(s, Source) else s for s in value]
         data[f.name] = value
     return data
 
@@ -143,6 +156,8 @@ def edit_from_data(data: dict[str, Any]) -> Edit:
             value = Source(str(value[0]), int(value[1]))
         elif name in ("sources", "operands"):
             value = tuple(Source(str(v), int(f)) for v, f in value)
+        elif name == "erased":
+            value = tuple(str(v) for v in value)
         kwargs[name] = value
     try:
         return cls(**kwargs)  # type: ignore[no-any-return]

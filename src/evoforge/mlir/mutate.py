@@ -23,6 +23,7 @@ from evoforge.mlir.edits import (
     EDIT_KINDS,
     Copy,
     Delete,
+    DeleteBlock,
     Edit,
     EditError,
     OperandReplace,
@@ -89,7 +90,7 @@ def apply_edits(program: Program, edits: Sequence[Edit]) -> str:
 def random_edit(
     program: Program, rng: np.random.Generator, kind: str, *, edits: Sequence[Edit] = (), max_tries: int = 20
 ) -> Edit:
-    """Draw one edit of ``kind`` (delete, copy, resize, operand_replace) for the variant
+    """Draw one edit of ``kind`` (one of `EDIT_KINDS`) for the variant
     ``program + edits``, with every random choice resolved and stored in the edit.
 
     The returned edit is checked: appended to ``edits`` it applies and the result verifies.
@@ -245,8 +246,65 @@ def _apply_operand_replace(s: Session, e: OperandReplace) -> None:
     user.operands[e.operand] = irtools.repair_to(v, dst, e.source.fill, ir.InsertionPoint(user))
 
 
+def _apply_delete_block(s: Session, e: DeleteBlock) -> None:
+    index = s.index()
+    end = irtools.lookup(e.end, index)
+    if len(end.results) != 1 or irtools.is_terminator(end):
+        raise EditError(f"op {e.end} ({end.name}) cannot end a deleted block")
+    entry = irtools.resolve(e.entry, s.fn, index)
+    out = end.results[0]
+    if entry.type != out.type:
+        raise EditError(f"{e.entry} ({entry.type}) does not have the type of {e.end}'s result ({out.type})")
+    if not irtools.dominates(entry, end) or entry == out:
+        raise EditError(f"{e.entry} does not come before {e.end}")
+    for use in list(out.uses):
+        use.owner.operation.operands[use.operand_number] = entry
+    dead = dead_chain(end, entry)
+    if sorted(irtools.uid_of(op) for op in dead) != sorted(e.erased):
+        raise EditError(f"bypassing {e.end} leaves {len(dead)} ops dead, not the {len(e.erased)} the edit removes")
+    for op in dead:  # users before the values they read
+        op.erase()
+
+
+def dead_chain(end: ir.Operation, entry: ir.Value) -> list[ir.Operation]:
+    """``end`` and the tagged ops of its block that only it (transitively) uses, stopping at
+    ``entry`` and what computes it: the ops a bypass of ``end`` leaves dead, latest first.
+    ``end``'s result must have no uses."""
+    block = end.block
+    keep: set[str] = set()  # ops that compute the entry value stay
+    if isinstance(entry, ir.OpResult) and entry.owner.operation.block == block:
+        stack = [entry.owner.operation]
+        while stack:
+            op = stack.pop()
+            uid = irtools.uid_of(op)
+            if uid in keep:
+                continue
+            keep.add(uid)
+            stack.extend(o.owner.operation for o in op.operands
+                         if isinstance(o, ir.OpResult) and o.owner.operation.block == block)
+    dead: dict[str, ir.Operation] = {irtools.uid_of(end): end}
+    changed = True
+    while changed:
+        changed = False
+        for op in list(dead.values()):
+            for operand in op.operands:
+                if not isinstance(operand, ir.OpResult):
+                    continue
+                producer = operand.owner.operation
+                uid = irtools.uid_of(producer)
+                if not uid or uid in dead or uid in keep or producer.block != block or irtools.is_terminator(producer):
+                    continue
+                users = [irtools.ancestor_in(u.owner.operation, block) for r in producer.results for u in r.uses]
+                if all(user is not None and irtools.uid_of(user) in dead for user in users):
+                    dead[uid] = producer
+                    changed = True
+    ordered = [op.operation for op in block.operations if irtools.uid_of(op.operation) in dead]
+    return ordered[::-1]
+
+
 _APPLY: dict[type[Any], Callable[[Session, Any], None]] = {
     Delete: _apply_delete,
+    DeleteBlock: _apply_delete_block,
     Copy: _apply_copy,
     Resize: _apply_resize,
     OperandReplace: _apply_operand_replace,
@@ -368,8 +426,61 @@ def _draw_operand_replace(s: Session, rng: np.random.Generator) -> Edit | None:
     return OperandReplace(user=irtools.uid_of(user), operand=i, source=Source(_pick(rng, names), _fill(rng)))
 
 
+def _draw_delete_block(s: Session, rng: np.random.Generator) -> Edit | None:
+    """A random op with one used tensor result, bypassed to an earlier value of exactly its type
+    from its own backward slice (at most `_BLOCK_REACH` ops back); the ops that leaves dead go."""
+    ends = [op for op in _targets(s) if len(op.results) == 1 and list(op.results[0].uses)
+            and irtools.tensor_info(op.results[0].type) is not None]
+    if not ends:
+        return None
+    end = _pick(rng, ends)
+    out = end.results[0]
+    entries: list[ir.Value] = []
+    seen: set[str] = set()
+    frontier = [end]
+    while frontier and len(seen) < _BLOCK_REACH:
+        op = frontier.pop(0)
+        for operand in op.operands:
+            if operand.type == out.type and operand not in entries:
+                entries.append(operand)
+            if isinstance(operand, ir.OpResult) and operand.owner.operation.block == end.block:
+                producer = operand.owner.operation
+                uid = irtools.uid_of(producer)
+                if uid and uid not in seen:
+                    seen.add(uid)
+                    frontier.append(producer)
+    for i in rng.permutation(len(entries)):
+        edit = bypass(s, end, entries[int(i)])
+        if edit is not None:
+            return edit
+    return None
+
+
+def bypass(s: Session, end: ir.Operation, entry: ir.Value) -> DeleteBlock | None:
+    """The `DeleteBlock` that rewires ``end``'s uses to ``entry`` and removes what dies, or None
+    when ``entry`` has no name or nothing would be removed. Leaves the session unchanged."""
+    name = irtools.value_name(entry, s.fn)
+    out = end.results[0]
+    if not name or entry.type != out.type:
+        return None
+    uses = [(u.owner.operation, u.operand_number) for u in out.uses]
+    for user, n in uses:
+        user.operands[n] = entry
+    dead = dead_chain(end, entry)
+    for user, n in uses:
+        user.operands[n] = out
+    if not dead:
+        return None
+    return DeleteBlock(end=irtools.uid_of(end), entry=name, erased=tuple(irtools.uid_of(op) for op in dead))
+
+
+_BLOCK_REACH = 64
+"""How many ops back a drawn block may start."""
+
+
 _DRAW: dict[str, Callable[[Session, np.random.Generator], Edit | None]] = {
     "delete": _draw_delete,
+    "delete_block": _draw_delete_block,
     "copy": _draw_copy,
     "resize": _draw_resize,
     "operand_replace": _draw_operand_replace,

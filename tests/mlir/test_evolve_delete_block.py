@@ -1,0 +1,131 @@
+"""Block deletion: bypassing a MobileNet-V1 same-shape block or a residual branch gives a program
+that verifies, compiles, runs, replays exactly, and computes what the PyTorch model without that
+block computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evoforge.genome import genome_from_json
+from evoforge.mlir import irtools
+from evoforge.mlir.edits import DeleteBlock, EditError, EditListGenome
+from evoforge.mlir.iree_runner import evaluate_variant
+from evoforge.mlir.mutate import Session, apply_edits, bypass, random_edit
+
+pytestmark = pytest.mark.iree
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("iree.turbine")
+nn = torch.nn
+
+
+def _separable(channels: int) -> torch.nn.Module:
+    """MobileNet V1's depthwise-separable block: dw 3x3-BN-ReLU, pw 1x1-BN-ReLU, same shape out."""
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+        nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+    )
+
+
+class V1Run(nn.Module):
+    """A stem, then V1's run of same-shape blocks; ``skip`` leaves one out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.blocks = nn.ModuleList([_separable(8) for _ in range(3)])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+        self.skip: int | None = None
+
+    def forward(self, x):
+        h = self.stem(x)
+        for i, block in enumerate(self.blocks):
+            if i != self.skip:
+                h = block(h)
+        return self.head(h)
+
+
+class Residual(nn.Module):
+    """A stem and two residual blocks relu(h + branch(h)); ``skip`` leaves one block out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.branches = nn.ModuleList([nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                                     nn.Conv2d(8, 8, 3, padding=1)) for _ in range(2)])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+        self.skip: int | None = None
+
+    def forward(self, x):
+        h = self.stem(x)
+        for i, branch in enumerate(self.branches):
+            if i != self.skip:
+                h = torch.relu(h + branch(h))
+        return self.head(h)
+
+
+def _exported(model: nn.Module):
+    from evoforge.mlir.program import from_torch
+
+    torch.manual_seed(0)
+    for m in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.randn(2, 3, 6, 6)
+    return model, x, from_torch(model, x, level="torch")
+
+
+def _ops(s: Session, name: str) -> list:
+    return [op for op in irtools.walk(s.fn) if op.name == name and irtools.uid_of(op)]
+
+
+def _check(model: nn.Module, x, program, edit: DeleteBlock, skip: int, worker) -> None:
+    text = apply_edits(program, [edit])
+    assert apply_edits(program, [edit]) == text  # replays exactly
+    assert apply_edits(program, genome_from_json(EditListGenome(edits=(edit,)).to_json()).edits) == text
+    result = evaluate_variant(program, [edit], [[x.numpy()]], worker=worker)
+    assert result.ok, result.failure
+    model.skip = skip
+    with torch.no_grad():
+        expected = model(x).numpy()
+    model.skip = None
+    np.testing.assert_allclose(result.outputs[0][0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bypassing_a_v1_same_shape_block_equals_the_model_without_it(worker) -> None:
+    model, x, program = _exported(V1Run())
+    with Session(program) as s:
+        relus = _ops(s, "torch.aten.relu")
+        assert len(relus) == 7  # stem + two per block
+        edit = bypass(s, relus[4], relus[2].results[0])  # block 2 (index 1): from block 1's output to its own
+    assert edit is not None
+    with Session(program) as s:
+        kinds = sorted(s.index()[u].name for u in edit.erased)
+    assert kinds.count("torch.aten.conv2d") == 2 and kinds.count("torch.aten.relu") == 2
+    _check(model, x, program, edit, skip=1, worker=worker)
+
+
+def test_bypassing_a_residual_branch_with_its_add_equals_the_model_without_the_block(worker) -> None:
+    model, x, program = _exported(Residual())
+    with Session(program) as s:
+        block_input = _ops(s, "torch.aten.relu")[0].results[0]  # the stem's output
+        adds = [u.owner.operation for u in block_input.uses if u.owner.operation.name == "torch.aten.add.Tensor"]
+        assert len(adds) == 1  # the first block's h + branch(h)
+        edit = bypass(s, adds[0], block_input)
+    assert edit is not None
+    with Session(program) as s:
+        kinds = sorted(s.index()[u].name for u in edit.erased)
+    assert kinds.count("torch.aten.conv2d") == 2 and "torch.aten.add.Tensor" in kinds
+    _check(model, x, program, edit, skip=0, worker=worker)
+
+
+def test_a_stale_block_edit_fails_to_replay(worker) -> None:
+    _, _, program = _exported(V1Run())
+    rng = np.random.default_rng(0)
+    edit = random_edit(program, rng, "delete_block")
+    assert edit.erased and apply_edits(program, [edit])
+    with pytest.raises(EditError, match="leaves .* ops dead, not the"):
+        apply_edits(program, [DeleteBlock(edit.end, edit.entry, edit.erased + ("U999",))])
