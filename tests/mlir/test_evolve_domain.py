@@ -55,6 +55,17 @@ def test_saved_variant_is_the_replay_of_its_edits(finished_run):
                 assert (run_dir / ev.artifacts["mlir"]).read_text() == apply_edits(domain.program, genome.edits)
 
 
+def test_a_linalg_program_leaves_torch_only_operators_out(finished_run):
+    from evoforge.mlir.domain import EvolveDomain
+    from evoforge.mlir.edits import EDIT_KINDS, TORCH_ONLY_KINDS
+
+    run_dir, _ = finished_run
+    domain = EvolveDomain()
+    assert set(domain.mutations) == set(EDIT_KINDS)  # no program yet: every operator
+    domain.attach(RunLayout(run_dir))
+    assert set(domain.mutations) == set(EDIT_KINDS) - set(TORCH_ONLY_KINDS)
+
+
 def test_identical_programs_compile_once_and_the_speedup_is_stated(finished_run, monkeypatch):
     from evoforge.mlir import iree_runner
     from evoforge.report import run_summary

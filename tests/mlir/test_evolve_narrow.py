@@ -192,3 +192,43 @@ def test_only_values_with_a_consumer_that_can_shrink_are_carried(tiny_torch, lin
         assert not can_carry(ops[-1].results[0])  # read only by the return
     with Session(linalg_program) as s:
         assert not can_carry(s.fn.regions[0].blocks[0].arguments[0])  # not a torch value
+
+
+def test_importance_narrowing_keeps_the_largest_channels_like_the_pruned_model(cnn, worker):
+    from evoforge.mlir import irtools
+    from evoforge.mlir.mutate import largest_norm_rows
+
+    model, x, program = cnn
+    weight = model.stem[0].weight.detach().numpy()
+    keep = largest_norm_rows(weight, 4)
+    norms = np.linalg.norm(weight.reshape(8, -1), axis=1)
+    assert sorted(keep) == list(keep) and min(norms[list(keep)]) >= max(np.delete(norms, list(keep)))
+    name = _uid_of_weight(program, "[8,1,3,3]")
+    with Session(program) as s:  # the weight read back from the program is the model's
+        np.testing.assert_array_equal(s.constant(irtools.resolve(name, s.fn, s.index()).owner.operation), weight)
+    edit = Resize(value=name, dim=0, size=4, propagate=True, keep=keep)
+    report = _report(program, edit)
+    assert report is not None and report.padded_back == 0 and report.absorbed.count("torch.aten.conv2d") == 3
+    text = apply_edits(program, [edit])
+    assert apply_edits(program, genome_from_json(EditListGenome(edits=(edit,)).to_json()).edits) == text
+    assert "torch.aten.index_select" in text
+    out = _run(program, [edit], x.numpy(), worker)
+    np.testing.assert_allclose(out, _masked(model, x, model.dw, list(keep)), rtol=1e-4, atol=1e-5)
+    centered = _run(program, [Resize(value=name, dim=0, size=4, propagate=True)], x.numpy(), worker)
+    assert not np.allclose(out, centered)  # other channels than the centered cut
+
+
+def test_kept_indices_are_checked_and_drawn_by_their_own_operator(cnn, tiny_torch):
+    from evoforge.mlir.mutate import random_edit
+
+    _, _, program = cnn
+    name = _uid_of_weight(program, "[8,1,3,3]")
+    with pytest.raises(EditError, match="keep must hold 4 ascending indices below 8"):
+        apply_edits(program, [Resize(value=name, dim=0, size=4, propagate=True, keep=(3, 1, 2, 0))])
+    with pytest.raises(EditError, match="need a type-changing resize"):
+        apply_edits(program, [Resize(value=name, dim=0, size=4, keep=(0, 1, 2, 3))])
+    rng = np.random.default_rng(5)
+    for target in (program, tiny_torch[2]):
+        edit = random_edit(target, rng, "resize_importance")
+        assert edit.propagate and len(edit.keep) == edit.size and edit.dim == 0
+        assert apply_edits(target, [edit]) == apply_edits(target, [edit])

@@ -89,6 +89,10 @@ def _describe(s: Session, e: Edit) -> str:
             text += f"; operand {e.rewire_operand} of {_op(s, e.rewire_user)} now reads the copy"
         return text
     if isinstance(e, Resize):
+        if e.keep:
+            shown = ", ".join(map(str, e.keep[:12])) + (", ..." if len(e.keep) > 12 else "")
+            return (f"resize {_value(s, e.value)} to the {e.size} entries along dim {e.dim} with the largest L2 norm "
+                    f"({shown}) and carry them through the ops that can compute on them (each gathers the same indices)")
         if e.propagate:
             return (f"resize {_value(s, e.value)} to its centered {e.size} entries along dim {e.dim} and carry "
                     f"the smaller shape through the ops that can compute on it (the other uses read it padded with {e.fill})")

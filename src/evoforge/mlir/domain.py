@@ -17,7 +17,7 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
-from evoforge.mlir.edits import EDIT_KINDS, EditListGenome, check_edit_kinds  # (importing it registers the genome type)
+from evoforge.mlir.edits import EDIT_KINDS, TORCH_ONLY_KINDS, EditListGenome, check_edit_kinds  # (importing it registers the genome type)
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
@@ -109,7 +109,15 @@ class EvolveDomain(Domain):
 
     @property
     def mutations(self) -> Mapping[str, Mutation]:
-        return self._mutations
+        """The run's edit operators that apply to its program (torch-only ones are left out for
+        a linalg program)."""
+        return {k: self._mutations[k] for k in self._kinds}
+
+    @property
+    def _kinds(self) -> list[str]:
+        if self.layout is None or not (self.layout.program / "program.json").exists() or self.program.level == "torch":
+            return list(self.edit_kinds)
+        return [k for k in self.edit_kinds if k not in TORCH_ONLY_KINDS] or list(self.edit_kinds)
 
     # ------------------------------------------------------------------ program and meta
     @property
@@ -141,7 +149,7 @@ class EvolveDomain(Domain):
             from evoforge.mlir.mutate import random_edit
 
             assert isinstance(genome, EditListGenome)
-            kinds = [kind] + [k for k in self.edit_kinds if k != kind]
+            kinds = [kind] + [k for k in self._kinds if k != kind]
             for k in kinds:  # fall back to another kind when this one has no valid target
                 try:
                     return genome.with_edit(random_edit(self.program, rng, k, edits=genome.edits))
@@ -161,8 +169,9 @@ class EvolveDomain(Domain):
     def sample(self, rng: np.random.Generator) -> Genome:
         """1-3 random edits of random kinds."""
         genome: Genome = EditListGenome()
+        kinds = self._kinds
         for _ in range(int(rng.integers(1, 4))):
-            genome = self._mutations[self.edit_kinds[int(rng.integers(len(self.edit_kinds)))]](genome, rng)
+            genome = self._mutations[kinds[int(rng.integers(len(kinds)))]](genome, rng)
         return genome
 
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:

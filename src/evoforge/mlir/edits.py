@@ -22,8 +22,12 @@ from typing import Any, ClassVar, Literal
 from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.genome import Genome, canonical_json, register_genome
 
-EditKind = Literal["delete", "copy", "resize", "operand_replace", "delete_block"]
-EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "operand_replace", "delete_block")
+EditKind = Literal["delete", "copy", "resize", "resize_importance", "operand_replace", "delete_block"]
+EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "resize_importance", "operand_replace", "delete_block")
+"""Mutation operators. ``resize_importance`` draws a `Resize` too: a type-changing one of a weight
+that keeps its largest-norm rows or channels rather than the centered ones."""
+TORCH_ONLY_KINDS = ("resize_importance",)
+"""Operators that need a torch-level program (a linalg program's run leaves them out)."""
 
 
 def check_edit_kinds(kinds: Sequence[str]) -> list[str]:
@@ -80,7 +84,7 @@ class Copy:
 
 @dataclasses.dataclass(frozen=True)
 class Resize:
-    """Shrink ``value`` along ``dim`` to its centered ``size`` entries.
+    """Shrink ``value`` along ``dim`` to its centered ``size`` entries (or the entries ``keep``).
 
     Type-preserving (``propagate`` false): the slice is padded back to the original extent
     with the constant ``fill`` and every use reads that. Type-changing (``propagate`` true,
@@ -94,6 +98,9 @@ class Resize:
     size: int
     fill: int = 0
     propagate: bool = dataclasses.field(default=False, metadata={"omit_default": True})
+    keep: tuple[int, ...] = dataclasses.field(default=(), metadata={"omit_default": True})
+    """Type-changing only: the indices kept along ``dim`` (ascending, ``size`` of them) instead of
+    the centered ones; every consumer that carries the smaller type gathers the same indices."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +165,8 @@ def edit_from_data(data: dict[str, Any]) -> Edit:
             value = tuple(Source(str(v), int(f)) for v, f in value)
         elif name == "erased":
             value = tuple(str(v) for v in value)
+        elif name == "keep":
+            value = tuple(int(v) for v in value)
         kwargs[name] = value
     try:
         return cls(**kwargs)  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ import dataclasses
 import re
 from collections.abc import Iterator
 
+import numpy as np
 from iree.compiler import ir
 from iree.compiler.dialects import arith, linalg, tensor
 
@@ -324,3 +325,38 @@ def repair_to(v: ir.Value, dst: ir.Type, fill: int, ip: ir.InsertionPoint) -> ir
     """`convert` straight to ``dst``."""
     info = tensor_info(dst)
     return convert(v, [info.shape] if info else [], dst, fill, ip)
+
+
+# ------------------------------------------------------------------------------- constant data
+
+_RESOURCE = re.compile(r'^\s*"?([A-Za-z0-9_.\-]+)"?\s*:\s*"0x([0-9A-Fa-f]*)"', re.MULTILINE)
+_DTYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "bf16": None, "si64": np.int64, "si32": np.int32,
+           "i64": np.int64, "i32": np.int32, "si8": np.int8, "i8": np.int8, "ui8": np.uint8, "i1": np.bool_}
+
+
+def resource_blobs(text: str) -> dict[str, bytes]:
+    """The ``dialect_resources`` blobs of a program's text by name (each without its 4-byte
+    alignment header)."""
+    start = text.rfind("{-#")
+    if start < 0:
+        return {}
+    return {m.group(1): bytes.fromhex(m.group(2))[4:] for m in _RESOURCE.finditer(text, start)}
+
+
+def literal_array(op: ir.Operation, blobs: dict[str, bytes]) -> np.ndarray | None:
+    """The value of a ``torch.vtensor.literal`` as an array: from a dense attribute, or from
+    ``blobs`` for a ``dense_resource``; None when its element type or storage is not readable."""
+    attr = op.attributes["value"]
+    info = tensor_info(op.results[0].type)
+    if info is None:
+        return None
+    if isinstance(attr, ir.DenseElementsAttr):
+        return np.array(attr).reshape(info.shape)
+    match = re.match(r"dense_resource<([^>]+)>\s*:\s*tensor<[0-9x]*x?([a-z0-9]+)>", str(attr))
+    if match is None or match.group(1) not in blobs:
+        return None
+    dtype = _DTYPES.get(match.group(2))
+    if dtype is None:
+        return None
+    data = np.frombuffer(blobs[match.group(1)], dtype=dtype)
+    return data.reshape(info.shape) if data.size == int(np.prod(info.shape)) else None

@@ -48,6 +48,7 @@ class Session:
         self.fn = irtools.find_function(self.module, program.entry)
         self.last_narrowing: narrow.NarrowReport | None = None
         """What the last type-changing resize did (for explanations)."""
+        self._blobs: dict[str, bytes] | None = None
 
     def close(self) -> None:
         self._loc.__exit__(None, None, None)
@@ -61,6 +62,13 @@ class Session:
 
     def index(self) -> dict[str, ir.Operation]:
         return irtools.uid_index(self.fn)
+
+    def constant(self, op: ir.Operation) -> np.ndarray | None:
+        """The data of a ``torch.vtensor.literal`` (inline or a resource blob of the program), or
+        None when it cannot be read."""
+        if self._blobs is None:
+            self._blobs = irtools.resource_blobs(self.program.text)
+        return irtools.literal_array(op, self._blobs)
 
     def apply(self, edit: Edit) -> None:
         _APPLY[type(edit)](self, edit)
@@ -227,8 +235,10 @@ def _apply_resize(s: Session, e: Resize) -> None:
     info = irtools.tensor_info(v.type)
     if info is None or not 0 <= e.dim < len(info.shape) or not 1 <= e.size < info.shape[e.dim]:
         raise EditError(f"{e.value} of type {v.type} cannot be resized to {e.size} along dim {e.dim}")
+    if e.keep and not e.propagate:
+        raise EditError("kept indices need a type-changing resize (propagate)")
     if e.propagate:
-        s.last_narrowing = narrow.narrow(v, e.dim, e.size, e.fill)
+        s.last_narrowing = narrow.narrow(v, e.dim, e.size, e.fill, e.keep)
         return
     small = tuple(e.size if d == e.dim else n for d, n in enumerate(info.shape))
     _rewire_uses(v, v, _home_block(v), lambda t: [small, info.shape], e.fill)
@@ -411,6 +421,33 @@ def _draw_resize(s: Session, rng: np.random.Generator) -> Edit | None:
     return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=int(rng.integers(1, extent)), fill=_fill(rng))
 
 
+def _draw_resize_importance(s: Session, rng: np.random.Generator) -> Edit | None:
+    """A type-changing resize of a weight constant along dim 0 (a conv's output channels, a
+    linear layer's output rows) that keeps the entries with the largest L2 norm."""
+    weights = [op.results[0] for op in _targets(s) if op.name == "torch.vtensor.literal"
+               and (i := irtools.tensor_info(op.results[0].type)) and len(i.shape) >= 2 and i.shape[0] >= 2
+               and narrow.can_carry(op.results[0])]
+    if not weights:
+        return None
+    v = _pick(rng, weights)
+    data = s.constant(v.owner.operation)
+    if data is None:
+        return None
+    extent = data.shape[0]
+    low = (extent + 1) // 2 if rng.random() < 0.75 else 1
+    size = int(rng.integers(low, extent))
+    return Resize(value=irtools.value_name(v, s.fn), dim=0, size=size, fill=0, propagate=True,
+                  keep=largest_norm_rows(data, size))
+
+
+def largest_norm_rows(weight: np.ndarray, size: int) -> tuple[int, ...]:
+    """Ascending indices of the ``size`` slices along dim 0 of ``weight`` with the largest L2
+    norm (ties: the lower index)."""
+    norms = np.linalg.norm(weight.reshape(weight.shape[0], -1).astype(np.float64), axis=1)
+    order = np.lexsort((np.arange(len(norms)), -norms))
+    return tuple(sorted(int(i) for i in order[:size]))
+
+
 def _draw_operand_replace(s: Session, rng: np.random.Generator) -> Edit | None:
     users = [op for op in irtools.walk(s.fn) if irtools.uid_of(op)
              and any(irtools.is_mutable_type(o.type) for o in op.operands)]
@@ -483,5 +520,6 @@ _DRAW: dict[str, Callable[[Session, np.random.Generator], Edit | None]] = {
     "delete_block": _draw_delete_block,
     "copy": _draw_copy,
     "resize": _draw_resize,
+    "resize_importance": _draw_resize_importance,
     "operand_replace": _draw_operand_replace,
 }

@@ -71,6 +71,8 @@ class Narrowed:
     old: tuple[int, ...]
     dim: int
     size: int
+    keep: tuple[int, ...] = ()
+    """The kept indices along ``dim`` (empty: the centered ``size`` entries)."""
 
 
 @dataclasses.dataclass
@@ -98,10 +100,22 @@ def _with_dim(shape: Sequence[int], dim: int, size: int) -> tuple[int, ...]:
     return tuple(size if d == dim else n for d, n in enumerate(shape))
 
 
-def _slice(v: ir.Value, dim: int, size: int, ip: ir.InsertionPoint) -> ir.Value:
-    """``v`` cut to its centered ``size`` entries along ``dim`` (a new torch value)."""
+def _slice(v: ir.Value, dim: int, size: int, ip: ir.InsertionPoint, keep: Sequence[int] = ()) -> ir.Value:
+    """``v`` cut to its centered ``size`` entries along ``dim``, or to the entries ``keep``
+    (gathered with ``torch.aten.index_select``), as a new torch value."""
     shape = _with_dim(_shape(v) or (), dim, size)
-    return irtools.convert(v, [shape], torch_type_with(v.type, shape), 0, ip)
+    if not keep:
+        return irtools.convert(v, [shape], torch_type_with(v.type, shape), 0, ip)
+    import numpy as np
+
+    index_type = ir.RankedTensorType.get([len(keep)], ir.IntegerType.get_signed(64))
+    indices = ir.DenseElementsAttr.get(np.asarray(keep, dtype=np.int64), type=index_type)
+    literal = ir.Operation.create("torch.vtensor.literal", results=[ir.Type.parse(f"!torch.vtensor<[{len(keep)}],si64>")],
+                                  attributes={"value": indices}, ip=ip)
+    irtools.mark_repair(literal.results[0])
+    gather = ir.Operation.create("torch.aten.index_select", results=[torch_type_with(v.type, shape)],
+                                 operands=[v, _constant_int(dim, ip), literal.results[0]], ip=ip)
+    return irtools.mark_repair(gather.results[0])
 
 
 def _defined_by(v: ir.Value, name: str) -> ir.Operation | None:
@@ -303,8 +317,10 @@ def _rule(op: ir.Operation) -> _Rule | None:
 
 def _carry_out(op: ir.Operation, plan: _Plan, n: Narrowed) -> list[Narrowed]:
     ip = ir.InsertionPoint(op)
+    if n.keep and any(size != n.size for _, _, size in plan.results):
+        raise EditError(f"{op.name} changes the narrowed extent, so the kept indices cannot follow")
     for i, d in plan.slices:
-        op.operands[i] = _slice(op.operands[i], d, n.size, ip)
+        op.operands[i] = _slice(op.operands[i], d, n.size, ip, n.keep)
     for i, value in plan.ints:
         op.operands[i] = _constant_int(value, ip)
     for i, values in plan.int_lists:
@@ -318,7 +334,7 @@ def _carry_out(op: ir.Operation, plan: _Plan, n: Narrowed) -> list[Narrowed]:
         old = _shape(res)
         assert old is not None
         res.set_type(torch_type_with(old_type, _with_dim(old, d, size)))
-        out.append(Narrowed(res, old_type, old, d, size))
+        out.append(Narrowed(res, old_type, old, d, size, n.keep))
     return out
 
 
@@ -348,10 +364,12 @@ def can_carry(value: ir.Value) -> bool:
     return any(_rule(u.owner.operation) is not None for u in _narrowed_view(value).uses)
 
 
-def narrow(value: ir.Value, dim: int, size: int, fill: int) -> NarrowReport:
-    """Cut ``value`` (a torch tensor) to its centered ``size`` entries along ``dim`` and carry the
-    smaller type through every consumer with a rule; other uses read it padded back with
-    ``fill``. Raises `EditError` when ``value`` is not a torch tensor or has uses outside its block."""
+def narrow(value: ir.Value, dim: int, size: int, fill: int, keep: Sequence[int] = ()) -> NarrowReport:
+    """Cut ``value`` (a torch tensor) to its centered ``size`` entries along ``dim`` (or to the
+    entries ``keep``) and carry the smaller type through every consumer with a rule; other uses
+    read it padded back with ``fill`` (centered cuts only: kept indices must be carried by every
+    consumer). Raises `EditError` when ``value`` is not a torch tensor, has uses outside its
+    block, or ``keep`` is not ``size`` ascending indices within the extent."""
     if _shape(value) is None:
         raise EditError(f"a type-changing resize needs a torch tensor value, not {value.type}")
     value = _narrowed_view(value)
@@ -359,6 +377,8 @@ def narrow(value: ir.Value, dim: int, size: int, fill: int) -> NarrowReport:
     assert shape is not None
     if not 1 <= size < shape[dim]:
         raise EditError(f"a value of type {value.type} cannot shrink to {size} along dim {dim}")
+    if keep and (len(keep) != size or list(keep) != sorted(set(keep)) or keep[0] < 0 or keep[-1] >= shape[dim]):
+        raise EditError(f"keep must hold {size} ascending indices below {shape[dim]}, got {list(keep)[:8]}")
     home = value.owner.operation.block if isinstance(value, ir.OpResult) else ir.BlockArgument(value).owner
     uses = [(u.owner.operation, u.operand_number) for u in value.uses]
     anchors = [a for user, _ in uses if (a := irtools.ancestor_in(user, home)) is not None]
@@ -370,12 +390,12 @@ def narrow(value: ir.Value, dim: int, size: int, fill: int) -> NarrowReport:
     for a in anchors[1:]:
         if a.is_before_in_block(first):
             first = a
-    sliced = _slice(value, dim, size, ir.InsertionPoint(first))
+    sliced = _slice(value, dim, size, ir.InsertionPoint(first), keep)
     sliced.owner.operation.attributes[NARROWED_ATTR] = ir.UnitAttr.get()
     for user, i in uses:
         user.operands[i] = sliced
     report = NarrowReport()
-    work = [Narrowed(sliced, value.type, shape, dim, size)]
+    work = [Narrowed(sliced, value.type, shape, dim, size, tuple(keep))]
     while work:
         n = work.pop(0)
         users: dict[ir.Operation, list[int]] = {}
@@ -391,6 +411,8 @@ def narrow(value: ir.Value, dim: int, size: int, fill: int) -> NarrowReport:
             anchor = irtools.ancestor_in(user, home)
             if anchor is None:
                 raise EditError("a use lies outside the defining block")
+            if n.keep:
+                raise EditError(f"{user.name} cannot compute on the kept entries, and they are not padded back")
             for i in slots:
                 user.operands[i] = irtools.convert(n.value, [n.old], n.old_type, fill, ir.InsertionPoint(anchor))
                 report.padded_back += 1
