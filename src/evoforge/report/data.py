@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from evoforge.front import Front
-from evoforge.pareto import Objective, first_front_mask, hypervolume, to_min_matrix, violation
+from evoforge.front import Front, feasible_hypervolume
+from evoforge.pareto import Objective, violation
 from evoforge.search.evaluation import Evaluation
 
 MEMBER_METRICS = (
@@ -114,7 +114,7 @@ def progress(
     step = max(1, math.ceil(len(ordered) / CURVE_POINTS))
     counts = sorted({*range(step, len(ordered) + 1, step), len(ordered)} - {0})
     curve = [{"evaluations": 0, "hypervolume": 0.0}]
-    curve += [{"evaluations": n, "hypervolume": _hypervolume(ordered[:n], objectives, reference)} for n in counts]
+    curve += [{"evaluations": n, "hypervolume": feasible_hypervolume(ordered[:n], objectives, reference)} for n in counts]
     failures = Counter(generation_of.get(k) for k, e in evaluations.items() if not e.ok)
     rows = [{"generation": None, "evaluations": 0, "elapsed_s": 0.0, "hypervolume": 0.0, "failures": 0, "operator_rates": None}]
     for record in generations:
@@ -123,20 +123,11 @@ def progress(
             "generation": record["generation"],
             "evaluations": done,
             "elapsed_s": float(record.get("elapsed_s", 0.0)),
-            "hypervolume": _hypervolume(ordered[:done], objectives, reference),
+            "hypervolume": feasible_hypervolume(ordered[:done], objectives, reference),
             "failures": failures.get(record["generation"], 0),
             "operator_rates": record.get("operator_rates") or None,
         })
     return {"curve": curve, "generations": rows}
-
-
-def _hypervolume(evaluations: Sequence[Evaluation], objectives: Sequence[Objective], reference: np.ndarray | None) -> float:
-    ok = [e.objectives for e in evaluations if e.ok and violation(e.constraints) <= 0]
-    if not ok or reference is None:
-        return 0.0
-    F = to_min_matrix(objectives, ok)
-    F = F[np.all(np.isfinite(F), axis=1)]
-    return float(hypervolume(F[first_front_mask(F)], reference)) if len(F) else 0.0
 
 
 def feature_shares(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,33 +155,32 @@ def feature_shares(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def objective_names(run_dir: str | Path) -> list[str]:
     """The names of a stored run's objectives."""
+    domain, _ = _stored_domain(run_dir)
+    return [o.name for o in domain.objectives]
+
+
+def shared_reference(runs: Sequence[str | Path]) -> np.ndarray | None:
+    """One hypervolume reference for several runs: the first run's (its domain's fixed one, or
+    the working reference its engine stored)."""
+    from evoforge.report.text import run_reference
+
+    domain, stored = _stored_domain(runs[0])
+    reference: np.ndarray | None = run_reference(stored, domain.objectives)
+    return reference
+
+
+def _stored_domain(run_dir: str | Path) -> tuple[Any, Any]:
+    """A stored run's domain and the hypervolume reference its engine stored."""
     from evoforge.api import open_store
     from evoforge.layout import RunLayout
     from evoforge.search.domain import domain_from_spec
 
     with open_store(run_dir, readonly=True) as store:
         config = store.config()
-    if config is None:
-        raise ValueError(f"{run_dir} holds no run yet")
-    return [o.name for o in domain_from_spec(config["domain"], RunLayout(Path(run_dir))).objectives]
-
-
-def shared_reference(runs: Sequence[str | Path]) -> np.ndarray | None:
-    """One hypervolume reference for several runs: the first run's (its domain's fixed one, or
-    the working reference its engine stored)."""
-    from evoforge.api import open_store
-    from evoforge.layout import RunLayout
-    from evoforge.report.text import run_reference
-    from evoforge.search.domain import domain_from_spec
-
-    with open_store(runs[0], readonly=True) as store:
-        config = store.config()
         stored = store.meta("reference")
     if config is None:
-        return None
-    domain = domain_from_spec(config["domain"], RunLayout(Path(runs[0])))
-    reference: np.ndarray | None = run_reference(stored, domain.objectives)
-    return reference
+        raise ValueError(f"{run_dir} holds no run yet")
+    return domain_from_spec(config["domain"], RunLayout(Path(run_dir))), stored
 
 
 def _scalar(value: Any) -> bool:
