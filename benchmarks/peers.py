@@ -39,7 +39,10 @@ from evoforge.pareto import reference_point
 from evoforge.search.domain import domain_from_spec
 
 DEFAULT = "petra"
-METHODS = ("petra", "nsga2", "random", "optuna-nsga2", "optuna-tpe", "recipes")
+METHODS = ("petra", "petra-blind", "nsga2", "random", "optuna-nsga2", "optuna-tpe", "recipes")
+VARIANTS = {"petra-blind": ("petra", {"preselect": 1})}
+"""Methods that are an evoforge algorithm with other settings: petra-blind is petra without
+model-based pre-selection (plain mutation, the paper's algorithm)."""
 
 
 def ordered_evaluations(run: Path) -> tuple[list[tuple[str, Any]], list[tuple[int, float]]]:
@@ -117,8 +120,9 @@ def run_method(task: str, method: str, seed: int, budget: int, workers: int, roo
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(template, RunLayout(run).baseline)
     budget = len(RECIPE_NAMES) if method == "recipes" else budget
-    options = {"pop_size": 10} if method != "recipes" else {"pop_size": 5}
-    evoforge.compress(task, algorithm=method, budget=budget, seed=seed, workers=workers, run_dir=run, **options)
+    options: dict[str, Any] = {"pop_size": 10} if method != "recipes" else {"pop_size": 5}
+    algorithm, extra = VARIANTS.get(method, (method, {}))
+    evoforge.compress(task, algorithm=algorithm, budget=budget, seed=seed, workers=workers, run_dir=run, **options, **extra)
     if not template.exists():
         shutil.copytree(RunLayout(run).baseline, template)
     return run

@@ -36,6 +36,14 @@ def test_search_show_json(tmp_path):
     assert summary["front"] and "evaluation budget reached" in summary["headline"]
 
 
+def test_preselect_is_a_stored_run_setting(tmp_path):
+    run("search", "--problem", "zdt1", "--budget", 24, "--pop-size", 6, "--algorithm", "petra", "--preselect", 3,
+        "--run", tmp_path / "r", "--quiet")
+    with open_store(tmp_path / "r", readonly=True) as store:
+        config = store.config()
+    assert config["run"]["preselect"] == 3 and config["algorithm"]["options"]["preselect"] == 3
+
+
 def test_report_and_show_choose_what_they_print(tmp_path):
     run("search", "--problem", "dtlz2", "--budget", 40, "--pop-size", 8, "--run", tmp_path / "r", "--quiet")
     out = run("report", tmp_path / "r", "--out", tmp_path / "page.html").stdout

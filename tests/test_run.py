@@ -39,6 +39,8 @@ def test_json_round_trip_and_replace():
         ({"timeout_s": 0}, ConfigError, "timeout_s=0"),
         ({"executor": "dask"}, ConfigError, "valid: local, ray"),
         ({"address": "auto"}, ConfigError, "ray executor only"),
+        ({"algorithm": "nsga2", "preselect": 4}, ConfigError, "preselect=4 applies to the petra algorithm only"),
+        ({"algorithm": "petra", "preselect": 0}, ConfigError, "preselect=0 is invalid; use a positive integer"),
     ],
 )
 def test_bad_settings_name_the_value_and_the_fix(settings, error, message):
@@ -51,5 +53,6 @@ def test_specs_of_runs_stored_before_specs_existed():
               "termination": {"max_evaluations": 30}, "seed": 4}
     spec = stored_spec(legacy, {"workers": 2, "timeout_s": 100.0, "executor": "local"})
     assert (spec.algorithm, spec.pop_size, spec.seed, spec.workers, spec.timeout_s) == ("petra", 6, 4, 2, 100.0)
+    assert spec.preselect == 1  # petra ran without pre-selection then
     assert spec.termination().max_evaluations == 30
     assert set(spec.to_dict()) == set(SETTINGS)

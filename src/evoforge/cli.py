@@ -45,6 +45,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offspring-size", type=int, default=None, help="offspring per generation (default: the population size)")
     p.add_argument("--initial-size", type=int, default=None,
                    help="size of the first generation (default: twice the population for petra, the population otherwise)")
+    p.add_argument("--preselect", type=int, default=None,
+                   help="petra: each child is the best of N mutants by a model of the evaluations so far (default 8; 1: off)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (overrides a config file's)")
     p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
 
@@ -315,7 +317,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
     for name in ("objectives", "max_quality_drop", "relative", "runtime", "algorithm", "pop_size", "offspring_size", "initial_size",
-                 "timeout_s", "executor", "address", "log_json", "seed"):
+                 "preselect", "timeout_s", "executor", "address", "log_json", "seed"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1
     return _compress(args)

@@ -23,6 +23,8 @@ RESOURCES = ("num_cpus", "num_gpus", "memory_mb")
 
 ALGORITHM_SIZES = ("pop_size", "offspring_size", "initial_size")
 """The run settings that size the algorithm's generations (fixed for the life of a run)."""
+PETRA_OPTIONS = ("preselect",)
+"""Run settings only petra takes."""
 
 
 class RunSettings(TypedDict, total=False):
@@ -32,6 +34,7 @@ class RunSettings(TypedDict, total=False):
     pop_size: int | None
     offspring_size: int | None
     initial_size: int | None
+    preselect: int | None
     budget: str | int | Termination | Mapping[str, Any]
     seed: int
     workers: int
@@ -46,7 +49,9 @@ class RunSpec:
     """How a search runs.
 
     ``algorithm``: nsga2, petra or random, with ``pop_size`` / ``offspring_size`` /
-    ``initial_size`` (the first generation's size; None: the algorithm's default). ``budget``:
+    ``initial_size`` (the first generation's size; None: the algorithm's default);
+    ``preselect`` (petra only): each child is the best of this many mutants by a model of the
+    evaluations so far (1: plain mutation; None: petra's default, 8). ``budget``:
     an evaluation count (200), a time ("90s", "30m", "2h") or a `Termination`'s fields.
     ``seed``: the run's one seed. ``executor``: "local" (``workers`` processes; 0 evaluates in
     the driver) or "ray" (a private local Ray, or the cluster at ``address``: "auto" or
@@ -58,6 +63,7 @@ class RunSpec:
     pop_size: int | None = None
     offspring_size: int | None = None
     initial_size: int | None = None
+    preselect: int | None = None
     budget: str | int | Mapping[str, Any] = 200
     seed: int = 0
     workers: int = 0
@@ -71,7 +77,9 @@ class RunSpec:
 
         if isinstance(self.budget, Termination):
             object.__setattr__(self, "budget", self.budget.to_dict())
-        for name in ALGORITHM_SIZES:
+        if self.preselect is not None and self.algorithm != "petra":
+            raise ConfigError(f"preselect={self.preselect!r} applies to the petra algorithm only; drop it or use algorithm petra")
+        for name in (*ALGORITHM_SIZES, *PETRA_OPTIONS):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} is invalid; use a positive integer")
@@ -115,7 +123,7 @@ class RunSpec:
         return parse_budget(self.budget)
 
     def algorithm_options(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ALGORITHM_SIZES if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in (*ALGORITHM_SIZES, *PETRA_OPTIONS) if getattr(self, name) is not None}
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -162,12 +170,16 @@ def check_setting_names(settings: Mapping[str, Any]) -> None:
 def stored_spec(config: Mapping[str, Any], executor: Mapping[str, Any] | None) -> RunSpec:
     """The spec of a stored run (runs from before specs were stored are rebuilt from their
     algorithm, termination, seed and executor records)."""
-    if "run" in config:
-        return RunSpec.from_dict(config["run"])
-    executor = dict(executor or {})
     options = dict(config["algorithm"].get("options") or {})
+    if "run" in config:
+        spec = RunSpec.from_dict(config["run"])
+        if spec.algorithm == "petra" and spec.preselect is None:  # what the stored algorithm ran with (1 before preselect)
+            spec = dataclasses.replace(spec, preselect=int(options.get("preselect", 1)))
+        return spec
+    executor = dict(executor or {})
+    petra = {"preselect": int(options.get("preselect", 1))} if config["algorithm"]["name"] == "petra" else {}
     return RunSpec(
-        algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES},
+        algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES}, **petra,
         budget=dict(config["termination"]), seed=int(config["seed"]), workers=int(executor.get("workers", 0)),
         timeout_s=executor.get("timeout_s"), executor=executor.get("executor", "local"), address=executor.get("address"),
         resources=executor.get("resources"),

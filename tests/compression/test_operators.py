@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from evoforge.compression.genome import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, STAGE_SPACES, PipelineGenome, Stage, TrainingSettings
-from evoforge.compression.operators import PipelineOperators, SearchSpace, sample_value, step_value
+from evoforge.compression.operators import PipelineOperators, SearchSpace, pipeline_features, sample_value, step_value
 from evoforge.errors import ConfigError, UnknownNameError
 
 OPS = PipelineOperators("classification")
@@ -152,3 +152,22 @@ def test_training_settings_of_a_pipeline_that_never_trains_stay_the_base():
                                         epochs=0),), base)
     assert ops.loss(taylor, rng).training.loss != base.loss  # the loss drives taylor's gradients
     assert ops.canonical(ops.loss(taylor, rng)).training.loss != base.loss
+
+
+def test_pipeline_features_describe_what_a_model_can_learn_from():
+    training = TrainingSettings(lr=1e-3, weight_decay=1e-4)
+    g = PipelineGenome((Stage.make("prune", importance="l2", ratio=0.5, steps=1, allocation="global", round_to=8, epochs=3),
+                        Stage.make("prune", importance="l1", ratio=0.5, steps=1, allocation="uniform", round_to=1, epochs=0),
+                        Stage.make("quantize", mode="static", per_channel=True, keep_float_edges=False, epochs=0)), training)
+    f = pipeline_features(g)
+    assert f["stages"] == "prune -> prune -> quantize"
+    assert f["prune importance"] == "l2" and f["prune ratio"] == 0.5  # the first stage of a kind
+    assert f["prune kept"] == pytest.approx(0.25)  # both prunings together
+    assert f["quantize mode"] == "static" and f["quantize per_channel"] == "True"  # bools are categories
+    assert f["training epochs"] == 3.0
+    assert f["training lr"] == pytest.approx(-3.0) and f["training weight_decay"] == pytest.approx(-4.0)
+    assert f["training optimizer"] == "adam"
+    quant_only = pipeline_features(PipelineGenome((Stage.make("quantize", mode="dynamic", per_channel=False,
+                                                              keep_float_edges=False, epochs=0),), training))
+    assert "training lr" not in quant_only and "prune kept" not in quant_only  # settings that cannot matter are left out
+    assert pipeline_features(PipelineGenome((), training)) == {"stages": "none", "training epochs": 0.0}

@@ -86,3 +86,16 @@ def test_resume_equals_uninterrupted_when_stopped_between_generations(tmp_path):
     store.close()
     resumed = evoforge.resume(tmp_path)
     assert sorted(m.key for m in resumed) == sorted(m.key for m in full)
+
+
+def test_a_petra_run_stored_before_preselection_resumes_without_it():
+    from evoforge.run import stored_spec
+    from evoforge.search.algorithms import ALGORITHMS
+
+    old_options = {"pop_size": 6, "offspring_size": 6, "initial_size": 12, "rate_floor": 0.05}
+    assert ALGORITHMS["petra"].from_options(old_options).preselect == 1
+    assert ALGORITHMS["petra"].from_options({**old_options, "preselect": 8}).preselect == 8
+    config = {"algorithm": {"name": "petra", "options": old_options},
+              "run": {"algorithm": "petra", "pop_size": 6, "budget": 20, "seed": 0}}
+    assert stored_spec(config, None).preselect == 1
+    assert stored_spec({**config, "algorithm": {"name": "petra", "options": {**old_options, "preselect": 4}}}, None).preselect == 4

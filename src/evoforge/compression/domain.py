@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evoforge.compression.genome import QUANT_MODES, TORCH_AO_MODES, PipelineGenome, Stage
-from evoforge.compression.operators import PipelineOperators, SearchSpace
+from evoforge.compression.operators import PipelineOperators, SearchSpace, pipeline_features
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.pareto import Objective
@@ -253,6 +253,10 @@ class CompressDomain(Domain):
         if genome.stages and any(s.kind != "quantize" for s in genome.stages):
             features["optimizer"] = genome.training.optimizer
         return features
+
+    def search_features(self, genome: Genome) -> dict[str, float | str]:
+        assert isinstance(genome, PipelineGenome)
+        return pipeline_features(genome)
 
     def member_details(self, genome: Genome) -> dict[str, str]:
         assert isinstance(genome, PipelineGenome)

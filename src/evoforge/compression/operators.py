@@ -94,6 +94,30 @@ def training_epochs(genome: PipelineGenome) -> float:
     return total
 
 
+def pipeline_features(genome: PipelineGenome) -> dict[str, float | str]:
+    """What a model-based search learns from (`evoforge.search.surrogate`): the stage sequence,
+    each kind's settings (of its first stage of that kind), the share of channels all pruning
+    keeps, the pipeline's training in epochs, and the training settings where they matter
+    (log10 of the log-scaled ones)."""
+    features: dict[str, float | str] = {"stages": " -> ".join(s.kind for s in genome.stages) or "none",
+                                        "training epochs": training_epochs(genome)}
+    kept = 1.0
+    for stage in genome.stages:
+        if stage.kind == "prune":
+            kept *= 1.0 - stage["ratio"]
+        for name, value in stage.params:
+            key = f"{stage.kind} {name}"
+            if key not in features:
+                features[key] = str(value) if isinstance(value, bool) else value
+    if any(s.kind == "prune" for s in genome.stages):
+        features["prune kept"] = kept
+    if uses_training_settings(genome):
+        for spec in TRAINING_SPACE:
+            value = getattr(genome.training, spec.name)
+            features[f"training {spec.name}"] = math.log10(max(value, spec.low)) if spec.kind == "log" else value
+    return features
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
     """What the search may draw for one model: stage kinds, pruning importances and int8 modes

@@ -147,6 +147,12 @@ class Domain(abc.ABC):
         relates to the best trade-offs; none by default."""
         return {}
 
+    def search_features(self, genome: Genome) -> dict[str, float | str]:
+        """Named settings of ``genome`` that a model-based search may learn from: numbers
+        (epochs, ratios; a log-scaled setting as its log) and categories. A setting the genome
+        does not have is left out. Defaults to `genome_features`; empty: no model."""
+        return dict(self.genome_features(genome))
+
     def member_details(self, genome: Genome) -> dict[str, str]:
         """Titled plain-text sections the report shows for a member (its settings, a diff);
         by default the genome as JSON."""

@@ -151,7 +151,7 @@ class Search:
         if config is None:
             raise StoreError("this run store holds no run to resume")
         domain = domain_from_spec(config["domain"], layout)
-        algo = ALGORITHMS[config["algorithm"]["name"]](**config["algorithm"]["options"])
+        algo = ALGORITHMS[config["algorithm"]["name"]].from_options(config["algorithm"]["options"])
         term = termination or Termination(**config["termination"])
         search = cls(domain, algo, store, seed=int(config["seed"]), termination=term, layout=layout)
         search._restore()
@@ -167,6 +167,10 @@ class Search:
             last = records[-1]
             self.generation = int(last["generation"])
             self.population = [self._individual(k) for k in last["population"]]
+            for gen in range(self.generation + 1):
+                stored = self.store.batch(gen)
+                if stored is not None:
+                    self.algorithm.observe([self._individual(o["key"]) for o in stored["offspring"]])
             self.algorithm.load_state(last["algorithm_state"])
             _set_rng_state(self.rng, last["rng_state"])
             self._hypervolumes = [float(r["hypervolume"]) for r in records]
@@ -265,6 +269,7 @@ class Search:
             self._reference = working_reference(F, None) if len(F) else None
             if self._reference is not None:
                 self.store.put_meta("reference", self._reference.tolist())
+        self.algorithm.observe([ind for _, ind in pairs])
         self.population = self.algorithm.select(self.population, pairs, self.domain.objectives, self._reference)
         hv = self._population_hypervolume()
         self._hypervolumes.append(hv)

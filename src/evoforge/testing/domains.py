@@ -6,6 +6,7 @@ Both are registered domains, so worker processes and resumed runs rebuild them b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -142,3 +143,54 @@ class AdaptationDomain(Domain):
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         x, y = genome.values  # type: ignore[attr-defined]
         return Evaluation(Status.OK, {"x": x, "y": y})
+
+
+@register_domain
+class HiddenSettingDomain(Domain):
+    """ZDT1's front shifted up by a penalty that only one of ten values of a categorical
+    setting (``x[0]`` in ten bins) avoids, plus a second, numeric setting (``x[1]``) whose best
+    value is 0.2. Mutation moves one coordinate; what decides the quality of a child is which
+    bin it lands in, which a model of past evaluations (`search_features`) can learn and blind
+    mutation cannot: the domain where model-based pre-selection is known to pay."""
+
+    name = "hidden-setting"
+    GOOD_BIN = 7
+
+    def __init__(self) -> None:
+        self.objectives = (Objective("f1", reference=1.1), Objective("f2", reference=3.0))
+        self._mutations: Registry[Mutation] = Registry("mutation operator")
+        for i, name in enumerate(("setting", "knob", "trade")):
+            self._mutations.add(name, functools.partial(self._redraw, index=i))
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def mutations(self) -> Mapping[str, Mutation]:
+        return self._mutations
+
+    @staticmethod
+    def _redraw(genome: Genome, rng: np.random.Generator, *, index: int) -> Genome:
+        from evoforge.problems import RealVector
+
+        values = list(genome.values)  # type: ignore[attr-defined]
+        values[index] = float(rng.uniform(0, 1))
+        return RealVector(tuple(values))
+
+    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
+        return [self.sample(rng) for _ in range(size)]
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        from evoforge.problems import RealVector
+
+        return RealVector(tuple(float(v) for v in rng.uniform(0, 1, 3)))
+
+    def search_features(self, genome: Genome) -> dict[str, float | str]:
+        setting, knob, _ = genome.values  # type: ignore[attr-defined]
+        return {"setting": f"bin {min(int(setting * 10), 9)}", "knob": knob}
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        setting, knob, trade = genome.values  # type: ignore[attr-defined]
+        penalty = (0.0 if min(int(setting * 10), 9) == self.GOOD_BIN else 2.0) + 4.0 * abs(knob - 0.2)
+        g = 1.0 + penalty
+        return Evaluation(Status.OK, {"f1": trade, "f2": g * (1 - math.sqrt(trade / g))})

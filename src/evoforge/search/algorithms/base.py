@@ -114,6 +114,12 @@ class Algorithm(abc.ABC):
     def config(self) -> dict[str, Any]:
         return {"pop_size": self.pop_size, "offspring_size": self.offspring_size, "initial_size": self.initial_size}
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Algorithm:
+        """The algorithm a stored `config` describes (an option that gained a default since
+        older runs were stored takes the value those runs ran with)."""
+        return cls(**options)
+
     def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew) -> list[Offspring]:
         """The first generation: ``initial_size`` genomes of the domain's initial population,
         without duplicates (survival then keeps the best ``pop_size``)."""
@@ -145,6 +151,11 @@ class Algorithm(abc.ABC):
         reference: np.ndarray | None,
     ) -> list[Individual]:
         """The next population (at most ``pop_size``) from parents plus evaluated offspring."""
+
+    def observe(self, evaluated: Sequence[Individual]) -> None:
+        """Told each generation's evaluated offspring once, before `select`, in the order they
+        were asked for; a resumed run replays every stored generation through it before
+        `load_state`. The default ignores them."""
 
     def operator_rates(self) -> dict[str, float] | None:
         """Current operator probabilities, for algorithms that adapt them."""

@@ -1,6 +1,8 @@
 """PETRA's search: mutation-only (mu + lambda), survivors by non-dominated rank with ties broken
 by exclusive hypervolume contribution (SMS-EMOA style), and operator probabilities adapted
-from each operator's success rate."""
+from each operator's success rate. Each child is the best of ``preselect`` mutants by a
+density-ratio model of all evaluations so far (`evoforge.search.surrogate`), once there are
+``model_after`` of them and the domain describes its genomes (`Domain.search_features`)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from evoforge.search.algorithms.base import (
     working_reference,
 )
 from evoforge.search.domain import Domain
+from evoforge.search.surrogate import DensityRatio, Features, good_mask
 
 
 def adapted_rates(stats: dict[str, list[int]], floor: float) -> dict[str, float]:
@@ -60,19 +63,43 @@ class Petra(Algorithm):
     initial_factor = 2
 
     def __init__(
-        self, *, pop_size: int = 12, offspring_size: int | None = None, initial_size: int | None = None, rate_floor: float = 0.05
+        self,
+        *,
+        pop_size: int = 12,
+        offspring_size: int | None = None,
+        initial_size: int | None = None,
+        rate_floor: float = 0.05,
+        preselect: int = 8,
+        model_after: int = 10,
     ) -> None:
         super().__init__(pop_size=pop_size, offspring_size=offspring_size, initial_size=initial_size)
         if not 0.0 <= rate_floor <= 1.0:
             raise ConfigError(f"rate_floor must be in [0, 1], got {rate_floor}")
+        if preselect < 1:
+            raise ConfigError(f"preselect must be at least 1 (1: no pre-selection), got {preselect}")
+        if model_after < 2:
+            raise ConfigError(f"model_after must be at least 2 evaluations, got {model_after}")
         self.rate_floor = rate_floor
+        self.preselect = preselect
+        self.model_after = model_after
+        self._archive: dict[str, Individual] = {}
+        self._features: dict[str, Features] = {}
         self._stats: dict[str, list[int]] = {}
         self._rank = np.zeros(0, dtype=int)
         self._contrib = np.zeros(0)
         self._ranked_keys: list[str] = []
+        self._reference: np.ndarray | None = None  # the one survival ranked with (kept so a resumed run ranks alike)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "rate_floor": self.rate_floor}
+        return {**super().config(), "rate_floor": self.rate_floor, "preselect": self.preselect, "model_after": self.model_after}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Petra:
+        return cls(**{"preselect": 1, **options})  # runs stored before pre-selection ran without it
+
+    def observe(self, evaluated: Sequence[Individual]) -> None:
+        for ind in evaluated:
+            self._archive.setdefault(ind.key, ind)
 
     def ask(
         self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int, is_new: IsNew
@@ -80,7 +107,7 @@ class Petra(Algorithm):
         for op in domain.mutations:
             self._stats.setdefault(op, [0, 0])
         if self._ranked_keys != [ind.key for ind in population]:
-            self._rank, self._contrib = self._rank_and_contribution(population, domain.objectives, None)
+            self._rank, self._contrib = self._rank_and_contribution(population, domain.objectives, self._reference)
             self._ranked_keys = [ind.key for ind in population]
         rates = adapted_rates(self._stats, self.rate_floor)
         names = list(rates)
@@ -92,7 +119,35 @@ class Petra(Algorithm):
             op = names[int(rng.choice(len(names), p=probs))]
             return Offspring(domain.mutations[op](parent.genome, rng), op, parent.key)
 
-        return [unique_child(make, is_new, batch) for _ in range(count)]
+        model = self._model(domain) if self.preselect > 1 else None
+        if model is None:
+            return [unique_child(make, is_new, batch) for _ in range(count)]
+        children = []
+        for _ in range(count):
+            seen = set(batch)
+            candidates = [unique_child(make, is_new, seen) for _ in range(self.preselect)]
+            ranks = [model.score(domain.search_features(c.genome)) for c in candidates]
+            child = candidates[int(np.argmax(ranks))]  # the first of the best on ties
+            batch.add(child.genome.content_hash)
+            children.append(child)
+        return children
+
+    def _model(self, domain: Domain) -> DensityRatio | None:
+        """The density-ratio model of the archive, or None before ``model_after`` evaluations or
+        when the domain gives no features."""
+        if len(self._archive) < self.model_after:
+            return None
+        individuals = list(self._archive.values())
+        features = []
+        for ind in individuals:
+            if ind.key not in self._features:
+                self._features[ind.key] = domain.search_features(ind.genome)
+            features.append(self._features[ind.key])
+        if not any(features):
+            return None
+        F, cv = scores(individuals, domain.objectives)
+        good = good_mask(F, cv)
+        return DensityRatio([f for f, g in zip(features, good) if g], [f for f, g in zip(features, good) if not g])
 
     def select(
         self,
@@ -116,6 +171,7 @@ class Petra(Algorithm):
             chosen.extend(keep)
             break
         survivors = [merged[i] for i in chosen]
+        self._reference = reference
         self._rank, self._contrib = self._rank_and_contribution(survivors, objectives, reference)
         self._ranked_keys = [ind.key for ind in survivors]
         self._update_stats(population, offspring, survivors, objectives)
@@ -157,7 +213,10 @@ class Petra(Algorithm):
         return {op: (s, n) for op, (s, n) in sorted(self._stats.items())}
 
     def state(self) -> dict[str, Any]:
-        return {"stats": {op: list(v) for op, v in self._stats.items()}}
+        reference = None if self._reference is None else self._reference.tolist()
+        return {"stats": {op: list(v) for op, v in self._stats.items()}, "reference": reference}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self._stats = {op: [int(s), int(n)] for op, (s, n) in state.get("stats", {}).items()}
+        reference = state.get("reference")
+        self._reference = None if reference is None else np.array(reference, dtype=float)
