@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--root", default="runs/peers", help="where the runs go (finished runs are reused)")
     parser.add_argument("--plots", default="docs/bench", help="folder for the PNG plots ('' for none)")
     parser.add_argument("--json", default=None, help="write the table as JSON here")
+    parser.add_argument("--report-only", action="store_true", help="summarize the finished runs under --root; start none")
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.budgets, args.seeds = "digits-cnn", "30,60", 2
@@ -218,6 +219,10 @@ def main() -> None:
     for task in args.tasks.split(","):
         for seed in range(1, args.seeds + 1):
             for method in args.methods.split(","):
+                if args.report_only:
+                    if (root / task / f"{method}-{seed}" / "run.db").exists():
+                        results.setdefault(task, {}).setdefault(method, []).append(summarize_run(root / task / f"{method}-{seed}", budgets))
+                    continue
                 run = run_method(task, method, seed, max(budgets), args.workers, root)
                 results.setdefault(task, {}).setdefault(method, []).append(summarize_run(run, budgets))
                 print(f"{task} {method} seed {seed}: done ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)

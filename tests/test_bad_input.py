@@ -74,6 +74,8 @@ def test_unknown_names_list_valid_ones(tmp_path):
     assert "valid names" in bad("compress", "--task", "digits-mlp", "--objectives", "speed", "--run", tmp_path / "a")
     assert "valid names: nsga2, petra, random" in bad("compress", "--task", "digits-mlp", "--algorithm", "cma", "--run", tmp_path / "b")
     assert "valid: local, ray" in bad("search", "--problem", "zdt1", "--executor", "slurm", "--run", tmp_path / "c")
+    (tmp_path / "afile").write_text("")
+    assert "is a file; give a folder" in bad("search", "--problem", "zdt1", "--eval-cache", tmp_path / "afile", "--run", tmp_path / "e")
     assert "petra algorithm only" in bad("search", "--problem", "zdt1", "--algorithm", "nsga2", "--preselect", "4", "--run", tmp_path / "d")
 
 

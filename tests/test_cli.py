@@ -44,6 +44,14 @@ def test_preselect_is_a_stored_run_setting(tmp_path):
     assert config["run"]["preselect"] == 3 and config["algorithm"]["options"]["preselect"] == 3
 
 
+def test_eval_cache_is_shared_by_runs_and_marked_in_show(tmp_path):
+    for name in ("a", "b"):
+        run("search", "--problem", "zdt1", "--budget", 16, "--pop-size", 4, "--eval-cache", tmp_path / "cache",
+            "--run", tmp_path / name, "--quiet")
+    assert "evaluation cache" not in run("show", tmp_path / "a").stdout
+    assert "evaluation cache: 16 of 16 evaluations were taken from the shared cache" in run("show", tmp_path / "b").stdout
+
+
 def test_report_and_show_choose_what_they_print(tmp_path):
     run("search", "--problem", "dtlz2", "--budget", 40, "--pop-size", 8, "--run", tmp_path / "r", "--quiet")
     out = run("report", tmp_path / "r", "--out", tmp_path / "page.html").stdout

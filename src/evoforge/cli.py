@@ -35,6 +35,9 @@ def _execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default=None, help="local (worker processes, default) or ray")
     p.add_argument("--address", default=None, help="Ray cluster to use: auto or HOST:PORT (default: a private local Ray)")
     p.add_argument("--log-json", default=None, help="append one JSON event per line to this file")
+    p.add_argument("--eval-cache", default=None,
+                   help="folder of evaluations shared by runs: an identical evaluation (same task, baseline, "
+                        "runtime, genome and seed) is taken from it instead of recomputed")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -317,7 +320,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
     for name in ("objectives", "max_quality_drop", "relative", "runtime", "algorithm", "pop_size", "offspring_size", "initial_size",
-                 "preselect", "timeout_s", "executor", "address", "log_json", "seed"):
+                 "preselect", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1
     return _compress(args)

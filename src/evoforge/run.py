@@ -16,6 +16,7 @@ from evoforge.search.termination import Termination, parse_budget
 
 if TYPE_CHECKING:
     from evoforge.execute.base import Executor
+    from evoforge.search.eval_cache import EvaluationCache
 
 EXECUTORS = ("local", "ray")
 RESOURCES = ("num_cpus", "num_gpus", "memory_mb")
@@ -42,6 +43,7 @@ class RunSettings(TypedDict, total=False):
     executor: str
     address: str | None
     resources: Mapping[str, float] | None
+    eval_cache: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +58,8 @@ class RunSpec:
     ``seed``: the run's one seed. ``executor``: "local" (``workers`` processes; 0 evaluates in
     the driver) or "ray" (a private local Ray, or the cluster at ``address``: "auto" or
     "HOST:PORT"; ``resources`` per evaluation: num_cpus, num_gpus, memory_mb). ``timeout_s``
-    bounds each evaluation (None: no limit).
+    bounds each evaluation (None: no limit). ``eval_cache``: a folder of evaluations shared by
+    runs (`evoforge.search.eval_cache`; None: none).
     """
 
     algorithm: str = "nsga2"
@@ -71,6 +74,7 @@ class RunSpec:
     executor: str = "local"
     address: str | None = None
     resources: Mapping[str, float] | None = None
+    eval_cache: str | None = None
 
     def __post_init__(self) -> None:
         from evoforge.search.algorithms import ALGORITHMS
@@ -98,6 +102,10 @@ class RunSpec:
         if unknown:
             raise ConfigError(f"unknown resources {unknown}; valid: {', '.join(RESOURCES)}")
         self.termination()  # a bad budget fails here
+        if self.eval_cache is not None:
+            if not isinstance(self.eval_cache, str) or not self.eval_cache.strip():
+                raise ConfigError(f"eval_cache={self.eval_cache!r} is invalid; give a folder path or None")
+            self.evaluation_cache()  # a path that is a file fails here
 
     @classmethod
     def build(cls, defaults: Mapping[str, Any] | None = None, **settings: Any) -> RunSpec:
@@ -135,6 +143,12 @@ class RunSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
         check_setting_names(data)
         return cls(**data)
+
+    def evaluation_cache(self) -> EvaluationCache | None:
+        """The shared evaluation cache these settings name, or None."""
+        from evoforge.search.eval_cache import EvaluationCache
+
+        return EvaluationCache(self.eval_cache) if self.eval_cache else None
 
     def make_executor(self) -> Executor:
         """The executor these settings describe."""
@@ -177,9 +191,9 @@ def stored_spec(config: Mapping[str, Any], executor: Mapping[str, Any] | None) -
             spec = dataclasses.replace(spec, preselect=int(options.get("preselect", 1)))
         return spec
     executor = dict(executor or {})
-    petra = {"preselect": int(options.get("preselect", 1))} if config["algorithm"]["name"] == "petra" else {}
+    preselect = int(options.get("preselect", 1)) if config["algorithm"]["name"] == "petra" else None
     return RunSpec(
-        algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES}, **petra,
+        algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES}, preselect=preselect,
         budget=dict(config["termination"]), seed=int(config["seed"]), workers=int(executor.get("workers", 0)),
         timeout_s=executor.get("timeout_s"), executor=executor.get("executor", "local"), address=executor.get("address"),
         resources=executor.get("resources"),

@@ -167,3 +167,33 @@ def test_onnxruntime_runs_never_call_torch_ao_quantization(domain, tmp_path, mon
             ev = domain.evaluate(PipelineGenome((stage,), domain.task.training), EvalContext(seed=1, artifact_dir=tmp_path / mode))
             assert ev.ok and ev.objectives["size_ratio"] < 0.6
     assert not [w for w in caught if issubclass(w.category, DeprecationWarning) or "torch.ao" in str(w.message)]
+
+
+def test_cache_identity_changes_with_the_task_its_data_the_baseline_and_the_runtime(domain, tmp_path):
+    import shutil
+
+    base = domain.cache_identity()
+    assert json.loads(json.dumps(base)) == base and domain.cache_identity() == base
+
+    def identity(layout=None, **changes):
+        other = CompressDomain.from_config({**domain.config(), **changes})
+        other.attach(layout or domain.layout)
+        return other.cache_identity()
+
+    assert identity(timeout_s=123.0, space={"kinds": ["prune"]}) == base  # what could be drawn is not what was drawn
+    other_runtime = RunLayout(tmp_path / "other-runtime")
+    shutil.copytree(domain.layout.baseline, other_runtime.baseline)
+    for name in ("model.onnx", "model.pt"):  # the same bytes under both runtimes' names: only the runtime differs
+        shutil.copyfile(domain.layout.baseline / domain.artifact, other_runtime.baseline / name)
+    assert identity(other_runtime) == base
+    assert identity(other_runtime, runtime="torchscript" if domain.runtime.name == "onnxruntime" else "onnxruntime") != base
+    task = domain.task.to_dict()
+    assert identity(task={**task, "baseline_epochs": task["baseline_epochs"] + 1}) != base
+    assert identity(task={**task, "fingerprints": {**task["fingerprints"], "data": "0" * 64}}) != base
+    assert identity(max_quality_drop=2.5) != base
+    copy = RunLayout(tmp_path / "copy")
+    shutil.copytree(domain.layout.baseline, copy.baseline)
+    assert identity(copy) == base
+    artifact = copy.baseline / domain.artifact
+    artifact.write_bytes(artifact.read_bytes() + b"\0")  # another baseline
+    assert identity(copy) != base

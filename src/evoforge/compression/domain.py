@@ -254,6 +254,18 @@ class CompressDomain(Domain):
             features["optimizer"] = genome.training.optimizer
         return features
 
+    def cache_identity(self) -> dict[str, Any]:
+        """The task with its data fingerprints, the baseline artifact's hash, the runtime, the
+        measurement settings, the objectives and evoforge's version (the search space is not:
+        a genome's evaluation does not depend on what else could be drawn)."""
+        import hashlib
+
+        from evoforge import __version__
+
+        config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s")}
+        baseline = hashlib.sha256((self.require_layout().baseline / self.artifact).read_bytes()).hexdigest()
+        return {"domain": self.name, **config, "baseline": baseline, "evoforge": __version__}
+
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         assert isinstance(genome, PipelineGenome)
         return pipeline_features(genome)

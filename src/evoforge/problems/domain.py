@@ -100,6 +100,11 @@ class BenchmarkDomain(Domain):
     def config(self) -> dict[str, Any]:
         return {"problem": self.problem_name, "n_var": self.n_var}
 
+    def cache_identity(self) -> dict[str, Any]:
+        from evoforge import __version__
+
+        return {"domain": self.name, "config": self.config(), "evoforge": __version__}
+
     @property
     def mutations(self) -> Mapping[str, Mutation]:
         return self._mutations

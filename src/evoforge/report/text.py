@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evoforge.search.eval_cache import HIT_METRIC
+
 
 def format_table(rows: Sequence[dict[str, Any]], *, max_width: int = 40) -> str:
     """Rows of dicts as an aligned text table (columns in first-seen order); cells longer than
@@ -79,6 +81,10 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     if compiles:
         headline += (f"\ncompile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
                      f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
+    reused = sum(bool(e.metrics.get(HIT_METRIC)) for e in evaluations.values())
+    if reused:
+        headline += (f"\nevaluation cache: {reused} of {len(evaluations)} evaluations were taken from the shared cache "
+                     f"(run setting eval_cache: {(config.get('run') or {}).get('eval_cache')})")
     if baseline:
         headline += "\nbaseline (held-out test): " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items())
     for note in domain.headline_notes():

@@ -147,6 +147,12 @@ class Domain(abc.ABC):
         relates to the best trade-offs; none by default."""
         return {}
 
+    def cache_identity(self) -> dict[str, Any] | None:
+        """Everything besides the genome, its seed and the fidelity that decides an evaluation's
+        result, as JSON (`evoforge.search.eval_cache`); called after `prepare`. None (the
+        default): this domain's evaluations are never shared between runs."""
+        return None
+
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         """Named settings of ``genome`` that a model-based search may learn from: numbers
         (epochs, ratios; a log-scaled setting as its log) and categories. A setting the genome

@@ -29,6 +29,7 @@ from evoforge.pareto import hypervolume, non_dominated_sort, reference_point, to
 from evoforge.search.algorithms import ALGORITHMS, Algorithm, Individual, Offspring
 from evoforge.search.algorithms.base import working_reference
 from evoforge.search.domain import Domain, domain_from_spec, domain_spec
+from evoforge.search.eval_cache import EvaluationCache, cache_key
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.termination import Termination
 from evoforge.store.base import RunStore
@@ -334,20 +335,36 @@ class Search:
             for c in candidates
         ]
 
-    def run(self, executor: Executor | None = None, *, callback: SearchCallback | None = None) -> Front:
+    def run(
+        self, executor: Executor | None = None, *, callback: SearchCallback | None = None, cache: EvaluationCache | None = None
+    ) -> Front:
         """Evaluate generation after generation until the termination criteria hold; returns the
-        front. The executor is started here and closed at the end when it was created here."""
+        front. The executor is started here and closed at the end when it was created here. With
+        a ``cache`` (and a domain that has a `Domain.cache_identity`), a candidate evaluated by
+        any run before with the same inputs is taken from it, and new OK evaluations go into it."""
         from evoforge.execute.inline import InlineExecutor
 
         owned = executor is None
         executor = executor or InlineExecutor()
         callback = callback or SearchCallback()
+        identity = self.domain.cache_identity() if cache is not None else None
         executor.start(domain_spec(self.domain, self.layout))
         try:
             while self._batch is not None or self.stop_reason() is None:
                 candidates = {c.key: c for c in self.ask()}
-                for task, evaluation in executor.evaluate(self.tasks(list(candidates.values()))):
+                todo = list(candidates.values())
+                if cache is not None and identity is not None:
+                    todo = []
+                    for c in candidates.values():
+                        hit = cache.get(cache_key(identity, c.key, c.seed), self.layout, c.key)
+                        if hit is None:
+                            todo.append(c)
+                        else:
+                            callback.on_evaluation(c, self.tell(c.key, hit))
+                for task, evaluation in executor.evaluate(self.tasks(todo)):
                     stored = self.tell(task.key, evaluation)
+                    if cache is not None and identity is not None:
+                        cache.put(cache_key(identity, task.key, task.seed), stored, self.layout)
                     callback.on_evaluation(candidates[task.key], stored)
                 callback.on_generation(self.advance())
         finally:

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+import evoforge
+from evoforge.api import open_store
+from evoforge.errors import ConfigError
+from evoforge.layout import RunLayout
+from evoforge.problems import BenchmarkDomain
+from evoforge.run import RunSpec
+from evoforge.search.eval_cache import HIT_METRIC, EvaluationCache, cache_key
+from evoforge.search.evaluation import Evaluation, Status
+
+
+def test_the_key_changes_with_every_input():
+    identity = {"domain": "compress", "task": {"name": "digits-cnn", "fingerprints": {"data": "a"}}, "runtime": "onnxruntime"}
+    base = cache_key(identity, "g1", 7, {"epochs": 1.0})
+    assert cache_key(json.loads(json.dumps(identity)), "g1", 7, {"epochs": 1.0}) == base  # stable across processes
+    assert cache_key({**identity, "runtime": "inductor"}, "g1", 7, {"epochs": 1.0}) != base
+    assert cache_key({**identity, "task": {"name": "digits-cnn", "fingerprints": {"data": "b"}}}, "g1", 7, {"epochs": 1.0}) != base
+    assert cache_key(identity, "g2", 7, {"epochs": 1.0}) != base
+    assert cache_key(identity, "g1", 8, {"epochs": 1.0}) != base
+    assert cache_key(identity, "g1", 7, {"epochs": 0.5}) != base
+    assert cache_key(identity, "g1", 7) != base
+
+
+def test_entries_carry_their_artifacts_into_the_next_run(tmp_path):
+    cache = EvaluationCache(tmp_path / "cache")
+    first, second = RunLayout(tmp_path / "a"), RunLayout(tmp_path / "b")
+    first.artifact_dir("g").mkdir(parents=True)
+    (first.artifact_dir("g") / "model.onnx").write_bytes(b"weights")
+    ok = Evaluation(Status.OK, {"f": 1.0}, metrics={"m": 2}, artifacts={"model": first.relative(first.artifact_dir("g") / "model.onnx")})
+    assert cache.put("k" * 64, ok, first)
+    assert not cache.put("k" * 64, ok, first)  # the first writer keeps the key
+    hit = cache.get("k" * 64, second, "g")
+    assert hit is not None and hit.objectives == {"f": 1.0} and hit.metrics == {"m": 2, HIT_METRIC: True}
+    assert second.resolve(hit.artifacts["model"]).read_bytes() == b"weights"
+    assert cache.get("k" * 64, None, "g") is None  # a run without a folder cannot hold the artifacts
+    assert not cache.put("f" * 64, Evaluation.failure(Status.TIMEOUT, "slow machine"), first)  # failures stay out
+    assert not cache.put("e" * 64, hit, second)  # a hit is not stored again
+    assert cache.get("0" * 64, second, "g") is None
+    assert not list((tmp_path / "cache").rglob(".*"))  # no staging folder left behind
+
+
+def test_a_second_run_takes_every_evaluation_from_the_cache(tmp_path):
+    cache = tmp_path / "shared"
+    options = {"algorithm": "nsga2", "pop_size": 6, "budget": 24, "seed": 3, "eval_cache": str(cache)}
+    first = evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), run_dir=tmp_path / "a", **options)
+    again = evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), run_dir=tmp_path / "b", **options)
+    assert [m.key for m in again] == [m.key for m in first]
+    with open_store(tmp_path / "b", readonly=True) as store:
+        evaluations = store.evaluations()
+        assert store.config()["run"]["eval_cache"] == str(cache)
+    assert len(evaluations) == 24 and all(e.metrics.get(HIT_METRIC) for e in evaluations.values())
+    other_seed = evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), run_dir=tmp_path / "c", **{**options, "seed": 4})
+    with open_store(tmp_path / "c", readonly=True) as store:
+        assert not any(e.metrics.get(HIT_METRIC) for e in store.evaluations().values())  # the seed is part of the key
+    assert other_seed
+    from evoforge.report.text import run_summary
+
+    summary = run_summary(tmp_path / "b")
+    assert "evaluation cache: 24 of 24 evaluations were taken from the shared cache" in summary["headline"]
+
+
+def test_a_cache_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="eval_cache .*file is a file; give a folder"):
+        RunSpec(eval_cache=str(tmp_path / "file"))
+    with pytest.raises(ConfigError, match="eval_cache=''"):
+        RunSpec(eval_cache="")
