@@ -76,9 +76,9 @@ class OptunaSampler(Algorithm):
             sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True)
         return optuna.create_study(directions=[o.direction for o in objectives], sampler=sampler)
 
-    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew) -> list[Offspring]:
+    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
         self._study = self._make_study(domain.objectives, int(rng.integers(2**31)))
-        return self.ask([], domain, rng, self.offspring_size, is_new)
+        return self.ask([], domain, rng, size or self.offspring_size, is_new)
 
     def ask(self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int,
             is_new: IsNew) -> list[Offspring]:
@@ -138,7 +138,7 @@ class HandRecipes(Algorithm):
 
     name = "recipes"
 
-    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew) -> list[Offspring]:
+    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
         return [Offspring(g, label) for label, g in _recipes(domain.task.training).items()]  # type: ignore[attr-defined]
 
     def ask(self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int,

@@ -76,6 +76,8 @@ def test_unknown_names_list_valid_ones(tmp_path):
     assert "valid: local, ray" in bad("search", "--problem", "zdt1", "--executor", "slurm", "--run", tmp_path / "c")
     (tmp_path / "afile").write_text("")
     assert "is a file; give a folder" in bad("search", "--problem", "zdt1", "--eval-cache", tmp_path / "afile", "--run", tmp_path / "e")
+    assert "no cheaper fidelity to screen at" in bad("search", "--problem", "zdt1", "--rungs", "0.5,1", "--run", tmp_path / "f")
+    assert "end at 1" in bad("search", "--problem", "zdt1", "--rungs", "1,0.5", "--run", tmp_path / "g")
     assert "petra algorithm only" in bad("search", "--problem", "zdt1", "--algorithm", "nsga2", "--preselect", "4", "--run", tmp_path / "d")
 
 

@@ -50,6 +50,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="size of the first generation (default: twice the population for petra, the population otherwise)")
     p.add_argument("--preselect", type=int, default=None,
                    help="petra: each child is the best of N mutants by a model of the evaluations so far (default 8; 1: off)")
+    p.add_argument("--rungs", default=None,
+                   help="multi-fidelity screening: fractions of full fidelity, ending at 1 (e.g. 0.25,1); default: off")
+    p.add_argument("--eta", type=int, default=None, help="with --rungs: keep 1 in ETA candidates at each rung (default 3)")
+    p.add_argument("--promote", default=None, help="with --rungs: top (best 1/eta by rank, default) or front (only the rung's front)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (overrides a config file's)")
     p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
 
@@ -320,7 +324,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
     for name in ("objectives", "max_quality_drop", "relative", "runtime", "algorithm", "pop_size", "offspring_size", "initial_size",
-                 "preselect", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache"):
+                 "preselect", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
+                 "rungs", "eta", "promote"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1
     return _compress(args)

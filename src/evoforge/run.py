@@ -8,7 +8,7 @@ is stored in the run; ``resume`` rebuilds it from there and applies only what th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from evoforge.errors import ConfigError
@@ -17,6 +17,7 @@ from evoforge.search.termination import Termination, parse_budget
 if TYPE_CHECKING:
     from evoforge.execute.base import Executor
     from evoforge.search.eval_cache import EvaluationCache
+    from evoforge.search.fidelity import Fidelity
 
 EXECUTORS = ("local", "ray")
 RESOURCES = ("num_cpus", "num_gpus", "memory_mb")
@@ -44,6 +45,9 @@ class RunSettings(TypedDict, total=False):
     address: str | None
     resources: Mapping[str, float] | None
     eval_cache: str | None
+    rungs: str | Sequence[float] | None
+    eta: int | None
+    promote: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +63,9 @@ class RunSpec:
     the driver) or "ray" (a private local Ray, or the cluster at ``address``: "auto" or
     "HOST:PORT"; ``resources`` per evaluation: num_cpus, num_gpus, memory_mb). ``timeout_s``
     bounds each evaluation (None: no limit). ``eval_cache``: a folder of evaluations shared by
-    runs (`evoforge.search.eval_cache`; None: none).
+    runs (`evoforge.search.eval_cache`; None: none). ``rungs`` ("0.25,1"), ``eta`` (3) and
+    ``promote`` (top or front): screen candidates at lower fidelity and evaluate only the
+    promoted ones in full (`evoforge.search.fidelity`; None: every candidate in full).
     """
 
     algorithm: str = "nsga2"
@@ -75,6 +81,9 @@ class RunSpec:
     address: str | None = None
     resources: Mapping[str, float] | None = None
     eval_cache: str | None = None
+    rungs: str | Sequence[float] | None = None
+    eta: int | None = None
+    promote: str | None = None
 
     def __post_init__(self) -> None:
         from evoforge.search.algorithms import ALGORITHMS
@@ -106,6 +115,11 @@ class RunSpec:
             if not isinstance(self.eval_cache, str) or not self.eval_cache.strip():
                 raise ConfigError(f"eval_cache={self.eval_cache!r} is invalid; give a folder path or None")
             self.evaluation_cache()  # a path that is a file fails here
+        if self.rungs is None and (self.eta is not None or self.promote is not None):
+            raise ConfigError("eta and promote apply to multi-fidelity runs only; give rungs too (e.g. rungs 0.25,1)")
+        if isinstance(self.rungs, Sequence) and not isinstance(self.rungs, str):
+            object.__setattr__(self, "rungs", list(self.rungs))
+        self.fidelity()  # bad rungs, eta or promotion rule fail here
 
     @classmethod
     def build(cls, defaults: Mapping[str, Any] | None = None, **settings: Any) -> RunSpec:
@@ -143,6 +157,12 @@ class RunSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
         check_setting_names(data)
         return cls(**data)
+
+    def fidelity(self) -> Fidelity | None:
+        """The multi-fidelity schedule these settings describe, or None."""
+        from evoforge.search.fidelity import Fidelity
+
+        return None if self.rungs is None else Fidelity.parse(self.rungs, self.eta, self.promote)
 
     def evaluation_cache(self) -> EvaluationCache | None:
         """The shared evaluation cache these settings name, or None."""

@@ -197,3 +197,14 @@ def test_cache_identity_changes_with_the_task_its_data_the_baseline_and_the_runt
     artifact = copy.baseline / domain.artifact
     artifact.write_bytes(artifact.read_bytes() + b"\0")  # another baseline
     assert identity(copy) != base
+
+
+def test_a_screening_scores_the_baseline_against_itself_on_the_same_examples(domain, tmp_path):
+    base = PipelineGenome(training=domain.task.training)
+    half = domain.evaluate(base, EvalContext(seed=1, fidelity=0.5))
+    assert half.ok and half.objectives["quality_drop"] == pytest.approx(0.0, abs=1e-9)
+    full_val = domain.baseline_record()["validation"]["accuracy"]
+    subset, subset_quality = domain._validation(0.5, 1)
+    assert len(subset) == -(-len(domain._state["splits"].val) // 2)
+    assert half.metrics["val_accuracy"] == pytest.approx(subset_quality["accuracy"])
+    assert 0 < subset_quality["accuracy"] and full_val > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from evoforge.compression.genome import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, STAGE_SPACES, PipelineGenome, Stage, TrainingSettings
-from evoforge.compression.operators import PipelineOperators, SearchSpace, pipeline_features, sample_value, step_value
+from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fidelity, pipeline_features, sample_value, step_value
 from evoforge.errors import ConfigError, UnknownNameError
 
 OPS = PipelineOperators("classification")
@@ -171,3 +171,17 @@ def test_pipeline_features_describe_what_a_model_can_learn_from():
                                                               keep_float_edges=False, epochs=0),), training))
     assert "training lr" not in quant_only and "prune kept" not in quant_only  # settings that cannot matter are left out
     assert pipeline_features(PipelineGenome((), training)) == {"stages": "none", "training epochs": 0.0}
+
+
+def test_a_screening_trains_a_fraction_of_every_epoch_count():
+    g = PipelineGenome((Stage.make("lowrank", energy=0.9, reg_epochs=5, epochs=3),
+                        Stage.make("finetune", epochs=1),
+                        Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=2)))
+    quarter = at_fidelity(g, 0.25)
+    assert [dict(s.params) for s in quarter.stages] == [
+        {"energy": 0.9, "reg_epochs": 1, "epochs": 1},  # 1.25 -> 1 and 0.75 -> 1 (half up)
+        {"epochs": 1},  # finetune trains at least one epoch
+        {"mode": "qat", "per_channel": True, "keep_float_edges": False, "epochs": 1},  # 0.5 rounds up
+    ]
+    assert at_fidelity(g, 0.1).stages[0]["epochs"] == 0 and at_fidelity(g, 0.1).stages[0]["reg_epochs"] == 1
+    assert at_fidelity(g, 1.0) is g

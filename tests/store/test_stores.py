@@ -68,3 +68,19 @@ def test_garbage_file_is_refused(tmp_path):
     path.write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(StoreError, match="not an evoforge run store"):
         SQLiteRunStore(path)
+
+
+def test_a_store_written_before_screenings_gains_the_table_when_opened_for_writing(tmp_path):
+    from evoforge.search.evaluation import Evaluation, Status
+
+    with SQLiteRunStore(tmp_path / "run.db") as s:
+        s.put_genome("k", "{}")
+    db = sqlite3.connect(tmp_path / "run.db")
+    db.execute("DROP TABLE screenings")
+    db.commit()
+    db.close()
+    with SQLiteRunStore(tmp_path / "run.db", readonly=True) as r:
+        assert r.screenings() == {}
+    with SQLiteRunStore(tmp_path / "run.db") as s:
+        s.put_screening("k", 0.5, Evaluation(Status.OK, {"f": 1.0}), 0)
+        assert list(s.screenings()[0.5]) == ["k"]

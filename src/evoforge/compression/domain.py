@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evoforge.compression.genome import QUANT_MODES, TORCH_AO_MODES, PipelineGenome, Stage
-from evoforge.compression.operators import PipelineOperators, SearchSpace, pipeline_features
+from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fidelity, pipeline_features
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.pareto import Objective
@@ -133,10 +133,13 @@ class CompressDomain(Domain):
     candidate and the fp32 reference are exported to and timed in. ``space`` is what
     `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`);
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
-    what fits in ``EPOCH_SHARE`` of it."""
+    what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains for f of
+    its epochs, quality is scored on the first f of the validation split against the baseline's
+    quality on the same examples, and latency is timed with fewer repeats."""
 
     name = "compress"
     writes_report = True
+    supports_fidelity = True
     run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "petra", "pop_size": 10, "budget": "10m", "workers": 1, "timeout_s": 900.0}
 
     def __init__(
@@ -411,6 +414,20 @@ class CompressDomain(Domain):
             references[threads] = self.runtime.load(self.require_layout().baseline / self.artifact, threads=threads)
         return references[threads]
 
+    def _validation(self, fraction: float, threads: int) -> tuple[Any, dict[str, float]]:
+        """The validation split a ``fraction``-fidelity evaluation scores on (its first
+        ``ceil(fraction * n)`` examples), and the baseline's quality there (kept per fraction)."""
+        st = self._state
+        assert st is not None
+        if fraction >= 1.0:
+            return st["splits"].val, st["record"]["validation"]
+        val = st["splits"].val
+        subset = val.subset(np.arange(max(1, math.ceil(fraction * len(val)))))
+        known = st.setdefault("subset_baseline", {})
+        if fraction not in known:
+            known[fraction] = self._quality(st["wrap"](self._reference(threads)), subset)
+        return subset, known[fraction]
+
     # ------------------------------------------------------------------ evaluation
     def _compressed(self, genome: PipelineGenome, seed: int, state: dict[str, Any]) -> Any:
         """The baseline (a copy) with the genome's pipeline applied under ``seed``."""
@@ -452,6 +469,9 @@ class CompressDomain(Domain):
             self.setup_worker()
         st = self._state
         assert st is not None
+        fraction = context.fidelity
+        genome = at_fidelity(genome, fraction)
+        val, base_quality = self._validation(fraction, context.threads)
         in_torch, int8 = split_int8(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -470,11 +490,12 @@ class CompressDomain(Domain):
             exported = self.runtime.load(path, threads=context.threads)
             timings["export_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            quality = self._quality(st["wrap"](exported), st["splits"].val)
+            quality = self._quality(st["wrap"](exported), val)
             timings["quality_s"] = time.perf_counter() - t
             t = time.perf_counter()
+            repeats = self.latency_repeats if fraction >= 1.0 else max(3, math.ceil(fraction * self.latency_repeats))
             latency = measure_latency(
-                exported, self._reference(context.threads), st["latency_inputs"], repeats=self.latency_repeats, threads=context.threads
+                exported, self._reference(context.threads), st["latency_inputs"], repeats=repeats, threads=context.threads
             ).to_dict()
             timings["latency_s"] = time.perf_counter() - t
             size = self.runtime.size_bytes(path)
@@ -483,7 +504,7 @@ class CompressDomain(Domain):
                 shutil.rmtree(scratch, ignore_errors=True)
         record = st["record"]
         name = self.task.quality_metric
-        drop = quality_drop_of(self._direction, record["validation"][name], quality[name], relative=self.relative_drop)
+        drop = quality_drop_of(self._direction, base_quality[name], quality[name], relative=self.relative_drop)
         params = parameter_count(model)
         try:
             macs: float | None = float(count_macs(model, st["example"]))

@@ -94,6 +94,19 @@ def training_epochs(genome: PipelineGenome) -> float:
     return total
 
 
+def at_fidelity(genome: PipelineGenome, fraction: float) -> PipelineGenome:
+    """``genome`` with every epoch count scaled by ``fraction`` (rounded half up, never below its
+    range's minimum): what a screening evaluation trains (`evoforge.search.fidelity`)."""
+    if fraction >= 1.0:
+        return genome
+    stages = []
+    for stage in genome.stages:
+        changes = {p.name: max(int(p.low), math.floor(fraction * stage[p.name] + 0.5))
+                   for p in STAGE_SPACES[stage.kind] if p.name in ("epochs", "reg_epochs")}
+        stages.append(stage.replace(**changes) if changes else stage)
+    return dataclasses.replace(genome, stages=tuple(stages))
+
+
 def pipeline_features(genome: PipelineGenome) -> dict[str, float | str]:
     """What a model-based search learns from (`evoforge.search.surrogate`): the stage sequence,
     each kind's settings (of its first stage of that kind), the share of channels all pruning

@@ -29,6 +29,7 @@ class EvalTask:
     genome_json: str
     seed: int
     artifact_dir: str | None = None
+    fidelity: float = 1.0
 
 
 class Executor(abc.ABC):
@@ -64,7 +65,7 @@ def run_task(domain: Domain, task: EvalTask, threads: int) -> Evaluation:
         artifact_dir = Path(task.artifact_dir) if task.artifact_dir else None
         if artifact_dir is not None:
             artifact_dir.mkdir(parents=True, exist_ok=True)
-        result = domain.evaluate(genome, EvalContext(seed=task.seed, artifact_dir=artifact_dir, threads=threads))
+        result = domain.evaluate(genome, EvalContext(seed=task.seed, artifact_dir=artifact_dir, threads=threads, fidelity=task.fidelity))
         if not isinstance(result, Evaluation):
             raise TypeError(f"evaluate returned {type(result).__name__}, expected Evaluation")
     except Exception as exc:  # noqa: BLE001 - every failure is a recorded result

@@ -53,6 +53,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         final = store.meta("final", {}) or {}
         store_reference = store.meta("reference")
         front = Front.from_store(store, domain.objectives)
+        screened = store.screenings()
     from evoforge.search.domain import Domain
 
     describes = type(domain).describe is not Domain.describe
@@ -81,6 +82,10 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     if compiles:
         headline += (f"\ncompile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
                      f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
+    if config.get("fidelity"):
+        rungs = ", ".join(f"{len(screened.get(float(f), {}))} at {f:g}" for f in config["fidelity"]["rungs"][:-1])
+        headline += (f"\nmulti-fidelity: screened {rungs} of full fidelity (eta {config['fidelity']['eta']}, promote "
+                     f"{config['fidelity']['promote']}); {len(evaluations)} full evaluations, the only ones the front and HV use")
     reused = sum(bool(e.metrics.get(HIT_METRIC)) for e in evaluations.values())
     if reused:
         headline += (f"\nevaluation cache: {reused} of {len(evaluations)} evaluations were taken from the shared cache "

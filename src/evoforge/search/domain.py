@@ -32,11 +32,13 @@ Mutation = Callable[[Genome, np.random.Generator], Genome]
 class EvalContext:
     """What an evaluation may use besides the genome: its own seed (derived from the run seed and
     the genome hash, so it does not depend on worker count), a private artifact directory
-    (None when artifacts are not kept), and the number of threads it may use."""
+    (None when artifacts are not kept), the number of threads it may use, and the fidelity."""
 
     seed: int
     artifact_dir: Path | None = None
     threads: int = 1
+    fidelity: float = 1.0
+    """The fraction of full fidelity to evaluate at (< 1 only for domains that `supports_fidelity`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,9 @@ class Domain(abc.ABC):
     name: ClassVar[str]
     run_defaults: ClassVar[dict[str, Any]] = {}
     """The domain's defaults for `evoforge.run.RunSpec` settings (algorithm, budget, workers, ...)."""
+    supports_fidelity: ClassVar[bool] = False
+    """True: `evaluate` honours ``EvalContext.fidelity`` < 1 with a cheaper, rougher evaluation
+    (multi-fidelity screening, `evoforge.search.fidelity`)."""
     writes_report: ClassVar[bool] = False
     """True: a stored run writes its HTML report (``RUN/report.html``) when it ends."""
     objectives: tuple[Objective, ...]

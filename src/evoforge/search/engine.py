@@ -31,6 +31,7 @@ from evoforge.search.algorithms.base import working_reference
 from evoforge.search.domain import Domain, domain_from_spec, domain_spec
 from evoforge.search.eval_cache import EvaluationCache, cache_key
 from evoforge.search.evaluation import Evaluation, Status
+from evoforge.search.fidelity import Fidelity
 from evoforge.search.termination import Termination
 from evoforge.store.base import RunStore
 from evoforge.store.memory import MemoryRunStore
@@ -46,6 +47,8 @@ class Candidate:
     operator: str
     parent: str | None
     generation: int
+    fidelity: float = 1.0
+    """The fraction of full fidelity it is evaluated at (< 1: a screening, see `Fidelity`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +96,12 @@ class Search:
         seed: int,
         termination: Termination,
         layout: RunLayout | None,
+        fidelity: Fidelity | None = None,
     ) -> None:
         self.domain = domain
+        self.fidelity = fidelity
+        self._screenings: dict[float, dict[str, Evaluation]] = {}
+        self._slots: int | None = None  # full evaluations the current batch may get (multi-fidelity runs)
         self.algorithm = algorithm
         self.store = store
         self.seed = seed
@@ -123,10 +130,14 @@ class Search:
         store: RunStore | None = None,
         layout: RunLayout | None = None,
         settings: Mapping[str, Any] | None = None,
+        fidelity: Fidelity | None = None,
     ) -> Search:
         """Start a new run. ``store`` defaults to in-memory; ``layout`` (where artifacts go) is
         required for domains that write artifacts. ``settings`` (the run's `RunSpec` as a dict)
-        are stored with the run's configuration."""
+        are stored with the run's configuration. ``fidelity``: screen candidates at lower
+        fidelity first (domains with `Domain.supports_fidelity` only)."""
+        if fidelity is not None and not domain.supports_fidelity:
+            raise ConfigError(f"the {domain.name} domain has no cheaper fidelity to screen at; drop the rungs setting")
         algo = ALGORITHMS[algorithm](**(algorithm_options or {})) if isinstance(algorithm, str) else algorithm
         store = store or MemoryRunStore()
         if store.config() is not None:
@@ -138,10 +149,11 @@ class Search:
                 "termination": termination.to_dict(),
                 "seed": seed,
                 "evoforge_version": __version__,
+                **({"fidelity": fidelity.to_dict()} if fidelity is not None else {}),
                 **({"run": dict(settings)} if settings is not None else {}),
             }
         )
-        return cls(domain, algo, store, seed=seed, termination=termination, layout=layout)
+        return cls(domain, algo, store, seed=seed, termination=termination, layout=layout, fidelity=fidelity)
 
     @classmethod
     def resume(
@@ -154,12 +166,14 @@ class Search:
         domain = domain_from_spec(config["domain"], layout)
         algo = ALGORITHMS[config["algorithm"]["name"]].from_options(config["algorithm"]["options"])
         term = termination or Termination(**config["termination"])
-        search = cls(domain, algo, store, seed=int(config["seed"]), termination=term, layout=layout)
+        fidelity = Fidelity.from_dict(config["fidelity"]) if config.get("fidelity") else None
+        search = cls(domain, algo, store, seed=int(config["seed"]), termination=term, layout=layout, fidelity=fidelity)
         search._restore()
         return search
 
     def _restore(self) -> None:
         self._evaluations = self.store.evaluations()
+        self._screenings = self.store.screenings()
         stored_ref = self.store.meta("reference")
         if stored_ref is not None:
             self._reference = np.array(stored_ref, dtype=float)
@@ -171,7 +185,7 @@ class Search:
             for gen in range(self.generation + 1):
                 stored = self.store.batch(gen)
                 if stored is not None:
-                    self.algorithm.observe([self._individual(o["key"]) for o in stored["offspring"]])
+                    self.algorithm.observe([self._individual(o["key"]) for o in stored["offspring"] if o["key"] in self._evaluations])
             self.algorithm.load_state(last["algorithm_state"])
             _set_rng_state(self.rng, last["rng_state"])
             self._hypervolumes = [float(r["hypervolume"]) for r in records]
@@ -183,6 +197,7 @@ class Search:
             ]
             _set_rng_state(self.rng, batch["rng_state"])
             self._elapsed_before = float(batch.get("elapsed_s", self._elapsed_before))
+            self._slots = batch.get("slots")
 
     def _individual(self, key: str) -> Individual:
         return Individual(genome_from_json(self.store.genome(key)), self._evaluations[key])
@@ -208,16 +223,36 @@ class Search:
 
     def ask(self) -> list[Candidate]:
         """The candidates of the current generation that still need an evaluation (creating the
-        generation's batch on first call)."""
+        generation's batch on first call); empty once the generation is complete. In a
+        multi-fidelity run these are the current rung's: tell them all, then ask again."""
         if self._batch is None:
             self._begin_batch()
-        assert self._batch is not None
+        fraction, pending, _ = self._pending()
         gen = self.generation + 1
         return [
-            Candidate(o.genome.content_hash, o.genome, candidate_seed(self.seed, o.genome.content_hash), o.operator, o.parent, gen)
-            for o in self._batch
-            if o.genome.content_hash not in self._evaluations
+            Candidate(o.genome.content_hash, o.genome, candidate_seed(self.seed, o.genome.content_hash), o.operator, o.parent, gen,
+                      fraction)
+            for o in pending
         ]
+
+    def _pending(self) -> tuple[float, list[Offspring], list[Offspring]]:
+        """(fraction, offspring still to evaluate at it, every offspring of that rung); when the
+        batch is complete, (1.0, [], the offspring evaluated at full fidelity). Promotion is
+        recomputed from the stored results, so a resumed run promotes what the interrupted one did."""
+        assert self._batch is not None
+        members = list(self._batch)
+        rungs = self.fidelity.rungs if self.fidelity is not None else (1.0,)
+        for i, fraction in enumerate(rungs):
+            results = self._evaluations if fraction == 1.0 else self._screenings.get(fraction, {})
+            missing = [o for o in members if o.genome.content_hash not in results]
+            if missing or fraction == 1.0:
+                return fraction, missing, members
+            assert self.fidelity is not None
+            last = i + 1 == len(rungs) - 1
+            count = (self._slots or len(members)) if last else len(members)
+            keep = set(self.fidelity.promoted([o.genome.content_hash for o in members], results, self.domain.objectives, count))
+            members = [o for o in members if o.genome.content_hash in keep]
+        raise AssertionError("the last rung is full fidelity")
 
     def _begin_batch(self) -> None:
         gen = self.generation + 1
@@ -227,13 +262,14 @@ class Search:
             else None
         )
         is_new: Callable[[Genome], bool] = lambda g: g.content_hash not in self._evaluations  # noqa: E731
+        widening = self.fidelity.widening if self.fidelity is not None else 1
+        size = self.algorithm.initial_size if gen == 0 else self.algorithm.offspring_size
+        slots = size if remaining is None else max(1, min(size, remaining))
         if gen == 0:
-            batch = self.algorithm.initial(self.domain, self.rng, is_new)
+            batch = self.algorithm.initial(self.domain, self.rng, is_new, size=slots * widening if widening > 1 else None)
         else:
-            count = self.algorithm.offspring_size if remaining is None else max(1, min(self.algorithm.offspring_size, remaining))
-            batch = self.algorithm.ask(self.population, self.domain, self.rng, count, is_new)
-        if remaining is not None:
-            batch = batch[: max(1, remaining)]
+            batch = self.algorithm.ask(self.population, self.domain, self.rng, slots * widening, is_new)
+        batch = batch[: slots * widening]
         for o in batch:
             self.store.put_genome(o.genome.content_hash, o.genome.to_json())
         self.store.put_batch(
@@ -242,16 +278,25 @@ class Search:
                 "offspring": [{"key": o.genome.content_hash, "operator": o.operator, "parent": o.parent} for o in batch],
                 "rng_state": _rng_state(self.rng),
                 "elapsed_s": self.elapsed_s,
+                **({"slots": slots} if self.fidelity is not None else {}),
             },
         )
         self._batch = batch
+        self._slots = slots if self.fidelity is not None else None
 
-    def tell(self, key: str, evaluation: Evaluation) -> Evaluation:
-        """Record the evaluation of candidate ``key``; returns it as stored (non-finite or
-        missing values turn an OK result into FAILED)."""
+    def tell(self, key: str, evaluation: Evaluation, fidelity: float = 1.0) -> Evaluation:
+        """Record the evaluation of candidate ``key`` at ``fidelity`` (the candidate's); returns it
+        as stored (non-finite or missing values turn an OK result into FAILED)."""
+        checked = evaluation.checked(self.domain.objectives, self.domain.constraints)
+        if fidelity < 1.0:
+            if key in self._screenings.get(fidelity, {}):
+                raise EvoforgeError(f"candidate {key} was already told at fidelity {fidelity}")
+            checked = dataclasses.replace(checked, metrics={**checked.metrics, "fidelity": fidelity})
+            self.store.put_screening(key, fidelity, checked, self.generation + 1)
+            self._screenings.setdefault(fidelity, {})[key] = checked
+            return checked
         if key in self._evaluations:
             raise EvoforgeError(f"candidate {key} was already told")
-        checked = evaluation.checked(self.domain.objectives, self.domain.constraints)
         self.store.put_evaluation(key, checked, self.generation + 1)
         self._evaluations[key] = checked
         return checked
@@ -260,11 +305,11 @@ class Search:
         """Close the current generation: survival, hypervolume, and a stored generation record."""
         if self._batch is None:
             raise EvoforgeError("advance called before ask")
-        missing = [o.genome.content_hash for o in self._batch if o.genome.content_hash not in self._evaluations]
+        _, missing, done = self._pending()
         if missing:
-            raise EvoforgeError(f"{len(missing)} candidates of generation {self.generation + 1} still need an evaluation")
+            raise EvoforgeError(f"candidates of generation {self.generation + 1} still need an evaluation")
         gen = self.generation + 1
-        pairs = [(o, Individual(o.genome, self._evaluations[o.genome.content_hash])) for o in self._batch]
+        pairs = [(o, Individual(o.genome, self._evaluations[o.genome.content_hash])) for o in done]
         if self._reference is None:
             F = to_min_matrix(self.domain.objectives, [ind.evaluation.objectives for _, ind in pairs if ind.evaluation.ok])
             self._reference = working_reference(F, None) if len(F) else None
@@ -330,7 +375,8 @@ class Search:
                 c.key,
                 c.genome.to_json(),
                 c.seed,
-                str(self.layout.artifact_dir(c.key)) if self.layout is not None else None,
+                str(self.layout.artifact_dir(c.key)) if self.layout is not None and c.fidelity == 1.0 else None,
+                c.fidelity,
             )
             for c in candidates
         ]
@@ -351,21 +397,21 @@ class Search:
         executor.start(domain_spec(self.domain, self.layout))
         try:
             while self._batch is not None or self.stop_reason() is None:
-                candidates = {c.key: c for c in self.ask()}
-                todo = list(candidates.values())
-                if cache is not None and identity is not None:
-                    todo = []
-                    for c in candidates.values():
-                        hit = cache.get(cache_key(identity, c.key, c.seed), self.layout, c.key)
-                        if hit is None:
-                            todo.append(c)
-                        else:
-                            callback.on_evaluation(c, self.tell(c.key, hit))
-                for task, evaluation in executor.evaluate(self.tasks(todo)):
-                    stored = self.tell(task.key, evaluation)
+                while candidates := {c.key: c for c in self.ask()}:  # one round per rung
+                    todo = list(candidates.values())
                     if cache is not None and identity is not None:
-                        cache.put(cache_key(identity, task.key, task.seed), stored, self.layout)
-                    callback.on_evaluation(candidates[task.key], stored)
+                        todo = []
+                        for c in candidates.values():
+                            hit = cache.get(cache_key(identity, c.key, c.seed, _fidelity_record(c.fidelity)), self.layout, c.key)
+                            if hit is None:
+                                todo.append(c)
+                            else:
+                                callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
+                    for task, evaluation in executor.evaluate(self.tasks(todo)):
+                        stored = self.tell(task.key, evaluation, task.fidelity)
+                        if cache is not None and identity is not None:
+                            cache.put(cache_key(identity, task.key, task.seed, _fidelity_record(task.fidelity)), stored, self.layout)
+                        callback.on_evaluation(candidates[task.key], stored)
                 callback.on_generation(self.advance())
         finally:
             if owned:
@@ -380,6 +426,11 @@ class Search:
         """The last generation's summary (None before the first generation ends)."""
         records = self.store.generations()
         return self._summary(records[-1]) if records else None
+
+
+def _fidelity_record(fraction: float) -> dict[str, float] | None:
+    """The fidelity part of an evaluation's cache key (None at full fidelity)."""
+    return {"fraction": fraction} if fraction < 1.0 else None
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:

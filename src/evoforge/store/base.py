@@ -8,6 +8,9 @@ Contract (checked by ``evoforge.testing.store_conformance``):
   * Returned records are fresh copies: mutating them never changes the store.
   * Batches and generations are keyed by generation index; a generation record is written only
     after every member of its batch has an evaluation.
+  * Screening evaluations (multi-fidelity runs: a candidate measured at a fraction of full
+    fidelity) are kept apart from `evaluations`, at most one per (hash, fraction); the front and
+    every summary read full-fidelity evaluations only.
 """
 
 from __future__ import annotations
@@ -58,6 +61,15 @@ class RunStore(abc.ABC):
     @abc.abstractmethod
     def evaluation_generations(self) -> dict[str, int]:
         """The generation in which each stored evaluation was made."""
+
+    @abc.abstractmethod
+    def put_screening(self, key: str, fraction: float, evaluation: Evaluation, generation: int) -> None:
+        """Record genome ``key``'s evaluation at fidelity ``fraction`` (< 1); a second one for the
+        same (key, fraction) raises `StoreError`."""
+
+    @abc.abstractmethod
+    def screenings(self) -> dict[float, dict[str, Evaluation]]:
+        """Screening evaluations by fraction, then genome hash, in insertion order."""
 
     @abc.abstractmethod
     def put_batch(self, generation: int, batch: dict[str, Any]) -> None:

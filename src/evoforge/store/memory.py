@@ -17,6 +17,7 @@ class MemoryRunStore(RunStore):
         self._meta: dict[str, str] = {}
         self._genomes: dict[str, str] = {}
         self._evaluations: dict[str, tuple[str, int]] = {}
+        self._screenings: dict[tuple[str, float], str] = {}
         self._batches: dict[int, str] = {}
         self._generations: dict[int, str] = {}
 
@@ -53,6 +54,17 @@ class MemoryRunStore(RunStore):
 
     def evaluation_generations(self) -> dict[str, int]:
         return {k: g for k, (_, g) in self._evaluations.items()}
+
+    def put_screening(self, key: str, fraction: float, evaluation: Evaluation, generation: int) -> None:
+        if (key, float(fraction)) in self._screenings:
+            raise StoreError(f"genome {key} already has an evaluation at fidelity {fraction}")
+        self._screenings[(key, float(fraction))] = evaluation.to_json()
+
+    def screenings(self) -> dict[float, dict[str, Evaluation]]:
+        out: dict[float, dict[str, Evaluation]] = {}
+        for (key, fraction), text in self._screenings.items():
+            out.setdefault(fraction, {})[key] = Evaluation.from_json(text)
+        return out
 
     def put_batch(self, generation: int, batch: dict[str, Any]) -> None:
         self._batches[generation] = json.dumps(batch)

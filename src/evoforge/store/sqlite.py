@@ -28,6 +28,14 @@ CREATE TABLE IF NOT EXISTS evaluations (
     duration_s REAL NOT NULL,
     evaluation TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS screenings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL REFERENCES genomes(key),
+    fraction REAL NOT NULL,
+    generation INTEGER NOT NULL,
+    evaluation TEXT NOT NULL,
+    UNIQUE (key, fraction)
+);
 CREATE TABLE IF NOT EXISTS batches (generation INTEGER PRIMARY KEY, batch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS generations (generation INTEGER PRIMARY KEY, record TEXT NOT NULL);
 """
@@ -81,6 +89,9 @@ class SQLiteRunStore(RunStore):
                     f"run store {self.path} has schema version {version}, this evoforge reads version {SCHEMA_VERSION}; "
                     "open it with the evoforge version that wrote it"
                 )
+            if "screenings" not in tables and not self.readonly:  # stores written before multi-fidelity runs
+                with self._tx():
+                    self._db.execute(next(t for t in _SCHEMA.split(";") if "screenings" in t))
             return
         if tables:
             self.close()
@@ -141,6 +152,26 @@ class SQLiteRunStore(RunStore):
 
     def evaluation_generations(self) -> dict[str, int]:
         return {k: int(g) for k, g in self._db.execute("SELECT key, generation FROM evaluations ORDER BY seq")}
+
+    def put_screening(self, key: str, fraction: float, evaluation: Evaluation, generation: int) -> None:
+        try:
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO screenings (key, fraction, generation, evaluation) VALUES (?, ?, ?, ?)",
+                    (key, float(fraction), generation, evaluation.to_json()),
+                )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"genome {key} already has an evaluation at fidelity {fraction}") from None
+
+    def screenings(self) -> dict[float, dict[str, Evaluation]]:
+        try:
+            rows = self._db.execute("SELECT key, fraction, evaluation FROM screenings ORDER BY seq").fetchall()
+        except sqlite3.OperationalError:  # a store written before multi-fidelity runs, opened read-only
+            return {}
+        out: dict[float, dict[str, Evaluation]] = {}
+        for key, fraction, text in rows:
+            out.setdefault(float(fraction), {})[key] = Evaluation.from_json(text)
+        return out
 
     def put_batch(self, generation: int, batch: dict[str, Any]) -> None:
         with self._tx():

@@ -194,3 +194,48 @@ class HiddenSettingDomain(Domain):
         penalty = (0.0 if min(int(setting * 10), 9) == self.GOOD_BIN else 2.0) + 4.0 * abs(knob - 0.2)
         g = 1.0 + penalty
         return Evaluation(Status.OK, {"f1": trade, "f2": g * (1 - math.sqrt(trade / g))})
+
+
+@register_domain
+class FidelityDomain(Domain):
+    """A ZDT1-like problem over (x, y) in [0, 1]^2 that can be evaluated at lower fidelity: at a
+    fraction f < 1 both objectives are shifted up by 0.5 * (1 - f), which keeps their order, so
+    promotion at a screening rung picks what full evaluations would (the known answer). Each
+    result records the fidelity it was asked for in ``metrics["asked_fidelity"]``."""
+
+    name = "fidelity-toy"
+    supports_fidelity = True
+
+    def __init__(self) -> None:
+        self.objectives = (Objective("f1", reference=1.6), Objective("f2", reference=11.0))
+        self._mutations: Registry[Mutation] = Registry("mutation operator")
+        self._mutations.add("step", self._step)
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def mutations(self) -> Mapping[str, Mutation]:
+        return self._mutations
+
+    @staticmethod
+    def _step(genome: Genome, rng: np.random.Generator) -> Genome:
+        from evoforge.problems import RealVector
+
+        values = np.clip(np.array(genome.values) + rng.normal(0, 0.1, 2), 0, 1)  # type: ignore[attr-defined]
+        return RealVector(tuple(float(v) for v in values))
+
+    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
+        return [self.sample(rng) for _ in range(size)]
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        from evoforge.problems import RealVector
+
+        return RealVector(tuple(float(v) for v in rng.uniform(0, 1, 2)))
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        x, y = genome.values  # type: ignore[attr-defined]
+        shift = 0.5 * (1.0 - context.fidelity)
+        g = 1 + 9 * y
+        return Evaluation(Status.OK, {"f1": x + shift, "f2": g * (1 - math.sqrt(x / g)) + shift},
+                          metrics={"asked_fidelity": context.fidelity})

@@ -60,6 +60,20 @@ class StoreConformance:
         with pytest.raises(StoreError):
             store.put_evaluation("b", evals["b"], 5)
 
+    def test_screenings_are_kept_apart_per_fraction(self, store: RunStore) -> None:
+        low = Evaluation(Status.OK, {"f": 2.0}, metrics={"fidelity": 0.25})
+        for key in ("a", "b"):
+            store.put_genome(key, "{}")
+        store.put_screening("b", 0.25, low, 0)
+        store.put_screening("a", 0.25, Evaluation.failure(Status.FAILED, "diverged"), 0)
+        store.put_screening("b", 0.5, low, 0)
+        assert store.screenings() == {0.25: {"b": low, "a": Evaluation.failure(Status.FAILED, "diverged")}, 0.5: {"b": low}}
+        assert list(store.screenings()[0.25]) == ["b", "a"]
+        assert store.evaluations() == {}  # the front never sees a screening
+        store.put_evaluation("b", low, 0)  # the same genome at full fidelity
+        with pytest.raises(StoreError):
+            store.put_screening("b", 0.25, low, 1)
+
     def test_batches_and_generations(self, store: RunStore) -> None:
         assert store.batch(0) is None
         store.put_batch(0, {"offspring": [{"key": "a"}], "rng_state": {"s": 1}})

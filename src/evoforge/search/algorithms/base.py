@@ -120,12 +120,12 @@ class Algorithm(abc.ABC):
         older runs were stored takes the value those runs ran with)."""
         return cls(**options)
 
-    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew) -> list[Offspring]:
-        """The first generation: ``initial_size`` genomes of the domain's initial population,
-        without duplicates (survival then keeps the best ``pop_size``)."""
+    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
+        """The first generation: ``size`` (default ``initial_size``) genomes of the domain's
+        initial population, without duplicates (survival then keeps the best ``pop_size``)."""
         out: list[Offspring] = []
         seen: set[str] = set()
-        for genome in domain.initial_population(rng, self.initial_size):
+        for genome in domain.initial_population(rng, size or self.initial_size):
             if genome.content_hash not in seen:
                 seen.add(genome.content_hash)
                 out.append(Offspring(genome, "initial"))

@@ -18,8 +18,8 @@ class RandomSearch(NSGA2):
 
     name = "random"
 
-    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew) -> list[Offspring]:
-        return self.ask([], domain, rng, self.initial_size, is_new)
+    def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
+        return self.ask([], domain, rng, size or self.initial_size, is_new)
 
     def ask(
         self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int, is_new: IsNew

@@ -1,0 +1,141 @@
+import pytest
+
+import evoforge
+from evoforge.api import open_store
+from evoforge.errors import ConfigError, UnknownNameError
+from evoforge.pareto import Objective, non_dominated_sort, to_min_matrix
+from evoforge.problems import BenchmarkDomain
+from evoforge.run import RunSpec
+from evoforge.search.engine import Search
+from evoforge.search.evaluation import Evaluation, Status
+from evoforge.search.fidelity import Fidelity
+from evoforge.search.termination import Termination
+from evoforge.store import SQLiteRunStore
+from evoforge.testing.domains import FidelityDomain
+
+OBJECTIVES = (Objective("a"), Objective("b"))
+
+
+def results(points):
+    return {f"k{i}": Evaluation(Status.OK, {"a": a, "b": b}) for i, (a, b) in enumerate(points)}
+
+
+def test_bad_schedules_name_the_value_and_the_fix():
+    for rungs in ((0.5,), (0.5, 0.9), (1.0, 0.5, 1.0), (0.0, 1.0), (0.5, 0.5, 1.0)):
+        with pytest.raises(ConfigError, match="rungs .* are invalid; give increasing fractions"):
+            Fidelity(rungs)
+    with pytest.raises(ConfigError, match="eta=1 is invalid"):
+        Fidelity((0.5, 1.0), eta=1)
+    with pytest.raises(ConfigError, match="unknown promotion rule 'best'; valid: top, front"):
+        Fidelity((0.5, 1.0), promote="best")
+    with pytest.raises(ConfigError, match="fractions separated by commas"):
+        Fidelity.parse("quarter,1")
+    assert Fidelity.parse("0.25, 0.5,1", 2, "front") == Fidelity((0.25, 0.5, 1.0), 2, "front")
+    assert Fidelity((0.1, 0.3, 1.0), eta=3).widening == 9
+    assert Fidelity.from_dict(Fidelity((0.2, 1.0)).to_dict()) == Fidelity((0.2, 1.0))
+
+
+def test_top_promotes_the_screening_front_first_then_the_largest_contributors():
+    # k0, k1, k2 are non-dominated; k3..k8 are dominated, k3 only just
+    points = [(0, 3), (1, 1), (3, 0), (1.1, 1.1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]
+    fidelity = Fidelity((0.25, 1.0), eta=3)
+    keys = list(results(points))
+    assert fidelity.promoted(keys, results(points), OBJECTIVES, 99) == ["k0", "k1", "k2"]  # ceil(9 / 3)
+    two_of_front = fidelity.promoted(keys, results(points), OBJECTIVES, 2)
+    assert len(two_of_front) == 2 and set(two_of_front) < {"k0", "k1", "k2"}  # the cap cuts inside the front
+    two = Fidelity((0.25, 1.0), eta=2)
+    assert two.promoted(keys, results(points), OBJECTIVES, 99) == ["k0", "k1", "k2", "k3", "k4"]  # the next front follows
+
+
+def test_front_promotes_only_non_dominated_candidates():
+    points = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+    keys = list(results(points))
+    assert Fidelity((0.25, 1.0), eta=2, promote="front").promoted(keys, results(points), OBJECTIVES, 99) == ["k0"]
+    assert Fidelity((0.25, 1.0), eta=2, promote="top").promoted(keys, results(points), OBJECTIVES, 99) == ["k0", "k1", "k2"]
+
+
+def test_failed_candidates_are_never_promoted_and_infeasible_ones_come_last():
+    evaluations = {
+        "bad": Evaluation.failure(Status.CRASHED, "died"),
+        "infeasible": Evaluation(Status.OK, {"a": 0.0, "b": 0.0}, {"limit": 1.0}),
+        "ok": Evaluation(Status.OK, {"a": 5.0, "b": 5.0}, {"limit": -1.0}),
+    }
+    fidelity = Fidelity((0.5, 1.0), eta=2)
+    assert fidelity.promoted(list(evaluations), evaluations, OBJECTIVES, 99) == ["infeasible", "ok"]  # ceil(3 / 2), in key order
+    assert fidelity.promoted(list(evaluations), evaluations, OBJECTIVES, 1) == ["ok"]  # feasible first, however good the rest
+    assert fidelity.promoted(["bad"], evaluations, OBJECTIVES, 99) == []
+
+
+def test_a_multi_fidelity_run_evaluates_in_full_only_what_screening_promotes(tmp_path):
+    fidelity = Fidelity((0.25, 1.0), eta=3)
+    s = Search.create(FidelityDomain(), algorithm="nsga2", algorithm_options={"pop_size": 4},
+                      termination=Termination(max_evaluations=12), seed=2, store=SQLiteRunStore(tmp_path / "run.db"),
+                      fidelity=fidelity)
+    s.run()
+    full, screened = s.store.evaluations(), s.store.screenings()[0.25]
+    assert len(full) == 12 and len(screened) == 36  # 4 full evaluations per generation, each from 12 screened
+    assert all(e.metrics["asked_fidelity"] == 1.0 for e in full.values())
+    assert all(e.metrics["asked_fidelity"] == 0.25 and e.metrics["fidelity"] == 0.25 for e in screened.values())
+    for gen in range(3):
+        batch = [o["key"] for o in s.store.batch(gen)["offspring"]]
+        chosen = [k for k in batch if k in full]
+        # the shift keeps the order, so the promoted are the screening's best 4 by rank and contribution
+        assert chosen == fidelity.promoted(batch, screened, FidelityDomain().objectives, 4)
+        F = to_min_matrix(FidelityDomain().objectives, [screened[k].objectives for k in batch])
+        first = {batch[i] for i in non_dominated_sort(F)[0]}
+        assert first <= set(chosen) or set(chosen) <= first
+    assert {m.key for m in s.front()} <= set(full)
+
+
+def test_a_run_resumed_in_the_middle_of_a_rung_ends_like_an_uninterrupted_one(tmp_path):
+    def create(store):
+        return Search.create(FidelityDomain(), algorithm="petra", algorithm_options={"pop_size": 4},
+                             termination=Termination(max_evaluations=16), seed=5, store=store,
+                             fidelity=Fidelity((0.2, 0.5, 1.0), eta=2))
+
+    full = create(SQLiteRunStore(tmp_path / "full.db"))
+    full.run()
+    s = create(SQLiteRunStore(tmp_path / "run.db"))
+    for c in s.ask():
+        s.tell(c.key, s.domain.evaluate(c.genome, _context(c)), c.fidelity)
+    while candidates := s.ask():
+        for c in candidates:
+            s.tell(c.key, s.domain.evaluate(c.genome, _context(c)), c.fidelity)
+    s.advance()
+    screening = s.ask()
+    assert screening and {c.fidelity for c in screening} == {0.2}
+    for c in screening[:5]:  # half a rung, then "crash"
+        s.tell(c.key, s.domain.evaluate(c.genome, _context(c)), c.fidelity)
+    s.store.close()
+    resumed = Search.resume(SQLiteRunStore(tmp_path / "run.db"))
+    resumed.run()
+    assert list(resumed.store.evaluations()) == list(full.store.evaluations())
+    assert {f: list(v) for f, v in resumed.store.screenings().items()} == {f: list(v) for f, v in full.store.screenings().items()}
+
+
+def _context(candidate):
+    from evoforge.search.domain import EvalContext
+
+    return EvalContext(seed=candidate.seed, fidelity=candidate.fidelity)
+
+
+def test_settings_build_the_schedule_and_refuse_domains_without_fidelity(tmp_path):
+    spec = RunSpec(rungs="0.25,1", eta=4, promote="front")
+    assert spec.fidelity() == Fidelity((0.25, 1.0), 4, "front") and RunSpec().fidelity() is None
+    with pytest.raises(ConfigError, match="give rungs too"):
+        RunSpec(eta=3)
+    with pytest.raises(ConfigError, match="no cheaper fidelity to screen at"):
+        evoforge.optimize(BenchmarkDomain("zdt1", n_var=3), budget=8, pop_size=4, rungs="0.5,1")
+    evoforge.optimize(FidelityDomain(), algorithm="random", budget=8, pop_size=4, rungs=[0.5, 1], eta=2, run_dir=tmp_path / "r")
+    with open_store(tmp_path / "r", readonly=True) as store:
+        config = store.config()
+        assert config["fidelity"] == {"rungs": [0.5, 1.0], "eta": 2, "promote": "top"}
+        assert config["run"]["rungs"] == [0.5, 1] and len(store.evaluations()) == 8 and len(store.screenings()[0.5]) == 16
+    from evoforge.report.text import run_summary
+
+    assert ("multi-fidelity: screened 16 at 0.5 of full fidelity (eta 2, promote top); 8 full evaluations"
+            in run_summary(tmp_path / "r")["headline"])
+    with pytest.raises(ConfigError, match="rungs cannot change when a run resumes"):
+        evoforge.resume(tmp_path / "r", rungs="0.1,1")
+    with pytest.raises(UnknownNameError):
+        RunSpec(algorithm="cma", rungs="0.5,1")
