@@ -99,6 +99,9 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relative", action="store_true", default=None, help="quality drop in %% of the baseline")
     p.add_argument("--runtime", default=None,
                    help="where candidates are deployed and timed: onnxruntime (default), inductor or torchscript (see docs/runtimes.md)")
+    p.add_argument("--prefix-cache-mb", type=float, default=None,
+                   help="bound of the run's cache of intermediate models that pipelines with a common prefix start from "
+                        "(default 512; 0: off)")
     _run_args(p)
 
 
@@ -127,6 +130,8 @@ def _compress(args: argparse.Namespace) -> int:
     kwargs["constraints"] = constraints
     if args.runtime:
         kwargs["runtime"] = args.runtime
+    if args.prefix_cache_mb is not None:
+        kwargs["prefix_cache_mb"] = args.prefix_cache_mb
     task = resolve_task(kwargs.pop("task"))
     configured_run = kwargs.pop("run_dir", None)
     run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
@@ -323,7 +328,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 @command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
-    for name in ("objectives", "max_quality_drop", "relative", "runtime", "algorithm", "pop_size", "offspring_size", "initial_size",
+    for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "algorithm", "pop_size",
+                 "offspring_size", "initial_size",
                  "preselect", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
                  "rungs", "eta", "promote"):
         setattr(args, name, None)

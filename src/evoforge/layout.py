@@ -47,6 +47,11 @@ class RunLayout:
         return self.root / "program"
 
     @property
+    def prefix_cache(self) -> Path:
+        """Intermediate models of pipeline prefixes by key (compress's bounded prefix cache)."""
+        return self.root / "cache" / "prefix"
+
+    @property
     def compile_cache(self) -> Path:
         """Compiled programs by content hash (evolve's bounded compile cache)."""
         return self.root / "cache" / "vmfb"

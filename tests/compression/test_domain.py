@@ -208,3 +208,58 @@ def test_a_screening_scores_the_baseline_against_itself_on_the_same_examples(dom
     assert len(subset) == -(-len(domain._state["splits"].val) // 2)
     assert half.metrics["val_accuracy"] == pytest.approx(subset_quality["accuracy"])
     assert 0 < subset_quality["accuracy"] and full_val > 0
+
+
+def test_a_prefix_hit_is_bit_identical_to_recomputing_the_pipeline(domain, tmp_path):
+    import torch
+
+    from evoforge.compression.prefix import PrefixCache
+
+    prune = Stage.make("prune", importance="taylor", ratio=0.4, steps=2, allocation="uniform", round_to=1, epochs=1)
+    tune = Stage.make("finetune", epochs=1)
+    first = PipelineGenome((prune, tune), domain.task.training)
+    second = PipelineGenome((prune, tune, Stage.make("lowrank", energy=0.9, reg_epochs=1, epochs=1)), domain.task.training)
+    cache = PrefixCache(tmp_path / "prefix", 2**30)
+    state = domain._state
+    _, reused = domain._compressed(first, 11, state, cache)
+    assert reused == 0 and len(list((tmp_path / "prefix").glob("*.pt"))) == 2  # after each stage
+    cached, reused = domain._compressed(second, 99, state, cache)  # another candidate seed: stage seeds come from the prefix
+    fresh, none = domain._compressed(second, 99, state, None)
+    assert reused == 2 and none == 0
+    a, b = cached.state_dict(), fresh.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    again, reused = domain._compressed(first, 5, state, cache)
+    recomputed = domain._compressed(first, 5, state)[0].state_dict()
+    assert reused == 2 and all(torch.equal(again.state_dict()[k], v) for k, v in recomputed.items())
+
+
+def test_prefix_keys_follow_the_stages_the_training_settings_and_the_run(domain):
+    import dataclasses
+
+    from evoforge.compression.prefix import prefix_keys
+
+    stages = (Stage.make("finetune", epochs=2), Stage.make("finetune", epochs=3))
+    g = PipelineGenome(stages, domain.task.training)
+    keys = prefix_keys(g, 0)
+    assert len(keys) == 2 and prefix_keys(PipelineGenome(stages[:1], domain.task.training), 0) == keys[:1]
+    assert prefix_keys(g, 1)[0] != keys[0]  # another run seed
+    assert prefix_keys(dataclasses.replace(g, training=dataclasses.replace(g.training, lr=0.005)), 0)[0] != keys[0]
+    assert prefix_keys(PipelineGenome((stages[1], stages[0]), domain.task.training), 0)[0] != keys[0]
+
+
+def test_runs_stored_before_prefix_seeds_rebuild_members_with_their_old_seeds(domain):
+    legacy = {k: v for k, v in domain.config().items() if k not in ("prefix_seed", "prefix_cache_mb")}
+    assert CompressDomain.from_config(legacy).prefix_seed is None
+    assert domain.prefix_seed == 0 and domain.prefix_cache_mb == 512.0
+    with pytest.raises(ConfigError, match="prefix_cache_mb must be >= 0"):
+        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), prefix_cache_mb=-1)
+
+
+def test_show_counts_what_prefix_reuse_saved(domain):
+    from evoforge.search.evaluation import Evaluation, Status
+
+    evaluations = {"a": Evaluation(Status.OK, metrics={"prefix_reused_stages": 2}), "b": Evaluation(Status.OK, metrics={}),
+                   "c": Evaluation(Status.OK, metrics={"prefix_reused_stages": 1})}
+    notes = domain.headline_notes(evaluations)
+    assert "prefix reuse: 2 of 3 evaluations started from a stored intermediate model (3 stages not recomputed)" in notes
+    assert not any("prefix reuse" in n for n in domain.headline_notes({"b": evaluations["b"]}))

@@ -51,6 +51,7 @@ def compress(
     objectives: Sequence[str] | None = None,
     constraints: Mapping[str, Any] | None = None,
     runtime: str | None = None,
+    prefix_cache_mb: float = 512.0,
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -66,7 +67,9 @@ def compress(
     (points, or percent with ``relative=True``; default 1 point for accuracy-like metrics, 5%
     otherwise; None disables) and ``relative``. ``runtime`` is where candidates are deployed,
     timed and weighed: ``onnxruntime`` (the default), ``inductor``, ``torchscript`` (see
-    `evoforge.runtimes`); ratios are against the fp32 model in that runtime. ``settings`` are the run's settings (see
+    `evoforge.runtimes`); ratios are against the fp32 model in that runtime. ``prefix_cache_mb``
+    bounds the run's cache of intermediate models that pipelines sharing their first stages start
+    from (0: off; see `evoforge.compression.prefix`). ``settings`` are the run's settings (see
     `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
     or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
@@ -87,6 +90,8 @@ def compress(
         relative_drop=constraints.get("relative"),
         timeout_s=spec.timeout_s,
         runtime=runtime or DEFAULT_RUNTIME,
+        prefix_seed=spec.seed,
+        prefix_cache_mb=prefix_cache_mb,
     )
     return optimize(domain, run_dir=run_dir, spec=spec, callback=callback)
 
@@ -104,7 +109,7 @@ def compress_options_from_config(path: str | Path) -> dict[str, Any]:
     search = dict(data.get("search", {}) or {})
     if "timeout" in search:  # the config files' name for timeout_s
         search["timeout_s"] = search.pop("timeout")
-    check_keys("search", search, SETTINGS)
+    check_keys("search", search, (*SETTINGS, "prefix_cache_mb"))
     base = Path(path).resolve().parent
     task = data["task"]
     if isinstance(task, Mapping):

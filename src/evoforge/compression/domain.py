@@ -30,6 +30,7 @@ import numpy as np
 
 from evoforge.compression.genome import QUANT_MODES, TORCH_AO_MODES, PipelineGenome, Stage
 from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fidelity, pipeline_features
+from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.pareto import Objective
@@ -153,8 +154,14 @@ class CompressDomain(Domain):
         space: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         runtime: str = DEFAULT_RUNTIME,
+        prefix_seed: int | None = 0,
+        prefix_cache_mb: float = 512.0,
     ) -> None:
         self.runtime = get_runtime(runtime)
+        if prefix_cache_mb < 0:
+            raise ConfigError(f"prefix_cache_mb must be >= 0 (0 turns prefix reuse off), got {prefix_cache_mb}")
+        self.prefix_seed = prefix_seed
+        self.prefix_cache_mb = prefix_cache_mb
         self.task = task if isinstance(task, Task) else Task.from_dict(dict(task))
         self.task.validate()
         limit, relative = default_quality_limit(self.task)
@@ -195,11 +202,15 @@ class CompressDomain(Domain):
             "space": self.space.to_dict(),
             "timeout_s": self.timeout_s,
             "runtime": self.runtime.name,
+            "prefix_seed": self.prefix_seed,
+            "prefix_cache_mb": self.prefix_cache_mb,
         }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CompressDomain:
-        return cls(**{"runtime": LEGACY_RUNTIME, **config})
+        # runs stored before runtimes were chosen were TorchScript runs; before prefix seeds, every
+        # stage's seed came from the whole genome (prefix_seed None), which re-export must repeat
+        return cls(**{"runtime": LEGACY_RUNTIME, "prefix_seed": None, **config})
 
     @property
     def artifact(self) -> str:
@@ -265,7 +276,7 @@ class CompressDomain(Domain):
 
         from evoforge import __version__
 
-        config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s")}
+        config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s", "prefix_cache_mb")}
         baseline = hashlib.sha256((self.require_layout().baseline / self.artifact).read_bytes()).hexdigest()
         return {"domain": self.name, **config, "baseline": baseline, "evoforge": __version__}
 
@@ -348,14 +359,19 @@ class CompressDomain(Domain):
             raise ConfigError(f"no baseline in {path.parent}; it is created when the run starts")
         return dict(json.loads(path.read_text()))
 
-    def headline_notes(self) -> list[str]:
+    def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
         record = self.baseline_record() if (self.require_layout().baseline / "baseline.json").exists() else {}
         eager = record.get("versus_eager")
         note = f"runtime {self.runtime.name}: ratios are against the fp32 model exported to it"
         if eager:
             note += (f"; that reference runs at {eager['ratio_b1']:.3g}x torch eager's latency at batch 1 and "
                      f"{eager['ratio_batch']:.3g}x at batch {self.task.latency_batch} (latency_vs_eager = latency_ratio x that)")
-        return [note]
+        notes = [note]
+        reused = [int(e.metrics.get("prefix_reused_stages") or 0) for e in evaluations.values() if e.ok]
+        if any(reused):
+            notes.append(f"prefix reuse: {sum(1 for r in reused if r)} of {len(reused)} evaluations started from a stored "
+                         f"intermediate model ({sum(reused)} stages not recomputed)")
+        return notes
 
     def check_inputs(self) -> list[str]:
         from evoforge.workload.task import verify_files
@@ -429,24 +445,40 @@ class CompressDomain(Domain):
         return subset, known[fraction]
 
     # ------------------------------------------------------------------ evaluation
-    def _compressed(self, genome: PipelineGenome, seed: int, state: dict[str, Any]) -> Any:
-        """The baseline (a copy) with the genome's pipeline applied under ``seed``."""
+    def _prefix_cache(self) -> PrefixCache | None:
+        if self.prefix_seed is None or self.prefix_cache_mb <= 0 or self.layout is None:
+            return None
+        return PrefixCache(self.layout.prefix_cache, int(self.prefix_cache_mb * 2**20))
+
+    def _compressed(self, genome: PipelineGenome, seed: int, state: dict[str, Any],
+                    cache: PrefixCache | None = None) -> tuple[Any, int]:
+        """The baseline (a copy) with the genome's pipeline applied, and how many of its stages
+        came from ``cache``. Stage seeds come from the run's prefix seed and the pipeline up to
+        each stage (`evoforge.compression.prefix`); runs stored before that used ``seed``."""
         import torch
 
-        from evoforge.compression.stages import StageContext, apply_pipeline
+        from evoforge.compression.stages import StageContext, apply_pipeline, apply_stage
 
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            ctx = StageContext(
-                data=state["splits"],
-                training=genome.training,
-                example_input=state["example"],
-                seed=seed,
-                protected=state["protected"],
-                device=self.device,
-                batch_size=self.task.batch_size,
-            )
-            return apply_pipeline(copy.deepcopy(state["baseline"]), genome, ctx)
+        ctx = StageContext(
+            data=state["splits"],
+            training=genome.training,
+            example_input=state["example"],
+            seed=seed,
+            protected=state["protected"],
+            device=self.device,
+            batch_size=self.task.batch_size,
+        )
+        if self.prefix_seed is None:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                return apply_pipeline(copy.deepcopy(state["baseline"]), genome, ctx), 0
+
+        def run_stage(model: Any, stage: Stage, stage_seed: int) -> Any:
+            with torch.random.fork_rng():
+                torch.manual_seed(stage_seed)
+                return apply_stage(model, stage, dataclasses.replace(ctx, seed=stage_seed))
+
+        return apply_with_prefixes(state["baseline"], genome, self.prefix_seed, run_stage, cache)
 
     def _qat_trainer(self, genome: PipelineGenome, seed: int, state: dict[str, Any]) -> Callable[[Any, int], object]:
         """Trains a runtime's fake-quantized model (QAT at export) with the genome's training
@@ -476,7 +508,7 @@ class CompressDomain(Domain):
         timings: dict[str, float] = {}
         start = time.perf_counter()
         with record_validation_losses() as curve:
-            model = self._compressed(in_torch, context.seed, st)
+            model, reused = self._compressed(in_torch, context.seed, st, cache=self._prefix_cache())
         timings["compress_s"] = time.perf_counter() - start
 
         scratch = None
@@ -525,6 +557,7 @@ class CompressDomain(Domain):
             "pipeline": describe_pipeline(genome),
             "runtime": self.runtime.name,
             "val_loss_curve": [round(v, 6) for v in curve],
+            "prefix_reused_stages": reused,
             **timings,
         }
         objectives = {}
@@ -646,7 +679,7 @@ class CompressDomain(Domain):
         if self._state is None:
             self.setup_worker()
         assert self._state is not None
-        model = self._compressed(genome, seed, self._state).eval()
+        model = self._compressed(genome, seed, self._state)[0].eval()
         return RebuiltMember(model=model, data=self._state["splits"], description=describe_pipeline(genome))
 
 

@@ -230,18 +230,23 @@ class EvolveDomain(Domain):
                 labelled = state["meta"]["mode"] == "train" or "y_val" in state["data"]
                 self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
 
-    def headline_notes(self) -> list[str]:
+    def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
         from evoforge.mlir.comparisons import load_comparisons
 
+        notes = []
+        compiles = [e.metrics["compile_cache_hit"] for e in evaluations.values() if "compile_cache_hit" in e.metrics]
+        if compiles:
+            notes.append(f"compile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
+                         f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
         record = load_comparisons(self.require_layout().program) if self.layout is not None else None
         if not record:
-            return []
+            return notes
         ms = record["ms"]
         labels = {"torch_eager": "torch eager", "torch_compile": "torch.compile", "onnxruntime": "ONNX Runtime", "iree_o3": "IREE -O3"}
         times = ", ".join(f"{label} {ms[key]:.3g} ms" for key, label in labels.items() if key in ms)
         failed = "; ".join(f"{labels[k]} failed: {v}" for k, v in record.get("errors", {}).items())
-        return [f"original program at batch {record['batch']}, 1 thread: IREE (this run's flags) {ms['iree']:.3g} ms; {times}"
-                " (vs_* columns: a variant's time over each)" + (f"; {failed}" if failed else "")]
+        return [*notes, f"original program at batch {record['batch']}, 1 thread: IREE (this run's flags) {ms['iree']:.3g} ms; "
+                f"{times} (vs_* columns: a variant's time over each)" + (f"; {failed}" if failed else "")]
 
     @property
     def runtime_driver(self) -> str:

@@ -78,10 +78,6 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
             row[f"test_{name}"] = value
             if name in baseline:
                 row[f"Δtest_{name}"] = value - baseline[name]
-    compiles = [e.metrics["compile_cache_hit"] for e in evaluations.values() if "compile_cache_hit" in e.metrics]
-    if compiles:
-        headline += (f"\ncompile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
-                     f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
     if config.get("fidelity"):
         rungs = ", ".join(f"{len(screened.get(float(f), {}))} at {f:g}" for f in config["fidelity"]["rungs"][:-1])
         headline += (f"\nmulti-fidelity: screened {rungs} of full fidelity (eta {config['fidelity']['eta']}, promote "
@@ -92,7 +88,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
                      f"(run setting eval_cache: {(config.get('run') or {}).get('eval_cache')})")
     if baseline:
         headline += "\nbaseline (held-out test): " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items())
-    for note in domain.headline_notes():
+    for note in domain.headline_notes(evaluations):
         headline += f"\n{note}"
     for problem in domain.check_inputs():
         headline += f"\nWARNING: {problem} (export and resume refuse until then)"

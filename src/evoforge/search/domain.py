@@ -138,8 +138,9 @@ class Domain(abc.ABC):
         Called by the driver after a run; the default has none."""
         return {}
 
-    def headline_notes(self) -> list[str]:
-        """Lines `show` prints under a run's headline (what the numbers are measured against)."""
+    def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
+        """Lines `show` prints under a run's headline (what the numbers are measured against,
+        what the run's ``evaluations`` reused), one fact each."""
         return []
 
     def baseline_objectives(self) -> dict[str, float] | None:
