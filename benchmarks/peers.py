@@ -91,7 +91,10 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
     ref = reference_point(domain.objectives)
     limit = domain.max_quality_drop
     curve = [feasible_hypervolume([e for _, e in evaluations[:k]], domain.objectives, ref) for k in range(1, len(evaluations) + 1)]
-    out: dict[str, Any] = {"curve": curve, "budgets": {}}
+    with open_store(run, readonly=True) as store:
+        workers = max(1, int(((store.config() or {}).get("run") or {}).get("workers") or 1))
+    cpu_curve = [(elapsed * workers, curve[n - 1]) for n, elapsed in times if 0 < n <= len(curve)]
+    out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}}
     for budget in budgets:
         val = [e for _, e in evaluations[:budget]]
         test = tested[:budget]
@@ -176,7 +179,7 @@ def plot(task: str, methods: dict[str, list[dict[str, Any]]], path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    fig, (ax, cpu_ax) = plt.subplots(1, 2, figsize=(11.0, 4.0), dpi=100)
     for method, runs in methods.items():
         if method == "recipes" or not runs:
             continue
@@ -185,12 +188,18 @@ def plot(task: str, methods: dict[str, list[dict[str, Any]]], path: Path) -> Non
         x = np.arange(1, n + 1)
         line = ax.plot(x, np.median(curves, axis=0), label=method)[0]
         ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.12)
+        for i, r in enumerate(runs):  # each seed's HV at the end of each generation against its CPU-seconds
+            points = np.array(r.get("cpu_curve") or [(0.0, 0.0)])
+            cpu_ax.plot(points[:, 0] / 60, points[:, 1], color=line.get_color(), alpha=0.6, label=method if i == 0 else None)
     for r in methods.get("recipes", []):
-        ax.axhline(r["budgets"][max(r["budgets"])]["hv_val"], color="gray", linestyle=":", linewidth=1)
+        for axis in (ax, cpu_ax):
+            axis.axhline(r["budgets"][max(r["budgets"])]["hv_val"], color="gray", linestyle=":", linewidth=1)
     ax.set_xlabel("evaluations")
     ax.set_ylabel("hypervolume of feasible evaluations (validation)")
-    ax.set_title(f"{task}: median and range over seeds (dotted: hand recipes)")
+    ax.set_title(f"{task}: median and range over seeds (dotted: hand recipes)", fontsize=9)
     ax.legend(fontsize=8)
+    cpu_ax.set_xlabel("CPU-minutes (wall time x workers)")
+    cpu_ax.set_title("the same runs against compute, one line per seed", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

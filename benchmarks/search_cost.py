@@ -1,0 +1,125 @@
+"""Search cost: the same front for less compute (multi-fidelity screening, prefix reuse, shared cache).
+
+Three configurations of petra on one task, each seed starting from the same trained baseline:
+  full   every candidate evaluated in full, no prefix reuse: a budget of --evaluations
+  cheap  screening (--rungs, --eta), prefix reuse on: a wall-time budget of --share of the
+         median wall time of the full runs, so it gets that share of the CPU-seconds
+  rerun  the first full seed run again against a shared evaluation cache the full run filled
+CPU-seconds are wall time x workers. Reported per configuration: the median and range over seeds
+of the hypervolume of all feasible full-fidelity evaluations (validation, and recomputed on the
+test split) against the task's fixed reference, the CPU-seconds, and the share of evaluations
+that started from a stored prefix. Target: cheap reaches the full runs' median HV (within 2%)
+with <= 50% of their CPU-seconds.
+
+    python benchmarks/search_cost.py                       # digits-cnn, 3 seeds, 60 evaluations, share 0.5
+    python benchmarks/search_cost.py --full-from runs/peers/digits-cnn   # reuse peers.py's petra runs as "full"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import _compress_common  # noqa: F401  (the torchvision shim, as in every compress benchmark)
+from peers import summarize_run
+
+import evoforge
+from evoforge.api import open_store
+from evoforge.layout import RunLayout
+
+
+def wall_s(run: Path) -> float:
+    with open_store(run, readonly=True) as store:
+        generations = store.generations()
+    return float(generations[-1]["elapsed_s"]) if generations else 0.0
+
+
+def prefix_share(run: Path) -> float:
+    with open_store(run, readonly=True) as store:
+        ok = [e for e in store.evaluations().values() if e.ok]
+    return sum(1 for e in ok if e.metrics.get("prefix_reused_stages")) / max(1, len(ok))
+
+
+def compress_run(run: Path, task: str, template: Path | None, **options: Any) -> Path:
+    if (run / "run.db").exists():
+        return run  # finished earlier (delete the folder to redo it)
+    shutil.rmtree(run, ignore_errors=True)
+    if template is not None and template.exists():
+        shutil.copytree(template, RunLayout(run).baseline)
+    evoforge.compress(task, run_dir=run, algorithm="petra", pop_size=10, **options)
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="digits-cnn")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--evaluations", type=int, default=60)
+    parser.add_argument("--share", type=float, default=0.5, help="the cheap runs' CPU-seconds as a share of the full runs'")
+    parser.add_argument("--rungs", default="0.25,1")
+    parser.add_argument("--eta", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--root", default="runs/search-cost")
+    parser.add_argument("--full-from", default=None, help="a folder with finished petra-<seed> runs of the task to use as 'full'")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    root = Path(args.root) / args.task
+    start = time.perf_counter()
+    template = root / "_baseline"
+    full_runs = []
+    for seed in range(1, args.seeds + 1):
+        reused = Path(args.full_from) / f"petra-{seed}" if args.full_from else None
+        if reused is not None and (reused / "run.db").exists():
+            run = reused
+        else:
+            run = compress_run(root / f"full-{seed}", args.task, template, budget=args.evaluations, seed=seed,
+                               workers=args.workers, prefix_cache_mb=0, eval_cache=str(root / "eval-cache"))
+        if not template.exists():
+            shutil.copytree(RunLayout(run).baseline, template)
+        full_runs.append(run)
+        print(f"full seed {seed}: {run} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+    budget_s = args.share * statistics.median(wall_s(r) for r in full_runs)
+    cheap_runs = []
+    for seed in range(1, args.seeds + 1):
+        cheap_runs.append(compress_run(root / f"cheap-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed,
+                                       workers=args.workers, rungs=args.rungs, eta=args.eta))
+        print(f"cheap seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+    rerun = None
+    if (root / "eval-cache").exists():
+        rerun = compress_run(root / "rerun-1", args.task, template, budget=args.evaluations, seed=1, workers=args.workers,
+                             prefix_cache_mb=0, eval_cache=str(root / "eval-cache"))
+    rows: dict[str, Any] = {}
+    for name, runs in (("full", full_runs), ("cheap", cheap_runs), ("rerun", [rerun] if rerun else [])):
+        if not runs:
+            continue
+        summaries = [summarize_run(r, [10**9])["budgets"][10**9] for r in runs]
+        val, test = [s["hv_val"] for s in summaries], [s["hv_test"] for s in summaries]
+        cpu = [wall_s(r) * args.workers for r in runs]
+        rows[name] = {"hv_val": val, "hv_test": test, "cpu_s": cpu, "evaluations": [s["evaluations"] for s in summaries],
+                      "prefix_share": [prefix_share(r) for r in runs]}
+    print(f"\n## search cost on {args.task} ({args.seeds} seeds; cheap: rungs {args.rungs}, eta {args.eta}, prefix reuse, "
+          f"{args.share:.0%} of the full runs' CPU-seconds)\n")
+    print("| configuration | HV val median [min, max] | HV test median [min, max] | CPU-s median | full evaluations | prefix hits |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {statistics.median(r['hv_val']):.3f} [{min(r['hv_val']):.3f}, {max(r['hv_val']):.3f}] | "
+              f"{statistics.median(r['hv_test']):.3f} [{min(r['hv_test']):.3f}, {max(r['hv_test']):.3f}] | "
+              f"{statistics.median(r['cpu_s']):.0f} | {statistics.median(r['evaluations']):.0f} | "
+              f"{100 * statistics.median(r['prefix_share']):.0f}% |")
+    if "cheap" in rows:
+        full_hv, cheap_hv = statistics.median(rows["full"]["hv_val"]), statistics.median(rows["cheap"]["hv_val"])
+        ratio = statistics.median(rows["cheap"]["cpu_s"]) / statistics.median(rows["full"]["cpu_s"])
+        met = cheap_hv >= 0.98 * full_hv and ratio <= 0.5
+        print(f"\ntarget (median HV within 2% at <= 50% of the CPU-seconds): {'met' if met else 'NOT met'} "
+              f"(HV {cheap_hv:.3f} vs {full_hv:.3f}, CPU-seconds x{ratio:.2f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
