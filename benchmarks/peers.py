@@ -94,7 +94,9 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
     with open_store(run, readonly=True) as store:
         workers = max(1, int(((store.config() or {}).get("run") or {}).get("workers") or 1))
     cpu_curve = [(elapsed * workers, curve[n - 1]) for n, elapsed in times if 0 < n <= len(curve)]
-    out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}}
+    feasible = [e.objectives for _, e in evaluations if e.ok and all(v <= 0 for v in e.constraints.values())]
+    out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}, "feasible": feasible,
+                           "directions": {o.name: o.direction for o in domain.objectives}}
     for budget in budgets:
         val = [e for _, e in evaluations[:budget]]
         test = tested[:budget]
@@ -168,9 +170,47 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], budgets: list[in
                       f"{entry['hv_test_median']:.3f} [{min(test):.3f}, {max(test):.3f}] | "
                       f"{100 * entry['size_reduction_median']:.1f} | {100 * entry['latency_reduction_median']:.1f} | "
                       f"{entry['wall_min_median']:.1f} | {'' if method == DEFAULT else f'{p:.3f}'} |")
+        reach(methods, max(budgets))
+        coverage(methods)
         if plots is not None:
             plot(task, methods, plots / f"peers-{task}.png")
     return table
+
+
+def reach(methods: dict[str, list[dict[str, Any]]], budget: int) -> None:
+    """How many evaluations the default's median curve needs to reach each peer's final median HV."""
+    runs = methods.get(DEFAULT, [])
+    if not runs:
+        return
+    n = min(len(r["curve"]) for r in runs)
+    median = np.median(np.array([r["curve"][:n] for r in runs]), axis=0)
+    for method, peer in methods.items():
+        if method in (DEFAULT, "recipes") or not peer:
+            continue
+        target = float(np.median([r["budgets"][budget]["hv_val"] for r in peer if budget in r["budgets"]]))
+        hit = next((i + 1 for i, v in enumerate(median) if v >= target), None)
+        where = f"at {hit} evaluations ({100 * hit / budget:.0f}% of {budget})" if hit else f"not within {n} evaluations"
+        print(f"- {DEFAULT} reaches {method}'s final median HV {target:.3f} {where}")
+
+
+def _weakly_dominates(a: dict[str, float], b: dict[str, float], directions: dict[str, str]) -> bool:
+    return all((a[k] <= b[k]) if d == "minimize" else (a[k] >= b[k]) for k, d in directions.items())
+
+
+def coverage(methods: dict[str, list[dict[str, Any]]]) -> None:
+    """Per run of each method, how many feasible hand-recipe points (of the same seed's recipe
+    run) some feasible evaluation of the run weakly dominates (validation objectives)."""
+    recipes = methods.get("recipes", [])
+    if not recipes:
+        return
+    for method, runs in methods.items():
+        if method == "recipes":
+            continue
+        counts = []
+        for run, recipe in zip(runs, recipes):
+            points = recipe["feasible"]
+            counts.append(f"{sum(any(_weakly_dominates(p, q, run['directions']) for p in run['feasible']) for q in points)}/{len(points)}")
+        print(f"- {method}: feasible recipe points covered per seed: {', '.join(counts)}")
 
 
 def plot(task: str, methods: dict[str, list[dict[str, Any]]], path: Path) -> None:
