@@ -103,20 +103,17 @@ class FaultDomain(Domain):
         return Evaluation(Status.OK, {"f1": value, "f2": 1.0 - genome.x})
 
 
-@register_domain
-class AdaptationDomain(Domain):
-    """Minimize (x, y) over [0, 10]^2 starting far from the origin. Operator ``improve`` always
-    moves towards the origin (its child dominates its parent), ``worsen`` always moves away, and
-    ``wander`` moves at random: an adapting algorithm should learn to prefer ``improve``."""
+class VectorToyDomain(Domain):
+    """Base of the toy domains over `RealVector` genomes: no configuration, the named mutations
+    given, and a first generation of uniform samples from ``[LOW, HIGH]^SIZE``."""
 
-    name = "adaptation"
+    LOW, HIGH, SIZE = 0.0, 1.0, 2
 
-    def __init__(self) -> None:
-        self.objectives = (Objective("x", reference=11.0), Objective("y", reference=11.0))
+    def __init__(self, objectives: Sequence[Objective], **mutations: Mutation) -> None:
+        self.objectives = tuple(objectives)
         self._mutations: Registry[Mutation] = Registry("mutation operator")
-        self._mutations.add("improve", lambda g, rng: self._move(g, -rng.uniform(0.01, 0.2, 2)))
-        self._mutations.add("worsen", lambda g, rng: self._move(g, rng.uniform(0.01, 0.2, 2)))
-        self._mutations.add("wander", lambda g, rng: self._move(g, rng.normal(0, 0.1, 2)))
+        for name, mutation in mutations.items():
+            self._mutations.add(name, mutation)
 
     def config(self) -> dict[str, Any]:
         return {}
@@ -125,20 +122,39 @@ class AdaptationDomain(Domain):
     def mutations(self) -> Mapping[str, Mutation]:
         return self._mutations
 
-    @staticmethod
-    def _move(genome: Genome, step: np.ndarray) -> Genome:
-        from evoforge.problems import RealVector
-
-        assert isinstance(genome, RealVector)
-        return RealVector(tuple(float(v) for v in np.clip(np.array(genome.values) + step, 0, 10)))
-
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
         return [self.sample(rng) for _ in range(size)]
 
     def sample(self, rng: np.random.Generator) -> Genome:
-        from evoforge.problems import RealVector
+        return _vector(rng.uniform(self.LOW, self.HIGH, self.SIZE))
 
-        return RealVector(tuple(float(v) for v in rng.uniform(8, 10, 2)))
+
+def _vector(values: Any) -> Genome:
+    from evoforge.problems import RealVector
+
+    return RealVector(tuple(float(v) for v in values))
+
+
+@register_domain
+class AdaptationDomain(VectorToyDomain):
+    """Minimize (x, y) over [0, 10]^2 starting far from the origin. Operator ``improve`` always
+    moves towards the origin (its child dominates its parent), ``worsen`` always moves away, and
+    ``wander`` moves at random: an adapting algorithm should learn to prefer ``improve``."""
+
+    name = "adaptation"
+    LOW, HIGH = 8.0, 10.0
+
+    def __init__(self) -> None:
+        super().__init__(
+            (Objective("x", reference=11.0), Objective("y", reference=11.0)),
+            improve=lambda g, rng: self._move(g, -rng.uniform(0.01, 0.2, 2)),
+            worsen=lambda g, rng: self._move(g, rng.uniform(0.01, 0.2, 2)),
+            wander=lambda g, rng: self._move(g, rng.normal(0, 0.1, 2)),
+        )
+
+    @staticmethod
+    def _move(genome: Genome, step: np.ndarray) -> Genome:
+        return _vector(np.clip(np.array(genome.values) + step, 0, 10))  # type: ignore[attr-defined]
 
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         x, y = genome.values  # type: ignore[attr-defined]
@@ -146,44 +162,26 @@ class AdaptationDomain(Domain):
 
 
 @register_domain
-class HiddenSettingDomain(Domain):
+class HiddenSettingDomain(VectorToyDomain):
     """ZDT1's front shifted up by a penalty that only one of ten values of a categorical
     setting (``x[0]`` in ten bins) avoids, plus a second, numeric setting (``x[1]``) whose best
-    value is 0.2. Mutation moves one coordinate; what decides the quality of a child is which
+    value is 0.2. Mutation redraws one coordinate; what decides the quality of a child is which
     bin it lands in, which a model of past evaluations (`search_features`) can learn and blind
     mutation cannot: the domain where model-based pre-selection is known to pay."""
 
     name = "hidden-setting"
     GOOD_BIN = 7
+    SIZE = 3
 
     def __init__(self) -> None:
-        self.objectives = (Objective("f1", reference=1.1), Objective("f2", reference=3.0))
-        self._mutations: Registry[Mutation] = Registry("mutation operator")
-        for i, name in enumerate(("setting", "knob", "trade")):
-            self._mutations.add(name, functools.partial(self._redraw, index=i))
-
-    def config(self) -> dict[str, Any]:
-        return {}
-
-    @property
-    def mutations(self) -> Mapping[str, Mutation]:
-        return self._mutations
+        super().__init__((Objective("f1", reference=1.1), Objective("f2", reference=3.0)),
+                         **{name: functools.partial(self._redraw, index=i) for i, name in enumerate(("setting", "knob", "trade"))})
 
     @staticmethod
     def _redraw(genome: Genome, rng: np.random.Generator, *, index: int) -> Genome:
-        from evoforge.problems import RealVector
-
         values = list(genome.values)  # type: ignore[attr-defined]
         values[index] = float(rng.uniform(0, 1))
-        return RealVector(tuple(values))
-
-    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
-        return [self.sample(rng) for _ in range(size)]
-
-    def sample(self, rng: np.random.Generator) -> Genome:
-        from evoforge.problems import RealVector
-
-        return RealVector(tuple(float(v) for v in rng.uniform(0, 1, 3)))
+        return _vector(values)
 
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         setting, knob, _ = genome.values  # type: ignore[attr-defined]
@@ -197,7 +195,7 @@ class HiddenSettingDomain(Domain):
 
 
 @register_domain
-class FidelityDomain(Domain):
+class FidelityDomain(VectorToyDomain):
     """A ZDT1-like problem over (x, y) in [0, 1]^2 that can be evaluated at lower fidelity: at a
     fraction f < 1 both objectives are shifted up by 0.5 * (1 - f), which keeps their order, so
     promotion at a screening rung picks what full evaluations would (the known answer). Each
@@ -207,31 +205,8 @@ class FidelityDomain(Domain):
     supports_fidelity = True
 
     def __init__(self) -> None:
-        self.objectives = (Objective("f1", reference=1.6), Objective("f2", reference=11.0))
-        self._mutations: Registry[Mutation] = Registry("mutation operator")
-        self._mutations.add("step", self._step)
-
-    def config(self) -> dict[str, Any]:
-        return {}
-
-    @property
-    def mutations(self) -> Mapping[str, Mutation]:
-        return self._mutations
-
-    @staticmethod
-    def _step(genome: Genome, rng: np.random.Generator) -> Genome:
-        from evoforge.problems import RealVector
-
-        values = np.clip(np.array(genome.values) + rng.normal(0, 0.1, 2), 0, 1)  # type: ignore[attr-defined]
-        return RealVector(tuple(float(v) for v in values))
-
-    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
-        return [self.sample(rng) for _ in range(size)]
-
-    def sample(self, rng: np.random.Generator) -> Genome:
-        from evoforge.problems import RealVector
-
-        return RealVector(tuple(float(v) for v in rng.uniform(0, 1, 2)))
+        super().__init__((Objective("f1", reference=1.6), Objective("f2", reference=11.0)),
+                         step=lambda g, rng: _vector(np.clip(np.array(g.values) + rng.normal(0, 0.1, 2), 0, 1)))  # type: ignore[attr-defined]
 
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         x, y = genome.values  # type: ignore[attr-defined]
