@@ -205,13 +205,12 @@ def stored_spec(config: Mapping[str, Any], executor: Mapping[str, Any] | None) -
     """The spec of a stored run (runs from before specs were stored are rebuilt from their
     algorithm, termination, seed and executor records)."""
     options = dict(config["algorithm"].get("options") or {})
+    # what the stored algorithm ran with: petra runs stored before pre-selection ran without it
+    preselect = int(options.get("preselect", 1)) if config["algorithm"]["name"] == "petra" else None
     if "run" in config:
         spec = RunSpec.from_dict(config["run"])
-        if spec.algorithm == "petra" and spec.preselect is None:  # what the stored algorithm ran with (1 before preselect)
-            spec = dataclasses.replace(spec, preselect=int(options.get("preselect", 1)))
-        return spec
+        return spec if spec.preselect is not None or preselect is None else dataclasses.replace(spec, preselect=preselect)
     executor = dict(executor or {})
-    preselect = int(options.get("preselect", 1)) if config["algorithm"]["name"] == "petra" else None
     return RunSpec(
         algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES}, preselect=preselect,
         budget=dict(config["termination"]), seed=int(config["seed"]), workers=int(executor.get("workers", 0)),
