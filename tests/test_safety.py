@@ -1,7 +1,8 @@
 """Nothing evoforge loads from a user file unpickles arbitrary objects. The one exception is
 `evoforge.workload.callables.load_object`, which reads back the Python objects (a model, a Dataset,
 a function) that a run started from Python stored in its own ``inputs/`` folder; docs/your-model.md
-says what that trusts."""
+says what that trusts. The other is `evoforge.compression.prefix.PrefixCache.load`, which reads the
+intermediate models this run's own workers wrote to ``RUN/cache/prefix``."""
 
 import re
 import sys
@@ -16,7 +17,7 @@ def source_lines():
             yield path.relative_to(SRC), number, line
 
 
-TRUSTED = {("workload/callables.py", "load_object")}
+TRUSTED = {("workload/callables.py", "load_object"), ("compression/prefix.py", "load")}
 """(file, function) pairs allowed to unpickle: only run-internal stored objects."""
 
 
