@@ -115,7 +115,7 @@ def _compress(args: argparse.Namespace) -> int:
     if bool(args.config) == bool(args.task):
         raise ConfigError(
             "give either a config file or --task NAME (built-in tasks: digits-cnn, digits-mlp, mnist1d-cnn, series-regression, "
-            "resnet18-img32, bert-tokens)"
+            "resnet18-img32, mobilenet-img32, bert-tokens)"
         )
     kwargs: dict[str, Any] = compress_options_from_config(args.config) if args.config else {"task": args.task}
     settings = {name: kwargs.pop(name) for name in SETTINGS if name in kwargs}
@@ -141,7 +141,7 @@ def _compress(args: argparse.Namespace) -> int:
 
 def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("program", nargs="?", help="an .mlir or .onnx file")
-    p.add_argument("--task", help="a built-in program: digits-mobilenet (prediction), digits-2fcnet-train (training step)")
+    p.add_argument("--task", help="a built-in program: digits-mobilenet, mobilenet-img32 (prediction), digits-2fcnet-train (training step)")
     p.add_argument("--from", dest="from_run", help="RUN_DIR:ID, a float member of a compress run")
     p.add_argument("--model", help="a PyTorch model factory pkg.module:function (with --example-input)")
     p.add_argument("--example-input", help="input shape with the batch size to compile for, e.g. 32x1x8x8")

@@ -16,6 +16,7 @@ CASES = {
     "digits_mobilenet": ((1, 8, 8), 10, (5, 10), (5_000, 30_000)),
     "two_fc_net": ((1, 8, 8), 10, (5, 10), (64 * 128 + 128 + 128 * 10 + 10,) * 2),
     "resnet18": ((3, 32, 32), 10, (5, 10), (11_100_000, 11_200_000)),
+    "mobilenet_v1": ((3, 32, 32), 10, (5, 10), (3_200_000, 3_250_000)),
 }
 
 
@@ -73,6 +74,18 @@ def test_digits_cnn_has_1x1_shortcut_and_batchnorm() -> None:
 def test_mobilenet_uses_depthwise_convs() -> None:
     model = BUILTIN_MODELS["digits_mobilenet"](10)
     assert any(m.groups == m.in_channels > 1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_mobilenet_v1_has_the_papers_shape() -> None:
+    """A 32-channel stem, 13 depthwise-separable blocks with the run of five same-shape 512-channel
+    blocks, a 1024-channel head."""
+    model = BUILTIN_MODELS["mobilenet_v1"](10)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    depthwise = [c for c in convs if c.groups == c.in_channels > 1]
+    assert len(convs) == 1 + 2 * 13 and len(depthwise) == 13
+    same_512 = [c for c in convs if c.kernel_size == (1, 1) and c.in_channels == c.out_channels == 512]
+    assert len(same_512) == 5
+    assert model.head.in_features == 1024
 
 
 def test_unknown_model_lists_valid_names() -> None:

@@ -32,7 +32,7 @@ from evoforge.workload.training import predict  # noqa: E402
 
 EXPECTED = {
     "digits-cnn", "digits-mlp", "mnist1d-cnn", "series-regression", "digits-mobilenet", "digits-2fcnet",
-    "resnet18-img32", "bert-tokens",
+    "resnet18-img32", "mobilenet-img32", "bert-tokens",
 }
 
 

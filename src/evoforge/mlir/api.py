@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from evoforge.run import RunSettings
 
-BUILTIN_PROGRAMS = ("digits-mobilenet", "digits-2fcnet-train")
+BUILTIN_PROGRAMS = ("digits-mobilenet", "mobilenet-img32", "digits-2fcnet-train")
 
 
 def prepare_program(

@@ -258,6 +258,42 @@ def resnet18(num_outputs: int = 10) -> ResNet18:
     return ResNet18(num_outputs)
 
 
+MOBILENET_V1_BLOCKS: tuple[tuple[int, int], ...] = (
+    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+)
+"""MobileNet-V1's 13 depthwise-separable blocks as (output channels, stride), width 1.0; the five
+(512, 1) blocks are the run of same-shape blocks."""
+
+
+class MobileNetV1(nn.Module):
+    """MobileNet-V1 at width 1.0 for (N, 3, 32, 32) images, in the CIFAR layout the GEVO-ML paper
+    evolved: a 3x3 stride-1 conv stem (32 channels), the 13 depthwise-separable blocks of
+    `MOBILENET_V1_BLOCKS` (3x3 depthwise conv-BN-ReLU, 1x1 pointwise conv-BN-ReLU), global average
+    pooling and a linear head (3.2M parameters)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn_relu(3, 32, 3)]
+        cin = 32
+        for cout, stride in MOBILENET_V1_BLOCKS:
+            layers.append(nn.Sequential(_conv_bn_relu(cin, cin, 3, stride=stride, groups=cin), _conv_bn_relu(cin, cout, 1)))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.flatten(self.gap(self.features(x))))
+        return out
+
+
+@BUILTIN_MODELS.register("mobilenet_v1")
+def mobilenet_v1(num_outputs: int = 10) -> MobileNetV1:
+    return MobileNetV1(num_outputs)
+
+
 BERT_TOKENS_CONFIG = {
     "vocab_size": 1000, "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
     "intermediate_size": 512, "max_position_embeddings": 64,

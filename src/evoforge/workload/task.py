@@ -225,6 +225,7 @@ for _task in (
     Task("digits-mobilenet", "digits_mobilenet", "digits", baseline_epochs=20, training=TrainingSettings(lr=3e-3)),
     Task("digits-2fcnet", "two_fc_net", "digits", baseline_epochs=30, training=TrainingSettings(lr=3e-3)),
     Task("resnet18-img32", "resnet18", "img32", baseline_epochs=15, latency_batch=32, training=TrainingSettings(lr=1e-3)),
+    Task("mobilenet-img32", "mobilenet_v1", "img32", baseline_epochs=15, latency_batch=32, training=TrainingSettings(lr=1e-3)),
     Task(
         "bert-tokens", "bert_tokens", "tokens", baseline_epochs=15, latency_batch=32,
         training=TrainingSettings(optimizer="adamw", lr=5e-4, weight_decay=0.01),
