@@ -152,6 +152,7 @@ def pad_unit_output_convs(module: torch.nn.Module, args: tuple[Any, ...]) -> tor
     fixed = copy.deepcopy(module)
     for name, pads in fixes.items():
         conv = copy.deepcopy(fixed.get_submodule(name))
+        assert isinstance(conv, nn.Conv2d)
         conv.padding = (0, 0)
         parent, _, leaf = name.rpartition(".")
         setattr(fixed.get_submodule(parent) if parent else fixed, leaf, nn.Sequential(nn.ZeroPad2d(pads), conv))
