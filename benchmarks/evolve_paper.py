@@ -169,8 +169,9 @@ def scaling(root: Path, variants: int) -> dict[str, Any]:
                 shutil.copytree(RunLayout(template).program, RunLayout(run).program)
             else:
                 prepare_program(name, RunLayout(run))
-        data = np.load(RunLayout(run).program / "data.npz")
-        out[name] = stage_costs(prepared_program(RunLayout(run).program), [data["x_val"][0]], variants=variants)
+        program = prepared_program(RunLayout(run).program)
+        batch = np.load(RunLayout(run).program / "data.npz")["x_val"][: program.inputs[0].shape[0]]
+        out[name] = stage_costs(program, [batch], variants=variants)
         print(name, json.dumps(out[name]), flush=True)
     import torchvision
 

@@ -4,6 +4,8 @@ Three configurations of petra on one task, each seed starting from the same trai
   full   every candidate evaluated in full, no prefix reuse: a budget of --evaluations
   cheap  screening (--rungs, --eta), prefix reuse on: a wall-time budget of --share of the
          median wall time of the full runs, so it gets that share of the CPU-seconds
+  moasha Syne Tune's MOASHA at the cheap runs' budget and rungs: random sampling, its promotion
+         decisions (`benchmarks/_moasha.py`)
   rerun  the first full seed run again against a shared evaluation cache the full run filled
 CPU-seconds are wall time x workers. Reported per configuration: the median and range over seeds
 of the hypervolume of all feasible full-fidelity evaluations (validation, and recomputed on the
@@ -45,6 +47,11 @@ def prefix_share(run: Path) -> float:
     return sum(1 for e in ok if e.metrics.get("prefix_reused_stages")) / max(1, len(ok))
 
 
+def screened(run: Path) -> int:
+    with open_store(run, readonly=True) as store:
+        return sum(len(v) for v in store.screenings().values())
+
+
 def compress_run(run: Path, task: str, template: Path | None, **options: Any) -> Path:
     if (run / "run.db").exists():
         return run  # finished earlier (delete the folder to redo it)
@@ -66,6 +73,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--root", default="runs/search-cost")
     parser.add_argument("--full-from", default=None, help="a folder with finished petra-<seed> runs of the task to use as 'full'")
+    parser.add_argument("--moasha", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run Syne Tune's MOASHA (random sampling, its promotion) at the cheap runs' budget")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     root = Path(args.root) / args.task
@@ -89,27 +98,43 @@ def main() -> None:
         cheap_runs.append(compress_run(root / f"cheap-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed,
                                        workers=args.workers, rungs=args.rungs, eta=args.eta))
         print(f"cheap seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+    moasha_runs = []
+    if args.moasha:
+        from _moasha import moasha_compress
+
+        for seed in range(1, args.seeds + 1):
+            run = root / f"moasha-{seed}"
+            if not (run / "run.db").exists():
+                shutil.rmtree(run, ignore_errors=True)
+                shutil.copytree(template, RunLayout(run).baseline)
+                moasha_compress(args.task, run, rungs=[float(r) for r in args.rungs.split(",")], eta=args.eta,
+                                budget=f"{budget_s:.0f}s", seed=seed, workers=args.workers, pop_size=10)
+            moasha_runs.append(run)
+            print(f"moasha seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     rerun = None
     if (root / "eval-cache").exists():
         rerun = compress_run(root / "rerun-1", args.task, template, budget=args.evaluations, seed=1, workers=args.workers,
                              prefix_cache_mb=0, eval_cache=str(root / "eval-cache"))
     rows: dict[str, Any] = {}
-    for name, runs in (("full", full_runs), ("cheap", cheap_runs), ("rerun", [rerun] if rerun else [])):
+    for name, runs in (("full", full_runs), ("cheap", cheap_runs), ("moasha", moasha_runs), ("rerun", [rerun] if rerun else [])):
         if not runs:
             continue
         summaries = [summarize_run(r, [10**9])["budgets"][10**9] for r in runs]
         val, test = [s["hv_val"] for s in summaries], [s["hv_test"] for s in summaries]
         cpu = [wall_s(r) * args.workers for r in runs]
         rows[name] = {"hv_val": val, "hv_test": test, "cpu_s": cpu, "evaluations": [s["evaluations"] for s in summaries],
+                      "screened": [screened(r) for r in runs],
                       "prefix_share": [prefix_share(r) for r in runs]}
     print(f"\n## search cost on {args.task} ({args.seeds} seeds; cheap: rungs {args.rungs}, eta {args.eta}, prefix reuse, "
           f"{args.share:.0%} of the full runs' CPU-seconds)\n")
-    print("| configuration | HV val median [min, max] | HV test median [min, max] | CPU-s median | full evaluations | prefix hits |")
-    print("|---|---|---|---|---|---|")
+    print("| configuration | HV val median [min, max] | HV test median [min, max] | CPU-s median | full evaluations | screened "
+          "| prefix hits |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {statistics.median(r['hv_val']):.3f} [{min(r['hv_val']):.3f}, {max(r['hv_val']):.3f}] | "
               f"{statistics.median(r['hv_test']):.3f} [{min(r['hv_test']):.3f}, {max(r['hv_test']):.3f}] | "
               f"{statistics.median(r['cpu_s']):.0f} | {statistics.median(r['evaluations']):.0f} | "
+              f"{statistics.median(r['screened']):.0f} | "
               f"{100 * statistics.median(r['prefix_share']):.0f}% |")
     if "cheap" in rows:
         full_hv, cheap_hv = statistics.median(rows["full"]["hv_val"]), statistics.median(rows["cheap"]["hv_val"])
