@@ -10,11 +10,13 @@
 3. scaling (seed check 3): seconds per variant for parse, edit + verify + print, compile and run
    on digits-mobilenet, mobilenet-img32 and torchvision's ResNet-50 at 32x32 (random weights;
    training it here is out of reach), and the share of random single edits that fail.
-4. training programs: --train-seeds runs of --train-budget on digits-2fcnet-train: the best
+4. IREE flags: the original compiled with -O3, with data tiling and microkernels, and both,
+   against the run's flags (what a user could get from IREE without evolving).
+5. training programs: --train-seeds runs of --train-budget on digits-2fcnet-train: the best
    test-accuracy change at equal or lower training time.
 
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--ablation-budget 20m]
-        [--train-budget 10m] [--skip ablation,scaling,train] [--root runs/evolve-paper]
+        [--train-budget 10m] [--skip ablation,flags,scaling,train] [--root runs/evolve-paper]
 
 Every run reuses the first one's trained baseline and exported program (``_template``), so the
 baseline is trained once (about 6 minutes on 2 cores).
@@ -193,6 +195,40 @@ def scaling(root: Path, variants: int) -> dict[str, Any]:
     return out
 
 
+IREE_FLAG_SETS = {
+    "default (the run's)": [],
+    "-O3": ["--iree-opt-level=O3"],
+    "data tiling + ukernels": ["--iree-opt-data-tiling=true", "--iree-llvmcpu-enable-ukernels=all"],
+    "-O3 + data tiling + ukernels": ["--iree-opt-level=O3", "--iree-opt-data-tiling=true", "--iree-llvmcpu-enable-ukernels=all"],
+}
+
+
+def iree_flag_times(program_dir: Path, rounds: int = 15) -> dict[str, Any]:
+    """The original program compiled with each of `IREE_FLAG_SETS`, timed interleaved on one batch,
+    single-threaded (``local-sync``, as variants are timed): median ms and compile seconds."""
+    import iree.runtime as rt
+
+    from evoforge.mlir.iree_runner import compile_program
+
+    program = prepared_program(program_dir)
+    batch = np.load(program_dir / "data.npz")["x_val"][: program.inputs[0].shape[0]]
+    calls, compile_s = {}, {}
+    for name, flags in IREE_FLAG_SETS.items():
+        t = time.perf_counter()
+        vmfb = compile_program(program.text, extra_flags=flags, timeout_s=600)
+        compile_s[name] = time.perf_counter() - t
+        calls[name] = getattr(rt.load_vm_flatbuffer(vmfb, driver="local-sync"), program.entry)
+        np.asarray(calls[name](batch).to_host())
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
+    for r in range(rounds):
+        for name in order[r % len(order):] + order[: r % len(order)]:
+            t = time.perf_counter()
+            np.asarray(calls[name](batch).to_host())
+            times[name].append(time.perf_counter() - t)
+    return {name: {"ms": 1000 * statistics.median(v), "compile_s": compile_s[name]} for name, v in times.items()}
+
+
 def best_training_change(run: Path) -> dict[str, Any]:
     summary = run_summary(run)
     base = summary["final"]["baseline"]["accuracy"]
@@ -223,6 +259,10 @@ def print_tables(results: dict[str, Any]) -> None:
               f"{'met' if statistics.median(speedups) >= 1.9 else 'NOT met'}")
     if results.get("comparisons_ms"):
         print("\noriginal at batch 32, ms (one thread): " + ", ".join(f"{k} {v:.1f}" for k, v in results["comparisons_ms"].items()))
+    if results.get("iree_flags"):
+        print("\n| original compiled with | ms per batch of 32, one thread | compile s |\n|---|---|---|")
+        for name, r in results["iree_flags"].items():
+            print(f"| {name} | {r['ms']:.1f} | {r['compile_s']:.1f} |")
     if results.get("ablation"):
         print("\n| edit set | best speedup at <= 2 pt | evaluated | invalid |\n|---|---|---|---|")
         for name, r in results["ablation"].items():
@@ -256,7 +296,7 @@ def main() -> None:
     parser.add_argument("--train-seeds", type=int, default=3)
     parser.add_argument("--scaling-variants", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip", default="", help="comma list of: main, ablation, scaling, train")
+    parser.add_argument("--skip", default="", help="comma list of: main, ablation, flags, scaling, train")
     parser.add_argument("--root", default="runs/evolve-paper")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -277,6 +317,9 @@ def main() -> None:
                              workers=args.workers, seed=1, edit_kinds=kinds)
             results["ablation"][name] = run_stats(run)
             print(f"ablation {name}: {json.dumps(results['ablation'][name], default=str)}", flush=True)
+    if "flags" not in skip:
+        results["iree_flags"] = iree_flag_times(RunLayout(template).program)
+        print(f"IREE flags: {json.dumps(results['iree_flags'])}", flush=True)
     if "scaling" not in skip:
         results["scaling"] = scaling(root, args.scaling_variants)
     if "train" not in skip:
