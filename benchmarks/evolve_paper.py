@@ -320,8 +320,6 @@ def main() -> None:
     if "flags" not in skip:
         results["iree_flags"] = iree_flag_times(RunLayout(template).program)
         print(f"IREE flags: {json.dumps(results['iree_flags'])}", flush=True)
-    if "scaling" not in skip:
-        results["scaling"] = scaling(root, args.scaling_variants)
     if "train" not in skip:
         results["train"] = {}
         for seed in range(1, args.train_seeds + 1):
@@ -329,6 +327,8 @@ def main() -> None:
                              ceiling=None, budget=args.train_budget, workers=args.workers, seed=seed)
             results["train"][seed] = {**best_training_change(run), **run_stats_train(run)}
             print(f"train seed {seed}: {json.dumps(results['train'][seed], default=str)}", flush=True)
+    if "scaling" not in skip:
+        results["scaling"] = scaling(root, args.scaling_variants)
     print_tables(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
