@@ -26,6 +26,14 @@ from evoforge.api import open_store  # noqa: E402
 from evoforge.report import run_summary  # noqa: E402
 
 
+def finished_run(run: Path) -> bool:
+    """True when ``run`` holds a run that ended (an interrupted one is redone, not reused)."""
+    if not (run / "run.db").exists():
+        return False
+    with open_store(run, readonly=True) as store:
+        return store.meta("finished") is not None
+
+
 def benchmark_args(default_budget: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", default=default_budget)

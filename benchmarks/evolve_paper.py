@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _compress_common  # noqa: F401  (the torchvision shim, for ResNet-50)
 import numpy as np
+from _compress_common import finished_run  # importing it also installs the torchvision shim, for ResNet-50
 
 import evoforge
 from evoforge.api import open_store
@@ -55,7 +55,7 @@ CONTENDERS = ("iree_o3", "torch_eager", "torch_compile", "onnxruntime")
 def evolve_run(run: Path, template: Path, program: str, *, ceiling: float | None = 2.0, **options: Any) -> Path:
     """Run ``evolve`` into ``run`` (kept when finished earlier), starting from ``template``'s
     prepared program and baseline when there is one, and fill the template from the first run."""
-    if (run / "run.db").exists():
+    if finished_run(run):
         return run
     shutil.rmtree(run, ignore_errors=True)
     layout, saved = RunLayout(run), RunLayout(template)

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _compress_common  # noqa: F401  (installs the torchvision shim that transformers needs here)
 import numpy as np
+from _compress_common import finished_run  # importing it also installs the torchvision shim that transformers needs here
 from _peers import RECIPE_NAMES  # (importing it registers the Optuna samplers and the recipes)
 
 import evoforge
@@ -118,7 +118,7 @@ def run_method(task: str, method: str, seed: int, budget: int, workers: int, roo
     start from (the baseline is trained with the task's seed, so it is the same in every run: this
     saves its training and probing, and every method searches the same space)."""
     run = root / task / f"{method}-{seed}"
-    if (run / "run.db").exists():
+    if finished_run(run):
         return run  # a finished run from an earlier invocation (delete the folder to redo it)
     template = root / task / "_baseline"
     if template.exists():
@@ -269,7 +269,7 @@ def main() -> None:
         for seed in range(1, args.seeds + 1):
             for method in args.methods.split(","):
                 if args.report_only:
-                    if (root / task / f"{method}-{seed}" / "run.db").exists():
+                    if finished_run(root / task / f"{method}-{seed}"):
                         results.setdefault(task, {}).setdefault(method, []).append(summarize_run(root / task / f"{method}-{seed}", budgets))
                     continue
                 run = run_method(task, method, seed, max(budgets), args.workers, root)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _compress_common  # noqa: F401  (the torchvision shim, as in every compress benchmark)
+from _compress_common import finished_run  # importing it also installs the torchvision shim, as in every compress benchmark
 from peers import summarize_run
 
 import evoforge
@@ -53,7 +53,7 @@ def screened(run: Path) -> int:
 
 
 def compress_run(run: Path, task: str, template: Path | None, **options: Any) -> Path:
-    if (run / "run.db").exists():
+    if finished_run(run):
         return run  # finished earlier (delete the folder to redo it)
     shutil.rmtree(run, ignore_errors=True)
     if template is not None and template.exists():
@@ -83,7 +83,7 @@ def main() -> None:
     full_runs = []
     for seed in range(1, args.seeds + 1):
         reused = Path(args.full_from) / f"petra-{seed}" if args.full_from else None
-        if reused is not None and (reused / "run.db").exists():
+        if reused is not None and finished_run(reused):
             run = reused
         else:
             run = compress_run(root / f"full-{seed}", args.task, template, budget=args.evaluations, seed=seed,
@@ -104,7 +104,7 @@ def main() -> None:
 
         for seed in range(1, args.seeds + 1):
             run = root / f"moasha-{seed}"
-            if not (run / "run.db").exists():
+            if not finished_run(run):
                 shutil.rmtree(run, ignore_errors=True)
                 shutil.copytree(template, RunLayout(run).baseline)
                 moasha_compress(args.task, run, rungs=[float(r) for r in args.rungs.split(",")], eta=args.eta,
