@@ -113,6 +113,34 @@ def test_a_run_resumed_in_the_middle_of_a_rung_ends_like_an_uninterrupted_one(tm
     assert {f: list(v) for f, v in resumed.store.screenings().items()} == {f: list(v) for f, v in full.store.screenings().items()}
 
 
+def test_a_time_budget_that_runs_out_between_rungs_stops_there_and_resume_goes_on(tmp_path, monkeypatch):
+    import time
+
+    def create(store, termination):
+        return Search.create(FidelityDomain(), algorithm="petra", algorithm_options={"pop_size": 4},
+                             termination=termination, seed=5, store=store, fidelity=Fidelity((0.2, 0.5, 1.0), eta=2))
+
+    full = create(SQLiteRunStore(tmp_path / "full.db"), Termination(max_evaluations=8))
+    full.run()
+    plain = FidelityDomain.evaluate
+
+    def slow(self, genome, context):  # 16 screenings at the first rung take >= 0.8 s
+        time.sleep(0.05)
+        return plain(self, genome, context)
+
+    monkeypatch.setattr(FidelityDomain, "evaluate", slow)
+    cut = create(SQLiteRunStore(tmp_path / "run.db"), Termination(max_evaluations=8, max_seconds=0.3))
+    cut.run()
+    assert cut.store.evaluations() == {} and set(cut.store.screenings()) == {0.2}  # stopped before the second rung
+    assert "time" in cut.store.meta("finished")["reason"]
+    cut.store.close()
+    monkeypatch.setattr(FidelityDomain, "evaluate", plain)
+    resumed = Search.resume(SQLiteRunStore(tmp_path / "run.db"), termination=Termination(max_evaluations=8))
+    resumed.run()
+    assert list(resumed.store.evaluations()) == list(full.store.evaluations())
+    assert {f: list(v) for f, v in resumed.store.screenings().items()} == {f: list(v) for f, v in full.store.screenings().items()}
+
+
 def _context(candidate):
     from evoforge.search.domain import EvalContext
 

@@ -385,9 +385,11 @@ class Search:
         self, executor: Executor | None = None, *, callback: SearchCallback | None = None, cache: EvaluationCache | None = None
     ) -> Front:
         """Evaluate generation after generation until the termination criteria hold; returns the
-        front. The executor is started here and closed at the end when it was created here. With
-        a ``cache`` (and a domain that has a `Domain.cache_identity`), a candidate evaluated by
-        any run before with the same inputs is taken from it, and new OK evaluations go into it."""
+        front. A time budget that runs out between the rungs of a multi-fidelity generation stops
+        the run there (the screenings stay stored; `resume` with more budget continues the rung).
+        The executor is started here and closed at the end when it was created here. With a
+        ``cache`` (and a domain that has a `Domain.cache_identity`), a candidate evaluated by any
+        run before with the same inputs is taken from it, and new OK evaluations go into it."""
         from evoforge.execute.inline import InlineExecutor
 
         owned = executor is None
@@ -395,8 +397,9 @@ class Search:
         callback = callback or SearchCallback()
         identity = self.domain.cache_identity() if cache is not None else None
         executor.start(domain_spec(self.domain, self.layout))
+        cut = False  # the budget ran out between two rungs of a generation
         try:
-            while self._batch is not None or self.stop_reason() is None:
+            while not cut and (self._batch is not None or self.stop_reason() is None):
                 while candidates := {c.key: c for c in self.ask()}:  # one round per rung
                     todo = list(candidates.values())
                     if cache is not None and identity is not None:
@@ -412,7 +415,11 @@ class Search:
                         if cache is not None and identity is not None:
                             cache.put(cache_key(identity, task.key, task.seed, _fidelity_record(task.fidelity)), stored, self.layout)
                         callback.on_evaluation(candidates[task.key], stored)
-                callback.on_generation(self.advance())
+                    if self.stop_reason() is not None and self.ask():
+                        cut = True  # stop before the next rung; a resume with more budget goes on from it
+                        break
+                if not cut:
+                    callback.on_generation(self.advance())
         finally:
             if owned:
                 executor.close()
