@@ -145,13 +145,12 @@ def stage_costs(program: Any, batch: list[np.ndarray], *, variants: int, seed: i
 
 
 def prepared_program(directory: Path) -> Any:
-    """The `Program` of a run's ``program/`` folder."""
-    from evoforge.mlir.program import Program, TensorSpec
+    """The `Program` of a run's ``program/`` folder, read as the evolve domain reads it."""
+    from evoforge.mlir.domain import EvolveDomain
 
-    meta = json.loads((directory / "program.json").read_text())
-    return Program(text=(directory / "original.mlir").read_text(), entry=meta["entry"], level=meta["level"],
-                   inputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["inputs"]),
-                   outputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["outputs"]))
+    domain = EvolveDomain()
+    domain.attach(RunLayout(directory.parent))
+    return domain.program
 
 
 def scaling(root: Path, variants: int) -> dict[str, Any]:

@@ -132,6 +132,10 @@ def pad_unit_output_convs(module: torch.nn.Module, args: tuple[Any, ...]) -> tor
     import torch
     from torch import nn
 
+    candidates = [(name, m) for name, m in module.named_modules()
+                  if isinstance(m, nn.Conv2d) and max(m.stride) > 1 and not isinstance(m.padding, str) and max(m.padding) > 0]
+    if not candidates:
+        return module  # no strided, padded convolution: nothing to probe
     shapes: dict[str, tuple[int, ...]] = {}
 
     def recorder(name: str) -> Any:
@@ -139,7 +143,7 @@ def pad_unit_output_convs(module: torch.nn.Module, args: tuple[Any, ...]) -> tor
             shapes.setdefault(name, tuple(inputs[0].shape))
         return record
 
-    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in candidates]
     try:
         with torch.no_grad():
             module(*args)
@@ -151,7 +155,7 @@ def pad_unit_output_convs(module: torch.nn.Module, args: tuple[Any, ...]) -> tor
         return module
     fixed = copy.deepcopy(module)
     for name, pads in fixes.items():
-        conv = copy.deepcopy(fixed.get_submodule(name))
+        conv = fixed.get_submodule(name)  # the copy's own, so it can change in place
         assert isinstance(conv, nn.Conv2d)
         conv.padding = (0, 0)
         parent, _, leaf = name.rpartition(".")
@@ -162,7 +166,7 @@ def pad_unit_output_convs(module: torch.nn.Module, args: tuple[Any, ...]) -> tor
 def _window_pads(conv: Any, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
     """(left, right, top, bottom) padding that gives ``conv`` exactly its window along each dim
     where it is strided, padded and has one output; None when no dim is."""
-    if conv.padding_mode != "zeros" or isinstance(conv.padding, str) or len(shape) != 4:
+    if conv.padding_mode != "zeros" or len(shape) != 4:
         return None
     pads: list[tuple[int, int]] = []
     needed = False

@@ -400,7 +400,8 @@ class Search:
         cut = False  # the budget ran out between two rungs of a generation
         try:
             while not cut and (self._batch is not None or self.stop_reason() is None):
-                while candidates := {c.key: c for c in self.ask()}:  # one round per rung
+                candidates = {c.key: c for c in self.ask()}
+                while candidates:  # one round per rung
                     todo = list(candidates.values())
                     if cache is not None and identity is not None:
                         todo = []
@@ -415,7 +416,8 @@ class Search:
                         if cache is not None and identity is not None:
                             cache.put(cache_key(identity, task.key, task.seed, _fidelity_record(task.fidelity)), stored, self.layout)
                         callback.on_evaluation(candidates[task.key], stored)
-                    if self.stop_reason() is not None and self.ask():
+                    candidates = {c.key: c for c in self.ask()}
+                    if candidates and self.stop_reason() is not None:
                         cut = True  # stop before the next rung; a resume with more budget goes on from it
                         break
                 if not cut:
