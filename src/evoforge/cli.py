@@ -149,7 +149,8 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", choices=("torch", "linalg"), default=None, help="IR level to mutate (default torch)")
     p.add_argument("--objectives", help="comma-separated: runtime_ratio, error, size_ratio")
     p.add_argument("--max-error-increase", type=float, default=None, help="constraint: error may grow by this many points")
-    p.add_argument("--edits", help="comma-separated edit operators: delete, copy, resize, operand_replace, delete_block (default: all)")
+    p.add_argument("--edits", help="comma-separated edit operators: delete, copy, resize, resize_importance, "
+                   "operand_replace, delete_block (the default: all of these), or resize_fill (resize without narrowing)")
     p.add_argument("--target", default="llvm-cpu", help="IREE target backend (llvm-cpu, cuda, ...)")
     p.add_argument("--no-compare", dest="compare_runtimes", action="store_false",
                    help="skip timing the source model in torch eager, torch.compile, ONNX Runtime and IREE -O3")

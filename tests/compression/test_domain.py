@@ -208,6 +208,11 @@ def test_a_screening_scores_the_baseline_against_itself_on_the_same_examples(dom
     assert len(subset) == -(-len(domain._state["splits"].val) // 2)
     assert half.metrics["val_accuracy"] == pytest.approx(subset_quality["accuracy"])
     assert 0 < subset_quality["accuracy"] and full_val > 0
+    # ONNX Runtime screens a draft export against the baseline's draft: the same model measures 1.0
+    assert half.metrics["draft_artifact"] is (domain.runtime.name == "onnxruntime")
+    assert half.metrics["size_ratio"] == pytest.approx(1.0, abs=0.01)
+    full = domain.evaluate(base, EvalContext(seed=1))
+    assert full.metrics["draft_artifact"] is False and full.metrics["size_ratio"] == pytest.approx(1.0, abs=0.01)
 
 
 def test_a_prefix_hit_is_bit_identical_to_recomputing_the_pipeline(domain, tmp_path):

@@ -165,6 +165,16 @@ def test_random_resizes_change_types_only_at_torch_level(which, cnn, linalg_prog
         assert apply_edits(program, [e]) == apply_edits(program, [e])
 
 
+def test_resize_fill_never_changes_a_type(cnn):
+    from evoforge.mlir.edits import check_edit_kinds
+    from evoforge.mlir.mutate import random_edit
+
+    program, rng = cnn[2], np.random.default_rng(0)
+    edits = [random_edit(program, rng, "resize_fill") for _ in range(12)]
+    assert all(isinstance(e, Resize) and not e.propagate and not e.keep for e in edits)
+    assert check_edit_kinds(["delete", "resize_fill"]) == ["delete", "resize_fill"]
+
+
 def test_pruning_hidden_units_of_an_mlp(tiny_torch, worker):
     model, x, program = tiny_torch
     from evoforge.mlir import irtools

@@ -38,6 +38,48 @@ def test_float_export_reloads_with_the_models_quality_at_any_batch(
     assert "onnxruntime.InferenceSession" in runtime.load_snippet(path)
 
 
+def _exporters_called(monkeypatch: pytest.MonkeyPatch, *, fail_fast_path: bool = False) -> list[bool]:
+    """Records the ``dynamo`` flag of every torch.onnx.export call; optionally makes the
+    TorchScript-based exporter (dynamo=False) fail as it does on models it cannot trace."""
+    calls: list[bool] = []
+    real = torch.onnx.export
+
+    def export(*args, **kwargs):
+        calls.append(bool(kwargs.get("dynamo")))
+        if fail_fast_path and not kwargs.get("dynamo"):
+            raise RuntimeError("cannot trace this model")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    return calls
+
+
+@pytest.mark.parametrize("int8", [None, "static"])
+def test_a_draft_uses_the_fast_exporter_and_reproduces_the_model(
+    int8: str | None, trained_mlp: nn.Module, digits: tuple[torch.Tensor, ...], tmp_path, monkeypatch
+) -> None:
+    x_train, _, x_test, y_test = digits
+    runtime = get_runtime("onnxruntime")
+    settings = Int8Settings("static", True, [(x_train[:64],)]) if int8 else None
+    full = runtime.export(trained_mlp, x_test[:1], tmp_path / "full.onnx", int8=settings)
+    calls = _exporters_called(monkeypatch)
+    draft = runtime.export(trained_mlp, x_test[:1], tmp_path / "draft.onnx", int8=settings, draft=True)
+    assert calls == [False]
+    loaded = runtime.load(draft, threads=1)
+    assert loaded(x_test[:5]).shape == (5, 10)
+    assert _accuracy(loaded, x_test, y_test) == pytest.approx(_accuracy(runtime.load(full), x_test, y_test), abs=0.01)
+    assert runtime.size_bytes(draft) == pytest.approx(runtime.size_bytes(full), rel=0.2)  # same weights, leaner graph
+
+
+def test_a_draft_falls_back_to_the_dynamo_exporter(trained_mlp: nn.Module, digits, tmp_path, monkeypatch) -> None:
+    _, _, x_test, y_test = digits
+    runtime = get_runtime("onnxruntime")
+    calls = _exporters_called(monkeypatch, fail_fast_path=True)
+    path = runtime.export(trained_mlp, x_test[:1], tmp_path / "draft.onnx", draft=True)
+    assert calls == [False, True]
+    assert _accuracy(runtime.load(path), x_test, y_test) == pytest.approx(_accuracy(trained_mlp, x_test, y_test))
+
+
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_int8_modes_shrink_the_file_and_keep_quality(

@@ -136,7 +136,8 @@ class CompressDomain(Domain):
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
     what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains for f of
     its epochs, quality is scored on the first f of the validation split against the baseline's
-    quality on the same examples, and latency is timed with fewer repeats."""
+    quality on the same examples, latency is timed with fewer repeats, and a runtime that
+    `Runtime.drafts` exports a draft, whose latency and size are ratios to the baseline's draft."""
 
     name = "compress"
     writes_report = True
@@ -411,7 +412,7 @@ class CompressDomain(Domain):
             "splits": splits,
             "spec": spec,
             "baseline": baseline,
-            "references": {},  # threads -> the exported baseline loaded with them
+            "references": {},  # (threads, draft) -> the exported baseline loaded with them
             "example": example,
             "latency_inputs": spec.flatten(to_tensors(tasks.example_input(splits, self.task.latency_batch), self.device)),
             "calibration": calibration_batches(splits, self.task.batch_size) if self.runtime.int8_modes else [],
@@ -422,13 +423,26 @@ class CompressDomain(Domain):
         }
         del torch
 
-    def _reference(self, threads: int | None) -> Any:
-        """The exported fp32 baseline, loaded in the runtime with ``threads`` (kept per count)."""
+    def _reference(self, threads: int | None, draft: bool = False) -> Any:
+        """The exported fp32 baseline, loaded in the runtime with ``threads`` (kept per count);
+        with ``draft``, the baseline's draft export, which screening evaluations compare with."""
         assert self._state is not None
         references = self._state["references"]
-        if threads not in references:
-            references[threads] = self.runtime.load(self.require_layout().baseline / self.artifact, threads=threads)
-        return references[threads]
+        if (threads, draft) not in references:
+            path = self._draft_baseline()[0] if draft else self.require_layout().baseline / self.artifact
+            references[threads, draft] = self.runtime.load(path, threads=threads)
+        return references[threads, draft]
+
+    def _draft_baseline(self) -> tuple[Path, int]:
+        """The baseline exported as a draft (`Runtime.export`), into a directory this worker
+        owns until it exits, and its size in bytes."""
+        st = self._state
+        assert st is not None
+        if "draft_baseline" not in st:
+            scratch = tempfile.TemporaryDirectory(prefix="evoforge-draft-")  # removed when the worker exits
+            path = self.runtime.export(st["baseline"], st["example"], Path(scratch.name) / self.artifact, draft=True)
+            st["draft_baseline"] = (scratch, path, self.runtime.size_bytes(path))
+        return st["draft_baseline"][1], st["draft_baseline"][2]
 
     def _validation(self, fraction: float, threads: int) -> tuple[Any, dict[str, float]]:
         """The validation split a ``fraction``-fidelity evaluation scores on (its first
@@ -504,6 +518,7 @@ class CompressDomain(Domain):
         fraction = context.fidelity
         genome = at_fidelity(genome, fraction)
         val, base_quality = self._validation(fraction, context.threads)
+        draft = fraction < 1.0 and self.runtime.drafts  # screening: a draft, compared with the baseline's draft
         in_torch, int8 = split_int8(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -518,7 +533,7 @@ class CompressDomain(Domain):
             out_dir = Path(scratch)
         try:
             t = time.perf_counter()
-            path = self.runtime.export(model, st["example"], out_dir / self.artifact, int8=int8)
+            path = self.runtime.export(model, st["example"], out_dir / self.artifact, int8=int8, draft=draft)
             exported = self.runtime.load(path, threads=context.threads)
             timings["export_s"] = time.perf_counter() - t
             t = time.perf_counter()
@@ -527,7 +542,7 @@ class CompressDomain(Domain):
             t = time.perf_counter()
             repeats = self.latency_repeats if fraction >= 1.0 else max(3, math.ceil(fraction * self.latency_repeats))
             latency = measure_latency(
-                exported, self._reference(context.threads), st["latency_inputs"], repeats=repeats, threads=context.threads
+                exported, self._reference(context.threads, draft), st["latency_inputs"], repeats=repeats, threads=context.threads
             ).to_dict()
             timings["latency_s"] = time.perf_counter() - t
             size = self.runtime.size_bytes(path)
@@ -549,7 +564,8 @@ class CompressDomain(Domain):
             "latency_vs_eager": latency["latency_ratio_batch"] * eager["ratio_batch"] if eager else None,
             "quality_drop": drop,
             "size_bytes": size,
-            "size_ratio": size / record["size_bytes"],
+            "size_ratio": size / (self._draft_baseline()[1] if draft else record["size_bytes"]),
+            "draft_artifact": draft,
             "params": params,
             "params_ratio": params / max(1, record["params"]),
             "macs": macs,

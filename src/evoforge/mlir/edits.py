@@ -22,19 +22,22 @@ from typing import Any, ClassVar, Literal
 from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.genome import Genome, canonical_json, register_genome
 
-EditKind = Literal["delete", "copy", "resize", "resize_importance", "operand_replace", "delete_block"]
+EditKind = Literal["delete", "copy", "resize", "resize_importance", "operand_replace", "delete_block", "resize_fill"]
 EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "resize_importance", "operand_replace", "delete_block")
-"""Mutation operators. ``resize_importance`` draws a `Resize` too: a type-changing one of a weight
-that keeps its largest-norm rows or channels rather than the centered ones."""
+"""Mutation operators, the default set. ``resize_importance`` draws a `Resize` too: a type-changing
+one of a weight that keeps its largest-norm rows or channels rather than the centered ones."""
+OPT_IN_KINDS: tuple[EditKind, ...] = ("resize_fill",)
+"""Operators only used when asked for: ``resize_fill`` is the type-keeping half of ``resize``
+(crop and fill, never narrowing), for ablations that leave type-changing resizes out."""
 TORCH_ONLY_KINDS = ("resize_importance",)
 """Operators that need a torch-level program (a linalg program's run leaves them out)."""
 
 
 def check_edit_kinds(kinds: Sequence[str]) -> list[str]:
     """``kinds`` without repeats, in order; `ConfigError` naming the valid kinds if one is unknown or none is given."""
-    bad = [k for k in kinds if k not in EDIT_KINDS]
+    bad = [k for k in kinds if k not in EDIT_KINDS + OPT_IN_KINDS]
     if bad or not kinds:
-        raise ConfigError(f"unknown edit kinds {bad}; choose one or more of: {', '.join(EDIT_KINDS)}")
+        raise ConfigError(f"unknown edit kinds {bad}; choose one or more of: {', '.join(EDIT_KINDS + OPT_IN_KINDS)}")
     return list(dict.fromkeys(kinds))
 
 

@@ -11,6 +11,7 @@ are not terminators; repair ops carry no UID and so are never touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from evoforge.errors import ConfigError
 from evoforge.mlir import irtools, narrow
 from evoforge.mlir.edits import (
     EDIT_KINDS,
+    OPT_IN_KINDS,
     Copy,
     Delete,
     DeleteBlock,
@@ -106,7 +108,7 @@ def random_edit(
     for an unknown kind.
     """
     if kind not in _DRAW:
-        raise ConfigError(f"unknown edit kind {kind!r}; valid kinds: {', '.join(EDIT_KINDS)}")
+        raise ConfigError(f"unknown edit kind {kind!r}; valid kinds: {', '.join(EDIT_KINDS + OPT_IN_KINDS)}")
     draw = _DRAW[kind]
     with Session(program) as s:
         for e in edits:
@@ -403,7 +405,9 @@ def _draw_copy(s: Session, rng: np.random.Generator) -> Edit | None:
                 operands=tuple(choices), rewire_user=user, rewire_operand=operand, rewire_fill=_fill(rng))
 
 
-def _draw_resize(s: Session, rng: np.random.Generator) -> Edit | None:
+def _draw_resize(s: Session, rng: np.random.Generator, *, type_changing: bool = True) -> Edit | None:
+    """A resize of a used value along one dim: half the time a type-changing (narrowing) one
+    when the value's users can carry it and ``type_changing``, else crop and fill in place."""
     values = list(s.fn.regions[0].blocks[0].arguments) + [r for op in _targets(s) for r in op.results]
     values = [v for v in values if list(v.uses) and (i := irtools.tensor_info(v.type)) and max(i.shape, default=0) >= 2]
     if not values:
@@ -413,7 +417,7 @@ def _draw_resize(s: Session, rng: np.random.Generator) -> Edit | None:
     assert info is not None
     dim = _pick(rng, [d for d, n in enumerate(info.shape) if n >= 2])
     extent = info.shape[dim]
-    if narrow.can_carry(v) and rng.random() < 0.5:
+    if type_changing and narrow.can_carry(v) and rng.random() < 0.5:
         # type-changing: mostly mild cuts (keep at least half), sometimes any size
         low = (extent + 1) // 2 if rng.random() < 0.75 else 1  # below extent, since extent >= 2
         size = int(rng.integers(low, extent))
@@ -521,5 +525,6 @@ _DRAW: dict[str, Callable[[Session, np.random.Generator], Edit | None]] = {
     "copy": _draw_copy,
     "resize": _draw_resize,
     "resize_importance": _draw_resize_importance,
+    "resize_fill": functools.partial(_draw_resize, type_changing=False),
     "operand_replace": _draw_operand_replace,
 }

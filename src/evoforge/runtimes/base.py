@@ -50,13 +50,20 @@ class Runtime(ABC):
     """File name of the artifact inside a candidate's directory (``model.onnx``, ...)."""
     int8_modes: ClassVar[tuple[str, ...]] = ()
     """The int8 modes `export` accepts in ``int8`` (the runtime quantizes the float model)."""
+    drafts: ClassVar[bool] = False
+    """True when `export` has a faster ``draft`` path (screening evaluations use it)."""
     takes_torch_int8: ClassVar[bool] = False
     """True when `export` also takes models torch.ao has already quantized (the compress
     ``quantize`` stage's own int8); such a runtime offers every mode of that stage."""
 
     @abstractmethod
-    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
-        """Write the artifact of ``model`` to ``path``; returns ``path``."""
+    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
+               int8: Int8Settings | None = None, draft: bool = False) -> Path:
+        """Write the artifact of ``model`` to ``path``; returns ``path``. A ``draft`` artifact is
+        for a screening evaluation (`evoforge.search.fidelity`): a runtime may write it by a
+        faster, less general path (`drafts` says whether it has one), so that its size and
+        latency stand in for the final artifact's; it is never kept as a member. Runtimes
+        without such a path ignore it."""
 
     @abstractmethod
     def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:

@@ -60,7 +60,8 @@ class InductorRuntime(Runtime):
     artifact_name = "model.pt2"
     int8_modes = ("dynamic", "static", "qat", "weight_only")
 
-    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
+    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
+               int8: Int8Settings | None = None, draft: bool = False) -> Path:
         path = Path(path)
         self._build(model, example_input, int8, path)
         return path

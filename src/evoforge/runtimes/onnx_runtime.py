@@ -5,6 +5,10 @@ int8 is ONNX Runtime's own quantization of that file (no torch.ao involved): ``s
 QDQ graph (int8 weights, uint8 activations) whose activation ranges come from the calibration
 batches; ``dynamic`` stores int8 weights and computes activation scales per call. Either may
 quantize weights per channel.
+
+A draft export (for screening evaluations) uses torch's TorchScript-based ONNX exporter when it
+can trace the model: 10-30x faster than dynamo on small models, with the same weights in a
+graph ONNX Runtime optimizes alike.
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     artifact_name = "model.onnx"
     int8_modes = ("dynamic", "static")
+    drafts = True
 
-    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
+    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
+               int8: Int8Settings | None = None, draft: bool = False) -> Path:
         self.check_int8(int8)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,10 +73,10 @@ class OnnxRuntime(Runtime):
             with torch.no_grad():
                 expected = module(*args)
             if int8 is None:
-                _export_onnx(module, args, spec, path)
+                _export_onnx(module, args, spec, path, draft=draft)
             else:
                 with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
-                    floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx")
+                    floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx", draft=draft)
                     _quantize(floating, path, int8, spec.names)
             session = OrtModule(path)
             got = session(*args)
@@ -99,12 +105,23 @@ def _summary(exc: Exception) -> str:
     return lines[0][:300] if lines else ""
 
 
-def _export_onnx(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, path: Path) -> Path:
+def _export_onnx(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, path: Path, *, draft: bool = False) -> Path:
+    """Export with the dynamo exporter; a ``draft`` first tries the TorchScript-based exporter,
+    which is 10-30x faster on small models (0.05 s against 0.8 s for digits-cnn) but deprecated
+    upstream and less general, and falls back to dynamo when it fails."""
     from torch.export import Dim
 
-    batch = Dim("batch", min=1, max=_MAX_BATCH)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter notices about torch internals; the output check decides
+        if draft:
+            try:
+                dynamic = {name: {0: "batch"} for name in (*spec.names, "output")}
+                torch.onnx.export(module, args, str(path), dynamo=False, verbose=False, input_names=list(spec.names),
+                                  output_names=["output"], dynamic_axes=dynamic)
+                return path
+            except Exception:  # noqa: BLE001 - the general exporter below decides
+                pass
+        batch = Dim("batch", min=1, max=_MAX_BATCH)
         torch.onnx.export(
             module,
             args,

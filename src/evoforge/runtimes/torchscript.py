@@ -75,7 +75,8 @@ class TorchScriptRuntime(Runtime):
     artifact_name = "model.pt"
     takes_torch_int8 = True
 
-    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *, int8: Int8Settings | None = None) -> Path:
+    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
+               int8: Int8Settings | None = None, draft: bool = False) -> Path:
         self.check_int8(int8)
         return export_model(model, example_input, path)
 
