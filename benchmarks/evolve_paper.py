@@ -91,7 +91,9 @@ def run_stats(run: Path) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     if best is not None:
         metrics = evaluations[best["key"]].metrics
+        retimed = best.get("test_runtime_ratio") or retimed_ratio(run, best["key"], evaluations[best["key"]])
         chosen = {"runtime_ratio": best["runtime_ratio"], "speedup": 1 / best["runtime_ratio"],
+                  "retimed_ratio": retimed, "retimed_speedup": 1 / retimed,
                   "test_drop_pt": 100 * (base - best["test_accuracy"]), "edits": metrics.get("edits"),
                   "description": best.get("description", ""),
                   **{f"vs_{c}": metrics[f"vs_{c}"] for c in CONTENDERS if f"vs_{c}" in metrics}}
@@ -99,6 +101,17 @@ def run_stats(run: Path) -> dict[str, Any]:
             "invalid_rate": sum(kinds.values()) / max(1, len(evaluations)), "invalid_by_kind": dict(kinds),
             "compile_cache_hit_rate": sum(hits) / max(1, len(hits)), "baseline_test_accuracy": base,
             "best_within_2pt": chosen}
+
+
+def retimed_ratio(run: Path, key: str, evaluation: Any) -> float:
+    """The member re-timed as a run now does when it ends (`EvolveDomain.finalize`), for runs
+    finished before that."""
+    from evoforge.search.domain import domain_from_spec
+
+    with open_store(run, readonly=True) as store:
+        spec = store.config()["domain"]
+    domain = domain_from_spec(spec, RunLayout(run))
+    return float(domain.finalize([(key, evaluation)])[key]["runtime_ratio"])
 
 
 def comparisons(run: Path) -> dict[str, float]:
@@ -246,13 +259,14 @@ def print_tables(results: dict[str, Any]) -> None:
     main_runs = results.get("main", {})
     if main_runs:
         print(f"\n## {TASK}: best speedup at <= 2 points test drop\n")
-        print("| seed | speedup (runtime ratio) | test drop pt | vs IREE -O3 | vs torch eager | vs torch.compile | vs ONNX Runtime "
-              "| evaluated | per min | invalid | compile-cache hits |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| seed | speedup (runtime ratio) | re-timed speedup | test drop pt | vs IREE -O3 | vs torch eager | vs torch.compile "
+              "| vs ONNX Runtime | evaluated | per min | invalid | compile-cache hits |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for seed, r in main_runs.items():
             b = r["best_within_2pt"]
             vs = " | ".join(f"{b[f'vs_{c}']:.3f}" if f"vs_{c}" in b else "-" for c in CONTENDERS)
-            head = f"{b['speedup']:.2f}x ({b['runtime_ratio']:.3f}) | {b['test_drop_pt']:.2f}" if b else "none | -"
+            head = (f"{b['speedup']:.2f}x ({b['runtime_ratio']:.3f}) | {b['retimed_speedup']:.2f}x | {b['test_drop_pt']:.2f}"
+                    if b else "none | - | -")
             print(f"| {seed} | {head} | {vs} | {r['evaluated']} | {r['per_minute']:.1f} | {r['invalid_rate']:.0%} "
                   f"| {r['compile_cache_hit_rate']:.0%} |")
         speedups = [r["best_within_2pt"].get("speedup", 1.0) for r in main_runs.values()]
@@ -265,11 +279,11 @@ def print_tables(results: dict[str, Any]) -> None:
         for name, r in results["iree_flags"].items():
             print(f"| {name} | {r['ms']:.1f} | {r['compile_s']:.1f} |")
     if results.get("ablation"):
-        print("\n| edit set | best speedup at <= 2 pt | evaluated | invalid |\n|---|---|---|---|")
+        print("\n| edit set | best speedup at <= 2 pt | re-timed | evaluated | invalid |\n|---|---|---|---|---|")
         for name, r in results["ablation"].items():
             b = r["best_within_2pt"]
-            print(f"| {name} | {b['speedup']:.2f}x | {r['evaluated']} | {r['invalid_rate']:.0%} |" if b else f"| {name} | none | "
-                  f"{r['evaluated']} | {r['invalid_rate']:.0%} |")
+            best = f"{b['speedup']:.2f}x | {b['retimed_speedup']:.2f}x" if b else "none | -"
+            print(f"| {name} | {best} | {r['evaluated']} | {r['invalid_rate']:.0%} |")
     if results.get("scaling"):
         print("\n| program | MLIR MB | parse s | edit+verify+print s | compile s | run s (batch 32) | invalid |")
         print("|---|---|---|---|---|---|---|")

@@ -40,6 +40,10 @@ def test_search_records_every_variant_and_keeps_the_original(finished_run):
     for ev in evaluations.values():
         assert ev.ok or (ev.reason and ev.metrics.get("failure_kind"))
     assert len(front) >= 1 and final["baseline"]["error"] == pytest.approx(0.0)
+    assert final["baseline"]["runtime_ratio"] == 1.0
+    for member in front:  # re-timed on a test batch when the run ended, not the search's own timing
+        assert 0.3 < final[member.key]["runtime_ratio"] < 3.0
+        assert final[member.key]["runtime_ratio"] != member.evaluation.objectives["runtime_ratio"]
 
 
 def test_saved_variant_is_the_replay_of_its_edits(finished_run):
