@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.5, help="the cheap runs' CPU-seconds as a share of the full runs'")
     parser.add_argument("--rungs", default="0.25,1")
     parser.add_argument("--eta", type=int, default=3)
+    parser.add_argument("--promote", default="top", help="the promotion rule: top or front")
+    parser.add_argument("--label", default="cheap", help="the cheap runs' folder and row name (to compare settings side by side)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--root", default="runs/search-cost")
     parser.add_argument("--full-from", default=None, help="a folder with finished petra-<seed> runs of the task to use as 'full'")
@@ -95,9 +97,9 @@ def main() -> None:
     budget_s = args.share * statistics.median(wall_s(r) for r in full_runs)
     cheap_runs = []
     for seed in range(1, args.seeds + 1):
-        cheap_runs.append(compress_run(root / f"cheap-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed,
-                                       workers=args.workers, rungs=args.rungs, eta=args.eta))
-        print(f"cheap seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+        cheap_runs.append(compress_run(root / f"{args.label}-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed,
+                                       workers=args.workers, rungs=args.rungs, eta=args.eta, promote=args.promote))
+        print(f"{args.label} seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     moasha_runs = []
     if args.moasha:
         from _moasha import moasha_compress
@@ -116,7 +118,7 @@ def main() -> None:
         rerun = compress_run(root / "rerun-1", args.task, template, budget=args.evaluations, seed=1, workers=args.workers,
                              prefix_cache_mb=0, eval_cache=str(root / "eval-cache"))
     rows: dict[str, Any] = {}
-    for name, runs in (("full", full_runs), ("cheap", cheap_runs), ("moasha", moasha_runs), ("rerun", [rerun] if rerun else [])):
+    for name, runs in (("full", full_runs), (args.label, cheap_runs), ("moasha", moasha_runs), ("rerun", [rerun] if rerun else [])):
         if not runs:
             continue
         summaries = [summarize_run(r, [10**9])["budgets"][10**9] for r in runs]
@@ -125,7 +127,8 @@ def main() -> None:
         rows[name] = {"hv_val": val, "hv_test": test, "cpu_s": cpu, "evaluations": [s["evaluations"] for s in summaries],
                       "screened": [screened(r) for r in runs],
                       "prefix_share": [prefix_share(r) for r in runs]}
-    print(f"\n## search cost on {args.task} ({args.seeds} seeds; cheap: rungs {args.rungs}, eta {args.eta}, prefix reuse, "
+    print(f"\n## search cost on {args.task} ({args.seeds} seeds; {args.label}: rungs {args.rungs}, eta {args.eta}, "
+          f"promote {args.promote}, prefix reuse, "
           f"{args.share:.0%} of the full runs' CPU-seconds)\n")
     print("| configuration | HV val median [min, max] | HV test median [min, max] | CPU-s median | full evaluations | screened "
           "| prefix hits |")
@@ -136,9 +139,9 @@ def main() -> None:
               f"{statistics.median(r['cpu_s']):.0f} | {statistics.median(r['evaluations']):.0f} | "
               f"{statistics.median(r['screened']):.0f} | "
               f"{100 * statistics.median(r['prefix_share']):.0f}% |")
-    if "cheap" in rows:
-        full_hv, cheap_hv = statistics.median(rows["full"]["hv_val"]), statistics.median(rows["cheap"]["hv_val"])
-        ratio = statistics.median(rows["cheap"]["cpu_s"]) / statistics.median(rows["full"]["cpu_s"])
+    if args.label in rows:
+        full_hv, cheap_hv = statistics.median(rows["full"]["hv_val"]), statistics.median(rows[args.label]["hv_val"])
+        ratio = statistics.median(rows[args.label]["cpu_s"]) / statistics.median(rows["full"]["cpu_s"])
         met = cheap_hv >= 0.98 * full_hv and ratio <= 0.5
         print(f"\ntarget (median HV within 2% at <= 50% of the CPU-seconds): {'met' if met else 'NOT met'} "
               f"(HV {cheap_hv:.3f} vs {full_hv:.3f}, CPU-seconds x{ratio:.2f})")
