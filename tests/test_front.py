@@ -98,6 +98,22 @@ def test_progress_and_json_log(tmp_path):
     assert {e["status"] for e in events if e["event"] == "evaluation"} >= {"ok", "failed"}
 
 
+def test_the_live_line_counts_screenings_apart_from_evaluations():
+    from evoforge.search.engine import Candidate
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    printer = ProgressPrinter(Termination(max_evaluations=10), stream=stream)
+    for i, fidelity in enumerate((0.25, 0.25, 0.25, 1.0)):
+        candidate = Candidate(f"k{i}", None, 0, "sample", None, 0, fidelity)  # type: ignore[arg-type]
+        result = Evaluation.failure(Status.FAILED, "screened out") if i == 0 else Evaluation(Status.OK, {"f1": 1.0})
+        printer.on_evaluation(candidate, result)
+    assert stream.getvalue().rsplit("\r", 1)[-1].startswith("  gen 0 | 1 evaluated (3 screened) this session | failures 0")
+
+
 def test_tables_escape_control_characters():
     from evoforge.report import format_table
 

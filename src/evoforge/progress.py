@@ -35,6 +35,7 @@ class ProgressPrinter(SearchCallback):
         self.live = self.stream.isatty()
         self._started = time.monotonic()
         self._evaluations = 0
+        self._screenings = 0
         self._failures: dict[str, int] = {}
         self._last: GenerationSummary | None = None
 
@@ -49,12 +50,16 @@ class ProgressPrinter(SearchCallback):
         return min(options) if options else None
 
     def on_evaluation(self, candidate: Candidate, evaluation: Evaluation) -> None:
-        self._evaluations += 1
-        if evaluation.status is not Status.OK:
-            self._failures[evaluation.status.value] = self._failures.get(evaluation.status.value, 0) + 1
+        if candidate.fidelity < 1.0:
+            self._screenings += 1
+        else:
+            self._evaluations += 1
+            if evaluation.status is not Status.OK:
+                self._failures[evaluation.status.value] = self._failures.get(evaluation.status.value, 0) + 1
         if self.live:
-            gen = candidate.generation
-            self.stream.write(f"\r  gen {gen} | {self._evaluations} evaluated this session | {self._fail_text(self._failures)}\033[K")
+            screened = f" ({self._screenings} screened)" if self._screenings else ""
+            self.stream.write(f"\r  gen {candidate.generation} | {self._evaluations} evaluated{screened} this session | "
+                              f"{self._fail_text(self._failures)}\033[K")
             self.stream.flush()
 
     def on_generation(self, summary: GenerationSummary) -> None:
