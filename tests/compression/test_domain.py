@@ -205,7 +205,7 @@ def test_a_screening_scores_the_baseline_against_itself_on_the_same_examples(dom
     assert half.ok and half.objectives["quality_drop"] == pytest.approx(0.0, abs=1e-9)
     full_val = domain.baseline_record()["validation"]["accuracy"]
     subset, subset_quality = domain._validation(0.5, 1)
-    assert len(subset) == -(-len(domain._state["splits"].val) // 2)
+    assert len(subset) == domain.screening_examples(0.5, len(domain._state["splits"].val)) < len(domain._state["splits"].val)
     assert half.metrics["val_accuracy"] == pytest.approx(subset_quality["accuracy"])
     assert 0 < subset_quality["accuracy"] and full_val > 0
     # ONNX Runtime screens a draft export against the baseline's draft: the same model measures 1.0
@@ -213,6 +213,16 @@ def test_a_screening_scores_the_baseline_against_itself_on_the_same_examples(dom
     assert half.metrics["size_ratio"] == pytest.approx(1.0, abs=0.01)
     full = domain.evaluate(base, EvalContext(seed=1))
     assert full.metrics["draft_artifact"] is False and full.metrics["size_ratio"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_screening_scores_on_enough_examples_to_resolve_the_quality_limit():
+    task = BUILTIN_TASKS["digits-mlp"].to_dict()
+    one_point = CompressDomain(task, max_quality_drop=1.0)
+    assert one_point.screening_examples(0.25, 1000) == 250
+    assert one_point.screening_examples(0.25, 269) == 200  # one example is worth 0.5 points, not 1.5
+    assert one_point.screening_examples(0.25, 150) == 150  # the whole split when it is smaller
+    assert CompressDomain(task, max_quality_drop=None).screening_examples(0.25, 269) == 68
+    assert CompressDomain(task, max_quality_drop=0.0).screening_examples(0.25, 269) == 269
 
 
 def test_a_prefix_hit_is_bit_identical_to_recomputing_the_pipeline(domain, tmp_path):

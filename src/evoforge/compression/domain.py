@@ -66,6 +66,10 @@ OBJECTIVES.add("macs_ratio", ObjectiveSpec("macs_ratio", 1.1, "multiply-accumula
 DEFAULT_OBJECTIVES = ("quality_drop", "latency_ratio", "size_ratio")
 EPOCH_SHARE = 0.6
 """Share of the evaluation timeout a pipeline's training may fill (the rest: export, scoring, timing)."""
+SCREENING_RESOLUTION = 0.5
+"""A screening scores on enough validation examples that one example moves its quality by at most
+this share of the quality limit (100 / n points per example), so that a single unlucky example
+does not make it infeasible."""
 MAX_PIPELINE_EPOCHS = 60
 """Above this many epochs a pipeline's training is not capped: the genome ranges never reach it."""
 
@@ -135,8 +139,8 @@ class CompressDomain(Domain):
     `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`);
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
     what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains for f of
-    its epochs, quality is scored on the first f of the validation split against the baseline's
-    quality on the same examples, latency is timed with fewer repeats, and a runtime that
+    its epochs, quality is scored on the first f of the validation split (`screening_examples`)
+    against the baseline's quality on the same examples, latency is timed with fewer repeats, and a runtime that
     `Runtime.drafts` exports a draft, whose latency and size are ratios to the baseline's draft."""
 
     name = "compress"
@@ -444,19 +448,30 @@ class CompressDomain(Domain):
             st["draft_baseline"] = (scratch, path, self.runtime.size_bytes(path))
         return st["draft_baseline"][1], st["draft_baseline"][2]
 
+    def screening_examples(self, fraction: float, available: int) -> int:
+        """How many of ``available`` validation examples a ``fraction``-fidelity evaluation scores
+        on: ``ceil(fraction * available)``, but with a quality limit at least enough that one
+        example is worth at most `SCREENING_RESOLUTION` of it (200 for a 1-point limit)."""
+        wanted = math.ceil(fraction * available)
+        if self.max_quality_drop is not None:
+            floor = math.ceil(100.0 / (SCREENING_RESOLUTION * self.max_quality_drop)) if self.max_quality_drop > 0 else available
+            wanted = max(wanted, floor)
+        return max(1, min(available, wanted))
+
     def _validation(self, fraction: float, threads: int) -> tuple[Any, dict[str, float]]:
         """The validation split a ``fraction``-fidelity evaluation scores on (its first
-        ``ceil(fraction * n)`` examples), and the baseline's quality there (kept per fraction)."""
+        `screening_examples`), and the baseline's quality there (kept per size)."""
         st = self._state
         assert st is not None
-        if fraction >= 1.0:
-            return st["splits"].val, st["record"]["validation"]
         val = st["splits"].val
-        subset = val.subset(np.arange(max(1, math.ceil(fraction * len(val)))))
+        count = len(val) if fraction >= 1.0 else self.screening_examples(fraction, len(val))
+        if count >= len(val):
+            return val, st["record"]["validation"]
+        subset = val.subset(np.arange(count))
         known = st.setdefault("subset_baseline", {})
-        if fraction not in known:
-            known[fraction] = self._quality(st["wrap"](self._reference(threads)), subset)
-        return subset, known[fraction]
+        if count not in known:
+            known[count] = self._quality(st["wrap"](self._reference(threads)), subset)
+        return subset, known[count]
 
     # ------------------------------------------------------------------ evaluation
     def _prefix_cache(self) -> PrefixCache | None:
