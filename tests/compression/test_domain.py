@@ -82,6 +82,8 @@ def test_config_round_trip_and_validation(domain):
 def test_initial_population_is_seeded_and_valid(domain):
     pop = domain.initial_population(np.random.default_rng(0), 10)
     assert pop[0].stages == () and len(pop) == 10
+    warm = domain.warm_starts()
+    assert 2 <= len(warm) < 10 and pop[: len(warm)] == warm  # the warm starts come first, then samples
     assert len({g.content_hash for g in pop}) == 10
     assert all(isinstance(s, Stage) for g in pop for s in g.stages)
 

@@ -87,6 +87,32 @@ def test_a_multi_fidelity_run_evaluates_in_full_only_what_screening_promotes(tmp
     assert {m.key for m in s.front()} <= set(full)
 
 
+class WarmStartToy(FidelityDomain):
+    """The toy with two warm starts that every screening would drop (they are dominated)."""
+
+    def warm_starts(self):
+        from evoforge.problems import RealVector
+
+        return [RealVector((1.0, 1.0)), RealVector((0.9, 1.0))]
+
+    def initial_population(self, rng, size):
+        return (self.warm_starts() + [self.sample(rng) for _ in range(size)])[:size]
+
+
+def test_warm_starts_skip_screening_and_count_toward_the_full_evaluations(tmp_path):
+    domain = WarmStartToy()
+    s = Search.create(domain, algorithm="nsga2", algorithm_options={"pop_size": 4}, termination=Termination(max_evaluations=8),
+                      seed=2, store=SQLiteRunStore(tmp_path / "run.db"), fidelity=Fidelity((0.25, 1.0), eta=3))
+    s.run()
+    warm = {g.content_hash for g in domain.warm_starts()}
+    first = s.store.batch(0)["offspring"]
+    assert len(first) == 12 and {o["key"] for o in first if o["operator"] == "warm_start"} == warm
+    full, screened = s.store.evaluations(), s.store.screenings()[0.25]
+    assert warm <= set(full) and not warm & set(screened)  # dominated as they are, never screened out
+    assert len([o for o in first if o["key"] in full]) == 4  # the two warm starts and the two best of 10 screened
+    assert len(screened) == 10 + 12 and len(full) == 8
+
+
 def test_a_run_resumed_in_the_middle_of_a_rung_ends_like_an_uninterrupted_one(tmp_path):
     def create(store):
         return Search.create(FidelityDomain(), algorithm="petra", algorithm_options={"pop_size": 4},

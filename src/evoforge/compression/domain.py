@@ -230,10 +230,12 @@ class CompressDomain(Domain):
     def base_genome(self) -> PipelineGenome:
         return PipelineGenome(training=self.task.training)
 
+    def warm_starts(self) -> list[Genome]:
+        """`initial_pipelines` that the run's space allows, in canonical form."""
+        return [g for g in map(self.operators.canonical, initial_pipelines(self.base_genome)) if self.space.allows(g)]
+
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
-        seeds: list[Genome] = []
-        seeds.extend(g for g in map(self.operators.canonical, initial_pipelines(self.base_genome)) if self.space.allows(g))
-        del seeds[size:]
+        seeds: list[Genome] = self.warm_starts()[:size]
         seen = {g.content_hash for g in seeds}
         for _ in range(100 * size):  # distinct samples while the space has them
             if len(seeds) >= size:

@@ -100,6 +100,12 @@ class Domain(abc.ABC):
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
         """``size`` starting genomes (duplicates allowed; the engine removes them)."""
 
+    def warm_starts(self) -> list[Genome]:
+        """Known-good genomes the initial population begins with (none by default). The
+        algorithms label them ``warm_start``, and a multi-fidelity run evaluates them in full
+        without screening them (`evoforge.search.fidelity`)."""
+        return []
+
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator) -> Genome:
         """One random genome (used by the ``random`` algorithm)."""

@@ -27,7 +27,7 @@ from evoforge.genome import Genome, genome_from_json
 from evoforge.layout import RunLayout
 from evoforge.pareto import hypervolume, non_dominated_sort, reference_point, to_min_matrix, violation
 from evoforge.search.algorithms import ALGORITHMS, Algorithm, Individual, Offspring
-from evoforge.search.algorithms.base import working_reference
+from evoforge.search.algorithms.base import WARM_START, working_reference
 from evoforge.search.domain import Domain, domain_from_spec, domain_spec
 from evoforge.search.eval_cache import EvaluationCache, cache_key
 from evoforge.search.evaluation import Evaluation, Status
@@ -243,15 +243,18 @@ class Search:
         members = list(self._batch)
         rungs = self.fidelity.rungs if self.fidelity is not None else (1.0,)
         for i, fraction in enumerate(rungs):
-            results = self._evaluations if fraction == 1.0 else self._screenings.get(fraction, {})
-            missing = [o for o in members if o.genome.content_hash not in results]
-            if missing or fraction == 1.0:
-                return fraction, missing, members
+            if fraction == 1.0:
+                return 1.0, [o for o in members if o.genome.content_hash not in self._evaluations], members
             assert self.fidelity is not None
+            screened = [o for o in members if o.operator != WARM_START]  # warm starts go straight to full fidelity
+            results = self._screenings.get(fraction, {})
+            missing = [o for o in screened if o.genome.content_hash not in results]
+            if missing:
+                return fraction, missing, screened
             last = i + 1 == len(rungs) - 1
-            count = (self._slots or len(members)) if last else len(members)
-            keep = set(self.fidelity.promoted([o.genome.content_hash for o in members], results, self.domain.objectives, count))
-            members = [o for o in members if o.genome.content_hash in keep]
+            count = ((self._slots or len(members)) - (len(members) - len(screened))) if last else len(screened)
+            keep = set(self.fidelity.promoted([o.genome.content_hash for o in screened], results, self.domain.objectives, count))
+            members = [o for o in members if o.operator == WARM_START or o.genome.content_hash in keep]
         raise AssertionError("the last rung is full fidelity")
 
     def _begin_batch(self) -> None:

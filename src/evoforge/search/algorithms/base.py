@@ -19,6 +19,9 @@ from evoforge.pareto import Objective, crowding_distance, non_dominated_sort, to
 from evoforge.search.domain import Domain
 from evoforge.search.evaluation import Evaluation
 
+WARM_START = "warm_start"
+"""The operator label of a first-generation genome that is one of `Domain.warm_starts` (other
+first-generation genomes are labelled ``initial``)."""
 MAX_DUPLICATE_RETRIES = 20
 
 
@@ -122,13 +125,15 @@ class Algorithm(abc.ABC):
 
     def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
         """The first generation: ``size`` (default ``initial_size``) genomes of the domain's
-        initial population, without duplicates (survival then keeps the best ``pop_size``)."""
+        initial population, without duplicates (survival then keeps the best ``pop_size``);
+        the domain's warm starts among them are labelled `WARM_START`."""
+        known = {g.content_hash for g in domain.warm_starts()}
         out: list[Offspring] = []
         seen: set[str] = set()
         for genome in domain.initial_population(rng, size or self.initial_size):
             if genome.content_hash not in seen:
                 seen.add(genome.content_hash)
-                out.append(Offspring(genome, "initial"))
+                out.append(Offspring(genome, WARM_START if genome.content_hash in known else "initial"))
         return out
 
     @abc.abstractmethod
