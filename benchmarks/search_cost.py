@@ -36,8 +36,14 @@ from evoforge.layout import RunLayout
 
 
 def wall_s(run: Path) -> float:
+    """Seconds the run searched: until it finished (a run cut between rungs includes the started
+    generation's screenings), else until its last complete generation (runs stored before the
+    finish record had the time)."""
     with open_store(run, readonly=True) as store:
         generations = store.generations()
+        finished = store.meta("finished") or {}
+    if "elapsed_s" in finished:
+        return float(finished["elapsed_s"])
     return float(generations[-1]["elapsed_s"]) if generations else 0.0
 
 

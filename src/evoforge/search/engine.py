@@ -428,7 +428,8 @@ class Search:
         finally:
             if owned:
                 executor.close()
-        self.store.put_meta("finished", {"reason": self.stop_reason(), "generations": self.generation + 1})
+        self.store.put_meta("finished", {"reason": self.stop_reason(), "generations": self.generation + 1,
+                                         "elapsed_s": self.elapsed_s})
         return self.front()
 
     def front(self) -> Front:
