@@ -46,6 +46,26 @@ def test_search_records_every_variant_and_keeps_the_original(finished_run):
         assert final[member.key]["runtime_ratio"] != member.evaluation.objectives["runtime_ratio"]
 
 
+@pytest.mark.parametrize(("ms_per_call", "repeats"), [(1.0, 45), (500.0, 20), (5000.0, 15)])
+def test_re_timing_takes_more_repeats_as_far_as_they_fit_in_its_time(finished_run, monkeypatch, ms_per_call, repeats):
+    from evoforge.mlir import iree_runner
+    from evoforge.mlir.domain import EvolveDomain
+    from evoforge.search.evaluation import Evaluation
+
+    asked = []
+
+    def measure(vmfb, original, batch, count, **kwargs):
+        asked.append(count)
+        return iree_runner.RuntimeComparison(variant_s=1.0, baseline_s=2.0)
+
+    monkeypatch.setattr(iree_runner, "measure_runtime", measure)
+    domain = EvolveDomain(repeats=15)
+    domain.attach(RunLayout(finished_run[0]))
+    evaluation = Evaluation(Status.OK, {}, metrics={"runtime_ms": ms_per_call, "original_runtime_ms": ms_per_call})
+    ratio = domain._retime({"original_vmfb": b"", "batches_test": [[None]]}, b"", None, evaluation)
+    assert ratio == 0.5 and asked == [repeats]  # 3x the run's 15, capped at 20 s per member, never below 15
+
+
 def test_saved_variant_is_the_replay_of_its_edits(finished_run):
     run_dir, front = finished_run
     from evoforge.mlir.domain import EvolveDomain

@@ -30,7 +30,9 @@ _FAILURE_STATUS = {"timeout": Status.TIMEOUT, "compile_timeout": Status.TIMEOUT,
 DIFF_LINES = 400
 """Diff lines a report shows per member."""
 RETIME_FACTOR = 3
-"""Front members are re-timed at the end of a run with this many times the run's repeats."""
+"""Front members are re-timed at the end of a run with up to this many times the run's repeats..."""
+RETIME_SECONDS = 20.0
+"""...as far as that fits in this many seconds per member (never fewer than the run's repeats)."""
 
 
 @register_domain
@@ -443,9 +445,9 @@ class EvolveDomain(Domain):
     # ------------------------------------------------------------------ final numbers and export
     def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
         """Test error recomputed from each member's saved vmfb (and the original's). A prediction
-        program's members are also re-timed against the original on the first test batch with
-        ``RETIME_FACTOR`` times the run's repeats (``runtime_ratio``): the search picked them by
-        their own noisy timing, which flatters the apparent best (the winner's curse)."""
+        program's members are also re-timed against the original on the first test batch
+        (``runtime_ratio``; `_retime`): the search picked them by their own noisy timing, which
+        flatters the apparent best (the winner's curse)."""
         from evoforge.mlir.iree_runner import Worker
 
         with Worker() as worker:
@@ -463,19 +465,24 @@ class EvolveDomain(Domain):
                         vmfb = path.read_bytes()
                         out[key] = self._score_file(state, vmfb, worker)
                         if predict:
-                            out[key]["runtime_ratio"] = self._retime(state, vmfb, worker)
+                            out[key]["runtime_ratio"] = self._retime(state, vmfb, worker, evaluation)
                     except Exception as exc:  # noqa: BLE001 - reported, not fatal
                         out[key] = {"error": float("nan"), "failure": str(exc)}
         return out
 
-    def _retime(self, state: dict[str, Any], vmfb: bytes, worker: Any) -> float:
-        """Variant / original runtime on the first test batch, interleaved, with
-        ``RETIME_FACTOR`` times the run's repeats."""
+    def _retime(self, state: dict[str, Any], vmfb: bytes, worker: Any, evaluation: Evaluation) -> float:
+        """Variant / original runtime on the first test batch, interleaved, with ``RETIME_FACTOR``
+        times the run's repeats, or as many as fit in ``RETIME_SECONDS`` at the runtimes the
+        search measured (but at least the run's repeats)."""
         from evoforge.hostlock import MeasurementLock
         from evoforge.mlir.iree_runner import measure_runtime
 
+        round_s = (evaluation.metrics.get("runtime_ms", 0.0) + evaluation.metrics.get("original_runtime_ms", 0.0)) / 1000
+        repeats = RETIME_FACTOR * self.repeats
+        if round_s > 0:
+            repeats = max(self.repeats, min(repeats, int(RETIME_SECONDS / round_s)))
         with MeasurementLock():
-            timing = measure_runtime(vmfb, state["original_vmfb"], state["batches_test"][0], RETIME_FACTOR * self.repeats,
+            timing = measure_runtime(vmfb, state["original_vmfb"], state["batches_test"][0], repeats,
                                      worker=worker, driver=self.runtime_driver, function=self.program.entry,
                                      timeout_s=RETIME_FACTOR * self.run_timeout_s)
         return timing.ratio
