@@ -44,10 +44,11 @@ from evoforge.mlir.edits import EDIT_KINDS
 from evoforge.report import run_summary
 
 TASK = "mobilenet-img32"
+NO_RESIZE = tuple(k for k in EDIT_KINDS if k not in ("resize", "resize_importance"))
 ABLATIONS = {
     "all": EDIT_KINDS,
-    "no resize": tuple(k for k in EDIT_KINDS if k not in ("resize", "resize_importance")),
-    "no type-changing resize": tuple(k for k in EDIT_KINDS if k not in ("resize", "resize_importance")) + ("resize_fill",),
+    "no resize": NO_RESIZE,
+    "no type-changing resize": (*NO_RESIZE, "resize_fill"),
     "centered narrowing only": tuple(k for k in EDIT_KINDS if k != "resize_importance"),
     "no block deletion": tuple(k for k in EDIT_KINDS if k != "delete_block"),
 }

@@ -252,7 +252,8 @@ class Search:
             if missing:
                 return fraction, missing, screened
             last = i + 1 == len(rungs) - 1
-            count = ((self._slots or len(members)) - (len(members) - len(screened))) if last else len(screened)
+            warm = len(members) - len(screened)  # they take full evaluations of the generation's slots
+            count = (self._slots or len(members)) - warm if last else len(screened)
             keep = set(self.fidelity.promoted([o.genome.content_hash for o in screened], results, self.domain.objectives, count))
             members = [o for o in members if o.operator == WARM_START or o.genome.content_hash in keep]
         raise AssertionError("the last rung is full fidelity")
