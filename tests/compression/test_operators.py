@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from evoforge.compression.genome import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, STAGE_SPACES, PipelineGenome, Stage, TrainingSettings
-from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fidelity, pipeline_features, sample_value, step_value
+from evoforge.compression.operators import (
+    SCREENING_MIN_EPOCHS,
+    PipelineOperators,
+    SearchSpace,
+    at_fidelity,
+    pipeline_features,
+    sample_value,
+    step_value,
+)
 from evoforge.errors import ConfigError, UnknownNameError
 
 OPS = PipelineOperators("classification")
@@ -173,15 +181,15 @@ def test_pipeline_features_describe_what_a_model_can_learn_from():
     assert pipeline_features(PipelineGenome((), training)) == {"stages": "none", "training epochs": 0.0}
 
 
-def test_a_screening_trains_a_fraction_of_every_epoch_count():
-    g = PipelineGenome((Stage.make("lowrank", energy=0.9, reg_epochs=5, epochs=3),
+def test_a_screening_trains_a_fraction_of_every_epoch_count_but_keeps_the_first_epochs():
+    g = PipelineGenome((Stage.make("lowrank", energy=0.9, reg_epochs=10, epochs=3),
                         Stage.make("finetune", epochs=1),
-                        Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=2)))
+                        Stage.make("prune", ratio=0.4, importance="l2", steps=1, allocation="uniform", round_to=4, epochs=6),
+                        Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=5)))
     quarter = at_fidelity(g, 0.25)
-    assert [dict(s.params) for s in quarter.stages] == [
-        {"energy": 0.9, "reg_epochs": 1, "epochs": 1},  # 1.25 -> 1 and 0.75 -> 1 (half up)
-        {"epochs": 1},  # finetune trains at least one epoch
-        {"mode": "qat", "per_channel": True, "keep_float_edges": False, "epochs": 1},  # 0.5 rounds up
-    ]
-    assert at_fidelity(g, 0.1).stages[0]["epochs"] == 0 and at_fidelity(g, 0.1).stages[0]["reg_epochs"] == 1
+    assert [s["epochs"] for s in quarter.stages] == [SCREENING_MIN_EPOCHS, 1, SCREENING_MIN_EPOCHS, SCREENING_MIN_EPOCHS]
+    assert quarter.stages[0]["reg_epochs"] == 3  # 10 * 0.25 = 2.5 -> 3
+    assert quarter.stages[1]["epochs"] == 1  # a count below the floor is kept as it is
+    assert [s.kind for s in quarter.stages] == [s.kind for s in g.stages]
+    assert at_fidelity(g, 0.1).stages[0]["reg_epochs"] == SCREENING_MIN_EPOCHS
     assert at_fidelity(g, 1.0) is g

@@ -139,9 +139,10 @@ class CompressDomain(Domain):
     `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`);
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
     what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains for f of
-    its epochs, quality is scored on the first f of the validation split (`screening_examples`)
-    against the baseline's quality on the same examples, latency is timed with fewer repeats, and a runtime that
-    `Runtime.drafts` exports a draft, whose latency and size are ratios to the baseline's draft."""
+    its epochs (`at_fidelity`: never fewer than `SCREENING_MIN_EPOCHS`), quality is scored on the
+    first f of the validation split (`screening_examples`) against the baseline's quality on the
+    same examples, latency is timed with fewer repeats, and a runtime that `Runtime.drafts`
+    exports a draft, whose latency and size are ratios to the baseline's draft."""
 
     name = "compress"
     writes_report = True

@@ -94,14 +94,22 @@ def training_epochs(genome: PipelineGenome) -> float:
     return total
 
 
+SCREENING_MIN_EPOCHS = 2
+"""A screening keeps at least this many of each epoch count (or all of a smaller one). The first
+epochs after a structural change decide most of the recovery: on digits-cnn one epoch after pruning
+scored 6-12 points below what 2-3 epochs reach, so screening dropped the pipelines that later
+dominated the front (BENCHMARKS.md, "Search cost")."""
+
+
 def at_fidelity(genome: PipelineGenome, fraction: float) -> PipelineGenome:
     """``genome`` with every epoch count scaled by ``fraction`` (rounded half up, never below its
-    range's minimum): what a screening evaluation trains (`evoforge.search.fidelity`)."""
+    range's minimum), but never below ``SCREENING_MIN_EPOCHS`` or its own value if smaller: what a
+    screening evaluation trains (`evoforge.search.fidelity`)."""
     if fraction >= 1.0:
         return genome
     stages = []
     for stage in genome.stages:
-        changes = {p.name: max(int(p.low), math.floor(fraction * stage[p.name] + 0.5))
+        changes = {p.name: max(int(p.low), math.floor(fraction * stage[p.name] + 0.5), min(stage[p.name], SCREENING_MIN_EPOCHS))
                    for p in STAGE_SPACES[stage.kind] if p.name in ("epochs", "reg_epochs")}
         stages.append(stage.replace(**changes) if changes else stage)
     return dataclasses.replace(genome, stages=tuple(stages))
