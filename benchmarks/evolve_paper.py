@@ -139,7 +139,7 @@ def compress_comparison(root: Path, template: Path, budget: str, workers: int) -
         metrics = evaluations[best["key"]].metrics
         out.update(latency_ratio=best["latency_ratio"], test_drop_pt=100 * (base - best["test_accuracy"]),
                    ms=metrics.get("latency_batch_ms"), original_ms=metrics.get("baseline_latency_batch_ms"),
-                   description=best.get("description", ""))
+                   description=best.get("pipeline") or best.get("description", ""))
     return out
 
 
