@@ -192,4 +192,5 @@ def test_a_screening_trains_a_fraction_of_every_epoch_count_but_keeps_the_first_
     assert quarter.stages[1]["epochs"] == 1  # a count below the floor is kept as it is
     assert [s.kind for s in quarter.stages] == [s.kind for s in g.stages]
     assert at_fidelity(g, 0.1).stages[0]["reg_epochs"] == SCREENING_MIN_EPOCHS
+    assert [s["epochs"] for s in at_fidelity(g, 0.25, min_epochs=0).stages] == [1, 1, 2, 1]  # plain scaling, half up
     assert at_fidelity(g, 1.0) is g

@@ -101,15 +101,15 @@ epochs after a structural change decide most of the recovery: on digits-cnn a qu
 limit, the floor 3, and it kept the pipeline that dominated the front (BENCHMARKS.md, "Search cost")."""
 
 
-def at_fidelity(genome: PipelineGenome, fraction: float) -> PipelineGenome:
+def at_fidelity(genome: PipelineGenome, fraction: float, min_epochs: int = SCREENING_MIN_EPOCHS) -> PipelineGenome:
     """``genome`` with every epoch count scaled by ``fraction`` (rounded half up, never below its
-    range's minimum), but never below ``SCREENING_MIN_EPOCHS`` or its own value if smaller: what a
+    range's minimum), but never below ``min_epochs`` or its own value if smaller: what a
     screening evaluation trains (`evoforge.search.fidelity`)."""
     if fraction >= 1.0:
         return genome
     stages = []
     for stage in genome.stages:
-        changes = {p.name: max(int(p.low), math.floor(fraction * stage[p.name] + 0.5), min(stage[p.name], SCREENING_MIN_EPOCHS))
+        changes = {p.name: max(int(p.low), math.floor(fraction * stage[p.name] + 0.5), min(stage[p.name], min_epochs))
                    for p in STAGE_SPACES[stage.kind] if p.name in ("epochs", "reg_epochs")}
         stages.append(stage.replace(**changes) if changes else stage)
     return dataclasses.replace(genome, stages=tuple(stages))
