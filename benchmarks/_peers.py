@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from evoforge.compression.domain import hand_recipes
 from evoforge.compression.genome import PipelineGenome, Stage
 from evoforge.compression.operators import SearchSpace
 from evoforge.genome import ParamSpec
@@ -118,28 +119,15 @@ class OptunaTPE(OptunaSampler):
     sampler = "tpe"
 
 
-def _recipes(training: TrainingSettings) -> dict[str, PipelineGenome]:
-    q = {"per_channel": True, "keep_float_edges": False, "epochs": 0}
-    prune = {"importance": "l2", "ratio": 0.5, "steps": 1, "allocation": "uniform", "round_to": 8, "epochs": 0}
-    finetune = Stage.make("finetune", epochs=5)
-    plain = TrainingSettings(**{**training.__dict__, "hoyer_weight": 0.0, "ortho_weight": 0.0})
-    return {
-        "int8 static": PipelineGenome((Stage.make("quantize", mode="static", **q),), training),
-        "int8 dynamic": PipelineGenome((Stage.make("quantize", mode="dynamic", **q),), training),
-        "prune 50% + fine-tune": PipelineGenome((Stage.make("prune", **prune), finetune), training),
-        "low-rank 0.95 + fine-tune": PipelineGenome((Stage.make("lowrank", energy=0.95, reg_epochs=1, epochs=0), finetune), plain),
-        "prune 50% + int8 static": PipelineGenome((Stage.make("prune", **{**prune, "epochs": 5}),
-                                                   Stage.make("quantize", mode="static", **q)), training),
-    }
-
-
 class HandRecipes(Algorithm):
-    """The five fixed pipelines a user would try first, evaluated once each."""
+    """The five fixed pipelines a user would try first (`hand_recipes`, in the run's canonical
+    form, so a petra run with the same seed evaluates the very same genomes), evaluated once each."""
 
     name = "recipes"
 
     def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
-        return [Offspring(g, label) for label, g in _recipes(domain.task.training).items()]  # type: ignore[attr-defined]
+        canonical = domain.operators.canonical  # type: ignore[attr-defined]
+        return [Offspring(canonical(g), label) for label, g in hand_recipes(domain.task.training).items()]  # type: ignore[attr-defined]
 
     def ask(self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int,
             is_new: IsNew) -> list[Offspring]:
@@ -150,7 +138,7 @@ class HandRecipes(Algorithm):
         return merge_unique(population, [ind for _, ind in offspring])
 
 
-RECIPE_NAMES = tuple(_recipes(TrainingSettings()))
+RECIPE_NAMES = tuple(hand_recipes(TrainingSettings()))
 
 for _cls in (OptunaNSGA2, OptunaTPE, HandRecipes):
     if _cls.name not in ALGORITHMS:

@@ -116,7 +116,9 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
 def run_method(task: str, method: str, seed: int, budget: int, workers: int, root: Path) -> Path:
     """One run; the task's first run leaves its baseline folder as a template that later runs
     start from (the baseline is trained with the task's seed, so it is the same in every run: this
-    saves its training and probing, and every method searches the same space)."""
+    saves its training and probing, and every method searches the same space). The task's runs
+    share an evaluation cache, as a user's runs would: a (genome, seed) pair is measured once, so a
+    seed's recipe run and petra's warm starts of that seed (the same genomes) hold the same points."""
     run = root / task / f"{method}-{seed}"
     if finished_run(run):
         return run  # a finished run from an earlier invocation (delete the folder to redo it)
@@ -127,7 +129,8 @@ def run_method(task: str, method: str, seed: int, budget: int, workers: int, roo
     budget = len(RECIPE_NAMES) if method == "recipes" else budget
     options: dict[str, Any] = {"pop_size": 10} if method != "recipes" else {"pop_size": 5}
     algorithm, extra = VARIANTS.get(method, (method, {}))
-    evoforge.compress(task, algorithm=algorithm, budget=budget, seed=seed, workers=workers, run_dir=run, **options, **extra)
+    evoforge.compress(task, algorithm=algorithm, budget=budget, seed=seed, workers=workers, run_dir=run,
+                      eval_cache=str(root / task / "_eval_cache"), **options, **extra)
     if not template.exists():
         shutil.copytree(RunLayout(run).baseline, template)
     return run

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from evoforge.compression.domain import CompressDomain, initial_pipelines
+from evoforge.compression.domain import CompressDomain, hand_recipes, initial_pipelines
 from evoforge.compression.genome import PipelineGenome, Stage
 from evoforge.errors import ConfigError, UnknownNameError
 from evoforge.layout import RunLayout
@@ -86,6 +86,16 @@ def test_initial_population_is_seeded_and_valid(domain):
     assert 2 <= len(warm) < 10 and pop[: len(warm)] == warm  # the warm starts come first, then samples
     assert len({g.content_hash for g in pop}) == 10
     assert all(isinstance(s, Stage) for g in pop for s in g.stages)
+
+
+def test_the_warm_starts_hold_every_hand_recipe_the_space_allows(domain):
+    """A run's evaluations then include each recipe's point: the same genome under the same run
+    seed trains the same model, so the search never ends below a recipe."""
+    warm = {g.content_hash for g in domain.warm_starts()}
+    recipes = [domain.operators.canonical(g) for g in hand_recipes(domain.task.training).values()]
+    allowed = [g for g in recipes if domain.space.allows(g)]
+    assert len(recipes) == 5 and allowed and all(g.content_hash in warm for g in allowed)
+    assert any(s.kind == "finetune" for g in allowed for s in g.stages)  # not only the int8 recipes
 
 
 def test_a_mode_the_runtime_lacks_fails_with_its_modes(domain, tmp_path):

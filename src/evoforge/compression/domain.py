@@ -115,19 +115,30 @@ def default_quality_limit(task: Task) -> tuple[float, bool]:
     return (1.0, False) if percent else (5.0, True)
 
 
-def initial_pipelines(base: PipelineGenome) -> list[PipelineGenome]:
-    """Warm starts: the untouched baseline and a few pipelines known to work on CPU."""
+def hand_recipes(training: Any) -> dict[str, PipelineGenome]:
+    """The five pipelines a user would try first, by name: int8 static, int8 dynamic, 50% L2
+    channel pruning + 5 epochs of fine-tuning, low-rank at energy 0.95 + 5 epochs (without the
+    Hoyer and orthogonality terms), and 50% pruning with 5 epochs then int8 static. ``training``:
+    the task's `TrainingSettings`."""
     q = {"per_channel": True, "keep_float_edges": False, "epochs": 0}
-    prune = {"importance": "l2", "steps": 1, "allocation": "uniform", "round_to": 4, "epochs": 4}
-    stages = [
-        (),
-        (Stage.make("quantize", mode="static", **q),),
-        (Stage.make("prune", ratio=0.5, **prune), Stage.make("quantize", mode="static", **q)),
-        (Stage.make("prune", ratio=0.3, **prune),),
-        (Stage.make("lowrank", energy=0.95, reg_epochs=2, epochs=2),),
-        (Stage.make("quantize", mode="dynamic", **q),),
-    ]
-    return [dataclasses.replace(base, stages=s) for s in stages]
+    prune = {"importance": "l2", "ratio": 0.5, "steps": 1, "allocation": "uniform", "round_to": 8, "epochs": 0}
+    finetune = Stage.make("finetune", epochs=5)
+    plain = dataclasses.replace(training, hoyer_weight=0.0, ortho_weight=0.0)
+    return {
+        "int8 static": PipelineGenome((Stage.make("quantize", mode="static", **q),), training),
+        "int8 dynamic": PipelineGenome((Stage.make("quantize", mode="dynamic", **q),), training),
+        "prune 50% + fine-tune": PipelineGenome((Stage.make("prune", **prune), finetune), training),
+        "low-rank 0.95 + fine-tune": PipelineGenome((Stage.make("lowrank", energy=0.95, reg_epochs=1, epochs=0), finetune), plain),
+        "prune 50% + int8 static": PipelineGenome((Stage.make("prune", **{**prune, "epochs": 5}),
+                                                   Stage.make("quantize", mode="static", **q)), training),
+    }
+
+
+def initial_pipelines(base: PipelineGenome) -> list[PipelineGenome]:
+    """Warm starts: the untouched baseline, the `hand_recipes` (so that a run's evaluations hold
+    every recipe's point: same genome and run seed, same model), and a milder 30% pruning."""
+    mild = Stage.make("prune", importance="l2", ratio=0.3, steps=1, allocation="uniform", round_to=4, epochs=4)
+    return [base, *hand_recipes(base.training).values(), dataclasses.replace(base, stages=(mild,))]
 
 
 @register_domain
