@@ -42,6 +42,19 @@ def test_search_with_faults_finishes_and_counts_failures(tmp_path):
     assert len(front) >= 1 and all(m.evaluation.ok for m in front)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stop_starts_nothing_more_and_the_running_tasks_finish(workers):
+    done = []
+    executor = LocalExecutor(workers, timeout_s=10.0) if workers > 1 else InlineExecutor()
+    with executor as ex:
+        ex.start(domain_spec(FaultDomain(sleep_s=0.2)))
+        for task, result in ex.evaluate(tasks(*["ok"] * 6), stop=lambda: bool(done)):
+            done.append(task.key)
+            assert result.status is Status.OK
+        assert list(ex.evaluate(tasks("ok", "ok"), stop=lambda: True)) == []  # nothing started, nothing to wait for
+    assert len(done) == workers  # the first result stops the queue; a started task is never dropped
+
+
 def test_inline_executor_records_exceptions():
     ex = InlineExecutor()
     ex.start(domain_spec(FaultDomain()))

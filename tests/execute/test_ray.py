@@ -111,6 +111,18 @@ def test_no_retry_when_crash_retries_is_zero(local_ray, tmp_path):
     assert counter.read_text().split() == ["exit:0.25"]
 
 
+def test_stop_starts_nothing_more_and_the_running_tasks_finish(local_ray, tmp_path):
+    counter = tmp_path / "runs.txt"
+    done: list[str] = []
+    with RayExecutor() as ex:
+        ex.start(domain_spec(CountingFaultDomain(str(counter), sleep_s=0.2)))
+        assert list(ex.evaluate(tasks("ok", "ok"), stop=lambda: True)) == [] and not counter.exists()
+        for task, result in ex.evaluate(tasks(*["ok"] * 8), stop=lambda: bool(done)):
+            done.append(task.key)
+            assert result.ok
+    assert 1 <= len(done) < 8 and len(counter.read_text().split()) == len(done)  # every started task was yielded
+
+
 def test_same_front_as_the_local_executor(local_ray, tmp_path):
     import evoforge
     from evoforge.api import open_store, run_settings

@@ -99,3 +99,22 @@ def test_a_petra_run_stored_before_preselection_resumes_without_it():
               "run": {"algorithm": "petra", "pop_size": 6, "budget": 20, "seed": 0}}
     assert stored_spec(config, None).preselect == 1
     assert stored_spec({**config, "algorithm": {"name": "petra", "options": {**old_options, "preselect": 4}}}, None).preselect == 4
+
+
+def test_a_time_budget_stops_a_plain_run_inside_a_generation_and_resume_finishes_it(tmp_path):
+    """On a large model one generation can take most of the budget: the run stops where the time
+    runs out, not at the generation's end, and resuming with more budget loses nothing."""
+    from evoforge.report.text import run_summary
+    from evoforge.testing.domains import FaultDomain
+
+    settings = {"algorithm": "petra", "pop_size": 6, "seed": 3}
+    evoforge.optimize(FaultDomain(["ok"] * 6), budget=30, run_dir=tmp_path / "full", **settings)
+    evoforge.optimize(FaultDomain(["ok"] * 6, sleep_s=0.3), budget="1s", run_dir=tmp_path / "cut", **settings)
+    with open_store(tmp_path / "cut", readonly=True) as store:  # the first generation alone (6 evaluations) takes 1.8 s
+        assert 0 < len(store.evaluations()) < 6 and store.generations() == []
+        assert "time" in store.meta("finished")["reason"] and store.meta("finished")["stopped_in_generation"] == 0
+    assert "generation 0 was stopped part-way" in run_summary(tmp_path / "cut")["headline"]
+    evoforge.resume(tmp_path / "cut", budget=30)
+    with open_store(tmp_path / "cut", readonly=True) as cut, open_store(tmp_path / "full", readonly=True) as full:
+        assert list(cut.evaluations()) == list(full.evaluations())
+        assert "stopped_in_generation" not in cut.meta("finished")

@@ -12,7 +12,7 @@ import abc
 import dataclasses
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,10 @@ class Executor(abc.ABC):
         """Prepare to evaluate genomes of the domain described by ``domain_spec``."""
 
     @abc.abstractmethod
-    def evaluate(self, tasks: Sequence[EvalTask]) -> Iterator[tuple[EvalTask, Evaluation]]:
-        """Run every task; yield (task, evaluation) pairs in completion order."""
+    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
+        """Run the tasks; yield (task, evaluation) pairs in completion order. ``stop`` is asked
+        before each task starts: once it returns True no further task starts, the running ones
+        finish and are yielded, and the rest are not run (a caller asks for them again later)."""
 
     def close(self) -> None:
         """Stop workers and release resources."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from evoforge.errors import ConfigError
@@ -22,8 +22,10 @@ class InlineExecutor(Executor):
         self._domain = domain_from_spec(domain_spec)
         self._domain.setup_worker()
 
-    def evaluate(self, tasks: Sequence[EvalTask]) -> Iterator[tuple[EvalTask, Evaluation]]:
+    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._domain is None:
             raise ConfigError("InlineExecutor.evaluate called before start")
         for task in tasks:
+            if stop is not None and stop():
+                return
             yield task, run_task(self._domain, task, threads=1)

@@ -12,7 +12,7 @@ import multiprocessing.connection
 import os
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from evoforge.errors import ConfigError, EvaluationError
@@ -171,7 +171,7 @@ class LocalExecutor(Executor):
             raise EvaluationError(f"a worker could not set up the domain: {detail}")
         return worker
 
-    def evaluate(self, tasks: Sequence[EvalTask]) -> Iterator[tuple[EvalTask, Evaluation]]:
+    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._spec is None:
             raise ConfigError("LocalExecutor.evaluate called before start")
         queue = collections.deque(tasks)
@@ -180,6 +180,9 @@ class LocalExecutor(Executor):
         busy: list[_Worker] = []
         idle = list(self._pool)
         while queue or busy:
+            if queue and idle and stop is not None and stop():
+                queue.clear()  # start nothing more; the busy workers finish
+                continue
             while queue and idle:
                 worker = idle.pop()
                 worker.task = queue.popleft()

@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from evoforge.errors import ConfigError, EvaluationError
@@ -187,7 +187,7 @@ class RayExecutor(Executor):
         capacity = max(1, min(fits))
         return min(capacity, self.workers) if self.workers else capacity
 
-    def evaluate(self, tasks: Sequence[EvalTask]) -> Iterator[tuple[EvalTask, Evaluation]]:
+    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._remote is None:
             raise ConfigError("RayExecutor.evaluate called before start")
         ray = self._ray
@@ -196,6 +196,9 @@ class RayExecutor(Executor):
         running: dict[Any, _Attempt] = {}
         try:
             while queue or running:
+                if queue and len(running) < capacity and stop is not None and stop():
+                    queue.clear()  # start nothing more; the running tasks finish
+                    continue
                 while queue and len(running) < capacity:
                     task, number = queue.popleft()
                     gen = self._remote.remote(self._spec_json, task, self.threads_per_evaluation)

@@ -62,6 +62,9 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     hv = generations[-1]["hypervolume"] if generations else 0.0
     archive_hv = feasible_hypervolume(evaluations.values(), domain.objectives, run_reference(store_reference, domain.objectives))
     state = f"finished ({finished['reason']})" if finished else "not finished (resume it to continue)"
+    if finished and "stopped_in_generation" in finished:
+        state += (f"; generation {finished['stopped_in_generation']} was stopped part-way "
+                  "(`evoforge resume` with a larger --budget evaluates the rest)")
     headline = (
         f"run {run_dir}: domain {config['domain']['name']}, algorithm {config['algorithm']['name']}, "
         f"{len(generations)} generations, {len(evaluations)} evaluations "

@@ -389,8 +389,9 @@ class Search:
         self, executor: Executor | None = None, *, callback: SearchCallback | None = None, cache: EvaluationCache | None = None
     ) -> Front:
         """Evaluate generation after generation until the termination criteria hold; returns the
-        front. A time budget that runs out between the rungs of a multi-fidelity generation stops
-        the run there (the screenings stay stored; `resume` with more budget continues the rung).
+        front. A time budget that runs out inside a generation stops the run there: no further
+        evaluation starts, the running ones finish and are stored, and `resume` with more budget
+        evaluates the rest of the generation (in a multi-fidelity run, the rest of the rung).
         The executor is started here and closed at the end when it was created here. With a
         ``cache`` (and a domain that has a `Domain.cache_identity`), a candidate evaluated by any
         run before with the same inputs is taken from it, and new OK evaluations go into it."""
@@ -415,14 +416,15 @@ class Search:
                                 todo.append(c)
                             else:
                                 callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
-                    for task, evaluation in executor.evaluate(self.tasks(todo)):
+                    out_of_budget = lambda: self.stop_reason() is not None  # noqa: E731
+                    for task, evaluation in executor.evaluate(self.tasks(todo), stop=out_of_budget):
                         stored = self.tell(task.key, evaluation, task.fidelity)
                         if cache is not None and identity is not None:
                             cache.put(cache_key(identity, task.key, task.seed, _fidelity_record(task.fidelity)), stored, self.layout)
                         callback.on_evaluation(candidates[task.key], stored)
                     candidates = {c.key: c for c in self.ask()}
                     if candidates and self.stop_reason() is not None:
-                        cut = True  # stop before the next rung; a resume with more budget goes on from it
+                        cut = True  # stop inside the generation; a resume with more budget goes on from it
                         break
                 if not cut:
                     callback.on_generation(self.advance())
@@ -430,7 +432,7 @@ class Search:
             if owned:
                 executor.close()
         self.store.put_meta("finished", {"reason": self.stop_reason(), "generations": self.generation + 1,
-                                         "elapsed_s": self.elapsed_s})
+                                         "elapsed_s": self.elapsed_s, **({"stopped_in_generation": self.generation + 1} if cut else {})})
         return self.front()
 
     def front(self) -> Front:
