@@ -27,6 +27,7 @@ from evoforge.workload.task import (  # noqa: E402
     metric_of,
     quality,
     verify_files,
+    with_data_fingerprint,
 )
 from evoforge.workload.training import predict  # noqa: E402
 
@@ -253,6 +254,23 @@ def test_baseline_trains_caches_and_retrains_on_change(
         torch.testing.assert_close(a, b)
     baseline_model(dataclasses.replace(task, baseline_epochs=1), digits, tmp_path)
     assert len(calls) == 1 and calls[0]["epochs"] == 1  # changed task -> retrained
+
+
+def test_baseline_depends_on_the_task_alone_and_is_shared_by_compress_and_evolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits  # type: ignore[no-untyped-def]
+) -> None:
+    task = dataclasses.replace(BUILTIN_TASKS["digits-mlp"], baseline_epochs=1)
+    torch.manual_seed(1)
+    first = baseline_model(task, digits, tmp_path / "a")
+    torch.manual_seed(2)
+    torch.rand(1000)  # whatever drew from torch's generator before must not change the initial weights
+    second = baseline_model(task, digits, tmp_path / "b")
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    calls = []
+    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(k))
+    baseline_model(with_data_fingerprint(task, digits), digits, tmp_path / "a")  # compress records the data's fingerprint
+    assert calls == []  # the cache that a run without the record wrote is reused
 
 
 def test_baseline_from_checkpoint(tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]

@@ -456,21 +456,28 @@ def baseline_model(task: Task, splits: Splits, cache_dir: Path, *, root: Path | 
     A model object is used as given; a factory's model gets its checkpoint, or is trained with
     `evoforge.workload.training.train` (seed ``task.seed``) and cached in
     ``cache_dir/baseline.pt`` under a key of the task's content and data, so a changed task retrains.
+    A factory's initial weights are drawn under ``task.seed`` too, so every command that trains
+    the same task on the same data (compress, evolve) gets the same baseline and can reuse its cache.
     """
-    model = load_model(task, splits, root)
+    with torch.random.fork_rng():
+        torch.manual_seed(task.seed)
+        model = load_model(task, splits, root)
     if not (isinstance(task.model, str) and not task.model.startswith(RUN_PREFIX)):
         return model.to(device).eval()
     if task.checkpoint is not None:
         _load_checkpoint(model, task.checkpoint)
         return model.to(device).eval()
-    key = hashlib.sha256((task.content_hash + splits.fingerprint()).encode()).hexdigest()[:16]
+    # the data's recorded fingerprint (compress records it, evolve does not) is the splits' own
+    unrecorded = dataclasses.replace(task, fingerprints={k: v for k, v in task.fingerprints.items() if k != "data"})
+    key = hashlib.sha256((unrecorded.content_hash + splits.fingerprint()).encode()).hexdigest()[:16]
+    earlier_key = hashlib.sha256((task.content_hash + splits.fingerprint()).encode()).hexdigest()[:16]  # runs stored before
     cache = Path(cache_dir) / "baseline.pt"
     if cache.is_file():
         try:
             saved = torch.load(cache, map_location="cpu", weights_only=True)
         except Exception:
             saved = None
-        if isinstance(saved, dict) and saved.get("key") == key:
+        if isinstance(saved, dict) and saved.get("key") in (key, earlier_key):
             model.load_state_dict(saved["state_dict"])
             return model.to(device).eval()
     from evoforge.workload.training import train
