@@ -60,6 +60,15 @@ def ordered_evaluations(run: Path) -> tuple[list[tuple[str, Any]], list[tuple[in
     return [(k, evaluations[k]) for k in order], times
 
 
+def warm_start_keys(run: Path) -> set[str]:
+    """Keys of the run's evaluations that its algorithm took from `Domain.warm_starts`."""
+    from evoforge.search.algorithms.base import WARM_START
+
+    with open_store(run, readonly=True) as store:
+        first = store.batch(0) or {"offspring": []}
+    return {o["key"] for o in first["offspring"] if o["operator"] == WARM_START}
+
+
 def test_view(domain: CompressDomain, evaluations: list[tuple[str, Any]]) -> list[Any]:
     """The evaluations with their quality objective and constraint recomputed on the test split."""
     from evoforge.workload.metrics import quality_drop_of
@@ -95,7 +104,9 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
         workers = max(1, int(((store.config() or {}).get("run") or {}).get("workers") or 1))
     cpu_curve = [(elapsed * workers, curve[n - 1]) for n, elapsed in times if 0 < n <= len(curve)]
     feasible = [e.objectives for _, e in evaluations if e.ok and all(v <= 0 for v in e.constraints.values())]
-    out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}, "feasible": feasible,
+    warm = warm_start_keys(run)
+    searched = [e.objectives for k, e in evaluations if k not in warm and e.ok and all(v <= 0 for v in e.constraints.values())]
+    out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}, "feasible": feasible, "searched": searched,
                            "directions": {o.name: o.direction for o in domain.objectives}}
     for budget in budgets:
         val = [e for _, e in evaluations[:budget]]
@@ -202,7 +213,8 @@ def _weakly_dominates(a: dict[str, float], b: dict[str, float], directions: dict
 
 def coverage(methods: dict[str, list[dict[str, Any]]]) -> None:
     """Per run of each method, how many feasible hand-recipe points (of the same seed's recipe
-    run) some feasible evaluation of the run weakly dominates (validation objectives)."""
+    run) some feasible evaluation of the run weakly dominates (validation objectives), and how many
+    an evaluation that is not a warm start does (petra's warm starts hold the recipes)."""
     recipes = methods.get("recipes", [])
     if not recipes:
         return
@@ -212,7 +224,9 @@ def coverage(methods: dict[str, list[dict[str, Any]]]) -> None:
         counts = []
         for run, recipe in zip(runs, recipes):
             points = recipe["feasible"]
-            counts.append(f"{sum(any(_weakly_dominates(p, q, run['directions']) for p in run['feasible']) for q in points)}/{len(points)}")
+            covered = [sum(any(_weakly_dominates(p, q, run["directions"]) for p in run[kind]) for q in points)
+                       for kind in ("feasible", "searched")]
+            counts.append(f"{covered[0]}/{len(points)}" + (f" ({covered[1]} by a searched member)" if covered[1] != covered[0] else ""))
         print(f"- {method}: feasible recipe points covered per seed: {', '.join(counts)}")
 
 
