@@ -45,28 +45,23 @@ VARIANTS = {"petra-blind": ("petra", {"preselect": 1})}
 model-based pre-selection (plain mutation, the paper's algorithm)."""
 
 
-def ordered_evaluations(run: Path) -> tuple[list[tuple[str, Any]], list[tuple[int, float]]]:
+def ordered_evaluations(run: Path) -> tuple[list[tuple[str, Any]], list[tuple[int, float]], set[str]]:
     """(key, evaluation) in the order the engine asked for them (generation, then batch position),
-    and (evaluations, elapsed seconds) after each generation."""
+    (evaluations, elapsed seconds) after each generation, and the keys the algorithm took from
+    `Domain.warm_starts`."""
+    from evoforge.search.algorithms.base import WARM_START
+
     with open_store(run, readonly=True) as store:
         evaluations = store.evaluations()
-        order = []
+        order, warm = [], set()
         for gen in range(len(store.generations()) + 1):
             batch = store.batch(gen)
             if batch is None:
                 break
             order.extend(o["key"] for o in batch["offspring"] if o["key"] in evaluations and o["key"] not in order)
+            warm.update(o["key"] for o in batch["offspring"] if o["operator"] == WARM_START)
         times = [(r["evaluations"], r["elapsed_s"]) for r in store.generations()]
-    return [(k, evaluations[k]) for k in order], times
-
-
-def warm_start_keys(run: Path) -> set[str]:
-    """Keys of the run's evaluations that its algorithm took from `Domain.warm_starts`."""
-    from evoforge.search.algorithms.base import WARM_START
-
-    with open_store(run, readonly=True) as store:
-        first = store.batch(0) or {"offspring": []}
-    return {o["key"] for o in first["offspring"] if o["operator"] == WARM_START}
+    return [(k, evaluations[k]) for k in order], times, warm
 
 
 def test_view(domain: CompressDomain, evaluations: list[tuple[str, Any]]) -> list[Any]:
@@ -95,7 +90,7 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
     with open_store(run, readonly=True) as store:
         domain = domain_from_spec((store.config() or {})["domain"], layout)
     assert isinstance(domain, CompressDomain)
-    evaluations, times = ordered_evaluations(run)
+    evaluations, times, warm = ordered_evaluations(run)
     tested = test_view(domain, evaluations)
     ref = reference_point(domain.objectives)
     limit = domain.max_quality_drop
@@ -104,7 +99,6 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
         workers = max(1, int(((store.config() or {}).get("run") or {}).get("workers") or 1))
     cpu_curve = [(elapsed * workers, curve[n - 1]) for n, elapsed in times if 0 < n <= len(curve)]
     feasible = [e.objectives for _, e in evaluations if e.ok and all(v <= 0 for v in e.constraints.values())]
-    warm = warm_start_keys(run)
     searched = [e.objectives for k, e in evaluations if k not in warm and e.ok and all(v <= 0 for v in e.constraints.values())]
     out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}, "feasible": feasible, "searched": searched,
                            "directions": {o.name: o.direction for o in domain.objectives}}

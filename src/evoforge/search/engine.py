@@ -402,7 +402,8 @@ class Search:
         callback = callback or SearchCallback()
         identity = self.domain.cache_identity() if cache is not None else None
         executor.start(domain_spec(self.domain, self.layout))
-        cut = False  # the budget ran out between two rungs of a generation
+        cut = False  # the budget ran out inside a generation
+        out_of_budget = lambda: self.stop_reason() is not None  # noqa: E731 - asked before each evaluation starts
         try:
             while not cut and (self._batch is not None or self.stop_reason() is None):
                 candidates = {c.key: c for c in self.ask()}
@@ -416,7 +417,6 @@ class Search:
                                 todo.append(c)
                             else:
                                 callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
-                    out_of_budget = lambda: self.stop_reason() is not None  # noqa: E731
                     for task, evaluation in executor.evaluate(self.tasks(todo), stop=out_of_budget):
                         stored = self.tell(task.key, evaluation, task.fidelity)
                         if cache is not None and identity is not None:
