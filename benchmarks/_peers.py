@@ -57,7 +57,7 @@ def genome_from_trial(trial: Any, space: SearchSpace, task_type: str) -> Pipelin
 
 class OptunaSampler(Algorithm):
     """Optuna's study asks, evoforge evaluates, Optuna is told: ``offspring_size`` trials at a
-    time (as many as workers run at once), the quality constraint through ``constraints_func``."""
+    time (as many as workers run at once), the quality constraint through ``Trial.set_constraint``."""
 
     sampler = "nsga2"
 
@@ -70,11 +70,10 @@ class OptunaSampler(Algorithm):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        constraints = lambda trial: [trial.user_attrs.get("violation", 0.0)]  # noqa: E731
         if self.sampler == "nsga2":
-            sampler = optuna.samplers.NSGAIISampler(population_size=self.pop_size, seed=seed, constraints_func=constraints)
+            sampler = optuna.samplers.NSGAIISampler(population_size=self.pop_size, seed=seed)
         else:
-            sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True)
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
         return optuna.create_study(directions=[o.direction for o in objectives], sampler=sampler)
 
     def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
@@ -99,7 +98,7 @@ class OptunaSampler(Algorithm):
         for made, ind in offspring:
             for trial in self._pending.pop(made.genome.content_hash, []):
                 if ind.evaluation.ok:
-                    trial.set_user_attr("violation", violation(ind.evaluation.constraints))
+                    trial.set_constraint("quality", violation(ind.evaluation.constraints))
                     self._study.tell(trial, [ind.evaluation.objectives[o.name] for o in objectives])
                 else:
                     self._study.tell(trial, state=__import__("optuna").trial.TrialState.FAIL)
