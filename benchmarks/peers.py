@@ -220,7 +220,8 @@ def coverage(methods: dict[str, list[dict[str, Any]]]) -> None:
             points = recipe["feasible"]
             covered = [sum(any(_weakly_dominates(p, q, run["directions"]) for p in run[kind]) for q in points)
                        for kind in ("feasible", "searched")]
-            counts.append(f"{covered[0]}/{len(points)}" + (f" ({covered[1]} by a searched member)" if covered[1] != covered[0] else ""))
+            has_warm_starts = len(run["searched"]) < len(run["feasible"])  # else every member is searched
+            counts.append(f"{covered[0]}/{len(points)}" + (f" ({covered[1]} by a searched member)" if has_warm_starts else ""))
         print(f"- {method}: feasible recipe points covered per seed: {', '.join(counts)}")
 
 
