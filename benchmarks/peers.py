@@ -101,7 +101,7 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
     feasible = [e.objectives for _, e in evaluations if e.ok and all(v <= 0 for v in e.constraints.values())]
     searched = [e.objectives for k, e in evaluations if k not in warm and e.ok and all(v <= 0 for v in e.constraints.values())]
     out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}, "feasible": feasible, "searched": searched,
-                           "directions": {o.name: o.direction for o in domain.objectives}}
+                           "warm_starts": len(warm), "directions": {o.name: o.direction for o in domain.objectives}}
     for budget in budgets:
         val = [e for _, e in evaluations[:budget]]
         test = tested[:budget]
@@ -220,8 +220,7 @@ def coverage(methods: dict[str, list[dict[str, Any]]]) -> None:
             points = recipe["feasible"]
             covered = [sum(any(_weakly_dominates(p, q, run["directions"]) for p in run[kind]) for q in points)
                        for kind in ("feasible", "searched")]
-            has_warm_starts = len(run["searched"]) < len(run["feasible"])  # else every member is searched
-            counts.append(f"{covered[0]}/{len(points)}" + (f" ({covered[1]} by a searched member)" if has_warm_starts else ""))
+            counts.append(f"{covered[0]}/{len(points)}" + (f" ({covered[1]} by a searched member)" if run["warm_starts"] else ""))
         print(f"- {method}: feasible recipe points covered per seed: {', '.join(counts)}")
 
 
