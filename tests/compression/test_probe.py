@@ -48,13 +48,28 @@ def test_refused_stages_leave_the_space_with_their_reason(monkeypatch):
     assert space.quant_modes == ("dynamic",) and "prune" in space.kinds and len(space.importances) == 7
 
 
-def test_epoch_time_scales_with_the_train_split():
+def test_epoch_time_scales_with_the_train_split(monkeypatch):
+    import time
+
+    import evoforge.workload.training as training
+
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, 256), nn.ReLU(), nn.Linear(256, 4))
     task = Task("m", model, _data(), batch_size=16)
     small = splits_from_mapping(_data(200), task_type="classification", seed=0, what="data")
     large = splits_from_mapping(_data(4000), task_type="classification", seed=0, what="data")
-    a, b = seconds_per_epoch(model, small, task), seconds_per_epoch(model, large, task)
-    assert 0 < a < b and 5 < b / a < 60  # about 20x the examples
+    real = seconds_per_epoch(model, small, task), seconds_per_epoch(model, large, task)
+    assert 0 < real[0] < real[1]  # about 20x apart: timing noise cannot flip them
+
+    clock = [0.0]  # a machine where a training example costs 1 ms and an inference one a third of that
+
+    def timed_train(model, splits, *args, **kwargs):  # type: ignore[no-untyped-def]
+        clock[0] += 1e-3 * (len(splits.train) + len(splits.val) / 3)
+
+    monkeypatch.setattr(training, "train", timed_train)
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    for splits in (small, large):
+        expected = 1e-3 * (len(splits.train) + len(splits.val) / 3)
+        assert seconds_per_epoch(model, splits, task) == pytest.approx(expected)
 
 
 def test_a_timeout_caps_each_pipelines_training(tmp_path, monkeypatch):
