@@ -162,6 +162,22 @@ def test_training_settings_of_a_pipeline_that_never_trains_stay_the_base():
     assert ops.canonical(ops.loss(taylor, rng)).training.loss != base.loss
 
 
+def test_sampled_pipelines_fine_tune_below_the_training_rate():
+    from evoforge.compression.operators import fine_tuning_rate, uses_training_settings
+
+    base = TrainingSettings(lr=3e-3, loss="label_smoothing")
+    ops = PipelineOperators("classification", SearchSpace(), base)
+    rng = np.random.default_rng(0)
+    genomes = [ops.sample(rng, base=base) for _ in range(300)]
+    trained = [g for g in genomes if uses_training_settings(g)]
+    rates = np.array([g.training.lr for g in trained])
+    assert len(trained) > 100 and rates.min() >= 3e-4 and rates.max() <= 3e-3
+    assert np.mean(rates < 3e-3 / np.sqrt(10)) == pytest.approx(0.5, abs=0.1)  # log-uniform: half below the middle
+    assert all(dataclasses.replace(g.training, lr=base.lr) == base for g in trained)  # only the rate is drawn
+    assert all(g.training == base for g in genomes if not uses_training_settings(g))  # canonical where it cannot matter
+    assert 1e-4 <= fine_tuning_rate(5e-4, rng) <= 5e-4 and fine_tuning_rate(0.05, rng) <= 1e-2  # inside the range
+
+
 def test_pipeline_features_describe_what_a_model_can_learn_from():
     training = TrainingSettings(lr=1e-3, weight_decay=1e-4)
     g = PipelineGenome((Stage.make("prune", importance="l2", ratio=0.5, steps=1, allocation="global", round_to=8, epochs=3),

@@ -47,6 +47,14 @@ def sample_value(spec: ParamSpec, rng: np.random.Generator) -> Any:
     return spec.choices[int(rng.integers(len(spec.choices)))]
 
 
+def fine_tuning_rate(training_lr: float, rng: np.random.Generator) -> float:
+    """A log-uniform draw between ``training_lr / 10`` and ``training_lr``, clipped to the lr's
+    searchable range."""
+    spec = next(s for s in TRAINING_SPACE if s.name == "lr")
+    low, high = max(training_lr / 10, spec.low), min(max(training_lr, spec.low), spec.high)
+    return float(f"{math.exp(rng.uniform(math.log(low), math.log(high))):.4g}")
+
+
 def step_value(spec: ParamSpec, value: Any, rng: np.random.Generator) -> Any:
     """A local move: gaussian step for continuous values (in log space for ``log``), a
     neighbour for ordinal ones, a different choice for categorical ones and bools."""
@@ -338,8 +346,11 @@ class PipelineOperators:
 
     # --------------------------------------------------------------- sampling
     def sample(self, rng: np.random.Generator, *, base: TrainingSettings) -> PipelineGenome:
-        """A random pipeline of 1-3 stages with the baseline's training settings."""
+        """A random pipeline of 1-3 stages with the baseline's training settings, except the
+        learning rate: log-uniform between a tenth of the baseline's and the baseline's (inside
+        the searchable range), since fine-tuning a compressed model often wants a smaller step
+        than training it did. (The stages are drawn first, so they do not depend on that draw.)"""
         g = PipelineGenome(training=base)
         for _ in range(int(rng.integers(1, 4))):
             g = self.insert(g, rng)
-        return self.canonical(g)
+        return self.canonical(self._training(g, lr=fine_tuning_rate(base.lr, rng)))
