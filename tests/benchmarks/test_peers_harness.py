@@ -22,22 +22,22 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 OBJECTIVES = (Objective("quality_drop"), Objective("latency_ratio"))
 
 
-@pytest.fixture(scope="module")
-def harness() -> ModuleType:
+def _benchmark_module(name: str) -> ModuleType:
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        return importlib.import_module("_peers")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def harness() -> ModuleType:
+    return _benchmark_module("_peers")
 
 
 @pytest.fixture(scope="module")
 def peers() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module("peers")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return _benchmark_module("peers")
 
 
 def test_optuna_trials_draw_only_what_the_space_allows(harness):
