@@ -52,7 +52,7 @@ def fine_tuning_rate(training_lr: float, rng: np.random.Generator) -> float:
     searchable range."""
     spec = next(s for s in TRAINING_SPACE if s.name == "lr")
     low, high = max(training_lr / 10, spec.low), min(max(training_lr, spec.low), spec.high)
-    return float(f"{math.exp(rng.uniform(math.log(low), math.log(high))):.4g}")
+    return float(sample_value(dataclasses.replace(spec, low=low, high=high), rng))
 
 
 def step_value(spec: ParamSpec, value: Any, rng: np.random.Generator) -> Any:
@@ -346,10 +346,9 @@ class PipelineOperators:
 
     # --------------------------------------------------------------- sampling
     def sample(self, rng: np.random.Generator, *, base: TrainingSettings) -> PipelineGenome:
-        """A random pipeline of 1-3 stages with the baseline's training settings, except the
-        learning rate: log-uniform between a tenth of the baseline's and the baseline's (inside
-        the searchable range), since fine-tuning a compressed model often wants a smaller step
-        than training it did. (The stages are drawn first, so they do not depend on that draw.)"""
+        """A random pipeline of 1-3 stages with the baseline's training settings except the
+        learning rate, a `fine_tuning_rate` (fine-tuning a compressed model often wants a smaller
+        step than training it did). The stages are drawn first."""
         g = PipelineGenome(training=base)
         for _ in range(int(rng.integers(1, 4))):
             g = self.insert(g, rng)
