@@ -10,7 +10,9 @@ Reported per task, method and budget: the median and spread over seeds of the hy
 feasible evaluations, on validation and on the test split, against the task's fixed reference;
 the best size and latency reduction at <= the task's quality limit on test; wall time; and a
 Mann-Whitney rank test of each method against the default. Plots of hypervolume against
-evaluations go to --plots.
+evaluations go to --plots. Every run of a task must have searched from the same trained baseline
+(its weights' hash and quality head the task's table and go into the JSON under "baseline"); a
+root that mixes baselines is refused rather than summarized.
 
     python benchmarks/peers.py --quick                 # minutes: digits-cnn, 30 and 60 evaluations, 2 seeds
     python benchmarks/peers.py                         # digits-cnn and series-regression, 30/60/200, 5 seeds
@@ -101,7 +103,8 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
     feasible = [e.objectives for _, e in evaluations if e.ok and all(v <= 0 for v in e.constraints.values())]
     searched = [e.objectives for k, e in evaluations if k not in warm and e.ok and all(v <= 0 for v in e.constraints.values())]
     out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}, "feasible": feasible, "searched": searched,
-                           "warm_starts": len(warm), "directions": {o.name: o.direction for o in domain.objectives}}
+                           "warm_starts": len(warm), "directions": {o.name: o.direction for o in domain.objectives},
+                           "baseline": baseline_provenance(layout)}
     for budget in budgets:
         val = [e for _, e in evaluations[:budget]]
         test = tested[:budget]
@@ -116,6 +119,27 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
             "wall_s": wall,
         }
     return out
+
+
+def baseline_provenance(layout: RunLayout) -> dict[str, Any]:
+    """Which trained baseline a run searched from: the first 12 hex digits of its weights' SHA-256
+    and its validation and test quality. Runs compare only when these match."""
+    import hashlib
+
+    weights = layout.baseline / "baseline.pt"
+    numbers = json.loads((layout.baseline / "baseline.json").read_text())
+    return {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:12],
+            "validation": numbers.get("validation"), "test": numbers.get("test")}
+
+
+def shared_baseline(methods: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The baseline every run of a task searched from; raises when the runs mix baselines, since
+    their hypervolumes then measure different models."""
+    seen = {r["baseline"]["weights_sha256"]: r["baseline"] for runs in methods.values() for r in runs}
+    if len(seen) > 1:
+        raise SystemExit(f"the runs searched from {len(seen)} different baselines ({', '.join(sorted(seen))}); "
+                         "compare runs of one baseline (copy its _baseline folder into a new root)")
+    return next(iter(seen.values()), {})
 
 
 def run_method(task: str, method: str, seed: int, budget: int, workers: int, root: Path) -> Path:
@@ -152,7 +176,10 @@ def rank_test(a: list[float], b: list[float]) -> float:
 def report(results: dict[str, dict[str, list[dict[str, Any]]]], budgets: list[int], plots: Path | None) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for task, methods in results.items():
-        print(f"\n## {task}\n")
+        baseline = shared_baseline(methods)
+        print(f"\n## {task}\n\nbaseline {baseline.get('weights_sha256')}: validation {baseline.get('validation')}, "
+              f"test {baseline.get('test')}\n")
+        table.setdefault(task, {})["baseline"] = baseline
         print("| method | budget | HV val median [min, max] | HV test median [min, max] | size -% at limit (test) | "
               "latency -% at limit (test) | wall min | vs " + DEFAULT + " p |")
         print("|---|---|---|---|---|---|---|---|")

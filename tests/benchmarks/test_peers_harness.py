@@ -79,3 +79,25 @@ def test_rank_test_separates_what_the_seeds_separate(peers):
     assert peers.rank_test([1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0]) == pytest.approx(0.0079, abs=1e-4)
     assert peers.rank_test([1.0, 3.0, 5.0], [2.0, 4.0, 6.0]) > 0.5
     assert peers.rank_test([1.0], [2.0, 3.0]) == 1.0  # one seed tells nothing
+
+
+def _baseline_run(tmp_path: Path, name: str, weights: bytes) -> Path:
+    from evoforge.layout import RunLayout
+
+    folder = RunLayout(tmp_path / name).baseline
+    folder.mkdir(parents=True)
+    (folder / "baseline.pt").write_bytes(weights)
+    (folder / "baseline.json").write_text('{"validation": {"rmse": 0.13}, "test": {"rmse": 0.12}}')
+    return tmp_path / name
+
+
+def test_runs_of_different_baselines_are_not_compared(peers, tmp_path):
+    from evoforge.layout import RunLayout
+
+    first, same, other = (peers.baseline_provenance(RunLayout(_baseline_run(tmp_path, n, w)))
+                          for n, w in (("a", b"w1"), ("b", b"w1"), ("c", b"w2")))
+    assert first == same and first["validation"] == {"rmse": 0.13} and first["test"] == {"rmse": 0.12}
+    assert first["weights_sha256"] != other["weights_sha256"]
+    assert peers.shared_baseline({"petra": [{"baseline": first}], "random": [{"baseline": same}]}) == first
+    with pytest.raises(SystemExit, match="2 different baselines"):
+        peers.shared_baseline({"petra": [{"baseline": first}], "random": [{"baseline": other}]})
