@@ -156,8 +156,9 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     )
     run_dir = tmp_path / "run"
     out = run("evolve", program, "--budget", "8", "--pop-size", "4", "--workers", "1", "--run", run_dir, "--quiet",
-              "--log-json", tmp_path / "events.jsonl")
+              "--log-json", tmp_path / "events.jsonl", "--no-flag-tuning")
     assert "domain evolve" in out.stdout and "runtime_ratio" in out.stdout
+    assert not (run_dir / "program" / "flag_tuning.json").exists()
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) >= 8
     summary = json.loads(run("show", run_dir, "--format", "json").stdout)
     member = summary["front"][0]

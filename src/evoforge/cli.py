@@ -155,6 +155,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-compare", dest="compare_runtimes", action="store_false",
                    help="skip timing the source model in torch eager, torch.compile, ONNX Runtime and IREE -O3")
     p.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag (repeatable)")
+    p.add_argument("--no-flag-tuning", dest="tune_flags", action="store_false",
+                   help="compile with IREE's defaults (and --iree-flag) only; by default llvm-cpu runs first time the "
+                   "original under candidate flag sets (im2col for convolutions) and keep the fastest")
     p.add_argument("--batch-size", type=int, default=32, help="batch size built-in programs are compiled for")
     p.add_argument("--compile-cache-mb", type=float, default=1024.0,
                    help="bound of the run's cache of compiled programs (identical texts compile once; 0: off)")
@@ -180,7 +183,8 @@ def _evolve(args: argparse.Namespace) -> int:
     spec = RunSpec.build(EvolveDomain.run_defaults, **_settings(args))
     kwargs: dict[str, Any] = {
         "data": args.data, "example_input": example, "level": args.level, "run_dir": run_dir, "target": args.target,
-        "extra_flags": args.iree_flag, "batch_size": args.batch_size, "max_error_increase": args.max_error_increase,
+        "extra_flags": args.iree_flag, "tune_flags": args.tune_flags, "batch_size": args.batch_size,
+        "max_error_increase": args.max_error_increase,
         "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
     }
     if args.objectives:

@@ -190,9 +190,16 @@ def test_chosen_edit_kinds_are_the_only_ones_drawn(tmp_path, linalg_mlp_text):
 
 @pytest.mark.slow
 def test_builtin_prediction_and_training_programs(tmp_path):
+    from evoforge.mlir.flag_tuning import load_tuning
+
     front = evoforge.evolve("digits-mobilenet", budget=6, pop_size=3, workers=0, run_dir=tmp_path / "p", compare_runtimes=False)
     assert any(m.genome.edits == () and m.objectives["error"] < 0.1 for m in front) or len(front) >= 1
     front = evoforge.evolve("digits-2fcnet-train", budget=4, pop_size=2, workers=0, run_dir=tmp_path / "t")
+    for run, timed in (("p", {"default", "im2col"}), ("t", set())):  # a convolutional program is tuned, an MLP is not
+        tuning = load_tuning(RunLayout(tmp_path / run).program)
+        with open_store(tmp_path / run, readonly=True) as store:
+            assert tuning is not None and set(tuning.ms) == timed
+            assert store.config()["domain"]["config"]["extra_flags"] == list(tuning.flags)  # a resume compiles the same
     with open_store(tmp_path / "t", readonly=True) as store:
         original = store.evaluations()[EditListGenome().content_hash]
     assert original.ok and original.metrics["accuracy"] > 0.5

@@ -24,26 +24,37 @@ BUILTIN_PROGRAMS = ("digits-mobilenet", "mobilenet-img32", "digits-2fcnet-train"
 
 def prepare_program(
     program: Any, layout: RunLayout, *, level: str | None = None, data: str | None = None,
-    example_input: Any = None, batch_size: int = 32, compare_on: tuple[str, Sequence[str], str] | None = None,
-) -> None:
+    example_input: Any = None, batch_size: int = 32, target: str = "llvm-cpu", extra_flags: Sequence[str] = (),
+    driver: str | None = None, tune_flags: bool = False, compare_runtimes: bool = False,
+) -> list[str]:
     """Write the run's ``program/`` folder from a built-in task name, an ``.mlir`` / ``.onnx``
-    path, ``"RUN:ID"`` (a member of another run), or a torch module plus example input.
+    path, ``"RUN:ID"`` (a member of another run), or a torch module plus example input, and
+    return the flags the run compiles with: ``extra_flags``, plus with ``tune_flags`` the set
+    `evoforge.mlir.flag_tuning` found fastest for this program (tuned once, then read back).
     ``level`` None keeps an MLIR file's own level and exports everything else at ``"torch"``.
     ``batch_size`` is what built-in programs, run members and ONNX files with a dynamic batch
-    are compiled for. With ``compare_on`` (the run's IREE target, flags and driver), a predict program
-    exported from a PyTorch model also gets that model timed in torch eager, torch.compile, ONNX
-    Runtime and IREE -O3 against the original program (`evoforge.mlir.comparisons`)."""
+    are compiled for. With ``compare_runtimes``, a predict program exported from a PyTorch model
+    also gets that model timed in torch eager, torch.compile, ONNX Runtime and IREE -O3 against
+    the original program compiled with the returned flags (`evoforge.mlir.comparisons`)."""
     from evoforge.mlir import sources
+    from evoforge.mlir.iree_runner import default_driver
 
-    if sources.is_prepared(layout.program):
-        return
-    reference = _write_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size)
-    if compare_on is not None and reference is not None:
+    reference = None
+    if not sources.is_prepared(layout.program):
+        reference = _write_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size)
+    driver = driver or default_driver(target)
+    flags = list(extra_flags)
+    if tune_flags:
+        from evoforge.mlir.flag_tuning import tune_flags as tune
+        from evoforge.mlir.sources import read_prepared
+
+        flags += tune(read_prepared(layout.program), layout.program, target=target, extra_flags=extra_flags, driver=driver).flags
+    if compare_runtimes and reference is not None:
         from evoforge.mlir.comparisons import record_comparisons
 
-        target, flags, driver = compare_on
         record_comparisons(reference.model, reference.example, reference.program, layout.program, target=target,
                            extra_flags=flags, driver=driver)
+    return flags
 
 
 def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: str | None, example_input: Any,
@@ -82,6 +93,7 @@ def evolve(
     edit_kinds: Sequence[str] = EDIT_KINDS,
     target: str = "llvm-cpu",
     extra_flags: Sequence[str] = (),
+    tune_flags: bool = True,
     batch_size: int = 32,
     compare_runtimes: bool = True,
     compile_cache_mb: float = 1024.0,
@@ -101,6 +113,9 @@ def evolve(
     the model in torch eager, torch.compile, ONNX Runtime and IREE -O3 first, so that every
     variant also carries its time against each (``vs_*`` metrics). Identical program texts
     compile once: ``compile_cache_mb`` bounds the run's cache of compiled programs (0: off).
+    ``tune_flags`` (llvm-cpu) first times the original under the candidate flag sets of
+    `evoforge.mlir.flag_tuning` and compiles the run with the fastest that keeps its outputs;
+    ``extra_flags`` always apply.
     """
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
@@ -112,14 +127,15 @@ def evolve(
     if layout.holds_run():
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")
     fresh = not layout.program.exists()
-    domain = EvolveDomain(objectives=list(objectives), max_error_increase=max_error_increase,
-                          target=target, extra_flags=list(extra_flags), edit_kinds=list(edit_kinds),
-                          compile_cache_mb=compile_cache_mb)
+    options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
+                               "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb}
+    driver = EvolveDomain(extra_flags=list(extra_flags), **options).runtime_driver  # bad options fail before any export
     try:
-        prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,
-                        compare_on=(target, list(extra_flags), domain.runtime_driver) if compare_runtimes else None)
+        flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,
+                                target=target, extra_flags=extra_flags, driver=driver, tune_flags=tune_flags,
+                                compare_runtimes=compare_runtimes)
     except BaseException:
         if fresh:  # nothing half-written stays behind
             shutil.rmtree(layout.program, ignore_errors=True)
         raise
-    return optimize(domain, run_dir=layout.root, spec=spec, callback=callback)
+    return optimize(EvolveDomain(extra_flags=flags, **options), run_dir=layout.root, spec=spec, callback=callback)

@@ -126,24 +126,16 @@ class EvolveDomain(Domain):
     # ------------------------------------------------------------------ program and meta
     @property
     def meta(self) -> dict[str, Any]:
-        path = self.require_layout().program / "program.json"
-        if not path.exists():
-            raise ConfigError(f"no prepared program in {path.parent}; start the run with evoforge evolve")
-        return dict(json.loads(path.read_text()))
+        from evoforge.mlir.sources import read_meta
+
+        return read_meta(self.require_layout().program)
 
     @property
     def program(self) -> Any:
         if self._program is None:
-            from evoforge.mlir.program import Program, TensorSpec
+            from evoforge.mlir.sources import read_prepared
 
-            meta = self.meta
-            self._program = Program(
-                text=(self.require_layout().program / "original.mlir").read_text(),
-                entry=meta["entry"],
-                level=meta["level"],
-                inputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["inputs"]),
-                outputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["outputs"]),
-            )
+            self._program = read_prepared(self.require_layout().program)
         return self._program
 
     # ------------------------------------------------------------------ variation
@@ -242,6 +234,8 @@ class EvolveDomain(Domain):
         if compiles:
             notes.append(f"compile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
                          f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
+        if self.layout is not None:
+            notes += self._tuning_notes()
         record = load_comparisons(self.require_layout().program) if self.layout is not None else None
         if not record:
             return notes
@@ -251,6 +245,19 @@ class EvolveDomain(Domain):
         failed = "; ".join(f"{labels[k]} failed: {v}" for k, v in record.get("errors", {}).items())
         return [*notes, f"original program at batch {record['batch']}, 1 thread: IREE (this run's flags) {ms['iree']:.3g} ms; "
                 f"{times} (vs_* columns: a variant's time over each)" + (f"; {failed}" if failed else "")]
+
+    def _tuning_notes(self) -> list[str]:
+        from evoforge.mlir.flag_tuning import DEFAULT_SET, load_tuning
+
+        tuning = load_tuning(self.require_layout().program)
+        if tuning is None or not tuning.ms:
+            return []
+        times = ", ".join(f"{name} {ms:.3g} ms" for name, ms in tuning.ms.items())
+        rejected = "".join(f"; {name} rejected: {why}" for name, why in tuning.rejected.items())
+        if tuning.chosen == DEFAULT_SET:
+            return [f"compile flags: IREE's defaults kept (original program per call: {times}){rejected}"]
+        return [f"compile flags: {tuning.chosen} ({' '.join(tuning.flags)}) chosen, {tuning.speedup:.2f}x faster than "
+                f"IREE's defaults on the original program ({times}){rejected}"]
 
     @property
     def runtime_driver(self) -> str:

@@ -198,22 +198,28 @@ def run_batches(vmfb: bytes, driver: str, function: str, batches: Sequence[Seque
     return [_to_host(f(*inputs)) for inputs in batches]
 
 
+def time_round_robin(vmfbs: Sequence[bytes], driver: str, function: str, inputs: Sequence[np.ndarray],
+                     repeats: int) -> list[list[float]]:
+    """(In a worker.) After one warm-up call each, ``repeats`` rounds of one timed call per
+    module, rotating which goes first every round; returns each module's list of seconds."""
+    fns = [_load(v, driver, function) for v in vmfbs]
+    for fn in fns:
+        _to_host(fn(*inputs))
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        for i in [(r + k) % len(fns) for k in range(len(fns))]:
+            t0 = time.perf_counter()
+            _to_host(fns[i](*inputs))
+            times[i].append(time.perf_counter() - t0)
+    return times
+
+
 def time_interleaved(
     vmfb: bytes, base_vmfb: bytes, driver: str, function: str, inputs: Sequence[np.ndarray], repeats: int
 ) -> tuple[list[float], list[float]]:
-    """(In a worker.) Alternate timed calls of the variant and the baseline after one warm-up
-    call each, flipping which goes first every round; returns both lists of seconds."""
-    f, g = _load(vmfb, driver, function), _load(base_vmfb, driver, function)
-    _to_host(f(*inputs))
-    _to_host(g(*inputs))
-    tf: list[float] = []
-    tg: list[float] = []
-    for i in range(repeats):
-        pair = ((f, tf), (g, tg)) if i % 2 == 0 else ((g, tg), (f, tf))
-        for fn, out in pair:
-            t0 = time.perf_counter()
-            _to_host(fn(*inputs))
-            out.append(time.perf_counter() - t0)
+    """(In a worker.) `time_round_robin` of a variant and the baseline (the order flips every
+    round); returns both lists of seconds."""
+    tf, tg = time_round_robin([vmfb, base_vmfb], driver, function, inputs, repeats)
     return tf, tg
 
 

@@ -32,6 +32,28 @@ def is_prepared(directory: Path) -> bool:
     return (directory / "original.mlir").exists() and (directory / "program.json").exists() and (directory / "data.npz").exists()
 
 
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``program.json`` of a prepared ``program/`` folder."""
+    path = directory / "program.json"
+    if not path.exists():
+        raise ConfigError(f"no prepared program in {directory}; start the run with evoforge evolve")
+    return dict(json.loads(path.read_text()))
+
+
+def read_prepared(directory: Path) -> Any:
+    """The `Program` stored in a prepared ``program/`` folder."""
+    from evoforge.mlir.program import Program, TensorSpec
+
+    meta = read_meta(directory)
+    return Program(
+        text=(directory / "original.mlir").read_text(),
+        entry=meta["entry"],
+        level=meta["level"],
+        inputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["inputs"]),
+        outputs=tuple(TensorSpec(tuple(s), d) for s, d in meta["outputs"]),
+    )
+
+
 def split_inputs(data: dict[str, np.ndarray], split: str) -> list[np.ndarray]:
     """The input arrays of ``split`` in program argument order (``x_<split>`` or ``x_<split>.<i>``)."""
     if f"x_{split}" in data:
