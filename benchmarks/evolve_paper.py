@@ -12,9 +12,11 @@
    <= 2 points for each.
 3. scaling (seed check 3): seconds per variant for parse, edit + verify + print, compile and run
    on digits-mobilenet, mobilenet-img32 and torchvision's ResNet-50 at 32x32 (random weights;
-   training it here is out of reach), and the share of random single edits that fail.
-4. IREE flags: the original compiled with -O3, with data tiling and microkernels, and both,
-   against the run's flags (what a user could get from IREE without evolving).
+   training it here is out of reach), and the share of random single edits that fail; compiled
+   with the im2col flags, as flag tuning picks for these programs.
+4. IREE flags: the original compiled with IREE's defaults, -O3, data tiling and microkernels, and
+   im2col (what the runs' flag tuning picks for convolutional programs) alone and with each, timed
+   round-robin (what a user could get from IREE without evolving).
 5. training programs: --train-seeds runs of --train-budget on digits-2fcnet-train: the best
    test-accuracy change at equal or lower training time.
 
@@ -44,6 +46,8 @@ import evoforge
 from evoforge.api import open_store
 from evoforge.layout import RunLayout
 from evoforge.mlir.edits import EDIT_KINDS
+from evoforge.mlir.flag_tuning import FLAG_SETS, has_convolution, load_tuning
+from evoforge.mlir.sources import read_prepared
 from evoforge.report import run_summary
 
 TASK = "mobilenet-img32"
@@ -101,7 +105,9 @@ def run_stats(run: Path) -> dict[str, Any]:
                   "test_drop_pt": 100 * (base - best["test_accuracy"]), "edits": metrics.get("edits"),
                   "description": best.get("description", ""),
                   **{f"vs_{c}": metrics[f"vs_{c}"] for c in CONTENDERS if f"vs_{c}" in metrics}}
-    return {"wall_min": wall / 60, "evaluated": len(evaluations), "per_minute": len(evaluations) / max(wall / 60, 1e-9),
+    tuning = load_tuning(RunLayout(run).program)
+    return {"flags": tuning.chosen if tuning else "not tuned", "tuning_speedup": tuning.speedup if tuning else 1.0,
+            "wall_min": wall / 60, "evaluated": len(evaluations), "per_minute": len(evaluations) / max(wall / 60, 1e-9),
             "invalid_rate": sum(kinds.values()) / max(1, len(evaluations)), "invalid_by_kind": dict(kinds),
             "compile_cache_hit_rate": sum(hits) / max(1, len(hits)), "baseline_test_accuracy": base,
             "best_within_2pt": chosen}
@@ -160,13 +166,14 @@ def stage_costs(program: Any, batch: list[np.ndarray], *, variants: int, seed: i
     from evoforge.mlir.mutate import Session, apply_edits, random_edit
 
     rng = np.random.default_rng(seed)
+    flags = FLAG_SETS["im2col"].flags if has_convolution(program.text) else ()  # as flag tuning picks on these programs
     times: dict[str, list[float]] = {"parse": [], "edit_verify_print": [], "compile": [], "run": []}
     failed: collections.Counter[str] = collections.Counter()
     t = time.perf_counter()
     with Session(program):
         times["parse"].append(time.perf_counter() - t)
     t = time.perf_counter()
-    original = compile_program(program.text)
+    original = compile_program(program.text, input_type=program.input_type, extra_flags=flags)
     times["compile_original"] = [time.perf_counter() - t]
     with Worker() as worker:
         t = time.perf_counter()
@@ -180,7 +187,7 @@ def stage_costs(program: Any, batch: list[np.ndarray], *, variants: int, seed: i
                 text = apply_edits(program, [edit])
                 times["edit_verify_print"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                vmfb = compile_program(text, timeout_s=600)
+                vmfb = compile_program(text, input_type=program.input_type, extra_flags=flags, timeout_s=600)
                 times["compile"].append(time.perf_counter() - t)
                 t = time.perf_counter()
                 run_program(vmfb, [batch], worker=worker, function=program.entry, timeout_s=300)
@@ -190,15 +197,6 @@ def stage_costs(program: Any, batch: list[np.ndarray], *, variants: int, seed: i
     return {"median_s": {k: statistics.median(v) for k, v in times.items() if v}, "variants": variants,
             "invalid_rate": sum(failed.values()) / max(1, variants), "failed": dict(failed),
             "text_mb": len(program.text) / 2**20}
-
-
-def prepared_program(directory: Path) -> Any:
-    """The `Program` of a run's ``program/`` folder, read as the evolve domain reads it."""
-    from evoforge.mlir.domain import EvolveDomain
-
-    domain = EvolveDomain()
-    domain.attach(RunLayout(directory.parent))
-    return domain.program
 
 
 def scaling(root: Path, variants: int) -> dict[str, Any]:
@@ -218,7 +216,7 @@ def scaling(root: Path, variants: int) -> dict[str, Any]:
                 shutil.copytree(RunLayout(template).program, RunLayout(run).program)
             else:
                 prepare_program(name, RunLayout(run))
-        program = prepared_program(RunLayout(run).program)
+        program = read_prepared(RunLayout(run).program)
         batch = np.load(RunLayout(run).program / "data.npz")["x_val"][: program.inputs[0].shape[0]]
         out[name] = stage_costs(program, [batch], variants=variants)
         print(name, json.dumps(out[name]), flush=True)
@@ -243,37 +241,30 @@ def scaling(root: Path, variants: int) -> dict[str, Any]:
 
 
 IREE_FLAG_SETS = {
-    "default (the run's)": [],
+    "IREE's defaults": [],
     "-O3": ["--iree-opt-level=O3"],
     "data tiling + ukernels": ["--iree-opt-data-tiling=true", "--iree-llvmcpu-enable-ukernels=all"],
-    "-O3 + data tiling + ukernels": ["--iree-opt-level=O3", "--iree-opt-data-tiling=true", "--iree-llvmcpu-enable-ukernels=all"],
+    "im2col (what flag tuning picks here)": list(FLAG_SETS["im2col"].flags),
+    "im2col + -O3": [*FLAG_SETS["im2col"].flags, "--iree-opt-level=O3"],
+    "im2col + data tiling + ukernels": [*FLAG_SETS["im2col"].flags, "--iree-opt-data-tiling=true",
+                                        "--iree-llvmcpu-enable-ukernels=all"],
 }
 
 
 def iree_flag_times(program_dir: Path, rounds: int = 15) -> dict[str, Any]:
-    """The original program compiled with each of `IREE_FLAG_SETS`, timed interleaved on one batch,
+    """The original program compiled with each of `IREE_FLAG_SETS`, timed round-robin on one batch,
     single-threaded (``local-sync``, as variants are timed): median ms and compile seconds."""
-    import iree.runtime as rt
+    from evoforge.mlir.iree_runner import compile_program, time_round_robin
 
-    from evoforge.mlir.iree_runner import compile_program
-
-    program = prepared_program(program_dir)
+    program = read_prepared(program_dir)
     batch = np.load(program_dir / "data.npz")["x_val"][: program.inputs[0].shape[0]]
-    calls, compile_s = {}, {}
+    vmfbs, compile_s = {}, {}
     for name, flags in IREE_FLAG_SETS.items():
         t = time.perf_counter()
-        vmfb = compile_program(program.text, extra_flags=flags, timeout_s=600)
+        vmfbs[name] = compile_program(program.text, input_type=program.input_type, extra_flags=flags, timeout_s=600)
         compile_s[name] = time.perf_counter() - t
-        calls[name] = getattr(rt.load_vm_flatbuffer(vmfb, driver="local-sync"), program.entry)
-        np.asarray(calls[name](batch).to_host())
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    order = list(calls)
-    for r in range(rounds):
-        for name in order[r % len(order):] + order[: r % len(order)]:
-            t = time.perf_counter()
-            np.asarray(calls[name](batch).to_host())
-            times[name].append(time.perf_counter() - t)
-    return {name: {"ms": 1000 * statistics.median(v), "compile_s": compile_s[name]} for name, v in times.items()}
+    times = time_round_robin(list(vmfbs.values()), "local-sync", program.entry, [batch], rounds)
+    return {name: {"ms": 1000 * statistics.median(v), "compile_s": compile_s[name]} for name, v in zip(vmfbs, times)}
 
 
 def best_training_change(run: Path) -> dict[str, Any]:
@@ -293,15 +284,15 @@ def print_tables(results: dict[str, Any]) -> None:
     if main_runs:
         print(f"\n## {TASK}: best speedup at <= 2 points test drop\n")
         print("| seed | speedup (runtime ratio) | re-timed speedup | test drop pt | vs IREE -O3 | vs torch eager | vs torch.compile "
-              "| vs ONNX Runtime | evaluated | per min | invalid | compile-cache hits |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| vs ONNX Runtime | evaluated | per min | invalid | compile-cache hits | flags (x over IREE's defaults) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for seed, r in main_runs.items():
             b = r["best_within_2pt"]
             vs = " | ".join(f"{b[f'vs_{c}']:.3f}" if f"vs_{c}" in b else "-" for c in CONTENDERS)
             head = (f"{b['speedup']:.2f}x ({b['runtime_ratio']:.3f}) | {b['retimed_speedup']:.2f}x | {b['test_drop_pt']:.2f}"
                     if b else "none | - | -")
             print(f"| {seed} | {head} | {vs} | {r['evaluated']} | {r['per_minute']:.1f} | {r['invalid_rate']:.0%} "
-                  f"| {r['compile_cache_hit_rate']:.0%} |")
+                  f"| {r['compile_cache_hit_rate']:.0%} | {r.get('flags', '-')} ({r.get('tuning_speedup', 1.0):.2f}x) |")
         speedups = [r["best_within_2pt"].get("speedup", 1.0) for r in main_runs.values()]
         print(f"\nmedian speedup {statistics.median(speedups):.2f}x; target >= 1.9x: "
               f"{'met' if statistics.median(speedups) >= 1.9 else 'NOT met'}")
