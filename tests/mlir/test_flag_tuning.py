@@ -66,6 +66,10 @@ def test_tuning_a_conv_program_keeps_its_outputs_and_is_stored(conv_program, tmp
     assert tuning.chosen in tuning.ms and tuning.flags == ({"im2col": sets["im2col"].flags}.get(tuning.chosen, ()))
     monkeypatch.setattr("evoforge.mlir.iree_runner.compile_program", _never_compile)
     assert tune_flags(conv_program, tmp_path, target="llvm-cpu", extra_flags=[], driver="local-sync") == tuning  # read back
+    monkeypatch.undo()
+    other = tune_flags(conv_program, tmp_path, target="llvm-cpu", extra_flags=["--iree-opt-level=O1"], driver="local-sync",
+                       sets=sets, repeats=3)  # other flags underneath: tuned again
+    assert other.base_flags == ("--iree-opt-level=O1",) and load_tuning(tmp_path) == other
 
 
 def test_outputs_are_compared_up_to_float_rounding():

@@ -62,6 +62,9 @@ class Tuning:
     flags: tuple[str, ...]
     ms: dict[str, float]
     rejected: dict[str, str]
+    target: str = "llvm-cpu"
+    base_flags: tuple[str, ...] = ()
+    """What was tuned on top of: a stored tuning is reused only for the same target and flags."""
 
     @property
     def speedup(self) -> float:
@@ -69,11 +72,13 @@ class Tuning:
         return self.ms[DEFAULT_SET] / self.ms[self.chosen] if self.ms else 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chosen": self.chosen, "flags": list(self.flags), "ms": self.ms, "rejected": self.rejected}
+        return {"chosen": self.chosen, "flags": list(self.flags), "ms": self.ms, "rejected": self.rejected,
+                "target": self.target, "base_flags": list(self.base_flags)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tuning:
-        return cls(str(data["chosen"]), tuple(data["flags"]), dict(data["ms"]), dict(data["rejected"]))
+        return cls(str(data["chosen"]), tuple(data["flags"]), dict(data["ms"]), dict(data["rejected"]),
+                   str(data["target"]), tuple(data["base_flags"]))
 
 
 def choose(times_s: dict[str, Sequence[float]], min_gain: float = MIN_GAIN) -> str:
@@ -94,16 +99,17 @@ def tune_flags(
     sets: Registry[FlagSet] = FLAG_SETS, repeats: int = 9, compile_timeout_s: float = 300.0, run_timeout_s: float = 120.0,
 ) -> Tuning:
     """Tune the compile flags of ``program`` (a `Program`) for ``target`` on top of
-    ``extra_flags``, or return the tuning already stored in ``directory``. Only ``llvm-cpu``
+    ``extra_flags``, or return the tuning stored in ``directory`` for the same target and
+    flags. Only ``llvm-cpu``
     is tuned; a program that no set applies to keeps the default without any compile. A set
     whose compile fails, or whose outputs differ from the default's beyond float rounding, is
     rejected with its reason."""
     stored = load_tuning(directory)
-    if stored is not None:
+    if stored is not None and (stored.target, stored.base_flags) == (target, tuple(extra_flags)):
         return stored
     candidates = {name: s.flags for name, s in sets.items() if target == "llvm-cpu" and s.applies(program.text)}
     if not candidates:
-        tuning = Tuning(DEFAULT_SET, (), {}, {})
+        tuning = Tuning(DEFAULT_SET, (), {}, {}, target, tuple(extra_flags))
     else:
         tuning = _measure(program, target, list(extra_flags), driver, candidates, repeats, compile_timeout_s, run_timeout_s)
     (directory / FLAG_TUNING).write_text(json.dumps(tuning.to_dict(), indent=2))
@@ -143,7 +149,8 @@ def _measure(program: Any, target: str, extra_flags: list[str], driver: str, can
                                 timeout_s=run_timeout_s * (repeats + 1) * len(names))
     by_name = dict(zip(names, times))
     chosen = choose(by_name)
-    return Tuning(chosen, candidates.get(chosen, ()), {n: 1000 * statistics.median(t) for n, t in by_name.items()}, rejected)
+    return Tuning(chosen, candidates.get(chosen, ()), {n: 1000 * statistics.median(t) for n, t in by_name.items()}, rejected,
+                  target, tuple(extra_flags))
 
 
 def _timing_inputs(program: Any) -> list[np.ndarray]:
