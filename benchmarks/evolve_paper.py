@@ -16,7 +16,8 @@
    with the im2col flags, as flag tuning picks for these programs.
 4. IREE flags: the original compiled with IREE's defaults, -O3, data tiling and microkernels, and
    im2col (what the runs' flag tuning picks for convolutional programs) alone and with each, timed
-   round-robin (what a user could get from IREE without evolving).
+   round-robin (what a user could get from IREE without evolving); and where one call's time goes,
+   by dispatch kind, under the defaults and under im2col.
 5. training programs: --train-seeds runs of --train-budget on digits-2fcnet-train: the best
    test-accuracy change at equal or lower training time.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import shutil
 import statistics
@@ -267,6 +269,36 @@ def iree_flag_times(program_dir: Path, rounds: int = 15) -> dict[str, Any]:
     return {name: {"ms": 1000 * statistics.median(v), "compile_s": compile_s[name]} for name, v in zip(vmfbs, times)}
 
 
+def dispatch_profile(program_dir: Path, flags: list[str]) -> dict[str, float]:
+    """Milliseconds per dispatch kind (IREE's dispatch names: ``conv`` for the convolutions left
+    after im2col, which here are the depthwise ones, ``matmul_like`` for the rest, ...) in one
+    single-threaded call of the original compiled with ``flags``, from IREE's host-execution
+    profile (``iree-run-module`` and ``iree-profile``, both in the iree-base-runtime wheel)."""
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    from evoforge.mlir.iree_runner import compile_program
+
+    program = read_prepared(program_dir)
+    tools = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory(prefix="evoforge-profile-") as tmp:
+        vmfb, batch, profile = Path(tmp) / "m.vmfb", Path(tmp) / "x.npy", Path(tmp) / "p.ireeprof"
+        vmfb.write_bytes(compile_program(program.text, input_type=program.input_type, extra_flags=flags, timeout_s=600))
+        np.save(batch, np.load(program_dir / "data.npz")["x_val"][: program.inputs[0].shape[0]])
+        subprocess.run([str(tools / "iree-run-module"), "--device=local-sync", f"--module={vmfb}", f"--function={program.entry}",
+                        f"--input=@{batch}", "--device_profiling_mode=host-execution", f"--device_profiling_output={profile}"],
+                       check=True, capture_output=True)
+        stats = subprocess.run([str(tools / "iree-profile"), "statistics", str(profile)], check=True, capture_output=True,
+                               text=True).stdout
+    kinds: dict[str, float] = collections.defaultdict(float)
+    for match in re.finditer(r"host_execute \S+?_dispatch_\d+_(\S+) .*? total=([\d.]+) (ms|us)", stats):
+        words = itertools.takewhile(str.isalpha, match.group(1).split("_"))  # conv_32x4x4x512x3x3_f32 -> conv
+        kinds["_".join(words)] += float(match.group(2)) / (1000.0 if match.group(3) == "us" else 1.0)
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
 def best_training_change(run: Path) -> dict[str, Any]:
     summary = run_summary(run)
     base = summary["final"]["baseline"]["accuracy"]
@@ -313,6 +345,9 @@ def print_tables(results: dict[str, Any]) -> None:
         print("\n| original compiled with | ms per batch of 32, one thread | compile s |\n|---|---|---|")
         for name, r in results["iree_flags"].items():
             print(f"| {name} | {r['ms']:.1f} | {r['compile_s']:.1f} |")
+    for name, kinds in (results.get("dispatch_ms") or {}).items():
+        print(f"\ndispatch time by kind, original compiled with {name}, one call: "
+              + ", ".join(f"{kind} {ms:.1f} ms" for kind, ms in kinds.items()))
     if results.get("ablation"):
         print("\n| edit set | best speedup at <= 2 pt | re-timed | evaluated | invalid |\n|---|---|---|---|---|")
         for name, r in results["ablation"].items():
@@ -374,6 +409,9 @@ def main() -> None:
     if "flags" not in skip:
         results["iree_flags"] = iree_flag_times(RunLayout(template).program)
         print(f"IREE flags: {json.dumps(results['iree_flags'])}", flush=True)
+        results["dispatch_ms"] = {name: dispatch_profile(RunLayout(template).program, IREE_FLAG_SETS[name])
+                                  for name in ("IREE's defaults", "im2col (what flag tuning picks here)")}
+        print(f"dispatch kinds, ms: {json.dumps(results['dispatch_ms'])}", flush=True)
     if "train" not in skip:
         results["train"] = {}
         for seed in range(1, args.train_seeds + 1):
