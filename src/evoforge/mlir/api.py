@@ -46,9 +46,8 @@ def prepare_program(
     flags = list(extra_flags)
     if tune_flags:
         from evoforge.mlir.flag_tuning import tune_flags as tune
-        from evoforge.mlir.sources import read_prepared
 
-        flags += tune(read_prepared(layout.program), layout.program, target=target, extra_flags=extra_flags, driver=driver).flags
+        flags += tune(sources.read_prepared(layout.program), layout.program, target=target, extra_flags=extra_flags, driver=driver).flags
     if compare_runtimes and reference is not None:
         from evoforge.mlir.comparisons import record_comparisons
 

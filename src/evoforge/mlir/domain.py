@@ -234,9 +234,10 @@ class EvolveDomain(Domain):
         if compiles:
             notes.append(f"compile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
                          f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
-        if self.layout is not None:
-            notes += self._tuning_notes()
-        record = load_comparisons(self.require_layout().program) if self.layout is not None else None
+        if self.layout is None:
+            return notes
+        notes += self._tuning_notes()
+        record = load_comparisons(self.layout.program)
         if not record:
             return notes
         ms = record["ms"]
