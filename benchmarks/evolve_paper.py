@@ -8,8 +8,8 @@
    The last contender is `compress` itself: a --compress-budget run on the same task in
    ONNX Runtime, and its fastest member at <= 2 points test drop.
 2. ablation (seed check 2): one run of --ablation-budget per edit set (all; no resize; no
-   type-changing resize; centered narrowing only; no block deletion), seed 1: the best speedup at
-   <= 2 points for each.
+   type-changing resize; centered narrowing only; no block deletion; all with cost-weighted
+   targets), seed 1: the best speedup at <= 2 points for each.
 3. scaling (seed check 3): seconds per variant for parse, edit + verify + print, compile and run
    on digits-mobilenet, mobilenet-img32 and torchvision's ResNet-50 at 32x32 (random weights;
    training it here is out of reach), and the share of random single edits that fail; compiled
@@ -21,7 +21,7 @@
 5. training programs: --train-seeds runs of --train-budget on digits-2fcnet-train: the best
    test-accuracy change at equal or lower training time.
 
-    python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--ablation-budget 20m]
+    python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--edit-targets uniform|cost] [--ablation-budget 20m]
         [--train-budget 10m] [--compress-budget 60m]
         [--skip compress,ablation,flags,scaling,train] [--root runs/evolve-paper]
 
@@ -54,12 +54,13 @@ from evoforge.report import run_summary
 
 TASK = "mobilenet-img32"
 NO_RESIZE = tuple(k for k in EDIT_KINDS if k not in ("resize", "resize_importance"))
-ABLATIONS = {
-    "all": EDIT_KINDS,
-    "no resize": NO_RESIZE,
-    "no type-changing resize": (*NO_RESIZE, "resize_fill"),
-    "centered narrowing only": tuple(k for k in EDIT_KINDS if k != "resize_importance"),
-    "no block deletion": tuple(k for k in EDIT_KINDS if k != "delete_block"),
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "all": {"edit_kinds": EDIT_KINDS},
+    "no resize": {"edit_kinds": NO_RESIZE},
+    "no type-changing resize": {"edit_kinds": (*NO_RESIZE, "resize_fill")},
+    "centered narrowing only": {"edit_kinds": tuple(k for k in EDIT_KINDS if k != "resize_importance")},
+    "no block deletion": {"edit_kinds": tuple(k for k in EDIT_KINDS if k != "delete_block")},
+    "all, cost-weighted targets": {"edit_kinds": EDIT_KINDS, "edit_targets": "cost"},
 }
 CONTENDERS = ("iree_o3", "torch_eager", "torch_compile", "onnxruntime")
 
@@ -382,6 +383,7 @@ def main() -> None:
     parser.add_argument("--train-seeds", type=int, default=3)
     parser.add_argument("--scaling-variants", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--edit-targets", default="uniform", help="how the main runs' edits draw their targets: uniform or cost")
     parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, train")
     parser.add_argument("--root", default="runs/evolve-paper")
     parser.add_argument("--json", default=None)
@@ -392,7 +394,8 @@ def main() -> None:
     if "main" not in skip:
         results["main"] = {}
         for seed in range(1, args.seeds + 1):
-            run = evolve_run(root / f"all-{seed}", template, TASK, budget=args.budget, workers=args.workers, seed=seed)
+            run = evolve_run(root / f"all-{seed}", template, TASK, budget=args.budget, workers=args.workers, seed=seed,
+                             edit_targets=args.edit_targets)
             results["main"][seed] = run_stats(run)
             print(f"seed {seed}: {json.dumps(results['main'][seed], default=str)}", flush=True)
         results["comparisons_ms"] = comparisons(root / "all-1")
@@ -401,9 +404,9 @@ def main() -> None:
         print(f"compress: {json.dumps(results['compress'], default=str)}", flush=True)
     if "ablation" not in skip:
         results["ablation"] = {}
-        for name, kinds in ABLATIONS.items():
-            run = evolve_run(root / f"ablation-{name.replace(' ', '-')}", template, TASK, budget=args.ablation_budget,
-                             workers=args.workers, seed=1, edit_kinds=kinds)
+        for name, options in ABLATIONS.items():
+            run = evolve_run(root / f"ablation-{name.replace(' ', '-').replace(',', '')}", template, TASK,
+                             budget=args.ablation_budget, workers=args.workers, seed=1, **options)
             results["ablation"][name] = run_stats(run)
             print(f"ablation {name}: {json.dumps(results['ablation'][name], default=str)}", flush=True)
     if "flags" not in skip:

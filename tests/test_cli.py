@@ -156,9 +156,11 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     )
     run_dir = tmp_path / "run"
     out = run("evolve", program, "--budget", "8", "--pop-size", "4", "--workers", "1", "--run", run_dir, "--quiet",
-              "--log-json", tmp_path / "events.jsonl", "--no-flag-tuning")
+              "--log-json", tmp_path / "events.jsonl", "--no-flag-tuning", "--edit-targets", "cost")
     assert "domain evolve" in out.stdout and "runtime_ratio" in out.stdout
     assert not (run_dir / "program" / "flag_tuning.json").exists()
+    with open_store(run_dir, readonly=True) as store:
+        assert store.config()["domain"]["config"]["edit_targets"] == "cost"
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) >= 8
     summary = json.loads(run("show", run_dir, "--format", "json").stdout)
     member = summary["front"][0]
@@ -173,6 +175,9 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     assert "exactly one program" in bad("evolve", program, "--task", "digits-mobilenet")
     assert "cannot parse MLIR" in bad("evolve", _broken(tmp_path), "--run", tmp_path / "r2")
     assert "unknown edit kinds ['cut']" in bad("evolve", program, "--edits", "delete,cut", "--run", tmp_path / "r3")
+    assert "--edit-targets: invalid choice: 'hot' (choose from 'uniform', 'cost')" in bad(
+        "evolve", program, "--edit-targets", "hot", "--run", tmp_path / "r4")
+    assert not (tmp_path / "r4").exists()
 
 
 def _broken(tmp_path):

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from evoforge.errors import ConfigError, EvoforgeError
 
@@ -140,6 +140,8 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _evolve_args(p: argparse.ArgumentParser) -> None:
+    from evoforge.mlir.edits import TARGET_WEIGHTINGS
+
     p.add_argument("program", nargs="?", help="an .mlir or .onnx file")
     p.add_argument("--task", help="a built-in program: digits-mobilenet, mobilenet-img32 (prediction), digits-2fcnet-train (training step)")
     p.add_argument("--from", dest="from_run", help="RUN_DIR:ID, a float member of a compress run")
@@ -151,6 +153,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-error-increase", type=float, default=None, help="constraint: error may grow by this many points")
     p.add_argument("--edits", help="comma-separated edit operators: delete, copy, resize, resize_importance, "
                    "operand_replace, delete_block (the default: all of these), or resize_fill (resize without narrowing)")
+    p.add_argument("--edit-targets", choices=TARGET_WEIGHTINGS, default="uniform",
+                   help="how deletes and resizes draw their target: uniform (the paper's), or cost (favour the ops "
+                   "that hold the program's work, such as convolutions)")
     p.add_argument("--target", default="llvm-cpu", help="IREE target backend (llvm-cpu, cuda, ...)")
     p.add_argument("--no-compare", dest="compare_runtimes", action="store_false",
                    help="skip timing the source model in torch eager, torch.compile, ONNX Runtime and IREE -O3")
@@ -186,6 +191,7 @@ def _evolve(args: argparse.Namespace) -> int:
         "extra_flags": args.iree_flag, "tune_flags": args.tune_flags, "batch_size": args.batch_size,
         "max_error_increase": args.max_error_increase,
         "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
+        "edit_targets": args.edit_targets,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)
@@ -357,11 +363,18 @@ def _print_front(rows: Sequence[dict[str, Any]], args: argparse.Namespace) -> No
         print(format_table(rows, max_width=0 if getattr(args, "wide", False) else 40))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors (exit code 2) instead of a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"evoforge: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="evoforge", description="Evolve cheaper versions of a neural network.", parents=[common]
     )
     parser.set_defaults(debug=False, quiet=False)

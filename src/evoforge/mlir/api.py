@@ -90,6 +90,7 @@ def evolve(
     objectives: Sequence[str] = ("runtime_ratio", "error"),
     max_error_increase: float | None = None,
     edit_kinds: Sequence[str] = EDIT_KINDS,
+    edit_targets: str = "uniform",
     target: str = "llvm-cpu",
     extra_flags: Sequence[str] = (),
     tune_flags: bool = True,
@@ -104,7 +105,9 @@ def evolve(
     """Evolve ``program`` and return the front of runtime vs error (and compiled size if asked).
 
     ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. ``edit_kinds``
-    picks the operators (delete, copy, resize, operand_replace, delete_block; all by default). ``settings``
+    picks the operators (delete, copy, resize, resize_importance, operand_replace, delete_block; all
+    by default); ``edit_targets="cost"`` makes deletes and resizes favour the ops that hold the
+    program's work over uniform draws (see `evoforge.mlir.edits.TARGET_WEIGHTINGS`). ``settings``
     are the run's settings (see `evoforge.run.RunSpec`; defaults: nsga2, pop_size 16, budget
     10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. Each front member keeps
     its MLIR and vmfb in ``run_dir``; `evoforge.export_member` writes them with the edits in
@@ -127,7 +130,7 @@ def evolve(
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")
     fresh = not layout.program.exists()
     options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
-                               "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb}
+                               "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets}
     driver = EvolveDomain(extra_flags=list(extra_flags), **options).runtime_driver  # bad options fail before any export
     try:
         flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,

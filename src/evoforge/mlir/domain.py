@@ -17,7 +17,13 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
-from evoforge.mlir.edits import EDIT_KINDS, TORCH_ONLY_KINDS, EditListGenome, check_edit_kinds  # (importing it registers the genome type)
+from evoforge.mlir.edits import (  # (importing it registers the genome type)
+    EDIT_KINDS,
+    TARGET_WEIGHTINGS,
+    TORCH_ONLY_KINDS,
+    EditListGenome,
+    check_edit_kinds,
+)
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
@@ -40,8 +46,9 @@ class EvolveDomain(Domain):
     """Configured by the objectives (``runtime_ratio`` and ``error`` by default, ``size_ratio`` optional: compiled
     module bytes), an optional error ceiling ``max_error_increase`` (accuracy points, or percent of
     output deviation when no labels exist), the edit operators to use (``edit_kinds``, default all of
-    `EDIT_KINDS`), the IREE target and flags, and the timeouts. The program is the one prepared
-    in the run's ``program/`` folder (see `evoforge.mlir.sources`)."""
+    `EDIT_KINDS`) and how they draw their targets (``edit_targets``, one of `TARGET_WEIGHTINGS`),
+    the IREE target and flags, and the timeouts. The program is the one prepared in the run's
+    ``program/`` folder (see `evoforge.mlir.sources`)."""
 
     name = "evolve"
     writes_report = True
@@ -60,8 +67,12 @@ class EvolveDomain(Domain):
         driver: str | None = None,
         edit_kinds: Sequence[str] = EDIT_KINDS,
         compile_cache_mb: float = 1024.0,
+        edit_targets: str = "uniform",
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
+        if edit_targets not in TARGET_WEIGHTINGS:
+            raise ConfigError(f"unknown edit_targets {edit_targets!r}; valid: {', '.join(TARGET_WEIGHTINGS)}")
+        self.edit_targets = edit_targets
         if compile_cache_mb < 0:
             raise ConfigError(f"compile_cache_mb must be >= 0 (0 turns the cache off), got {compile_cache_mb}")
         self.compile_cache_mb = compile_cache_mb
@@ -109,6 +120,7 @@ class EvolveDomain(Domain):
             "driver": self.driver,
             "edit_kinds": self.edit_kinds,
             "compile_cache_mb": self.compile_cache_mb,
+            "edit_targets": self.edit_targets,
         }
 
     @property
@@ -148,7 +160,7 @@ class EvolveDomain(Domain):
             kinds = [kind] + [k for k in self._kinds if k != kind]
             for k in kinds:  # fall back to another kind when this one has no valid target
                 try:
-                    return genome.with_edit(random_edit(self.program, rng, k, edits=genome.edits))
+                    return genome.with_edit(random_edit(self.program, rng, k, edits=genome.edits, targets=self.edit_targets))
                 except EditError:
                     continue
             return genome

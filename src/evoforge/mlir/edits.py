@@ -31,6 +31,11 @@ OPT_IN_KINDS: tuple[EditKind, ...] = ("resize_fill",)
 (crop and fill, never narrowing), for ablations that leave type-changing resizes out."""
 TORCH_ONLY_KINDS = ("resize_importance",)
 """Operators that need a torch-level program (a linalg program's run leaves them out)."""
+TARGET_WEIGHTINGS = ("uniform", "cost")
+"""How a delete, block deletion or resize draws its target: ``uniform`` over the candidates (the
+paper's operators), or ``cost``, which favours the ops and values that hold the program's work
+(`evoforge.mlir.irtools.op_cost`): most of a convolutional network's time sits in a few dozen
+convolutions among hundreds of cheap element-wise ops."""
 
 
 def check_edit_kinds(kinds: Sequence[str]) -> list[str]:

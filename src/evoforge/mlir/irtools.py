@@ -123,6 +123,36 @@ def tensor_info(t: ir.Type) -> TensorInfo | None:
     return TensorInfo("torch", shape, "i" + elem[2:] if elem.startswith("si") else elem)
 
 
+_TORCH_CONVOLUTION = re.compile(r"^torch\.aten\.(_?convolution|conv[123]d)$")
+_TORCH_MATMUL = {"torch.aten.mm": 0, "torch.aten.bmm": 0, "torch.aten.matmul": 0, "torch.aten.addmm": 1}
+_LINALG_CONVOLUTION = re.compile(r"^linalg\.(depthwise_)?conv_\w+_(?P<filter>[a-z]+)$")
+
+
+def op_cost(op: ir.Operation) -> float:
+    """Estimated multiply-accumulates of one op (for weighting edit targets, not for timing):
+    the largest result's element count, times the contraction length for convolutions and
+    matrix products (torch level: ``convolution``, ``conv1d``-``conv3d``, ``mm``, ``bmm``,
+    ``matmul``, ``addmm``, ``linear``; linalg level: the named ``conv_*``, ``depthwise_conv_*``,
+    ``matmul`` and ``batch_matmul`` ops). Ops without a static tensor result cost 0."""
+    out = max((int(np.prod(i.shape)) for r in op.results if (i := tensor_info(r.type))), default=0)
+    shapes = [i.shape if (i := tensor_info(o.type)) else None for o in op.operands]
+    name = op.name
+    length = 1
+    if _TORCH_CONVOLUTION.match(name) and len(shapes) > 1 and shapes[1]:
+        length = int(np.prod(shapes[1][1:]))  # weight [out, in / groups, *kernel]
+    elif name == "torch.aten.linear" and len(shapes) > 1 and shapes[1]:
+        length = shapes[1][-1]  # weight [out, in]
+    elif name in _TORCH_MATMUL and len(shapes) > _TORCH_MATMUL[name] and (left := shapes[_TORCH_MATMUL[name]]):
+        length = left[-1]
+    elif name in ("linalg.matmul", "linalg.batch_matmul") and shapes and shapes[0]:
+        length = shapes[0][-1]
+    elif (m := _LINALG_CONVOLUTION.match(name)) and len(shapes) > 1 and shapes[1] and len(shapes[1]) == len(m["filter"]):
+        layout, filt = m["filter"], shapes[1]
+        channel = layout.index("f") if "f" in layout else layout.index("c")  # the output-channel dim
+        length = int(np.prod(filt)) // max(1, filt[channel])
+    return float(out * max(1, length))
+
+
 def is_scalar(t: ir.Type) -> bool:
     return isinstance(t, (ir.IntegerType, ir.FloatType, ir.IndexType))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from iree.compiler import ir
@@ -23,6 +23,7 @@ from evoforge.mlir import irtools, narrow
 from evoforge.mlir.edits import (
     EDIT_KINDS,
     OPT_IN_KINDS,
+    TARGET_WEIGHTINGS,
     Copy,
     Delete,
     DeleteBlock,
@@ -35,13 +36,22 @@ from evoforge.mlir.edits import (
 )
 from evoforge.mlir.program import Program
 
+T = TypeVar("T")
+
+COST_SHARE = 0.5
+"""Under ``cost`` weighting, the share of the draw made in proportion to cost."""
+
 
 class Session:
     """One parse of a program inside its own MLIR context; `apply` edits one at a time, then
     `verify` and `text`. Use as a context manager (it enters the context on creation)."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, *, targets: str = "uniform") -> None:
+        if targets not in TARGET_WEIGHTINGS:
+            raise ConfigError(f"unknown edit target weighting {targets!r}; valid: {', '.join(TARGET_WEIGHTINGS)}")
         self.program = program
+        self.targets = targets
+        """How `pick` draws what an edit touches (see `TARGET_WEIGHTINGS`)."""
         self.context = irtools.new_context()
         self._loc = ir.Location.unknown(self.context)
         self.context.__enter__()
@@ -75,6 +85,22 @@ class Session:
     def apply(self, edit: Edit) -> None:
         _APPLY[type(edit)](self, edit)
 
+    def pick(self, rng: np.random.Generator, items: Sequence[T], cost: Callable[[T], float]) -> T:
+        """One of ``items``: uniformly, or with ``targets="cost"`` from a mixture that is
+        `COST_SHARE` in proportion to ``cost`` and the rest uniform (so cheap targets stay reachable)."""
+        if self.targets == "uniform" or len(items) < 2:
+            return _pick(rng, items)
+        costs = np.array([cost(item) for item in items], dtype=np.float64)
+        if not costs.sum() > 0:
+            return _pick(rng, items)
+        p = (1.0 - COST_SHARE) / len(items) + COST_SHARE * costs / costs.sum()
+        return items[int(rng.choice(len(items), p=p / p.sum()))]
+
+    def value_cost(self, v: ir.Value) -> float:
+        """The estimated work that touches ``v``: its producer's and every user's `irtools.op_cost`."""
+        producer = irtools.op_cost(v.owner.operation) if isinstance(v, ir.OpResult) else 0.0
+        return producer + sum(irtools.op_cost(u.owner.operation) for u in v.uses)
+
     def verify(self) -> None:
         try:
             self.module.operation.verify()
@@ -98,10 +124,12 @@ def apply_edits(program: Program, edits: Sequence[Edit]) -> str:
 
 
 def random_edit(
-    program: Program, rng: np.random.Generator, kind: str, *, edits: Sequence[Edit] = (), max_tries: int = 20
+    program: Program, rng: np.random.Generator, kind: str, *, edits: Sequence[Edit] = (), max_tries: int = 20,
+    targets: str = "uniform",
 ) -> Edit:
     """Draw one edit of ``kind`` (one of `EDIT_KINDS`) for the variant
-    ``program + edits``, with every random choice resolved and stored in the edit.
+    ``program + edits``, with every random choice resolved and stored in the edit. ``targets``
+    (one of `TARGET_WEIGHTINGS`) is how the op or value it deletes or resizes is drawn.
 
     The returned edit is checked: appended to ``edits`` it applies and the result verifies.
     Raises `EditError` if no valid edit was found in ``max_tries`` draws and `ConfigError`
@@ -115,7 +143,7 @@ def random_edit(
             s.apply(e)
         base = s.text()
     for _ in range(max_tries):
-        with Session(dataclasses.replace(program, text=base)) as s:
+        with Session(dataclasses.replace(program, text=base), targets=targets) as s:
             edit = draw(s, rng)
             if edit is None:
                 continue
@@ -335,7 +363,7 @@ def _targets(s: Session) -> list[ir.Operation]:
     ]
 
 
-def _pick(rng: np.random.Generator, items: Sequence[Any]) -> Any:
+def _pick(rng: np.random.Generator, items: Sequence[T]) -> T:
     return items[int(rng.integers(len(items)))]
 
 
@@ -363,7 +391,7 @@ def _draw_delete(s: Session, rng: np.random.Generator) -> Edit | None:
     targets = _targets(s)
     if not targets:
         return None
-    op = _pick(rng, targets)
+    op = s.pick(rng, targets, irtools.op_cost)
     sources = []
     for res in op.results:
         if not list(res.uses):
@@ -412,7 +440,7 @@ def _draw_resize(s: Session, rng: np.random.Generator, *, type_changing: bool = 
     values = [v for v in values if list(v.uses) and (i := irtools.tensor_info(v.type)) and max(i.shape, default=0) >= 2]
     if not values:
         return None
-    v = _pick(rng, values)
+    v = s.pick(rng, values, s.value_cost)
     info = irtools.tensor_info(v.type)
     assert info is not None
     dim = _pick(rng, [d for d, n in enumerate(info.shape) if n >= 2])
@@ -433,7 +461,7 @@ def _draw_resize_importance(s: Session, rng: np.random.Generator) -> Edit | None
                and narrow.can_carry(op.results[0])]
     if not weights:
         return None
-    v = _pick(rng, weights)
+    v = s.pick(rng, weights, s.value_cost)
     data = s.constant(v.owner.operation)
     if data is None:
         return None
@@ -474,7 +502,7 @@ def _draw_delete_block(s: Session, rng: np.random.Generator) -> Edit | None:
             and irtools.tensor_info(op.results[0].type) is not None]
     if not ends:
         return None
-    end = _pick(rng, ends)
+    end = s.pick(rng, ends, lambda op: s.value_cost(op.results[0]))
     out = end.results[0]
     entries: list[ir.Value] = []
     seen: set[str] = set()
