@@ -188,6 +188,34 @@ def test_chosen_edit_kinds_are_the_only_ones_drawn(tmp_path, linalg_mlp_text):
     assert edits and {e.KIND for e in edits} == {"delete"}
 
 
+def test_fast_first_timings_are_confirmed_by_a_second_independent_one(tmp_path, linalg_mlp_text, monkeypatch):
+    """A variant first timed below CONFIRM_BELOW is timed again and the search sees the second
+    timing; one timed at or above it is timed once."""
+    from evoforge.mlir import iree_runner
+    from evoforge.mlir.domain import CONFIRM_BELOW
+
+    calls: dict[bytes, int] = {}
+
+    def fake_measure(vmfb, original_vmfb, batch, repeats=20, **kwargs):
+        calls[vmfb] = calls.get(vmfb, 0) + 1
+        if calls[vmfb] > 1:
+            return iree_runner.RuntimeComparison(variant_s=0.9, baseline_s=1.0)
+        first = 0.5 if len(calls) % 2 else 1.0  # alternate between a fast and a neutral first timing
+        return iree_runner.RuntimeComparison(variant_s=first, baseline_s=1.0)
+
+    monkeypatch.setattr(iree_runner, "measure_runtime", fake_measure)
+    path = tmp_path / "mlp.mlir"
+    path.write_text(linalg_mlp_text)
+    evoforge.evolve(path, budget=8, pop_size=4, workers=0, run_dir=tmp_path / "run", seed=1)
+    with open_store(tmp_path / "run", readonly=True) as store:
+        timed = [e.metrics for e in store.evaluations().values() if e.ok]
+    confirmed = [m for m in timed if "first_runtime_ratio" in m]
+    single = [m for m in timed if "first_runtime_ratio" not in m]
+    assert confirmed and single
+    assert all(m["first_runtime_ratio"] == 0.5 < CONFIRM_BELOW and m["runtime_ratio"] == 0.9 for m in confirmed)
+    assert all(m["runtime_ratio"] == 1.0 for m in single)
+
+
 @pytest.mark.slow
 def test_builtin_prediction_and_training_programs(tmp_path):
     from evoforge.mlir.flag_tuning import load_tuning

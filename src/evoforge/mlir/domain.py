@@ -39,6 +39,13 @@ RETIME_FACTOR = 3
 """Front members are re-timed at the end of a run with up to this many times the run's repeats..."""
 RETIME_SECONDS = 20.0
 """...as far as that fits in this many seconds per member (never fewer than the run's repeats)."""
+CONFIRM_BELOW = 0.97
+"""A prediction variant first timed below this ratio to the original is timed a second time, and
+the second, independent timing is the one the search sees (the first is kept as
+``first_runtime_ratio``). The search keeps the variants that timed fastest, so their first timings
+are biased low (the winner's curse: on mobilenet-img32 the best variants of two runs timed 1.16x and
+1.31x faster in the search and 0.99x and 1.06x when re-timed); a second timing, drawn after the
+choice to time again, is not biased by it."""
 
 
 @register_domain
@@ -382,7 +389,7 @@ class EvolveDomain(Domain):
 
     def _evaluate_predict(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
         from evoforge.hostlock import MeasurementLock
-        from evoforge.mlir.iree_runner import VariantFailure, measure_runtime, run_program
+        from evoforge.mlir.iree_runner import RuntimeComparison, VariantFailure, measure_runtime, run_program
 
         text, vmfb, failed, compile_s, cache_hit = self._compile(genome)
         if failed is not None:
@@ -393,9 +400,16 @@ class EvolveDomain(Domain):
         try:
             outputs = run_program(vmfb, state["batches_val"], worker=worker, driver=self.runtime_driver,
                                   function=self.program.entry, timeout_s=self.run_timeout_s)
+            confirmed: dict[str, float] = {}
             with MeasurementLock():
-                runtime = measure_runtime(vmfb, state["original_vmfb"], state["batches_val"][0], self.repeats, worker=worker,
-                                          driver=self.runtime_driver, function=self.program.entry, timeout_s=self.run_timeout_s)
+                def timed() -> RuntimeComparison:
+                    return measure_runtime(vmfb, state["original_vmfb"], state["batches_val"][0], self.repeats, worker=worker,
+                                           driver=self.runtime_driver, function=self.program.entry, timeout_s=self.run_timeout_s)
+
+                runtime = timed()
+                if runtime.ratio < CONFIRM_BELOW:
+                    confirmed = {"first_runtime_ratio": runtime.ratio}
+                    runtime = timed()
         except VariantFailure as exc:
             return _failure(exc.failure.kind, exc.failure.message)
         run_s = time.perf_counter() - t
@@ -403,7 +417,7 @@ class EvolveDomain(Domain):
         return self._result(genome, context, text, vmfb, state, score, {
             "runtime_ratio": runtime.ratio, "runtime_ms": 1000 * runtime.variant_s,
             "original_runtime_ms": 1000 * runtime.baseline_s, "compile_s": compile_s, "run_s": run_s,
-            "compile_cache_hit": cache_hit,
+            "compile_cache_hit": cache_hit, **confirmed,
         })
 
     def _evaluate_train(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
