@@ -218,16 +218,32 @@ class SearchSpace:
         return cls(**{k: tuple(v) for k, v in data.items() if k != "max_epochs"}, max_epochs=data.get("max_epochs"))
 
 
+RATE_DRIFT = 0.5
+"""The chance that a structural or local mutation of a pipeline that trains also takes a
+`PipelineOperators.learning_rate` step. A child otherwise inherits its parent's rate, and only the
+``training`` operator (one draw in four of its offspring) moves it: the warm starts fine-tune at the
+task's training rate and win early, and on series-regression one run in five then kept that rate in
+nearly all of its 200 evaluations and ended with the worst front; with the drift none did
+(BENCHMARKS.md, "Search against peers")."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineOperators:
     """The operator set for one task type (losses differ between classification and regression)
     over one `SearchSpace`. With ``base`` (the task's training settings), a pipeline whose result
     cannot depend on its training settings carries ``base``: changing the settings of such a
-    pipeline gives the parent back, which the engine draws again instead of evaluating a copy."""
+    pipeline gives the parent back, which the engine draws again instead of evaluating a copy.
+    ``rate_drift`` is the chance that a non-``training`` operator also steps the learning rate of
+    a pipeline that trains (`RATE_DRIFT`)."""
 
     task_type: str
     space: SearchSpace = SearchSpace()
     base: TrainingSettings | None = None
+    rate_drift: float = RATE_DRIFT
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate_drift <= 1.0:
+            raise ConfigError(f"rate_drift must be in [0, 1], got {self.rate_drift}")
 
     def canonical(self, genome: PipelineGenome) -> PipelineGenome:
         """``genome`` fitted to the space, with ``base`` training settings where they cannot matter."""
@@ -253,14 +269,21 @@ class PipelineOperators:
         return CLASSIFICATION_LOSSES if self.task_type == "classification" else REGRESSION_LOSSES
 
     def registry(self) -> Registry[PipelineMutation]:
-        """The operators, each followed by `canonical`."""
+        """The operators, each followed by `canonical` (and all but ``training`` by the rate drift)."""
         reg: Registry[PipelineMutation] = Registry("mutation operator")
-        for name in ("local", "insert", "remove", "swap", "replace", "training"):
-            reg.add(name, self._fitted(getattr(self, name)))
+        for name in ("local", "insert", "remove", "swap", "replace"):
+            reg.add(name, self._fitted(getattr(self, name), drift=True))
+        reg.add("training", self._fitted(self.training, drift=False))
         return reg
 
-    def _fitted(self, operator: PipelineMutation) -> PipelineMutation:
-        return lambda genome, rng: self.canonical(operator(genome, rng))
+    def _fitted(self, operator: PipelineMutation, *, drift: bool) -> PipelineMutation:
+        def apply(genome: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:
+            child = operator(genome, rng)
+            if drift and self.rate_drift > 0 and uses_training_settings(child) and rng.random() < self.rate_drift:
+                child = self.learning_rate(child, rng)
+            return self.canonical(child)
+
+        return apply
 
     # --------------------------------------------------------------- local
     def local(self, g: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:

@@ -214,3 +214,64 @@ class FidelityDomain(VectorToyDomain):
         g = 1 + 9 * y
         return Evaluation(Status.OK, {"f1": x + shift, "f2": g * (1 - math.sqrt(x / g)) + shift},
                           metrics={"asked_fidelity": context.fidelity})
+
+
+@register_domain
+class PipelineRateDomain(Domain):
+    """Compression pipelines (`PipelineGenome`, PETRA's operators) scored by a known rule, for the
+    rate drift: a pipeline that trains loses ``|log10(lr / BEST_RATE)|`` of quality, plus half the
+    share of channels it prunes; one that never trains loses 1. Size is the share of channels kept
+    (a quarter of it after int8). The first generation is warm starts at the task's rate
+    (``TASK_RATE``, ten times too high) plus samples, so a search finds the better rate only by
+    moving the rate of the pipelines that start from the warm starts, as on a real task."""
+
+    name = "pipeline-rate"
+    TASK_RATE, BEST_RATE = 3e-3, 3e-4
+
+    def __init__(self, rate_drift: float = 0.5) -> None:
+        from evoforge.compression.genome import TrainingSettings
+        from evoforge.compression.operators import PipelineOperators
+
+        self.rate_drift = rate_drift
+        self.base = TrainingSettings(lr=self.TASK_RATE)
+        self.operators = PipelineOperators("classification", base=self.base, rate_drift=rate_drift)
+        self._mutations = self.operators.registry()
+        self.objectives = (Objective("drop", reference=2.0), Objective("size", reference=1.1))
+
+    def config(self) -> dict[str, Any]:
+        return {"rate_drift": self.rate_drift}
+
+    @property
+    def mutations(self) -> Mapping[str, Mutation]:
+        return self._mutations  # type: ignore[return-value]
+
+    def warm_starts(self) -> list[Genome]:
+        from evoforge.compression.genome import PipelineGenome, Stage
+
+        def prune(ratio: float) -> Stage:
+            return Stage.make("prune", importance="l2", ratio=ratio, steps=1, allocation="uniform", round_to=8, epochs=3)
+
+        pipelines = [PipelineGenome((prune(r),), self.base) for r in (0.3, 0.5, 0.7)]
+        return [self.operators.canonical(g) for g in pipelines]
+
+    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
+        return (self.warm_starts() + [self.sample(rng) for _ in range(size)])[:size]
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        return self.operators.sample(rng, base=self.base)
+
+    def search_features(self, genome: Genome) -> dict[str, float | str]:
+        from evoforge.compression.operators import pipeline_features
+
+        return pipeline_features(genome)  # type: ignore[arg-type]
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        from evoforge.compression.operators import uses_training_settings
+
+        kept = 1.0
+        for stage in genome.stages:  # type: ignore[attr-defined]
+            if stage.kind == "prune":
+                kept *= 1.0 - stage["ratio"]
+        drop = abs(math.log10(genome.training.lr / self.BEST_RATE)) if uses_training_settings(genome) else 1.0  # type: ignore[attr-defined,arg-type]
+        size = kept * (0.25 if any(s.kind == "quantize" for s in genome.stages) else 1.0)  # type: ignore[attr-defined]
+        return Evaluation(Status.OK, {"drop": drop + 0.5 * (1.0 - kept), "size": size})
