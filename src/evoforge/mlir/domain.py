@@ -396,16 +396,17 @@ class EvolveDomain(Domain):
             return failed
         assert vmfb is not None and text is not None
         worker = state["worker"]
+
+        def timed() -> RuntimeComparison:
+            return measure_runtime(vmfb, state["original_vmfb"], state["batches_val"][0], self.repeats, worker=worker,
+                                   driver=self.runtime_driver, function=self.program.entry, timeout_s=self.run_timeout_s)
+
         t = time.perf_counter()
         try:
             outputs = run_program(vmfb, state["batches_val"], worker=worker, driver=self.runtime_driver,
                                   function=self.program.entry, timeout_s=self.run_timeout_s)
             confirmed: dict[str, float] = {}
             with MeasurementLock():
-                def timed() -> RuntimeComparison:
-                    return measure_runtime(vmfb, state["original_vmfb"], state["batches_val"][0], self.repeats, worker=worker,
-                                           driver=self.runtime_driver, function=self.program.entry, timeout_s=self.run_timeout_s)
-
                 runtime = timed()
                 if runtime.ratio < CONFIRM_BELOW:
                     confirmed = {"first_runtime_ratio": runtime.ratio}
