@@ -3,6 +3,7 @@ no torch.ao quantization on its path."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -78,6 +79,33 @@ def test_a_draft_falls_back_to_the_dynamo_exporter(trained_mlp: nn.Module, digit
     path = runtime.export(trained_mlp, x_test[:1], tmp_path / "draft.onnx", draft=True)
     assert calls == [False, True]
     assert _accuracy(runtime.load(path), x_test, y_test) == pytest.approx(_accuracy(trained_mlp, x_test, y_test))
+
+
+def test_exports_share_one_operator_registry_and_write_the_same_bytes(tmp_path, monkeypatch) -> None:
+    from torch.onnx._internal.exporter import _registration
+
+    from evoforge.runtimes import onnx_runtime
+
+    original = _registration.ONNXRegistry.__dict__["from_torchlib"]
+    builds: list[object] = []
+
+    def counted(cls, *args, **kwargs):
+        builds.append(args)
+        return original.__func__(cls, *args, **kwargs)
+
+    monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", classmethod(counted))
+    monkeypatch.setattr(onnx_runtime, "_TORCHLIB_REGISTRIES", {})
+    model, example = digits_cnn().eval(), torch.randn(1, 1, 8, 8)
+    runtime = get_runtime("onnxruntime")
+    with monkeypatch.context() as unhooked:
+        unhooked.setattr(onnx_runtime, "_torchlib_registry_reused", contextlib.nullcontext)
+        plain = runtime.export(model, example, tmp_path / "plain.onnx")
+    assert len(builds) == 1
+    first = runtime.export(model, example, tmp_path / "first.onnx")
+    second = runtime.export(model, example, tmp_path / "second.onnx")
+    assert len(builds) == 2  # the two exports built one registry between them
+    assert first.read_bytes() == second.read_bytes() == plain.read_bytes()
+    assert _registration.ONNXRegistry.__dict__["from_torchlib"].__func__ is counted  # the hook is put back
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
