@@ -108,7 +108,7 @@ def test_unknown_weighting_is_a_config_error_naming_the_valid_ones(conv_program,
     import evoforge
     from evoforge.mlir.domain import EvolveDomain
 
-    with pytest.raises(ConfigError, match="unknown edit target weighting 'hot'; valid: uniform, cost"):
+    with pytest.raises(ConfigError, match="unknown edit_targets 'hot'; valid: uniform, cost"):
         Session(conv_program, targets="hot")
     with pytest.raises(ConfigError, match="unknown edit_targets 'hot'; valid: uniform, cost"):
         EvolveDomain(edit_targets="hot")

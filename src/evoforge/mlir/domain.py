@@ -19,10 +19,10 @@ from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
-    TARGET_WEIGHTINGS,
     TORCH_ONLY_KINDS,
     EditListGenome,
     check_edit_kinds,
+    check_target_weighting,
 )
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
@@ -77,9 +77,7 @@ class EvolveDomain(Domain):
         edit_targets: str = "uniform",
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
-        if edit_targets not in TARGET_WEIGHTINGS:
-            raise ConfigError(f"unknown edit_targets {edit_targets!r}; valid: {', '.join(TARGET_WEIGHTINGS)}")
-        self.edit_targets = edit_targets
+        self.edit_targets = check_target_weighting(edit_targets)
         if compile_cache_mb < 0:
             raise ConfigError(f"compile_cache_mb must be >= 0 (0 turns the cache off), got {compile_cache_mb}")
         self.compile_cache_mb = compile_cache_mb

@@ -38,6 +38,13 @@ paper's operators), or ``cost``, which favours the ops and values that hold the 
 convolutions among hundreds of cheap element-wise ops."""
 
 
+def check_target_weighting(name: str) -> str:
+    """``name`` if it is one of `TARGET_WEIGHTINGS`, else a ConfigError that lists them."""
+    if name not in TARGET_WEIGHTINGS:
+        raise ConfigError(f"unknown edit_targets {name!r}; valid: {', '.join(TARGET_WEIGHTINGS)}")
+    return name
+
+
 def check_edit_kinds(kinds: Sequence[str]) -> list[str]:
     """``kinds`` without repeats, in order; `ConfigError` naming the valid kinds if one is unknown or none is given."""
     bad = [k for k in kinds if k not in EDIT_KINDS + OPT_IN_KINDS]

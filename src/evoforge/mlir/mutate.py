@@ -23,7 +23,6 @@ from evoforge.mlir import irtools, narrow
 from evoforge.mlir.edits import (
     EDIT_KINDS,
     OPT_IN_KINDS,
-    TARGET_WEIGHTINGS,
     Copy,
     Delete,
     DeleteBlock,
@@ -32,6 +31,7 @@ from evoforge.mlir.edits import (
     OperandReplace,
     Resize,
     Source,
+    check_target_weighting,
     edit_key,
 )
 from evoforge.mlir.program import Program
@@ -47,10 +47,8 @@ class Session:
     `verify` and `text`. Use as a context manager (it enters the context on creation)."""
 
     def __init__(self, program: Program, *, targets: str = "uniform") -> None:
-        if targets not in TARGET_WEIGHTINGS:
-            raise ConfigError(f"unknown edit target weighting {targets!r}; valid: {', '.join(TARGET_WEIGHTINGS)}")
         self.program = program
-        self.targets = targets
+        self.targets = check_target_weighting(targets)
         """How `pick` draws what an edit touches (see `TARGET_WEIGHTINGS`)."""
         self.context = irtools.new_context()
         self._loc = ir.Location.unknown(self.context)
