@@ -122,14 +122,21 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
 
 
 def baseline_provenance(layout: RunLayout) -> dict[str, Any]:
-    """Which trained baseline a run searched from: the first 12 hex digits of its weights' SHA-256
-    and its validation and test quality. Runs compare only when these match."""
+    """Which trained baseline a run searched from: the first 12 hex digits of the SHA-256 of its
+    weights (each tensor's name and bytes, in name order; not the file's bytes, which older
+    versions made depend on the saving process) and its validation and test quality. Runs
+    compare only when these match."""
     import hashlib
 
-    weights = layout.baseline / "baseline.pt"
+    import torch
+
+    state = torch.load(layout.baseline / "baseline.pt", map_location="cpu", weights_only=True)["state_dict"]
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
     numbers = json.loads((layout.baseline / "baseline.json").read_text())
-    return {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:12],
-            "validation": numbers.get("validation"), "test": numbers.get("test")}
+    return {"weights_sha256": digest.hexdigest()[:12], "validation": numbers.get("validation"), "test": numbers.get("test")}
 
 
 def shared_baseline(methods: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

@@ -81,12 +81,15 @@ def test_rank_test_separates_what_the_seeds_separate(peers):
     assert peers.rank_test([1.0], [2.0, 3.0]) == 1.0  # one seed tells nothing
 
 
-def _baseline_run(tmp_path: Path, name: str, weights: bytes) -> Path:
+def _baseline_run(tmp_path: Path, name: str, weight: float) -> Path:
+    import torch
+
     from evoforge.layout import RunLayout
 
     folder = RunLayout(tmp_path / name).baseline
     folder.mkdir(parents=True)
-    (folder / "baseline.pt").write_bytes(weights)
+    torch.save({"key": "k", "state_dict": {"w": torch.full((2,), weight)}}, folder / f"{name}.pt")  # the archive takes the name
+    (folder / f"{name}.pt").rename(folder / "baseline.pt")
     (folder / "baseline.json").write_text('{"validation": {"rmse": 0.13}, "test": {"rmse": 0.12}}')
     return tmp_path / name
 
@@ -94,9 +97,10 @@ def _baseline_run(tmp_path: Path, name: str, weights: bytes) -> Path:
 def test_runs_of_different_baselines_are_not_compared(peers, tmp_path):
     from evoforge.layout import RunLayout
 
-    first, same, other = (peers.baseline_provenance(RunLayout(_baseline_run(tmp_path, n, w)))
-                          for n, w in (("a", b"w1"), ("b", b"w1"), ("c", b"w2")))
-    assert first == same and first["validation"] == {"rmse": 0.13} and first["test"] == {"rmse": 0.12}
+    runs = [_baseline_run(tmp_path, n, w) for n, w in (("a", 1.0), ("b", 1.0), ("c", 2.0))]
+    assert (runs[0] / "baseline" / "baseline.pt").read_bytes() != (runs[1] / "baseline" / "baseline.pt").read_bytes()
+    first, same, other = (peers.baseline_provenance(RunLayout(run)) for run in runs)
+    assert first == same and first["validation"] == {"rmse": 0.13} and first["test"] == {"rmse": 0.12}  # same weights
     assert first["weights_sha256"] != other["weights_sha256"]
     assert peers.shared_baseline({"petra": [{"baseline": first}], "random": [{"baseline": same}]}) == first
     with pytest.raises(SystemExit, match="2 different baselines"):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -264,9 +265,12 @@ def test_baseline_depends_on_the_task_alone_and_is_shared_by_compress_and_evolve
     first = baseline_model(task, digits, tmp_path / "a")
     torch.manual_seed(2)
     torch.rand(1000)  # whatever drew from torch's generator before must not change the initial weights
-    second = baseline_model(task, digits, tmp_path / "b")
+    with monkeypatch.context() as another_process:
+        another_process.setattr(os, "getpid", lambda: 4242)
+        second = baseline_model(task, digits, tmp_path / "b")
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         torch.testing.assert_close(a, b)
+    assert (tmp_path / "a" / "baseline.pt").read_bytes() == (tmp_path / "b" / "baseline.pt").read_bytes()  # files compare too
     calls = []
     monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(k))
     baseline_model(with_data_fingerprint(task, digits), digits, tmp_path / "a")  # compress records the data's fingerprint

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -487,7 +488,9 @@ def baseline_model(task: Task, splits: Splits, cache_dir: Path, *, root: Path | 
         train(model, splits, task.training, epochs=task.baseline_epochs, seed=task.seed, batch_size=task.batch_size, device=device)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    torch.save({"key": key, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
+    buffer = io.BytesIO()  # not saved to ``tmp`` directly: torch names the archive after its file, pid included
+    torch.save({"key": key, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, buffer)
+    tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, cache)
     return model.eval()
 
