@@ -36,12 +36,13 @@ def test_search_show_json(tmp_path):
     assert summary["front"] and "evaluation budget reached" in summary["headline"]
 
 
-def test_preselect_is_a_stored_run_setting(tmp_path):
+def test_preselect_and_explore_are_stored_run_settings(tmp_path):
     run("search", "--problem", "zdt1", "--budget", 24, "--pop-size", 6, "--algorithm", "petra", "--preselect", 3,
-        "--run", tmp_path / "r", "--quiet")
+        "--explore", 0.5, "--run", tmp_path / "r", "--quiet")
     with open_store(tmp_path / "r", readonly=True) as store:
         config = store.config()
     assert config["run"]["preselect"] == 3 and config["algorithm"]["options"]["preselect"] == 3
+    assert config["run"]["explore"] == 0.5 and config["algorithm"]["options"]["explore"] == 0.5
 
 
 def test_eval_cache_is_shared_by_runs_and_marked_in_show(tmp_path):

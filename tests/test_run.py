@@ -41,6 +41,9 @@ def test_json_round_trip_and_replace():
         ({"address": "auto"}, ConfigError, "ray executor only"),
         ({"algorithm": "nsga2", "preselect": 4}, ConfigError, "preselect=4 applies to the petra algorithm only"),
         ({"algorithm": "petra", "preselect": 0}, ConfigError, "preselect=0 is invalid; use a positive integer"),
+        ({"algorithm": "nsga2", "explore": 0.25}, ConfigError, "explore=0.25 applies to the petra algorithm only"),
+        ({"algorithm": "petra", "explore": 1.5}, ConfigError, "explore=1.5 is invalid; use a share from 0"),
+        ({"algorithm": "petra", "explore": "some"}, ConfigError, "explore='some' is invalid"),
     ],
 )
 def test_bad_settings_name_the_value_and_the_fix(settings, error, message):
@@ -53,6 +56,6 @@ def test_specs_of_runs_stored_before_specs_existed():
               "termination": {"max_evaluations": 30}, "seed": 4}
     spec = stored_spec(legacy, {"workers": 2, "timeout_s": 100.0, "executor": "local"})
     assert (spec.algorithm, spec.pop_size, spec.seed, spec.workers, spec.timeout_s) == ("petra", 6, 4, 2, 100.0)
-    assert spec.preselect == 1  # petra ran without pre-selection then
+    assert spec.preselect == 1 and spec.explore == 0.0  # petra ran without pre-selection then
     assert spec.termination().max_evaluations == 30
     assert set(spec.to_dict()) == set(SETTINGS)

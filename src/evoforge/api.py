@@ -135,7 +135,7 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
     its stored settings; ``overrides`` may change where it runs (workers, timeout_s, executor,
     address, resources) and its budget. Raises `ConfigError` when an input changed since the
     run started."""
-    fixed = sorted({"algorithm", "seed", "preselect", "rungs", "eta", "promote", *ALGORITHM_SIZES}
+    fixed = sorted({"algorithm", "seed", "preselect", "explore", "rungs", "eta", "promote", *ALGORITHM_SIZES}
                    & {k for k, v in overrides.items() if v is not None})
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} cannot change when a run resumes; start a new run for other values")

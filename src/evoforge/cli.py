@@ -50,6 +50,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="size of the first generation (default: twice the population for petra, the population otherwise)")
     p.add_argument("--preselect", type=int, default=None,
                    help="petra: each child is the best of N mutants by a model of the evaluations so far (default 8; 1: off)")
+    p.add_argument("--explore", type=float, default=None,
+                   help="petra: share of children taken as plain mutants, skipping pre-selection (0 to 1)")
     p.add_argument("--rungs", default=None,
                    help="multi-fidelity screening: fractions of full fidelity, ending at 1 (e.g. 0.25,1); default: off")
     p.add_argument("--eta", type=int, default=None, help="with --rungs: keep 1 in ETA candidates at each rung (default 3)")
@@ -341,7 +343,7 @@ def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
     for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "algorithm", "pop_size",
                  "offspring_size", "initial_size",
-                 "preselect", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
+                 "preselect", "explore", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
                  "rungs", "eta", "promote"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1

@@ -25,7 +25,7 @@ RESOURCES = ("num_cpus", "num_gpus", "memory_mb")
 
 ALGORITHM_SIZES = ("pop_size", "offspring_size", "initial_size")
 """The run settings that size the algorithm's generations (fixed for the life of a run)."""
-PETRA_OPTIONS = ("preselect",)
+PETRA_OPTIONS = ("preselect", "explore")
 """Run settings only petra takes."""
 
 
@@ -37,6 +37,7 @@ class RunSettings(TypedDict, total=False):
     offspring_size: int | None
     initial_size: int | None
     preselect: int | None
+    explore: float | None
     budget: str | int | Termination | Mapping[str, Any]
     seed: int
     workers: int
@@ -57,7 +58,8 @@ class RunSpec:
     ``algorithm``: nsga2, petra or random, with ``pop_size`` / ``offspring_size`` /
     ``initial_size`` (the first generation's size; None: the algorithm's default);
     ``preselect`` (petra only): each child is the best of this many mutants by a model of the
-    evaluations so far (1: plain mutation; None: petra's default, 8). ``budget``:
+    evaluations so far (1: plain mutation; None: petra's default, 8), and ``explore`` (petra
+    only) the share of children taken as plain mutants all the same (None: petra's default). ``budget``:
     an evaluation count (200), a time ("90s", "30m", "2h") or a `Termination`'s fields.
     ``seed``: the run's one seed. ``executor``: "local" (``workers`` processes; 0 evaluates in
     the driver) or "ray" (a private local Ray, or the cluster at ``address``: "auto" or
@@ -73,6 +75,7 @@ class RunSpec:
     offspring_size: int | None = None
     initial_size: int | None = None
     preselect: int | None = None
+    explore: float | None = None
     budget: str | int | Mapping[str, Any] = 200
     seed: int = 0
     workers: int = 0
@@ -90,12 +93,16 @@ class RunSpec:
 
         if isinstance(self.budget, Termination):
             object.__setattr__(self, "budget", self.budget.to_dict())
-        if self.preselect is not None and self.algorithm != "petra":
-            raise ConfigError(f"preselect={self.preselect!r} applies to the petra algorithm only; drop it or use algorithm petra")
-        for name in (*ALGORITHM_SIZES, *PETRA_OPTIONS):
+        for name in PETRA_OPTIONS:
+            if getattr(self, name) is not None and self.algorithm != "petra":
+                raise ConfigError(f"{name}={getattr(self, name)!r} applies to the petra algorithm only; drop it or use algorithm petra")
+        for name in (*ALGORITHM_SIZES, "preselect"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} is invalid; use a positive integer")
+        explore = self.explore
+        if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int | float) or not 0 <= explore <= 1):
+            raise ConfigError(f"explore={explore!r} is invalid; use a share from 0 (every child pre-selected) to 1")
         ALGORITHMS[self.algorithm](**self.algorithm_options())  # unknown names and bad sizes fail here
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} is invalid; use an integer >= 0")
@@ -205,14 +212,17 @@ def stored_spec(config: Mapping[str, Any], executor: Mapping[str, Any] | None) -
     """The spec of a stored run (runs from before specs were stored are rebuilt from their
     algorithm, termination, seed and executor records)."""
     options = dict(config["algorithm"].get("options") or {})
-    # what the stored algorithm ran with: petra runs stored before pre-selection ran without it
-    preselect = int(options.get("preselect", 1)) if config["algorithm"]["name"] == "petra" else None
+    # what the stored algorithm ran with: petra runs stored before pre-selection, or before its
+    # exploration share, ran without it
+    stored: dict[str, Any] = {}
+    if config["algorithm"]["name"] == "petra":
+        stored = {"preselect": int(options.get("preselect", 1)), "explore": float(options.get("explore", 0.0))}
     if "run" in config:
         spec = RunSpec.from_dict(config["run"])
-        return spec if spec.preselect is not None or preselect is None else dataclasses.replace(spec, preselect=preselect)
+        return dataclasses.replace(spec, **{name: value for name, value in stored.items() if getattr(spec, name) is None})
     executor = dict(executor or {})
     return RunSpec(
-        algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES}, preselect=preselect,
+        algorithm=config["algorithm"]["name"], **{name: options.get(name) for name in ALGORITHM_SIZES}, **stored,
         budget=dict(config["termination"]), seed=int(config["seed"]), workers=int(executor.get("workers", 0)),
         timeout_s=executor.get("timeout_s"), executor=executor.get("executor", "local"), address=executor.get("address"),
         resources=executor.get("resources"),

@@ -88,7 +88,7 @@ def test_resume_equals_uninterrupted_when_stopped_between_generations(tmp_path):
     assert sorted(m.key for m in resumed) == sorted(m.key for m in full)
 
 
-def test_a_petra_run_stored_before_preselection_resumes_without_it():
+def test_a_petra_run_stored_before_preselection_or_exploration_resumes_without_them():
     from evoforge.run import stored_spec
     from evoforge.search.algorithms import ALGORITHMS
 
@@ -99,6 +99,10 @@ def test_a_petra_run_stored_before_preselection_resumes_without_it():
               "run": {"algorithm": "petra", "pop_size": 6, "budget": 20, "seed": 0}}
     assert stored_spec(config, None).preselect == 1
     assert stored_spec({**config, "algorithm": {"name": "petra", "options": {**old_options, "preselect": 4}}}, None).preselect == 4
+    assert ALGORITHMS["petra"].from_options({**old_options, "preselect": 8}).explore == 0.0
+    assert stored_spec(config, None).explore == 0.0
+    explored = {**old_options, "preselect": 8, "explore": 0.25}
+    assert stored_spec({**config, "algorithm": {"name": "petra", "options": explored}}, None).explore == 0.25
 
 
 def test_a_time_budget_stops_a_plain_run_inside_a_generation_and_resume_finishes_it(tmp_path):

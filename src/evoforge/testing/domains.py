@@ -195,6 +195,51 @@ class HiddenSettingDomain(VectorToyDomain):
 
 
 @register_domain
+class LockOutDomain(VectorToyDomain):
+    """A setting that pays only once another one is right, the trap of greedy pre-selection.
+    ``x[0]`` is a mode (``a`` below 0.5, ``b`` above), ``x[1]`` a knob whose best value is 0.8,
+    ``x[2]`` the trade-off along the front. Mode ``a`` pays a penalty that shrinks as the knob nears
+    0.8; mode ``b`` pays none when the knob is within `BAND` of 0.8 and a large one otherwise. The
+    first generation is all mode ``a``; operator ``mode`` flips the mode, ``knob`` nudges the
+    knob, ``trade`` redraws the trade-off. Early mode-``b`` children land off the band and fail, a
+    model of past evaluations then rates mode ``b`` as bad, and a purely model-picked search stops
+    trying it although mode ``b`` at the right knob dominates everything mode ``a`` reaches."""
+
+    name = "lock-out"
+    SIZE = 3
+    BEST_KNOB = 0.8
+    BAND = 0.03
+
+    def __init__(self) -> None:
+        super().__init__(
+            (Objective("f1", reference=1.1), Objective("f2", reference=6.0)),
+            mode=lambda g, rng: self._set(g, 0, 1.0 - g.values[0]),  # type: ignore[attr-defined]
+            knob=lambda g, rng: self._set(g, 1, float(np.clip(g.values[1] + rng.normal(0, 0.1), 0, 1))),  # type: ignore[attr-defined]
+            trade=lambda g, rng: self._set(g, 2, float(rng.uniform(0, 1))),
+        )
+
+    @staticmethod
+    def _set(genome: Genome, index: int, value: float) -> Genome:
+        values = list(genome.values)  # type: ignore[attr-defined]
+        values[index] = value
+        return _vector(values)
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        return _vector((rng.uniform(0, 0.5), rng.uniform(0, 1), rng.uniform(0, 1)))
+
+    def search_features(self, genome: Genome) -> dict[str, float | str]:
+        mode, knob, _ = genome.values  # type: ignore[attr-defined]
+        return {"mode": "b" if mode >= 0.5 else "a", "knob": knob}
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        mode, knob, trade = genome.values  # type: ignore[attr-defined]
+        miss = abs(knob - self.BEST_KNOB)
+        penalty = (0.0 if miss < self.BAND else 4.0) if mode >= 0.5 else 0.5 + 2.0 * miss
+        g = 1.0 + penalty
+        return Evaluation(Status.OK, {"f1": trade, "f2": g * (1 - math.sqrt(trade / g))})
+
+
+@register_domain
 class FidelityDomain(VectorToyDomain):
     """A ZDT1-like problem over (x, y) in [0, 1]^2 that can be evaluated at lower fidelity: at a
     fraction f < 1 both objectives are shifted up by 0.5 * (1 - f), which keeps their order, so

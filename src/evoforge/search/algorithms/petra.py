@@ -2,7 +2,9 @@
 by exclusive hypervolume contribution (SMS-EMOA style), and operator probabilities adapted
 from each operator's success rate. Each child is the best of ``preselect`` mutants by a
 density-ratio model of all evaluations so far (`evoforge.search.surrogate`), once there are
-``model_after`` of them and the domain describes its genomes (`Domain.search_features`)."""
+``model_after`` of them and the domain describes its genomes (`Domain.search_features`); an
+``explore`` share of the children skips the model and is a plain mutant, so that a setting the
+model has only seen fail early is still tried now and then."""
 
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ class Petra(Algorithm):
         initial_size: int | None = None,
         rate_floor: float = 0.05,
         preselect: int = 8,
+        explore: float = 0.0,
         model_after: int = 10,
     ) -> None:
         super().__init__(pop_size=pop_size, offspring_size=offspring_size, initial_size=initial_size)
@@ -77,10 +80,13 @@ class Petra(Algorithm):
             raise ConfigError(f"rate_floor must be in [0, 1], got {rate_floor}")
         if preselect < 1:
             raise ConfigError(f"preselect must be at least 1 (1: no pre-selection), got {preselect}")
+        if isinstance(explore, bool) or not isinstance(explore, int | float) or not 0.0 <= explore <= 1.0:
+            raise ConfigError(f"explore must be a share in [0, 1] (0: every child pre-selected), got {explore!r}")
         if model_after < 2:
             raise ConfigError(f"model_after must be at least 2 evaluations, got {model_after}")
         self.rate_floor = rate_floor
         self.preselect = preselect
+        self.explore = float(explore)
         self.model_after = model_after
         self._archive: dict[str, Individual] = {}
         self._features: dict[str, Features] = {}
@@ -91,11 +97,13 @@ class Petra(Algorithm):
         self._reference: np.ndarray | None = None  # the one survival ranked with (kept so a resumed run ranks alike)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "rate_floor": self.rate_floor, "preselect": self.preselect, "model_after": self.model_after}
+        return {**super().config(), "rate_floor": self.rate_floor, "preselect": self.preselect, "explore": self.explore,
+                "model_after": self.model_after}
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Petra:
-        return cls(**{"preselect": 1, **options})  # runs stored before pre-selection ran without it
+        # runs stored before pre-selection (or its exploration share) existed ran without it
+        return cls(**{"preselect": 1, "explore": 0.0, **options})
 
     def observe(self, evaluated: Sequence[Individual]) -> None:
         for ind in evaluated:
@@ -124,6 +132,9 @@ class Petra(Algorithm):
             return [unique_child(make, is_new, batch) for _ in range(count)]
         children = []
         for _ in range(count):
+            if self.explore > 0.0 and rng.random() < self.explore:
+                children.append(unique_child(make, is_new, batch))
+                continue
             seen = set(batch)
             candidates = [unique_child(make, is_new, seen) for _ in range(self.preselect)]
             ranks = [model.score(domain.search_features(c.genome)) for c in candidates]
