@@ -55,6 +55,23 @@ def test_local_changes_exactly_one_hyperparameter_of_one_stage():
         assert child.training == g.training
 
 
+def test_a_quantize_stage_that_does_not_train_carries_no_epochs():
+    """Only QAT trains, so epochs in a static, dynamic or weight-only stage would make two genomes
+    of one model: the canonical form drops them and local moves never touch them."""
+    rng = np.random.default_rng(4)
+    for mode in ("static", "dynamic", "weight_only"):
+        stage = Stage.make("quantize", mode=mode, per_channel=True, keep_float_edges=False, epochs=3)
+        g = PipelineGenome((Stage.make("finetune", epochs=2), stage))
+        assert OPS.canonical(g).stages[1]["epochs"] == 0
+        assert OPS.canonical(g).stages[0]["epochs"] == 2
+        parent = OPS.canonical(g)
+        children = [REG["local"](parent, rng) for _ in range(60)]
+        assert all(c.stages[1]["epochs"] == 0 for c in children)
+        assert all(c != parent for c in children)  # every local move changes the model
+    qat = PipelineGenome((Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=3),))
+    assert OPS.canonical(qat).stages[0]["epochs"] == 3
+
+
 def test_structural_operators():
     rng = np.random.default_rng(2)
     empty = PipelineGenome()
@@ -192,6 +209,9 @@ def test_pipeline_features_describe_what_a_model_can_learn_from():
     assert f["training epochs"] == 3.0
     assert f["training lr"] == pytest.approx(-3.0) and f["training weight_decay"] == pytest.approx(-4.0)
     assert f["training optimizer"] == "adam"
+    assert "quantize epochs" not in f  # only QAT trains
+    qat = dataclasses.replace(g, stages=g.stages[:2] + (g.stages[2].replace(mode="qat", epochs=2),))
+    assert pipeline_features(qat)["quantize epochs"] == 2
     quant_only = pipeline_features(PipelineGenome((Stage.make("quantize", mode="dynamic", per_channel=False,
                                                               keep_float_edges=False, epochs=0),), training))
     assert "training lr" not in quant_only and "prune kept" not in quant_only  # settings that cannot matter are left out

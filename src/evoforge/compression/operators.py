@@ -123,11 +123,17 @@ def at_fidelity(genome: PipelineGenome, fraction: float, min_epochs: int = SCREE
     return dataclasses.replace(genome, stages=tuple(stages))
 
 
+def without_inert_epochs(genome: PipelineGenome) -> PipelineGenome:
+    """``genome`` with 0 epochs in its quantize stage unless that stage is QAT (only QAT trains)."""
+    stages = tuple(s.replace(epochs=0) if s.kind == "quantize" and s["mode"] != "qat" and s["epochs"] else s for s in genome.stages)
+    return genome if stages == genome.stages else dataclasses.replace(genome, stages=stages)
+
+
 def pipeline_features(genome: PipelineGenome) -> dict[str, float | str]:
     """What a model-based search learns from (`evoforge.search.surrogate`): the stage sequence,
     each kind's settings (of its first stage of that kind), the share of channels all pruning
     keeps, the pipeline's training in epochs, and the training settings where they matter
-    (log10 of the log-scaled ones)."""
+    (log10 of the log-scaled ones). A quantize stage's epochs count only for QAT."""
     features: dict[str, float | str] = {"stages": " -> ".join(s.kind for s in genome.stages) or "none",
                                         "training epochs": training_epochs(genome)}
     kept = 1.0
@@ -136,6 +142,8 @@ def pipeline_features(genome: PipelineGenome) -> dict[str, float | str]:
             kept *= 1.0 - stage["ratio"]
         for name, value in stage.params:
             key = f"{stage.kind} {name}"
+            if key == "quantize epochs" and stage["mode"] != "qat":
+                continue
             if key not in features:
                 features[key] = str(value) if isinstance(value, bool) else value
     if any(s.kind == "prune" for s in genome.stages):
@@ -246,8 +254,10 @@ class PipelineOperators:
             raise ConfigError(f"rate_drift must be in [0, 1], got {self.rate_drift}")
 
     def canonical(self, genome: PipelineGenome) -> PipelineGenome:
-        """``genome`` fitted to the space, with ``base`` training settings where they cannot matter."""
-        genome = self.space.fit(genome)
+        """``genome`` fitted to the space, with the settings that cannot change its result fixed:
+        0 epochs in a quantize stage that is not QAT, and ``base`` training settings where they
+        cannot matter. Two pipelines that would give the same model are thus one genome."""
+        genome = self.space.fit(without_inert_epochs(genome))
         if self.base is not None and genome.training != self.base and not uses_training_settings(genome):
             genome = dataclasses.replace(genome, training=self.base)
         return genome
@@ -293,6 +303,8 @@ class PipelineOperators:
         i = int(rng.integers(len(g.stages)))
         stage = g.stages[i]
         specs = self.space.stage_space(stage.kind) if stage.kind in self.space.kinds else STAGE_SPACES[stage.kind]
+        if stage.kind == "quantize" and stage["mode"] != "qat":
+            specs = tuple(p for p in specs if p.name != "epochs")  # only QAT trains
         spec = specs[int(rng.integers(len(specs)))]
         new = stage.replace(**{spec.name: step_value(spec, stage[spec.name], rng)})
         return dataclasses.replace(g, stages=g.stages[:i] + (new,) + g.stages[i + 1 :])
