@@ -49,9 +49,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-size", type=int, default=None,
                    help="size of the first generation (default: twice the population for petra, the population otherwise)")
     p.add_argument("--preselect", type=int, default=None,
-                   help="petra: each child is the best of N mutants by a model of the evaluations so far (default 8; 1: off)")
+                   help="petra: each child is the best of N mutants by a model of the evaluations so far (default 1: plain mutation)")
     p.add_argument("--explore", type=float, default=None,
-                   help="petra: share of children taken as plain mutants, skipping pre-selection (0 to 1)")
+                   help="petra with --preselect > 1: share of children taken as plain mutants all the same (0 to 1, default 0)")
     p.add_argument("--rungs", default=None,
                    help="multi-fidelity screening: fractions of full fidelity, ending at 1 (e.g. 0.25,1); default: off")
     p.add_argument("--eta", type=int, default=None, help="with --rungs: keep 1 in ETA candidates at each rung (default 3)")

@@ -58,7 +58,7 @@ class RunSpec:
     ``algorithm``: nsga2, petra or random, with ``pop_size`` / ``offspring_size`` /
     ``initial_size`` (the first generation's size; None: the algorithm's default);
     ``preselect`` (petra only): each child is the best of this many mutants by a model of the
-    evaluations so far (1: plain mutation; None: petra's default, 8), and ``explore`` (petra
+    evaluations so far (None: petra's default, 1, plain mutation), and ``explore`` (petra
     only) the share of children taken as plain mutants all the same (None: petra's default). ``budget``:
     an evaluation count (200), a time ("90s", "30m", "2h") or a `Termination`'s fields.
     ``seed``: the run's one seed. ``executor``: "local" (``workers`` processes; 0 evaluates in

@@ -256,7 +256,7 @@ def test_explored_children_skip_the_model(monkeypatch):
     monkeypatch.setattr(surrogate.DensityRatio, "score", lambda self, c: calls.append(c) or score(self, c))
 
     def run(explore: float) -> None:
-        Search.create(LockOutDomain(), algorithm="petra", algorithm_options={"pop_size": 6, "explore": explore},
+        Search.create(LockOutDomain(), algorithm="petra", algorithm_options={"pop_size": 6, "preselect": 8, "explore": explore},
                       termination=Termination(max_evaluations=30), seed=1).run()
 
     run(1.0)
@@ -275,7 +275,8 @@ def test_preselection_needs_features_and_enough_evaluations():
         make_algorithm("petra", preselect=0)
     with pytest.raises(ConfigError, match="model_after"):
         make_algorithm("petra", model_after=1)
-    assert make_algorithm("petra").config()["preselect"] == 8
+    assert make_algorithm("petra").config()["preselect"] == 1  # plain mutation unless asked
+    assert make_algorithm("petra").config()["explore"] == 0.0
 
     def individual(values, f1):
         return Individual(RealVector(values), Evaluation(Status.OK, {"f1": f1, "f2": 1.0 - f1}))
@@ -298,7 +299,7 @@ def test_a_resumed_run_with_preselection_asks_what_the_uninterrupted_run_asks(tm
     from evoforge.testing.domains import HiddenSettingDomain
 
     def create(store=None):
-        return Search.create(HiddenSettingDomain(), algorithm="petra", algorithm_options={"pop_size": 6},
+        return Search.create(HiddenSettingDomain(), algorithm="petra", algorithm_options={"pop_size": 6, "preselect": 8, "explore": 0.25},
                              termination=Termination(max_evaluations=36), seed=4, store=store)
 
     full = create()

@@ -1,10 +1,11 @@
 """PETRA's search: mutation-only (mu + lambda), survivors by non-dominated rank with ties broken
 by exclusive hypervolume contribution (SMS-EMOA style), and operator probabilities adapted
-from each operator's success rate. Each child is the best of ``preselect`` mutants by a
-density-ratio model of all evaluations so far (`evoforge.search.surrogate`), once there are
-``model_after`` of them and the domain describes its genomes (`Domain.search_features`); an
-``explore`` share of the children skips the model and is a plain mutant, so that a setting the
-model has only seen fail early is still tried now and then."""
+from each operator's success rate, children by plain mutation (the paper's algorithm). With
+``preselect`` > 1 each child is instead the best of ``preselect`` mutants by a density-ratio
+model of all evaluations so far (`evoforge.search.surrogate`), once there are ``model_after`` of
+them and the domain describes its genomes (`Domain.search_features`); an ``explore`` share of
+the children skips the model and is a plain mutant, so that a setting the model has only seen
+fail early is still tried now and then."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class Petra(Algorithm):
         offspring_size: int | None = None,
         initial_size: int | None = None,
         rate_floor: float = 0.05,
-        preselect: int = 8,
+        preselect: int = 1,
         explore: float = 0.0,
         model_after: int = 10,
     ) -> None:
