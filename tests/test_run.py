@@ -44,6 +44,7 @@ def test_json_round_trip_and_replace():
         ({"algorithm": "nsga2", "explore": 0.25}, ConfigError, "explore=0.25 applies to the petra algorithm only"),
         ({"algorithm": "petra", "explore": 1.5}, ConfigError, "explore=1.5 is invalid; use a share from 0"),
         ({"algorithm": "petra", "explore": "some"}, ConfigError, "explore='some' is invalid"),
+        ({"algorithm": "petra", "explore": 0.25}, ConfigError, "explore=0.25 has no effect without pre-selection; add preselect 8"),
     ],
 )
 def test_bad_settings_name_the_value_and_the_fix(settings, error, message):

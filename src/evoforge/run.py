@@ -59,7 +59,7 @@ class RunSpec:
     ``initial_size`` (the first generation's size; None: the algorithm's default);
     ``preselect`` (petra only): each child is the best of this many mutants by a model of the
     evaluations so far (None: petra's default, 1, plain mutation), and ``explore`` (petra
-    only) the share of children taken as plain mutants all the same (None: petra's default). ``budget``:
+    only) the share of children taken as plain mutants all the same (with ``preselect`` > 1; None: 0). ``budget``:
     an evaluation count (200), a time ("90s", "30m", "2h") or a `Termination`'s fields.
     ``seed``: the run's one seed. ``executor``: "local" (``workers`` processes; 0 evaluates in
     the driver) or "ray" (a private local Ray, or the cluster at ``address``: "auto" or

@@ -83,6 +83,8 @@ class Petra(Algorithm):
             raise ConfigError(f"preselect must be at least 1 (1: no pre-selection), got {preselect}")
         if isinstance(explore, bool) or not isinstance(explore, int | float) or not 0.0 <= explore <= 1.0:
             raise ConfigError(f"explore must be a share in [0, 1] (0: every child pre-selected), got {explore!r}")
+        if explore > 0 and preselect == 1:
+            raise ConfigError(f"explore={explore} has no effect without pre-selection; add preselect 8 (or any value above 1)")
         if model_after < 2:
             raise ConfigError(f"model_after must be at least 2 evaluations, got {model_after}")
         self.rate_floor = rate_floor
