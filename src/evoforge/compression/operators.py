@@ -91,13 +91,19 @@ def uses_training_settings(genome: PipelineGenome) -> bool:
     return training_epochs(genome) > 0 or any(s.kind == "prune" and s["importance"] in ("taylor", "hessian") for s in genome.stages)
 
 
+def inert_settings(stage: Stage) -> frozenset[str]:
+    """The stage's settings that cannot change its result: a quantize stage's epochs unless it
+    is QAT (only QAT trains)."""
+    return frozenset({"epochs"}) if stage.kind == "quantize" and stage["mode"] != "qat" else frozenset()
+
+
 def training_epochs(genome: PipelineGenome) -> float:
     """The pipeline's training in epochs of plain training of the baseline (an upper bound on its
     cost: pruned models train faster)."""
     total = 0.0
     for stage in genome.stages:
         for name, value in stage.params:
-            if name in ("epochs", "reg_epochs") and not (stage.kind == "quantize" and stage["mode"] != "qat"):
+            if name in ("epochs", "reg_epochs") and name not in inert_settings(stage):
                 total += EPOCH_COST.get((stage.kind, name), 1.0) * value
     return total
 
@@ -124,8 +130,8 @@ def at_fidelity(genome: PipelineGenome, fraction: float, min_epochs: int = SCREE
 
 
 def without_inert_epochs(genome: PipelineGenome) -> PipelineGenome:
-    """``genome`` with 0 epochs in its quantize stage unless that stage is QAT (only QAT trains)."""
-    stages = tuple(s.replace(epochs=0) if s.kind == "quantize" and s["mode"] != "qat" and s["epochs"] else s for s in genome.stages)
+    """``genome`` with 0 epochs in every stage whose epochs are inert (`inert_settings`)."""
+    stages = tuple(s.replace(epochs=0) if "epochs" in inert_settings(s) and s["epochs"] else s for s in genome.stages)
     return genome if stages == genome.stages else dataclasses.replace(genome, stages=stages)
 
 
@@ -142,9 +148,7 @@ def pipeline_features(genome: PipelineGenome) -> dict[str, float | str]:
             kept *= 1.0 - stage["ratio"]
         for name, value in stage.params:
             key = f"{stage.kind} {name}"
-            if key == "quantize epochs" and stage["mode"] != "qat":
-                continue
-            if key not in features:
+            if key not in features and name not in inert_settings(stage):
                 features[key] = str(value) if isinstance(value, bool) else value
     if any(s.kind == "prune" for s in genome.stages):
         features["prune kept"] = kept
@@ -303,8 +307,7 @@ class PipelineOperators:
         i = int(rng.integers(len(g.stages)))
         stage = g.stages[i]
         specs = self.space.stage_space(stage.kind) if stage.kind in self.space.kinds else STAGE_SPACES[stage.kind]
-        if stage.kind == "quantize" and stage["mode"] != "qat":
-            specs = tuple(p for p in specs if p.name != "epochs")  # only QAT trains
+        specs = tuple(p for p in specs if p.name not in inert_settings(stage))
         spec = specs[int(rng.integers(len(specs)))]
         new = stage.replace(**{spec.name: step_value(spec, stage[spec.name], rng)})
         return dataclasses.replace(g, stages=g.stages[:i] + (new,) + g.stages[i + 1 :])
