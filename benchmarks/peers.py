@@ -37,6 +37,7 @@ from evoforge.api import open_store
 from evoforge.compression.domain import CompressDomain
 from evoforge.front import feasible_hypervolume
 from evoforge.layout import RunLayout
+from evoforge.machine import timing_machines
 from evoforge.pareto import reference_point
 from evoforge.search.domain import domain_from_spec
 
@@ -105,7 +106,8 @@ def summarize_run(run: Path, budgets: list[int]) -> dict[str, Any]:
     searched = [e.objectives for k, e in evaluations if k not in warm and e.ok and all(v <= 0 for v in e.constraints.values())]
     out: dict[str, Any] = {"curve": curve, "cpu_curve": cpu_curve, "budgets": {}, "feasible": feasible, "searched": searched,
                            "warm_starts": len(warm), "directions": {o.name: o.direction for o in domain.objectives},
-                           "baseline": baseline_provenance(layout)}
+                           "baseline": baseline_provenance(layout),
+                           "machines": timing_machines(e.metrics for _, e in evaluations if e.ok)}
     for budget in budgets:
         val = [e for _, e in evaluations[:budget]]
         test = tested[:budget]
@@ -150,6 +152,16 @@ def shared_baseline(methods: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return next(iter(seen.values()), {})
 
 
+def shared_machine(methods: dict[str, list[dict[str, Any]]]) -> str | None:
+    """The machine every run of a task was timed on (None when no run says); raises when they
+    were timed on several, since latency ratios differ between processors."""
+    seen = {name for runs in methods.values() for r in runs for name in r.get("machines", {})}
+    if len(seen) > 1:
+        raise SystemExit(f"the runs were timed on {len(seen)} different machines ({'; '.join(sorted(seen))}); "
+                         "compare runs timed on one machine")
+    return next(iter(seen), None)
+
+
 def run_method(task: str, method: str, seed: int, budget: int, workers: int, root: Path) -> Path:
     """One run; the task's first run leaves its baseline folder as a template that later runs
     start from (the baseline is trained with the task's seed, so it is the same in every run: this
@@ -187,7 +199,11 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], budgets: list[in
         baseline = shared_baseline(methods)
         print(f"\n## {task}\n\nbaseline {baseline.get('weights_sha256')}: validation {baseline.get('validation')}, "
               f"test {baseline.get('test')}\n")
+        machine = shared_machine(methods)
+        if machine:
+            print(f"timed on {machine}\n")
         table.setdefault(task, {})["baseline"] = baseline
+        table[task]["machine"] = machine
         print("| method | budget | HV val median [min, max] | HV test median [min, max] | size -% at limit (test) | "
               "latency -% at limit (test) | wall min | vs " + DEFAULT + " p |")
         print("|---|---|---|---|---|---|---|---|")

@@ -105,3 +105,11 @@ def test_runs_of_different_baselines_are_not_compared(peers, tmp_path):
     assert peers.shared_baseline({"petra": [{"baseline": first}], "random": [{"baseline": same}]}) == first
     with pytest.raises(SystemExit, match="2 different baselines"):
         peers.shared_baseline({"petra": [{"baseline": first}], "random": [{"baseline": other}]})
+
+
+def test_runs_timed_on_different_machines_are_not_compared(peers):
+    a, b = {"machines": {"A, 2 cores": 60}}, {"machines": {"B, 8 cores": 60}}
+    assert peers.shared_machine({"petra": [a], "random": [dict(a), {"machines": {}}]}) == "A, 2 cores"
+    assert peers.shared_machine({"petra": [{"machines": {}}]}) is None
+    with pytest.raises(SystemExit, match="2 different machines"):
+        peers.shared_machine({"petra": [a], "random": [b]})

@@ -145,6 +145,7 @@ def test_export_reverifies_in_a_fresh_process_and_converts_float_members(domain,
     card = domain.export_member("float", genome, ev, tmp_path / "out", claimed=claimed, formats=["torchscript"], seed=3)
     assert card["verified_in_fresh_process"] and card["test"]["accuracy"] == pytest.approx(claimed["accuracy"])
     assert card["load_with"].startswith("onnxruntime.InferenceSession(")
+    assert card["objectives_timed_on"] == ev.metrics["machine"] and card["latency_timed_on"] == ev.metrics["machine"]
     converted = card["formats"]["torchscript"]
     assert (tmp_path / "out" / "model.pt").exists() and converted["test"]["accuracy"] == pytest.approx(claimed["accuracy"], abs=0.01)
 
@@ -181,8 +182,10 @@ def test_onnxruntime_runs_never_call_torch_ao_quantization(domain, tmp_path, mon
     assert not [w for w in caught if issubclass(w.category, DeprecationWarning) or "torch.ao" in str(w.message)]
 
 
-def test_cache_identity_changes_with_the_task_its_data_the_baseline_and_the_runtime(domain, tmp_path):
+def test_cache_identity_changes_with_the_task_its_data_the_baseline_the_runtime_and_the_machine(domain, tmp_path, monkeypatch):
     import shutil
+
+    import evoforge.compression.domain as compress_domain
 
     base = domain.cache_identity()
     assert json.loads(json.dumps(base)) == base and domain.cache_identity() == base
@@ -209,6 +212,8 @@ def test_cache_identity_changes_with_the_task_its_data_the_baseline_and_the_runt
     artifact = copy.baseline / domain.artifact
     artifact.write_bytes(artifact.read_bytes() + b"\0")  # another baseline
     assert identity(copy) != base
+    monkeypatch.setattr(compress_domain, "machine_name", lambda: "Other CPU (aarch64), 64 cores, i8mm")
+    assert identity() != base  # a cached latency is only reused on the machine that measured it
 
 
 def test_a_screening_scores_the_baseline_against_itself_on_the_same_examples(domain, tmp_path):
@@ -290,3 +295,12 @@ def test_show_counts_what_prefix_reuse_saved(domain):
     notes = domain.headline_notes(evaluations)
     assert "prefix reuse: 2 of 3 evaluations started from a stored intermediate model (3 stages not recomputed)" in notes
     assert not any("prefix reuse" in n for n in domain.headline_notes({"b": evaluations["b"]}))
+
+
+def test_evaluations_and_the_baseline_record_the_machine_that_timed_them(domain, tmp_path):
+    from evoforge.machine import machine_name
+
+    assert domain.baseline_record()["machine"] == machine_name()
+    ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=tmp_path / "base"))
+    assert ev.metrics["machine"] == machine_name()
+    assert f"timed on {machine_name()}" in domain.headline_notes({"a": ev})

@@ -10,6 +10,7 @@ import evoforge
 from evoforge.api import open_store
 from evoforge.genome import genome_from_json
 from evoforge.layout import RunLayout
+from evoforge.machine import machine_name
 from evoforge.mlir.edits import EditListGenome
 from evoforge.mlir.mutate import apply_edits
 from evoforge.search.evaluation import Status
@@ -112,6 +113,7 @@ def test_identical_programs_compile_once_and_the_speedup_is_stated(finished_run,
     assert all(m.evaluation.metrics["speedup"] == pytest.approx(1 / m.objectives["runtime_ratio"]) for m in front)
     summary = run_summary(run_dir)
     assert "compile cache: " in summary["headline"] and all("speedup" in row for row in summary["table"])
+    assert again.metrics["machine"] == machine_name() and f"timed on {machine_name()}" in summary["headline"]
 
 
 def test_export_writes_words_diff_and_verified_card(finished_run, tmp_path):
@@ -121,7 +123,7 @@ def test_export_writes_words_diff_and_verified_card(finished_run, tmp_path):
     for name in ("variant.mlir", "variant.vmfb", "edits.txt", "diff.patch", "card.json"):
         assert (tmp_path / "out" / name).exists()
     assert json.loads((tmp_path / "out" / "card.json").read_text())["edits"] == card["edits"]
-    assert len(card["edits"]) == len(member.genome.edits)
+    assert len(card["edits"]) == len(member.genome.edits) and card["objectives_timed_on"] == machine_name()
     with open_store(run_dir, readonly=True) as store:
         recorded = store.meta("final")[member.key]
     assert card["test"]["error"] == pytest.approx(recorded["error"])

@@ -33,6 +33,7 @@ from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fi
 from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
+from evoforge.machine import machine_name, machines_note
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.runtimes.base import Int8Settings, Runtime, get_runtime
@@ -289,15 +290,16 @@ class CompressDomain(Domain):
 
     def cache_identity(self) -> dict[str, Any]:
         """The task with its data fingerprints, the baseline artifact's hash, the runtime, the
-        measurement settings, the objectives and evoforge's version (the search space is not:
-        a genome's evaluation does not depend on what else could be drawn)."""
+        machine (`evoforge.machine`: latencies differ between processors), the measurement
+        settings, the objectives and evoforge's version (the search space is not: a genome's
+        evaluation does not depend on what else could be drawn)."""
         import hashlib
 
         from evoforge import __version__
 
         config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s", "prefix_cache_mb")}
         baseline = hashlib.sha256((self.require_layout().baseline / self.artifact).read_bytes()).hexdigest()
-        return {"domain": self.name, **config, "baseline": baseline, "evoforge": __version__}
+        return {"domain": self.name, **config, "baseline": baseline, "machine": machine_name(), "evoforge": __version__}
 
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         assert isinstance(genome, PipelineGenome)
@@ -363,6 +365,7 @@ class CompressDomain(Domain):
             "space": space.to_dict(),
             "refused": refused,
             "epoch_seconds": epoch_s,
+            "machine": machine_name(),
             "versus_eager": {
                 "ratio_b1": versus_eager.b1.ratio,
                 "ratio_batch": versus_eager.batch.ratio,
@@ -386,6 +389,9 @@ class CompressDomain(Domain):
             note += (f"; that reference runs at {eager['ratio_b1']:.3g}x torch eager's latency at batch 1 and "
                      f"{eager['ratio_batch']:.3g}x at batch {self.task.latency_batch} (latency_vs_eager = latency_ratio x that)")
         notes = [note]
+        timed_on = machines_note(e.metrics for e in evaluations.values() if e.ok)
+        if timed_on:
+            notes.append(timed_on)
         reused = [int(e.metrics.get("prefix_reused_stages") or 0) for e in evaluations.values() if e.ok]
         if any(reused):
             notes.append(f"prefix reuse: {sum(1 for r in reused if r)} of {len(reused)} evaluations started from a stored "
@@ -601,6 +607,7 @@ class CompressDomain(Domain):
             "macs_ratio": None if macs is None else macs / max(1, record["macs"]),
             "pipeline": describe_pipeline(genome),
             "runtime": self.runtime.name,
+            "machine": machine_name(),
             "val_loss_curve": [round(v, 6) for v in curve],
             "prefix_reused_stages": reused,
             **timings,
@@ -673,6 +680,7 @@ class CompressDomain(Domain):
             "pipeline": describe_pipeline(genome) if isinstance(genome, PipelineGenome) else "",
             "genome": json.loads(genome.to_json()),
             "objectives": evaluation.objectives,
+            "objectives_timed_on": evaluation.metrics.get("machine"),
             **self._verify(self.runtime, dest, claimed),
             "baseline_test": self.baseline_record()["test"],
         }
@@ -712,7 +720,8 @@ class CompressDomain(Domain):
                     f"{path.name} reloaded in a fresh {runtime.name} process scores {name} {fresh:.6g} on the test split, "
                     f"not the {stated:.6g} the run reports (tolerance {tolerance:.3g}); the artifact is not what was measured"
                 )
-        return {"test": verified["test"], "verified_in_fresh_process": True, "latency": verified["latency"]}
+        return {"test": verified["test"], "verified_in_fresh_process": True, "latency": verified["latency"],
+                "latency_timed_on": machine_name()}
 
     def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
         """The member as a float PyTorch module (its pipeline re-applied to the baseline with

@@ -17,6 +17,7 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
+from evoforge.machine import machine_name, machines_note
 from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
     TORCH_ONLY_KINDS,
@@ -251,6 +252,9 @@ class EvolveDomain(Domain):
         if compiles:
             notes.append(f"compile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "
                          f"program's vmfb ({100 * sum(compiles) / len(compiles):.0f}%)")
+        timed_on = machines_note(e.metrics for e in evaluations.values() if e.ok)
+        if timed_on:
+            notes.append(timed_on)
         if self.layout is None:
             return notes
         notes += self._tuning_notes()
@@ -456,7 +460,8 @@ class EvolveDomain(Domain):
     def _result(self, genome: Any, context: EvalContext, text: str, vmfb: bytes, state: dict[str, Any],
                 score: dict[str, float], timing: dict[str, float]) -> Evaluation:
         size_ratio = len(vmfb) / len(state["original_vmfb"])
-        metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits)}
+        metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits),
+                                   "machine": machine_name()}
         if timing.get("runtime_ratio"):
             metrics["speedup"] = 1.0 / timing["runtime_ratio"]  # the paper's measure: original time / variant time
         if state.get("comparisons") and "runtime_ratio" in timing:
@@ -564,7 +569,8 @@ class EvolveDomain(Domain):
         card = {
             "vmfb": str(out_dir / "variant.vmfb"), "mlir": str(out_dir / "variant.mlir"),
             "entry": self.program.entry, "level": self.program.level, "target": self.target,
-            "edits": words, "objectives": evaluation.objectives, "test": test, "original_test": baseline,
+            "edits": words, "objectives": evaluation.objectives,
+            "objectives_timed_on": evaluation.metrics.get("machine"), "test": test, "original_test": baseline,
         }
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card

@@ -1,0 +1,36 @@
+from evoforge.machine import available_cores, machine_name, machines_note, parse_cpuinfo, timing_machines
+
+X86 = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx2 avx512f avx512_vnni amx_tile amx_int8
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx2
+"""
+ARM = """processor\t: 0
+Features\t: fp asimd asimddp i8mm
+CPU implementer\t: 0x41
+"""
+
+
+def test_cpuinfo_gives_the_model_and_the_kernel_features_of_the_first_processor():
+    assert parse_cpuinfo(X86) == ("Intel(R) Xeon(R) Processor", ("avx2", "avx512f", "avx512_vnni", "amx_int8"))
+    assert parse_cpuinfo(ARM) == ("", ("asimddp", "i8mm"))
+    assert parse_cpuinfo("") == ("", ())
+
+
+def test_this_machine_is_named_with_its_cores():
+    name = machine_name()
+    assert f", {available_cores()} cores" in name and available_cores() >= 1
+    assert machine_name() is name  # measured once per process
+
+
+def test_a_run_says_where_it_was_timed_and_warns_when_machines_mix():
+    a, b = "A (x86_64), 2 cores", "B (x86_64), 8 cores, avx512_vnni"
+    assert machines_note([{}, {"machine": None}]) is None
+    assert machines_note([{"machine": a}, {"machine": a}, {}]) == f"timed on {a}"
+    assert timing_machines([{"machine": a}, {"machine": b}, {"machine": b}]) == {b: 2, a: 1}
+    note = machines_note([{"machine": a}, {"machine": b}, {"machine": b}])
+    assert note is not None and note.startswith("warning: latencies were timed on 2 different machines")
+    assert f"{b}: 2; {a}: 1" in note
