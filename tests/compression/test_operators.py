@@ -72,6 +72,22 @@ def test_a_quantize_stage_that_does_not_train_carries_no_epochs():
     assert OPS.canonical(qat).stages[0]["epochs"] == 3
 
 
+def test_weight_only_int8_has_one_form_whatever_its_per_channel_flag():
+    """int8 weight-only keeps one scale per output row either way, so per_channel would make two
+    genomes of one model."""
+    rng = np.random.default_rng(5)
+    stage = Stage.make("quantize", mode="weight_only", per_channel=False, keep_float_edges=False, epochs=0)
+    g = PipelineGenome((Stage.make("finetune", epochs=2), stage))
+    parent = OPS.canonical(g)
+    assert parent.stages[1]["per_channel"] is True and parent == OPS.canonical(parent)
+    children = [REG["local"](parent, rng) for _ in range(60)]
+    assert all(c.stages[1]["per_channel"] is True for c in children if c.stages[1]["mode"] == "weight_only")
+    assert any(c.stages[1]["keep_float_edges"] for c in children)  # the flag that matters still moves
+    for mode in ("static", "dynamic", "qat"):
+        other = Stage.make("quantize", mode=mode, per_channel=False, keep_float_edges=False, epochs=0)
+        assert OPS.canonical(PipelineGenome((other,))).stages[0]["per_channel"] is False
+
+
 def test_structural_operators():
     rng = np.random.default_rng(2)
     empty = PipelineGenome()

@@ -91,10 +91,20 @@ def uses_training_settings(genome: PipelineGenome) -> bool:
     return training_epochs(genome) > 0 or any(s.kind == "prune" and s["importance"] in ("taylor", "hessian") for s in genome.stages)
 
 
+INERT_VALUES = {"epochs": 0, "per_channel": True}
+"""The value the canonical form gives a setting where it is inert (`inert_settings`)."""
+
+
 def inert_settings(stage: Stage) -> frozenset[str]:
     """The stage's settings that cannot change its result: a quantize stage's epochs unless it
-    is QAT (only QAT trains)."""
-    return frozenset({"epochs"}) if stage.kind == "quantize" and stage["mode"] != "qat" else frozenset()
+    is QAT (only QAT trains), and its per_channel in weight_only mode (int8 weight-only keeps
+    one scale per output row either way)."""
+    inert = set()
+    if stage.kind == "quantize" and stage["mode"] != "qat":
+        inert.add("epochs")
+    if stage.kind == "quantize" and stage["mode"] == "weight_only":
+        inert.add("per_channel")
+    return frozenset(inert)
 
 
 def training_epochs(genome: PipelineGenome) -> float:
@@ -129,9 +139,9 @@ def at_fidelity(genome: PipelineGenome, fraction: float, min_epochs: int = SCREE
     return dataclasses.replace(genome, stages=tuple(stages))
 
 
-def without_inert_epochs(genome: PipelineGenome) -> PipelineGenome:
-    """``genome`` with 0 epochs in every stage whose epochs are inert (`inert_settings`)."""
-    stages = tuple(s.replace(epochs=0) if "epochs" in inert_settings(s) and s["epochs"] else s for s in genome.stages)
+def without_inert_settings(genome: PipelineGenome) -> PipelineGenome:
+    """``genome`` with every inert setting of its stages (`inert_settings`) at its `INERT_VALUES`."""
+    stages = tuple(s.replace(**{name: INERT_VALUES[name] for name in inert_settings(s)}) for s in genome.stages)
     return genome if stages == genome.stages else dataclasses.replace(genome, stages=stages)
 
 
@@ -139,7 +149,7 @@ def pipeline_features(genome: PipelineGenome) -> dict[str, float | str]:
     """What a model-based search learns from (`evoforge.search.surrogate`): the stage sequence,
     each kind's settings (of its first stage of that kind), the share of channels all pruning
     keeps, the pipeline's training in epochs, and the training settings where they matter
-    (log10 of the log-scaled ones). A quantize stage's epochs count only for QAT."""
+    (log10 of the log-scaled ones). Inert settings (`inert_settings`) are left out."""
     features: dict[str, float | str] = {"stages": " -> ".join(s.kind for s in genome.stages) or "none",
                                         "training epochs": training_epochs(genome)}
     kept = 1.0
@@ -259,9 +269,9 @@ class PipelineOperators:
 
     def canonical(self, genome: PipelineGenome) -> PipelineGenome:
         """``genome`` fitted to the space, with the settings that cannot change its result fixed:
-        0 epochs in a quantize stage that is not QAT, and ``base`` training settings where they
-        cannot matter. Two pipelines that would give the same model are thus one genome."""
-        genome = self.space.fit(without_inert_epochs(genome))
+        a quantize stage's inert settings (`inert_settings`) at their `INERT_VALUES`, and
+        ``base`` training settings where they cannot matter. Two pipelines that would give the same model are thus one genome."""
+        genome = self.space.fit(without_inert_settings(genome))
         if self.base is not None and genome.training != self.base and not uses_training_settings(genome):
             genome = dataclasses.replace(genome, training=self.base)
         return genome
