@@ -15,6 +15,9 @@ import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+MACHINE_METRIC = "machine"
+"""The evaluation metric (and cache identity field) that holds `machine_name`."""
+
 KERNEL_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "asimddp", "i8mm", "sve")
 """CPU flags that decide which fp32, int8 and bf16 kernels a runtime can use (x86 and Arm)."""
 
@@ -60,7 +63,7 @@ def timing_machines(metrics: Iterable[Mapping[str, object]]) -> dict[str, int]:
     do not say are left out), most first."""
     counts: dict[str, int] = {}
     for m in metrics:
-        name = m.get("machine")
+        name = m.get(MACHINE_METRIC)
         if isinstance(name, str):
             counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -5,11 +6,14 @@ import pytest
 import evoforge
 from evoforge.api import open_store
 from evoforge.errors import ConfigError
+from evoforge.execute.inline import InlineExecutor
 from evoforge.layout import RunLayout
 from evoforge.problems import BenchmarkDomain
 from evoforge.run import RunSpec
-from evoforge.search.eval_cache import HIT_METRIC, EvaluationCache, cache_key
+from evoforge.search.engine import Search
+from evoforge.search.eval_cache import HIT_METRIC, EvaluationCache, cache_key, filed_identity
 from evoforge.search.evaluation import Evaluation, Status
+from evoforge.search.termination import Termination
 
 
 def test_the_key_changes_with_every_input():
@@ -68,3 +72,43 @@ def test_a_cache_path_that_is_a_file_is_refused(tmp_path):
         RunSpec(eval_cache=str(tmp_path / "file"))
     with pytest.raises(ConfigError, match="eval_cache=''"):
         RunSpec(eval_cache="")
+
+
+class _TimedOnADriver(BenchmarkDomain):
+    """A domain whose cache identity names the driver's machine, as compress's does."""
+
+    def __init__(self, machine: str) -> None:
+        super().__init__("zdt1", n_var=4)
+        self.machine = machine
+
+    def cache_identity(self):
+        return {**super().cache_identity(), "machine": self.machine}
+
+
+class _WorkerNode(InlineExecutor):
+    """Evaluates as a cluster node that is not the driver: its evaluations say they were timed there."""
+
+    def evaluate(self, tasks, stop=None):
+        for task, evaluation in super().evaluate(tasks, stop):
+            yield task, dataclasses.replace(evaluation, metrics={**evaluation.metrics, "machine": "node-b"})
+
+
+def _search(domain, cache, executor):
+    search = Search.create(domain, algorithm="random", termination=Termination(max_evaluations=8), seed=1)
+    search.run(executor, cache=cache)
+    return [e.metrics.get(HIT_METRIC, False) for e in search.store.evaluations().values()]
+
+
+def test_an_evaluation_is_filed_under_the_machine_that_timed_it():
+    identity = {"domain": "compress", "machine": "driver"}
+    timed = Evaluation(Status.OK, {"f": 1.0}, metrics={"machine": "node-b"})
+    assert filed_identity(identity, timed) == {"domain": "compress", "machine": "node-b"}
+    assert filed_identity(identity, Evaluation(Status.OK, {"f": 1.0})) is identity  # the evaluation does not say
+    assert filed_identity({"domain": "benchmark"}, timed) == {"domain": "benchmark"}  # the identity does not key by machine
+
+
+def test_a_driver_never_reuses_timings_from_another_node(tmp_path):
+    cache = EvaluationCache(tmp_path / "cache")
+    assert not any(_search(_TimedOnADriver("driver"), cache, _WorkerNode()))  # timed on node-b, filed under node-b
+    assert not any(_search(_TimedOnADriver("driver"), cache, InlineExecutor()))  # the driver's machine has no entries
+    assert all(_search(_TimedOnADriver("node-b"), cache, InlineExecutor()))  # a driver on node-b's machine reuses them

@@ -33,7 +33,7 @@ from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fi
 from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
-from evoforge.machine import machine_name, machines_note
+from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
 from evoforge.runtimes.base import Int8Settings, Runtime, get_runtime
@@ -299,7 +299,7 @@ class CompressDomain(Domain):
 
         config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s", "prefix_cache_mb")}
         baseline = hashlib.sha256((self.require_layout().baseline / self.artifact).read_bytes()).hexdigest()
-        return {"domain": self.name, **config, "baseline": baseline, "machine": machine_name(), "evoforge": __version__}
+        return {"domain": self.name, **config, "baseline": baseline, MACHINE_METRIC: machine_name(), "evoforge": __version__}
 
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         assert isinstance(genome, PipelineGenome)
@@ -365,7 +365,7 @@ class CompressDomain(Domain):
             "space": space.to_dict(),
             "refused": refused,
             "epoch_seconds": epoch_s,
-            "machine": machine_name(),
+            MACHINE_METRIC: machine_name(),
             "versus_eager": {
                 "ratio_b1": versus_eager.b1.ratio,
                 "ratio_batch": versus_eager.batch.ratio,
@@ -607,7 +607,7 @@ class CompressDomain(Domain):
             "macs_ratio": None if macs is None else macs / max(1, record["macs"]),
             "pipeline": describe_pipeline(genome),
             "runtime": self.runtime.name,
-            "machine": machine_name(),
+            MACHINE_METRIC: machine_name(),
             "val_loss_curve": [round(v, 6) for v in curve],
             "prefix_reused_stages": reused,
             **timings,

@@ -17,7 +17,7 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
-from evoforge.machine import machine_name, machines_note
+from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
     TORCH_ONLY_KINDS,
@@ -461,7 +461,7 @@ class EvolveDomain(Domain):
                 score: dict[str, float], timing: dict[str, float]) -> Evaluation:
         size_ratio = len(vmfb) / len(state["original_vmfb"])
         metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits),
-                                   "machine": machine_name()}
+                                   MACHINE_METRIC: machine_name()}
         if timing.get("runtime_ratio"):
             metrics["speedup"] = 1.0 / timing["runtime_ratio"]  # the paper's measure: original time / variant time
         if state.get("comparisons") and "runtime_ratio" in timing:

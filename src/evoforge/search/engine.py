@@ -29,7 +29,7 @@ from evoforge.pareto import hypervolume, non_dominated_sort, reference_point, to
 from evoforge.search.algorithms import ALGORITHMS, Algorithm, Individual, Offspring
 from evoforge.search.algorithms.base import WARM_START, working_reference
 from evoforge.search.domain import Domain, domain_from_spec, domain_spec
-from evoforge.search.eval_cache import EvaluationCache, cache_key
+from evoforge.search.eval_cache import EvaluationCache, cache_key, filed_identity
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.fidelity import Fidelity
 from evoforge.search.termination import Termination
@@ -420,7 +420,8 @@ class Search:
                     for task, evaluation in executor.evaluate(self.tasks(todo), stop=out_of_budget):
                         stored = self.tell(task.key, evaluation, task.fidelity)
                         if cache is not None and identity is not None:
-                            cache.put(cache_key(identity, task.key, task.seed, _fidelity_record(task.fidelity)), stored, self.layout)
+                            key = cache_key(filed_identity(identity, stored), task.key, task.seed, _fidelity_record(task.fidelity))
+                            cache.put(key, stored, self.layout)
                         callback.on_evaluation(candidates[task.key], stored)
                     candidates = {c.key: c for c in self.ask()}
                     if candidates and self.stop_reason() is not None:

@@ -3,7 +3,9 @@
 An entry is keyed by the SHA-256 of what decides an evaluation's result: the domain's identity
 (`Domain.cache_identity`: for compress the task with its data fingerprints, the baseline
 artifact's hash, the runtime, the objectives and evoforge's version), the genome hash, the
-candidate seed and the fidelity. Only OK evaluations are kept; a timeout or a crash says more
+candidate seed and the fidelity. An identity that names the machine (latencies differ between
+processors) files each evaluation under the machine that timed it, which on a cluster of unlike
+nodes need not be the driver's (`filed_identity`). Only OK evaluations are kept; a timeout or a crash says more
 about the machine than the genome. Entries are written to a temporary folder and renamed into
 place, so a reader never sees half an entry and concurrent writers of one key keep the first.
 
@@ -24,10 +26,20 @@ from typing import Any
 from evoforge.errors import ConfigError
 from evoforge.genome import canonical_json
 from evoforge.layout import RunLayout
+from evoforge.machine import MACHINE_METRIC
 from evoforge.search.evaluation import Evaluation
 
 HIT_METRIC = "cache_hit"
 """Set to True in the metrics of an evaluation taken from the cache."""
+
+
+def filed_identity(identity: Mapping[str, Any], evaluation: Evaluation) -> Mapping[str, Any]:
+    """The identity an evaluation is stored under: ``identity`` with its machine replaced by the
+    one the evaluation's metrics say timed it (``identity`` itself when either does not say)."""
+    timed_on = evaluation.metrics.get(MACHINE_METRIC)
+    if MACHINE_METRIC not in identity or not isinstance(timed_on, str) or timed_on == identity[MACHINE_METRIC]:
+        return identity
+    return {**identity, MACHINE_METRIC: timed_on}
 
 
 def cache_key(identity: Mapping[str, Any], genome_key: str, seed: int, fidelity: Mapping[str, Any] | None = None) -> str:
