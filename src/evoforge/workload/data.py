@@ -436,12 +436,14 @@ def array_splits(x: Any, y: np.ndarray, *, task_type: str, seed: int, num_classe
 
 def predict_batches(model: Any, split: Split, batch_size: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Model outputs and targets over ``split`` in order, without gradients, as numpy arrays."""
+    from evoforge.hostlock import compute_step
     from evoforge.workload.inputs import call_model
 
     outs, targets = [], []
     with torch.no_grad():
         for x, y in split.batches(batch_size):
-            outs.append(call_model(model, to_tensors(x, device)).float().cpu().numpy())
+            with compute_step():
+                outs.append(call_model(model, to_tensors(x, device)).float().cpu().numpy())
             targets.append(y.numpy())
     return concat(outs), concat(targets)
 

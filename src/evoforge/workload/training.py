@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evoforge.errors import ConfigError
+from evoforge.hostlock import compute_step
 from evoforge.workload.data import Split, Splits, predict_batches
 from evoforge.workload.inputs import call_model, to_tensors
 from evoforge.workload.metrics import IGNORE_LABEL
@@ -105,7 +106,8 @@ def validation_loss(model: nn.Module, data: Splits, loss: LossFn, *, batch_size:
     model.eval()
     total, count = 0.0, 0
     for x, y in data.val.batches(batch_size):
-        total += float(loss(call_model(model, to_tensors(x, device)), y.to(device))) * len(y)
+        with compute_step():
+            total += float(loss(call_model(model, to_tensors(x, device)), y.to(device))) * len(y)
         count += len(y)
     model.train(was_training)
     return total / max(1, count)
@@ -166,12 +168,13 @@ def train(
             for x, y in data.train.batches(batch_size, order):
                 if len(y) < 2 <= n:  # a lone example breaks batch norm in training mode
                     continue
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = loss(call_model(model, to_tensors(x, device)), y.to(device))
-                if extra_loss is not None:
-                    step_loss = step_loss + extra_loss(model)
-                step_loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
+                with compute_step():
+                    optimizer.zero_grad(set_to_none=True)
+                    step_loss = loss(call_model(model, to_tensors(x, device)), y.to(device))
+                    if extra_loss is not None:
+                        step_loss = step_loss + extra_loss(model)
+                    step_loss.backward()  # type: ignore[no-untyped-call]
+                    optimizer.step()
             val = validation_loss(model, data, loss, device=device)
             if (recorder := _VALIDATION_LOSSES.get()) is not None:
                 recorder.append(float(val))

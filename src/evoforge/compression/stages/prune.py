@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from evoforge.compression.genome import IMPORTANCES, Stage
 from evoforge.compression.stages import STAGES, StageContext
 from evoforge.errors import ConfigError
+from evoforge.hostlock import compute_step
 from evoforge.workload.inputs import call_model, to_tensors
 from evoforge.workload.training import LossFn, loss_function, train
 
@@ -71,12 +72,14 @@ def _accumulate_gradients(model: nn.Module, ctx: StageContext, loss: LossFn, *, 
     calib = ctx.data.calib
     if not squared:
         for x, y in calib.subset(np.arange(min(len(calib), _GRAD_EXAMPLES))).batches(ctx.batch_size):
-            loss(call_model(model, to_tensors(x, ctx.device)), y.to(ctx.device)).backward()
+            with compute_step():
+                loss(call_model(model, to_tensors(x, ctx.device)), y.to(ctx.device)).backward()
         return
     n = min(len(calib), _HESSIAN_EXAMPLES)
     fisher = [torch.zeros_like(p) for p in params]
     for x, y in calib.subset(np.arange(n)).batches(1):
-        grads = torch.autograd.grad(loss(call_model(model, to_tensors(x, ctx.device)), y.to(ctx.device)), params, allow_unused=True)
+        with compute_step():
+            grads = torch.autograd.grad(loss(call_model(model, to_tensors(x, ctx.device)), y.to(ctx.device)), params, allow_unused=True)
         for acc, g in zip(fisher, grads):
             if g is not None:
                 acc += g.pow(2) / n

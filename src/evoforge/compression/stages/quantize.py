@@ -27,6 +27,7 @@ from torch.ao.quantization import quantize_fx
 from evoforge.compression.genome import TORCH_AO_MODES, Stage
 from evoforge.compression.stages import STAGES, StageContext
 from evoforge.errors import ConfigError
+from evoforge.hostlock import compute_step
 from evoforge.workload.inputs import call_model, leaves, to_tensors
 from evoforge.workload.training import train
 
@@ -76,7 +77,8 @@ def qat_qconfig(per_channel: bool) -> tq.QConfig:
 def _calibrate(model: nn.Module, ctx: StageContext) -> None:
     with torch.no_grad():
         for x, _ in ctx.data.calib.batches(ctx.batch_size):
-            call_model(model, x)
+            with compute_step():
+                call_model(model, x)
 
 
 def _dynamic(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
