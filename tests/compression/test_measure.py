@@ -1,11 +1,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
@@ -14,14 +9,11 @@ from torch import nn  # noqa: E402
 
 from evoforge.compression.measure import (  # noqa: E402
     LatencyResult,
-    MeasurementLock,
     artifact_size_bytes,
     count_macs,
     measure_latency,
     parameter_count,
 )
-from evoforge.errors import EvaluationError  # noqa: E402
-from evoforge.hostlock import LOCK_PATH  # noqa: E402
 from evoforge.workload.models import TwoFCNet, digits_cnn, digits_mlp  # noqa: E402
 
 
@@ -62,44 +54,6 @@ def test_bad_arguments() -> None:
         measure_latency(_mlp(8), _mlp(8), torch.randn(4, 256), repeats=0)
     with pytest.raises(ValueError):
         measure_latency(_mlp(8), _mlp(8), torch.randn(0, 256))
-
-
-def test_lock_is_reentrant_and_serializes_threads() -> None:
-    events: list[str] = []
-
-    def other() -> None:
-        with MeasurementLock():
-            events.append("other")
-
-    with MeasurementLock(), MeasurementLock():  # nested in one thread: no deadlock
-        thread = threading.Thread(target=other)
-        thread.start()
-        time.sleep(0.1)
-        events.append("main")
-    thread.join(5)
-    assert events == ["main", "other"]
-
-
-def test_lock_excludes_other_processes(tmp_path: Path) -> None:
-    code = (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(LOCK_PATH)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "print('locked', flush=True)\n"
-        "time.sleep(1.0)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(EvaluationError, match="another process"):
-            with MeasurementLock(timeout=0.2):
-                pass
-        start = time.monotonic()
-        with MeasurementLock(timeout=30):
-            waited = time.monotonic() - start
-        assert waited > 0.3
-    finally:
-        proc.wait(30)
 
 
 def test_parameter_count_includes_packed_int8() -> None:
