@@ -128,25 +128,21 @@ def compute_step() -> Iterator[None]:
     import fcntl
 
     own = _thread_steps
-    if own.depth > 0 or _owner_thread == threading.get_ident():
-        own.depth += 1
+    outermost = own.depth == 0 and _owner_thread != threading.get_ident()
+    if outermost:
+        if own.pid != os.getpid():  # first step of this thread, or a forked child that must not share its parent's locks
+            own.gate = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+            own.steps = os.open(STEPS_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+            own.pid = os.getpid()
+        fcntl.flock(own.gate, fcntl.LOCK_SH)  # waits while a measurement holds the gate
         try:
-            yield
+            fcntl.flock(own.steps, fcntl.LOCK_SH)
         finally:
-            own.depth -= 1
-        return
-    if own.pid != os.getpid():  # first step of this thread, or a forked child that must not share its parent's locks
-        own.gate = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
-        own.steps = os.open(STEPS_PATH, os.O_RDWR | os.O_CREAT, 0o666)
-        own.pid = os.getpid()
-    fcntl.flock(own.gate, fcntl.LOCK_SH)  # waits while a measurement holds the gate
-    try:
-        fcntl.flock(own.steps, fcntl.LOCK_SH)
-    finally:
-        fcntl.flock(own.gate, fcntl.LOCK_UN)
+            fcntl.flock(own.gate, fcntl.LOCK_UN)
     own.depth += 1
     try:
         yield
     finally:
         own.depth -= 1
-        fcntl.flock(own.steps, fcntl.LOCK_UN)
+        if outermost:
+            fcntl.flock(own.steps, fcntl.LOCK_UN)
