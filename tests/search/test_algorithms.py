@@ -164,60 +164,6 @@ def test_a_child_that_ties_its_parent_is_no_success():
     assert child_succeeds(better, parent, set(), objectives)  # dominates its parent
 
 
-@register_domain
-class DecoyDomain(ToyDomain):
-    """Half the samples are decoys: all on the first front (a trade-off among themselves, and
-    the smallest f2 of all) but far outside the reference in f1, so they add no hypervolume.
-    Inside, most samples are dominated (``y`` only adds to f2). ``step`` moves a point within its
-    half."""
-
-    name = "decoy-toy"
-
-    def __init__(self) -> None:
-        super().__init__(
-            (Objective("f1", reference=1.1), Objective("f2", reference=1.1)),
-            step=lambda g, rng: RealVector((g.values[0], *np.clip(np.array(g.values[1:]) + rng.normal(0, 0.05, 2), 0, 1))),
-        )
-
-    def initial_population(self, rng, size):
-        return [self.sample(rng) for _ in range(size)]
-
-    def sample(self, rng):
-        return RealVector((float(rng.integers(2)), *(float(v) for v in rng.uniform(0, 1, 2))))
-
-    def evaluate(self, genome, context):
-        decoy, x, y = genome.values
-        if decoy:
-            return Evaluation(Status.OK, {"f1": 5.0 + x, "f2": -x})
-        return Evaluation(Status.OK, {"f1": x, "f2": 1.0 - np.sqrt(x) + y})
-
-
-def test_points_outside_the_reference_give_up_their_population_slots():
-    """Known answer on `DecoyDomain`: a point outside the reference (a decoy, say) keeps a
-    population slot only while fewer inside points than slots have been evaluated (plain
-    non-dominated survival keeps decoys longer)."""
-    from evoforge.search.algorithms.petra import region_fronts
-
-    for seed in range(4):
-        s = Search.create(DecoyDomain(), algorithm="petra", algorithm_options={"pop_size": 6},
-                          termination=Termination(max_generations=4), seed=seed)
-        s.run()
-        objectives = {k: e.objectives for k, e in s.store.evaluations().items()}
-        inside_so_far = 0
-        for g, record in enumerate(s.store.generations()):
-            inside_so_far += sum(max(objectives[o["key"]].values()) < 1.1 for o in s.store.batch(g)["offspring"])
-            outside = sum(max(objectives[k].values()) >= 1.1 for k in record["population"])
-            assert outside == max(0, 6 - inside_so_far), (seed, g)
-
-    F = np.array([[5.0, 0.0], [6.0, -1.0], [0.2, 0.5], [0.5, 0.2], [0.6, 0.6], [0.1, 0.1]])
-    cv = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-    fronts, inside = region_fronts(F, cv, np.array([1.1, 1.1]))
-    assert [sorted(f.tolist()) for f in fronts] == [[2, 3], [4], [0, 1], [5]]  # inside, then outside, then infeasible
-    assert inside.tolist() == [False, False, True, True, True, False]
-    plain, everywhere = region_fronts(F, cv, None)  # no fixed reference: plain constrained sorting
-    assert [sorted(f.tolist()) for f in plain] == [[0, 1, 2, 3], [4], [5]] and everywhere.all()
-
-
 def test_petra_starts_with_twice_its_population_and_keeps_the_best():
     algo = make_algorithm("petra", pop_size=5)
     assert algo.initial_size == 10 and algo.config()["initial_size"] == 10
@@ -269,9 +215,7 @@ def test_preselection_steers_children_to_what_worked():
     setting avoids a penalty), pre-selected children land in the good region far more often."""
     plain = [_children_in_the_good_region(1, seed) for seed in range(6)]
     model = [_children_in_the_good_region(8, seed) for seed in range(6)]
-    # 1.5x: plain petra's own share rose (0.22 -> 0.24 over 20 seeds; pre-selection's 0.48 -> 0.45)
-    # once points outside the reference stopped taking population slots
-    assert np.mean(model) > 1.5 * np.mean(plain), (model, plain)
+    assert np.mean(model) > 2 * np.mean(plain), (model, plain)
     assert np.median(model) > np.median(plain)
 
 

@@ -3,7 +3,7 @@
 Pure numpy (+ moocore for exact hypervolume); no torch, no IREE.
 """
 
-from evoforge.pareto.hypervolume import hv_contributions, hypervolume, inside_reference
+from evoforge.pareto.hypervolume import hv_contributions, hypervolume
 from evoforge.pareto.objectives import (
     Objective,
     normalize,
@@ -29,7 +29,6 @@ __all__ = [
     "first_front_mask",
     "hv_contributions",
     "hypervolume",
-    "inside_reference",
     "knee_point",
     "non_dominated_sort",
     "normalize",

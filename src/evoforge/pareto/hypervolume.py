@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def inside_reference(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Mask of the rows strictly better than ``ref`` in every objective (the only ones that add
-    hypervolume)."""
+def _inside(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
     mask: np.ndarray = np.all(np.isfinite(F), axis=1) & np.all(F < ref, axis=1)
     return mask
 
@@ -19,7 +17,7 @@ def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
 
     F = np.asarray(F, dtype=float).reshape(-1, len(ref))
     ref = np.asarray(ref, dtype=float)
-    pts = F[inside_reference(F, ref)]
+    pts = F[_inside(F, ref)]
     if len(pts) == 0:
         return 0.0
     return float(moocore.hypervolume(pts, ref=ref))
@@ -35,7 +33,7 @@ def hv_contributions(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
     F = np.asarray(F, dtype=float).reshape(-1, len(ref))
     ref = np.asarray(ref, dtype=float)
     out = np.zeros(len(F))
-    inside = np.flatnonzero(inside_reference(F, ref))
+    inside = np.flatnonzero(_inside(F, ref))
     if inside.size:
         out[inside] = moocore.hv_contributions(F[inside], ref=ref, ignore_dominated=False)
     return out

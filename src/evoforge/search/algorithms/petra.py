@@ -1,9 +1,6 @@
 """PETRA's search: mutation-only (mu + lambda), survivors by non-dominated rank with ties broken
 by exclusive hypervolume contribution (SMS-EMOA style), and operator probabilities adapted
-from each operator's success rate, children by plain mutation (the paper's algorithm). When the
-run has a fixed hypervolume reference, the points outside it (they add no hypervolume: a
-pipeline slower than the reference latency, say) rank behind every feasible point inside it, so
-they keep no population slot that an inside point could fill (`region_fronts`). With
+from each operator's success rate, children by plain mutation (the paper's algorithm). With
 ``preselect`` > 1 each child is instead the best of ``preselect`` mutants by a density-ratio
 model of all evaluations so far (`evoforge.search.surrogate`), once there are ``model_after`` of
 them and the domain describes its genomes (`Domain.search_features`); an ``explore`` share of
@@ -18,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from evoforge.errors import ConfigError
-from evoforge.pareto import Objective, domination_matrix, hv_contributions, inside_reference, non_dominated_sort
+from evoforge.pareto import Objective, domination_matrix, hv_contributions, non_dominated_sort
 from evoforge.search.algorithms.base import (
     Algorithm,
     Individual,
@@ -46,28 +43,6 @@ def adapted_rates(stats: dict[str, list[int]], floor: float) -> dict[str, float]
     return {op: floor + (1.0 - k * floor) * v / total for op, v in sorted(q.items())}
 
 
-def region_fronts(F: np.ndarray, cv: np.ndarray, reference: np.ndarray | None) -> tuple[list[np.ndarray], np.ndarray]:
-    """Fronts of row indices, best first, in which the feasible rows strictly inside ``reference``
-    (the region the run's hypervolume measures) come before every other row: the non-dominated
-    sort of those rows, then of the rest (where Deb's rule puts infeasible rows last). Also the
-    mask of the inside rows. With no reference every row counts as inside."""
-    if reference is None:
-        return non_dominated_sort(F, cv), np.ones(len(F), dtype=bool)
-    inside = (cv <= 0) & inside_reference(F, reference)
-    fronts: list[np.ndarray] = []
-    for group in (np.flatnonzero(inside), np.flatnonzero(~inside)):
-        fronts.extend(group[front] for front in non_dominated_sort(F[group], cv[group]))
-    return fronts, inside
-
-
-def front_contributions(F: np.ndarray, front: np.ndarray, inside: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Exclusive hypervolume contributions of one front of `region_fronts`: against ``reference``
-    inside it, against the front's own nadir outside it (where the run's reference gives all 0)."""
-    if inside[front].all():
-        return hv_contributions(F[front], reference)
-    return hv_contributions(F[front], working_reference(F[front], None))
-
-
 def child_succeeds(child: Individual, parent: Individual | None, first: set[str], objectives: Sequence[Objective]) -> bool:
     """PETRA's credit rule: the child is a success when it dominates its parent, or when it is
     in the next population's first front (``first``) and its parent does not weakly dominate it."""
@@ -83,9 +58,9 @@ def child_succeeds(child: Individual, parent: Individual | None, first: set[str]
 
 class Petra(Algorithm):
     """A child succeeds when it adds something its parent does not have: it dominates its
-    parent, or it enters the first front of the next population (by `region_fronts`) without its
-    parent weakly dominating it (a tie with the parent is no success). Each operator's success
-    and trial counts accumulate over the run."""
+    parent, or it enters the first front of the next population without its parent weakly
+    dominating it (a tie with the parent is no success). Each operator's success and trial
+    counts accumulate over the run."""
 
     name = "petra"
     initial_factor = 2
@@ -198,15 +173,14 @@ class Petra(Algorithm):
         merged = merge_unique(population, [ind for _, ind in offspring])
         F, cv = scores(merged, objectives)
         ref = working_reference(F, reference)
-        fronts, inside = region_fronts(F, cv, reference)
         chosen: list[int] = []
-        for front in fronts:
+        for front in non_dominated_sort(F, cv):
             if len(chosen) + len(front) <= self.pop_size:
                 chosen.extend(front.tolist())
                 continue
             keep = list(front)
             while len(chosen) + len(keep) > self.pop_size:
-                contrib = front_contributions(F, np.array(keep), inside, ref)
+                contrib = hv_contributions(F[keep], ref)
                 keep.pop(int(np.argmin(contrib)))  # first of the smallest contributors
             chosen.extend(keep)
             break
@@ -222,12 +196,11 @@ class Petra(Algorithm):
     ) -> tuple[np.ndarray, np.ndarray]:
         F, cv = scores(individuals, objectives)
         ref = working_reference(F, reference)
-        fronts, inside = region_fronts(F, cv, reference)
         rank = np.empty(len(F), dtype=int)
         contrib = np.zeros(len(F))
-        for r, front in enumerate(fronts):
+        for r, front in enumerate(non_dominated_sort(F, cv)):
             rank[front] = r
-            contrib[front] = front_contributions(F, front, inside, ref)
+            contrib[front] = hv_contributions(F[front], ref)
         return rank, contrib
 
     def _update_stats(
@@ -239,7 +212,7 @@ class Petra(Algorithm):
     ) -> None:
         by_key = {ind.key: ind for ind in parents}
         F, cv = scores(survivors, objectives)
-        first = {survivors[i].key for i in region_fronts(F, cv, self._reference)[0][0]} if survivors else set()
+        first = {survivors[i].key for i in non_dominated_sort(F, cv)[0]} if survivors else set()
         for made, child in offspring:
             if made.operator not in self._stats:
                 continue
