@@ -101,7 +101,7 @@ class MeasurementLock:
     def _flock(self, path: Path, deadline: float | None, holder: str) -> int:
         import fcntl
 
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open(path)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
@@ -111,6 +111,11 @@ class MeasurementLock:
                     os.close(fd)
                     raise EvaluationError(f"measurement lock {path} not acquired within {self.timeout} s; {holder}") from None
                 time.sleep(0.005)
+
+
+def _open(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (created readable and writable by every user)."""
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
 
 
 def _unlock(fd: int) -> None:
@@ -131,8 +136,7 @@ def compute_step() -> Iterator[None]:
     outermost = own.depth == 0 and _owner_thread != threading.get_ident()
     if outermost:
         if own.pid != os.getpid():  # first step of this thread, or a forked child that must not share its parent's locks
-            own.gate = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
-            own.steps = os.open(STEPS_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+            own.gate, own.steps = _open(LOCK_PATH), _open(STEPS_PATH)
             own.pid = os.getpid()
         fcntl.flock(own.gate, fcntl.LOCK_SH)  # waits while a measurement holds the gate
         try:

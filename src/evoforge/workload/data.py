@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from evoforge.errors import ConfigError
+from evoforge.hostlock import compute_step
 from evoforge.workload.inputs import InputSpec, concat, leaves, rows, structure_map, take_rows, to_arrays, to_tensors
 from evoforge.workload.metrics import IGNORE_LABEL
 
@@ -436,7 +437,6 @@ def array_splits(x: Any, y: np.ndarray, *, task_type: str, seed: int, num_classe
 
 def predict_batches(model: Any, split: Split, batch_size: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Model outputs and targets over ``split`` in order, without gradients, as numpy arrays."""
-    from evoforge.hostlock import compute_step
     from evoforge.workload.inputs import call_model
 
     outs, targets = [], []
