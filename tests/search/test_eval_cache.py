@@ -112,3 +112,19 @@ def test_a_driver_never_reuses_timings_from_another_node(tmp_path):
     assert not any(_search(_TimedOnADriver("driver"), cache, _WorkerNode()))  # timed on node-b, filed under node-b
     assert not any(_search(_TimedOnADriver("driver"), cache, InlineExecutor()))  # the driver's machine has no entries
     assert all(_search(_TimedOnADriver("node-b"), cache, InlineExecutor()))  # a driver on node-b's machine reuses them
+
+
+class _TwoThreads(InlineExecutor):
+    """Evaluates as an executor that gives each evaluation two threads."""
+
+    @property
+    def threads_per_evaluation(self) -> int:
+        return 2
+
+
+def test_timings_are_reused_only_at_the_same_thread_count(tmp_path):
+    cache = EvaluationCache(tmp_path / "cache")
+    assert not any(_search(_TimedOnADriver("driver"), cache, InlineExecutor()))  # one thread each
+    assert not any(_search(_TimedOnADriver("driver"), cache, _TwoThreads()))  # a latency timed on 1 thread is not one on 2
+    assert all(_search(_TimedOnADriver("driver"), cache, _TwoThreads()))
+    assert all(_search(_TimedOnADriver("driver"), cache, InlineExecutor()))

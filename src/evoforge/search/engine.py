@@ -25,6 +25,7 @@ from evoforge.execute.base import EvalTask, Executor
 from evoforge.front import Front, feasible_hypervolume
 from evoforge.genome import Genome, genome_from_json
 from evoforge.layout import RunLayout
+from evoforge.machine import MACHINE_METRIC
 from evoforge.pareto import hypervolume, non_dominated_sort, reference_point, to_min_matrix, violation
 from evoforge.search.algorithms import ALGORITHMS, Algorithm, Individual, Offspring
 from evoforge.search.algorithms.base import WARM_START, working_reference
@@ -400,7 +401,7 @@ class Search:
         owned = executor is None
         executor = executor or InlineExecutor()
         callback = callback or SearchCallback()
-        identity = self.domain.cache_identity() if cache is not None else None
+        identity = _threaded(self.domain.cache_identity(), executor.threads_per_evaluation) if cache is not None else None
         executor.start(domain_spec(self.domain, self.layout))
         cut = False  # the budget ran out inside a generation
         out_of_budget = lambda: self.stop_reason() is not None  # noqa: E731 - asked before each evaluation starts
@@ -443,6 +444,12 @@ class Search:
         """The last generation's summary (None before the first generation ends)."""
         records = self.store.generations()
         return self._summary(records[-1]) if records else None
+
+
+def _threaded(identity: dict[str, Any] | None, threads: int) -> dict[str, Any] | None:
+    """A cache identity that names a machine (its evaluations are timed) also names the threads
+    each evaluation may use: a latency timed with one thread is not one timed with two."""
+    return identity if identity is None or MACHINE_METRIC not in identity else {**identity, "threads": threads}
 
 
 def _fidelity_record(fraction: float) -> dict[str, float] | None:
