@@ -74,7 +74,7 @@ def test_view(domain: CompressDomain, evaluations: list[tuple[str, Any]]) -> lis
     from evoforge.workload.task import quality_direction
 
     ok = [(k, e) for k, e in evaluations if e.ok and e.artifacts.get("model")]
-    final = domain.finalize(ok)
+    final = domain.test_quality(ok)
     name, direction = domain.task.quality_metric, quality_direction(domain.task)
     base = final["baseline"][name]
     out = []

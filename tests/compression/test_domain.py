@@ -61,10 +61,35 @@ def test_int8_pipeline_is_smaller_and_keeps_quality(domain, tmp_path):
     assert "quantize(static" in ev.metrics["pipeline"]
 
 
-def test_finalize_scores_artifacts_on_test(domain):
+def test_finalize_scores_artifacts_on_test_and_times_them_again(domain, monkeypatch):
+    import dataclasses
+
+    from evoforge.compression import measure
+
     ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=domain.layout.artifact_dir("k")))
+    assert ev.metrics["latency_threads"] == 1
     final = domain.finalize([("k", ev)])
     assert final["k"]["accuracy"] == pytest.approx(final["baseline"]["accuracy"])
+    assert 0.3 < final["k"]["latency_ratio"] < 3.0 and 0.3 < final["k"]["latency_b1_ratio"] < 3.0
+    quality = domain.test_quality([("k", ev)])
+    assert quality["baseline"] == final["baseline"]  # no latency there: `show` prints no Δ for a ratio to the baseline
+    assert final["k"] == {**quality["k"], "latency_ratio": final["k"]["latency_ratio"], "latency_b1_ratio": final["k"]["latency_b1_ratio"]}
+
+    timed: list[tuple[int, int | None]] = []
+    original = measure.measure_latency
+
+    def spy(*args, repeats, threads, **kwargs):
+        timed.append((repeats, threads))
+        return original(*args, repeats=1, threads=threads, **kwargs)
+
+    monkeypatch.setattr(measure, "measure_latency", spy)
+    slow = dataclasses.replace(ev, metrics={**ev.metrics, "latency_batch_ms": 1000.0, "latency_threads": 2})
+    old = dataclasses.replace(ev, metrics={k: v for k, v in ev.metrics.items() if k != "latency_threads"})
+    draft = dataclasses.replace(ev, metrics={**ev.metrics, "draft_artifact": True})
+    final = domain.finalize([("fast", ev), ("slow", slow), ("old", old), ("draft", draft)])
+    # three fresh timings where they fit in 20 s, one where they do not; the run's repeats and threads
+    assert timed == [(5, 1)] * 3 + [(5, 2)]
+    assert "latency_ratio" in final["slow"] and final["old"] == final["draft"] == quality["k"]
 
 
 def test_config_round_trip_and_validation(domain):
