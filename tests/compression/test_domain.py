@@ -1,5 +1,6 @@
 """The PETRA domain on a real (small) task: baseline preparation and evaluation in-process."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -62,8 +63,6 @@ def test_int8_pipeline_is_smaller_and_keeps_quality(domain, tmp_path):
 
 
 def test_finalize_scores_artifacts_on_test_and_times_them_again(domain, monkeypatch):
-    import dataclasses
-
     from evoforge.compression import measure
 
     ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=domain.layout.artifact_dir("k")))
@@ -173,6 +172,10 @@ def test_export_reverifies_in_a_fresh_process_and_converts_float_members(domain,
     assert card["objectives_timed_on"] == ev.metrics["machine"] and card["latency_timed_on"] == ev.metrics["machine"]
     converted = card["formats"]["torchscript"]
     assert (tmp_path / "out" / "model.pt").exists() and converted["test"]["accuracy"] == pytest.approx(claimed["accuracy"], abs=0.01)
+
+    assert card["latency_threads"] == ev.metrics["latency_threads"] == 1
+    two = dataclasses.replace(ev, metrics={**ev.metrics, "latency_threads": 2})  # a run of one worker on 2 cores
+    assert domain.export_member("float", genome, two, tmp_path / "two", claimed=claimed)["latency_threads"] == 2
 
     wrong = {**claimed, "accuracy": claimed["accuracy"] - 0.05}
     with pytest.raises(EvaluationError, match="reloaded in a fresh onnxruntime process scores accuracy .* not the"):

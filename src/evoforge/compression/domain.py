@@ -736,6 +736,7 @@ class CompressDomain(Domain):
                 f"{', '.join(r.name for r in extra)}; export a float member, or only --format {self.runtime.name}"
             )
         splits = load_splits(self.task, layout.root)  # refuses changed inputs before anything is written
+        threads = int(evaluation.metrics.get("latency_threads") or 1)  # as the search timed it (runs before it was recorded: 1)
         out_dir.mkdir(parents=True, exist_ok=True)
         dest = out_dir / self.artifact
         shutil.copyfile(source, dest)
@@ -749,7 +750,7 @@ class CompressDomain(Domain):
             "genome": json.loads(genome.to_json()),
             "objectives": evaluation.objectives,
             "objectives_timed_on": evaluation.metrics.get("machine"),
-            **self._verify(self.runtime, dest, claimed),
+            **self._verify(self.runtime, dest, claimed, threads),
             "baseline_test": self.baseline_record()["test"],
         }
         if extra:
@@ -760,12 +761,12 @@ class CompressDomain(Domain):
             for runtime in extra:
                 path = runtime.export(rebuilt.model, self._state["example"], out_dir / runtime.artifact_name)  # type: ignore[index]
                 card["formats"][runtime.name] = {
-                    "artifact": str(path), "load_with": runtime.load_snippet(path), **self._verify(runtime, path, claimed)
+                    "artifact": str(path), "load_with": runtime.load_snippet(path), **self._verify(runtime, path, claimed, threads)
                 }
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card
 
-    def _verify(self, runtime: Runtime, path: Path, claimed: Mapping[str, float] | None) -> dict[str, Any]:
+    def _verify(self, runtime: Runtime, path: Path, claimed: Mapping[str, float] | None, threads: int) -> dict[str, Any]:
         """Reload ``path`` in a fresh process (`evoforge.compression.verify`); raise
         `EvaluationError` when its test quality differs from ``claimed`` by more than one
         example's worth."""
@@ -776,7 +777,7 @@ class CompressDomain(Domain):
         verified = verify_in_fresh_process({
             "runtime": runtime.name, "path": str(path), "reference_runtime": self.runtime.name,
             "reference_path": str(self.require_layout().baseline / self.artifact), "task": self.task.to_dict(),
-            "root": str(self._root), "repeats": self.latency_repeats,
+            "root": str(self._root), "repeats": self.latency_repeats, "threads": threads,
         })
         name = self.task.quality_metric
         if claimed and name in claimed:
@@ -789,7 +790,7 @@ class CompressDomain(Domain):
                     f"not the {stated:.6g} the run reports (tolerance {tolerance:.3g}); the artifact is not what was measured"
                 )
         return {"test": verified["test"], "verified_in_fresh_process": True, "latency": verified["latency"],
-                "latency_timed_on": machine_name()}
+                "latency_threads": threads, "latency_timed_on": machine_name()}
 
     def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
         """The member as a float PyTorch module (its pipeline re-applied to the baseline with

@@ -35,10 +35,10 @@ def verify_in_fresh_process(job: Mapping[str, Any], timeout_s: float = TIMEOUT_S
 
 
 def verify_artifact(runtime: str, path: str, reference_runtime: str, reference_path: str, task: Mapping[str, Any],
-                    root: str, repeats: int) -> dict[str, Any]:
+                    root: str, repeats: int, threads: int = 1) -> dict[str, Any]:
     """Load ``path`` with ``runtime`` (no model code involved): its quality on the task's test
-    split, the number of test examples, and its single-thread latency ratios against the fp32
-    reference at batch 1 and at the task's latency batch."""
+    split, the number of test examples, and its latency ratios with ``threads`` threads against
+    the fp32 reference at batch 1 and at the task's latency batch."""
     from evoforge.compression.measure import measure_latency
     from evoforge.runtimes import get_runtime
     from evoforge.workload import task as tasks
@@ -49,9 +49,9 @@ def verify_artifact(runtime: str, path: str, reference_runtime: str, reference_p
     module = get_runtime(runtime).load(path)
     test = tasks.quality(spec_task, ExportedModel(module, splits.input_spec), splits.test, root=Path(root))
     inputs = splits.input_spec.flatten(to_tensors(tasks.example_input(splits, spec_task.latency_batch)))
-    single = get_runtime(runtime).load(path, threads=1)
-    reference = get_runtime(reference_runtime).load(reference_path, threads=1)
-    latency = measure_latency(single, reference, inputs, repeats=repeats, threads=1)
+    timed = get_runtime(runtime).load(path, threads=threads)
+    reference = get_runtime(reference_runtime).load(reference_path, threads=threads)
+    latency = measure_latency(timed, reference, inputs, repeats=repeats, threads=threads)
     return {
         "test": test,
         "test_examples": len(splits.test),
