@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import evoforge
 from evoforge.api import open_store
 
 EVOFORGE = [sys.executable, "-m", "evoforge.cli"]
@@ -123,6 +124,10 @@ def test_compress_kill_resume_show_export(tmp_path):
     assert "x torch eager's latency" in summary["headline"]
     member = summary["front"][0]
     assert member["test_accuracy"] == pytest.approx(final[member["key"]]["accuracy"])
+    assert member["test_latency_ratio"] == pytest.approx(final[member["key"]]["latency_ratio"])  # timed again at the end
+    assert member["test_latency_ratio"] > 0
+    retimed = min(summary["front"], key=lambda m: (m["test_latency_ratio"], m["id"]))
+    assert evoforge.load_front(run_dir).pick_rule("minimize=test_latency_ratio").id == retimed["id"]
 
     assert summary["report"] == str(run_dir / "report.html") and (run_dir / "report.html").stat().st_size > 1_000_000
     assert f"report: {run_dir / 'report.html'}" in run("show", run_dir).stdout

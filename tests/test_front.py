@@ -60,6 +60,26 @@ def test_pick_and_frame():
     assert list(frame.index) == [m.id for m in front] and {"drop", "latency", "acc", "key"} <= set(frame.columns)
 
 
+def test_pick_by_the_numbers_measured_again_when_the_run_ended():
+    rows = [(0.0, 1.0, 0.9), (0.4, 0.5, 0.9), (0.9, 0.1, 0.9), (0.2, 0.8, 0.95)]
+    evaluations = {f"k{i}": Evaluation(Status.OK, dict(zip(("drop", "latency", "acc"), row))) for i, row in enumerate(rows)}
+    genomes = {k: RealVector((float(i),)) for i, k in enumerate(evaluations)}
+    retimed = {"k0": {"latency": 1.0}, "k1": {"latency": 0.3}, "k2": {"latency": 0.6}, "k3": {"latency": 0.9, "accuracy": 0.9}}
+    front = Front.from_evaluations(evaluations, genomes, OBJS, retimed)
+    assert front.by_id(3).held_out == {"latency": 0.6}
+    assert front.pick_names() == ["drop", "latency", "acc", "test_latency"]
+    assert front.pick(minimize="latency").id == 3  # the search's timing
+    assert front.pick(minimize="test_latency").id == 2  # the timing taken after the search chose
+    assert front.pick_rule("max_test_latency=0.7,minimize=drop").id == 2
+    assert front.pick(minimize="latency", max_test_latency=0.5).id == 2
+    with pytest.raises(ConfigError, match="cannot minimize 'test_acc'; names are .*'test_latency'"):
+        front.pick(minimize="test_acc")
+    partial = Front.from_evaluations(evaluations, genomes, OBJS, {"k1": {"latency": 0.3}, "k2": {"latency": float("nan")}})
+    with pytest.raises(ConfigError, match="test_latency is not known for front members 1, 3, 4 .*; use latency"):
+        partial.pick(minimize="test_latency")
+    assert "test_latency" not in make_front(rows).pick_names()  # a run that has not ended yet
+
+
 def test_pick_rules_written_as_text_choose_like_pick():
     front = make_front([(0.0, 1.0, 0.9), (0.4, 0.5, 0.9), (0.9, 0.1, 0.9), (0.2, 0.8, 0.95)])
     assert front.pick_rule("max_drop=0.5,minimize=latency").id == 2

@@ -314,7 +314,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     chosen = p.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--id", dest="member_id", type=int, help="front member id (see evoforge show)")
     chosen.add_argument("--pick", default=None,
-                        help='choose by rule, e.g. "max_quality_drop=1,minimize=latency_ratio" (no minimize: the knee point)')
+                        help='choose by rule, e.g. "max_quality_drop=1,minimize=test_latency_ratio" (an objective, or '
+                             'test_<objective> for the number re-measured when the run ended; no minimize: the knee point)')
     p.add_argument("--out", default=None, help="output directory (default: RUN/exports/<id>)")
     p.add_argument("--format", dest="formats", default=None,
                    help="comma-separated runtimes to also convert a float member to (e.g. onnxruntime,inductor,torchscript)")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,13 +23,16 @@ if TYPE_CHECKING:
 @dataclasses.dataclass(frozen=True)
 class Member:
     """One front member. ``id`` is its evaluation's 1-based sequence number in the run, stable
-    across queries (what ``evoforge export --id`` takes)."""
+    across queries (what ``evoforge export --id`` takes). ``held_out``: the numbers the domain
+    measured again when the run ended (`Domain.finalize`: test quality, re-timed ratios), empty
+    before that."""
 
     id: int
     key: str
     genome: Genome
     evaluation: Evaluation
     feasible: bool
+    held_out: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def objectives(self) -> dict[str, float]:
@@ -71,6 +75,10 @@ def parse_pick_rule(rule: str) -> tuple[str | None, dict[str, float]]:
     return minimize, bounds
 
 
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 class Front(Sequence[Member]):
     """Non-dominated feasible members, best first by the first objective. When no evaluation is
     feasible it holds the least-violating ones instead (``feasible`` is then False)."""
@@ -86,8 +94,10 @@ class Front(Sequence[Member]):
         evaluations: Mapping[str, Evaluation],
         genomes: Mapping[str, Genome],
         objectives: Sequence[Objective],
+        held_out: Mapping[str, Mapping[str, float]] | None = None,
     ) -> Front:
-        """The front of ``evaluations`` (insertion order defines member ids)."""
+        """The front of ``evaluations`` (insertion order defines member ids); ``held_out``: the
+        run's end-of-run numbers by evaluation key."""
         ids = {key: i + 1 for i, key in enumerate(evaluations)}
         ok = [(k, e) for k, e in evaluations.items() if e.ok]
         if not ok:
@@ -98,14 +108,19 @@ class Front(Sequence[Member]):
         F = to_min_matrix(objectives, [ok[i][1].objectives for i in pool])
         best = [pool[i] for i in np.flatnonzero(first_front_mask(F))]
         best.sort(key=lambda i: (objectives[0].to_min(ok[i][1].objectives[objectives[0].name]), ids[ok[i][0]]))
-        members = [Member(ids[ok[i][0]], ok[i][0], genomes[ok[i][0]], ok[i][1], cv[i] <= 0) for i in best]
+        numbers = held_out or {}
+        members = []
+        for i in best:
+            key, evaluation = ok[i]
+            members.append(Member(ids[key], key, genomes[key], evaluation, cv[i] <= 0, dict(numbers.get(key) or {})))
         return cls(members, objectives, feasible=feasible)
 
     @classmethod
     def from_store(cls, store: RunStore, objectives: Sequence[Objective]) -> Front:
         evaluations = store.evaluations()
         keys = [k for k, e in evaluations.items() if e.ok]
-        return cls.from_evaluations(evaluations, {k: genome_from_json(store.genome(k)) for k in keys}, objectives)
+        genomes = {k: genome_from_json(store.genome(k)) for k in keys}
+        return cls.from_evaluations(evaluations, genomes, objectives, store.meta("final", {}) or {})
 
     def __len__(self) -> int:
         return len(self.members)
@@ -125,25 +140,47 @@ class Front(Sequence[Member]):
 
     def pick(self, minimize: str | None = None, **bounds: float) -> Member:
         """The member minimizing (or, for maximized objectives, maximizing) ``minimize`` among
-        those within ``bounds`` (``max_<objective>=v`` / ``min_<objective>=v``); with no
-        ``minimize``, the knee point of those members."""
-        names = [o.name for o in self.objectives]
+        those within ``bounds`` (``max_<name>=v`` / ``min_<name>=v``); with no ``minimize``, the
+        knee point of those members. A name is an objective, or ``test_<objective>`` for the
+        value the run measured again when it ended (`Member.held_out`, e.g. compress's re-timed
+        ``test_latency_ratio``)."""
+        names = self.pick_names()
         candidates = list(self.members)
         for bound, limit in bounds.items():
             kind, _, name = bound.partition("_")
             if kind not in ("max", "min") or name not in names:
-                raise ConfigError(f"unknown bound {bound!r}; use max_<objective> or min_<objective> with objectives {names}")
+                raise ConfigError(f"unknown bound {bound!r}; use max_<name> or min_<name> with names {names}")
             sign = 1 if kind == "max" else -1
-            candidates = [m for m in candidates if sign * m.objectives[name] <= sign * limit]
+            value = self._value_of(name)
+            candidates = [m for m in candidates if sign * value(m) <= sign * limit]
         if not candidates:
             raise ConfigError(f"no front member satisfies {bounds}; relax the bounds")
         if minimize is None:
             F = to_min_matrix(self.objectives, [m.objectives for m in candidates])
             return candidates[knee_point(F)]
         if minimize not in names:
-            raise ConfigError(f"cannot minimize {minimize!r}; objectives are {names}")
-        objective = self.objectives[names.index(minimize)]
-        return min(candidates, key=lambda m: (objective.to_min(m.objectives[minimize]), m.id))
+            raise ConfigError(f"cannot minimize {minimize!r}; names are {names}")
+        value = self._value_of(minimize)
+        objective = self.objectives[[o.name for o in self.objectives].index(minimize.removeprefix("test_"))]
+        return min(candidates, key=lambda m: (objective.to_min(value(m)), m.id))
+
+    def pick_names(self) -> list[str]:
+        """What `pick` can bound and minimize: the objectives, then ``test_<objective>`` for each
+        objective that some member's held-out numbers hold."""
+        names = [o.name for o in self.objectives]
+        return names + [f"test_{n}" for n in names if any(n in m.held_out for m in self.members)]
+
+    def _value_of(self, name: str) -> Callable[[Member], float]:
+        """Reads ``name`` (an objective or ``test_<objective>``) off a member; a `ConfigError`
+        when a member lacks the held-out value."""
+        if not name.startswith("test_") or name in (o.name for o in self.objectives):
+            return lambda m: m.objectives[name]
+        base = name.removeprefix("test_")
+        missing = sorted(m.id for m in self.members if not _finite_number(m.held_out.get(base)))
+        if missing:
+            raise ConfigError(f"{name} is not known for front members {', '.join(map(str, missing))} (runs stored before it was "
+                              f"measured, or a member that failed it); use {base}")
+        return lambda m: float(m.held_out[base])
 
     def pick_rule(self, rule: str) -> Member:
         """`pick` from a rule written as text: comma-separated ``max_<objective>=v``,
