@@ -118,6 +118,21 @@ def test_progress_and_json_log(tmp_path):
     assert {e["status"] for e in events if e["event"] == "evaluation"} >= {"ok", "failed"}
 
 
+def test_the_progress_says_when_the_front_members_are_measured_again(tmp_path):
+    import evoforge
+
+    stream = io.StringIO()
+    log = JsonEventLog(tmp_path / "events.jsonl")
+    printer = ProgressPrinter(Termination(max_evaluations=8), stream=stream)
+    front = evoforge.optimize(FaultDomain(["ok"]), run_dir=tmp_path / "run", budget=8, pop_size=4,
+                              callback=Callbacks(printer, log))
+    log.close()
+    plural = "" if len(front) == 1 else "s"
+    assert stream.getvalue().splitlines()[-1] == f"measuring the {len(front)} front member{plural} again (held-out data, timing)"
+    last = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "finalize" and last["members"] == len(front) > 0
+
+
 def test_the_live_line_counts_screenings_apart_from_evaluations():
     from evoforge.search.engine import Candidate
 

@@ -102,6 +102,8 @@ def _run_and_finalize(search: Search, spec: RunSpec, callback: SearchCallback | 
     final = dict(search.store.meta("final", {}) or {})
     todo = [(m.key, m.evaluation) for m in front if m.key not in final]
     if todo:
+        if callback is not None:
+            callback.on_finalize(len(todo))
         final.update(search.domain.finalize(todo))
         search.store.put_meta("final", final)
     if search.domain.writes_report:

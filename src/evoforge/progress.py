@@ -74,6 +74,12 @@ class ProgressPrinter(SearchCallback):
         self.stream.write(("\r" if self.live else "") + line + ("\033[K\n" if self.live else "\n"))
         self.stream.flush()
 
+    def on_finalize(self, members: int) -> None:
+        plural = "" if members == 1 else "s"
+        line = f"measuring the {members} front member{plural} again (held-out data, timing)"
+        self.stream.write(("\r" if self.live else "") + line + ("\033[K\n" if self.live else "\n"))
+        self.stream.flush()
+
     @staticmethod
     def _fail_text(failures: dict[str, int]) -> str:
         if not failures:
@@ -82,8 +88,9 @@ class ProgressPrinter(SearchCallback):
 
 
 class JsonEventLog(SearchCallback):
-    """Appends one JSON object per line to ``path``: an ``evaluation`` event per evaluation and a
-    ``generation`` event per generation (``time`` is seconds since the epoch)."""
+    """Appends one JSON object per line to ``path``: an ``evaluation`` event per evaluation, a
+    ``generation`` event per generation and a ``finalize`` event when the front members are
+    measured again (``time`` is seconds since the epoch)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -105,6 +112,9 @@ class JsonEventLog(SearchCallback):
     def on_generation(self, summary: GenerationSummary) -> None:
         self._write({"event": "generation", **{k: v for k, v in summary.__dict__.items() if k != "population"}})
 
+    def on_finalize(self, members: int) -> None:
+        self._write({"event": "finalize", "members": members})
+
     def close(self) -> None:
         self._file.close()
 
@@ -122,3 +132,7 @@ class Callbacks(SearchCallback):
     def on_generation(self, summary: GenerationSummary) -> None:
         for c in self.callbacks:
             c.on_generation(summary)
+
+    def on_finalize(self, members: int) -> None:
+        for c in self.callbacks:
+            c.on_finalize(members)

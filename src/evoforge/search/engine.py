@@ -79,6 +79,10 @@ class SearchCallback:
     def on_generation(self, summary: GenerationSummary) -> None:
         """After each generation's survivors are stored."""
 
+    def on_finalize(self, members: int) -> None:
+        """When the search has ended, before the domain measures ``members`` front members
+        again (`Domain.finalize`: held-out scores, re-timing), which can take a while."""
+
 
 def candidate_seed(run_seed: int, key: str) -> int:
     """A 31-bit seed from (run seed, genome hash): independent of worker count and order."""
