@@ -161,7 +161,9 @@ class Front(Sequence[Member]):
         if minimize not in names:
             raise ConfigError(f"cannot minimize {minimize!r}; names are {names}")
         value = self._value_of(minimize)
-        objective = self.objectives[[o.name for o in self.objectives].index(minimize.removeprefix("test_"))]
+        objective_names = [o.name for o in self.objectives]
+        base = minimize if minimize in objective_names else minimize.removeprefix("test_")
+        objective = self.objectives[objective_names.index(base)]
         return min(candidates, key=lambda m: (objective.to_min(value(m)), m.id))
 
     def pick_names(self) -> list[str]:

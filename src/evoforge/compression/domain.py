@@ -652,7 +652,7 @@ class CompressDomain(Domain):
         from evoforge.workload.inputs import ExportedModel
         from evoforge.workload.task import load_splits
 
-        splits = splits or load_splits(self.task, self._root)
+        splits = load_splits(self.task, self._root) if splits is None else splits
         out: dict[str, dict[str, Any]] = {"baseline": dict(self.baseline_record()["test"])}
         for key, evaluation in members:
             path = self._artifact_path(evaluation)
@@ -680,7 +680,7 @@ class CompressDomain(Domain):
         from evoforge.workload.inputs import to_tensors
         from evoforge.workload.task import example_input, load_splits
 
-        splits = splits or load_splits(self.task, self._root)
+        splits = load_splits(self.task, self._root) if splits is None else splits
         return splits.input_spec.flatten(to_tensors(example_input(splits, self.task.latency_batch), self.device))
 
     def retime(self, evaluation: Evaluation, inputs: Any = None) -> dict[str, float] | None:
