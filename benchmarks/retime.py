@@ -70,9 +70,10 @@ def retime_run(run: Path, threads: int, seed: int) -> dict[str, Any]:
         return [retimed[k] / evaluations[k].objectives["latency_ratio"] for k in keys if k in retimed]
 
     ref = reference_point(domain.objectives)
-    members = [evaluations[k] for k in front_keys if k in retimed]
-    again = [dataclasses.replace(e, objectives={**e.objectives, "latency_ratio": retimed[k]})
-             for k, e in zip([k for k in front_keys if k in retimed], members)]
+    timed = [k for k in front_keys if k in retimed]
+    members = [evaluations[k] for k in timed]
+    again = [dataclasses.replace(evaluations[k], objectives={**evaluations[k].objectives, "latency_ratio": retimed[k]})
+             for k in timed]
     front_shift, other_shift = shift(front_keys), shift(drawn)
     repeat = [abs(retimed[k] / final[k]["latency_ratio"] - 1) for k in front_keys if k in retimed and "latency_ratio" in final.get(k, {})]
     return {

@@ -71,12 +71,14 @@ class ProgressPrinter(SearchCallback):
             f"HV {summary.archive_hypervolume:.4g} (population {summary.hypervolume:.4g}) | best {best} | "
             f"{summary.elapsed_s:.0f}s | ETA {eta}"
         )
-        self.stream.write(("\r" if self.live else "") + line + ("\033[K\n" if self.live else "\n"))
-        self.stream.flush()
+        self._print_line(line)
 
     def on_finalize(self, members: int) -> None:
         plural = "" if members == 1 else "s"
-        line = f"measuring the {members} front member{plural} again (held-out data, timing)"
+        self._print_line(f"measuring the {members} front member{plural} again (held-out data, timing)")
+
+    def _print_line(self, line: str) -> None:
+        """``line`` as a line of its own (over the live line on a terminal)."""
         self.stream.write(("\r" if self.live else "") + line + ("\033[K\n" if self.live else "\n"))
         self.stream.flush()
 
