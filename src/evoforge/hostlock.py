@@ -8,6 +8,10 @@ a training step, a batch of inference) passes the gate shared for an instant and
 lock shared while it runs. So while one worker times a model, the others pause at their next step
 boundary instead of competing for the cores, caches and memory bandwidth the timing depends on.
 
+The lock files live in ``$EVOFORGE_LOCK_DIR``, else ``/tmp``: one place per host, whatever temp
+dir a job was given (a scheduler's per-job ``TMPDIR`` would otherwise hide jobs from each other).
+They are opened read-only (flock needs no more), so a lock file another user created works too.
+
 Torch-free, shared by every domain that times things (compressed models, compiled programs).
 """
 
@@ -22,10 +26,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from evoforge.errors import EvaluationError
+from evoforge.errors import ConfigError, EvaluationError
 
-LOCK_PATH = Path(tempfile.gettempdir()) / "evoforge-measure.lock"
-STEPS_PATH = Path(tempfile.gettempdir()) / "evoforge-steps.lock"
+LOCK_DIR_VARIABLE = "EVOFORGE_LOCK_DIR"
+
+
+def lock_dir() -> Path:
+    """Where this host's lock files live: ``$EVOFORGE_LOCK_DIR``, else ``/tmp`` where it exists,
+    else the temp dir."""
+    chosen = os.environ.get(LOCK_DIR_VARIABLE)
+    if chosen:
+        return Path(chosen)
+    return Path("/tmp") if os.path.isdir("/tmp") else Path(tempfile.gettempdir())
+
+
+LOCK_PATH = lock_dir() / "evoforge-measure.lock"
+STEPS_PATH = lock_dir() / "evoforge-steps.lock"
 
 _process_lock = threading.RLock()
 _process_depth = 0
@@ -114,8 +130,12 @@ class MeasurementLock:
 
 
 def _open(path: Path) -> int:
-    """A descriptor of the lock file ``path`` (created readable and writable by every user)."""
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    """A read-only descriptor of the lock file ``path``, created if missing."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise ConfigError(f"cannot open the host lock file {path} ({exc.strerror}); set {LOCK_DIR_VARIABLE} "
+                          "to a directory that every evoforge process on this host can read and write") from None
 
 
 def _unlock(fd: int) -> None:
