@@ -223,7 +223,8 @@ def test_cache_identity_changes_with_the_task_its_data_the_baseline_the_runtime_
         other.attach(layout or domain.layout)
         return other.cache_identity()
 
-    assert identity(timeout_s=123.0, space={"kinds": ["prune"]}) == base  # what could be drawn is not what was drawn
+    # what could be drawn is not what was drawn
+    assert identity(timeout_s=123.0, space={"kinds": ["prune"]}, quantize_operator=False) == base
     other_runtime = RunLayout(tmp_path / "other-runtime")
     shutil.copytree(domain.layout.baseline, other_runtime.baseline)
     for name in ("model.onnx", "model.pt"):  # the same bytes under both runtimes' names: only the runtime differs
@@ -305,6 +306,12 @@ def test_prefix_keys_follow_the_stages_the_training_settings_and_the_run(domain)
     assert prefix_keys(g, 1)[0] != keys[0]  # another run seed
     assert prefix_keys(dataclasses.replace(g, training=dataclasses.replace(g.training, lr=0.005)), 0)[0] != keys[0]
     assert prefix_keys(PipelineGenome((stages[1], stages[0]), domain.task.training), 0)[0] != keys[0]
+
+
+def test_runs_stored_before_the_quantize_operator_resume_with_the_operators_they_had(domain):
+    assert "quantize" in domain.mutations and domain.config()["quantize_operator"] is True
+    legacy = {k: v for k, v in domain.config().items() if k != "quantize_operator"}
+    assert "quantize" not in CompressDomain.from_config(legacy).mutations
 
 
 def test_runs_stored_before_prefix_seeds_rebuild_members_with_their_old_seeds(domain):

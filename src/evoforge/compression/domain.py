@@ -184,12 +184,14 @@ class CompressDomain(Domain):
         runtime: str = DEFAULT_RUNTIME,
         prefix_seed: int | None = 0,
         prefix_cache_mb: float = 512.0,
+        quantize_operator: bool = True,
     ) -> None:
         self.runtime = get_runtime(runtime)
         if prefix_cache_mb < 0:
             raise ConfigError(f"prefix_cache_mb must be >= 0 (0 turns prefix reuse off), got {prefix_cache_mb}")
         self.prefix_seed = prefix_seed
         self.prefix_cache_mb = prefix_cache_mb
+        self.quantize_operator = quantize_operator
         self.task = task if isinstance(task, Task) else Task.from_dict(dict(task))
         self.task.validate()
         limit, relative = default_quality_limit(self.task)
@@ -216,7 +218,8 @@ class CompressDomain(Domain):
     def _use_space(self, space: SearchSpace) -> None:
         """Draw from ``space`` from now on."""
         self.space = space
-        self.operators = PipelineOperators(self.task.task_type, space, self.task.training)
+        self.operators = PipelineOperators(self.task.task_type, space, self.task.training,
+                                           quantize_operator=self.quantize_operator)
         self._mutations: Registry[Mutation] = self.operators.registry()  # type: ignore[assignment]
 
     def config(self) -> dict[str, Any]:
@@ -232,13 +235,15 @@ class CompressDomain(Domain):
             "runtime": self.runtime.name,
             "prefix_seed": self.prefix_seed,
             "prefix_cache_mb": self.prefix_cache_mb,
+            "quantize_operator": self.quantize_operator,
         }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CompressDomain:
         # runs stored before runtimes were chosen were TorchScript runs; before prefix seeds, every
-        # stage's seed came from the whole genome (prefix_seed None), which re-export must repeat
-        return cls(**{"runtime": LEGACY_RUNTIME, "prefix_seed": None, **config})
+        # stage's seed came from the whole genome (prefix_seed None), which re-export must repeat;
+        # before the quantize operator, a resumed run must draw from the operators it had
+        return cls(**{"runtime": LEGACY_RUNTIME, "prefix_seed": None, "quantize_operator": False, **config})
 
     @property
     def artifact(self) -> str:
@@ -307,7 +312,7 @@ class CompressDomain(Domain):
 
         from evoforge import __version__
 
-        config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s", "prefix_cache_mb")}
+        config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s", "prefix_cache_mb", "quantize_operator")}
         baseline = hashlib.sha256((self.require_layout().baseline / self.artifact).read_bytes()).hexdigest()
         return {"domain": self.name, **config, "baseline": baseline, MACHINE_METRIC: machine_name(), "evoforge": __version__}
 

@@ -249,6 +249,10 @@ nearly all of its 200 evaluations and ended with the worst front; with the drift
 (BENCHMARKS.md, "Search against peers")."""
 
 
+QUANTIZE_REDRAWS = 8
+"""Draws the ``quantize`` operator makes for a quantize stage unlike the one it replaces."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineOperators:
     """The operator set for one task type (losses differ between classification and regression)
@@ -256,12 +260,14 @@ class PipelineOperators:
     cannot depend on its training settings carries ``base``: changing the settings of such a
     pipeline gives the parent back, which the engine draws again instead of evaluating a copy.
     ``rate_drift`` is the chance that a non-``training`` operator also steps the learning rate of
-    a pipeline that trains (`RATE_DRIFT`)."""
+    a pipeline that trains (`RATE_DRIFT`). ``quantize_operator`` adds the ``quantize`` operator
+    where the space can quantize (off only for runs stored before it existed)."""
 
     task_type: str
     space: SearchSpace = SearchSpace()
     base: TrainingSettings | None = None
     rate_drift: float = RATE_DRIFT
+    quantize_operator: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate_drift <= 1.0:
@@ -295,7 +301,10 @@ class PipelineOperators:
     def registry(self) -> Registry[PipelineMutation]:
         """The operators, each followed by `canonical` (and all but ``training`` by the rate drift)."""
         reg: Registry[PipelineMutation] = Registry("mutation operator")
-        for name in ("local", "insert", "remove", "swap", "replace"):
+        structural = ["local", "insert", "remove", "swap", "replace"]
+        if self.quantize_operator and "quantize" in self.space.kinds:
+            structural.append("quantize")
+        for name in structural:
             reg.add(name, self._fitted(getattr(self, name), drift=True))
         reg.add("training", self._fitted(self.training, drift=False))
         return reg
@@ -363,6 +372,22 @@ class PipelineOperators:
             return self.local(g, rng)
         new = self.random_stage(kinds[int(rng.integers(len(kinds)))], rng)
         return dataclasses.replace(g, stages=g.stages[:i] + (new,) + g.stages[i + 1 :])
+
+    def quantize(self, g: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:
+        """Append a random quantize stage to a float pipeline, or draw a quantized pipeline's
+        quantize stage anew (its mode and flags). The other operators reach int8 only through
+        ``insert`` or ``replace`` at the last position, one draw in many; this one makes "the
+        float model that trained well, now in int8" a single step."""
+        if not (g.stages and g.stages[-1].kind == "quantize"):
+            if len(g.stages) >= MAX_STAGES:
+                return self.local(g, rng)
+            return dataclasses.replace(g, stages=g.stages + (self.random_stage("quantize", rng),))
+        child = g
+        for _ in range(QUANTIZE_REDRAWS):  # a draw can repeat the stage (few modes and flags)
+            child = dataclasses.replace(g, stages=g.stages[:-1] + (self.random_stage("quantize", rng),))
+            if self.canonical(child) != self.canonical(g):
+                break
+        return child
 
     # --------------------------------------------------------------- global
     def training(self, g: PipelineGenome, rng: np.random.Generator) -> PipelineGenome:

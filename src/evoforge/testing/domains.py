@@ -273,18 +273,20 @@ class PipelineRateDomain(Domain):
     name = "pipeline-rate"
     TASK_RATE, BEST_RATE = 3e-3, 3e-4
 
-    def __init__(self, rate_drift: float | None = None) -> None:
+    def __init__(self, rate_drift: float | None = None, quantize_operator: bool = True) -> None:
         from evoforge.compression.genome import TrainingSettings
         from evoforge.compression.operators import RATE_DRIFT, PipelineOperators
 
         self.rate_drift = RATE_DRIFT if rate_drift is None else rate_drift
+        self.quantize_operator = quantize_operator
         self.base = TrainingSettings(lr=self.TASK_RATE)
-        self.operators = PipelineOperators("classification", base=self.base, rate_drift=self.rate_drift)
+        self.operators = PipelineOperators("classification", base=self.base, rate_drift=self.rate_drift,
+                                           quantize_operator=quantize_operator)
         self._mutations = self.operators.registry()
         self.objectives = (Objective("drop", reference=2.0), Objective("size", reference=1.1))
 
     def config(self) -> dict[str, Any]:
-        return {"rate_drift": self.rate_drift}
+        return {"rate_drift": self.rate_drift, "quantize_operator": self.quantize_operator}
 
     @property
     def mutations(self) -> Mapping[str, Mutation]:
