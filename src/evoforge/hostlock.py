@@ -40,8 +40,9 @@ def lock_dir() -> Path:
     return Path("/tmp") if os.path.isdir("/tmp") else Path(tempfile.gettempdir())
 
 
-LOCK_PATH = lock_dir() / "evoforge-measure.lock"
-STEPS_PATH = lock_dir() / "evoforge-steps.lock"
+LOCK_DIR = lock_dir()  # read once, at import
+LOCK_PATH = LOCK_DIR / "evoforge-measure.lock"
+STEPS_PATH = LOCK_DIR / "evoforge-steps.lock"
 
 _process_lock = threading.RLock()
 _process_depth = 0
