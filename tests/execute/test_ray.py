@@ -3,6 +3,7 @@ cluster started with `ray start` and reached by its address)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from evoforge.errors import ConfigError, EvaluationError
 from evoforge.execute import EvalTask
+from evoforge.machine import MACHINE_METRIC, machine_name
 from evoforge.search.domain import domain_spec, register_domain
 from evoforge.search.engine import Search
 from evoforge.search.evaluation import Status
@@ -66,6 +68,27 @@ def local_ray():
     yield
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)
+
+
+@register_domain
+class DriverElsewhereDomain(BenchmarkDomain):
+    """A timed domain whose driver is another machine than the Ray nodes: its cache identity names
+    ``driver-box``, its evaluations the node's machine (as compress's do on a cluster)."""
+
+    name = "test-ray-driver-elsewhere"
+
+    def __init__(self) -> None:
+        super().__init__("zdt1", n_var=4)
+
+    def config(self):
+        return {}
+
+    def cache_identity(self):
+        return {**super().cache_identity(), MACHINE_METRIC: "driver-box"}
+
+    def evaluate(self, genome, context):
+        evaluation = super().evaluate(genome, context)
+        return dataclasses.replace(evaluation, metrics={**evaluation.metrics, MACHINE_METRIC: machine_name()})
 
 
 def tasks(*behaviours):
@@ -139,6 +162,20 @@ def test_same_front_as_the_local_executor(local_ray, tmp_path):
     assert len(resumed) >= 1
 
 
+def test_the_cache_is_looked_up_under_the_nodes_machines(local_ray, tmp_path):
+    from evoforge.search.eval_cache import HIT_METRIC, EvaluationCache
+
+    cache = EvaluationCache(tmp_path / "cache")
+    hits = []
+    for _ in range(2):
+        search = Search.create(DriverElsewhereDomain(), algorithm="random", termination=Termination(max_evaluations=6), seed=1)
+        with RayExecutor() as ex:
+            search.run(ex, cache=cache)
+            assert ex.timing_machines() == [machine_name()]  # this host's, asked of its one node
+        hits.append([e.metrics.get(HIT_METRIC, False) for e in search.store.evaluations().values()])
+    assert not any(hits[0]) and len(hits[1]) == 6 and all(hits[1])  # filed under the node, found there
+
+
 def test_search_with_faults_finishes(local_ray):
     domain = FaultDomain(["ok", "raise", "segfault", "ok", "nan", "ok"])
     s = Search.create(domain, algorithm_options={"pop_size": 6}, termination=Termination(max_evaluations=10))
@@ -208,6 +245,7 @@ CLIENT = textwrap.dedent(
     import sys
     import ray
     from evoforge.execute import EvalTask
+from evoforge.machine import MACHINE_METRIC, machine_name
     from evoforge.execute.ray_executor import RayExecutor
     from evoforge.search.domain import domain_spec
     from evoforge.testing.domains import FaultDomain, FaultGenome

@@ -107,11 +107,38 @@ def test_an_evaluation_is_filed_under_the_machine_that_timed_it():
     assert filed_identity({"domain": "benchmark"}, timed) == {"domain": "benchmark"}  # the identity does not key by machine
 
 
+class _ClusterOfNodeB(_WorkerNode):
+    """A worker node that says where its evaluations run, as the Ray executor does."""
+
+    def timing_machines(self):
+        return ["node-b"]
+
+
 def test_a_driver_never_reuses_timings_from_another_node(tmp_path):
     cache = EvaluationCache(tmp_path / "cache")
     assert not any(_search(_TimedOnADriver("driver"), cache, _WorkerNode()))  # timed on node-b, filed under node-b
     assert not any(_search(_TimedOnADriver("driver"), cache, InlineExecutor()))  # the driver's machine has no entries
     assert all(_search(_TimedOnADriver("node-b"), cache, InlineExecutor()))  # a driver on node-b's machine reuses them
+
+
+class _NodesCAndD(InlineExecutor):
+    """A cluster of two other machines, node-c's the most common."""
+
+    def timing_machines(self):
+        return ["node-c", "node-d"]
+
+
+def test_lookups_go_to_the_machines_the_executor_evaluates_on(tmp_path):
+    cache = EvaluationCache(tmp_path / "cache")
+    assert not any(_search(_TimedOnADriver("driver"), cache, _ClusterOfNodeB()))  # filed under node-b
+    assert all(_search(_TimedOnADriver("driver"), cache, _ClusterOfNodeB()))  # a driver that never evaluates finds them
+    assert not any(_search(_TimedOnADriver("node-b"), cache, _NodesCAndD()))  # a cluster of other machines does not
+
+
+def test_a_cluster_of_several_machines_finds_an_entry_under_any_of_them(tmp_path):
+    cache = EvaluationCache(tmp_path / "cache")
+    assert not any(_search(_TimedOnADriver("node-d"), cache, InlineExecutor()))  # filed under node-d
+    assert all(_search(_TimedOnADriver("driver"), cache, _NodesCAndD()))
 
 
 class _TwoThreads(InlineExecutor):

@@ -52,6 +52,12 @@ class Executor(abc.ABC):
     def threads_per_evaluation(self) -> int:
         return 1
 
+    def timing_machines(self) -> list[str] | None:
+        """After `start`: the machines (`evoforge.machine.machine_name`) this executor's
+        evaluations run on, the most common first, for looking up timed evaluations in the shared
+        cache; None (the default): this process's machine."""
+        return None
+
     def __enter__(self) -> Executor:
         return self
 

@@ -34,6 +34,9 @@ _STARTED, _RETRY = "started", "retry"
 _WORKER_DOMAINS: dict[str, Domain] = {}
 """Domains built in this Ray worker process, keyed by their spec JSON."""
 
+PROBE_TIMEOUT_S = 60.0
+"""How long `RayExecutor.start` waits for every node to say which machine it is."""
+
 _CRASH_ERRORS = (
     "WorkerCrashedError",
     "NodeDiedError",
@@ -78,6 +81,13 @@ def _ray_task(spec_json: str, task: EvalTask, threads: int) -> Iterator[tuple[st
         torch.set_num_threads(threads)
     yield "started", ""
     yield "result", run_task(domain, task, threads).to_json()
+
+
+def _node_machine() -> str:
+    """Runs on a Ray node: the machine name its evaluations record."""
+    from evoforge.machine import machine_name
+
+    return machine_name()
 
 
 @dataclasses.dataclass
@@ -141,6 +151,7 @@ class RayExecutor(Executor):
         self._temp_dir: str | None = None
         self._remote: Any = None
         self._spec_json: str | None = None
+        self._machines: list[str] | None = None  # `timing_machines`, asked once per start
 
     @property
     def threads_per_evaluation(self) -> int:
@@ -162,19 +173,52 @@ class RayExecutor(Executor):
                 raise
             self._connected = True
         self._check_feasible()
+        self._machines = None
         options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_retries": 0}
         if self.memory_mb is not None:
             options["memory"] = self.memory_mb * 1024 * 1024
         self._remote = ray.remote(_ray_task).options(**options)
         self._spec_json = json.dumps(domain_spec, sort_keys=True)
 
+    def _wanted(self) -> dict[str, float]:
+        return {"CPU": self.num_cpus, "GPU": self.num_gpus, "memory": (self.memory_mb or 0) * 1024 * 1024}
+
+    def _fits(self, resources: dict[str, float]) -> bool:
+        """True when a node with ``resources`` can hold one evaluation."""
+        return all(resources.get(k, 0.0) >= v for k, v in self._wanted().items() if v > 0)
+
     def _check_feasible(self) -> None:
         """Refuse resources no node has (Ray would queue such tasks forever)."""
-        wanted = {"CPU": self.num_cpus, "GPU": self.num_gpus, "memory": (self.memory_mb or 0) * 1024 * 1024}
         nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
-        if not any(all(res.get(k, 0.0) >= v for k, v in wanted.items() if v > 0) for res in nodes):
-            have = [{k: res.get(k, 0.0) for k in wanted} for res in nodes]
-            raise ConfigError(f"no Ray node has the resources one evaluation asks for ({wanted}); nodes have {have}")
+        if not any(self._fits(res) for res in nodes):
+            have = [{k: res.get(k, 0.0) for k in self._wanted()} for res in nodes]
+            raise ConfigError(f"no Ray node has the resources one evaluation asks for ({self._wanted()}); nodes have {have}")
+
+    def _probe_machines(self) -> list[str] | None:
+        """The machine names of the alive nodes that can hold an evaluation, the most common first,
+        from one task pinned to each node; None when they do not all answer within
+        `PROBE_TIMEOUT_S` (the cache is then looked up under the driver's machine only)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = self._ray.remote(_node_machine)
+        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
+                for node in self._ray.nodes() if node.get("Alive") and self._fits(node.get("Resources", {}))]
+        try:
+            names = self._ray.get(refs, timeout=PROBE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - a node too busy or gone: fall back to the driver's machine
+            for ref in refs:
+                self._ray.cancel(ref)
+            return None
+        return [name for name, _ in collections.Counter(names).most_common()] or None
+
+    def timing_machines(self) -> list[str] | None:
+        """The machines of the nodes that can hold an evaluation, asked of the nodes on the first
+        call after `start` (a node that joins later is not asked)."""
+        if self._remote is None:
+            raise ConfigError("RayExecutor.timing_machines called before start")
+        if self._machines is None:
+            self._machines = self._probe_machines() or []
+        return self._machines or None
 
     def _capacity(self) -> int:
         """How many evaluations fit on the cluster at once (capped by ``workers``)."""

@@ -399,7 +399,8 @@ class Search:
         evaluates the rest of the generation (in a multi-fidelity run, the rest of the rung).
         The executor is started here and closed at the end when it was created here. With a
         ``cache`` (and a domain that has a `Domain.cache_identity`), a candidate evaluated by any
-        run before with the same inputs is taken from it, and new OK evaluations go into it."""
+        run before with the same inputs is taken from it, and new OK evaluations go into it
+        (timed ones are looked up under the machines the executor evaluates on)."""
         from evoforge.execute.inline import InlineExecutor
 
         owned = executor is None
@@ -407,6 +408,7 @@ class Search:
         callback = callback or SearchCallback()
         identity = _threaded(self.domain.cache_identity(), executor.threads_per_evaluation) if cache is not None else None
         executor.start(domain_spec(self.domain, self.layout))
+        lookups = _lookup_identities(identity, executor) if identity is not None else []
         cut = False  # the budget ran out inside a generation
         out_of_budget = lambda: self.stop_reason() is not None  # noqa: E731 - asked before each evaluation starts
         try:
@@ -414,10 +416,11 @@ class Search:
                 candidates = {c.key: c for c in self.ask()}
                 while candidates:  # one round per rung
                     todo = list(candidates.values())
-                    if cache is not None and identity is not None:
+                    if cache is not None and lookups:
                         todo = []
                         for c in candidates.values():
-                            hit = cache.get(cache_key(identity, c.key, c.seed, _fidelity_record(c.fidelity)), self.layout, c.key)
+                            keys = (cache_key(i, c.key, c.seed, _fidelity_record(c.fidelity)) for i in lookups)
+                            hit = next((e for e in (cache.get(k, self.layout, c.key) for k in keys) if e is not None), None)
                             if hit is None:
                                 todo.append(c)
                             else:
@@ -454,6 +457,16 @@ def _threaded(identity: dict[str, Any] | None, threads: int) -> dict[str, Any] |
     """A cache identity that names a machine (its evaluations are timed) also names the threads
     each evaluation may use: a latency timed with one thread is not one timed with two."""
     return identity if identity is None or MACHINE_METRIC not in identity else {**identity, "threads": threads}
+
+
+def _lookup_identities(identity: dict[str, Any], executor: Executor) -> list[dict[str, Any]]:
+    """The identities a candidate is looked up under in the cache: one per machine the executor
+    evaluates on, in its order, when the identity names a machine and the executor says
+    (`Executor.timing_machines`); else the domain's own identity (this process's machine)."""
+    machines = executor.timing_machines() if MACHINE_METRIC in identity else None
+    if not machines:
+        return [identity]
+    return [{**identity, MACHINE_METRIC: machine} for machine in machines]
 
 
 def _fidelity_record(fraction: float) -> dict[str, float] | None:
