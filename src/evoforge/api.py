@@ -96,7 +96,7 @@ def _run_and_finalize(search: Search, spec: RunSpec, callback: SearchCallback | 
     """Run the search to its end, then record the domain's held-out numbers for the front members
     (skipped for in-memory runs)."""
     with spec.make_executor() as runner:
-        front = search.run(runner, callback=callback, cache=spec.evaluation_cache())
+        front = search.run(runner, callback=callback, cache=spec.evaluation_cache(), reserve_finalize=search.layout is not None)
     if search.layout is None:
         return front
     final = dict(search.store.meta("final", {}) or {})

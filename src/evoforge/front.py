@@ -79,6 +79,21 @@ def _finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def front_keys(evaluations: Mapping[str, Evaluation], objectives: Sequence[Objective]) -> tuple[list[str], bool]:
+    """The keys of `Front.from_evaluations`'s members, in its order, and whether they are feasible."""
+    order = {key: i for i, key in enumerate(evaluations)}
+    ok = [(k, e) for k, e in evaluations.items() if e.ok]
+    if not ok:
+        return [], False
+    cv = np.array([violation(e.constraints) for _, e in ok])
+    feasible = bool(np.any(cv <= 0))
+    pool = [i for i in range(len(ok)) if (cv[i] <= 0 if feasible else cv[i] == cv.min())]
+    F = to_min_matrix(objectives, [ok[i][1].objectives for i in pool])
+    best = [pool[i] for i in np.flatnonzero(first_front_mask(F))]
+    best.sort(key=lambda i: (objectives[0].to_min(ok[i][1].objectives[objectives[0].name]), order[ok[i][0]]))
+    return [ok[i][0] for i in best], feasible
+
+
 class Front(Sequence[Member]):
     """Non-dominated feasible members, best first by the first objective. When no evaluation is
     feasible it holds the least-violating ones instead (``feasible`` is then False)."""
@@ -99,20 +114,10 @@ class Front(Sequence[Member]):
         """The front of ``evaluations`` (insertion order defines member ids); ``held_out``: the
         run's end-of-run numbers by evaluation key."""
         ids = {key: i + 1 for i, key in enumerate(evaluations)}
-        ok = [(k, e) for k, e in evaluations.items() if e.ok]
-        if not ok:
-            return cls([], objectives, feasible=False)
-        cv = np.array([violation(e.constraints) for _, e in ok])
-        feasible = bool(np.any(cv <= 0))
-        pool = [i for i in range(len(ok)) if (cv[i] <= 0 if feasible else cv[i] == cv.min())]
-        F = to_min_matrix(objectives, [ok[i][1].objectives for i in pool])
-        best = [pool[i] for i in np.flatnonzero(first_front_mask(F))]
-        best.sort(key=lambda i: (objectives[0].to_min(ok[i][1].objectives[objectives[0].name]), ids[ok[i][0]]))
+        keys, feasible = front_keys(evaluations, objectives)
         numbers = held_out or {}
-        members = []
-        for i in best:
-            key, evaluation = ok[i]
-            members.append(Member(ids[key], key, genomes[key], evaluation, cv[i] <= 0, dict(numbers.get(key) or {})))
+        members = [Member(ids[key], key, genomes[key], evaluations[key], violation(evaluations[key].constraints) <= 0,
+                          dict(numbers.get(key) or {})) for key in keys]
         return cls(members, objectives, feasible=feasible)
 
     @classmethod

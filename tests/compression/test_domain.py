@@ -339,3 +339,19 @@ def test_evaluations_and_the_baseline_record_the_machine_that_timed_them(domain,
     ev = domain.evaluate(PipelineGenome(training=domain.task.training), EvalContext(seed=1, artifact_dir=tmp_path / "base"))
     assert ev.metrics["machine"] == machine_name()
     assert f"timed on {machine_name()}" in domain.headline_notes({"a": ev})
+
+
+def test_finalize_time_is_estimated_from_the_members_own_timings():
+    from evoforge.search.evaluation import Evaluation, Status
+
+    d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), latency_repeats=5)
+    def timed(latency_s, batch_ms):
+        return Evaluation(Status.OK, {}, metrics={"quality_s": 0.5, "latency_s": latency_s, "latency_batch_ms": batch_ms,
+                                                  "baseline_latency_batch_ms": batch_ms})
+
+    fast, slow = timed(2.0, 1.0), timed(30.0, 900.0)
+    assert d.finalize_seconds([("a", fast)]) == pytest.approx(0.5 + 3 * 2.0)  # three fresh timings fit in 20 s
+    assert d.finalize_seconds([("b", slow)]) == pytest.approx(0.5 + 30.0)  # one
+    assert d.finalize_seconds([("a", fast), ("b", slow)]) == pytest.approx(37.0)
+    assert d.finalize_seconds([]) == 0.0
+

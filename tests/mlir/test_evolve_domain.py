@@ -275,3 +275,17 @@ def test_from_a_compress_run_member(tmp_path):
 
         with pytest.raises(ConfigError, match="int8-quantized"):
             evoforge.evolve(f"{tmp_path / 'c'}:{quantized[0].id}", budget=2, run_dir=tmp_path / "q")
+
+
+def test_finalize_time_is_estimated_from_the_members_own_timings():
+    from evoforge.mlir.domain import EvolveDomain
+    from evoforge.search.evaluation import Evaluation, Status
+
+    domain = EvolveDomain(repeats=15)
+    predict = Evaluation(Status.OK, {}, metrics={"run_s": 0.5, "runtime_ms": 1.0, "original_runtime_ms": 1.0})
+    slow = Evaluation(Status.OK, {}, metrics={"run_s": 0.5, "runtime_ms": 1000.0, "original_runtime_ms": 1000.0})
+    train = Evaluation(Status.OK, {}, metrics={"train_ms": 3000.0, "original_train_ms": 2000.0})
+    assert domain.finalize_seconds([("p", predict)]) == pytest.approx(0.5 + 45 * 0.002)  # 3x the run's 15 rounds
+    assert domain.finalize_seconds([("s", slow)]) == pytest.approx(0.5 + 15 * 2.0)  # never fewer than the run's
+    assert domain.finalize_seconds([("t", train)]) == pytest.approx(3.0)  # the test score trains it again
+

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import evoforge
+from evoforge.api import open_store
 from evoforge.errors import ConfigError, EvoforgeError, StoreError
 from evoforge.execute import LocalExecutor
 from evoforge.problems import BenchmarkDomain
@@ -110,10 +111,35 @@ def test_stagnation_stops_a_converged_search():
     assert "stagnated" in s.store.meta("finished")["reason"]
 
 
+class SlowToFinalize(BenchmarkDomain):
+    """A domain whose front members take an hour each to finalize."""
+
+    def finalize_seconds(self, members):
+        return 3600.0 * len(members)
+
+
+def test_a_time_budget_keeps_time_for_finalizing_the_front(tmp_path):
+    def evaluations(termination, reserve):
+        search = Search.create(SlowToFinalize("zdt1", n_var=4), algorithm_options={"pop_size": 4}, termination=termination)
+        search.run(reserve_finalize=reserve)
+        return search.evaluations_done, search.store.meta("finished")["reason"]
+
+    both = Termination(max_evaluations=12, max_seconds=600)
+    assert evaluations(both, reserve=False)[0] == 12
+    done, reason = evaluations(both, reserve=True)  # after the first, the front needs an hour: nothing more starts
+    assert done == 1 and "kept for the front's final scoring" in reason
+    assert evaluations(Termination(max_evaluations=12), reserve=True)[0] == 12  # no time budget: nothing to keep
+    front = evoforge.optimize(SlowToFinalize("zdt1", n_var=4), budget="10m", pop_size=4, run_dir=tmp_path)  # the API keeps it
+    with open_store(tmp_path, readonly=True) as store:
+        assert len(front) == 1 and "kept for" in store.meta("finished")["reason"]
+
+
 def test_termination_reasons():
     t = Termination(max_evaluations=10, max_seconds=5, max_generations=3, stagnation_generations=2)
     assert "evaluation" in t.reason(evaluations=10, seconds=0, generations=0, hypervolumes=[])
     assert "time" in t.reason(evaluations=0, seconds=6, generations=0, hypervolumes=[])
+    assert t.reason(evaluations=0, seconds=3, generations=0, hypervolumes=[]) is None
+    assert "3 s, 2 s kept" in t.reason(evaluations=0, seconds=3, generations=0, hypervolumes=[], reserved_s=2)
     assert "generation" in t.reason(evaluations=0, seconds=0, generations=3, hypervolumes=[])
     assert t.reason(evaluations=0, seconds=0, generations=1, hypervolumes=[1.0, 1.5, 2.0]) is None
     assert "stagnated" in t.reason(evaluations=0, seconds=0, generations=1, hypervolumes=[1.0, 2.0, 2.0, 2.0])

@@ -680,6 +680,18 @@ class CompressDomain(Domain):
                 out[key].update(ratios)
         return out
 
+    def _retime_sessions(self, metrics: Mapping[str, Any]) -> int:
+        """How many timings `retime` takes of an evaluation with these metrics."""
+        session_ms = self.latency_repeats * LATENCY_CALLS * sum(float(metrics.get(k) or 0.0) for k in (
+            "latency_b1_ms", "baseline_latency_b1_ms", "latency_batch_ms", "baseline_latency_batch_ms"))
+        return RETIME_SESSIONS if session_ms <= 0 else max(1, min(RETIME_SESSIONS, int(1000 * RETIME_SECONDS / session_ms)))
+
+    def finalize_seconds(self, members: Sequence[tuple[str, Evaluation]]) -> float:
+        """Per member: its validation scoring time (the test split is scored the same way) and
+        `retime`'s timings at the time its own timing took."""
+        return sum(float(e.metrics.get("quality_s") or 0.0) + self._retime_sessions(e.metrics) * float(e.metrics.get("latency_s") or 0.0)
+                   for _, e in members)
+
     def latency_inputs(self, splits: Splits | None = None) -> Any:
         """The batch-B inputs every timing of the run uses (its first row is the batch-1 input)."""
         from evoforge.workload.inputs import to_tensors
@@ -703,9 +715,7 @@ class CompressDomain(Domain):
         path = self._artifact_path(evaluation)
         if threads is None or path is None or m.get("draft_artifact"):
             return None
-        session_ms = self.latency_repeats * LATENCY_CALLS * sum(float(m.get(k) or 0.0) for k in (
-            "latency_b1_ms", "baseline_latency_b1_ms", "latency_batch_ms", "baseline_latency_batch_ms"))
-        sessions = RETIME_SESSIONS if session_ms <= 0 else max(1, min(RETIME_SESSIONS, int(1000 * RETIME_SECONDS / session_ms)))
+        sessions = self._retime_sessions(m)
         if inputs is None:
             inputs = self.latency_inputs()
         batch, b1 = [], []

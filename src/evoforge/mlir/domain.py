@@ -508,6 +508,25 @@ class EvolveDomain(Domain):
                         out[key] = {"error": float("nan"), "failure": str(exc)}
         return out
 
+    def _retime_repeats(self, metrics: Mapping[str, Any]) -> int:
+        """How many rounds `_retime` times an evaluation with these metrics for."""
+        round_s = _round_s(metrics)
+        repeats = RETIME_FACTOR * self.repeats
+        return max(self.repeats, min(repeats, int(RETIME_SECONDS / round_s))) if round_s > 0 else repeats
+
+    def finalize_seconds(self, members: Sequence[tuple[str, Evaluation]]) -> float:
+        """Per member: a training program's training time (its test score trains it again); a
+        prediction program's validation run and timing (the test split is run the same way) and
+        `_retime`'s rounds."""
+        total = 0.0
+        for _, e in members:
+            m = e.metrics
+            if "train_ms" in m:
+                total += float(m["train_ms"]) / 1000
+            else:
+                total += float(m.get("run_s") or 0.0) + self._retime_repeats(m) * _round_s(m)
+        return total
+
     def _retime(self, state: dict[str, Any], vmfb: bytes, worker: Any, evaluation: Evaluation) -> float:
         """Variant / original runtime on the first test batch, interleaved, with ``RETIME_FACTOR``
         times the run's repeats, or as many as fit in ``RETIME_SECONDS`` at the runtimes the
@@ -515,10 +534,7 @@ class EvolveDomain(Domain):
         from evoforge.hostlock import MeasurementLock
         from evoforge.mlir.iree_runner import measure_runtime
 
-        round_s = (evaluation.metrics.get("runtime_ms", 0.0) + evaluation.metrics.get("original_runtime_ms", 0.0)) / 1000
-        repeats = RETIME_FACTOR * self.repeats
-        if round_s > 0:
-            repeats = max(self.repeats, min(repeats, int(RETIME_SECONDS / round_s)))
+        repeats = self._retime_repeats(evaluation.metrics)
         with MeasurementLock():
             timing = measure_runtime(vmfb, state["original_vmfb"], state["batches_test"][0], repeats,
                                      worker=worker, driver=self.runtime_driver, function=self.program.entry,
@@ -579,3 +595,8 @@ class EvolveDomain(Domain):
 def _failure(kind: str, message: str) -> Evaluation:
     status = _FAILURE_STATUS.get(kind, Status.FAILED)
     return dataclasses.replace(Evaluation.failure(status, f"{kind}: {message}"), metrics={"failure_kind": kind})
+
+
+def _round_s(metrics: Mapping[str, Any]) -> float:
+    """Seconds of one timing round (the variant and the original once each) of an evaluation."""
+    return (float(metrics.get("runtime_ms") or 0.0) + float(metrics.get("original_runtime_ms") or 0.0)) / 1000

@@ -144,6 +144,11 @@ class Domain(abc.ABC):
         Called by the driver after a run; the default has none."""
         return {}
 
+    def finalize_seconds(self, members: Sequence[tuple[str, Evaluation]]) -> float:
+        """About how long `finalize` of ``members`` takes, from their evaluations' metrics; a time
+        budget keeps this much of itself for it. 0 by default."""
+        return 0.0
+
     def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
         """Lines `show` prints under a run's headline (what the numbers are measured against,
         what the run's ``evaluations`` reused), one fact each."""

@@ -22,7 +22,7 @@ import numpy as np
 from evoforge import __version__
 from evoforge.errors import ConfigError, EvoforgeError, StoreError
 from evoforge.execute.base import EvalTask, Executor
-from evoforge.front import Front, feasible_hypervolume
+from evoforge.front import Front, feasible_hypervolume, front_keys
 from evoforge.genome import Genome, genome_from_json
 from evoforge.layout import RunLayout
 from evoforge.machine import MACHINE_METRIC
@@ -119,6 +119,7 @@ class Search:
         self._batch: list[Offspring] | None = None
         self._reference: np.ndarray | None = reference_point(domain.objectives)
         self._hypervolumes: list[float] = []
+        self._reserve = (-1, 0.0)  # (evaluations when computed, `finalize_reserve_s`)
         self._elapsed_before = 0.0
         self._session_start = time.monotonic()
 
@@ -217,14 +218,28 @@ class Search:
     def evaluations_done(self) -> int:
         return len(self._evaluations)
 
-    def stop_reason(self) -> str | None:
-        """Why the run should stop before the next generation, or None."""
+    def stop_reason(self, reserved_s: float = 0.0) -> str | None:
+        """Why the run should stop before the next generation, or None; ``reserved_s`` of a time
+        budget are kept for work after the search."""
         return self.termination.reason(
             evaluations=self.evaluations_done,
             seconds=self.elapsed_s,
             generations=self.generation + 1,
             hypervolumes=self._hypervolumes,
+            reserved_s=reserved_s,
         )
+
+    def finalize_reserve_s(self) -> float:
+        """`Domain.finalize_seconds` of the current front's members not finalized yet (0 without
+        a time budget); recomputed when an evaluation has been told since the last call."""
+        if self.termination.max_seconds is None:
+            return 0.0
+        if self._reserve[0] != self.evaluations_done:
+            final = self.store.meta("final", {}) or {}
+            keys, _ = front_keys(self._evaluations, self.domain.objectives)
+            todo = [(k, self._evaluations[k]) for k in keys if k not in final]
+            self._reserve = (self.evaluations_done, float(self.domain.finalize_seconds(todo)))
+        return self._reserve[1]
 
     def ask(self) -> list[Candidate]:
         """The candidates of the current generation that still need an evaluation (creating the
@@ -391,7 +406,8 @@ class Search:
         ]
 
     def run(
-        self, executor: Executor | None = None, *, callback: SearchCallback | None = None, cache: EvaluationCache | None = None
+        self, executor: Executor | None = None, *, callback: SearchCallback | None = None, cache: EvaluationCache | None = None,
+        reserve_finalize: bool = False,
     ) -> Front:
         """Evaluate generation after generation until the termination criteria hold; returns the
         front. A time budget that runs out inside a generation stops the run there: no further
@@ -400,7 +416,9 @@ class Search:
         The executor is started here and closed at the end when it was created here. With a
         ``cache`` (and a domain that has a `Domain.cache_identity`), a candidate evaluated by any
         run before with the same inputs is taken from it, and new OK evaluations go into it
-        (timed ones are looked up under the machines the executor evaluates on)."""
+        (timed ones are looked up under the machines the executor evaluates on). With
+        ``reserve_finalize`` a time budget keeps `finalize_reserve_s` of itself for the domain's
+        `finalize` of the front, which the caller runs after this returns."""
         from evoforge.execute.inline import InlineExecutor
 
         owned = executor is None
@@ -410,9 +428,12 @@ class Search:
         executor.start(domain_spec(self.domain, self.layout))
         lookups = _lookup_identities(identity, executor) if identity is not None else []
         cut = False  # the budget ran out inside a generation
-        out_of_budget = lambda: self.stop_reason() is not None  # noqa: E731 - asked before each evaluation starts
+        def stop() -> str | None:
+            return self.stop_reason(self.finalize_reserve_s() if reserve_finalize else 0.0)
+
+        out_of_budget = lambda: stop() is not None  # noqa: E731 - asked before each evaluation starts
         try:
-            while not cut and (self._batch is not None or self.stop_reason() is None):
+            while not cut and (self._batch is not None or stop() is None):
                 candidates = {c.key: c for c in self.ask()}
                 while candidates:  # one round per rung
                     todo = list(candidates.values())
@@ -432,7 +453,7 @@ class Search:
                             cache.put(key, stored, self.layout)
                         callback.on_evaluation(candidates[task.key], stored)
                     candidates = {c.key: c for c in self.ask()}
-                    if candidates and self.stop_reason() is not None:
+                    if candidates and stop() is not None:
                         cut = True  # stop inside the generation; a resume with more budget goes on from it
                         break
                 if not cut:
@@ -440,7 +461,7 @@ class Search:
         finally:
             if owned:
                 executor.close()
-        self.store.put_meta("finished", {"reason": self.stop_reason(), "generations": self.generation + 1,
+        self.store.put_meta("finished", {"reason": stop(), "generations": self.generation + 1,
                                          "elapsed_s": self.elapsed_s, **({"stopped_in_generation": self.generation + 1} if cut else {})})
         return self.front()
 

@@ -30,12 +30,15 @@ class Termination:
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
 
-    def reason(self, *, evaluations: int, seconds: float, generations: int, hypervolumes: Sequence[float]) -> str | None:
-        """Why the search should stop now, or None to go on."""
+    def reason(self, *, evaluations: int, seconds: float, generations: int, hypervolumes: Sequence[float],
+               reserved_s: float = 0.0) -> str | None:
+        """Why the search should stop now, or None to go on; ``reserved_s`` of the time budget are
+        kept for work after the search."""
         if self.max_evaluations is not None and evaluations >= self.max_evaluations:
             return f"evaluation budget reached ({evaluations})"
-        if self.max_seconds is not None and seconds >= self.max_seconds:
-            return f"time budget reached ({seconds:.0f} s)"
+        if self.max_seconds is not None and seconds + reserved_s >= self.max_seconds:
+            kept = f", {reserved_s:.0f} s kept for the front's final scoring" if reserved_s >= 0.5 else ""
+            return f"time budget reached ({seconds:.0f} s{kept})"
         if self.max_generations is not None and generations >= self.max_generations:
             return f"generation limit reached ({generations})"
         k = self.stagnation_generations
