@@ -35,7 +35,7 @@ _WORKER_DOMAINS: dict[str, Domain] = {}
 """Domains built in this Ray worker process, keyed by their spec JSON."""
 
 PROBE_TIMEOUT_S = 60.0
-"""How long `RayExecutor.start` waits for every node to say which machine it is."""
+"""How long `RayExecutor.timing_machines` waits for every node to say which machine it is."""
 
 _CRASH_ERRORS = (
     "WorkerCrashedError",
@@ -194,9 +194,9 @@ class RayExecutor(Executor):
             have = [{k: res.get(k, 0.0) for k in self._wanted()} for res in nodes]
             raise ConfigError(f"no Ray node has the resources one evaluation asks for ({self._wanted()}); nodes have {have}")
 
-    def _probe_machines(self) -> list[str] | None:
+    def _probe_machines(self) -> list[str]:
         """The machine names of the alive nodes that can hold an evaluation, the most common first,
-        from one task pinned to each node; None when they do not all answer within
+        from one task pinned to each node; empty when they do not all answer within
         `PROBE_TIMEOUT_S` (the cache is then looked up under the driver's machine only)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -208,8 +208,8 @@ class RayExecutor(Executor):
         except Exception:  # noqa: BLE001 - a node too busy or gone: fall back to the driver's machine
             for ref in refs:
                 self._ray.cancel(ref)
-            return None
-        return [name for name, _ in collections.Counter(names).most_common()] or None
+            return []
+        return [name for name, _ in collections.Counter(names).most_common()]
 
     def timing_machines(self) -> list[str] | None:
         """The machines of the nodes that can hold an evaluation, asked of the nodes on the first
@@ -217,7 +217,7 @@ class RayExecutor(Executor):
         if self._remote is None:
             raise ConfigError("RayExecutor.timing_machines called before start")
         if self._machines is None:
-            self._machines = self._probe_machines() or []
+            self._machines = self._probe_machines()
         return self._machines or None
 
     def _capacity(self) -> int:
