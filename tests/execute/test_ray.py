@@ -245,7 +245,6 @@ CLIENT = textwrap.dedent(
     import sys
     import ray
     from evoforge.execute import EvalTask
-from evoforge.machine import MACHINE_METRIC, machine_name
     from evoforge.execute.ray_executor import RayExecutor
     from evoforge.search.domain import domain_spec
     from evoforge.testing.domains import FaultDomain, FaultGenome
