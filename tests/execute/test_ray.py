@@ -176,6 +176,60 @@ def test_the_cache_is_looked_up_under_the_nodes_machines(local_ray, tmp_path):
     assert not any(hits[0]) and len(hits[1]) == 6 and all(hits[1])  # filed under the node, found there
 
 
+class _FakeCluster:
+    """Stands in for the `ray` module where `RayExecutor.timing_machines` asks the nodes: each
+    node answers with its machine name, or (None) never; `asked` lists the nodes probed."""
+
+    def __init__(self, machines: dict[str, str | None]) -> None:
+        self.machines = machines
+        self.dead: set[str] = set()
+        self.asked: list[str] = []
+        self.cancelled: list[str] = []
+
+    def nodes(self):
+        return [{"NodeID": node, "Alive": node not in self.dead, "Resources": {"CPU": 2.0}} for node in self.machines]
+
+    def remote(self, function):
+        return self
+
+    def options(self, *, num_cpus, scheduling_strategy):
+        return _PinnedProbe(self, scheduling_strategy.node_id)
+
+    def wait(self, refs, *, num_returns, timeout):
+        return [r for r in refs if self.machines[r] is not None], [r for r in refs if self.machines[r] is None]
+
+    def get(self, ref):
+        return self.machines[ref]
+
+    def cancel(self, ref):
+        self.cancelled.append(ref)
+
+
+@dataclasses.dataclass
+class _PinnedProbe:
+    cluster: _FakeCluster
+    node: str
+
+    def remote(self):
+        self.cluster.asked.append(self.node)
+        return self.node
+
+
+def test_each_node_is_asked_its_machine_once_and_nodes_that_join_later_are_asked_too():
+    a, b, c, d = ("a" * 56, "b" * 56, "c" * 56, "d" * 56)
+    cluster = _FakeCluster({a: "xeon", b: None})  # b never answers
+    executor = RayExecutor(address="auto")
+    executor._ray, executor._remote = cluster, object()  # as after `start`
+    assert executor.timing_machines() == ["xeon"] and cluster.cancelled == [b]  # b's machine stays unknown
+    cluster.machines.update({c: "epyc", d: "epyc"})  # two nodes of another machine join
+    assert executor.timing_machines() == ["epyc", "xeon"]  # the most common first
+    assert sorted(cluster.asked) == [a, b, c, d]  # every node asked once, b too
+    cluster.dead.update({c, d})
+    assert executor.timing_machines() == ["xeon"]
+    cluster.dead.add(a)
+    assert executor.timing_machines() is None  # no node that answered is alive
+
+
 def test_search_with_faults_finishes(local_ray):
     domain = FaultDomain(["ok", "raise", "segfault", "ok", "nan", "ok"])
     s = Search.create(domain, algorithm_options={"pop_size": 6}, termination=Termination(max_evaluations=10))

@@ -141,6 +141,29 @@ def test_a_cluster_of_several_machines_finds_an_entry_under_any_of_them(tmp_path
     assert all(_search(_TimedOnADriver("driver"), cache, _NodesCAndD()))
 
 
+class _NodeBJoinsLater(InlineExecutor):
+    """A cluster of node-c that node-b joins after the first generation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def timing_machines(self):
+        self.calls += 1
+        return ["node-c"] if self.calls == 1 else ["node-c", "node-b"]
+
+
+def test_a_node_that_joins_during_a_run_is_looked_up_from_the_next_generation(tmp_path):
+    cache = EvaluationCache(tmp_path / "cache")
+    options = {"algorithm": "random", "algorithm_options": {"pop_size": 4}, "termination": Termination(max_evaluations=8), "seed": 1}
+    Search.create(_TimedOnADriver("driver"), **options).run(_WorkerNode(), cache=cache)  # all 8 filed under node-b
+    search = Search.create(_TimedOnADriver("driver"), **options)
+    executor = _NodeBJoinsLater()
+    search.run(executor, cache=cache)
+    hits = [e.metrics.get(HIT_METRIC, False) for e in search.store.evaluations().values()]
+    assert hits == [False] * 4 + [True] * 4 and executor.calls == 2
+
+
 class _TwoThreads(InlineExecutor):
     """Evaluates as an executor that gives each evaluation two threads."""
 

@@ -55,7 +55,7 @@ class Executor(abc.ABC):
     def timing_machines(self) -> list[str] | None:
         """After `start`: the machines (`evoforge.machine.machine_name`) this executor's
         evaluations run on, the most common first, for looking up timed evaluations in the shared
-        cache; None (the default): this process's machine."""
+        cache; None (the default): this process's machine. The engine asks once per generation."""
         return None
 
     def __enter__(self) -> Executor:

@@ -35,7 +35,7 @@ _WORKER_DOMAINS: dict[str, Domain] = {}
 """Domains built in this Ray worker process, keyed by their spec JSON."""
 
 PROBE_TIMEOUT_S = 60.0
-"""How long `RayExecutor.timing_machines` waits for every node to say which machine it is."""
+"""How long `RayExecutor.timing_machines` waits for newly found nodes to say which machine they are."""
 
 _CRASH_ERRORS = (
     "WorkerCrashedError",
@@ -151,7 +151,7 @@ class RayExecutor(Executor):
         self._temp_dir: str | None = None
         self._remote: Any = None
         self._spec_json: str | None = None
-        self._machines: list[str] | None = None  # `timing_machines`, asked once per start
+        self._node_machines: dict[str, str | None] = {}  # node id -> machine name, for `timing_machines`
 
     @property
     def threads_per_evaluation(self) -> int:
@@ -173,7 +173,7 @@ class RayExecutor(Executor):
                 raise
             self._connected = True
         self._check_feasible()
-        self._machines = None
+        self._node_machines = {}
         options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_retries": 0}
         if self.memory_mb is not None:
             options["memory"] = self.memory_mb * 1024 * 1024
@@ -194,31 +194,37 @@ class RayExecutor(Executor):
             have = [{k: res.get(k, 0.0) for k in self._wanted()} for res in nodes]
             raise ConfigError(f"no Ray node has the resources one evaluation asks for ({self._wanted()}); nodes have {have}")
 
-    def _probe_machines(self) -> list[str]:
-        """The machine names of the alive nodes that can hold an evaluation, the most common first,
-        from one task pinned to each node; empty when they do not all answer within
-        `PROBE_TIMEOUT_S` (the cache is then looked up under the driver's machine only)."""
+    def _probe(self, node_ids: list[str]) -> dict[str, str | None]:
+        """Each node's machine name, from one task pinned to it; None for a node that does not
+        answer within `PROBE_TIMEOUT_S` (too busy, or gone)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         probe = self._ray.remote(_node_machine)
-        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
-                for node in self._ray.nodes() if node.get("Alive") and self._fits(node.get("Resources", {}))]
-        try:
-            names = self._ray.get(refs, timeout=PROBE_TIMEOUT_S)
-        except Exception:  # noqa: BLE001 - a node too busy or gone: fall back to the driver's machine
-            for ref in refs:
-                self._ray.cancel(ref)
-            return []
-        return [name for name, _ in collections.Counter(names).most_common()]
+        refs = {probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(): node_id
+                for node_id in node_ids}
+        done, pending = self._ray.wait(list(refs), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+        answers: dict[str, str | None] = dict.fromkeys(node_ids)
+        for ref in done:
+            try:
+                answers[refs[ref]] = self._ray.get(ref)
+            except Exception:  # noqa: BLE001 - the node died while answering: its machine stays unknown
+                pass
+        for ref in pending:
+            self._ray.cancel(ref)
+        return answers
 
     def timing_machines(self) -> list[str] | None:
-        """The machines of the nodes that can hold an evaluation, asked of the nodes on the first
-        call after `start` (a node that joins later is not asked)."""
+        """The machines of the alive nodes that can hold an evaluation, the most common first, or
+        None when no node has answered. Each node is asked once per `start`, on the first call
+        that finds it, so a node that joins the cluster during a run is asked on the next call."""
         if self._remote is None:
             raise ConfigError("RayExecutor.timing_machines called before start")
-        if self._machines is None:
-            self._machines = self._probe_machines()
-        return self._machines or None
+        nodes = [node["NodeID"] for node in self._ray.nodes() if node.get("Alive") and self._fits(node.get("Resources", {}))]
+        unasked = [node_id for node_id in nodes if node_id not in self._node_machines]
+        if unasked:
+            self._node_machines.update(self._probe(unasked))
+        names = [name for name in (self._node_machines[node_id] for node_id in nodes) if name is not None]
+        return [name for name, _ in collections.Counter(names).most_common()] or None
 
     def _capacity(self) -> int:
         """How many evaluations fit on the cluster at once (capped by ``workers``)."""

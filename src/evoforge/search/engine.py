@@ -426,7 +426,6 @@ class Search:
         callback = callback or SearchCallback()
         identity = _threaded(self.domain.cache_identity(), executor.threads_per_evaluation) if cache is not None else None
         executor.start(domain_spec(self.domain, self.layout))
-        lookups = _lookup_identities(identity, executor) if identity is not None else []
         cut = False  # the budget ran out inside a generation
         def stop() -> str | None:
             return self.stop_reason(self.finalize_reserve_s() if reserve_finalize else 0.0)
@@ -434,6 +433,7 @@ class Search:
         out_of_budget = lambda: stop() is not None  # noqa: E731 - asked before each evaluation starts
         try:
             while not cut and (self._batch is not None or stop() is None):
+                lookups = _lookup_identities(identity, executor) if identity is not None else []  # per generation: nodes may join
                 candidates = {c.key: c for c in self.ask()}
                 while candidates:  # one round per rung
                     todo = list(candidates.values())
