@@ -345,13 +345,15 @@ def test_finalize_time_is_estimated_from_the_members_own_timings():
     from evoforge.search.evaluation import Evaluation, Status
 
     d = CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), latency_repeats=5)
-    def timed(latency_s, batch_ms):
+    def timed(latency_s, batch_ms, **more):
         return Evaluation(Status.OK, {}, metrics={"quality_s": 0.5, "latency_s": latency_s, "latency_batch_ms": batch_ms,
-                                                  "baseline_latency_batch_ms": batch_ms})
+                                                  "baseline_latency_batch_ms": batch_ms, **more})
 
     fast, slow = timed(2.0, 1.0), timed(30.0, 900.0)
     assert d.finalize_seconds([("a", fast)]) == pytest.approx(0.5 + 3 * 2.0)  # three fresh timings fit in 20 s
     assert d.finalize_seconds([("b", slow)]) == pytest.approx(0.5 + 30.0)  # one
     assert d.finalize_seconds([("a", fast), ("b", slow)]) == pytest.approx(37.0)
     assert d.finalize_seconds([]) == 0.0
+    slow_to_load = timed(2.0, 1.0, load_s=0.25)  # loaded for the test split, then with the baseline for each timing
+    assert d.finalize_seconds([("c", slow_to_load)]) == pytest.approx(0.25 + 0.5 + 3 * (2 * 0.25 + 2.0))
 

@@ -587,8 +587,10 @@ class CompressDomain(Domain):
         try:
             t = time.perf_counter()
             path = self.runtime.export(model, st["example"], out_dir / self.artifact, int8=int8, draft=draft)
-            exported = self.runtime.load(path, threads=context.threads)
             timings["export_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            exported = self.runtime.load(path, threads=context.threads)
+            timings["load_s"] = time.perf_counter() - t
             t = time.perf_counter()
             quality = self._quality(st["wrap"](exported), val)
             timings["quality_s"] = time.perf_counter() - t
@@ -687,10 +689,14 @@ class CompressDomain(Domain):
         return RETIME_SESSIONS if session_ms <= 0 else max(1, min(RETIME_SESSIONS, int(1000 * RETIME_SECONDS / session_ms)))
 
     def finalize_seconds(self, members: Sequence[tuple[str, Evaluation]]) -> float:
-        """Per member: its validation scoring time (the test split is scored the same way) and
-        `retime`'s timings at the time its own timing took."""
-        return sum(float(e.metrics.get("quality_s") or 0.0) + self._retime_sessions(e.metrics) * float(e.metrics.get("latency_s") or 0.0)
-                   for _, e in members)
+        """Per member, from its own evaluation's timings: a load and a scoring for the test split
+        (scored as validation was), and for each of `retime`'s timings a load of it and of the
+        baseline (taken to load as fast) and the timing itself."""
+        def seconds(metrics: Mapping[str, Any]) -> float:
+            load, sessions = float(metrics.get("load_s") or 0.0), self._retime_sessions(metrics)
+            return load + float(metrics.get("quality_s") or 0.0) + sessions * (2 * load + float(metrics.get("latency_s") or 0.0))
+
+        return sum(seconds(e.metrics) for _, e in members)
 
     def latency_inputs(self, splits: Splits | None = None) -> Any:
         """The batch-B inputs every timing of the run uses (its first row is the batch-1 input)."""

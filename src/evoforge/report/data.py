@@ -24,7 +24,7 @@ MEMBER_METRICS = (
     "latency_vs_eager", "size_bytes", "size_ratio", "params", "params_ratio", "macs", "macs_ratio", "runtime",
     "runtime_ms", "original_runtime_ms", "first_runtime_ratio", "speedup", "compile_cache_hit", "cache_hit",
     "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3",
-    "compress_s", "export_s", "compile_s",
+    "compress_s", "export_s", "load_s", "compile_s",
 )
 """Metrics the members table shows when a domain reports them (besides objectives and test numbers)."""
 CURVE_POINTS = 400
