@@ -187,9 +187,13 @@ class RayExecutor(Executor):
         """True when a node with ``resources`` can hold one evaluation."""
         return all(resources.get(k, 0.0) >= v for k, v in self._wanted().items() if v > 0)
 
+    def _alive_nodes(self) -> list[dict[str, Any]]:
+        """Ray's records of the cluster's alive nodes."""
+        return [node for node in self._ray.nodes() if node.get("Alive")]
+
     def _check_feasible(self) -> None:
         """Refuse resources no node has (Ray would queue such tasks forever)."""
-        nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        nodes = [node.get("Resources", {}) for node in self._alive_nodes()]
         if not any(self._fits(res) for res in nodes):
             have = [{k: res.get(k, 0.0) for k in self._wanted()} for res in nodes]
             raise ConfigError(f"no Ray node has the resources one evaluation asks for ({self._wanted()}); nodes have {have}")
@@ -219,7 +223,7 @@ class RayExecutor(Executor):
         that finds it, so a node that joins the cluster during a run is asked on the next call."""
         if self._remote is None:
             raise ConfigError("RayExecutor.timing_machines called before start")
-        nodes = [node["NodeID"] for node in self._ray.nodes() if node.get("Alive") and self._fits(node.get("Resources", {}))]
+        nodes = [node["NodeID"] for node in self._alive_nodes() if self._fits(node.get("Resources", {}))]
         unasked = [node_id for node_id in nodes if node_id not in self._node_machines]
         if unasked:
             self._node_machines.update(self._probe(unasked))
