@@ -7,6 +7,8 @@ Three configurations of petra on one task, each seed starting from the same trai
   moasha Syne Tune's MOASHA at the cheap runs' budget and rungs: random sampling, its promotion
          decisions (`benchmarks/_moasha.py`)
   rerun  the first full seed run again against a shared evaluation cache the full run filled
+  stop-early  the control: plain petra (every candidate in full, prefix reuse on) with the cheap runs'
+         wall-time budget: what a user gets by giving the search less time instead of screening
 CPU-seconds are wall time x workers. Reported per configuration: the median and range over seeds
 of the hypervolume of all feasible full-fidelity evaluations (validation, and recomputed on the
 test split) against the task's fixed reference, the CPU-seconds, and the share of evaluations
@@ -15,6 +17,7 @@ with <= 50% of their CPU-seconds.
 
     python benchmarks/search_cost.py                       # digits-cnn, 3 seeds, 60 evaluations, share 0.5
     python benchmarks/search_cost.py --full-from runs/peers/digits-cnn   # reuse peers.py's petra runs as "full"
+                                                    # (their first --evaluations evaluations, and the time they took)
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from _compress_common import finished_run  # importing it also installs the torchvision shim, as in every compress benchmark
-from peers import summarize_run
+from peers import ordered_evaluations, summarize_run
 
 import evoforge
 from evoforge.api import open_store
@@ -47,10 +50,34 @@ def wall_s(run: Path) -> float:
     return float(generations[-1]["elapsed_s"]) if generations else 0.0
 
 
-def prefix_share(run: Path) -> float:
-    with open_store(run, readonly=True) as store:
-        ok = [e for e in store.evaluations().values() if e.ok]
+def prefix_share(run: Path, count: int) -> float:
+    """The share of the run's first ``count`` OK evaluations that started from a stored prefix."""
+    ok = [e for _, e in ordered_evaluations(run)[0][:count] if e.ok]
     return sum(1 for e in ok if e.metrics.get("prefix_reused_stages")) / max(1, len(ok))
+
+
+def evaluations_wall_s(run: Path, count: int) -> float:
+    """Seconds the run had searched when its first ``count`` evaluations were done (at the end of
+    that generation; its whole search when it has fewer)."""
+    times = ordered_evaluations(run)[1]
+    return next((t for n, t in times if n >= count), wall_s(run))
+
+
+def summarize(runs: list[Path], counts: list[int | None], workers: int) -> dict[str, Any]:
+    """One configuration's row: per run, its first ``counts[i]`` evaluations and the CPU-seconds
+    they had taken, or (None) the whole run and all the CPU-seconds it searched."""
+    row: dict[str, list[Any]] = {k: [] for k in ("hv_val", "hv_test", "cpu_s", "evaluations", "screened", "prefix_share")}
+    for run, count in zip(runs, counts):
+        budget = 10**9 if count is None else count
+        summary = summarize_run(run, [budget])["budgets"][budget] if budget > 0 else None
+        seconds = wall_s(run) if count is None else (summary["wall_s"] if summary else 0.0)
+        row["hv_val"].append(summary["hv_val"] if summary else 0.0)
+        row["hv_test"].append(summary["hv_test"] if summary else 0.0)
+        row["cpu_s"].append(seconds * workers)
+        row["evaluations"].append(summary["evaluations"] if summary else 0)
+        row["screened"].append(screened(run))
+        row["prefix_share"].append(prefix_share(run, budget))
+    return row
 
 
 def screened(run: Path) -> int:
@@ -100,12 +127,18 @@ def main() -> None:
             shutil.copytree(RunLayout(run).baseline, template)
         full_runs.append(run)
         print(f"full seed {seed}: {run} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
-    budget_s = args.share * statistics.median(wall_s(r) for r in full_runs)
+    full_walls = [evaluations_wall_s(r, args.evaluations) for r in full_runs]
+    budget_s = args.share * statistics.median(full_walls)
     cheap_runs = []
     for seed in range(1, args.seeds + 1):
         cheap_runs.append(compress_run(root / f"{args.label}-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed,
                                        workers=args.workers, rungs=args.rungs, eta=args.eta, promote=args.promote))
         print(f"{args.label} seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+    early_runs = [
+        compress_run(root / f"stop-early-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed, workers=args.workers)
+        for seed in range(1, args.seeds + 1)
+    ]
+    print(f"stop-early ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     moasha_runs = []
     if args.moasha:
         from _moasha import moasha_compress
@@ -124,15 +157,11 @@ def main() -> None:
         rerun = compress_run(root / "rerun-1", args.task, template, budget=args.evaluations, seed=1, workers=args.workers,
                              prefix_cache_mb=0, eval_cache=str(root / "eval-cache"))
     rows: dict[str, Any] = {}
-    for name, runs in (("full", full_runs), (args.label, cheap_runs), ("moasha", moasha_runs), ("rerun", [rerun] if rerun else [])):
-        if not runs:
-            continue
-        summaries = [summarize_run(r, [10**9])["budgets"][10**9] for r in runs]
-        val, test = [s["hv_val"] for s in summaries], [s["hv_test"] for s in summaries]
-        cpu = [wall_s(r) * args.workers for r in runs]
-        rows[name] = {"hv_val": val, "hv_test": test, "cpu_s": cpu, "evaluations": [s["evaluations"] for s in summaries],
-                      "screened": [screened(r) for r in runs],
-                      "prefix_share": [prefix_share(r) for r in runs]}
+    configurations = (("full", full_runs, args.evaluations), (args.label, cheap_runs, None), ("stop-early", early_runs, None),
+                      ("moasha", moasha_runs, None), ("rerun", [rerun] if rerun else [], args.evaluations))
+    for name, runs, count in configurations:
+        if runs:
+            rows[name] = summarize(runs, [count] * len(runs), args.workers)
     print(f"\n## search cost on {args.task} ({args.seeds} seeds; {args.label}: rungs {args.rungs}, eta {args.eta}, "
           f"promote {args.promote}, prefix reuse, "
           f"{args.share:.0%} of the full runs' CPU-seconds)\n")
@@ -151,6 +180,8 @@ def main() -> None:
         met = cheap_hv >= 0.98 * full_hv and ratio <= 0.5
         print(f"\ntarget (median HV within 2% at <= 50% of the CPU-seconds): {'met' if met else 'NOT met'} "
               f"(HV {cheap_hv:.3f} vs {full_hv:.3f}, CPU-seconds x{ratio:.2f})")
+        early_hv = statistics.median(rows["stop-early"]["hv_val"])
+        print(f"against stopping plain petra at the same CPU-seconds: HV {cheap_hv:.3f} vs {early_hv:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -113,6 +113,20 @@ def test_warm_starts_skip_screening_and_count_toward_the_full_evaluations(tmp_pa
     assert len(screened) == 10 + 12 and len(full) == 8
 
 
+def test_warm_starts_are_evaluated_in_full_with_the_first_screenings_and_first(tmp_path):
+    domain = WarmStartToy()
+    s = Search.create(domain, algorithm="nsga2", algorithm_options={"pop_size": 4}, termination=Termination(max_evaluations=8),
+                      seed=2, store=SQLiteRunStore(tmp_path / "run.db"), fidelity=Fidelity((0.25, 1.0), eta=3))
+    warm = {g.content_hash for g in domain.warm_starts()}
+    first = s.ask()
+    assert {c.key for c in first[:2]} == warm and all(c.fidelity == 1.0 for c in first[:2])  # first, so a time budget keeps them
+    assert len(first) == 12 and {c.fidelity for c in first[2:]} == {0.25}
+    for c in first:
+        s.tell(c.key, domain.evaluate(c.genome, _context(c)), c.fidelity)
+    promoted = s.ask()
+    assert len(promoted) == 2 and {c.fidelity for c in promoted} == {1.0} and not warm & {c.key for c in promoted}
+
+
 def test_a_run_resumed_in_the_middle_of_a_rung_ends_like_an_uninterrupted_one(tmp_path):
     def create(store):
         return Search.create(FidelityDomain(), algorithm="petra", algorithm_options={"pop_size": 4},

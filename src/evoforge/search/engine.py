@@ -244,14 +244,19 @@ class Search:
     def ask(self) -> list[Candidate]:
         """The candidates of the current generation that still need an evaluation (creating the
         generation's batch on first call); empty once the generation is complete. In a
-        multi-fidelity run these are the current rung's: tell them all, then ask again."""
+        multi-fidelity run these are the current rung's, led by the warm starts that still need
+        their full evaluation (they skip screening, so they need not wait for it): tell them all,
+        then ask again."""
         if self._batch is None:
             self._begin_batch()
         fraction, pending, _ = self._pending()
+        if fraction < 1.0:
+            waiting = [o for o in self._batch or [] if o.operator == WARM_START and o.genome.content_hash not in self._evaluations]
+            pending = waiting + pending
         gen = self.generation + 1
         return [
             Candidate(o.genome.content_hash, o.genome, candidate_seed(self.seed, o.genome.content_hash), o.operator, o.parent, gen,
-                      fraction)
+                      1.0 if o.operator == WARM_START else fraction)
             for o in pending
         ]
 
