@@ -7,6 +7,8 @@ Three configurations of petra on one task, each seed starting from the same trai
   moasha Syne Tune's MOASHA at the cheap runs' budget and rungs: random sampling, its promotion
          decisions (`benchmarks/_moasha.py`)
   rerun  the first full seed run again against a shared evaluation cache the full run filled
+  patience  plain petra with the full runs' budget and --patience N: it stops once the feasible
+         hypervolume gains under 0.1% in N generations (with --patience)
   stop-early  the control: plain petra (every candidate in full, prefix reuse on) with the cheap runs'
          wall-time budget: what a user gets by giving the search less time instead of screening
 CPU-seconds are wall time x workers. Reported per configuration: the median and range over seeds
@@ -105,6 +107,7 @@ def main() -> None:
     parser.add_argument("--eta", type=int, default=3)
     parser.add_argument("--promote", default="top", help="the promotion rule: top or front")
     parser.add_argument("--label", default="cheap", help="the cheap runs' folder and row name (to compare settings side by side)")
+    parser.add_argument("--patience", type=int, default=None, help="also run plain petra with this patience and the full budget")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--root", default="runs/search-cost")
     parser.add_argument("--full-from", default=None, help="a folder with finished petra-<seed> runs of the task to use as 'full'")
@@ -139,6 +142,11 @@ def main() -> None:
         for seed in range(1, args.seeds + 1)
     ]
     print(f"stop-early ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
+    patient_runs = [
+        compress_run(root / f"patience{args.patience}-{seed}", args.task, template, budget=args.evaluations, patience=args.patience,
+                     seed=seed, workers=args.workers)
+        for seed in range(1, args.seeds + 1)
+    ] if args.patience else []
     moasha_runs = []
     if args.moasha:
         from _moasha import moasha_compress
@@ -158,6 +166,7 @@ def main() -> None:
                              prefix_cache_mb=0, eval_cache=str(root / "eval-cache"))
     rows: dict[str, Any] = {}
     configurations = (("full", full_runs, args.evaluations), (args.label, cheap_runs, None), ("stop-early", early_runs, None),
+                      (f"patience {args.patience}", patient_runs, None),
                       ("moasha", moasha_runs, None), ("rerun", [rerun] if rerun else [], args.evaluations))
     for name, runs, count in configurations:
         if runs:

@@ -80,6 +80,7 @@ def test_unknown_names_list_valid_ones(tmp_path):
     assert "end at 1" in bad("search", "--problem", "zdt1", "--rungs", "1,0.5", "--run", tmp_path / "g")
     assert "petra algorithm only" in bad("search", "--problem", "zdt1", "--algorithm", "nsga2", "--preselect", "4", "--run", tmp_path / "d")
     assert "explore=2.0 is invalid" in bad("search", "--problem", "zdt1", "--algorithm", "petra", "--explore", "2", "--run", tmp_path / "h")
+    assert "patience=0 is invalid; use a positive integer" in bad("search", "--problem", "zdt1", "--patience", "0", "--run", tmp_path / "i")
 
 
 def test_existing_run_is_never_changed(finished_run):

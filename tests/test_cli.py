@@ -37,6 +37,14 @@ def test_search_show_json(tmp_path):
     assert summary["front"] and "evaluation budget reached" in summary["headline"]
 
 
+def test_patience_stops_a_settled_search_and_show_says_why(tmp_path):
+    run("search", "--problem", "zdt1", "--budget", 2000, "--pop-size", 4, "--patience", 2, "--run", tmp_path / "r", "--quiet")
+    summary = json.loads(run("show", tmp_path / "r", "--format", "json").stdout)
+    assert "hypervolume stagnated: gained under 0.1% in 2 generations" in summary["headline"]
+    with open_store(tmp_path / "r", readonly=True) as store:
+        assert store.config()["run"]["patience"] == 2 and len(store.evaluations()) < 2000
+
+
 def test_preselect_and_explore_are_stored_run_settings(tmp_path):
     run("search", "--problem", "zdt1", "--budget", 24, "--pop-size", 6, "--algorithm", "petra", "--preselect", 3,
         "--explore", 0.5, "--run", tmp_path / "r", "--quiet")

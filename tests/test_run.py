@@ -15,6 +15,9 @@ def test_build_takes_domain_defaults_then_the_users_settings():
     assert spec.algorithm_options() == {"pop_size": 10}
     assert RunSpec.build(defaults, budget={"max_generations": 3}).termination().max_generations == 3
     assert RunSpec.build(defaults, budget=Termination(max_seconds=5.0)).budget == Termination(max_seconds=5.0).to_dict()
+    patient = RunSpec.build(defaults, budget=200, patience=3)
+    assert patient.termination() == Termination(max_evaluations=200, stagnation_generations=3)  # the budget still caps it
+    assert RunSpec.from_dict(patient.to_dict()) == patient
 
 
 def test_json_round_trip_and_replace():
@@ -41,6 +44,8 @@ def test_json_round_trip_and_replace():
         ({"address": "auto"}, ConfigError, "ray executor only"),
         ({"algorithm": "nsga2", "preselect": 4}, ConfigError, "preselect=4 applies to the petra algorithm only"),
         ({"algorithm": "petra", "preselect": 0}, ConfigError, "preselect=0 is invalid; use a positive integer"),
+        ({"patience": 0}, ConfigError, "patience=0 is invalid; use a positive integer"),
+        ({"budget": {"max_evaluations": 9, "stagnation_eps": 1.0}}, ConfigError, "stagnation_eps must be a relative gain in \\[0, 1\\)"),
         ({"algorithm": "nsga2", "explore": 0.25}, ConfigError, "explore=0.25 applies to the petra algorithm only"),
         ({"algorithm": "petra", "explore": 1.5}, ConfigError, "explore=1.5 is invalid; use a share from 0"),
         ({"algorithm": "petra", "explore": "some"}, ConfigError, "explore='some' is invalid"),

@@ -135,7 +135,7 @@ def run_settings(run_dir: str | Path) -> RunSpec:
 def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **overrides: Unpack[RunSettings]) -> Front:
     """Continue the run in ``run_dir`` where it stopped (finished evaluations are reused), with
     its stored settings; ``overrides`` may change where it runs (workers, timeout_s, executor,
-    address, resources) and its budget. Raises `ConfigError` when an input changed since the
+    address, resources), its budget and its patience. Raises `ConfigError` when an input changed since the
     run started."""
     fixed = sorted({"algorithm", "seed", "preselect", "explore", "rungs", "eta", "promote", *ALGORITHM_SIZES}
                    & {k for k, v in overrides.items() if v is not None})
@@ -148,7 +148,8 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
         if config is None:
             raise ConfigError(f"{run_dir} holds no run to resume; start one first")
         spec = stored_spec(config, store.meta("executor")).replace(**overrides)
-        search = Search.resume(store, layout=layout, termination=spec.termination() if overrides.get("budget") is not None else None)
+        stops_changed = overrides.get("budget") is not None or overrides.get("patience") is not None
+        search = Search.resume(store, layout=layout, termination=spec.termination() if stops_changed else None)
         search.domain.prepare()
         return _run_and_finalize(search, spec, callback)
     finally:

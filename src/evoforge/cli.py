@@ -30,6 +30,8 @@ def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentPar
 def _execution_args(p: argparse.ArgumentParser) -> None:
     """Flags for where a run's evaluations happen and how long it goes (also on resume)."""
     p.add_argument("--budget", default=None, help="evaluations (200) or time (90s, 30m, 2h)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="also stop once the feasible hypervolume has gained under 0.1%% in N generations (default: off)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (0 = in this process)")
     p.add_argument("--timeout", dest="timeout_s", type=float, default=None, help="seconds allowed per evaluation")
     p.add_argument("--executor", default=None, help="local (worker processes, default) or ray")
@@ -345,7 +347,7 @@ def _demo(args: argparse.Namespace) -> int:
     for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "algorithm", "pop_size",
                  "offspring_size", "initial_size",
                  "preselect", "explore", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
-                 "rungs", "eta", "promote"):
+                 "rungs", "eta", "promote", "patience"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1
     return _compress(args)

@@ -39,6 +39,7 @@ class RunSettings(TypedDict, total=False):
     preselect: int | None
     explore: float | None
     budget: str | int | Termination | Mapping[str, Any]
+    patience: int | None
     seed: int
     workers: int
     timeout_s: float | None
@@ -61,9 +62,11 @@ class RunSpec:
     evaluations so far (None: petra's default, 1, plain mutation), and ``explore`` (petra
     only) the share of children taken as plain mutants all the same (with ``preselect`` > 1; None: 0). ``budget``:
     an evaluation count (200), a time ("90s", "30m", "2h") or a `Termination`'s fields.
-    ``seed``: the run's one seed. ``executor``: "local" (``workers`` processes; 0 evaluates in
-    the driver) or "ray" (a private local Ray, or the cluster at ``address``: "auto" or
-    "HOST:PORT"; ``resources`` per evaluation: num_cpus, num_gpus, memory_mb). ``timeout_s``
+    ``patience``: also stop once the hypervolume of all feasible evaluations has gained under
+    0.1% in this many generations (None: run the whole budget). ``seed``: the run's one seed.
+    ``executor``: "local" (``workers`` processes; 0 evaluates in the driver) or "ray" (a private
+    local Ray, or the cluster at ``address``: "auto" or "HOST:PORT"; ``resources`` per
+    evaluation: num_cpus, num_gpus, memory_mb). ``timeout_s``
     bounds each evaluation (None: no limit). ``eval_cache``: a folder of evaluations shared by
     runs (`evoforge.search.eval_cache`; None: none). ``rungs`` ("0.25,1"), ``eta`` (3) and
     ``promote`` (top or front): screen candidates at lower fidelity and evaluate only the
@@ -77,6 +80,7 @@ class RunSpec:
     preselect: int | None = None
     explore: float | None = None
     budget: str | int | Mapping[str, Any] = 200
+    patience: int | None = None
     seed: int = 0
     workers: int = 0
     timeout_s: float | None = None
@@ -96,7 +100,7 @@ class RunSpec:
         for name in PETRA_OPTIONS:
             if getattr(self, name) is not None and self.algorithm != "petra":
                 raise ConfigError(f"{name}={getattr(self, name)!r} applies to the petra algorithm only; drop it or use algorithm petra")
-        for name in (*ALGORITHM_SIZES, "preselect"):
+        for name in (*ALGORITHM_SIZES, "preselect", "patience"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} is invalid; use a positive integer")
@@ -147,9 +151,9 @@ class RunSpec:
         return dataclasses.replace(self, **given)
 
     def termination(self) -> Termination:
-        if isinstance(self.budget, Mapping):
-            return Termination(**self.budget)
-        return parse_budget(self.budget)
+        """The stop criteria: the budget, and the patience when set."""
+        budget = Termination(**self.budget) if isinstance(self.budget, Mapping) else parse_budget(self.budget)
+        return budget if self.patience is None else dataclasses.replace(budget, stagnation_generations=self.patience)
 
     def algorithm_options(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in (*ALGORITHM_SIZES, *PETRA_OPTIONS) if getattr(self, name) is not None}

@@ -145,6 +145,31 @@ def test_termination_reasons():
     assert "stagnated" in t.reason(evaluations=0, seconds=0, generations=1, hypervolumes=[1.0, 2.0, 2.0, 2.0])
 
 
+def test_stagnation_is_a_relative_gain_under_the_tolerance_and_never_before_anything_feasible():
+    t = Termination(stagnation_generations=2)
+    assert "under 0.1% in 2 generations" in t.reason(evaluations=0, seconds=0, generations=3, hypervolumes=[0.9, 0.9004, 0.9008])
+    assert t.reason(evaluations=0, seconds=0, generations=3, hypervolumes=[0.9, 0.9004, 0.902]) is None  # 0.2%: still gaining
+    assert t.reason(evaluations=0, seconds=0, generations=3, hypervolumes=[0.9, 0.9]) is None  # one generation is not two
+    assert t.reason(evaluations=0, seconds=0, generations=4, hypervolumes=[0.0, 0.0, 0.0, 0.0]) is None  # nothing feasible yet
+    assert "stagnated" in t.reason(evaluations=0, seconds=0, generations=5, hypervolumes=[0.0, 0.0, 0.5, 0.5, 0.5])
+
+
+def test_patience_stops_at_the_first_plateau_of_the_feasible_hypervolume(tmp_path):
+    evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), budget=2000, patience=2, pop_size=4, seed=3, run_dir=tmp_path)
+    with open_store(tmp_path, readonly=True) as store:
+        records, finished = store.generations(), store.meta("finished")
+        config = store.config()
+    archive = [r["archive_hypervolume"] for r in records]
+    gains = [(archive[i] - archive[i - 2]) / archive[i - 2] for i in range(2, len(archive)) if archive[i - 2] > 0]
+    assert "stagnated" in finished["reason"] and records[-1]["evaluations"] < 2000
+    assert gains[-1] <= 1e-3 and all(g > 1e-3 for g in gains[:-1])  # the archive's curve, not the population's, decides
+    assert config["termination"]["stagnation_generations"] == 2
+    resumed = evoforge.resume(tmp_path, budget=2000, patience=6)  # a longer patience goes on from where the run stopped
+    with open_store(tmp_path, readonly=True) as store:
+        assert len(store.generations()) > len(records)
+    assert len(resumed) > 0
+
+
 def test_run_dir_with_a_run_is_not_overwritten(tmp_path):
     evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), budget=8, pop_size=4, run_dir=tmp_path)
     before = (tmp_path / "run.db").read_bytes()

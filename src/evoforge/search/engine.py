@@ -118,7 +118,7 @@ class Search:
         self._evaluations: dict[str, Evaluation] = {}
         self._batch: list[Offspring] | None = None
         self._reference: np.ndarray | None = reference_point(domain.objectives)
-        self._hypervolumes: list[float] = []
+        self._archive_hypervolumes: list[float] = []
         self._reserve = (-1, 0.0)  # (evaluations when computed, `finalize_reserve_s`)
         self._elapsed_before = 0.0
         self._session_start = time.monotonic()
@@ -194,7 +194,7 @@ class Search:
                     self.algorithm.observe([self._individual(o["key"]) for o in stored["offspring"] if o["key"] in self._evaluations])
             self.algorithm.load_state(last["algorithm_state"])
             _set_rng_state(self.rng, last["rng_state"])
-            self._hypervolumes = [float(r["hypervolume"]) for r in records]
+            self._archive_hypervolumes = [float(r.get("archive_hypervolume", r["hypervolume"])) for r in records]
             self._elapsed_before = float(last["elapsed_s"])
         batch = self.store.batch(self.generation + 1)
         if batch is not None:
@@ -225,7 +225,7 @@ class Search:
             evaluations=self.evaluations_done,
             seconds=self.elapsed_s,
             generations=self.generation + 1,
-            hypervolumes=self._hypervolumes,
+            hypervolumes=self._archive_hypervolumes,
             reserved_s=reserved_s,
         )
 
@@ -347,8 +347,8 @@ class Search:
         self.algorithm.observe([ind for _, ind in pairs])
         self.population = self.algorithm.select(self.population, pairs, self.domain.objectives, self._reference)
         hv = self._population_hypervolume()
-        self._hypervolumes.append(hv)
         archive_hv = feasible_hypervolume(self._evaluations.values(), self.domain.objectives, self._reference)
+        self._archive_hypervolumes.append(archive_hv)
         self.generation = gen
         self._batch = None
         rates = self.algorithm.operator_rates()
