@@ -118,6 +118,28 @@ def test_progress_and_json_log(tmp_path):
     assert {e["status"] for e in events if e["event"] == "evaluation"} >= {"ok", "failed"}
 
 
+def test_with_patience_the_progress_counts_the_plateau_up_to_the_stop(tmp_path):
+    from evoforge.problems import BenchmarkDomain
+
+    stream = io.StringIO()
+    term = Termination(max_evaluations=2000, stagnation_generations=2)
+    log = JsonEventLog(tmp_path / "events.jsonl")
+    s = Search.create(BenchmarkDomain("zdt1", n_var=4), algorithm_options={"pop_size": 4}, termination=term, seed=3)
+    s.run(callback=Callbacks(ProgressPrinter(term, stream=stream), log))
+    log.close()
+    archive = [r["archive_hypervolume"] for r in s.store.generations()]
+    expected = [min(term.plateau(archive[: i + 1]), 2) for i in range(len(archive))]
+    plateaus = [line.split("plateau ")[1].split(" |")[0] for line in stream.getvalue().splitlines()]
+    assert plateaus == [f"{p}/2" for p in expected] and plateaus[-1] == "2/2" and "1/2" in plateaus[:-1]
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [min(e["plateau"], 2) for e in events if e["event"] == "generation"] == expected
+    without = Termination(max_evaluations=8)
+    stream = io.StringIO()
+    Search.create(BenchmarkDomain("zdt1", n_var=4), algorithm_options={"pop_size": 4}, termination=without).run(
+        callback=ProgressPrinter(without, stream=stream))
+    assert stream.getvalue() and "plateau" not in stream.getvalue()  # no patience, no count
+
+
 def test_the_progress_says_when_the_front_members_are_measured_again(tmp_path):
     import evoforge
 

@@ -66,9 +66,11 @@ class ProgressPrinter(SearchCallback):
         self._last = summary
         best = " ".join(f"{k}={v:.4g}" for k, v in summary.best.items()) or "-"
         eta = format_eta(self.eta_s(summary.evaluations, summary.elapsed_s, summary.mean_evaluation_s))
+        patience = self.termination.stagnation_generations
+        plateau = f" | plateau {min(summary.plateau, patience)}/{patience}" if patience is not None else ""
         line = (
             f"gen {summary.generation:>3} | evals {summary.evaluations:>5} | {self._fail_text(summary.failures)} | "
-            f"HV {summary.archive_hypervolume:.4g} (population {summary.hypervolume:.4g}) | best {best} | "
+            f"HV {summary.archive_hypervolume:.4g} (population {summary.hypervolume:.4g}){plateau} | best {best} | "
             f"{summary.elapsed_s:.0f}s | ETA {eta}"
         )
         self._print_line(line)

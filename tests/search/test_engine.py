@@ -154,6 +154,14 @@ def test_stagnation_is_a_relative_gain_under_the_tolerance_and_never_before_anyt
     assert "stagnated" in t.reason(evaluations=0, seconds=0, generations=5, hypervolumes=[0.0, 0.0, 0.5, 0.5, 0.5])
 
 
+def test_the_plateau_counts_generations_without_a_gain_since_something_was_feasible():
+    t = Termination(stagnation_generations=3)
+    assert t.plateau([]) == 0 and t.plateau([0.5]) == 0
+    assert t.plateau([0.5, 0.7, 0.7, 0.7004]) == 2  # 0.06% over two generations, 40% over three
+    assert t.plateau([0.0, 0.0, 0.6, 0.6]) == 1  # the generations with nothing feasible do not count
+    assert t.plateau([0.6, 0.6, 0.7]) == 0
+
+
 def test_patience_stops_at_the_first_plateau_of_the_feasible_hypervolume(tmp_path):
     evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), budget=2000, patience=2, pop_size=4, seed=3, run_dir=tmp_path)
     with open_store(tmp_path, readonly=True) as store:

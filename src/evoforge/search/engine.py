@@ -68,6 +68,8 @@ class GenerationSummary:
     elapsed_s: float
     population: list[str]
     mean_evaluation_s: float
+    plateau: int = 0
+    """Generations the archive hypervolume has gained under the patience tolerance (`Termination.plateau`)."""
 
 
 class SearchCallback:
@@ -394,6 +396,7 @@ class Search:
             elapsed_s=record["elapsed_s"],
             population=record["population"],
             mean_evaluation_s=float(np.mean(durations)) if durations else 0.0,
+            plateau=self.termination.plateau(self._archive_hypervolumes[: record["generation"] + 1]),
         )
 
     # ----------------------------------------------------------------- driving

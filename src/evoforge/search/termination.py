@@ -47,11 +47,21 @@ class Termination:
         if self.max_generations is not None and generations >= self.max_generations:
             return f"generation limit reached ({generations})"
         k = self.stagnation_generations
-        if k is not None and len(hypervolumes) > k and hypervolumes[-k - 1] > 0:  # nothing feasible yet is not a plateau
-            old, new = hypervolumes[-k - 1], hypervolumes[-1]
-            if (new - old) / old <= self.stagnation_eps:
-                return f"hypervolume stagnated: gained under {self.stagnation_eps:.1%} in {k} generations"
+        if k is not None and self.plateau(hypervolumes) >= k:
+            return f"hypervolume stagnated: gained under {self.stagnation_eps:.1%} in {k} generations"
         return None
+
+    def plateau(self, hypervolumes: Sequence[float]) -> int:
+        """For how many generations the last of ``hypervolumes`` (one per generation) has gained
+        at most ``stagnation_eps`` (relative) on the earlier ones; generations before the first
+        feasible evaluation (hypervolume 0) never count."""
+        length = 0
+        for back in range(1, len(hypervolumes)):
+            old = hypervolumes[-back - 1]
+            if old <= 0 or (hypervolumes[-1] - old) / old > self.stagnation_eps:
+                break
+            length = back
+        return length
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
