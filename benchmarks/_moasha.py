@@ -36,6 +36,9 @@ class MoashaFidelity(Fidelity):
 
     scheduler: Any = dataclasses.field(default=None, compare=False, repr=False)
     trials: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    decisions: dict[Any, list[str]] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    """The promotions already decided, by rung and candidates: the engine asks again for the same
+    rung (each `ask` and `advance` recompute promotion), and the scheduler must report a trial once."""
 
     @classmethod
     def create(cls, rungs: Sequence[float], eta: int, objectives: Sequence[Objective], seed: int) -> MoashaFidelity:
@@ -46,7 +49,7 @@ class MoashaFidelity(Fidelity):
         milestones = len(rungs) - 1
         scheduler = MOASHA(config_space={}, metrics=[o.name for o in objectives], do_minimize=True, time_attr="rung",
                            max_t=eta**milestones + 1, grace_period=1, reduction_factor=eta, random_seed=seed)
-        return cls(tuple(rungs), eta, "top", scheduler, {})
+        return cls(tuple(rungs), eta, "top", scheduler, {}, {})
 
     def promoted(self, keys: Sequence[str], results: Mapping[str, Evaluation], objectives: Sequence[Objective],
                  count: int) -> list[str]:
@@ -57,6 +60,9 @@ class MoashaFidelity(Fidelity):
         if not ok or count < 1:
             return []
         fraction = float(results[ok[0]].metrics.get("fidelity", self.rungs[0]))
+        decided = (fraction, tuple(keys), count)
+        if decided in self.decisions:
+            return self.decisions[decided]
         milestone = self.eta ** self.rungs.index(fraction)
         values = to_min_matrix(objectives, [results[k].objectives for k in ok])
         chosen = []
@@ -71,7 +77,8 @@ class MoashaFidelity(Fidelity):
             if self.scheduler.on_trial_result(self.trials[key], report) == SchedulerDecision.CONTINUE:
                 chosen.append(key)
         picked = set(chosen[:count])
-        return [k for k in keys if k in picked]
+        self.decisions[decided] = [k for k in keys if k in picked]
+        return self.decisions[decided]
 
 
 def moasha_compress(task: str, run_dir: Path, *, rungs: Sequence[float], eta: int, **settings: Any) -> Path:
