@@ -1,6 +1,6 @@
 """Search cost: the same front for less compute (multi-fidelity screening, prefix reuse, shared cache).
 
-Three configurations of petra on one task, each seed starting from the same trained baseline:
+The configurations compared on one task, each seed starting from the same trained baseline:
   full   every candidate evaluated in full, no prefix reuse: a budget of --evaluations
   cheap  screening (--rungs, --eta), prefix reuse on: a wall-time budget of --share of the
          median wall time of the full runs, so it gets that share of the CPU-seconds
@@ -71,12 +71,11 @@ def summarize(runs: list[Path], counts: list[int | None], workers: int) -> dict[
     row: dict[str, list[Any]] = {k: [] for k in ("hv_val", "hv_test", "cpu_s", "evaluations", "screened", "prefix_share")}
     for run, count in zip(runs, counts):
         budget = 10**9 if count is None else count
-        summary = summarize_run(run, [budget])["budgets"][budget] if budget > 0 else None
-        seconds = wall_s(run) if count is None else (summary["wall_s"] if summary else 0.0)
-        row["hv_val"].append(summary["hv_val"] if summary else 0.0)
-        row["hv_test"].append(summary["hv_test"] if summary else 0.0)
-        row["cpu_s"].append(seconds * workers)
-        row["evaluations"].append(summary["evaluations"] if summary else 0)
+        summary = summarize_run(run, [budget])["budgets"][budget]
+        row["hv_val"].append(summary["hv_val"])
+        row["hv_test"].append(summary["hv_test"])
+        row["cpu_s"].append((wall_s(run) if count is None else summary["wall_s"]) * workers)
+        row["evaluations"].append(summary["evaluations"])
         row["screened"].append(screened(run))
         row["prefix_share"].append(prefix_share(run, budget))
     return row
