@@ -4,7 +4,9 @@ no torch.ao quantization on its path."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -40,8 +42,12 @@ def test_float_export_reloads_with_the_models_quality_at_any_batch(
 
 
 def _exporters_called(monkeypatch: pytest.MonkeyPatch, *, fail_fast_path: bool = False) -> list[bool]:
-    """Records the ``dynamo`` flag of every torch.onnx.export call; optionally makes the
-    TorchScript-based exporter (dynamo=False) fail as it does on models it cannot trace."""
+    """Records the ``dynamo`` flag of every torch.onnx.export call (starting with no graph to
+    reuse); optionally makes the TorchScript-based exporter (dynamo=False) fail as it does on
+    models it cannot trace."""
+    from evoforge.runtimes import onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "_UNOPTIMIZED_GRAPHS", OrderedDict())
     calls: list[bool] = []
     real = torch.onnx.export
 
@@ -97,15 +103,76 @@ def test_exports_share_one_operator_registry_and_write_the_same_bytes(tmp_path, 
     monkeypatch.setattr(onnx_runtime, "_TORCHLIB_REGISTRIES", {})
     model, example = digits_cnn().eval(), torch.randn(1, 1, 8, 8)
     runtime = get_runtime("onnxruntime")
+
+    def traced(name):  # an export that traces (no stored graph of this architecture to reuse)
+        monkeypatch.setattr(onnx_runtime, "_UNOPTIMIZED_GRAPHS", OrderedDict())
+        return runtime.export(model, example, tmp_path / name)
+
     with monkeypatch.context() as unhooked:
         unhooked.setattr(onnx_runtime, "_torchlib_registry_reused", contextlib.nullcontext)
-        plain = runtime.export(model, example, tmp_path / "plain.onnx")
+        plain = traced("plain.onnx")
     assert len(builds) == 1
-    first = runtime.export(model, example, tmp_path / "first.onnx")
-    second = runtime.export(model, example, tmp_path / "second.onnx")
+    first, second = traced("first.onnx"), traced("second.onnx")
     assert len(builds) == 2  # the two exports built one registry between them
     assert first.read_bytes() == second.read_bytes() == plain.read_bytes()
     assert _registration.ONNXRegistry.__dict__["from_torchlib"].__func__ is counted  # the hook is put back
+
+
+def _perturbed(model: nn.Module, seed: int) -> nn.Module:
+    """``model`` with other weights and batch-norm statistics: the same architecture."""
+    other = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in other.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(0.1 * torch.randn(tensor.shape, generator=generator)).abs_()  # abs keeps variances positive
+    return other
+
+
+def test_a_model_of_an_exported_architecture_reuses_its_graph_and_writes_the_same_bytes(tmp_path, monkeypatch) -> None:
+    from evoforge.runtimes import onnx_runtime
+
+    runtime, example = get_runtime("onnxruntime"), torch.randn(1, 1, 8, 8)
+    first, second = digits_cnn().eval(), _perturbed(digits_cnn().eval(), 1)
+    calls = _exporters_called(monkeypatch)
+    fresh = runtime.export(second, example, tmp_path / "fresh.onnx")  # traced: nothing stored yet
+    monkeypatch.setattr(onnx_runtime, "_UNOPTIMIZED_GRAPHS", OrderedDict())
+    runtime.export(first, example, tmp_path / "first.onnx")  # traced, and its graph stored
+    reused = runtime.export(second, example, tmp_path / "reused.onnx")  # the first's graph with the second's weights
+    assert calls == [True, True]  # the third export traced nothing
+    assert reused.read_bytes() == fresh.read_bytes() != (tmp_path / "first.onnx").read_bytes()
+    x = torch.randn(16, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(runtime.load(reused)(x), second(x), atol=1e-5)
+    pruned = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()  # another architecture traces
+    runtime.export(pruned, example, tmp_path / "other.onnx")
+    assert calls == [True, True, True]
+
+
+class Scaled(nn.Module):
+    """A module whose forward uses a plain float: two of them share every state tensor's shape and
+    their repr, yet compute different outputs."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1)) * self.scale
+
+
+def test_a_reused_graph_that_computes_something_else_is_traced_again(tmp_path, monkeypatch) -> None:
+    runtime, example = get_runtime("onnxruntime"), torch.randn(1, 1, 8, 8)
+    calls = _exporters_called(monkeypatch)
+    runtime.export(Scaled(1.0).eval(), example, tmp_path / "one.onnx")
+    tripled = Scaled(3.0).eval()
+    tripled.load_state_dict(Scaled(1.0).state_dict())
+    path = runtime.export(tripled, example, tmp_path / "three.onnx")
+    assert calls == [True, True]  # the stored graph multiplies by 1, so the output check sent it to the tracer
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(runtime.load(path)(x), tripled(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
