@@ -149,6 +149,22 @@ def test_a_model_of_an_exported_architecture_reuses_its_graph_and_writes_the_sam
     assert calls == [True, True, True]
 
 
+def test_the_stored_graphs_are_bounded_in_count_and_bytes(monkeypatch) -> None:
+    from evoforge.runtimes import onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "_UNOPTIMIZED_GRAPHS", OrderedDict())
+    monkeypatch.setattr(onnx_runtime, "_GRAPH_BYTES_KEPT", 100)
+    for i in range(20):
+        onnx_runtime._keep_graph(f"k{i}", b"x" * 10)
+    assert list(onnx_runtime._UNOPTIMIZED_GRAPHS) == [f"k{i}" for i in range(10, 20)]  # 100 bytes: the last 10
+    onnx_runtime._keep_graph("big", b"x" * 101)
+    assert "big" not in onnx_runtime._UNOPTIMIZED_GRAPHS and len(onnx_runtime._UNOPTIMIZED_GRAPHS) == 10
+    monkeypatch.setattr(onnx_runtime, "_GRAPH_BYTES_KEPT", 10**6)
+    for i in range(20, 40):
+        onnx_runtime._keep_graph(f"k{i}", b"x")
+    assert len(onnx_runtime._UNOPTIMIZED_GRAPHS) == onnx_runtime._GRAPHS_KEPT and "k39" in onnx_runtime._UNOPTIMIZED_GRAPHS
+
+
 class Scaled(nn.Module):
     """A module whose forward uses a plain float: two of them share every state tensor's shape and
     their repr, yet compute different outputs."""

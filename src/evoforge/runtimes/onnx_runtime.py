@@ -142,10 +142,7 @@ def _export_onnx(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, path
             graph = unoptimized.read_bytes()
         finally:
             unoptimized.unlink(missing_ok=True)
-        _UNOPTIMIZED_GRAPHS[key] = graph
-        _UNOPTIMIZED_GRAPHS.move_to_end(key)
-        while len(_UNOPTIMIZED_GRAPHS) > _GRAPHS_KEPT:
-            _UNOPTIMIZED_GRAPHS.popitem(last=False)
+        _keep_graph(key, graph)
         _optimize_and_save(graph, path)
     return path
 
@@ -173,6 +170,18 @@ def _dynamo_export(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, pa
 _UNOPTIMIZED_GRAPHS: OrderedDict[str, bytes] = OrderedDict()
 """Unoptimized exports this process made, by `_architecture_key`, least recently used first."""
 _GRAPHS_KEPT = 16
+_GRAPH_BYTES_KEPT = 256 << 20
+
+
+def _keep_graph(key: str, graph: bytes) -> None:
+    """Store ``graph`` under ``key``, evicting the least recently used beyond `_GRAPHS_KEPT`
+    graphs or `_GRAPH_BYTES_KEPT` bytes (a graph larger than that is not kept)."""
+    if len(graph) > _GRAPH_BYTES_KEPT:
+        return
+    _UNOPTIMIZED_GRAPHS[key] = graph
+    _UNOPTIMIZED_GRAPHS.move_to_end(key)
+    while len(_UNOPTIMIZED_GRAPHS) > _GRAPHS_KEPT or sum(map(len, _UNOPTIMIZED_GRAPHS.values())) > _GRAPH_BYTES_KEPT:
+        _UNOPTIMIZED_GRAPHS.popitem(last=False)
 
 
 def _architecture_key(module: nn.Module, args: tuple[Any, ...], spec: InputSpec) -> str:
