@@ -61,7 +61,8 @@ def prefix_share(run: Path, count: int) -> float:
 def evaluations_wall_s(run: Path, count: int) -> float:
     """Seconds the run had searched when its first ``count`` evaluations were done (at the end of
     that generation; its whole search when it has fewer)."""
-    times = ordered_evaluations(run)[1]
+    with open_store(run, readonly=True) as store:
+        times = [(r["evaluations"], r["elapsed_s"]) for r in store.generations()]
     return next((t for n, t in times if n >= count), wall_s(run))
 
 

@@ -130,33 +130,29 @@ def _export_onnx(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, path
                 return path
             except Exception:  # noqa: BLE001 - the general exporter below decides
                 pass
-        key = _architecture_key(module, args, spec)
-        reused = _reused_graph(key, module)
+        state = module.state_dict()
+        key = _architecture_key(module, state, args, spec)
+        reused = _reused_graph(key, state)
         if reused is not None:
             _optimize_and_save(reused, path)
             if _reproduces(path, args, expected):
                 return path
-        unoptimized = path.with_name(path.stem + ".unoptimized.onnx")
-        try:
-            _dynamo_export(module, args, spec, unoptimized)
-            graph = unoptimized.read_bytes()
-        finally:
-            unoptimized.unlink(missing_ok=True)
+        graph = _dynamo_export(module, args, spec)
         _keep_graph(key, graph)
         _optimize_and_save(graph, path)
     return path
 
 
-def _dynamo_export(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, path: Path) -> None:
-    """torch's dynamo exporter, without its optimizer (`_optimize_and_save` runs it)."""
+def _dynamo_export(module: nn.Module, args: tuple[Any, ...], spec: InputSpec) -> bytes:
+    """torch's dynamo exporter, without its optimizer (`_optimize_and_save` runs it): the
+    serialized ONNX model."""
     from torch.export import Dim
 
     batch = Dim("batch", min=1, max=_MAX_BATCH)
     with _torchlib_registry_reused():
-        torch.onnx.export(
+        program = torch.onnx.export(
             module,
             args,
-            str(path),
             dynamo=True,
             optimize=False,
             external_data=False,
@@ -165,6 +161,8 @@ def _dynamo_export(module: nn.Module, args: tuple[Any, ...], spec: InputSpec, pa
             output_names=["output"],
             dynamic_shapes=(tuple({0: batch} for _ in args),),  # one entry: ModelAdapter takes *inputs
         )
+    assert program is not None  # the dynamo exporter always returns its program
+    return bytes(program.model_proto.SerializeToString())
 
 
 _UNOPTIMIZED_GRAPHS: OrderedDict[str, bytes] = OrderedDict()
@@ -184,19 +182,20 @@ def _keep_graph(key: str, graph: bytes) -> None:
         _UNOPTIMIZED_GRAPHS.popitem(last=False)
 
 
-def _architecture_key(module: nn.Module, args: tuple[Any, ...], spec: InputSpec) -> str:
+def _architecture_key(module: nn.Module, state: dict[str, torch.Tensor], args: tuple[Any, ...], spec: InputSpec) -> str:
     """What decides an export's graph apart from the weights' values: the module tree with each
     module's settings (its repr) and class, every state tensor's name, shape and dtype, and the
     inputs' names, dtypes and shapes past the batch dimension."""
     parts = [repr(module), *(f"{name}:{type(m).__module__}.{type(m).__qualname__}" for name, m in module.named_modules())]
-    parts += [f"{name}:{tuple(t.shape)}:{t.dtype}" for name, t in module.state_dict().items()]
+    parts += [f"{name}:{tuple(t.shape)}:{t.dtype}" for name, t in state.items()]
     parts += [f"{name}:{tuple(a.shape[1:])}:{a.dtype}" for name, a in zip(spec.names, args)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _reused_graph(key: str, module: nn.Module) -> bytes | None:
-    """The stored unoptimized graph for ``key`` with ``module``'s weights in place of the ones it
-    was exported with, or None (none stored, or an initializer that is not a state tensor)."""
+def _reused_graph(key: str, state: dict[str, torch.Tensor]) -> bytes | None:
+    """The stored unoptimized graph for ``key`` with the weights in ``state`` (a state dict) in
+    place of the ones it was exported with, or None (none stored, or an initializer that is not a
+    state tensor)."""
     import onnx
     from onnx import numpy_helper
 
@@ -204,7 +203,6 @@ def _reused_graph(key: str, module: nn.Module) -> bytes | None:
     if graph is None:
         return None
     _UNOPTIMIZED_GRAPHS.move_to_end(key)
-    state = module.state_dict()
     proto = onnx.load_from_string(graph)
     try:
         for init in proto.graph.initializer:
@@ -228,14 +226,13 @@ def _optimize_and_save(graph: bytes, path: Path) -> None:
 
 
 def _reproduces(path: Path, args: tuple[Any, ...], expected: torch.Tensor) -> bool:
-    """Whether the float ONNX file at ``path`` gives the model's output on the export arguments."""
-    from evoforge.runtimes.base import CHECK_ATOL, CHECK_RTOL
-
+    """Whether the float ONNX file at ``path`` gives the model's output on the export arguments
+    (`check_artifact_output`'s test for a float artifact)."""
     try:
-        got = OrtModule(path)(*args)
-    except Exception:  # noqa: BLE001 - a graph that does not load is not reused
+        check_artifact_output(OrtModule(path)(*args), expected, None, "ONNX")
+    except Exception:  # noqa: BLE001 - a graph that does not load or reproduce is not reused
         return False
-    return got.shape == expected.shape and bool(torch.allclose(got.float(), expected.float(), atol=CHECK_ATOL, rtol=CHECK_RTOL))
+    return True
 
 
 _TORCHLIB_REGISTRIES: dict[Any, Any] = {}
