@@ -95,9 +95,16 @@ def _search(args: argparse.Namespace) -> int:
     return _show_run(run_dir, args)
 
 
+BUILTIN_TASK_NAMES = (
+    "digits-cnn", "digits-mlp", "mnist1d-cnn", "series-regression", "digits-mobilenet", "digits-2fcnet",
+    "resnet18-img32", "mobilenet-img32", "bert-tokens",
+)
+"""The names of `evoforge.workload.task.BUILTIN_TASKS`, spelled out so that help does not import torch."""
+
+
 def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML or TOML config file (see docs/compress.md)")
-    p.add_argument("--task", help="a built-in task: digits-cnn, digits-mlp, mnist1d-cnn, series-regression")
+    p.add_argument("--task", help=f"a built-in task: {', '.join(BUILTIN_TASK_NAMES)}")
     p.add_argument("--objectives", help="comma-separated: quality_drop, latency_ratio, size_ratio, ...")
     p.add_argument("--max-quality-drop", type=float, default=None, help="constraint: points (or %% with --relative)")
     p.add_argument("--relative", action="store_true", default=None, help="quality drop in %% of the baseline")
@@ -118,8 +125,7 @@ def _compress(args: argparse.Namespace) -> int:
 
     if bool(args.config) == bool(args.task):
         raise ConfigError(
-            "give either a config file or --task NAME (built-in tasks: digits-cnn, digits-mlp, mnist1d-cnn, series-regression, "
-            "resnet18-img32, mobilenet-img32, bert-tokens)"
+            f"give either a config file or --task NAME (built-in tasks: {', '.join(BUILTIN_TASK_NAMES)})"
         )
     kwargs: dict[str, Any] = compress_options_from_config(args.config) if args.config else {"task": args.task}
     settings = {name: kwargs.pop(name) for name in SETTINGS if name in kwargs}

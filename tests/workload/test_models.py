@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -43,6 +47,37 @@ def test_bert_tokens_takes_token_ids_and_a_mask() -> None:
     out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
     assert out.logits.shape == (3, 4)
     assert 900_000 < sum(p.numel() for p in model.parameters()) < 1_100_000
+
+
+_WITHOUT_SHIM = """
+import importlib, sys
+try:
+    importlib.import_module("torchvision")
+except Exception:
+    pass
+else:
+    print("TORCHVISION-IMPORTS"); sys.exit(0)
+from evoforge.errors import ConfigError
+from evoforge.workload.models import BUILTIN_MODELS
+try:
+    BUILTIN_MODELS["bert_tokens"](2)
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+def test_bert_tokens_names_a_broken_torchvision_as_the_cause() -> None:
+    """transformers' model classes import torchvision when it is installed; when that import fails the
+    error must say so, not transformers' generic 'Could not import module'."""
+    pytest.importorskip("transformers")
+    if __import__("importlib").util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # without the test suite's shim
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_SHIM], env=env, capture_output=True, text=True, timeout=300)
+    if "TORCHVISION-IMPORTS" in out.stdout:
+        pytest.skip("torchvision imports without the shim here")
+    assert "transformers does not import because torchvision fails to import" in out.stdout, out.stdout + out.stderr
+    assert "install the torchvision build that matches your torch" in out.stdout
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import evoforge.workload.training as training  # noqa: E402
+from evoforge.cli import BUILTIN_TASK_NAMES  # noqa: E402
 from evoforge.errors import ConfigError  # noqa: E402
 from evoforge.workload.data import flat_arrays  # noqa: E402
 from evoforge.workload.datasets import load_dataset  # noqa: E402
@@ -58,6 +59,7 @@ def _task(**kw: object) -> Task:
 
 def test_builtin_tasks_validate_and_roundtrip_json() -> None:
     assert set(BUILTIN_TASKS) == EXPECTED
+    assert set(BUILTIN_TASK_NAMES) == EXPECTED  # the CLI's help lists them without importing torch
     for task in BUILTIN_TASKS.values():
         task.validate()
         again = Task.from_dict(json.loads(json.dumps(task.to_dict())))

@@ -323,7 +323,9 @@ def import_transformers() -> Any:
         raise ConfigError("this model needs the transformers package: pip install transformers")
     try:
         transformers = importlib.import_module("transformers")
-        transformers.BertConfig  # noqa: B018  (the lazy attribute import fails here when a backend is broken)
+        # transformers imports lazily: the configs load without torchvision, the model classes need it,
+        # so a broken torchvision shows only here
+        transformers.BertForSequenceClassification  # noqa: B018
         return transformers
     except Exception as exc:  # noqa: BLE001 - transformers hides the real cause behind a generic message
         cause = exc
