@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import warnings
 from collections import OrderedDict
 
@@ -267,3 +268,20 @@ def test_onnxruntime_int8_uses_no_torch_ao_quantization(
             int8 = Int8Settings(mode, True, [(x_train[:64],)] if mode == "static" else ())
             runtime.load(runtime.export(trained_mlp, x_test[:4], tmp_path / f"{mode}.onnx", int8=int8))(x_test[:4])
     assert not [w for w in caught if "torch.ao" in str(w.message) or "quantize_per_tensor" in str(w.message)]
+
+
+def test_converter_notices_about_skipped_steps_are_not_printed(digits, tmp_path, caplog) -> None:
+    """Per-channel static int8 of a model with a LayerNorm: ONNX Runtime's quantizer logs that the
+    norm's weight has no channel axis, once per norm and export; those lines are dropped, the
+    quantization is unchanged."""
+    x_train, _, x_test, _ = digits
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.LayerNorm(32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    calibration = [(x_train[i : i + 64],) for i in range(0, 128, 64)]
+    runtime = get_runtime("onnxruntime")
+    with caplog.at_level(logging.WARNING):
+        path = runtime.export(model, x_test[:8], tmp_path / "int8.onnx", int8=Int8Settings("static", True, calibration))
+        logging.getLogger().warning("an unrelated warning still passes")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "out-of-range" in m], messages
+    assert "an unrelated warning still passes" in messages
+    assert runtime.size_bytes(path) > 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 import warnings
@@ -86,7 +87,8 @@ class OnnxRuntime(Runtime):
             else:
                 with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
                     floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx", expected, draft=draft)
-                    _quantize(floating, path, int8, spec.names)
+                    with _without_converter_notices():
+                        _quantize(floating, path, int8, spec.names)
             session = OrtModule(path)
             got = session(*args)
             if session(*(t[:1] for t in args)).shape[0] != 1:
@@ -221,7 +223,8 @@ def _optimize_and_save(graph: bytes, path: Path) -> None:
     from torch.onnx._internal.exporter import _onnx_program
 
     program = _onnx_program.ONNXProgram(ir.serde.deserialize_model(onnx.load_from_string(graph)), None)
-    program.optimize()
+    with _without_converter_notices():
+        program.optimize()
     program.save(str(path), external_data=False)
 
 
@@ -301,6 +304,34 @@ def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, 
             activation_type=QuantType.QUInt8,
             nodes_to_exclude=excluded,
         )
+
+
+class _BelowErrorFrom(logging.Filter):
+    """Drops records below ERROR whose source file lies under ``package`` (any, when it is empty)."""
+
+    def __init__(self, package: str = "") -> None:
+        super().__init__()
+        self.package = package
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or self.package not in record.pathname.replace(os.sep, "/")
+
+
+@contextlib.contextmanager
+def _without_converter_notices() -> Iterator[None]:
+    """Drop what ONNX Runtime's quantizer and onnxscript's constant folding log about steps they
+    skip and that change nothing (a LayerNorm weight that has no channel axis to quantize along, a
+    shape computation left unfolded): on a BERT every evaluation printed dozens of such lines.
+    Errors still pass."""
+    targets = [(logging.getLogger(), _BelowErrorFrom("onnxruntime/quantization")),  # it logs on the root logger
+               (logging.getLogger("onnxscript.optimizer._constant_folding"), _BelowErrorFrom())]
+    for logger, drop in targets:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger, drop in targets:
+            logger.removeFilter(drop)
 
 
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
