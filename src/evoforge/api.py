@@ -123,20 +123,31 @@ def _write_report(run_dir: Path) -> None:
                                               run_dir, type(exc).__name__, exc, run_dir)
 
 
+STOPS_META = "stops"
+"""The store's meta key for the budget and patience that resumes replaced (the configuration
+itself is written once, when the run starts)."""
+
+
 def run_settings(run_dir: str | Path) -> RunSpec:
-    """The stored settings of the run in ``run_dir``."""
+    """The stored settings of the run in ``run_dir``, with the budget and patience of its latest
+    resume that replaced them."""
     with open_store(run_dir, readonly=True) as store:
         config = store.config()
         if config is None:
             raise ConfigError(f"{run_dir} holds no run yet")
-        return stored_spec(config, store.meta("executor"))
+        return _current_spec(store, config)
+
+
+def _current_spec(store: RunStore, config: dict[str, Any]) -> RunSpec:
+    return stored_spec(config, store.meta("executor")).replace(**(store.meta(STOPS_META) or {}))
 
 
 def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **overrides: Unpack[RunSettings]) -> Front:
     """Continue the run in ``run_dir`` where it stopped (finished evaluations are reused), with
     its stored settings; ``overrides`` may change where it runs (workers, timeout_s, executor,
-    address, resources), its budget and its patience. Raises `ConfigError` when an input changed since the
-    run started."""
+    address, resources), its budget and its patience. A new budget or patience stays with the run:
+    a later resume without them keeps it. Raises `ConfigError` when an input changed since the run
+    started."""
     fixed = sorted({"algorithm", "seed", "preselect", "explore", "rungs", "eta", "promote", *ALGORITHM_SIZES}
                    & {k for k, v in overrides.items() if v is not None})
     if fixed:
@@ -147,9 +158,12 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
         config = store.config()
         if config is None:
             raise ConfigError(f"{run_dir} holds no run to resume; start one first")
-        spec = stored_spec(config, store.meta("executor")).replace(**overrides)
-        stops_changed = overrides.get("budget") is not None or overrides.get("patience") is not None
-        search = Search.resume(store, layout=layout, termination=spec.termination() if stops_changed else None)
+        spec = _current_spec(store, config).replace(**overrides)
+        stops = {**(store.meta(STOPS_META) or {}),
+                 **{name: overrides[name] for name in ("budget", "patience") if overrides.get(name) is not None}}
+        search = Search.resume(store, layout=layout, termination=spec.termination() if stops else None)
+        if stops:
+            store.put_meta(STOPS_META, stops)
         search.domain.prepare()
         return _run_and_finalize(search, spec, callback)
     finally:

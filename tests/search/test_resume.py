@@ -67,6 +67,20 @@ def test_resume_finished_run_with_bigger_budget(tmp_path):
         assert len(store.evaluations()) == 20
 
 
+def test_a_resumes_budget_and_patience_stay_with_the_run(tmp_path):
+    from evoforge.api import run_settings
+
+    evoforge.optimize(BenchmarkDomain("zdt1", n_var=4), pop_size=4, budget=12, run_dir=tmp_path)
+    evoforge.resume(tmp_path, budget=20, patience=50)
+    assert (run_settings(tmp_path).budget, run_settings(tmp_path).patience) == (20, 50)
+    evoforge.resume(tmp_path)  # a plain resume keeps them: nothing left to do
+    evoforge.resume(tmp_path, budget=28)  # a new budget keeps the earlier patience
+    assert (run_settings(tmp_path).budget, run_settings(tmp_path).patience) == (28, 50)
+    with open_store(tmp_path, readonly=True) as store:
+        assert len(store.evaluations()) == 28
+        assert store.config()["termination"]["max_evaluations"] == 12  # the configuration itself is written once
+
+
 def test_resume_equals_uninterrupted_when_stopped_between_generations(tmp_path):
     from evoforge.search.engine import Search
     from evoforge.search.termination import Termination
