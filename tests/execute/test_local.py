@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from evoforge.errors import ConfigError, EvaluationError
@@ -7,6 +9,7 @@ from evoforge.search.engine import Search
 from evoforge.search.evaluation import Status
 from evoforge.search.termination import Termination
 from evoforge.testing.domains import FaultDomain, FaultGenome
+from tests.support.processes import child_outlives_killed_parent
 
 
 def tasks(*behaviours):
@@ -105,3 +108,29 @@ def test_worker_killed_from_outside_is_recorded_and_replaced():
         killer.join()
     assert results["t0"].status is Status.CRASHED and "SIGKILL" in results["t0"].reason
     assert results["t1"].status is Status.OK
+
+
+
+_DRIVER = """
+import threading, time
+from evoforge.execute import EvalTask, LocalExecutor
+from evoforge.search.domain import domain_spec
+from evoforge.testing.domains import FaultDomain, FaultGenome
+
+if __name__ == "__main__":
+    ex = LocalExecutor(1)
+    ex.start(domain_spec(FaultDomain(sleep_s=120.0)))
+    stream = ex.evaluate([EvalTask("t0", FaultGenome("sleep", 0.5).to_json(), seed=0)])
+    threading.Thread(target=lambda: list(stream), daemon=True).start()
+    while not ex.worker_pids():
+        time.sleep(0.05)
+    print(ex.worker_pids()[0], flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_a_worker_ends_when_its_driver_is_killed(tmp_path):
+    """A killed driver (SIGKILL: no cleanup runs) must not leave its worker computing the
+    evaluation it had started, here a 120 s sleep."""
+    assert not child_outlives_killed_parent(_DRIVER, tmp_path)

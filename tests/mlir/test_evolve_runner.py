@@ -7,6 +7,7 @@ import pytest
 
 from evoforge.mlir.iree_runner import VariantFailure, Worker, compile_program, measure_runtime, run_program
 from tests.mlir.evolve_helpers import die_by_segfault
+from tests.support.processes import child_outlives_killed_parent
 
 pytestmark = pytest.mark.iree
 
@@ -78,6 +79,25 @@ def test_worker_crash_is_reported_with_its_signal():
         f = _failure(w.call, die_by_segfault, timeout_s=60)
         assert f.kind == "crash" and f.signal == 11
         assert w.call(int, "7", timeout_s=60) == 7
+
+
+_SANDBOX_DRIVER = """
+import threading, time
+from evoforge.mlir.iree_runner import Worker
+
+if __name__ == "__main__":
+    worker = Worker()
+    threading.Thread(target=lambda: worker.call(time.sleep, 120, timeout_s=600), daemon=True).start()
+    while worker._proc is None or worker._proc.pid is None:
+        time.sleep(0.05)
+    print(worker._proc.pid, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_the_sandbox_ends_when_its_parent_is_killed(tmp_path):
+    """A program that hangs must not outlive the evaluation worker that ran it."""
+    assert not child_outlives_killed_parent(_SANDBOX_DRIVER, tmp_path)
 
 
 def test_compile_failure_is_structured():

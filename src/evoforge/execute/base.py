@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -85,3 +87,18 @@ def run_task(domain: Domain, task: EvalTask, threads: int) -> Evaluation:
     if result.duration_s == 0.0:
         result = dataclasses.replace(result, duration_s=time.perf_counter() - start)
     return result
+
+
+def exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """End this process within ``interval_s`` once ``parent_pid`` is no longer its parent: a
+    worker whose driver was killed (SIGKILL, SIGTERM, a scheduler's time limit) must not go on
+    computing an evaluation nobody will record. Watches from a daemon thread; call it first
+    thing in a child process, with the parent's pid passed in (the parent may already be gone)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="evoforge-exit-with-parent", daemon=True).start()
+

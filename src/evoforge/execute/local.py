@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from evoforge.errors import ConfigError, EvaluationError
-from evoforge.execute.base import EvalTask, Executor, run_task
+from evoforge.execute.base import EvalTask, Executor, exit_with_parent, run_task
 from evoforge.search.evaluation import Evaluation, Status
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -44,8 +44,10 @@ def _limit_memory(limit_mb: int | None) -> None:
 
 
 def _worker_main(
-    conn: multiprocessing.connection.Connection, domain_spec: dict[str, Any], threads: int, memory_limit_mb: int | None
+    conn: multiprocessing.connection.Connection, domain_spec: dict[str, Any], threads: int, memory_limit_mb: int | None,
+    driver_pid: int,
 ) -> None:
+    exit_with_parent(driver_pid)
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # before any torch import: no C++ warning spam
@@ -82,7 +84,8 @@ class _Worker:
     def __init__(self, ctx: Any, domain_spec: dict[str, Any], threads: int, memory_limit_mb: int | None) -> None:
         self.conn, child = ctx.Pipe()
         # not daemonic: a domain may start its own helper processes (e.g. an IREE runtime sandbox)
-        self.process = ctx.Process(target=_worker_main, args=(child, domain_spec, threads, memory_limit_mb), daemon=False)
+        self.process = ctx.Process(target=_worker_main, args=(child, domain_spec, threads, memory_limit_mb, os.getpid()),
+                                   daemon=False)
         self.process.start()
         child.close()
         self.task: EvalTask | None = None

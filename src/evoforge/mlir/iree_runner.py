@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import os
 import statistics
 import subprocess
 import time
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from evoforge.errors import EvaluationError
+from evoforge.execute.base import exit_with_parent
 
 if TYPE_CHECKING:
     from evoforge.mlir.edits import Edit
@@ -95,7 +97,8 @@ def _first_error(stderr: str) -> str:
 # -------------------------------------------------------------------------------------- worker
 
 
-def _worker_main(conn: Any) -> None:
+def _worker_main(conn: Any, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)  # a program that hangs must not outlive the worker that ran it
     while True:
         try:
             msg = conn.recv()
@@ -125,7 +128,7 @@ class Worker:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self._proc = ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
         self._proc.start()
         child.close()
         self._conn = parent
