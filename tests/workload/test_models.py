@@ -80,6 +80,16 @@ def test_bert_tokens_names_a_broken_torchvision_as_the_cause() -> None:
     assert "install the torchvision build that matches your torch" in out.stdout
 
 
+def test_building_bert_tokens_prints_nothing_about_torchao() -> None:
+    """transformers imports torchao, which announces its CUDA-only kernels and registers Enums
+    with notices; a user building the model should see none of it."""
+    pytest.importorskip("transformers")
+    code = "from evoforge.workload.models import BUILTIN_MODELS; BUILTIN_MODELS['bert_tokens'](2)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Failed to load" not in out.stderr and "register_constant" not in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_forward_shape_params_and_trace(name: str) -> None:
     shape, outputs, out_shape, (low, high) = CASES[name]

@@ -20,11 +20,8 @@ int8 comes from torchao, never from ``torch.ao.quantization``:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
+from evoforge.quiet import quiet_torch_internals
 from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, adapted, check_artifact_output
 from evoforge.workload.inputs import ExportedModel, InputSpec, ModelAdapter
 
@@ -44,7 +42,7 @@ class AotiModule(nn.Module):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__()
-        with _quiet():
+        with quiet_torch_internals():
             self.runner = torch._inductor.aoti_load_package(str(path))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -79,7 +77,7 @@ class InductorRuntime(Runtime):
         try:
             with torch.no_grad():
                 expected = module(*args)
-            with _quiet():
+            with quiet_torch_internals():
                 program = _capture(module, args, spec, int8)
                 if path is None:
                     with torch.no_grad():
@@ -197,7 +195,7 @@ def _edge_layers(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[str
 
 def _torchao_pt2e() -> tuple[Any, Any]:
     """torchao's PT2E entry points and its x86 Inductor quantizer module."""
-    with _quiet():
+    with quiet_torch_internals():
         import torchao.quantization.pt2e as pt2e_utils
         import torchao.quantization.pt2e.quantize_pt2e as quantize_pt2e
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
@@ -212,28 +210,9 @@ def _torchao_pt2e() -> tuple[Any, Any]:
 
 
 def _torchao_weight_only() -> tuple[Callable[..., Any], Callable[[], Any]]:
-    with _quiet():
+    with quiet_torch_internals():
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
     return quantize_, Int8WeightOnlyConfig
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence what torchao and Inductor print about themselves while they work: torchao's
-    attempt to load its CUDA-only kernels (skipped: they serve no CPU run), an Enum
-    registration notice, deprecation notices from torch internals. Errors still raise."""
-    os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
-    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree", "torch._inductor", "torch._export")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def _summary(exc: Exception) -> str:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from evoforge.errors import ConfigError
+from evoforge.quiet import quiet_torch_internals
 from evoforge.registry import Registry
 
 ModelFactory = Callable[[int], nn.Module]
@@ -322,10 +323,11 @@ def import_transformers() -> Any:
     if importlib.util.find_spec("transformers") is None:
         raise ConfigError("this model needs the transformers package: pip install transformers")
     try:
-        transformers = importlib.import_module("transformers")
-        # transformers imports lazily: the configs load without torchvision, the model classes need it,
-        # so a broken torchvision shows only here
-        transformers.BertForSequenceClassification  # noqa: B018
+        with quiet_torch_internals():  # transformers imports torchao, which announces its CUDA kernels
+            transformers = importlib.import_module("transformers")
+            # transformers imports lazily: the configs load without torchvision, the model classes
+            # need it, so a broken torchvision shows only here
+            transformers.BertForSequenceClassification  # noqa: B018
         return transformers
     except Exception as exc:  # noqa: BLE001 - transformers hides the real cause behind a generic message
         cause = exc
