@@ -101,4 +101,3 @@ def exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="evoforge-exit-with-parent", daemon=True).start()
-
