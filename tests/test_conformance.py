@@ -126,6 +126,40 @@ def test_pruning_removes_whole_attention_heads() -> None:
     assert pruned(**x).logits.shape == (5, 4)
 
 
+def test_global_pruning_leaves_every_attention_layer_a_head() -> None:
+    """Global allocation ranks heads across layers; torch-pruning has no floor per layer, and a
+    bert-tokens candidate (prune to one head per layer, then prune globally) failed with a
+    ZeroDivisionError once a layer had none."""
+    pytest.importorskip("transformers")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import StageContext, apply_stage
+    from evoforge.workload.data import splits_from_mapping
+    from evoforge.workload.recipe import TrainingSettings
+    from evoforge.workload.task import example_input
+
+    torch.manual_seed(0)
+    arch = ARCHITECTURES["bert"]
+    splits = splits_from_mapping(dataset(arch), task_type="classification", seed=0, what="data")
+    ctx = StageContext(data=splits, training=TrainingSettings(), example_input=example_input(splits), seed=0,
+                       protected=("classifier",))
+    model = arch.build().eval()
+    initial = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
+    model = apply_stage(model, Stage.make("prune", importance="l2", ratio=0.6, steps=2, allocation="global", round_to=1,
+                                          epochs=0), ctx)
+    heads = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
+    assert min(heads) >= 1 and sum(heads) < sum(initial)  # heads are still pruned globally
+    model = apply_stage(model, Stage.make("prune", importance="lamp", ratio=0.7622, steps=2, allocation="uniform",
+                                          round_to=8, epochs=0), ctx)
+    model = apply_stage(model, Stage.make("prune", importance="l2", ratio=0.8, steps=2, allocation="global", round_to=1,
+                                          epochs=0), ctx)
+    for layer in model.bert.encoder.layer:
+        attention = layer.attention.self
+        assert attention.num_attention_heads >= 1
+        assert attention.all_head_size == attention.num_attention_heads * attention.attention_head_size
+    x, _ = splits.val.take(5)
+    assert model(**x).logits.shape == (5, 4)
+
+
 @pytest.mark.parametrize("importance", ["taylor", "lamp"])
 def test_pruning_after_low_rank_keeps_attention_heads_whole(importance: str) -> None:
     """Low-rank folds q/k/v into Linear pairs; pruning after it must still cut whole heads (a

@@ -135,6 +135,24 @@ def _update_head_counts(attention: list[tuple[nn.Module, str, list[nn.Linear]]],
             setattr(module, "all_head_size", qkv[0].out_features)  # noqa: B010  (nn.Module.__setattr__ is typed for tensors)
 
 
+def _step_keeping_a_head(pruner: Any, attention: list[tuple[nn.Module, str, list[nn.Linear]]]) -> None:
+    """One pruning step in which no attention module loses its last head: a module whose heads
+    this step would all remove keeps them. Global allocation needs it: torch-pruning ranks heads
+    across all modules with no floor per module, and a BERT layer left with no heads made the
+    next step divide by zero."""
+    siblings = {linear: qkv for _, _, qkv in attention for linear in qkv}
+    before = dict(pruner.num_heads)
+    for group in pruner.step(interactive=True):
+        emptied = next((dep.target.module for dep, _ in group
+                        if dep.target.module in siblings and pruner.num_heads[dep.target.module] <= 0), None)
+        if emptied is None:
+            group.prune()
+            continue
+        for linear in siblings[emptied]:  # leave the module as it was before this step
+            pruner.num_heads[linear] = before[linear]
+            pruner.out_channel_groups[linear] = before[linear]
+
+
 def _epoch_shares(epochs: int, steps: int) -> list[int]:
     base = epochs // steps
     return [base] * (steps - 1) + [epochs - base * (steps - 1)]
@@ -180,7 +198,7 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
         for step, epochs in enumerate(_epoch_shares(stage["epochs"], steps)):
             if importance_name in ("taylor", "hessian"):
                 _accumulate_gradients(model, ctx, loss, squared=importance_name == "hessian")
-            pruner.step()
+            _step_keeping_a_head(pruner, attention)
             _update_head_counts(attention, pruner)
             model.zero_grad(set_to_none=True)
             train(
