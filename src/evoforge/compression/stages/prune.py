@@ -138,19 +138,18 @@ def _update_head_counts(attention: list[tuple[nn.Module, str, list[nn.Linear]]],
 def _step_keeping_a_head(pruner: Any, attention: list[tuple[nn.Module, str, list[nn.Linear]]]) -> None:
     """One pruning step in which no attention module loses its last head: a module whose heads
     this step would all remove keeps them. Global allocation needs it: torch-pruning ranks heads
-    across all modules with no floor per module, and a BERT layer left with no heads made the
-    next step divide by zero."""
-    siblings = {linear: qkv for _, _, qkv in attention for linear in qkv}
+    across all modules with no floor per module, counts a module's heads down to zero even when
+    it then refuses to cut the module, and the next step divides by that count (a bert-tokens
+    candidate failed so)."""
     before = dict(pruner.num_heads)
-    for group in pruner.step(interactive=True):
-        emptied = next((dep.target.module for dep, _ in group
-                        if dep.target.module in siblings and pruner.num_heads[dep.target.module] <= 0), None)
-        if emptied is None:
+    emptied: set[nn.Module] = set()
+    for group in pruner.step(interactive=True):  # a group is yielded after the head counts are lowered
+        emptied |= {linear for _, _, qkv in attention if any(pruner.num_heads[q] <= 0 for q in qkv) for linear in qkv}
+        if not any(dep.target.module in emptied and pruner.DG.is_out_channel_pruning_fn(dep.handler) for dep, _ in group):
             group.prune()
-            continue
-        for linear in siblings[emptied]:  # leave the module as it was before this step
-            pruner.num_heads[linear] = before[linear]
-            pruner.out_channel_groups[linear] = before[linear]
+    for linear in emptied:  # leave those modules as they were before this step
+        pruner.num_heads[linear] = before[linear]
+        pruner.out_channel_groups[linear] = before[linear]
 
 
 def _epoch_shares(epochs: int, steps: int) -> list[int]:
