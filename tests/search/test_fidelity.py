@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 import evoforge
@@ -203,8 +205,10 @@ def test_settings_build_the_schedule_and_refuse_domains_without_fidelity(tmp_pat
         assert config["run"]["rungs"] == [0.5, 1] and len(store.evaluations()) == 8 and len(store.screenings()[0.5]) == 16
     from evoforge.report.text import run_summary
 
-    assert ("multi-fidelity: screened 16 at 0.5 of full fidelity (eta 2, promote top); 8 full evaluations"
-            in run_summary(tmp_path / "r")["headline"])
+    headline = run_summary(tmp_path / "r")["headline"]
+    assert "multi-fidelity: screened 16 at 0.5 of full fidelity (eta 2, promote top); 8 full evaluations" in headline
+    assert re.search(r"screening cost: a median \S+ s at 0\.5 \(\d+\.\d\d of the same candidates' full evaluations, 8 promoted\)\. "
+                     r"Screening saves compute only well below 1/eta = 0\.50 of a full evaluation", headline), headline
     with pytest.raises(ConfigError, match="rungs cannot change when a run resumes"):
         evoforge.resume(tmp_path / "r", rungs="0.1,1")
     with pytest.raises(UnknownNameError):

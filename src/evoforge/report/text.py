@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from evoforge.search.eval_cache import HIT_METRIC
+from evoforge.search.evaluation import Evaluation
 
 
 def format_table(rows: Sequence[dict[str, Any]], *, max_width: int = 40) -> str:
@@ -85,6 +87,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         rungs = ", ".join(f"{len(screened.get(float(f), {}))} at {f:g}" for f in config["fidelity"]["rungs"][:-1])
         headline += (f"\nmulti-fidelity: screened {rungs} of full fidelity (eta {config['fidelity']['eta']}, promote "
                      f"{config['fidelity']['promote']}); {len(evaluations)} full evaluations, the only ones the front and HV use")
+        headline += _screening_cost(screened, evaluations, int(config["fidelity"]["eta"]))
     reused = sum(bool(e.metrics.get(HIT_METRIC)) for e in evaluations.values())
     if reused:
         headline += (f"\nevaluation cache: {reused} of {len(evaluations)} evaluations were taken from the shared cache "
@@ -115,3 +118,26 @@ def run_reference(stored: Any, objectives: Any) -> Any:
 TABLE_EXTRAS = ("speedup", "latency_vs_eager", "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3", "size_bytes",
                 "latency_batch_ms", "description", "pipeline")
 """Metric columns the front table shows when a domain reports them."""
+
+
+def _screening_cost(screened: dict[float, dict[str, Evaluation]], full: dict[str, Evaluation], eta: int) -> str:
+    """A line with each rung's median seconds per screening, and what that is of a full evaluation:
+    of the same candidates' full evaluations where some were promoted, else of the median one.
+    Screening saves compute only when a screening costs well under 1/eta of a full evaluation."""
+    full_s = [e.duration_s for e in full.values() if e.duration_s > 0]
+    if not full_s:
+        return ""
+    parts = []
+    for fraction, by_key in sorted(screened.items()):
+        seconds = [e.duration_s for e in by_key.values() if e.duration_s > 0]
+        if not seconds:
+            continue
+        pairs = [e.duration_s / full[k].duration_s for k, e in by_key.items()
+                 if e.duration_s > 0 and k in full and full[k].duration_s > 0]
+        share = (f"{statistics.median(pairs):.2f} of the same candidates' full evaluations, {len(pairs)} promoted" if pairs
+                 else f"{statistics.median(seconds) / statistics.median(full_s):.2f} of the median full evaluation, none promoted")
+        parts.append(f"{statistics.median(seconds):.3g} s at {fraction:g} ({share})")
+    if not parts:
+        return ""
+    return (f"\nscreening cost: a median {'; '.join(parts)}. Screening saves compute only well below 1/eta = {1 / eta:.2f} "
+            "of a full evaluation")
