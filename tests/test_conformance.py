@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,20 +102,29 @@ def _evolve_import(domain: CompressDomain, directory: Path) -> str:
     return "ok"
 
 
-def test_pruning_removes_whole_attention_heads() -> None:
+def _bert_setting() -> tuple[Any, Any, Any]:
+    """The conformance BERT's architecture, its data splits and a stage context (classifier
+    protected), after seeding torch with 0."""
     pytest.importorskip("transformers")
-    from evoforge.compression.genome import Stage
-    from evoforge.compression.stages import StageContext, apply_stage
+    from evoforge.compression.stages import StageContext
     from evoforge.workload.data import splits_from_mapping
     from evoforge.workload.recipe import TrainingSettings
     from evoforge.workload.task import example_input
 
     torch.manual_seed(0)
     arch = ARCHITECTURES["bert"]
-    model = arch.build().eval()
     splits = splits_from_mapping(dataset(arch), task_type="classification", seed=0, what="data")
     ctx = StageContext(data=splits, training=TrainingSettings(), example_input=example_input(splits), seed=0,
                        protected=("classifier",))
+    return arch, splits, ctx
+
+
+def test_pruning_removes_whole_attention_heads() -> None:
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+
+    arch, splits, ctx = _bert_setting()
+    model = arch.build().eval()
     stage = Stage.make("prune", importance="l2", ratio=0.5, steps=2, allocation="uniform", round_to=1, epochs=0)
     pruned = apply_stage(model, stage, ctx)
     for layer in pruned.bert.encoder.layer:
@@ -130,18 +140,10 @@ def test_global_pruning_leaves_every_attention_layer_a_head() -> None:
     """Global allocation ranks heads across layers; torch-pruning has no floor per layer, and a
     bert-tokens candidate (prune to one head per layer, then prune globally) failed with a
     ZeroDivisionError once a layer had none."""
-    pytest.importorskip("transformers")
     from evoforge.compression.genome import Stage
-    from evoforge.compression.stages import StageContext, apply_stage
-    from evoforge.workload.data import splits_from_mapping
-    from evoforge.workload.recipe import TrainingSettings
-    from evoforge.workload.task import example_input
+    from evoforge.compression.stages import apply_stage
 
-    torch.manual_seed(0)
-    arch = ARCHITECTURES["bert"]
-    splits = splits_from_mapping(dataset(arch), task_type="classification", seed=0, what="data")
-    ctx = StageContext(data=splits, training=TrainingSettings(), example_input=example_input(splits), seed=0,
-                       protected=("classifier",))
+    arch, splits, ctx = _bert_setting()
     model = arch.build().eval()
     initial = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
     model = apply_stage(model, Stage.make("prune", importance="l2", ratio=0.6, steps=2, allocation="global", round_to=1,
@@ -164,18 +166,10 @@ def test_global_pruning_leaves_every_attention_layer_a_head() -> None:
 def test_pruning_after_low_rank_keeps_attention_heads_whole(importance: str) -> None:
     """Low-rank folds q/k/v into Linear pairs; pruning after it must still cut whole heads (a
     bert-tokens candidate failed with "shape '[64, 32, -1, 32]' is invalid" before)."""
-    pytest.importorskip("transformers")
     from evoforge.compression.genome import Stage
-    from evoforge.compression.stages import StageContext, apply_stage
-    from evoforge.workload.data import splits_from_mapping
-    from evoforge.workload.recipe import TrainingSettings
-    from evoforge.workload.task import example_input
+    from evoforge.compression.stages import apply_stage
 
-    torch.manual_seed(0)
-    arch = ARCHITECTURES["bert"]
-    splits = splits_from_mapping(dataset(arch), task_type="classification", seed=0, what="data")
-    ctx = StageContext(data=splits, training=TrainingSettings(), example_input=example_input(splits), seed=0,
-                       protected=("classifier",))
+    arch, splits, ctx = _bert_setting()
     model = apply_stage(arch.build().eval(), Stage.make("lowrank", energy=0.8, reg_epochs=1, epochs=0), ctx)
     assert any(isinstance(layer.attention.self.query, torch.nn.Sequential) for layer in model.bert.encoder.layer)
     for ratio, steps in ((0.4, 2), (0.3, 3)):
