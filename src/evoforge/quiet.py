@@ -1,4 +1,5 @@
-"""Keep what torch's extensions print about themselves out of a run's output; errors still raise."""
+"""Keep what torch's extensions and the ONNX converters print about themselves out of a run's
+output; errors still raise."""
 
 from __future__ import annotations
 
@@ -27,3 +28,31 @@ def quiet_torch_internals() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+class _BelowErrorFrom(logging.Filter):
+    """Drops records below ERROR whose source file lies under ``package`` (any, when it is empty)."""
+
+    def __init__(self, package: str = "") -> None:
+        super().__init__()
+        self.package = package
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or self.package not in record.pathname.replace(os.sep, "/")
+
+
+@contextmanager
+def quiet_onnx_converters() -> Iterator[None]:
+    """Drop what ONNX Runtime's quantizer and onnxscript's constant folding log about steps they
+    skip and that change nothing (a LayerNorm weight that has no channel axis to quantize along, a
+    shape computation left unfolded): on a BERT every evaluation printed dozens of such lines.
+    Errors still pass."""
+    targets = [(logging.getLogger(), _BelowErrorFrom("onnxruntime/quantization")),  # it logs on the root logger
+               (logging.getLogger("onnxscript.optimizer._constant_folding"), _BelowErrorFrom())]
+    for logger, drop in targets:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger, drop in targets:
+            logger.removeFilter(drop)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import tempfile
 import warnings
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
+from evoforge.quiet import quiet_onnx_converters
 from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, adapted, check_artifact_output
 from evoforge.workload.inputs import InputSpec
 
@@ -87,7 +87,7 @@ class OnnxRuntime(Runtime):
             else:
                 with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
                     floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx", expected, draft=draft)
-                    with _without_converter_notices():
+                    with quiet_onnx_converters():
                         _quantize(floating, path, int8, spec.names)
             session = OrtModule(path)
             got = session(*args)
@@ -223,7 +223,7 @@ def _optimize_and_save(graph: bytes, path: Path) -> None:
     from torch.onnx._internal.exporter import _onnx_program
 
     program = _onnx_program.ONNXProgram(ir.serde.deserialize_model(onnx.load_from_string(graph)), None)
-    with _without_converter_notices():
+    with quiet_onnx_converters():
         program.optimize()
     program.save(str(path), external_data=False)
 
@@ -285,13 +285,15 @@ class _Calibration:
 
 
 def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, ...]) -> None:
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
     prepared = floating.with_name("prepared.onnx")
     quant_pre_process(str(floating), str(prepared), skip_symbolic_shape=True)
-    excluded = _edge_layers(prepared) if int8.keep_float_edges else []
+    graph = onnx.load(str(prepared)).graph
+    excluded = _edge_layers(graph) if int8.keep_float_edges else []
     if int8.mode == "static":
-        excluded = list(dict.fromkeys(excluded + _attention_nodes(prepared)))
+        excluded = list(dict.fromkeys(excluded + _attention_nodes(graph)))
     if int8.mode == "dynamic":
         quantize_dynamic(str(prepared), str(path), per_channel=int8.per_channel, weight_type=QuantType.QInt8,
                          nodes_to_exclude=excluded)
@@ -308,46 +310,15 @@ def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, 
         )
 
 
-class _BelowErrorFrom(logging.Filter):
-    """Drops records below ERROR whose source file lies under ``package`` (any, when it is empty)."""
-
-    def __init__(self, package: str = "") -> None:
-        super().__init__()
-        self.package = package
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or self.package not in record.pathname.replace(os.sep, "/")
-
-
-@contextlib.contextmanager
-def _without_converter_notices() -> Iterator[None]:
-    """Drop what ONNX Runtime's quantizer and onnxscript's constant folding log about steps they
-    skip and that change nothing (a LayerNorm weight that has no channel axis to quantize along, a
-    shape computation left unfolded): on a BERT every evaluation printed dozens of such lines.
-    Errors still pass."""
-    targets = [(logging.getLogger(), _BelowErrorFrom("onnxruntime/quantization")),  # it logs on the root logger
-               (logging.getLogger("onnxscript.optimizer._constant_folding"), _BelowErrorFrom())]
-    for logger, drop in targets:
-        logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        for logger, drop in targets:
-            logger.removeFilter(drop)
-
-
 _FRAGILE_OPS = ("Softmax", "LayerNormalization", "Where", "IsNaN")
 
 
-def _attention_nodes(path: Path) -> list[str]:
+def _attention_nodes(graph: Any) -> list[str]:
     """Names of the nodes static int8 leaves in float: softmax, layer norm, the masking ops, and
     whatever computes a softmax's input (an attention mask adds the float minimum, so one uint8
     range cannot hold both it and the scores). Quantizing them took a BERT from 82% to 56%
     accuracy; leaving them float keeps 81% at 0.58 of its float latency (bert-tokens). Graphs
     without them (CNNs) are unaffected."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
     producer = {output: node for node in graph.node for output in node.output}
     names = [n.name for n in graph.node if n.op_type in _FRAGILE_OPS]
     names += [producer[n.input[0]].name for n in graph.node if n.op_type == "Softmax" and n.input[0] in producer]
@@ -357,12 +328,9 @@ def _attention_nodes(path: Path) -> list[str]:
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
-def _edge_layers(path: Path) -> list[str]:
-    """Names of the first and last nodes (graph order) that multiply by a stored weight: the
-    ONNX counterpart of the model's protected input and output layers."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
+def _edge_layers(graph: Any) -> list[str]:
+    """Names of the first and last nodes (graph order) of an ONNX graph that multiply by a stored
+    weight: the ONNX counterpart of the model's protected input and output layers."""
     weights = {init.name for init in graph.initializer}
     weighted = [n.name for n in graph.node if n.op_type in _WEIGHTED_OPS and any(i in weights for i in n.input)]
     return list(dict.fromkeys(weighted[:1] + weighted[-1:]))
