@@ -210,7 +210,7 @@ def test_onnxruntime_runs_never_call_torch_ao_quantization(domain, tmp_path, mon
     assert not [w for w in caught if issubclass(w.category, DeprecationWarning) or "torch.ao" in str(w.message)]
 
 
-def test_cache_identity_changes_with_the_task_its_data_the_baseline_the_runtime_and_the_machine(domain, tmp_path, monkeypatch):
+def test_cache_identity_changes_with_the_task_its_data_the_baseline_the_runtime_the_machine_and_the_code(domain, tmp_path, monkeypatch):
     import shutil
 
     import evoforge.compression.domain as compress_domain
@@ -243,6 +243,19 @@ def test_cache_identity_changes_with_the_task_its_data_the_baseline_the_runtime_
     assert identity(copy) != base
     monkeypatch.setattr(compress_domain, "machine_name", lambda: "Other CPU (aarch64), 64 cores, i8mm")
     assert identity() != base  # a cached latency is only reused on the machine that measured it
+    monkeypatch.undo()
+    assert identity() == base
+    monkeypatch.setattr(compress_domain, "code_identity", lambda libraries: {"source": "edited", "libraries": {}})
+    assert identity() != base  # other code (an edited evoforge, another torch) computes it again
+    monkeypatch.undo()
+    real = compress_domain.code_identity
+
+    def older_onnxruntime(libraries):
+        identity = real(libraries)
+        return {**identity, "libraries": {**identity["libraries"], "onnxruntime": "0.0"}}
+
+    monkeypatch.setattr(compress_domain, "code_identity", older_onnxruntime)
+    assert identity() != base
 
 
 def test_a_screening_scores_the_baseline_against_itself_on_the_same_examples(domain, tmp_path):

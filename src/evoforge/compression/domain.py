@@ -35,6 +35,7 @@ from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.pareto import Objective
+from evoforge.provenance import code_identity
 from evoforge.registry import Registry
 from evoforge.runtimes.base import Int8Settings, Runtime, get_runtime
 from evoforge.search.domain import Domain, EvalContext, Mutation, RebuiltMember, register_domain
@@ -50,6 +51,9 @@ LEGACY_RUNTIME = "torchscript"
 """The runtime of runs stored before the runtime was a setting."""
 CALIBRATION_ROWS = 1024
 """Calibration examples an export-time static int8 sees at most."""
+EVALUATION_LIBRARIES = ("torch", "torch-pruning", "torchao", "onnx", "onnxscript", "onnxruntime", "numpy")
+"""The distributions whose versions decide a compress evaluation's result (the cache identity
+holds them; a user model's own library, such as transformers, is not among them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,15 +310,15 @@ class CompressDomain(Domain):
     def cache_identity(self) -> dict[str, Any]:
         """The task with its data fingerprints, the baseline artifact's hash, the runtime, the
         machine (`evoforge.machine`: latencies differ between processors), the measurement
-        settings, the objectives and evoforge's version (the search space is not: a genome's
-        evaluation does not depend on what else could be drawn)."""
+        settings, the objectives, and the code (`evoforge.provenance`: evoforge's source and the
+        libraries that train, prune, export and run a model). The search space is not in it: a
+        genome's evaluation does not depend on what else could be drawn."""
         import hashlib
-
-        from evoforge import __version__
 
         config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s", "prefix_cache_mb", "quantize_operator")}
         baseline = hashlib.sha256((self.require_layout().baseline / self.artifact).read_bytes()).hexdigest()
-        return {"domain": self.name, **config, "baseline": baseline, MACHINE_METRIC: machine_name(), "evoforge": __version__}
+        return {"domain": self.name, **config, "baseline": baseline, MACHINE_METRIC: machine_name(),
+                "code": code_identity(EVALUATION_LIBRARIES)}
 
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         assert isinstance(genome, PipelineGenome)

@@ -13,6 +13,7 @@ from evoforge.errors import ConfigError
 from evoforge.genome import Genome, register_genome
 from evoforge.pareto import Objective
 from evoforge.problems.operators import polynomial_mutation, sbx_crossover
+from evoforge.provenance import code_identity
 from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
 from evoforge.search.evaluation import Evaluation, Status
@@ -101,9 +102,7 @@ class BenchmarkDomain(Domain):
         return {"problem": self.problem_name, "n_var": self.n_var}
 
     def cache_identity(self) -> dict[str, Any]:
-        from evoforge import __version__
-
-        return {"domain": self.name, "config": self.config(), "evoforge": __version__}
+        return {"domain": self.name, "config": self.config(), "code": code_identity(("numpy",))}
 
     @property
     def mutations(self) -> Mapping[str, Mutation]:

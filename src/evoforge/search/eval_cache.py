@@ -2,7 +2,7 @@
 
 An entry is keyed by the SHA-256 of what decides an evaluation's result: the domain's identity
 (`Domain.cache_identity`: for compress the task with its data fingerprints, the baseline
-artifact's hash, the runtime, the objectives and evoforge's version), the genome hash, the
+artifact's hash, the runtime, the objectives and the code, `evoforge.provenance`), the genome hash, the
 candidate seed and the fidelity. An identity that names the machine (latencies differ between
 processors) files each evaluation under the machine that timed it, which on a cluster of unlike
 nodes need not be the driver's (`filed_identity`). Only OK evaluations are kept; a timeout or a crash says more
