@@ -113,6 +113,8 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix-cache-mb", type=float, default=None,
                    help="bound of the run's cache of intermediate models that pipelines with a common prefix start from "
                         "(default 512; 0: off)")
+    p.add_argument("--screen-by", default=None, choices=("epochs", "examples"),
+                   help="with --rungs: what a screening scales, each stage's epochs (default) or the examples of every epoch")
     _run_args(p)
 
 
@@ -142,6 +144,8 @@ def _compress(args: argparse.Namespace) -> int:
         kwargs["runtime"] = args.runtime
     if args.prefix_cache_mb is not None:
         kwargs["prefix_cache_mb"] = args.prefix_cache_mb
+    if args.screen_by is not None:
+        kwargs["screen_by"] = args.screen_by
     task = resolve_task(kwargs.pop("task"))
     configured_run = kwargs.pop("run_dir", None)
     run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
@@ -350,7 +354,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 @command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
-    for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "algorithm", "pop_size",
+    for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "screen_by", "algorithm", "pop_size",
                  "offspring_size", "initial_size",
                  "preselect", "explore", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
                  "rungs", "eta", "promote", "patience"):

@@ -319,6 +319,37 @@ def test_prefix_keys_follow_the_stages_the_training_settings_and_the_run(domain)
     assert prefix_keys(g, 1)[0] != keys[0]  # another run seed
     assert prefix_keys(dataclasses.replace(g, training=dataclasses.replace(g.training, lr=0.005)), 0)[0] != keys[0]
     assert prefix_keys(PipelineGenome((stages[1], stages[0]), domain.task.training), 0)[0] != keys[0]
+    assert prefix_keys(g, 0, examples_fraction=1.0) == keys
+    assert prefix_keys(g, 0, examples_fraction=0.25)[0] != keys[0]  # a screening's shorter epochs train another model
+
+
+def test_a_screening_by_examples_keeps_every_epoch_and_trains_on_part_of_each(domain, tmp_path, monkeypatch):
+    import evoforge.workload.training as training
+
+    by_examples = CompressDomain.from_config({**domain.config(), "screen_by": "examples"})
+    by_examples.attach(domain.layout)
+    assert by_examples.config()["screen_by"] == "examples" and domain.config()["screen_by"] == "epochs"
+    shares: list[tuple[int, float]] = []
+    real = training.train
+
+    def spy(model, data, settings, *, epochs, **kwargs):
+        shares.append((epochs, training._EXAMPLES_PER_EPOCH.get()))
+        return real(model, data, settings, epochs=epochs, **kwargs)
+
+    import evoforge.compression.stages.finetune as finetune
+
+    monkeypatch.setattr(finetune, "train", spy)
+    genome = PipelineGenome((Stage.make("finetune", epochs=5),), domain.task.training)
+    ev = by_examples.evaluate(genome, EvalContext(seed=1, fidelity=0.25))
+    assert ev.ok and shares == [(5, 0.25)] and "finetune(5ep)" in ev.metrics["pipeline"]
+    shares.clear()
+    ev = domain.evaluate(genome, EvalContext(seed=1, fidelity=0.25))
+    assert ev.ok and shares == [(2, 1.0)]  # by epochs: a quarter of 5, the floor of 2, whole epochs
+    shares.clear()
+    assert by_examples.evaluate(genome, EvalContext(seed=1)).ok and shares == [(5, 1.0)]
+    with pytest.raises(ConfigError, match="screen_by 'steps' is not one of: epochs, examples"):
+        CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), screen_by="steps")
+    assert CompressDomain.from_config({k: v for k, v in domain.config().items() if k != "screen_by"}).screen_by == "epochs"
 
 
 def test_runs_stored_before_the_quantize_operator_resume_with_the_operators_they_had(domain):

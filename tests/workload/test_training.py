@@ -9,7 +9,7 @@ from torch import nn
 
 from evoforge.compression.genome import CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, TrainingSettings
 from evoforge.errors import ConfigError
-from evoforge.workload.training import loss_function, make_optimizer, predict, train, validation_loss
+from evoforge.workload.training import examples_per_epoch, loss_function, make_optimizer, predict, train, validation_loss
 from tests.support.torch_fixtures import mlp, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -122,3 +122,33 @@ def test_zero_epochs_leave_the_model_alone_and_predict_is_batched(digits) -> Non
     with pytest.raises(ConfigError, match="epochs"):
         train(model, digits, TrainingSettings(), epochs=-1, seed=0)
     assert n_params(model) == 64 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
+
+
+def test_examples_per_epoch_shortens_every_epoch_and_keeps_the_epochs(digits) -> None:
+    seen: list[int] = []
+
+    def count(model: nn.Module) -> torch.Tensor:
+        seen.append(1)
+        return torch.zeros(())
+
+    n = len(digits.train.x)
+    settings = TrainingSettings(optimizer="sgd", lr=1e-12)  # stale after the first epoch: patience decides the epochs
+    with examples_per_epoch(0.25):
+        train(mlp(), digits, settings, epochs=20, seed=0, batch_size=50, patience=3, extra_loss=count)
+    assert len(seen) == 4 * math.ceil(math.ceil(0.25 * n) / 50)  # 4 epochs, each a quarter of the split
+    seen.clear()
+    train(mlp(), digits, settings, epochs=20, seed=0, batch_size=50, patience=3, extra_loss=count)
+    assert len(seen) == 4 * math.ceil(n / 50)  # the block is over: whole epochs again
+    seen.clear()
+    with examples_per_epoch(1e-6):
+        train(mlp(), digits, settings, epochs=1, seed=0, batch_size=50, extra_loss=count)
+    assert len(seen) == 1  # at least one batch
+    with pytest.raises(ConfigError, match=r"examples per epoch must be a fraction in \(0, 1\], got 1.5"), examples_per_epoch(1.5):
+        pass
+
+
+def test_a_shorter_order_gives_exactly_those_examples(digits) -> None:
+    order = torch.tensor([5, 3, 9])
+    batches = list(digits.train.batches(2, order))
+    assert [len(y) for _, y in batches] == [2, 1]
+    np.testing.assert_array_equal(torch.cat([y for _, y in batches]).numpy(), digits.train.y[[5, 3, 9]])

@@ -52,6 +52,7 @@ def compress(
     constraints: Mapping[str, Any] | None = None,
     runtime: str | None = None,
     prefix_cache_mb: float = 512.0,
+    screen_by: str = "epochs",
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -69,7 +70,9 @@ def compress(
     timed and weighed: ``onnxruntime`` (the default), ``inductor``, ``torchscript`` (see
     `evoforge.runtimes`); ratios are against the fp32 model in that runtime. ``prefix_cache_mb``
     bounds the run's cache of intermediate models that pipelines sharing their first stages start
-    from (0: off; see `evoforge.compression.prefix`). ``settings`` are the run's settings (see
+    from (0: off; see `evoforge.compression.prefix`). ``screen_by`` is what a screening (with
+    ``rungs``) scales: each stage's epochs (``"epochs"``) or the share of every epoch's examples
+    (``"examples"``). ``settings`` are the run's settings (see
     `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
     or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
@@ -92,6 +95,7 @@ def compress(
         runtime=runtime or DEFAULT_RUNTIME,
         prefix_seed=spec.seed,
         prefix_cache_mb=prefix_cache_mb,
+        screen_by=screen_by,
     )
     return optimize(domain, run_dir=run_dir, spec=spec, callback=callback)
 
@@ -109,7 +113,7 @@ def compress_options_from_config(path: str | Path) -> dict[str, Any]:
     search = dict(data.get("search", {}) or {})
     if "timeout" in search:  # the config files' name for timeout_s
         search["timeout_s"] = search.pop("timeout")
-    check_keys("search", search, (*SETTINGS, "prefix_cache_mb"))
+    check_keys("search", search, (*SETTINGS, "prefix_cache_mb", "screen_by"))
     base = Path(path).resolve().parent
     task = data["task"]
     if isinstance(task, Mapping):

@@ -51,6 +51,10 @@ LEGACY_RUNTIME = "torchscript"
 """The runtime of runs stored before the runtime was a setting."""
 CALIBRATION_ROWS = 1024
 """Calibration examples an export-time static int8 sees at most."""
+SCREEN_BY = ("epochs", "examples")
+"""What a screening (fidelity f < 1) scales: every stage's number of epochs (`at_fidelity`, with
+its floor), or the share of the train split each epoch visits (`examples_per_epoch`; every epoch
+count kept)."""
 EVALUATION_LIBRARIES = ("torch", "torch-pruning", "torchao", "onnx", "onnxscript", "onnxruntime", "numpy")
 """The distributions whose versions decide a compress evaluation's result (the cache identity
 holds them; a user model's own library, such as transformers, is not among them)."""
@@ -165,7 +169,8 @@ class CompressDomain(Domain):
     `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`);
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
     what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains for f of
-    its epochs (`at_fidelity`: never fewer than `SCREENING_MIN_EPOCHS`), quality is scored on the
+    its epochs (``screen_by="epochs"``; `at_fidelity`: never fewer than `SCREENING_MIN_EPOCHS`), or
+    for all of them on f of the train split each (``screen_by="examples"``), quality is scored on the
     first f of the validation split (`screening_examples`) against the baseline's quality on the
     same examples, latency is timed with fewer repeats, and a runtime that `Runtime.drafts`
     exports a draft, whose latency and size are ratios to the baseline's draft."""
@@ -189,8 +194,12 @@ class CompressDomain(Domain):
         prefix_seed: int | None = 0,
         prefix_cache_mb: float = 512.0,
         quantize_operator: bool = True,
+        screen_by: str = "epochs",
     ) -> None:
         self.runtime = get_runtime(runtime)
+        if screen_by not in SCREEN_BY:
+            raise ConfigError(f"screen_by {screen_by!r} is not one of: {', '.join(SCREEN_BY)}")
+        self.screen_by = screen_by
         if prefix_cache_mb < 0:
             raise ConfigError(f"prefix_cache_mb must be >= 0 (0 turns prefix reuse off), got {prefix_cache_mb}")
         self.prefix_seed = prefix_seed
@@ -240,14 +249,16 @@ class CompressDomain(Domain):
             "prefix_seed": self.prefix_seed,
             "prefix_cache_mb": self.prefix_cache_mb,
             "quantize_operator": self.quantize_operator,
+            "screen_by": self.screen_by,
         }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CompressDomain:
         # runs stored before runtimes were chosen were TorchScript runs; before prefix seeds, every
         # stage's seed came from the whole genome (prefix_seed None), which re-export must repeat;
-        # before the quantize operator, a resumed run must draw from the operators it had
-        return cls(**{"runtime": LEGACY_RUNTIME, "prefix_seed": None, "quantize_operator": False, **config})
+        # before the quantize operator, a resumed run must draw from the operators it had; before
+        # screen_by, screenings scaled epochs
+        return cls(**{"runtime": LEGACY_RUNTIME, "prefix_seed": None, "quantize_operator": False, "screen_by": "epochs", **config})
 
     @property
     def artifact(self) -> str:
@@ -522,10 +533,11 @@ class CompressDomain(Domain):
         return PrefixCache(self.layout.prefix_cache, int(self.prefix_cache_mb * 2**20))
 
     def _compressed(self, genome: PipelineGenome, seed: int, state: dict[str, Any],
-                    cache: PrefixCache | None = None) -> tuple[Any, int]:
+                    cache: PrefixCache | None = None, examples_fraction: float = 1.0) -> tuple[Any, int]:
         """The baseline (a copy) with the genome's pipeline applied, and how many of its stages
         came from ``cache``. Stage seeds come from the run's prefix seed and the pipeline up to
-        each stage (`evoforge.compression.prefix`); runs stored before that used ``seed``."""
+        each stage (`evoforge.compression.prefix`); runs stored before that used ``seed``. Call it
+        inside ``examples_per_epoch(examples_fraction)``."""
         import torch
 
         from evoforge.compression.stages import StageContext, apply_pipeline, apply_stage
@@ -549,7 +561,7 @@ class CompressDomain(Domain):
                 torch.manual_seed(stage_seed)
                 return apply_stage(model, stage, dataclasses.replace(ctx, seed=stage_seed))
 
-        return apply_with_prefixes(state["baseline"], genome, self.prefix_seed, run_stage, cache)
+        return apply_with_prefixes(state["baseline"], genome, self.prefix_seed, run_stage, cache, examples_fraction)
 
     def _qat_trainer(self, genome: PipelineGenome, seed: int, state: dict[str, Any]) -> Callable[[Any, int], object]:
         """Trains a runtime's fake-quantized model (QAT at export) with the genome's training
@@ -564,7 +576,7 @@ class CompressDomain(Domain):
     def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
         from evoforge.compression.measure import count_macs, measure_latency, parameter_count
         from evoforge.workload.metrics import quality_drop_of
-        from evoforge.workload.training import record_validation_losses
+        from evoforge.workload.training import examples_per_epoch, record_validation_losses
 
         if not isinstance(genome, PipelineGenome):
             raise ConfigError(f"the compress domain takes pipeline genomes, got {genome.TYPE}")
@@ -573,14 +585,16 @@ class CompressDomain(Domain):
         st = self._state
         assert st is not None
         fraction = context.fidelity
-        genome = at_fidelity(genome, fraction)
+        examples = fraction if self.screen_by == "examples" else 1.0
+        if self.screen_by == "epochs":
+            genome = at_fidelity(genome, fraction)
         val, base_quality = self._validation(fraction, context.threads)
         draft = fraction < 1.0 and self.runtime.drafts  # screening: a draft, compared with the baseline's draft
         in_torch, int8 = split_int8(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        with record_validation_losses() as curve:
-            model, reused = self._compressed(in_torch, context.seed, st, cache=self._prefix_cache())
+        with record_validation_losses() as curve, examples_per_epoch(examples):
+            model, reused = self._compressed(in_torch, context.seed, st, cache=self._prefix_cache(), examples_fraction=examples)
         timings["compress_s"] = time.perf_counter() - start
 
         scratch = None
@@ -590,7 +604,8 @@ class CompressDomain(Domain):
             out_dir = Path(scratch)
         try:
             t = time.perf_counter()
-            path = self.runtime.export(model, st["example"], out_dir / self.artifact, int8=int8, draft=draft)
+            with examples_per_epoch(examples):  # a runtime's quantization-aware training runs at export
+                path = self.runtime.export(model, st["example"], out_dir / self.artifact, int8=int8, draft=draft)
             timings["export_s"] = time.perf_counter() - t
             t = time.perf_counter()
             exported = self.runtime.load(path, threads=context.threads)

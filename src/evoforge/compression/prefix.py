@@ -50,12 +50,16 @@ class PrefixCache(BoundedDiskCache):
         self.put(key, buffer.getvalue())
 
 
-def prefix_keys(genome: PipelineGenome, prefix_seed: int) -> list[str]:
-    """Key of the pipeline's first k+1 stages (with its training settings) for each stage k."""
+def prefix_keys(genome: PipelineGenome, prefix_seed: int, examples_fraction: float = 1.0) -> list[str]:
+    """Key of the pipeline's first k+1 stages (with its training settings, and the share of each
+    epoch's examples its training visits when below 1) for each stage k."""
     training = dataclasses.asdict(genome.training)
     keys = []
     for k in range(1, len(genome.stages) + 1):
-        record = {"seed": prefix_seed, "training": training, "stages": [[s.kind, [list(p) for p in s.params]] for s in genome.stages[:k]]}
+        record: dict[str, object] = {"seed": prefix_seed, "training": training,
+                                     "stages": [[s.kind, [list(p) for p in s.params]] for s in genome.stages[:k]]}
+        if examples_fraction < 1.0:
+            record["examples_per_epoch"] = examples_fraction
         keys.append(hashlib.sha256(canonical_json(record).encode()).hexdigest()[:32])
     return keys
 
@@ -66,10 +70,11 @@ def stage_seed(key: str) -> int:
 
 
 def apply_with_prefixes(baseline: Any, genome: PipelineGenome, prefix_seed: int, run_stage: Any,
-                        cache: PrefixCache | None) -> tuple[Any, int]:
+                        cache: PrefixCache | None, examples_fraction: float = 1.0) -> tuple[Any, int]:
     """The baseline (a copy) with the pipeline applied, and how many of its stages came from
-    the cache. ``run_stage(model, stage, seed)`` applies one stage."""
-    keys = prefix_keys(genome, prefix_seed)
+    the cache. ``run_stage(model, stage, seed)`` applies one stage; ``examples_fraction`` is the
+    share of each epoch that its training visits (`evoforge.workload.training.examples_per_epoch`)."""
+    keys = prefix_keys(genome, prefix_seed, examples_fraction)
     start, model = 0, None
     if cache is not None:
         for k in range(len(keys), 0, -1):

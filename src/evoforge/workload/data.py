@@ -47,8 +47,8 @@ class Split(abc.ABC):
 
     @abc.abstractmethod
     def batches(self, batch_size: int, order: Sequence[int] | Tensor | None = None) -> Iterator[tuple[Any, Tensor]]:
-        """Batches ``(inputs, targets)`` as CPU tensors, in ``order`` (example indices; default
-        the stored order). The last batch may be smaller."""
+        """Batches ``(inputs, targets)`` as CPU tensors, in ``order`` (example indices, any number
+        of them; default every example in the stored order). The last batch may be smaller."""
 
     @abc.abstractmethod
     def subset(self, indices: np.ndarray) -> Split:
@@ -91,7 +91,7 @@ class ArraySplit(Split):
 
     def batches(self, batch_size: int, order: Sequence[int] | Tensor | None = None) -> Iterator[tuple[Any, Tensor]]:
         index = None if order is None else np.asarray(order.numpy() if isinstance(order, Tensor) else order)
-        for start in range(0, len(self), batch_size):
+        for start in range(0, len(self) if index is None else len(index), batch_size):
             chunk = slice(start, start + batch_size) if index is None else index[start : start + batch_size]
             yield to_tensors(take_rows(self.x, chunk)), torch.as_tensor(self.y[chunk])
 

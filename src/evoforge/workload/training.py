@@ -128,6 +128,23 @@ def record_validation_losses() -> Iterator[list[float]]:
         _VALIDATION_LOSSES.reset(token)
 
 
+_EXAMPLES_PER_EPOCH: contextvars.ContextVar[float] = contextvars.ContextVar("examples_per_epoch", default=1.0)
+
+
+@contextlib.contextmanager
+def examples_per_epoch(fraction: float) -> Iterator[None]:
+    """Every `train` call inside the block visits only ``fraction`` of the train split per epoch
+    (a fresh random draw each epoch, at least one batch), keeping its number of epochs: a
+    screening's training at a fraction of the cost (`evoforge.compression.domain`)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"examples per epoch must be a fraction in (0, 1], got {fraction}")
+    token = _EXAMPLES_PER_EPOCH.set(fraction)
+    try:
+        yield
+    finally:
+        _EXAMPLES_PER_EPOCH.reset(token)
+
+
 def train(
     model: nn.Module,
     data: Splits,
@@ -145,7 +162,8 @@ def train(
     Each step minimises task loss + ``extra_loss(model)``. After each epoch the validation loss is
     measured; with ``patience`` set, training stops after that many epochs without improvement.
     The weights with the best validation loss are restored at the end (also without early stopping).
-    ``epochs == 0`` returns the model unchanged.
+    ``epochs == 0`` returns the model unchanged. Inside `examples_per_epoch` an epoch is the first
+    part of that epoch's shuffled order.
     """
     if epochs < 0:
         raise ConfigError(f"epochs={epochs} is negative; use 0 or more")
@@ -156,6 +174,7 @@ def train(
         return model
     model.to(device)
     n = len(data.train)
+    per_epoch = n if (share := _EXAMPLES_PER_EPOCH.get()) >= 1.0 else min(n, max(batch_size, math.ceil(share * n)))
     order_rng = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], settings)
     best_loss, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
@@ -164,7 +183,7 @@ def train(
         torch.manual_seed(seed)
         for _ in range(epochs):
             model.train()
-            order = torch.randperm(n, generator=order_rng)
+            order = torch.randperm(n, generator=order_rng)[:per_epoch]
             for x, y in data.train.batches(batch_size, order):
                 if len(y) < 2 <= n:  # a lone example breaks batch norm in training mode
                     continue
