@@ -114,7 +114,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
                    help="bound of the run's cache of intermediate models that pipelines with a common prefix start from "
                         "(default 512; 0: off)")
     p.add_argument("--screen-by", default=None, choices=("epochs", "examples"),
-                   help="with --rungs: what a screening scales, each stage's epochs (default) or the examples of every epoch")
+                   help="with --rungs: what a screening scales, the examples of every epoch (default) or each stage's epochs")
     _run_args(p)
 
 

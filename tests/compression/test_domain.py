@@ -327,8 +327,10 @@ def test_a_screening_by_examples_keeps_every_epoch_and_trains_on_part_of_each(do
     import evoforge.workload.training as training
 
     by_examples = CompressDomain.from_config({**domain.config(), "screen_by": "examples"})
-    by_examples.attach(domain.layout)
-    assert by_examples.config()["screen_by"] == "examples" and domain.config()["screen_by"] == "epochs"
+    by_epochs = CompressDomain.from_config({**domain.config(), "screen_by": "epochs"})
+    for other in (by_examples, by_epochs):
+        other.attach(domain.layout)
+    assert CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict()).screen_by == "examples"  # the default
     shares: list[tuple[int, float]] = []
     real = training.train
 
@@ -343,7 +345,7 @@ def test_a_screening_by_examples_keeps_every_epoch_and_trains_on_part_of_each(do
     ev = by_examples.evaluate(genome, EvalContext(seed=1, fidelity=0.25))
     assert ev.ok and shares == [(5, 0.25)] and "finetune(5ep)" in ev.metrics["pipeline"]
     shares.clear()
-    ev = domain.evaluate(genome, EvalContext(seed=1, fidelity=0.25))
+    ev = by_epochs.evaluate(genome, EvalContext(seed=1, fidelity=0.25))
     assert ev.ok and shares == [(2, 1.0)]  # by epochs: a quarter of 5, the floor of 2, whole epochs
     shares.clear()
     assert by_examples.evaluate(genome, EvalContext(seed=1)).ok and shares == [(5, 1.0)]

@@ -52,7 +52,7 @@ def compress(
     constraints: Mapping[str, Any] | None = None,
     runtime: str | None = None,
     prefix_cache_mb: float = 512.0,
-    screen_by: str = "epochs",
+    screen_by: str = "examples",
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -71,8 +71,8 @@ def compress(
     `evoforge.runtimes`); ratios are against the fp32 model in that runtime. ``prefix_cache_mb``
     bounds the run's cache of intermediate models that pipelines sharing their first stages start
     from (0: off; see `evoforge.compression.prefix`). ``screen_by`` is what a screening (with
-    ``rungs``) scales: each stage's epochs (``"epochs"``) or the share of every epoch's examples
-    (``"examples"``). ``settings`` are the run's settings (see
+    ``rungs``) scales: the share of every epoch's examples (``"examples"``, the default) or each
+    stage's epochs (``"epochs"``). ``settings`` are the run's settings (see
     `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
     or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).

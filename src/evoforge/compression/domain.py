@@ -168,9 +168,9 @@ class CompressDomain(Domain):
     candidate and the fp32 reference are exported to and timed in. ``space`` is what
     `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`);
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
-    what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains for f of
-    its epochs (``screen_by="epochs"``; `at_fidelity`: never fewer than `SCREENING_MIN_EPOCHS`), or
-    for all of them on f of the train split each (``screen_by="examples"``), quality is scored on the
+    what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains all of
+    its epochs on f of the train split each (``screen_by="examples"``, the default), or f of its
+    epochs (``screen_by="epochs"``; `at_fidelity`: never fewer than `SCREENING_MIN_EPOCHS`), quality is scored on the
     first f of the validation split (`screening_examples`) against the baseline's quality on the
     same examples, latency is timed with fewer repeats, and a runtime that `Runtime.drafts`
     exports a draft, whose latency and size are ratios to the baseline's draft."""
@@ -194,7 +194,7 @@ class CompressDomain(Domain):
         prefix_seed: int | None = 0,
         prefix_cache_mb: float = 512.0,
         quantize_operator: bool = True,
-        screen_by: str = "epochs",
+        screen_by: str = "examples",
     ) -> None:
         self.runtime = get_runtime(runtime)
         if screen_by not in SCREEN_BY:
