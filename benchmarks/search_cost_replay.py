@@ -58,22 +58,21 @@ DEFAULT_RUNS = Path("runs/search-cost/digits-cnn")
 FAR_OFF = 5.0  # quality points over the limit that count as a gross misjudgment
 Rule = tuple[float, int | None, str]  # (fidelity, epoch floor or None for the default, screen_by)
 
-_DOMAINS: dict[str, Any] = {}
+_DOMAIN: list[Any] = []  # this worker's domain
 
 
 def _start_worker(run: str, scratch: str) -> None:
-    """Build this process's domains (one per screen_by) on a copy of the run's baseline and inputs."""
+    """Build this process's domain on a copy of the run's baseline and inputs."""
     layout = RunLayout(Path(scratch) / f"run-{multiprocessing.current_process().pid}")
     for folder in ("baseline", "inputs"):  # the run's trained baseline, its probe and its data
         if (Path(run) / folder).exists():
             shutil.copytree(Path(run) / folder, layout.root / folder)
     with open_store(Path(run), readonly=True) as store:
         spec = (store.config() or {})["domain"]
-    for screen_by in compress_domain.SCREEN_BY:
-        domain = domain_from_spec({**spec, "config": {**spec["config"], "screen_by": screen_by}}, layout)
-        domain.prepare()
-        domain.setup_worker()
-        _DOMAINS[screen_by] = domain
+    domain = domain_from_spec(spec, layout)
+    domain.prepare()
+    domain.setup_worker()
+    _DOMAIN.append(domain)
     torch.set_num_threads(1)  # as in a worker of a 2-worker run
 
 
@@ -82,9 +81,11 @@ def _evaluate(genome_json: str, seed: int, rule: Rule) -> tuple[Evaluation, floa
     fraction, floor, screen_by = rule
     original = compress_domain.at_fidelity
     compress_domain.at_fidelity = original if floor is None else functools.partial(at_fidelity, min_epochs=floor)
+    domain = _DOMAIN[0]
+    domain.screen_by = screen_by  # read by each evaluation; the rest of the domain is the same for every rule
     try:
         start = time.perf_counter()
-        evaluation = _DOMAINS[screen_by].evaluate(genome_from_json(genome_json), EvalContext(seed=seed, fidelity=fraction))
+        evaluation = domain.evaluate(genome_from_json(genome_json), EvalContext(seed=seed, fidelity=fraction))
         return evaluation, time.perf_counter() - start
     finally:
         compress_domain.at_fidelity = original

@@ -536,11 +536,12 @@ class CompressDomain(Domain):
                     cache: PrefixCache | None = None, examples_fraction: float = 1.0) -> tuple[Any, int]:
         """The baseline (a copy) with the genome's pipeline applied, and how many of its stages
         came from ``cache``. Stage seeds come from the run's prefix seed and the pipeline up to
-        each stage (`evoforge.compression.prefix`); runs stored before that used ``seed``. Call it
-        inside ``examples_per_epoch(examples_fraction)``."""
+        each stage (`evoforge.compression.prefix`); runs stored before that used ``seed``. Every
+        epoch trains on ``examples_fraction`` of the train split (`examples_per_epoch`)."""
         import torch
 
         from evoforge.compression.stages import StageContext, apply_pipeline, apply_stage
+        from evoforge.workload.training import examples_per_epoch
 
         ctx = StageContext(
             data=state["splits"],
@@ -552,12 +553,12 @@ class CompressDomain(Domain):
             batch_size=self.task.batch_size,
         )
         if self.prefix_seed is None:
-            with torch.random.fork_rng():
+            with torch.random.fork_rng(), examples_per_epoch(examples_fraction):
                 torch.manual_seed(seed)
                 return apply_pipeline(copy.deepcopy(state["baseline"]), genome, ctx), 0
 
         def run_stage(model: Any, stage: Stage, stage_seed: int) -> Any:
-            with torch.random.fork_rng():
+            with torch.random.fork_rng(), examples_per_epoch(examples_fraction):
                 torch.manual_seed(stage_seed)
                 return apply_stage(model, stage, dataclasses.replace(ctx, seed=stage_seed))
 
@@ -593,7 +594,7 @@ class CompressDomain(Domain):
         in_torch, int8 = split_int8(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        with record_validation_losses() as curve, examples_per_epoch(examples):
+        with record_validation_losses() as curve:
             model, reused = self._compressed(in_torch, context.seed, st, cache=self._prefix_cache(), examples_fraction=examples)
         timings["compress_s"] = time.perf_counter() - start
 
