@@ -2,7 +2,7 @@
 
 The configurations compared on one task, each seed starting from the same trained baseline:
   full   every candidate evaluated in full, no prefix reuse: a budget of --evaluations
-  cheap  screening (--rungs, --eta, --promote, --screen-by), prefix reuse on: a wall-time budget of --share of the
+  cheap  screening (--rungs, --eta, --promote, --schedule, --screen-by), prefix reuse on: a wall-time budget of --share of the
          median wall time of the full runs, so it gets that share of the CPU-seconds
   moasha Syne Tune's MOASHA at the cheap runs' budget and rungs: random sampling, its promotion
          decisions (`benchmarks/_moasha.py`)
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--eta", type=int, default=3)
     parser.add_argument("--promote", default="top", help="the promotion rule: top or front")
     parser.add_argument("--screen-by", default="examples", help="what a screening scales: epochs or examples")
+    parser.add_argument("--schedule", default="synchronous", help="when to promote: synchronous or asynchronous")
     parser.add_argument("--label", default="cheap", help="the cheap runs' folder and row name (to compare settings side by side)")
     parser.add_argument("--patience", type=int, default=None, help="also run plain petra with this patience and the full budget")
     parser.add_argument("--workers", type=int, default=2)
@@ -137,7 +138,7 @@ def main() -> None:
     for seed in range(1, args.seeds + 1):
         cheap_runs.append(compress_run(root / f"{args.label}-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed,
                                        workers=args.workers, rungs=args.rungs, eta=args.eta, promote=args.promote,
-                                       screen_by=args.screen_by))
+                                       schedule=args.schedule, screen_by=args.screen_by))
         print(f"{args.label} seed {seed} ({(time.perf_counter() - start) / 60:.1f} min)", flush=True)
     early_runs = [
         compress_run(root / f"stop-early-{seed}", args.task, template, budget=f"{budget_s:.0f}s", seed=seed, workers=args.workers)
@@ -174,7 +175,7 @@ def main() -> None:
         if runs:
             rows[name] = summarize(runs, [count] * len(runs), args.workers)
     print(f"\n## search cost on {args.task} ({args.seeds} seeds; {args.label}: rungs {args.rungs}, eta {args.eta}, "
-          f"promote {args.promote}, screen by {args.screen_by}, prefix reuse, "
+          f"promote {args.promote} {args.schedule}, screen by {args.screen_by}, prefix reuse, "
           f"{args.share:.0%} of the full runs' CPU-seconds)\n")
     print("| configuration | HV val median [min, max] | HV test median [min, max] | CPU-s median | full evaluations | screened "
           "| prefix hits |")

@@ -148,7 +148,8 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
     address, resources), its budget and its patience. A new budget or patience stays with the run:
     a later resume without them keeps it. Raises `ConfigError` when an input changed since the run
     started."""
-    fixed = sorted({"algorithm", "seed", "preselect", "explore", "rungs", "eta", "promote", *ALGORITHM_SIZES}
+    fixed = sorted({"algorithm", "seed", "preselect", "explore", "rungs", "eta", "promote", "schedule",
+                    *ALGORITHM_SIZES}
                    & {k for k, v in overrides.items() if v is not None})
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} cannot change when a run resumes; start a new run for other values")

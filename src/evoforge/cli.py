@@ -58,6 +58,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="multi-fidelity screening: fractions of full fidelity, ending at 1 (e.g. 0.25,1); default: off")
     p.add_argument("--eta", type=int, default=None, help="with --rungs: keep 1 in ETA candidates at each rung (default 3)")
     p.add_argument("--promote", default=None, help="with --rungs: top (best 1/eta by rank, default) or front (only the rung's front)")
+    p.add_argument("--schedule", default=None,
+                   help="with --rungs: when to promote, synchronous (once a rung is complete, default) or asynchronous "
+                        "(as screenings arrive, so full evaluations start early)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (overrides a config file's)")
     p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
 
@@ -357,7 +360,7 @@ def _demo(args: argparse.Namespace) -> int:
     for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "screen_by", "algorithm", "pop_size",
                  "offspring_size", "initial_size",
                  "preselect", "explore", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
-                 "rungs", "eta", "promote", "patience"):
+                 "rungs", "eta", "promote", "schedule", "patience"):
         setattr(args, name, None)
     args.workers = 2 if _cores() >= 2 else 1
     return _compress(args)

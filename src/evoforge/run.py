@@ -50,6 +50,7 @@ class RunSettings(TypedDict, total=False):
     rungs: str | Sequence[float] | None
     eta: int | None
     promote: str | None
+    schedule: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +69,10 @@ class RunSpec:
     local Ray, or the cluster at ``address``: "auto" or "HOST:PORT"; ``resources`` per
     evaluation: num_cpus, num_gpus, memory_mb). ``timeout_s``
     bounds each evaluation (None: no limit). ``eval_cache``: a folder of evaluations shared by
-    runs (`evoforge.search.eval_cache`; None: none). ``rungs`` ("0.25,1"), ``eta`` (3) and
-    ``promote`` (top or front): screen candidates at lower fidelity and evaluate only the
-    promoted ones in full (`evoforge.search.fidelity`; None: every candidate in full).
+    runs (`evoforge.search.eval_cache`; None: none). ``rungs`` ("0.25,1"), ``eta`` (3),
+    ``promote`` (top or front) and ``schedule`` (synchronous: promote once a rung is complete;
+    asynchronous: as screenings arrive): screen candidates at lower fidelity and evaluate only
+    the promoted ones in full (`evoforge.search.fidelity`; None: every candidate in full).
     """
 
     algorithm: str = "nsga2"
@@ -91,6 +93,7 @@ class RunSpec:
     rungs: str | Sequence[float] | None = None
     eta: int | None = None
     promote: str | None = None
+    schedule: str | None = None
 
     def __post_init__(self) -> None:
         from evoforge.search.algorithms import ALGORITHMS
@@ -126,11 +129,11 @@ class RunSpec:
             if not isinstance(self.eval_cache, str) or not self.eval_cache.strip():
                 raise ConfigError(f"eval_cache={self.eval_cache!r} is invalid; give a folder path or None")
             self.evaluation_cache()  # a path that is a file fails here
-        if self.rungs is None and (self.eta is not None or self.promote is not None):
-            raise ConfigError("eta and promote apply to multi-fidelity runs only; give rungs too (e.g. rungs 0.25,1)")
+        if self.rungs is None and (self.eta is not None or self.promote is not None or self.schedule is not None):
+            raise ConfigError("eta, promote and schedule apply to multi-fidelity runs only; give rungs too (e.g. rungs 0.25,1)")
         if isinstance(self.rungs, Sequence) and not isinstance(self.rungs, str):
             object.__setattr__(self, "rungs", list(self.rungs))
-        self.fidelity()  # bad rungs, eta or promotion rule fail here
+        self.fidelity()  # bad rungs, eta, promotion rule or schedule fail here
 
     @classmethod
     def build(cls, defaults: Mapping[str, Any] | None = None, **settings: Any) -> RunSpec:
@@ -173,7 +176,7 @@ class RunSpec:
         """The multi-fidelity schedule these settings describe, or None."""
         from evoforge.search.fidelity import Fidelity
 
-        return None if self.rungs is None else Fidelity.parse(self.rungs, self.eta, self.promote)
+        return None if self.rungs is None else Fidelity.parse(self.rungs, self.eta, self.promote, self.schedule)
 
     def evaluation_cache(self) -> EvaluationCache | None:
         """The shared evaluation cache these settings name, or None."""

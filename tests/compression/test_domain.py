@@ -225,6 +225,8 @@ def test_cache_identity_changes_with_the_task_its_data_the_baseline_the_runtime_
 
     # what could be drawn is not what was drawn
     assert identity(timeout_s=123.0, space={"kinds": ["prune"]}, quantize_operator=False) == base
+    # what a screening trains changes screenings only: `screening_identity`, keyed with the fidelity
+    assert identity(screen_by="epochs") == base and domain.screening_identity() == {"screen_by": domain.screen_by}
     other_runtime = RunLayout(tmp_path / "other-runtime")
     shutil.copytree(domain.layout.baseline, other_runtime.baseline)
     for name in ("model.onnx", "model.pt"):  # the same bytes under both runtimes' names: only the runtime differs

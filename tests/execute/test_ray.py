@@ -146,6 +146,17 @@ def test_stop_starts_nothing_more_and_the_running_tasks_finish(local_ray, tmp_pa
     assert 1 <= len(done) < 8 and len(counter.read_text().split()) == len(done)  # every started task was yielded
 
 
+def test_tasks_from_more_are_run_too(local_ray, tmp_path):
+    follow_ups = {"t0": tasks("ok", "ok")[1:]}
+    with RayExecutor() as ex:
+        ex.start(domain_spec(CountingFaultDomain(str(tmp_path / "runs.txt"))))
+        order: list[str] = []
+        for task, result in ex.evaluate(tasks("ok"), more=lambda: follow_ups.pop(order[-1], [])):
+            order.append(task.key)
+            assert result.ok
+    assert order == ["t0", "t1"]
+
+
 def test_same_front_as_the_local_executor(local_ray, tmp_path):
     import evoforge
     from evoforge.api import open_store, run_settings

@@ -13,7 +13,9 @@ from evoforge.run import RunSpec
 from evoforge.search.engine import Search
 from evoforge.search.eval_cache import HIT_METRIC, EvaluationCache, cache_key, filed_identity
 from evoforge.search.evaluation import Evaluation, Status
+from evoforge.search.fidelity import Fidelity
 from evoforge.search.termination import Termination
+from evoforge.testing.domains import FidelityDomain
 
 
 def test_the_key_changes_with_every_input():
@@ -88,8 +90,8 @@ class _TimedOnADriver(BenchmarkDomain):
 class _WorkerNode(InlineExecutor):
     """Evaluates as a cluster node that is not the driver: its evaluations say they were timed there."""
 
-    def evaluate(self, tasks, stop=None):
-        for task, evaluation in super().evaluate(tasks, stop):
+    def evaluate(self, tasks, stop=None, more=None):
+        for task, evaluation in super().evaluate(tasks, stop, more):
             yield task, dataclasses.replace(evaluation, metrics={**evaluation.metrics, "machine": "node-b"})
 
 
@@ -178,3 +180,34 @@ def test_timings_are_reused_only_at_the_same_thread_count(tmp_path):
     assert not any(_search(_TimedOnADriver("driver"), cache, _TwoThreads()))  # a latency timed on 1 thread is not one on 2
     assert all(_search(_TimedOnADriver("driver"), cache, _TwoThreads()))
     assert all(_search(_TimedOnADriver("driver"), cache, InlineExecutor()))
+
+
+class _Screened(FidelityDomain):
+    """The fidelity toy with a cache identity, and a setting that changes its screenings only."""
+
+    def __init__(self, screen_by: str) -> None:
+        super().__init__()
+        self.screen_by = screen_by
+
+    def cache_identity(self):
+        return {"domain": self.name}
+
+    def screening_identity(self):
+        return {"screen_by": self.screen_by}
+
+
+def test_full_evaluations_are_shared_between_runs_that_screen_differently_and_screenings_are_not(tmp_path):
+    cache = EvaluationCache(tmp_path / "cache")
+
+    def run(screen_by):
+        search = Search.create(_Screened(screen_by), algorithm="nsga2", algorithm_options={"pop_size": 4},
+                               termination=Termination(max_evaluations=8), seed=1, fidelity=Fidelity((0.5, 1.0), eta=2))
+        search.run(InlineExecutor(), cache=cache)
+        return search.store
+
+    run("examples")
+    same, other = run("examples"), run("epochs")
+    hit = lambda evaluations: [e.metrics.get(HIT_METRIC, False) for e in evaluations]  # noqa: E731
+    assert all(hit(same.screenings()[0.5].values())) and all(hit(same.evaluations().values()))
+    assert not any(hit(other.screenings()[0.5].values()))  # another screening is another result
+    assert all(hit(other.evaluations().values())) and list(other.evaluations()) == list(same.evaluations())

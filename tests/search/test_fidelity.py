@@ -35,6 +35,10 @@ def test_bad_schedules_name_the_value_and_the_fix():
     assert Fidelity.parse("0.25, 0.5,1", 2, "front") == Fidelity((0.25, 0.5, 1.0), 2, "front")
     assert Fidelity((0.1, 0.3, 1.0), eta=3).widening == 9
     assert Fidelity.from_dict(Fidelity((0.2, 1.0)).to_dict()) == Fidelity((0.2, 1.0))
+    with pytest.raises(ConfigError, match="unknown promotion schedule 'eager'; valid: synchronous, asynchronous"):
+        Fidelity((0.5, 1.0), schedule="eager")
+    assert Fidelity.parse("0.5,1", schedule="asynchronous").asynchronous
+    assert Fidelity.from_dict({"rungs": [0.5, 1.0], "eta": 2, "promote": "top"}).schedule == "synchronous"  # runs stored before
 
 
 def test_top_promotes_the_screening_front_first_then_the_largest_contributors():
@@ -66,6 +70,87 @@ def test_failed_candidates_are_never_promoted_and_infeasible_ones_come_last():
     assert fidelity.promoted(list(evaluations), evaluations, OBJECTIVES, 99) == ["infeasible", "ok"]  # ceil(3 / 2), in key order
     assert fidelity.promoted(list(evaluations), evaluations, OBJECTIVES, 1) == ["ok"]  # feasible first, however good the rest
     assert fidelity.promoted(["bad"], evaluations, OBJECTIVES, 99) == []
+
+
+def test_asynchronous_promotion_takes_the_best_floor_share_of_what_is_done_then_fills_the_rung():
+    # k0, k1, k2 are non-dominated, k3..k8 dominated
+    points = [(0, 3), (1, 1), (3, 0), (1.1, 1.1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]
+    screened, keys = results(points), list(results(points))
+    fidelity = Fidelity((0.25, 1.0), eta=3, schedule="asynchronous")
+    done = lambda *ks: {k: screened[k] for k in ks}  # noqa: E731
+    assert fidelity.promote_more(keys, done("k4", "k5"), OBJECTIVES, 3, [], complete=False) == []  # floor(2 / 3)
+    assert fidelity.promote_more(keys, done("k4", "k5", "k6"), OBJECTIVES, 3, [], complete=False) == ["k4"]
+    four = done("k4", "k5", "k6", "k1")
+    assert fidelity.promote_more(keys, four, OBJECTIVES, 3, ["k4"], complete=False) == ["k1"]  # the best now; k4 stays promoted
+    six = done("k4", "k5", "k6", "k1", "k3", "k7")
+    assert fidelity.promote_more(keys, six, OBJECTIVES, 3, ["k4", "k1"], complete=False) == ["k3"]  # floor(6 / 3): k1 and k3
+    assert fidelity.promote_more(keys, six, OBJECTIVES, 2, ["k4", "k1"], complete=False) == []  # never beyond the cap
+    # complete: the synchronous choice (k0, k1, k2) fills what the cap leaves, best first
+    fill = fidelity.promote_more(keys, screened, OBJECTIVES, 4, ["k4", "k1"], complete=True)
+    assert sorted(fill) == ["k0", "k2"]
+    assert fidelity.promote_more(keys, screened, OBJECTIVES, 3, ["k4", "k1"], complete=True) in (["k0"], ["k2"])
+    front = Fidelity((0.25, 1.0), eta=3, promote="front", schedule="asynchronous")
+    assert front.promote_more(keys, done("k4", "k5", "k6"), OBJECTIVES, 3, [], complete=False) == ["k4"]  # the front of what is done
+    assert front.promote_more(keys, done("k4", "k5", "k6", "k3", "k7", "k8"), OBJECTIVES, 3, [], complete=False) == ["k3"]
+
+
+def _run_in_order(search, on_evaluation=None):
+    """Drive ``search`` as one in-process worker does: always the first candidate `ask` offers."""
+    while True:
+        candidates = search.ask()
+        if not candidates:
+            search.advance()
+            if search.stop_reason() is not None:
+                return
+            continue
+        c = candidates[0]
+        search.tell(c.key, search.domain.evaluate(c.genome, _context(c)), c.fidelity)
+        if on_evaluation is not None:
+            on_evaluation(c)
+
+
+def test_asynchronous_promotion_starts_full_evaluations_before_the_rung_is_screened(tmp_path):
+    def create(name, schedule):
+        return Search.create(WarmStartToy(), algorithm="nsga2", algorithm_options={"pop_size": 4},
+                             termination=Termination(max_evaluations=12), seed=2, store=SQLiteRunStore(tmp_path / name),
+                             fidelity=Fidelity((0.25, 1.0), eta=3, schedule=schedule))
+
+    order = []
+    s = create("async.db", "asynchronous")
+    _run_in_order(s, lambda c: order.append((c.generation, c.fidelity, c.operator)))
+    first = [f for g, f, op in order if g == 0 and op != "warm_start"]
+    assert first[:4] == [0.25, 0.25, 0.25, 1.0]  # the best of the first three screenings goes on at once
+    assert first.count(1.0) == 2 and first.index(1.0) < len(first) - 3  # two slots beside the two warm starts
+    full, screened = s.store.evaluations(), s.store.screenings()[0.25]
+    assert len(full) == 12 and len(screened) == 10 + 12 + 12  # the same counts as the synchronous schedule
+    stored = s.store.meta("promotions/0")
+    assert list(stored) == ["0.25"] and len(stored["0.25"]) == 2 and set(stored["0.25"]) <= set(full)
+    sync = create("sync.db", "synchronous")
+    _run_in_order(sync)
+    assert len(sync.store.evaluations()) == 12 and len(sync.store.screenings()[0.25]) == 34
+
+
+def test_a_run_resumed_in_the_middle_of_an_asynchronous_rung_ends_like_an_uninterrupted_one(tmp_path):
+    def create(store, budget):
+        return Search.create(FidelityDomain(), algorithm="petra", algorithm_options={"pop_size": 4},
+                             termination=Termination(max_evaluations=budget), seed=5, store=store,
+                             fidelity=Fidelity((0.2, 0.5, 1.0), eta=2, schedule="asynchronous"))
+
+    full = create(SQLiteRunStore(tmp_path / "full.db"), 16)
+    full.run()  # one in-process worker: the same order as `_run_in_order`
+    s = create(SQLiteRunStore(tmp_path / "run.db"), 16)
+    steps = []
+    try:
+        _run_in_order(s, lambda c: steps.append(c.generation) if len(steps) < 70 else (_ for _ in ()).throw(KeyboardInterrupt))
+    except KeyboardInterrupt:  # "crash" inside generation 1, promotions made at both screening rungs
+        pass
+    assert set(s.store.meta("promotions/1")) == {"0.2", "0.5"} and len(s.store.evaluations()) < 16
+    s.store.close()
+    resumed = Search.resume(SQLiteRunStore(tmp_path / "run.db"))
+    resumed.run()
+    assert list(resumed.store.evaluations()) == list(full.store.evaluations())
+    assert {f: list(v) for f, v in resumed.store.screenings().items()} == {f: list(v) for f, v in full.store.screenings().items()}
+    assert resumed.store.meta("promotions/1") == full.store.meta("promotions/1")
 
 
 def test_a_multi_fidelity_run_evaluates_in_full_only_what_screening_promotes(tmp_path):
@@ -196,17 +281,20 @@ def test_settings_build_the_schedule_and_refuse_domains_without_fidelity(tmp_pat
     assert spec.fidelity() == Fidelity((0.25, 1.0), 4, "front") and RunSpec().fidelity() is None
     with pytest.raises(ConfigError, match="give rungs too"):
         RunSpec(eta=3)
+    with pytest.raises(ConfigError, match="give rungs too"):
+        RunSpec(schedule="asynchronous")
+    assert RunSpec(rungs="0.5,1", schedule="asynchronous").fidelity() == Fidelity((0.5, 1.0), schedule="asynchronous")
     with pytest.raises(ConfigError, match="no cheaper fidelity to screen at"):
         evoforge.optimize(BenchmarkDomain("zdt1", n_var=3), budget=8, pop_size=4, rungs="0.5,1")
     evoforge.optimize(FidelityDomain(), algorithm="random", budget=8, pop_size=4, rungs=[0.5, 1], eta=2, run_dir=tmp_path / "r")
     with open_store(tmp_path / "r", readonly=True) as store:
         config = store.config()
-        assert config["fidelity"] == {"rungs": [0.5, 1.0], "eta": 2, "promote": "top"}
+        assert config["fidelity"] == {"rungs": [0.5, 1.0], "eta": 2, "promote": "top", "schedule": "synchronous"}
         assert config["run"]["rungs"] == [0.5, 1] and len(store.evaluations()) == 8 and len(store.screenings()[0.5]) == 16
     from evoforge.report.text import run_summary
 
     headline = run_summary(tmp_path / "r")["headline"]
-    assert "multi-fidelity: screened 16 at 0.5 of full fidelity (eta 2, promote top); 8 full evaluations" in headline
+    assert "multi-fidelity: screened 16 at 0.5 of full fidelity (eta 2, promote top, synchronous); 8 full evaluations" in headline
     assert re.search(r"screening cost: a median \S+ s at 0\.5 \(\d+\.\d\d of the same candidates' full evaluations, 8 promoted\)\. "
                      r"Screening saves compute only well below 1/eta = 0\.50 of a full evaluation", headline), headline
     with pytest.raises(ConfigError, match="rungs cannot change when a run resumes"):

@@ -326,10 +326,14 @@ class CompressDomain(Domain):
         genome's evaluation does not depend on what else could be drawn."""
         import hashlib
 
-        config = {k: v for k, v in self.config().items() if k not in ("space", "timeout_s", "prefix_cache_mb", "quantize_operator")}
+        ignored = ("space", "timeout_s", "prefix_cache_mb", "quantize_operator", "screen_by")  # screen_by: `screening_identity`
+        config = {k: v for k, v in self.config().items() if k not in ignored}
         baseline = hashlib.sha256((self.require_layout().baseline / self.artifact).read_bytes()).hexdigest()
         return {"domain": self.name, **config, "baseline": baseline, MACHINE_METRIC: machine_name(),
                 "code": code_identity(EVALUATION_LIBRARIES)}
+
+    def screening_identity(self) -> dict[str, Any]:
+        return {"screen_by": self.screen_by}
 
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         assert isinstance(genome, PipelineGenome)

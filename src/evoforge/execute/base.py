@@ -42,10 +42,14 @@ class Executor(abc.ABC):
         """Prepare to evaluate genomes of the domain described by ``domain_spec``."""
 
     @abc.abstractmethod
-    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
+    def evaluate(
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+    ) -> Iterator[tuple[EvalTask, Evaluation]]:
         """Run the tasks; yield (task, evaluation) pairs in completion order. ``stop`` is asked
         before each task starts: once it returns True no further task starts, the running ones
-        finish and are yielded, and the rest are not run (a caller asks for them again later)."""
+        finish and are yielded, and the rest are not run (a caller asks for them again later).
+        ``more`` is asked after each yielded pair has been handled by the caller: the tasks it
+        returns (which may depend on the results so far) start before those still queued."""
 
     def close(self) -> None:
         """Stop workers and release resources."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -22,10 +23,16 @@ class InlineExecutor(Executor):
         self._domain = domain_from_spec(domain_spec)
         self._domain.setup_worker()
 
-    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
+    def evaluate(
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+    ) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._domain is None:
             raise ConfigError("InlineExecutor.evaluate called before start")
-        for task in tasks:
+        queue = collections.deque(tasks)
+        while queue:
             if stop is not None and stop():
                 return
+            task = queue.popleft()
             yield task, run_task(self._domain, task, threads=1)
+            if more is not None:
+                queue.extendleft(reversed(more()))

@@ -174,7 +174,9 @@ class LocalExecutor(Executor):
             raise EvaluationError(f"a worker could not set up the domain: {detail}")
         return worker
 
-    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
+    def evaluate(
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+    ) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._spec is None:
             raise ConfigError("LocalExecutor.evaluate called before start")
         queue = collections.deque(tasks)
@@ -186,6 +188,10 @@ class LocalExecutor(Executor):
             if queue and idle and stop is not None and stop():
                 queue.clear()  # start nothing more; the busy workers finish
                 continue
+            while len(queue) > len(idle) and len(self._pool) < self.workers:  # ``more`` grew the queue
+                worker = self._spawn()
+                self._pool.append(worker)
+                idle.append(worker)
             while queue and idle:
                 worker = idle.pop()
                 worker.task = queue.popleft()
@@ -222,6 +228,8 @@ class LocalExecutor(Executor):
                 else:
                     idle.append(worker)
                 yield task, result
+                if more is not None:
+                    queue.extendleft(reversed(more()))
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for monitoring)."""

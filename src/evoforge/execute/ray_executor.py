@@ -241,7 +241,9 @@ class RayExecutor(Executor):
         capacity = max(1, min(fits))
         return min(capacity, self.workers) if self.workers else capacity
 
-    def evaluate(self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None) -> Iterator[tuple[EvalTask, Evaluation]]:
+    def evaluate(
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+    ) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._remote is None:
             raise ConfigError("RayExecutor.evaluate called before start")
         ray = self._ray
@@ -271,6 +273,8 @@ class RayExecutor(Executor):
                         continue
                     assert isinstance(result, Evaluation)
                     yield attempt.task, result
+                    if more is not None:
+                        queue.extendleft((t, 1) for t in reversed(more()))
                 for gen, attempt in list(running.items()):
                     if now < self._deadline(attempt):
                         continue
@@ -284,6 +288,8 @@ class RayExecutor(Executor):
                     yield attempt.task, Evaluation.failure(
                         Status.TIMEOUT, f"evaluation exceeded its {self.timeout_s:g} s timeout", now - attempt.started
                     )
+                    if more is not None:
+                        queue.extendleft((t, 1) for t in reversed(more()))
         finally:
             for gen in running:
                 ray.cancel(gen, force=True)

@@ -85,8 +85,10 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
                 row[f"Δtest_{name}"] = value - baseline[name]
     if config.get("fidelity"):
         rungs = ", ".join(f"{len(screened.get(float(f), {}))} at {f:g}" for f in config["fidelity"]["rungs"][:-1])
+        schedule = config["fidelity"].get("schedule", "synchronous")
         headline += (f"\nmulti-fidelity: screened {rungs} of full fidelity (eta {config['fidelity']['eta']}, promote "
-                     f"{config['fidelity']['promote']}); {len(evaluations)} full evaluations, the only ones the front and HV use")
+                     f"{config['fidelity']['promote']}, {schedule}); {len(evaluations)} full evaluations, the only ones the front "
+                     "and HV use")
         headline += _screening_cost(screened, evaluations, int(config["fidelity"]["eta"]))
     reused = sum(bool(e.metrics.get(HIT_METRIC)) for e in evaluations.values())
     if reused:

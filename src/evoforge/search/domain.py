@@ -170,6 +170,12 @@ class Domain(abc.ABC):
         default): this domain's evaluations are never shared between runs."""
         return None
 
+    def screening_identity(self) -> dict[str, Any]:
+        """The settings that change what a screening (fidelity < 1) computes and nothing else,
+        as JSON: they join the cache key of screenings only, so full evaluations stay shared
+        between runs that screen differently. Keep them out of `cache_identity`."""
+        return {}
+
     def search_features(self, genome: Genome) -> dict[str, float | str]:
         """Named settings of ``genome`` that a model-based search may learn from: numbers
         (epochs, ratios; a log-scaled setting as its log) and categories. A setting the genome

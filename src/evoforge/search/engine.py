@@ -11,7 +11,9 @@ were in flight are asked again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -109,6 +111,7 @@ class Search:
         self.fidelity = fidelity
         self._screenings: dict[float, dict[str, Evaluation]] = {}
         self._slots: int | None = None  # full evaluations the current batch may get (multi-fidelity runs)
+        self._promotions: dict[float, list[str]] = {}  # the current batch's, per rung (asynchronous schedule)
         self.algorithm = algorithm
         self.store = store
         self.seed = seed
@@ -206,6 +209,10 @@ class Search:
             _set_rng_state(self.rng, batch["rng_state"])
             self._elapsed_before = float(batch.get("elapsed_s", self._elapsed_before))
             self._slots = batch.get("slots")
+            if self.fidelity is not None and self.fidelity.asynchronous:
+                stored = self.store.meta(_promotions_meta(self.generation + 1), {}) or {}
+                self._promotions = {float(f): list(keys) for f, keys in stored.items()}
+                self._promote()  # catch up with screenings stored after the last stored promotion
 
     def _individual(self, key: str) -> Individual:
         return Individual(genome_from_json(self.store.genome(key)), self._evaluations[key])
@@ -246,44 +253,81 @@ class Search:
     def ask(self) -> list[Candidate]:
         """The candidates of the current generation that still need an evaluation (creating the
         generation's batch on first call); empty once the generation is complete. In a
-        multi-fidelity run these are the current rung's, led by the warm starts that still need
-        their full evaluation (they skip screening, so they need not wait for it): tell them all,
-        then ask again."""
+        multi-fidelity run these are the warm starts that still need their full evaluation (they
+        skip screening), then the promoted candidates waiting for theirs, then the screenings
+        still to do. Under the synchronous schedule promotion waits for a whole rung, under the
+        asynchronous one each `tell` of a screening may promote: ask again after telling."""
         if self._batch is None:
             self._begin_batch()
-        fraction, pending, _ = self._pending()
-        if fraction < 1.0:
-            waiting = [o for o in self._batch or [] if o.operator == WARM_START and o.genome.content_hash not in self._evaluations]
-            pending = waiting + pending
+        todo, _ = self._open()
         gen = self.generation + 1
         return [
             Candidate(o.genome.content_hash, o.genome, candidate_seed(self.seed, o.genome.content_hash), o.operator, o.parent, gen,
-                      1.0 if o.operator == WARM_START else fraction)
-            for o in pending
+                      fraction)
+            for fraction, o in todo
         ]
 
-    def _pending(self) -> tuple[float, list[Offspring], list[Offspring]]:
-        """(fraction, offspring still to evaluate at it, every offspring of that rung); when the
-        batch is complete, (1.0, [], the offspring evaluated at full fidelity). Promotion is
-        recomputed from the stored results, so a resumed run promotes what the interrupted one did."""
+    def _open(self) -> tuple[list[tuple[float, Offspring]], list[Offspring]]:
+        """(the evaluations the current batch still needs, each with its fraction of full
+        fidelity, in the order to run them; the batch's members that reach full fidelity, in
+        batch order). Synchronous promotion is recomputed from the stored results, so a resumed
+        run promotes what the interrupted one did; asynchronous promotions are stored as made."""
         assert self._batch is not None
-        members = list(self._batch)
-        rungs = self.fidelity.rungs if self.fidelity is not None else (1.0,)
-        for i, fraction in enumerate(rungs):
-            if fraction == 1.0:
-                return 1.0, [o for o in members if o.genome.content_hash not in self._evaluations], members
-            assert self.fidelity is not None
-            screened = [o for o in members if o.operator != WARM_START]  # warm starts go straight to full fidelity
+        if self.fidelity is None:
+            return [(1.0, o) for o in self._batch if _key(o) not in self._evaluations], list(self._batch)
+        warm = {_key(o) for o in self._batch if o.operator == WARM_START}  # straight to full fidelity
+        rung = [o for o in self._batch if _key(o) not in warm]
+        screenings: list[tuple[float, Offspring]] = []
+        for i, fraction in enumerate(self.fidelity.rungs[:-1]):
             results = self._screenings.get(fraction, {})
-            missing = [o for o in screened if o.genome.content_hash not in results]
-            if missing:
-                return fraction, missing, screened
-            last = i + 1 == len(rungs) - 1
-            warm = len(members) - len(screened)  # they take full evaluations of the generation's slots
-            count = (self._slots or len(members)) - warm if last else len(screened)
-            keep = set(self.fidelity.promoted([o.genome.content_hash for o in screened], results, self.domain.objectives, count))
-            members = [o for o in members if o.operator == WARM_START or o.genome.content_hash in keep]
-        raise AssertionError("the last rung is full fidelity")
+            screenings = [(fraction, o) for o in rung if _key(o) not in results] + screenings  # deeper rungs first
+            if self.fidelity.asynchronous:
+                keep = set(self._promotions.get(fraction, []))
+            elif any(_key(o) not in results for o in rung):
+                rung = []  # nothing goes on before the rung is complete
+                break
+            else:
+                keys = [_key(o) for o in rung]
+                keep = set(self.fidelity.promoted(keys, results, self.domain.objectives, self._rung_cap(i, len(warm), len(keys))))
+            rung = [o for o in rung if _key(o) in keep]
+        promoted = {_key(o) for o in rung}
+        full = [o for o in self._batch if _key(o) in warm or _key(o) in promoted]
+        waiting = [(1.0, o) for o in full if _key(o) not in self._evaluations]
+        warm_first = [p for p in waiting if _key(p[1]) in warm] + [p for p in waiting if _key(p[1]) not in warm]
+        return warm_first + screenings, full
+
+    def _rung_cap(self, index: int, warm: int, members: int) -> int:
+        """The most candidates rung ``index`` may promote: the next rung's screenings are not
+        limited beyond ``eta``; the last screening rung fills the generation's full-evaluation
+        slots that the warm starts leave."""
+        assert self.fidelity is not None
+        last = index == len(self.fidelity.rungs) - 2
+        return (self._slots or members + warm) - warm if last else members
+
+    def _promote(self) -> None:
+        """Asynchronous schedule: make and store the promotions the screenings told so far
+        allow, rung by rung (a rung counts as complete once the rung before it is complete and
+        all its members are screened)."""
+        assert self.fidelity is not None and self._batch is not None
+        warm = sum(o.operator == WARM_START for o in self._batch)
+        keys = [_key(o) for o in self._batch if o.operator != WARM_START]
+        expected = len(keys)  # the rung's size once complete
+        complete = True
+        changed = False
+        for i, fraction in enumerate(self.fidelity.rungs[:-1]):
+            results = self._screenings.get(fraction, {})
+            complete = complete and all(k in results for k in keys)
+            cap = min(self._rung_cap(i, warm, expected), math.ceil(expected / self.fidelity.eta))
+            already = self._promotions.setdefault(fraction, [])
+            new = self.fidelity.promote_more(keys, results, self.domain.objectives, cap, already, complete)
+            if new:
+                already.extend(new)
+                changed = True
+            promoted = set(already)
+            keys = [k for k in keys if k in promoted]
+            expected = cap
+        if changed:
+            self.store.put_meta(_promotions_meta(self.generation + 1), {str(f): list(v) for f, v in self._promotions.items()})
 
     def _begin_batch(self) -> None:
         gen = self.generation + 1
@@ -314,6 +358,9 @@ class Search:
         )
         self._batch = batch
         self._slots = slots if self.fidelity is not None else None
+        self._promotions = {}
+        if self.fidelity is not None and self.fidelity.asynchronous:
+            self._promote()  # offspring screened in an earlier generation count as done
 
     def tell(self, key: str, evaluation: Evaluation, fidelity: float = 1.0) -> Evaluation:
         """Record the evaluation of candidate ``key`` at ``fidelity`` (the candidate's); returns it
@@ -325,6 +372,8 @@ class Search:
             checked = dataclasses.replace(checked, metrics={**checked.metrics, "fidelity": fidelity})
             self.store.put_screening(key, fidelity, checked, self.generation + 1)
             self._screenings.setdefault(fidelity, {})[key] = checked
+            if self.fidelity is not None and self.fidelity.asynchronous and self._batch is not None:
+                self._promote()
             return checked
         if key in self._evaluations:
             raise EvoforgeError(f"candidate {key} was already told")
@@ -336,7 +385,7 @@ class Search:
         """Close the current generation: survival, hypervolume, and a stored generation record."""
         if self._batch is None:
             raise EvoforgeError("advance called before ask")
-        _, missing, done = self._pending()
+        missing, done = self._open()
         if missing:
             raise EvoforgeError(f"candidates of generation {self.generation + 1} still need an evaluation")
         gen = self.generation + 1
@@ -433,6 +482,7 @@ class Search:
         executor = executor or InlineExecutor()
         callback = callback or SearchCallback()
         identity = _threaded(self.domain.cache_identity(), executor.threads_per_evaluation) if cache is not None else None
+        screening = self.domain.screening_identity() if identity is not None else {}
         executor.start(domain_spec(self.domain, self.layout))
         cut = False  # the budget ran out inside a generation
         def stop() -> str | None:
@@ -442,28 +492,16 @@ class Search:
         try:
             while not cut and (self._batch is not None or stop() is None):
                 lookups = _lookup_identities(identity, executor) if identity is not None else []  # per generation: nodes may join
-                candidates = {c.key: c for c in self.ask()}
-                while candidates:  # one round per rung
-                    todo = list(candidates.values())
-                    if cache is not None and lookups:
-                        todo = []
-                        for c in candidates.values():
-                            keys = (cache_key(i, c.key, c.seed, _fidelity_record(c.fidelity)) for i in lookups)
-                            hit = next((e for e in (cache.get(k, self.layout, c.key) for k in keys) if e is not None), None)
-                            if hit is None:
-                                todo.append(c)
-                            else:
-                                callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
-                    for task, evaluation in executor.evaluate(self.tasks(todo), stop=out_of_budget):
-                        stored = self.tell(task.key, evaluation, task.fidelity)
-                        if cache is not None and identity is not None:
-                            key = cache_key(filed_identity(identity, stored), task.key, task.seed, _fidelity_record(task.fidelity))
-                            cache.put(key, stored, self.layout)
-                        callback.on_evaluation(candidates[task.key], stored)
-                    candidates = {c.key: c for c in self.ask()}
-                    if candidates and stop() is not None:
-                        cut = True  # stop inside the generation; a resume with more budget goes on from it
-                        break
+                issued: dict[tuple[str, float], Candidate] = {}
+                fresh = functools.partial(self._hand_out, issued, lookups, cache, screening, callback)
+                for task, evaluation in executor.evaluate(fresh(), stop=out_of_budget, more=fresh):
+                    stored = self.tell(task.key, evaluation, task.fidelity)
+                    if cache is not None and identity is not None:
+                        key = cache_key(filed_identity(identity, stored), task.key, task.seed,
+                                        _fidelity_record(task.fidelity, screening))
+                        cache.put(key, stored, self.layout)
+                    callback.on_evaluation(issued[(task.key, task.fidelity)], stored)
+                cut = bool(self.ask())  # the budget ran out inside the generation; a resume with more budget goes on from it
                 if not cut:
                     callback.on_generation(self.advance())
         finally:
@@ -472,6 +510,32 @@ class Search:
         self.store.put_meta("finished", {"reason": stop(), "generations": self.generation + 1,
                                          "elapsed_s": self.elapsed_s, **({"stopped_in_generation": self.generation + 1} if cut else {})})
         return self.front()
+
+    def _hand_out(
+        self, issued: dict[tuple[str, float], Candidate], lookups: list[dict[str, Any]], cache: EvaluationCache | None,
+        screening: Mapping[str, Any], callback: SearchCallback,
+    ) -> list[EvalTask]:
+        """The tasks of the generation's candidates not in ``issued`` yet (adding them there),
+        less those the cache answers: they are told at once, and since telling can promote
+        others, `ask` is asked again until no new candidate is a hit."""
+        todo: list[Candidate] = []
+        while True:
+            new = [c for c in self.ask() if (c.key, c.fidelity) not in issued]
+            issued.update(((c.key, c.fidelity), c) for c in new)
+            hits = 0
+            for c in new:
+                hit = None
+                if cache is not None and lookups:
+                    record = _fidelity_record(c.fidelity, screening)
+                    keys = (cache_key(i, c.key, c.seed, record) for i in lookups)
+                    hit = next((e for e in (cache.get(k, self.layout, c.key) for k in keys) if e is not None), None)
+                if hit is None:
+                    todo.append(c)
+                else:
+                    hits += 1
+                    callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
+            if not hits:
+                return self.tasks(todo)
 
     def front(self) -> Front:
         return Front.from_store(self.store, self.domain.objectives)
@@ -498,9 +562,19 @@ def _lookup_identities(identity: dict[str, Any], executor: Executor) -> list[dic
     return [{**identity, MACHINE_METRIC: machine} for machine in machines]
 
 
-def _fidelity_record(fraction: float) -> dict[str, float] | None:
-    """The fidelity part of an evaluation's cache key (None at full fidelity)."""
-    return {"fraction": fraction} if fraction < 1.0 else None
+def _key(offspring: Offspring) -> str:
+    return offspring.genome.content_hash
+
+
+def _promotions_meta(generation: int) -> str:
+    """The store's meta key of a generation's asynchronous promotions."""
+    return f"promotions/{generation}"
+
+
+def _fidelity_record(fraction: float, screening: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fidelity part of an evaluation's cache key: None at full fidelity, else the fraction
+    and what a screening means in the domain (`Domain.screening_identity`)."""
+    return {"fraction": fraction, **screening} if fraction < 1.0 else None
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
