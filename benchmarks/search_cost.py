@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--eta", type=int, default=3)
     parser.add_argument("--promote", default="top", help="the promotion rule: top or front")
     parser.add_argument("--screen-by", default="examples", help="what a screening scales: epochs or examples")
-    parser.add_argument("--schedule", default="synchronous", help="when to promote: synchronous or asynchronous")
+    parser.add_argument("--schedule", default="asynchronous", help="when to promote: asynchronous or synchronous")
     parser.add_argument("--label", default="cheap", help="the cheap runs' folder and row name (to compare settings side by side)")
     parser.add_argument("--patience", type=int, default=None, help="also run plain petra with this patience and the full budget")
     parser.add_argument("--workers", type=int, default=2)

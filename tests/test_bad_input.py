@@ -78,7 +78,7 @@ def test_unknown_names_list_valid_ones(tmp_path):
     assert "is a file; give a folder" in bad("search", "--problem", "zdt1", "--eval-cache", tmp_path / "afile", "--run", tmp_path / "e")
     assert "no cheaper fidelity to screen at" in bad("search", "--problem", "zdt1", "--rungs", "0.5,1", "--run", tmp_path / "f")
     assert "end at 1" in bad("search", "--problem", "zdt1", "--rungs", "1,0.5", "--run", tmp_path / "g")
-    assert "unknown promotion schedule 'eager'; valid: synchronous, asynchronous" in bad(
+    assert "unknown promotion schedule 'eager'; valid: asynchronous, synchronous" in bad(
         "search", "--problem", "zdt1", "--rungs", "0.5,1", "--schedule", "eager", "--run", tmp_path / "k")
     assert "invalid choice: 'steps' (choose from 'epochs', 'examples')" in bad(
         "compress", "--task", "digits-mlp", "--rungs", "0.25,1", "--screen-by", "steps", "--run", tmp_path / "j")

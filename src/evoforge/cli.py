@@ -59,8 +59,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=int, default=None, help="with --rungs: keep 1 in ETA candidates at each rung (default 3)")
     p.add_argument("--promote", default=None, help="with --rungs: top (best 1/eta by rank, default) or front (only the rung's front)")
     p.add_argument("--schedule", default=None,
-                   help="with --rungs: when to promote, synchronous (once a rung is complete, default) or asynchronous "
-                        "(as screenings arrive, so full evaluations start early)")
+                   help="with --rungs: when to promote, asynchronous (as screenings arrive, so full evaluations start "
+                        "early; default) or synchronous (once a rung is complete)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (overrides a config file's)")
     p.add_argument("--run", dest="run_dir", default=None, help="run directory (default: runs/<name>-<time>)")
 

@@ -59,24 +59,26 @@ def test_stop_starts_nothing_more_and_the_running_tasks_finish(workers):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_tasks_from_more_start_before_the_queued_ones_and_grow_the_pool(workers):
-    follow_ups = {"t0": [EvalTask("after-t0", FaultGenome("ok").to_json(), seed=9)]}
-    executor = LocalExecutor(workers, timeout_s=10.0) if workers > 1 else InlineExecutor()
+def test_wanted_replaces_the_queue_and_grows_the_pool(workers):
+    plan = tasks("ok", "ok", "ok")
+    extra = EvalTask("new", FaultGenome("ok").to_json(), seed=9)
     order = []
+
+    def wanted():
+        if order == ["t0"]:
+            plan[:] = [extra, plan[2]]  # t1 is no longer wanted, a new task goes first
+        return [t for t in plan if t.key not in order]
+
+    executor = LocalExecutor(workers, timeout_s=10.0) if workers > 1 else InlineExecutor()
     with executor as ex:
         ex.start(domain_spec(FaultDomain(sleep_s=0.1)))
-        first = tasks("ok") if workers > 1 else tasks("ok", "ok", "ok")  # one task: the pool starts with one worker
-        for task, result in ex.evaluate(first, more=lambda: follow_ups.pop(order[-1], [])):
+        first = plan[:1] if workers > 1 else list(plan)  # one task: the pool starts with one worker
+        for task, result in ex.evaluate(first, wanted=wanted):
             order.append(task.key)
             assert result.status is Status.OK
         if workers > 1:
-            follow_ups["t0"] = [EvalTask(f"x{i}", FaultGenome("ok").to_json(), seed=i) for i in range(2)]
-            order.clear()
-            for task, _ in ex.evaluate(tasks("ok"), more=lambda: follow_ups.pop(order[-1], [])):
-                order.append(task.key)
-            assert sorted(order) == ["t0", "x0", "x1"] and len(ex.worker_pids()) == 2  # the second worker joined for them
-    if workers == 1:
-        assert order == ["t0", "after-t0", "t1", "t2"]
+            assert len(ex.worker_pids()) == 2  # the second worker joined for the wanted tasks
+    assert order == ["t0", "new", "t2"] if workers == 1 else sorted(order) == ["new", "t0", "t2"]
 
 
 def test_inline_executor_records_exceptions():

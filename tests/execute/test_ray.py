@@ -146,12 +146,12 @@ def test_stop_starts_nothing_more_and_the_running_tasks_finish(local_ray, tmp_pa
     assert 1 <= len(done) < 8 and len(counter.read_text().split()) == len(done)  # every started task was yielded
 
 
-def test_tasks_from_more_are_run_too(local_ray, tmp_path):
-    follow_ups = {"t0": tasks("ok", "ok")[1:]}
+def test_wanted_tasks_are_run_after_the_first_result(local_ray, tmp_path):
+    plan = tasks("ok", "ok")
+    order: list[str] = []
     with RayExecutor() as ex:
         ex.start(domain_spec(CountingFaultDomain(str(tmp_path / "runs.txt"))))
-        order: list[str] = []
-        for task, result in ex.evaluate(tasks("ok"), more=lambda: follow_ups.pop(order[-1], [])):
+        for task, result in ex.evaluate(plan[:1], wanted=lambda: [t for t in plan if t.key not in order]):
             order.append(task.key)
             assert result.ok
     assert order == ["t0", "t1"]

@@ -43,13 +43,15 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(
-        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, wanted: Callable[[], Sequence[EvalTask]] | None = None
     ) -> Iterator[tuple[EvalTask, Evaluation]]:
         """Run the tasks; yield (task, evaluation) pairs in completion order. ``stop`` is asked
         before each task starts: once it returns True no further task starts, the running ones
         finish and are yielded, and the rest are not run (a caller asks for them again later).
-        ``more`` is asked after each yielded pair has been handled by the caller: the tasks it
-        returns (which may depend on the results so far) start before those still queued."""
+        ``wanted`` is asked after each yielded pair has been handled by the caller: every task
+        the caller still wants run and has not been handed (which may depend on the results so
+        far), in the order to start them; it replaces the queue (running tasks are not started
+        again). Tasks are compared by value."""
 
     def close(self) -> None:
         """Stop workers and release resources."""

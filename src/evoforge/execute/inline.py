@@ -24,7 +24,7 @@ class InlineExecutor(Executor):
         self._domain.setup_worker()
 
     def evaluate(
-        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, wanted: Callable[[], Sequence[EvalTask]] | None = None
     ) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._domain is None:
             raise ConfigError("InlineExecutor.evaluate called before start")
@@ -34,5 +34,5 @@ class InlineExecutor(Executor):
                 return
             task = queue.popleft()
             yield task, run_task(self._domain, task, threads=1)
-            if more is not None:
-                queue.extendleft(reversed(more()))
+            if wanted is not None:
+                queue = collections.deque(wanted())

@@ -175,7 +175,7 @@ class LocalExecutor(Executor):
         return worker
 
     def evaluate(
-        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, wanted: Callable[[], Sequence[EvalTask]] | None = None
     ) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._spec is None:
             raise ConfigError("LocalExecutor.evaluate called before start")
@@ -188,7 +188,7 @@ class LocalExecutor(Executor):
             if queue and idle and stop is not None and stop():
                 queue.clear()  # start nothing more; the busy workers finish
                 continue
-            while len(queue) > len(idle) and len(self._pool) < self.workers:  # ``more`` grew the queue
+            while len(queue) > len(idle) and len(self._pool) < self.workers:  # ``wanted`` grew the queue
                 worker = self._spawn()
                 self._pool.append(worker)
                 idle.append(worker)
@@ -228,8 +228,9 @@ class LocalExecutor(Executor):
                 else:
                     idle.append(worker)
                 yield task, result
-                if more is not None:
-                    queue.extendleft(reversed(more()))
+                if wanted is not None:
+                    running = {w.task for w in busy}
+                    queue = collections.deque(t for t in wanted() if t not in running)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for monitoring)."""

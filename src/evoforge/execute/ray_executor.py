@@ -242,7 +242,7 @@ class RayExecutor(Executor):
         return min(capacity, self.workers) if self.workers else capacity
 
     def evaluate(
-        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, more: Callable[[], Sequence[EvalTask]] | None = None
+        self, tasks: Sequence[EvalTask], stop: Callable[[], bool] | None = None, wanted: Callable[[], Sequence[EvalTask]] | None = None
     ) -> Iterator[tuple[EvalTask, Evaluation]]:
         if self._remote is None:
             raise ConfigError("RayExecutor.evaluate called before start")
@@ -273,8 +273,8 @@ class RayExecutor(Executor):
                         continue
                     assert isinstance(result, Evaluation)
                     yield attempt.task, result
-                    if more is not None:
-                        queue.extendleft((t, 1) for t in reversed(more()))
+                    if wanted is not None:
+                        queue = self._requeue(wanted(), queue, running)
                 for gen, attempt in list(running.items()):
                     if now < self._deadline(attempt):
                         continue
@@ -288,11 +288,21 @@ class RayExecutor(Executor):
                     yield attempt.task, Evaluation.failure(
                         Status.TIMEOUT, f"evaluation exceeded its {self.timeout_s:g} s timeout", now - attempt.started
                     )
-                    if more is not None:
-                        queue.extendleft((t, 1) for t in reversed(more()))
+                    if wanted is not None:
+                        queue = self._requeue(wanted(), queue, running)
         finally:
             for gen in running:
                 ray.cancel(gen, force=True)
+
+    @staticmethod
+    def _requeue(
+        wanted: Sequence[EvalTask], queue: collections.deque[tuple[EvalTask, int]], running: dict[Any, _Attempt]
+    ) -> collections.deque[tuple[EvalTask, int]]:
+        """The queue for the caller's ``wanted`` tasks: the running ones left out, a queued retry
+        keeping its attempt number."""
+        numbers = dict(queue)
+        started = {a.task for a in running.values()}
+        return collections.deque((t, numbers.get(t, 1)) for t in wanted if t not in started)
 
     def _deadline(self, attempt: _Attempt) -> float:
         if attempt.started is None:

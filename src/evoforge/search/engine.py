@@ -277,12 +277,15 @@ class Search:
             return [(1.0, o) for o in self._batch if _key(o) not in self._evaluations], list(self._batch)
         warm = {_key(o) for o in self._batch if o.operator == WARM_START}  # straight to full fidelity
         rung = [o for o in self._batch if _key(o) not in warm]
+        caps = self._promotion_caps() if self.fidelity.asynchronous else []
         screenings: list[tuple[float, Offspring]] = []
         for i, fraction in enumerate(self.fidelity.rungs[:-1]):
             results = self._screenings.get(fraction, {})
             screenings = [(fraction, o) for o in rung if _key(o) not in results] + screenings  # deeper rungs first
             if self.fidelity.asynchronous:
                 keep = set(self._promotions.get(fraction, []))
+                if len(keep) >= caps[i]:  # the rung's share is promoted: its rest and the rungs before need no screening
+                    screenings = [p for p in screenings if p[0] > fraction]
             elif any(_key(o) not in results for o in rung):
                 rung = []  # nothing goes on before the rung is complete
                 break
@@ -304,28 +307,39 @@ class Search:
         last = index == len(self.fidelity.rungs) - 2
         return (self._slots or members + warm) - warm if last else members
 
-    def _promote(self) -> None:
-        """Asynchronous schedule: make and store the promotions the screenings told so far
-        allow, rung by rung (a rung counts as complete once the rung before it is complete and
-        all its members are screened)."""
+    def _promotion_caps(self) -> list[int]:
+        """Asynchronous schedule: the most candidates each screening rung may promote, the
+        synchronous schedule's count: ``ceil(n / eta)`` of the ``n`` it would hold, and no more
+        than the generation's full-evaluation slots left by the warm starts."""
         assert self.fidelity is not None and self._batch is not None
         warm = sum(o.operator == WARM_START for o in self._batch)
+        expected = len(self._batch) - warm
+        caps = []
+        for i in range(len(self.fidelity.rungs) - 1):
+            expected = min(self._rung_cap(i, warm, expected), math.ceil(expected / self.fidelity.eta))
+            caps.append(expected)
+        return caps
+
+    def _promote(self) -> None:
+        """Asynchronous schedule: make and store the promotions the screenings told so far
+        allow, rung by rung. A rung is complete once the rung before it is complete and all its
+        members are screened, or once it has promoted its share (its other members are then
+        never screened)."""
+        assert self.fidelity is not None and self._batch is not None
         keys = [_key(o) for o in self._batch if o.operator != WARM_START]
-        expected = len(keys)  # the rung's size once complete
         complete = True
         changed = False
-        for i, fraction in enumerate(self.fidelity.rungs[:-1]):
+        for fraction, cap in zip(self.fidelity.rungs[:-1], self._promotion_caps()):
             results = self._screenings.get(fraction, {})
-            complete = complete and all(k in results for k in keys)
-            cap = min(self._rung_cap(i, warm, expected), math.ceil(expected / self.fidelity.eta))
             already = self._promotions.setdefault(fraction, [])
-            new = self.fidelity.promote_more(keys, results, self.domain.objectives, cap, already, complete)
+            screened = complete and all(k in results for k in keys)
+            new = self.fidelity.promote_more(keys, results, self.domain.objectives, cap, already, screened)
             if new:
                 already.extend(new)
                 changed = True
+            complete = screened or (complete and len(already) >= cap)
             promoted = set(already)
             keys = [k for k in keys if k in promoted]
-            expected = cap
         if changed:
             self.store.put_meta(_promotions_meta(self.generation + 1), {str(f): list(v) for f, v in self._promotions.items()})
 
@@ -494,7 +508,7 @@ class Search:
                 lookups = _lookup_identities(identity, executor) if identity is not None else []  # per generation: nodes may join
                 issued: dict[tuple[str, float], Candidate] = {}
                 fresh = functools.partial(self._hand_out, issued, lookups, cache, screening, callback)
-                for task, evaluation in executor.evaluate(fresh(), stop=out_of_budget, more=fresh):
+                for task, evaluation in executor.evaluate(fresh(), stop=out_of_budget, wanted=fresh):
                     stored = self.tell(task.key, evaluation, task.fidelity)
                     if cache is not None and identity is not None:
                         key = cache_key(filed_identity(identity, stored), task.key, task.seed,
@@ -515,10 +529,10 @@ class Search:
         self, issued: dict[tuple[str, float], Candidate], lookups: list[dict[str, Any]], cache: EvaluationCache | None,
         screening: Mapping[str, Any], callback: SearchCallback,
     ) -> list[EvalTask]:
-        """The tasks of the generation's candidates not in ``issued`` yet (adding them there),
-        less those the cache answers: they are told at once, and since telling can promote
-        others, `ask` is asked again until no new candidate is a hit."""
-        todo: list[Candidate] = []
+        """The tasks of the generation's candidates that still need an evaluation (`ask`), less
+        those the cache answers: a candidate not in ``issued`` yet is looked up once (and added
+        there), a hit is told at once, and since telling can promote others, `ask` is asked
+        again until no new candidate is a hit."""
         while True:
             new = [c for c in self.ask() if (c.key, c.fidelity) not in issued]
             issued.update(((c.key, c.fidelity), c) for c in new)
@@ -529,13 +543,11 @@ class Search:
                     record = _fidelity_record(c.fidelity, screening)
                     keys = (cache_key(i, c.key, c.seed, record) for i in lookups)
                     hit = next((e for e in (cache.get(k, self.layout, c.key) for k in keys) if e is not None), None)
-                if hit is None:
-                    todo.append(c)
-                else:
+                if hit is not None:
                     hits += 1
                     callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
             if not hits:
-                return self.tasks(todo)
+                return self.tasks(self.ask())
 
     def front(self) -> Front:
         return Front.from_store(self.store, self.domain.objectives)

@@ -34,8 +34,8 @@ PROMOTION_RULES = ("top", "front")
 contribution. ``front``: of those, only the rung's non-dominated ones (fewer full evaluations
 when the screening front is small)."""
 
-SCHEDULES = ("synchronous", "asynchronous")
-"""When candidates are promoted: once their rung is complete, or as screenings arrive."""
+SCHEDULES = ("asynchronous", "synchronous")
+"""When candidates are promoted: as screenings arrive (the default), or once their rung is complete."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Fidelity:
     rungs: tuple[float, ...] = (0.25, 1.0)
     eta: int = 3
     promote: str = "top"
-    schedule: str = "synchronous"
+    schedule: str = "asynchronous"
 
     def __post_init__(self) -> None:
         rungs = tuple(float(r) for r in self.rungs)
@@ -72,7 +72,7 @@ class Fidelity:
                 raise ConfigError(f"rungs {rungs!r} are invalid; give fractions separated by commas, e.g. 0.25,1") from None
         else:
             values = tuple(rungs)
-        return cls(values, 3 if eta is None else eta, promote or "top", schedule or "synchronous")
+        return cls(values, 3 if eta is None else eta, promote or "top", schedule or "asynchronous")
 
     @property
     def widening(self) -> int:
