@@ -180,12 +180,12 @@ class RayExecutor(Executor):
         self._remote = ray.remote(_ray_task).options(**options)
         self._spec_json = json.dumps(domain_spec, sort_keys=True)
 
-    def _wanted(self) -> dict[str, float]:
+    def _resources_per_evaluation(self) -> dict[str, float]:
         return {"CPU": self.num_cpus, "GPU": self.num_gpus, "memory": (self.memory_mb or 0) * 1024 * 1024}
 
     def _fits(self, resources: dict[str, float]) -> bool:
         """True when a node with ``resources`` can hold one evaluation."""
-        return all(resources.get(k, 0.0) >= v for k, v in self._wanted().items() if v > 0)
+        return all(resources.get(k, 0.0) >= v for k, v in self._resources_per_evaluation().items() if v > 0)
 
     def _alive_nodes(self) -> list[dict[str, Any]]:
         """Ray's records of the cluster's alive nodes."""
@@ -195,8 +195,9 @@ class RayExecutor(Executor):
         """Refuse resources no node has (Ray would queue such tasks forever)."""
         nodes = [node.get("Resources", {}) for node in self._alive_nodes()]
         if not any(self._fits(res) for res in nodes):
-            have = [{k: res.get(k, 0.0) for k in self._wanted()} for res in nodes]
-            raise ConfigError(f"no Ray node has the resources one evaluation asks for ({self._wanted()}); nodes have {have}")
+            asked = self._resources_per_evaluation()
+            have = [{k: res.get(k, 0.0) for k in asked} for res in nodes]
+            raise ConfigError(f"no Ray node has the resources one evaluation asks for ({asked}); nodes have {have}")
 
     def _probe(self, node_ids: list[str]) -> dict[str, str | None]:
         """Each node's machine name, from one task pinned to it; None for a node that does not

@@ -534,7 +534,8 @@ class Search:
         there), a hit is told at once, and since telling can promote others, `ask` is asked
         again until no new candidate is a hit."""
         while True:
-            new = [c for c in self.ask() if (c.key, c.fidelity) not in issued]
+            pending = self.ask()
+            new = [c for c in pending if (c.key, c.fidelity) not in issued]
             issued.update(((c.key, c.fidelity), c) for c in new)
             hits = 0
             for c in new:
@@ -547,7 +548,7 @@ class Search:
                     hits += 1
                     callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
             if not hits:
-                return self.tasks(self.ask())
+                return self.tasks(pending)
 
     def front(self) -> Front:
         return Front.from_store(self.store, self.domain.objectives)
