@@ -229,6 +229,8 @@ def test_runs_are_self_contained_and_refuse_changed_inputs(tmp_path):
     member = summary["front"][0]["id"]
     assert json.loads(run("export", run_dir, "--id", member, cwd=elsewhere).stdout)["test"]["accuracy"] > 0.5
     assert (run_dir / "exports" / str(member) / "model.pt").exists()
+    refused = bad("resume", run_dir, "--budget", "6", "--seed", "3")
+    assert "--seed cannot change on resume" in refused and "keeps its seed (0)" in refused
     run("resume", run_dir, "--budget", "6", "--quiet", cwd=elsewhere)
     with open_store(run_dir, readonly=True) as store:
         assert len(store.evaluations()) == 6

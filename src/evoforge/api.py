@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from evoforge.errors import ConfigError, StoreError
 from evoforge.front import Front
 from evoforge.layout import RunLayout
-from evoforge.run import ALGORITHM_SIZES, RunSpec, stored_spec
+from evoforge.run import FIXED_ON_RESUME, RunSpec, stored_spec
 from evoforge.search.domain import Domain, domain_from_spec
 from evoforge.search.engine import Search, SearchCallback
 from evoforge.store.base import RunStore
@@ -148,9 +148,7 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
     address, resources), its budget and its patience. A new budget or patience stays with the run:
     a later resume without them keeps it. Raises `ConfigError` when an input changed since the run
     started."""
-    fixed = sorted({"algorithm", "seed", "preselect", "explore", "rungs", "eta", "promote", "schedule",
-                    *ALGORITHM_SIZES}
-                   & {k for k, v in overrides.items() if v is not None})
+    fixed = sorted(set(FIXED_ON_RESUME) & {k for k, v in overrides.items() if v is not None})
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} cannot change when a run resumes; start a new run for other values")
     layout = RunLayout(Path(run_dir))

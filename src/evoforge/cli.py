@@ -243,17 +243,28 @@ def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:
 
 
 def _resume_args(p: argparse.ArgumentParser) -> None:
+    from evoforge.run import FIXED_ON_RESUME
+
     p.add_argument("run_dir", help="run directory")
     _execution_args(p)  # each defaults to the run's own; --budget replaces the run's budget (to extend it)
+    for name in FIXED_ON_RESUME:  # accepted only to be refused by name (argparse would call them unrecognized)
+        p.add_argument(f"--{name.replace('_', '-')}", dest=f"fixed_{name}", default=None, help=argparse.SUPPRESS)
 
 
 @command("resume", "continue a stopped run with its stored settings", _resume_args)
 def _resume(args: argparse.Namespace) -> int:
     import evoforge
     from evoforge.api import run_settings
+    from evoforge.run import FIXED_ON_RESUME
 
+    stored = run_settings(args.run_dir)
+    for name in FIXED_ON_RESUME:
+        if getattr(args, f"fixed_{name}") is not None:
+            flag = f"--{name.replace('_', '-')}"
+            raise ConfigError(f"{flag} cannot change on resume: {args.run_dir} keeps its {name} "
+                              f"({getattr(stored, name)!r}); drop the flag, or start a new run with it")
     overrides = _settings(args)
-    spec = run_settings(args.run_dir).replace(**overrides)
+    spec = stored.replace(**overrides)
     evoforge.resume(args.run_dir, callback=_progress(spec, args), **overrides)
     return _show_run(args.run_dir, args)
 
