@@ -57,9 +57,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rungs", default=None,
                    help="multi-fidelity screening: fractions of full fidelity, ending at 1 (e.g. 0.25,1); default: off")
     p.add_argument("--eta", type=int, default=None, help="with --rungs: keep 1 in ETA candidates at each rung (default 3)")
-    p.add_argument("--promote", default=None,
-                   help="with --rungs: top (best 1/eta by rank, default), front (only the rung's front) or gain (best 1/eta "
-                        "by the hypervolume each would add to the run's front, screenings corrected by their measured bias)")
+    p.add_argument("--promote", default=None, help="with --rungs: top (best 1/eta by rank, default) or front (only the rung's front)")
     p.add_argument("--schedule", default=None,
                    help="with --rungs: when to promote, asynchronous (as screenings arrive, so full evaluations start "
                         "early; default) or synchronous (once a rung is complete)")

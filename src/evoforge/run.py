@@ -72,7 +72,7 @@ class RunSpec:
     evaluation: num_cpus, num_gpus, memory_mb). ``timeout_s``
     bounds each evaluation (None: no limit). ``eval_cache``: a folder of evaluations shared by
     runs (`evoforge.search.eval_cache`; None: none). ``rungs`` ("0.25,1"), ``eta`` (3),
-    ``promote`` (top, front or gain) and ``schedule`` (asynchronous: promote as screenings arrive;
+    ``promote`` (top or front) and ``schedule`` (asynchronous: promote as screenings arrive;
     synchronous: once a rung is complete): screen candidates at lower fidelity and evaluate only
     the promoted ones in full (`evoforge.search.fidelity`; None: every candidate in full).
     """

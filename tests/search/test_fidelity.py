@@ -1,6 +1,5 @@
 import re
 
-import numpy as np
 import pytest
 
 import evoforge
@@ -11,7 +10,7 @@ from evoforge.problems import BenchmarkDomain
 from evoforge.run import RunSpec
 from evoforge.search.engine import Search
 from evoforge.search.evaluation import Evaluation, Status
-from evoforge.search.fidelity import MIN_CALIBRATION_PAIRS, Fidelity, PromotionContext
+from evoforge.search.fidelity import Fidelity
 from evoforge.search.termination import Termination
 from evoforge.store import SQLiteRunStore
 from evoforge.testing.domains import FidelityDomain
@@ -29,7 +28,7 @@ def test_bad_schedules_name_the_value_and_the_fix():
             Fidelity(rungs)
     with pytest.raises(ConfigError, match="eta=1 is invalid"):
         Fidelity((0.5, 1.0), eta=1)
-    with pytest.raises(ConfigError, match="unknown promotion rule 'best'; valid: top, front, gain"):
+    with pytest.raises(ConfigError, match="unknown promotion rule 'best'; valid: top, front"):
         Fidelity((0.5, 1.0), promote="best")
     with pytest.raises(ConfigError, match="fractions separated by commas"):
         Fidelity.parse("quarter,1")
@@ -71,64 +70,6 @@ def test_failed_candidates_are_never_promoted_and_infeasible_ones_come_last():
     assert fidelity.promoted(list(evaluations), evaluations, OBJECTIVES, 99) == ["infeasible", "ok"]  # ceil(3 / 2), in key order
     assert fidelity.promoted(list(evaluations), evaluations, OBJECTIVES, 1) == ["ok"]  # feasible first, however good the rest
     assert fidelity.promoted(["bad"], evaluations, OBJECTIVES, 99) == []
-
-
-def test_gain_measures_the_rungs_bias_from_candidates_evaluated_both_ways_and_leaves_out_the_current_batch():
-    objectives = (Objective("a", reference=10.0), Objective("b", reference=10.0))
-    screened = {f"p{i}": Evaluation(Status.OK, {"a": 3.0 + i, "b": 5.0}, {"limit": 1.0}) for i in range(MIN_CALIBRATION_PAIRS)}
-    full = {f"p{i}": Evaluation(Status.OK, {"a": 2.0 + i, "b": 5.0}, {"limit": -0.5}) for i in range(MIN_CALIBRATION_PAIRS)}
-    full["solo"] = Evaluation(Status.OK, {"a": 1.0, "b": 8.0}, {"limit": -1.0})
-    full["now"] = Evaluation(Status.OK, {"a": 0.0, "b": 0.0}, {"limit": -1.0})  # in the current batch
-    context = PromotionContext.measure(screened, full, objectives, None, exclude={"now"})
-    assert context.objective_shift.tolist() == [-1.0, 0.0]  # full is one better in a, the same in b
-    assert context.constraint_shift == {"limit": -1.5}
-    assert sorted(map(tuple, context.front.tolist())) == [(1.0, 8.0), (2.0, 5.0)]  # p1, p2 are dominated by p0
-    assert context.violation(Evaluation(Status.OK, {"a": 0.0, "b": 0.0}, {"limit": 1.0})) == 0.0  # corrected: feasible
-    assert context.violation(Evaluation(Status.OK, {"a": 0.0, "b": 0.0}, {"limit": 2.0})) == 0.5
-    too_few = PromotionContext.measure(dict(list(screened.items())[:-1]), full, objectives, None)
-    assert too_few.objective_shift.tolist() == [0.0, 0.0] and too_few.constraint_shift == {}
-
-
-def test_gain_promotes_what_would_add_most_to_the_runs_front_and_judges_corrected_feasibility():
-    objectives = (Objective("a"), Objective("b"))
-    context = PromotionContext(front=np.array([[1.0, 4.0], [4.0, 1.0]]), reference=np.array([5.0, 5.0]),
-                               objective_shift=np.array([-0.5, 0.0]), constraint_shift={"limit": -1.0})
-    evaluations = {
-        "inside": Evaluation(Status.OK, {"a": 3.4, "b": 3.0}, {"limit": 0.5}),  # corrected (2.9, 3): dominated by nothing, small gain
-        "corner": Evaluation(Status.OK, {"a": 2.5, "b": 2.0}, {"limit": 0.5}),  # corrected (2, 2): the largest gain
-        "behind": Evaluation(Status.OK, {"a": 5.0, "b": 4.5}, {"limit": -1.0}),  # corrected (4.5, 4.5): dominated, no gain
-        "over": Evaluation(Status.OK, {"a": 0.0, "b": 0.0}, {"limit": 1.5}),  # still over the limit once corrected
-    }
-    gain = Fidelity((0.25, 1.0), eta=2, promote="gain")
-    order, _ = gain.ranked(list(evaluations), evaluations, objectives, context)
-    assert order == ["corner", "inside", "behind", "over"]
-    assert gain.promoted(list(evaluations), evaluations, objectives, 99, context) == ["inside", "corner"]
-    # without a context (no full evaluations yet) it is `top`, where only "behind" is feasible uncorrected
-    top, _ = Fidelity((0.25, 1.0), eta=2).ranked(list(evaluations), evaluations, objectives)
-    assert gain.ranked(list(evaluations), evaluations, objectives)[0] == top and top[0] == "behind"
-
-
-def test_a_gain_run_resumed_in_the_middle_of_a_rung_ends_like_an_uninterrupted_one(tmp_path):
-    def create(store):
-        return Search.create(FidelityDomain(), algorithm="petra", algorithm_options={"pop_size": 4},
-                             termination=Termination(max_evaluations=20), seed=3, store=store,
-                             fidelity=Fidelity((0.25, 1.0), eta=2, promote="gain"))
-
-    full = create(SQLiteRunStore(tmp_path / "full.db"))
-    full.run()
-    s = create(SQLiteRunStore(tmp_path / "run.db"))
-    steps = []
-    try:
-        _run_in_order(s, lambda c: steps.append(c.generation) if len(steps) < 30 else (_ for _ in ()).throw(KeyboardInterrupt))
-    except KeyboardInterrupt:  # "crash" in a later generation, with a measured context
-        pass
-    assert s.generation >= 0 and len(s.store.evaluations()) < 20
-    assert s._contexts[0.25].front.size and s._contexts[0.25].objective_shift.tolist() == [-0.375, -0.375]
-    s.store.close()
-    resumed = Search.resume(SQLiteRunStore(tmp_path / "run.db"))
-    resumed.run()
-    assert list(resumed.store.evaluations()) == list(full.store.evaluations())
-    assert {f: list(v) for f, v in resumed.store.screenings().items()} == {f: list(v) for f, v in full.store.screenings().items()}
 
 
 def test_asynchronous_promotion_takes_the_best_floor_share_of_what_is_done_then_fills_the_rung():

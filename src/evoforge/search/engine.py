@@ -34,7 +34,7 @@ from evoforge.search.algorithms.base import WARM_START, working_reference
 from evoforge.search.domain import Domain, domain_from_spec, domain_spec
 from evoforge.search.eval_cache import EvaluationCache, cache_key, filed_identity
 from evoforge.search.evaluation import Evaluation, Status
-from evoforge.search.fidelity import Fidelity, PromotionContext
+from evoforge.search.fidelity import Fidelity
 from evoforge.search.termination import Termination
 from evoforge.store.base import RunStore
 from evoforge.store.memory import MemoryRunStore
@@ -112,7 +112,6 @@ class Search:
         self._screenings: dict[float, dict[str, Evaluation]] = {}
         self._slots: int | None = None  # full evaluations the current batch may get (multi-fidelity runs)
         self._promotions: dict[float, list[str]] = {}  # the current batch's, per rung (asynchronous schedule)
-        self._contexts: dict[float, PromotionContext] = {}  # per rung, fixed for the current batch ("gain" rule)
         self.algorithm = algorithm
         self.store = store
         self.seed = seed
@@ -210,7 +209,6 @@ class Search:
             _set_rng_state(self.rng, batch["rng_state"])
             self._elapsed_before = float(batch.get("elapsed_s", self._elapsed_before))
             self._slots = batch.get("slots")
-            self._measure_contexts()
             if self.fidelity is not None and self.fidelity.asynchronous:
                 stored = self.store.meta(_promotions_meta(self.generation + 1), {}) or {}
                 self._promotions = {float(f): list(keys) for f, keys in stored.items()}
@@ -293,8 +291,7 @@ class Search:
                 break
             else:
                 keys = [_key(o) for o in rung]
-                keep = set(self.fidelity.promoted(keys, results, self.domain.objectives, self._rung_cap(i, len(warm), len(keys)),
-                                                  self._contexts.get(fraction)))
+                keep = set(self.fidelity.promoted(keys, results, self.domain.objectives, self._rung_cap(i, len(warm), len(keys))))
             rung = [o for o in rung if _key(o) in keep]
         promoted = {_key(o) for o in rung}
         full = [o for o in self._batch if _key(o) in warm or _key(o) in promoted]
@@ -323,18 +320,6 @@ class Search:
             caps.append(expected)
         return caps
 
-    def _measure_contexts(self) -> None:
-        """The ``gain`` rule's context for each screening rung, from the evaluations of earlier
-        generations only, so that a resumed batch is judged as the interrupted one was."""
-        self._contexts = {}
-        if self.fidelity is None or self.fidelity.promote != "gain" or self._batch is None:
-            return
-        current = {_key(o) for o in self._batch}
-        for fraction in self.fidelity.rungs[:-1]:
-            self._contexts[fraction] = PromotionContext.measure(
-                self._screenings.get(fraction, {}), self._evaluations, self.domain.objectives, self._reference, exclude=current
-            )
-
     def _promote(self) -> None:
         """Asynchronous schedule: make and store the promotions the screenings told so far
         allow, rung by rung. A rung is complete once the rung before it is complete and all its
@@ -348,7 +333,7 @@ class Search:
             results = self._screenings.get(fraction, {})
             already = self._promotions.setdefault(fraction, [])
             screened = complete and all(k in results for k in keys)
-            new = self.fidelity.promote_more(keys, results, self.domain.objectives, cap, already, screened, self._contexts.get(fraction))
+            new = self.fidelity.promote_more(keys, results, self.domain.objectives, cap, already, screened)
             if new:
                 already.extend(new)
                 changed = True
@@ -388,7 +373,6 @@ class Search:
         self._batch = batch
         self._slots = slots if self.fidelity is not None else None
         self._promotions = {}
-        self._measure_contexts()
         if self.fidelity is not None and self.fidelity.asynchronous:
             self._promote()  # offspring screened in an earlier generation count as done
 
