@@ -298,16 +298,21 @@ def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, 
         quantize_dynamic(str(prepared), str(path), per_channel=int8.per_channel, weight_type=QuantType.QInt8,
                          nodes_to_exclude=excluded)
     else:
-        quantize_static(
-            str(prepared),
-            str(path),
-            _Calibration(int8.calibration, names),
-            quant_format=QuantFormat.QDQ,
-            per_channel=int8.per_channel,
-            weight_type=QuantType.QInt8,
-            activation_type=QuantType.QUInt8,
-            nodes_to_exclude=excluded,
-        )
+        # The quantizer computes a scale and zero point for every tensor it calibrated, also ones
+        # between nodes left float: an attention mask of -inf (a TorchScript-exported BERT's) gets a
+        # NaN zero point that no node uses, and numpy warns about it. A quantized tensor with such a
+        # range would make the output non-finite, which the export's output check refuses.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quantize_static(
+                str(prepared),
+                str(path),
+                _Calibration(int8.calibration, names),
+                quant_format=QuantFormat.QDQ,
+                per_channel=int8.per_channel,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
+                nodes_to_exclude=excluded,
+            )
 
 
 _FRAGILE_OPS = ("Softmax", "LayerNormalization", "Where", "IsNaN")
