@@ -25,10 +25,10 @@ RESOURCES = ("num_cpus", "num_gpus", "memory_mb")
 
 ALGORITHM_SIZES = ("pop_size", "offspring_size", "initial_size")
 """The run settings that size the algorithm's generations (fixed for the life of a run)."""
-FIXED_ON_RESUME = ("algorithm", "seed", "preselect", "explore", "rungs", "eta", "promote", "schedule", *ALGORITHM_SIZES)
-"""Settings a run keeps for its whole life: resume refuses other values for them."""
 PETRA_OPTIONS = ("preselect", "explore")
 """Run settings only petra takes."""
+FIXED_ON_RESUME = ("algorithm", "seed", *PETRA_OPTIONS, "rungs", "eta", "promote", "schedule", *ALGORITHM_SIZES)
+"""Settings a run keeps for its whole life: resume refuses other values for them."""
 
 
 class RunSettings(TypedDict, total=False):
