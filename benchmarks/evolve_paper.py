@@ -11,9 +11,12 @@
    type-changing resize; centered narrowing only; no block deletion; all with cost-weighted
    targets), seed 1: the best speedup at <= 2 points for each.
 3. scaling (seed check 3): seconds per variant for parse, edit + verify + print, compile and run
-   on digits-mobilenet, mobilenet-img32 and torchvision's ResNet-50 at 32x32 (random weights;
-   training it here is out of reach), and the share of random single edits that fail; compiled
-   with the im2col flags, as flag tuning picks for these programs.
+   on digits-mobilenet, mobilenet-img32 and torchvision's ResNet-50 at 32x32, and the share of
+   random single edits that fail; compiled with the im2col flags, as flag tuning picks for these
+   programs. Then (``resnet50``) a --resnet50-budget run of ``evolve`` on a trained ResNet-50 at
+   32x32, as a user would bring it (`evoforge.evolve(module, data=...)`), seed 1: its best
+   speedup at <= 2 points test drop and its seconds per variant. The weights are
+   --resnet50-weights, written by `train_resnet50_img32.py` (trained here when missing).
 4. IREE flags: the original compiled with IREE's defaults, -O3, data tiling and microkernels, and
    im2col (what the runs' flag tuning picks for convolutional programs) alone and with each, timed
    round-robin (what a user could get from IREE without evolving); and where one call's time goes,
@@ -23,7 +26,8 @@
 
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--edit-targets uniform|cost] [--ablation-budget 20m]
         [--train-budget 10m] [--compress-budget 60m]
-        [--skip compress,ablation,flags,scaling,train] [--root runs/evolve-paper]
+        [--resnet50-budget 30m] [--resnet50-weights PATH]
+        [--skip compress,ablation,flags,scaling,resnet50,train] [--root runs/evolve-paper]
 
 Every run reuses the first one's trained baseline and exported program (``_template``), so the
 baseline is trained once (about 6 minutes on 2 cores).
@@ -243,6 +247,35 @@ def scaling(root: Path, variants: int) -> dict[str, Any]:
     return out
 
 
+def resnet50_run(root: Path, weights: Path, budget: str, workers: int) -> dict[str, Any]:
+    """Seed check 3's search: ``evolve`` for ``budget`` on torchvision's ResNet-50 (10 classes,
+    ``weights``) at 32x32 with ``img32``'s validation and test splits, as a user would run it."""
+    import torch
+    import torchvision
+    from train_resnet50_img32 import img32_splits, train
+
+    splits = None
+    if not weights.exists():
+        splits = img32_splits()
+        model, record = train(splits, epochs=80, device="cuda" if torch.cuda.is_available() else "cpu")
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), weights)
+        print(f"trained ResNet-50: {json.dumps(record)}", flush=True)
+    data = root / "img32.npz"
+    if not data.exists():
+        splits = splits or img32_splits()
+        np.savez(data, x_val=splits["val"][0], y_val=splits["val"][1], x_test=splits["test"][0], y_test=splits["test"][1])
+    model = torchvision.models.resnet50(num_classes=10)
+    model.load_state_dict(torch.load(weights))
+    run = evolve_run(root / "resnet50-1", root / "_template-resnet50", model.eval(), data=str(data),
+                     example_input=torch.zeros(32, 3, 32, 32), budget=budget, workers=workers, seed=1)
+    with open_store(run, readonly=True) as store:
+        done = [e for e in store.evaluations().values() if e.ok]
+    per_variant = {name: statistics.median(float(e.metrics[name]) for e in done) for name in ("compile_s", "run_s") if done}
+    per_variant["evaluation_s"] = statistics.median(e.duration_s for e in done) if done else float("nan")
+    return {**run_stats(run), "median_s_per_variant": per_variant, "comparisons_ms": comparisons(run)}
+
+
 IREE_FLAG_SETS = {
     "IREE's defaults": [],
     "-O3": ["--iree-opt-level=O3"],
@@ -366,6 +399,16 @@ def print_tables(results: dict[str, Any]) -> None:
             print(f"| {name} | {r['text_mb']:.1f} | {m.get('parse', 0):.2f} | {m.get('edit_verify_print', float('nan')):.2f} | "
                   f"{m.get('compile', m.get('compile_original', 0)):.1f} | {m.get('run', m.get('run_original', 0)):.3f} | "
                   f"{r['invalid_rate']:.0%} |")
+    r50 = results.get("resnet50")
+    if r50:
+        b = r50["best_within_2pt"]
+        print(f"\nResNet-50 at 32x32 (baseline test accuracy {r50['baseline_test_accuracy']:.4f}), {r50['evaluated']} variants in "
+              f"{r50['wall_min']:.0f} min, invalid {r50['invalid_rate']:.0%}, per variant (median s): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in r50["median_s_per_variant"].items()))
+        print("best at <= 2 pt test drop: " + (f"{b['speedup']:.2f}x ({b['runtime_ratio']:.3f}), re-timed {b['retimed_speedup']:.2f}x, "
+                                                f"test drop {b['test_drop_pt']:.2f} pt, {b['description']}" if b else "none"))
+        if r50["comparisons_ms"]:
+            print("original at batch 32, ms (one thread): " + ", ".join(f"{k} {v:.1f}" for k, v in r50["comparisons_ms"].items()))
     if results.get("train"):
         changes = [r["change_pt"] for r in results["train"].values() if r["change_pt"] is not None]
         print(f"\ntraining program: test-accuracy change at equal or lower training time per seed: "
@@ -384,7 +427,9 @@ def main() -> None:
     parser.add_argument("--scaling-variants", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--edit-targets", default="uniform", help="how the main runs' edits draw their targets: uniform or cost")
-    parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, train")
+    parser.add_argument("--resnet50-budget", default="30m")
+    parser.add_argument("--resnet50-weights", default=None, help="state dict from train_resnet50_img32.py (default ROOT/resnet50-img32.pt)")
+    parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, resnet50, train")
     parser.add_argument("--root", default="runs/evolve-paper")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -424,6 +469,10 @@ def main() -> None:
             print(f"train seed {seed}: {json.dumps(results['train'][seed], default=str)}", flush=True)
     if "scaling" not in skip:
         results["scaling"] = scaling(root, args.scaling_variants)
+    if "resnet50" not in skip:
+        weights = Path(args.resnet50_weights) if args.resnet50_weights else root / "resnet50-img32.pt"
+        results["resnet50"] = resnet50_run(root, weights, args.resnet50_budget, args.workers)
+        print(f"resnet50: {json.dumps(results['resnet50'], default=str)}", flush=True)
     print_tables(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
