@@ -8,16 +8,18 @@ Measures, against the original program (interleaved medians, single-threaded `lo
    (the following batch norm, ReLU, depthwise conv and the next conv's inputs shrink with it);
    with ``--importance``, of its weight instead, keeping the largest-L2-norm channels;
 3. each block whose input and output types match (a depthwise-separable block of the same-shape
-   run) deleted, its uses rewired to its input;
+   run) deleted, its uses rewired to its input; with ``--branches``, each residual branch deleted
+   with its add instead (`evoforge.mlir.mutate.branch_bypass`);
 4. the input image cropped by a quarter with two type-changing resizes (every feature map shrinks);
 5. the batch cut to half (half of all the work) and a trivial program with the same input and
    output (the fixed cost of a call).
 
 Prints validation accuracy change (points) and runtime ratio for each; this bounds what the
-search can find without retraining.
+search can find without retraining. Programs with convolutions are compiled with the im2col flags,
+as `evolve`'s flag tuning picks for them.
 
     python benchmarks/evolve_headroom.py [--task digits-mobilenet|mobilenet-img32] [--program-dir RUN/program]
-        [--importance] [--no-conv-cuts]
+        [--importance] [--no-conv-cuts] [--branches]
 """
 
 from __future__ import annotations
@@ -35,14 +37,16 @@ def main() -> None:
     parser.add_argument("--program-dir", default=None, help="a prepared program/ folder of an evolve run of the task")
     parser.add_argument("--importance", action="store_true", help="cut weights by importance instead of results centered")
     parser.add_argument("--no-conv-cuts", action="store_true", help="only block deletions, crops and the batch cases")
+    parser.add_argument("--branches", action="store_true", help="delete residual branches (joins) rather than V1 blocks")
     args = parser.parse_args()
     import torch
 
     from evoforge.layout import RunLayout
     from evoforge.mlir import irtools
     from evoforge.mlir.edits import Delete, Edit, Resize, Source
+    from evoforge.mlir.flag_tuning import FLAG_SETS, has_convolution
     from evoforge.mlir.iree_runner import Worker, compile_program, evaluate_variant, measure_runtime
-    from evoforge.mlir.mutate import Session, bypass, largest_norm_rows
+    from evoforge.mlir.mutate import Session, branch_bypass, bypass, is_join, largest_norm_rows
     from evoforge.mlir.program import from_mlir, from_torch
     from evoforge.mlir.sources import prepare_from_task
 
@@ -57,7 +61,8 @@ def main() -> None:
     batch = program.inputs[0].shape[0]
     x, y = data["x_val"], data["y_val"]
     batches = [[x[i:i + batch]] for i in range(0, len(x) - batch + 1, batch)]
-    original = compile_program(program.text, input_type=program.input_type)
+    flags = FLAG_SETS["im2col"].flags if has_convolution(program.text) else ()
+    original = compile_program(program.text, input_type=program.input_type, extra_flags=flags)
 
     cases: list[tuple[str, list[Edit]]] = []
     with Session(program) as s:
@@ -81,7 +86,12 @@ def main() -> None:
                                   [Resize(name, 0, keep, propagate=True, keep=largest_norm_rows(w, keep))]))
                 else:
                     cases.append((f"conv {uid} channels {channels}->{keep}", [Resize(f"{uid}#0", 1, keep, propagate=True)]))
-        for i, end in enumerate(relus):  # a depthwise-separable block ends two ReLUs after its input
+        for op in irtools.walk(s.fn) if args.branches else ():
+            if irtools.uid_of(op) and is_join(op):
+                edit = branch_bypass(s, op)
+                if edit is not None:
+                    cases.append((f"delete branch ending at {irtools.uid_of(op)} ({len(edit.erased)} ops)", [edit]))
+        for i, end in enumerate(relus if not args.branches else ()):  # a depthwise-separable block ends two ReLUs after its input
             if i >= 2 and relus[i - 2].results[0].type == end.results[0].type:
                 edit = bypass(s, end, relus[i - 2].results[0])
                 if edit is not None:
@@ -96,13 +106,14 @@ def main() -> None:
         return float((pred == y[: len(pred)]).mean())
 
     with Worker() as worker:
-        base = evaluate_variant(program, [], batches, worker=worker, driver="local-sync")
+        base = evaluate_variant(program, [], batches, worker=worker, driver="local-sync", extra_flags=flags)
         assert base.outputs is not None
         base_acc = accuracy(base.outputs)
         print(f"original: validation accuracy {base_acc:.4f}")
         print(f"{'edit':<40} {'acc change (pt)':>16} {'runtime ratio':>14}")
         for name, edits in cases:
-            r = evaluate_variant(program, edits, batches, worker=worker, baseline_vmfb=original, repeats=40, driver="local-sync")
+            r = evaluate_variant(program, edits, batches, worker=worker, baseline_vmfb=original, repeats=40, driver="local-sync",
+                                 extra_flags=flags)
             if r.failure is not None or r.outputs is None or r.runtime is None:
                 print(f"{name:<40} {'invalid: ' + (r.failure.kind if r.failure else '?'):>31}")
                 continue

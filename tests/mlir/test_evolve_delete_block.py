@@ -11,7 +11,7 @@ from evoforge.genome import genome_from_json
 from evoforge.mlir import irtools
 from evoforge.mlir.edits import DeleteBlock, EditError, EditListGenome
 from evoforge.mlir.iree_runner import evaluate_variant
-from evoforge.mlir.mutate import Session, apply_edits, bypass, random_edit
+from evoforge.mlir.mutate import Session, apply_edits, branch_bypass, bypass, is_join, random_edit
 
 pytestmark = pytest.mark.iree
 
@@ -120,6 +120,34 @@ def test_bypassing_a_residual_branch_with_its_add_equals_the_model_without_the_b
         kinds = sorted(s.index()[u].name for u in edit.erased)
     assert kinds.count("torch.aten.conv2d") == 2 and "torch.aten.add.Tensor" in kinds
     _check(model, x, program, edit, skip=0, worker=worker)
+
+
+def test_branch_bypass_removes_each_residual_branch_with_its_add(worker) -> None:
+    model, x, program = _exported(Residual())
+    with Session(program) as s:
+        joins = [op for op in irtools.walk(s.fn) if irtools.uid_of(op) and is_join(op)]
+        assert [op.name for op in joins] == ["torch.aten.add.Tensor"] * 2
+        edits = [branch_bypass(s, op) for op in joins]
+        assert all(e is not None for e in edits)
+        kinds = [sorted(s.index()[u].name for u in e.erased) for e in edits if e is not None]
+    for k in kinds:  # the bypass to the identity, not to the branch (which would only drop the add)
+        assert k.count("torch.aten.conv2d") == 2 and "torch.aten.add.Tensor" in k
+    for skip, edit in enumerate(edits):
+        assert edit is not None
+        _check(model, x, program, edit, skip=skip, worker=worker)
+
+
+def test_block_deletions_in_a_residual_program_often_remove_a_whole_branch() -> None:
+    _, _, residual = _exported(Residual())
+    rng = np.random.default_rng(0)
+    with Session(residual) as s:
+        convs = {irtools.uid_of(op) for op in _ops(s, "torch.aten.conv2d")}
+    edits = [random_edit(residual, rng, "delete_block") for _ in range(20)]
+    branches = [e for e in edits if len(convs.intersection(e.erased)) == 2]
+    assert len(branches) >= 6  # about half are drawn as branch removals; a uniform end rarely is one
+    _, _, v1 = _exported(V1Run())
+    with Session(v1) as s:
+        assert not any(is_join(op) for op in irtools.walk(s.fn) if irtools.uid_of(op))
 
 
 def test_a_stale_block_edit_fails_to_replay(worker) -> None:
