@@ -473,11 +473,9 @@ class EvolveDomain(Domain):
         if self.max_error_increase is not None and self.original_error is not None:
             constraints["error_increase_limit"] = 100.0 * (score["error"] - self.original_error) - self.max_error_increase
         artifacts = {}
-        if context.artifact_dir is not None:
-            (context.artifact_dir / "variant.mlir").write_text(text)
+        if context.artifact_dir is not None:  # the MLIR is not stored: replaying the edits gives it exactly
             (context.artifact_dir / "variant.vmfb").write_bytes(vmfb)
-            rel = f"artifacts/{context.artifact_dir.name}"
-            artifacts = {"mlir": f"{rel}/variant.mlir", "vmfb": f"{rel}/variant.vmfb"}
+            artifacts = {"vmfb": f"artifacts/{context.artifact_dir.name}/variant.vmfb"}
         return Evaluation(Status.OK, objectives, constraints, metrics=metrics, artifacts=artifacts)
 
     # ------------------------------------------------------------------ final numbers and export
@@ -558,21 +556,22 @@ class EvolveDomain(Domain):
     def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path, *,
                       claimed: Mapping[str, float] | None = None, formats: Sequence[str] = (),
                       seed: int | None = None) -> dict[str, Any]:
-        """Write the variant's MLIR and vmfb, its edits in words, a unified diff against the
-        original, and a card with the test error recomputed from the written vmfb (the vmfb is
-        the only format)."""
+        """Write the variant's MLIR (replayed from its edits) and stored vmfb, its edits in words,
+        a unified diff against the original, and a card with the test error recomputed from the
+        written vmfb (the vmfb is the only format)."""
         if any(f != "iree" for f in formats):
             raise ConfigError(f"an evolve member exports as an IREE vmfb only (--format iree), not {', '.join(formats)}")
         from evoforge.mlir.describe import describe_edits, program_diff
         from evoforge.mlir.iree_runner import Worker
+        from evoforge.mlir.mutate import apply_edits
 
         layout = self.require_layout()
         if not evaluation.artifacts.get("vmfb"):
             raise ConfigError(f"member {key} has no stored artifacts in {layout.root}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("mlir", "vmfb"):
-            shutil.copyfile(layout.resolve(evaluation.artifacts[name]), out_dir / f"variant.{name}")
+        shutil.copyfile(layout.resolve(evaluation.artifacts["vmfb"]), out_dir / "variant.vmfb")
         edits = genome.edits  # type: ignore[attr-defined]
+        (out_dir / "variant.mlir").write_text(apply_edits(self.program, edits))
         words = describe_edits(self.program, edits)
         (out_dir / "edits.txt").write_text("\n".join(words) + "\n")
         (out_dir / "diff.patch").write_text(program_diff(self.program, edits))

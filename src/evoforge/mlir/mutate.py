@@ -496,8 +496,8 @@ def _draw_operand_replace(s: Session, rng: np.random.Generator) -> Edit | None:
 def _draw_delete_block(s: Session, rng: np.random.Generator) -> Edit | None:
     """A random op with one used tensor result, bypassed to an earlier value of exactly its type
     from its own backward slice (at most `_BLOCK_REACH` ops back); the ops that leaves dead go.
-    In a program with joins (residual adds), `BRANCH_SHARE` of the draws remove a whole branch
-    instead (`branch_bypass`); programs without joins draw exactly as before."""
+    In a torch-level program with joins (residual adds), `BRANCH_SHARE` of the draws remove a
+    whole branch instead (`branch_bypass`); other programs draw exactly as before."""
     ends = [op for op in _targets(s) if len(op.results) == 1 and list(op.results[0].uses)
             and irtools.tensor_info(op.results[0].type) is not None]
     if not ends:
@@ -558,9 +558,10 @@ def _same_type_operands(op: ir.Operation) -> list[ir.Value]:
 
 
 def is_join(op: ir.Operation) -> bool:
-    """True for an op with one result that merges two or more distinct values of that result's
-    type (a residual add)."""
-    return len(op.results) == 1 and len(_same_type_operands(op)) >= 2
+    """True for a torch-level op with one result that merges two or more distinct values of that
+    result's type (a residual add). Linalg ops are left out: their init operand has the result's
+    type too, so every element-wise op would count."""
+    return op.name.startswith("torch.") and len(op.results) == 1 and len(_same_type_operands(op)) >= 2
 
 
 def branch_bypass(s: Session, join: ir.Operation) -> DeleteBlock | None:
