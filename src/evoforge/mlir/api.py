@@ -109,8 +109,8 @@ def evolve(
     by default); ``edit_targets="cost"`` makes deletes and resizes favour the ops that hold the
     program's work over uniform draws (see `evoforge.mlir.edits.TARGET_WEIGHTINGS`). ``settings``
     are the run's settings (see `evoforge.run.RunSpec`; defaults: nsga2, pop_size 16, budget
-    10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. Each front member keeps
-    its MLIR and vmfb in ``run_dir``; `evoforge.export_member` writes them with the edits in
+    10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. Each evaluated variant keeps
+    its vmfb in ``run_dir`` (its MLIR is its edits replayed); `evoforge.export_member` writes them with the edits in
     words and a diff. ``compare_runtimes`` (for programs exported from a PyTorch model) times
     the model in torch eager, torch.compile, ONNX Runtime and IREE -O3 first, so that every
     variant also carries its time against each (``vs_*`` metrics). Identical program texts
