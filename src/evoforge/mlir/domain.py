@@ -361,9 +361,9 @@ class EvolveDomain(Domain):
             return self._evaluate_train(genome, state, context)
         return self._evaluate_predict(genome, state, context)
 
-    def _compile(self, genome: Any) -> tuple[str | None, bytes | None, Evaluation | None, float, bool]:
-        """(text, vmfb, failure, seconds, cache hit) of the genome's program; identical texts
-        come from the run's compile cache."""
+    def _compile(self, genome: Any) -> tuple[bytes | None, Evaluation | None, float, bool]:
+        """(vmfb, failure, seconds, cache hit) of the genome's program; identical texts come
+        from the run's compile cache."""
         from evoforge.mlir.compile_cache import CompileCache, compile_key
         from evoforge.mlir.edits import EditError
         from evoforge.mlir.iree_runner import VariantFailure, compile_program
@@ -373,30 +373,30 @@ class EvolveDomain(Domain):
         try:
             text = apply_edits(self.program, genome.edits)
         except EditError as exc:
-            return None, None, _failure("edit", str(exc)), 0.0, False
+            return None, _failure("edit", str(exc)), 0.0, False
         cache = None
         if self.layout is not None and self.compile_cache_mb > 0:
             cache = CompileCache(self.layout.compile_cache, int(self.compile_cache_mb * 2**20))
         key = compile_key(text, input_type=self.program.input_type, target=self.target, extra_flags=self.extra_flags)
         if cache is not None and (cached := cache.get(key)) is not None:
-            return text, cached, None, time.perf_counter() - t, True
+            return cached, None, time.perf_counter() - t, True
         try:
             vmfb = compile_program(text, input_type=self.program.input_type, target=self.target,
                                    extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
         except VariantFailure as exc:
-            return text, None, _failure(exc.failure.kind, exc.failure.message), time.perf_counter() - t, False
+            return None, _failure(exc.failure.kind, exc.failure.message), time.perf_counter() - t, False
         if cache is not None:
             cache.put(key, vmfb)
-        return text, vmfb, None, time.perf_counter() - t, False
+        return vmfb, None, time.perf_counter() - t, False
 
     def _evaluate_predict(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
         from evoforge.hostlock import MeasurementLock
         from evoforge.mlir.iree_runner import RuntimeComparison, VariantFailure, measure_runtime, run_program
 
-        text, vmfb, failed, compile_s, cache_hit = self._compile(genome)
+        vmfb, failed, compile_s, cache_hit = self._compile(genome)
         if failed is not None:
             return failed
-        assert vmfb is not None and text is not None
+        assert vmfb is not None
         worker = state["worker"]
 
         def timed() -> RuntimeComparison:
@@ -417,7 +417,7 @@ class EvolveDomain(Domain):
             return _failure(exc.failure.kind, exc.failure.message)
         run_s = time.perf_counter() - t
         score = self._score(state, outputs, worker)
-        return self._result(genome, context, text, vmfb, state, score, {
+        return self._result(genome, context, vmfb, state, score, {
             "runtime_ratio": runtime.ratio, "runtime_ms": 1000 * runtime.variant_s,
             "original_runtime_ms": 1000 * runtime.baseline_s, "compile_s": compile_s, "run_s": run_s,
             "compile_cache_hit": cache_hit, **confirmed,
@@ -428,10 +428,10 @@ class EvolveDomain(Domain):
         from evoforge.mlir.iree_runner import VariantFailure
         from evoforge.mlir.train_program import train_and_score
 
-        text, vmfb, failed, compile_s, cache_hit = self._compile(genome)
+        vmfb, failed, compile_s, cache_hit = self._compile(genome)
         if failed is not None:
             return failed
-        assert vmfb is not None and text is not None
+        assert vmfb is not None
         worker, driver = state["worker"], self.runtime_driver
         args = self._train_args(state, "val")
         times: dict[str, list[float]] = {"variant": [], "original": []}
@@ -452,12 +452,12 @@ class EvolveDomain(Domain):
             return _failure("nonfinite", "training produced NaN or infinite parameters")
         variant_s, original_s = float(np.median(times["variant"])), float(np.median(times["original"]))
         score = {"error": 1.0 - outcome.accuracy, "accuracy": outcome.accuracy, "final_loss": outcome.losses[-1]}
-        return self._result(genome, context, text, vmfb, state, score, {
+        return self._result(genome, context, vmfb, state, score, {
             "runtime_ratio": variant_s / original_s, "train_ms": 1000 * variant_s, "original_train_ms": 1000 * original_s,
             "compile_s": compile_s, "compile_cache_hit": cache_hit,
         })
 
-    def _result(self, genome: Any, context: EvalContext, text: str, vmfb: bytes, state: dict[str, Any],
+    def _result(self, genome: Any, context: EvalContext, vmfb: bytes, state: dict[str, Any],
                 score: dict[str, float], timing: dict[str, float]) -> Evaluation:
         size_ratio = len(vmfb) / len(state["original_vmfb"])
         metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits),
