@@ -252,18 +252,13 @@ def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int
     ``weights``) at 32x32 with ``img32``'s validation and test splits, as a user would run it."""
     import torch
     import torchvision
-    from train_resnet50_img32 import img32_splits, train
+    from train_resnet50_img32 import img32_splits, train_and_save
 
-    splits = None
-    if not weights.exists():
-        splits = img32_splits()
-        model, record = train(splits, epochs=80, device="cuda" if torch.cuda.is_available() else "cpu")
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), weights)
-        print(f"trained ResNet-50: {json.dumps(record)}", flush=True)
     data = root / "img32.npz"
-    if not data.exists():
-        splits = splits or img32_splits()
+    splits = img32_splits() if not (weights.exists() and data.exists()) else None
+    if not weights.exists():
+        print(f"trained ResNet-50: {json.dumps(train_and_save(weights, splits=splits))}", flush=True)
+    if splits is not None and not data.exists():
         np.savez(data, x_val=splits["val"][0], y_val=splits["val"][1], x_test=splits["test"][0], y_test=splits["test"][1])
     model = torchvision.models.resnet50(num_classes=10)
     model.load_state_dict(torch.load(weights))
@@ -271,8 +266,9 @@ def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int
                      example_input=torch.zeros(32, 3, 32, 32), budget=budget, workers=workers, seed=seed)
     with open_store(run, readonly=True) as store:
         done = [e for e in store.evaluations().values() if e.ok]
-    per_variant = {name: statistics.median(float(e.metrics[name]) for e in done) for name in ("compile_s", "run_s") if done}
-    per_variant["evaluation_s"] = statistics.median(e.duration_s for e in done) if done else float("nan")
+    per_variant = {"compile_s": statistics.median(float(e.metrics["compile_s"]) for e in done),
+                   "run_s": statistics.median(float(e.metrics["run_s"]) for e in done),
+                   "evaluation_s": statistics.median(e.duration_s for e in done)} if done else {}
     return {**run_stats(run), "median_s_per_variant": per_variant, "comparisons_ms": comparisons(run)}
 
 

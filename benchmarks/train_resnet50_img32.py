@@ -38,11 +38,11 @@ def install_torchvision_shim() -> None:
 
 
 def img32_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The ``img32`` train, val and test splits, as `evoforge.workload.datasets` builds them."""
-    from evoforge.workload.synthetic import colour_digits
+    """The ``img32`` train, val and test splits (`evoforge.workload.datasets`) as arrays."""
+    from evoforge.workload.datasets import load_dataset
 
-    x, y, pool = colour_digits()
-    return {name: (x[pool == p], y[pool == p]) for name, p in (("train", 0), ("val", 2), ("test", 3))}
+    splits = load_dataset("img32")
+    return {name: (splits.split(name).x, splits.split(name).y) for name in ("train", "val", "test")}
 
 
 def accuracy(model: Any, x: Any, y: Any, batch: int = 500) -> float:
@@ -92,6 +92,24 @@ def train(splits: dict[str, tuple[np.ndarray, np.ndarray]], *, epochs: int, devi
     return model, record
 
 
+def train_and_save(out: Path, *, epochs: int = 80, device: str | None = None,
+                   splits: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+    """Train (`train`), score the test split, write ``out`` and ``out`` with ``.json``; the record."""
+    import torch
+
+    install_torchvision_shim()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    splits = splits or img32_splits()
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for pair in splits.values() for a in pair)).hexdigest()
+    model, record = train(splits, epochs=epochs, device=device)
+    record = {**record, "test_accuracy": accuracy(model, torch.as_tensor(splits["test"][0]), torch.as_tensor(splits["test"][1])),
+              "data_sha256": digest, "torch": torch.__version__}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/evolve-paper/resnet50-img32.pt")
@@ -99,23 +117,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--device", default=None, help="cuda when there is one, else cpu")
     args = parser.parse_args()
-    import torch
-
     out = Path(args.out)
     if out.exists() and not args.force:
         print(f"{out} exists; keeping it (--force trains again)")
         return
-    install_torchvision_shim()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    splits = img32_splits()
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for pair in splits.values() for a in pair)).hexdigest()
-    model, record = train(splits, epochs=args.epochs, device=device)
-    record = {**record, "test_accuracy": accuracy(model, torch.as_tensor(splits["test"][0]), torch.as_tensor(splits["test"][1])),
-              "data_sha256": digest, "torch": torch.__version__}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record), flush=True)
+    print(json.dumps(train_and_save(out, epochs=args.epochs, device=args.device)), flush=True)
 
 
 if __name__ == "__main__":
