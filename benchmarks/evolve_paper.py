@@ -24,7 +24,7 @@
 5. training programs: --train-seeds runs of --train-budget on digits-2fcnet-train: the best
    test-accuracy change at equal or lower training time.
 
-    python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--edit-targets uniform|cost] [--ablation-budget 20m]
+    python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--first-seed 1] [--edit-targets uniform|cost] [--ablation-budget 20m]
         [--train-budget 10m] [--compress-budget 60m]
         [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-weights PATH]
         [--skip compress,ablation,flags,scaling,resnet50,train] [--root runs/evolve-paper]
@@ -415,6 +415,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="60m")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1, help="the main runs' seeds are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--ablation-budget", default="20m")
     parser.add_argument("--train-budget", default="10m")
     parser.add_argument("--compress-budget", default="60m", help="the compress run that seed check 1 compares against")
@@ -434,12 +435,12 @@ def main() -> None:
     results: dict[str, Any] = {}
     if "main" not in skip:
         results["main"] = {}
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             run = evolve_run(root / f"all-{seed}", template, TASK, budget=args.budget, workers=args.workers, seed=seed,
                              edit_targets=args.edit_targets)
             results["main"][seed] = run_stats(run)
             print(f"seed {seed}: {json.dumps(results['main'][seed], default=str)}", flush=True)
-        results["comparisons_ms"] = comparisons(root / "all-1")
+        results["comparisons_ms"] = comparisons(root / f"all-{args.first_seed}")
     if "compress" not in skip:
         results["compress"] = compress_comparison(root, args.compress_budget, args.workers)
         print(f"compress: {json.dumps(results['compress'], default=str)}", flush=True)
