@@ -42,11 +42,13 @@ RETIME_SECONDS = 20.0
 """...as far as that fits in this many seconds per member (never fewer than the run's repeats)."""
 CONFIRM_BELOW = 0.97
 """A prediction variant first timed below this ratio to the original is timed a second time, and
-the second, independent timing is the one the search sees (the first is kept as
-``first_runtime_ratio``). The search keeps the variants that timed fastest, so their first timings
-are biased low (the winner's curse: on mobilenet-img32 the best variants of two runs timed 1.16x and
-1.31x faster in the search and 0.99x and 1.06x when re-timed); a second timing, drawn after the
-choice to time again, is not biased by it."""
+the search sees the slower of the two timings (the first is kept as ``first_runtime_ratio``, the
+second as ``second_runtime_ratio``). The search keeps the variants that timed fastest, so their
+first timings are biased low (the winner's curse: on mobilenet-img32 the best variants of two runs
+timed 1.16x and 1.31x faster in the search and 0.99x and 1.06x when re-timed). A second timing is not
+biased by that choice, but it can land in a load spike on the original's side; taking the slower one
+means a fluke must happen twice to pass (on ResNet-50 a 0.894 first timing was "confirmed" at 0.682
+and re-timed at 0.89)."""
 
 
 @register_domain
@@ -411,8 +413,9 @@ class EvolveDomain(Domain):
             with MeasurementLock():
                 runtime = timed()
                 if runtime.ratio < CONFIRM_BELOW:
-                    confirmed = {"first_runtime_ratio": runtime.ratio}
-                    runtime = timed()
+                    second = timed()
+                    confirmed = {"first_runtime_ratio": runtime.ratio, "second_runtime_ratio": second.ratio}
+                    runtime = max(runtime, second, key=lambda r: r.ratio)
         except VariantFailure as exc:
             return _failure(exc.failure.kind, exc.failure.message)
         run_s = time.perf_counter() - t
