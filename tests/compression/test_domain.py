@@ -325,6 +325,23 @@ def test_prefix_keys_follow_the_stages_the_training_settings_and_the_run(domain)
     assert prefix_keys(g, 0, examples_fraction=0.25)[0] != keys[0]  # a screening's shorter epochs train another model
 
 
+def test_a_prefix_stored_by_other_code_is_a_miss(domain, tmp_path):
+    """Entries are keyed by the code that computed them: a run resumed after evoforge, a library or
+    the machine changed recomputes its prefixes."""
+    import torch
+
+    from evoforge.compression.domain import evaluation_code_digest
+    from evoforge.compression.prefix import PrefixCache
+
+    model = torch.nn.Linear(3, 2)
+    PrefixCache(tmp_path, 2**20, code="evoforge 1").save("k", model)
+    loaded = PrefixCache(tmp_path, 2**20, code="evoforge 1").load("k")
+    assert loaded is not None and torch.equal(loaded.weight, model.weight)
+    assert PrefixCache(tmp_path, 2**20, code="evoforge 2").load("k") is None
+    cache = domain._prefix_cache()
+    assert cache is not None and cache.code == evaluation_code_digest() != ""
+
+
 def test_a_screening_by_examples_keeps_every_epoch_and_trains_on_part_of_each(domain, tmp_path, monkeypatch):
     import evoforge.workload.training as training
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from evoforge.mlir.compile_cache import CompileCache, compile_key
+from evoforge.mlir.compile_cache import CompileCache, compile_key, compiler_identity
 
 
-def test_keys_change_with_the_text_and_every_compiler_setting() -> None:
+def test_keys_change_with_the_text_every_compiler_setting_and_the_compiler() -> None:
     base = {"input_type": "torch", "target": "llvm-cpu", "extra_flags": ["--iree-opt-level=O2"]}
     key = compile_key("func.func @main()", **base)
     assert key == compile_key("func.func @main()", **base)
@@ -20,6 +20,8 @@ def test_keys_change_with_the_text_and_every_compiler_setting() -> None:
     assert key != compile_key("func.func @main()", **{**base, "target": "cuda"})
     assert key != compile_key("func.func @main()", **{**base, "extra_flags": ["--iree-opt-level=O3"]})
     assert key != compile_key("func.func @main()", **{**base, "extra_flags": ["--iree-opt-level=O2", ""]})
+    assert key == compile_key("func.func @main()", **base, compiler=compiler_identity())
+    assert key != compile_key("func.func @main()", **base, compiler="iree-base-compiler 3.14.0; the same processor")
 
 
 def test_entries_round_trip_and_the_least_recently_used_are_evicted(tmp_path) -> None:

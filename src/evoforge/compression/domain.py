@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import shutil
@@ -58,6 +59,18 @@ count kept)."""
 EVALUATION_LIBRARIES = ("torch", "torch-pruning", "torchao", "onnx", "onnxscript", "onnxruntime", "numpy")
 """The distributions whose versions decide a compress evaluation's result (the cache identity
 holds them; a user model's own library, such as transformers, is not among them)."""
+
+
+@functools.lru_cache(maxsize=1)
+def evaluation_code_digest() -> str:
+    """A digest of the code and machine that compute a pipeline's stages (evoforge's source, the
+    `EVALUATION_LIBRARIES` versions, `machine_name`): the prefix cache keys its entries by it."""
+    import hashlib
+
+    from evoforge.genome import canonical_json
+
+    identity = {"code": code_identity(EVALUATION_LIBRARIES), MACHINE_METRIC: machine_name()}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -534,7 +547,7 @@ class CompressDomain(Domain):
     def _prefix_cache(self) -> PrefixCache | None:
         if self.prefix_seed is None or self.prefix_cache_mb <= 0 or self.layout is None:
             return None
-        return PrefixCache(self.layout.prefix_cache, int(self.prefix_cache_mb * 2**20))
+        return PrefixCache(self.layout.prefix_cache, int(self.prefix_cache_mb * 2**20), code=evaluation_code_digest())
 
     def _compressed(self, genome: PipelineGenome, seed: int, state: dict[str, Any],
                     cache: PrefixCache | None = None, examples_fraction: float = 1.0) -> tuple[Any, int]:

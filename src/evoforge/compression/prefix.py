@@ -5,7 +5,8 @@ including that stage (its training settings too), never from the whole genome, s
 after the first k stages is one function of those k stages. `apply_with_prefixes` stores that
 model after every stage in a bounded on-disk cache shared by the run's workers, and a pipeline
 starts from the longest stored prefix of its own: the result is bit-identical to computing it
-from the baseline (tested), only cheaper.
+from the baseline (tested), only cheaper. Entries are also keyed by the code that computed them
+(`PrefixCache`'s ``code``), so a run resumed after evoforge or torch changed recomputes its prefixes.
 """
 
 from __future__ import annotations
@@ -22,15 +23,24 @@ from evoforge.genome import canonical_json
 
 
 class PrefixCache(BoundedDiskCache):
-    """Intermediate models (``torch.save`` of the whole module) by prefix key."""
+    """Intermediate models (``torch.save`` of the whole module) by prefix key and ``code`` (an
+    identity of the code that computes a stage, e.g. a digest of `evoforge.provenance.code_identity`):
+    an entry stored by other code is a miss."""
 
     SUFFIX = ".pt"
 
+    def __init__(self, directory: Any, max_bytes: int, code: str = "") -> None:
+        super().__init__(directory, max_bytes)
+        self.code = code
+
+    def _entry(self, key: str) -> str:
+        return hashlib.sha256(f"{self.code}\0{key}".encode()).hexdigest()[:32]
+
     def load(self, key: str) -> Any | None:
-        """The stored model, or None (absent, evicted, or unreadable)."""
+        """The stored model, or None (absent, evicted, stored by other code, or unreadable)."""
         import torch
 
-        data = self.get(key)
+        data = self.get(self._entry(key))
         if data is None:
             return None
         try:
@@ -47,7 +57,7 @@ class PrefixCache(BoundedDiskCache):
             torch.save(model, buffer)
         except Exception:  # noqa: BLE001 - e.g. a module holding a lambda: recompute it next time
             return
-        self.put(key, buffer.getvalue())
+        self.put(self._entry(key), buffer.getvalue())
 
 
 def prefix_keys(genome: PipelineGenome, prefix_seed: int, examples_fraction: float = 1.0) -> list[str]:
