@@ -157,6 +157,7 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _evolve_args(p: argparse.ArgumentParser) -> None:
+    from evoforge.layout import KEEP_ARTIFACTS
     from evoforge.mlir.edits import TARGET_WEIGHTINGS
 
     p.add_argument("program", nargs="?", help="an .mlir or .onnx file")
@@ -183,6 +184,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="batch size built-in programs are compiled for")
     p.add_argument("--compile-cache-mb", type=float, default=1024.0,
                    help="bound of the run's cache of compiled programs (identical texts compile once; 0: off)")
+    p.add_argument("--keep-artifacts", choices=KEEP_ARTIFACTS, default="front",
+                   help="whose compiled vmfb the run keeps: the front's (export compiles any other member again "
+                   "from its edits; the default), or every variant's")
     _run_args(p)
 
 
@@ -208,7 +212,7 @@ def _evolve(args: argparse.Namespace) -> int:
         "extra_flags": args.iree_flag, "tune_flags": args.tune_flags, "batch_size": args.batch_size,
         "max_error_increase": args.max_error_increase,
         "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
-        "edit_targets": args.edit_targets,
+        "edit_targets": args.edit_targets, "keep_artifacts": args.keep_artifacts,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)

@@ -4,7 +4,8 @@
     inputs/             what the run keeps of the user's inputs (stored objects, arrays)
     baseline/           the trained reference, its exported artifact and numbers (compress)
     program/            the pristine program, its data and compiled module (evolve)
-    artifacts/<key>/    each evaluated candidate's artifacts
+    artifacts/<key>/    each evaluated candidate's artifacts (the front's only, where the domain
+                        prunes them: `KEEP_ARTIFACTS`)
     exports/<id>/       what ``evoforge export`` writes
 
 The engine creates the layout and hands it to the domain; domains keep no run paths of their
@@ -19,6 +20,9 @@ import time
 from pathlib import Path
 
 STORE_FILE = "run.db"
+KEEP_ARTIFACTS = ("front", "all")
+"""Whose artifacts a run keeps, where its domain can rebuild them (`Domain.prunes_artifacts`): the
+front members' (the rest are deleted as they leave the front), or every candidate's."""
 
 
 @dataclasses.dataclass(frozen=True)

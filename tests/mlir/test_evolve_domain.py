@@ -8,6 +8,7 @@ import pytest
 
 import evoforge
 from evoforge.api import open_store
+from evoforge.errors import ConfigError
 from evoforge.genome import genome_from_json
 from evoforge.layout import RunLayout
 from evoforge.machine import machine_name
@@ -67,20 +68,41 @@ def test_re_timing_takes_more_repeats_as_far_as_they_fit_in_its_time(finished_ru
     assert ratio == 0.5 and asked == [repeats]  # 3x the run's 15, capped at 20 s per member, never below 15
 
 
-def test_a_variant_stores_only_its_vmfb_and_export_replays_its_mlir(finished_run, tmp_path):
-    """The MLIR of a variant is its edits replayed (a ResNet-50's is 180 MB), so only the vmfb is kept."""
+def test_the_run_keeps_only_its_fronts_vmfb_and_export_compiles_a_pruned_one_again(finished_run, tmp_path):
+    """The MLIR of a variant is its edits replayed (a ResNet-50's is 180 MB), so only the vmfb is
+    kept, and only while the variant is on the front (a ResNet-50's is 90 MB). Export compiles a
+    pruned one again, byte for byte the one that was evaluated."""
+    from evoforge.search.domain import domain_from_spec
+
     run_dir, front = finished_run
+    layout = RunLayout(run_dir)
+    with open_store(run_dir, readonly=True) as store:
+        domain = domain_from_spec(store.config()["domain"], layout)
+        evaluations = store.evaluations()
+        genomes = {key: genome_from_json(store.genome(key)) for key in evaluations}
+    ok = {key: ev for key, ev in evaluations.items() if ev.ok}
+    assert ok and all(set(ev.artifacts) == {"vmfb"} for ev in ok.values())
+    assert not list(run_dir.glob("artifacts/*/*.mlir"))
+    kept = {key for key, ev in ok.items() if layout.resolve(ev.artifacts["vmfb"]).exists()}
+    assert {m.key for m in front} <= kept
+    pruned = sorted(ok.keys() - kept, key=lambda k: -len(genomes[k].edits))
+    assert pruned, "the first generations left no variant off the front"
+    card = domain.export_member(pruned[0], genomes[pruned[0]], ok[pruned[0]], tmp_path / "pruned")
+    assert card["vmfb_rebuilt"] and card["vmfb_same_as_evaluated"]
+    assert (tmp_path / "pruned" / "variant.mlir").read_text() == apply_edits(domain.program, genomes[pruned[0]].edits)
+    member = max(front, key=lambda m: len(m.genome.edits))
+    card = evoforge.export_member(run_dir, member.id, tmp_path / "member")
+    assert not card["vmfb_rebuilt"] and card["vmfb_same_as_evaluated"]
+    assert (tmp_path / "member" / "variant.mlir").read_text() == apply_edits(domain.program, member.genome.edits)
+
+
+def test_a_run_stored_before_pruning_kept_every_vmfb():
     from evoforge.mlir.domain import EvolveDomain
 
-    domain = EvolveDomain()
-    domain.attach(RunLayout(run_dir))
-    with open_store(run_dir, readonly=True) as store:
-        stored = [ev for ev in store.evaluations().values() if ev.ok]
-    assert stored and all(set(ev.artifacts) == {"vmfb"} for ev in stored)
-    assert not list(run_dir.glob("artifacts/*/*.mlir"))
-    member = max(front, key=lambda m: len(m.genome.edits))
-    evoforge.export_member(run_dir, member.id, tmp_path / "out")
-    assert (tmp_path / "out" / "variant.mlir").read_text() == apply_edits(domain.program, member.genome.edits)
+    assert EvolveDomain.from_config({}).keep_artifacts == "all" and not EvolveDomain.from_config({}).prunes_artifacts()
+    assert EvolveDomain().prunes_artifacts()
+    with pytest.raises(ConfigError, match="keep_artifacts must be one of front, all, got 'some'"):
+        EvolveDomain(keep_artifacts="some")
 
 
 def test_a_linalg_program_leaves_torch_only_operators_out(finished_run):

@@ -10,6 +10,7 @@ from evoforge.api import open_store
 from evoforge.errors import ConfigError, EvoforgeError, StoreError
 from evoforge.execute import LocalExecutor
 from evoforge.problems import BenchmarkDomain
+from evoforge.search.domain import register_domain
 from evoforge.search.engine import Search, candidate_seed
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.termination import Termination, parse_budget
@@ -116,6 +117,43 @@ class SlowToFinalize(BenchmarkDomain):
 
     def finalize_seconds(self, members):
         return 3600.0 * len(members)
+
+
+@register_domain
+class WritesArtifacts(BenchmarkDomain):
+    """Every evaluation writes an artifact; ``prune`` says whether the engine may delete those
+    of evaluations off the front."""
+
+    name = "test-writes-artifacts"
+
+    def __init__(self, prune: bool) -> None:
+        super().__init__("zdt1", n_var=4)
+        self.prune = prune
+
+    def config(self):
+        return {"prune": self.prune}
+
+    def prunes_artifacts(self) -> bool:
+        return self.prune
+
+    def evaluate(self, genome, context):
+        evaluation = super().evaluate(genome, context)
+        (context.artifact_dir / "model.bin").write_bytes(b"x")
+        return Evaluation(evaluation.status, evaluation.objectives, artifacts={"model": f"artifacts/{context.artifact_dir.name}/model.bin"})
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_a_domain_that_rebuilds_its_artifacts_keeps_only_the_fronts(tmp_path, prune):
+    from evoforge.front import front_keys
+    from evoforge.layout import RunLayout
+
+    front = evoforge.optimize(WritesArtifacts(prune), budget=24, pop_size=6, run_dir=tmp_path, workers=0, seed=3)
+    with open_store(tmp_path, readonly=True) as store:
+        evaluations = store.evaluations()
+    kept = {key for key in evaluations if (RunLayout(tmp_path).artifact_dir(key) / "model.bin").exists()}
+    assert {m.key for m in front} == set(front_keys(evaluations, front.objectives)[0])
+    assert kept == ({m.key for m in front} if prune else set(evaluations))
+    assert len(evaluations) == 24 and len(front) < 24
 
 
 def test_a_time_budget_keeps_time_for_finalizing_the_front(tmp_path):

@@ -97,6 +97,7 @@ def evolve(
     batch_size: int = 32,
     compare_runtimes: bool = True,
     compile_cache_mb: float = 1024.0,
+    keep_artifacts: str = "front",
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -109,8 +110,10 @@ def evolve(
     by default); ``edit_targets="cost"`` makes deletes and resizes favour the ops that hold the
     program's work over uniform draws (see `evoforge.mlir.edits.TARGET_WEIGHTINGS`). ``settings``
     are the run's settings (see `evoforge.run.RunSpec`; defaults: nsga2, pop_size 16, budget
-    10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. Each evaluated variant keeps
-    its vmfb in ``run_dir`` (its MLIR is its edits replayed); `evoforge.export_member` writes them with the edits in
+    10m, 1 worker, 600 s timeout), or ``spec`` gives them all at once. The run keeps the compiled vmfb
+    of its front members in ``run_dir`` (``keep_artifacts="front"``: a variant's is deleted when it
+    leaves the front, and export compiles it again from its edits) or of every variant (``"all"``);
+    a variant's MLIR is its edits replayed. `evoforge.export_member` writes both with the edits in
     words and a diff. ``compare_runtimes`` (for programs exported from a PyTorch model) times
     the model in torch eager, torch.compile, ONNX Runtime and IREE -O3 first, so that every
     variant also carries its time against each (``vs_*`` metrics). Identical program texts
@@ -130,7 +133,8 @@ def evolve(
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")
     fresh = not layout.program.exists()
     options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
-                               "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets}
+                               "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets,
+                               "keep_artifacts": keep_artifacts}
     driver = EvolveDomain(extra_flags=list(extra_flags), **options).runtime_driver  # bad options fail before any export
     try:
         flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,

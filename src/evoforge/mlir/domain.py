@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -17,6 +18,7 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
+from evoforge.layout import KEEP_ARTIFACTS
 from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
@@ -78,8 +80,12 @@ class EvolveDomain(Domain):
         edit_kinds: Sequence[str] = EDIT_KINDS,
         compile_cache_mb: float = 1024.0,
         edit_targets: str = "uniform",
+        keep_artifacts: str = "front",
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
+        if keep_artifacts not in KEEP_ARTIFACTS:  # a variant's vmfb; ResNet-50's is 90 MB
+            raise ConfigError(f"keep_artifacts must be one of {', '.join(KEEP_ARTIFACTS)}, got {keep_artifacts!r}")
+        self.keep_artifacts = keep_artifacts
         self.edit_targets = check_target_weighting(edit_targets)
         if compile_cache_mb < 0:
             raise ConfigError(f"compile_cache_mb must be >= 0 (0 turns the cache off), got {compile_cache_mb}")
@@ -129,7 +135,16 @@ class EvolveDomain(Domain):
             "edit_kinds": self.edit_kinds,
             "compile_cache_mb": self.compile_cache_mb,
             "edit_targets": self.edit_targets,
+            "keep_artifacts": self.keep_artifacts,
         }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> EvolveDomain:
+        """Runs stored before ``keep_artifacts`` kept every variant's vmfb."""
+        return cls(**{"keep_artifacts": "all", **config})
+
+    def prunes_artifacts(self) -> bool:
+        return self.keep_artifacts == "front"
 
     @property
     def mutations(self) -> Mapping[str, Mutation]:
@@ -463,7 +478,8 @@ class EvolveDomain(Domain):
     def _result(self, genome: Any, context: EvalContext, vmfb: bytes, state: dict[str, Any],
                 score: dict[str, float], timing: dict[str, float]) -> Evaluation:
         size_ratio = len(vmfb) / len(state["original_vmfb"])
-        metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb), "edits": len(genome.edits),
+        metrics: dict[str, Any] = {**score, **timing, "size_ratio": size_ratio, "vmfb_bytes": len(vmfb),
+                                   "vmfb_sha256": hashlib.sha256(vmfb).hexdigest(), "edits": len(genome.edits),
                                    MACHINE_METRIC: machine_name()}
         if timing.get("runtime_ratio"):
             metrics["speedup"] = 1.0 / timing["runtime_ratio"]  # the paper's measure: original time / variant time
@@ -559,9 +575,10 @@ class EvolveDomain(Domain):
     def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path, *,
                       claimed: Mapping[str, float] | None = None, formats: Sequence[str] = (),
                       seed: int | None = None) -> dict[str, Any]:
-        """Write the variant's MLIR (replayed from its edits) and stored vmfb, its edits in words,
-        a unified diff against the original, and a card with the test error recomputed from the
-        written vmfb (the vmfb is the only format)."""
+        """Write the variant's MLIR (replayed from its edits) and vmfb (the stored one, or, where
+        the run pruned it, compiled again from the replayed MLIR with the run's flags), its edits
+        in words, a unified diff against the original, and a card with the test error recomputed
+        from the written vmfb (the vmfb is the only format)."""
         if any(f != "iree" for f in formats):
             raise ConfigError(f"an evolve member exports as an IREE vmfb only (--format iree), not {', '.join(formats)}")
         from evoforge.mlir.describe import describe_edits, program_diff
@@ -569,12 +586,24 @@ class EvolveDomain(Domain):
         from evoforge.mlir.mutate import apply_edits
 
         layout = self.require_layout()
-        if not evaluation.artifacts.get("vmfb"):
-            raise ConfigError(f"member {key} has no stored artifacts in {layout.root}")
+        if not evaluation.ok:
+            raise ConfigError(f"member {key} failed ({evaluation.reason}); only a working variant exports")
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(layout.resolve(evaluation.artifacts["vmfb"]), out_dir / "variant.vmfb")
         edits = genome.edits  # type: ignore[attr-defined]
-        (out_dir / "variant.mlir").write_text(apply_edits(self.program, edits))
+        text = apply_edits(self.program, edits)
+        (out_dir / "variant.mlir").write_text(text)
+        stored = layout.resolve(evaluation.artifacts["vmfb"]) if evaluation.artifacts.get("vmfb") else None
+        rebuilt = stored is None or not stored.exists()
+        if rebuilt:
+            from evoforge.mlir.iree_runner import compile_program
+
+            vmfb = compile_program(text, input_type=self.program.input_type, target=self.target,
+                                   extra_flags=self.extra_flags, timeout_s=max(self.compile_timeout_s, 600.0))
+            (out_dir / "variant.vmfb").write_bytes(vmfb)
+        else:
+            assert stored is not None
+            shutil.copyfile(stored, out_dir / "variant.vmfb")
+        evaluated_hash = evaluation.metrics.get("vmfb_sha256")
         words = describe_edits(self.program, edits)
         (out_dir / "edits.txt").write_text("\n".join(words) + "\n")
         (out_dir / "diff.patch").write_text(program_diff(self.program, edits))
@@ -589,7 +618,10 @@ class EvolveDomain(Domain):
             "entry": self.program.entry, "level": self.program.level, "target": self.target,
             "edits": words, "objectives": evaluation.objectives,
             "objectives_timed_on": evaluation.metrics.get("machine"), "test": test, "original_test": baseline,
+            "vmfb_rebuilt": rebuilt,
         }
+        if evaluated_hash:  # runs stored before the hash was recorded cannot tell
+            card["vmfb_same_as_evaluated"] = hashlib.sha256((out_dir / "variant.vmfb").read_bytes()).hexdigest() == evaluated_hash
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card
 

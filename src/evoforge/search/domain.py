@@ -133,6 +133,12 @@ class Domain(abc.ABC):
         """A one-line human description of a genome."""
         return genome.to_json()
 
+    def prunes_artifacts(self) -> bool:
+        """True: when a generation ends, the engine deletes the artifacts of the evaluations that
+        have left the front (an evaluation that leaves it never returns), and the domain rebuilds
+        them when asked (`export_member`). False (the default) keeps every evaluation's artifacts."""
+        return False
+
     def check_inputs(self) -> list[str]:
         """Problems with the run's inputs (a referenced file missing or changed since the run
         started), one line each; empty when all is well. Reads no data."""

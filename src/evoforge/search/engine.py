@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -124,6 +125,7 @@ class Search:
         self._batch: list[Offspring] | None = None
         self._reference: np.ndarray | None = reference_point(domain.objectives)
         self._archive_hypervolumes: list[float] = []
+        self._pruned: set[str] = set()  # evaluations whose artifacts `_prune_artifacts` has deleted
         self._reserve = (-1, 0.0)  # (evaluations when computed, `finalize_reserve_s`)
         self._elapsed_before = 0.0
         self._session_start = time.monotonic()
@@ -430,7 +432,18 @@ class Search:
             "elapsed_s": self.elapsed_s,
         }
         self.store.put_generation(gen, record)
+        self._prune_artifacts()
         return self._summary(record)
+
+    def _prune_artifacts(self) -> None:
+        """Delete the artifact folders of evaluations off the front, where the domain asks for it
+        (`Domain.prunes_artifacts`): a front member's are what `finalize` and export read."""
+        if self.layout is None or not self.domain.prunes_artifacts():
+            return
+        front = set(front_keys(self._evaluations, self.domain.objectives)[0])
+        for key in self._evaluations.keys() - front - self._pruned:
+            shutil.rmtree(self.layout.artifact_dir(key), ignore_errors=True)
+            self._pruned.add(key)
 
     def _population_hypervolume(self) -> float:
         ok = [ind for ind in self.population if ind.evaluation.ok and violation(ind.evaluation.constraints) <= 0]
