@@ -187,6 +187,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-artifacts", choices=KEEP_ARTIFACTS, default="front",
                    help="whose compiled vmfb the run keeps: the front's (export compiles any other member again "
                    "from its edits; the default), or every variant's")
+    p.add_argument("--branch-sweep", type=int, default=8,
+                   help="in a program with residual joins, start from the variants without its last 1, 2, ..., N "
+                   "branches (at most half of the first generation; 0: off)")
     _run_args(p)
 
 
@@ -213,6 +216,7 @@ def _evolve(args: argparse.Namespace) -> int:
         "max_error_increase": args.max_error_increase,
         "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
         "edit_targets": args.edit_targets, "keep_artifacts": args.keep_artifacts,
+        "branch_sweep": args.branch_sweep,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)

@@ -11,7 +11,7 @@ from evoforge.genome import genome_from_json
 from evoforge.mlir import irtools
 from evoforge.mlir.edits import DeleteBlock, EditError, EditListGenome
 from evoforge.mlir.iree_runner import evaluate_variant
-from evoforge.mlir.mutate import Session, apply_edits, branch_bypass, bypass, is_join, random_edit
+from evoforge.mlir.mutate import Session, apply_edits, branch_bypass, branch_sweep, bypass, is_join, random_edit
 
 pytestmark = pytest.mark.iree
 
@@ -61,6 +61,25 @@ class Residual(nn.Module):
         h = self.stem(x)
         for i, branch in enumerate(self.branches):
             if i != self.skip:
+                h = torch.relu(h + branch(h))
+        return self.head(h)
+
+
+class ResidualStack(nn.Module):
+    """A stem and three residual blocks relu(h + branch(h)); ``skip`` leaves the blocks it names out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.branches = nn.ModuleList([nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+                                       for _ in range(3)])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+        self.skip: frozenset[int] = frozenset()
+
+    def forward(self, x):
+        h = self.stem(x)
+        for i, branch in enumerate(self.branches):
+            if i not in self.skip:
                 h = torch.relu(h + branch(h))
         return self.head(h)
 
@@ -157,3 +176,42 @@ def test_a_stale_block_edit_fails_to_replay(worker) -> None:
     assert edit.erased and apply_edits(program, [edit])
     with pytest.raises(EditError, match="leaves .* ops dead, not the"):
         apply_edits(program, [DeleteBlock(edit.end, edit.entry, edit.erased + ("U999",))])
+
+
+def test_the_branch_sweep_removes_the_last_blocks_one_more_at_a_time(worker) -> None:
+    """Entry k of the sweep is the network without its last k residual blocks, replayed exactly."""
+    model, x, program = _exported(ResidualStack())
+    sweep = branch_sweep(program, 5)
+    assert [len(edits) for edits in sweep] == [1, 2, 3]  # three blocks to remove, however deep it may go
+    assert branch_sweep(program, 2) == sweep[:2]
+    for k, edits in enumerate(sweep, start=1):
+        assert sweep[k - 1][: k - 1] == (sweep[k - 2] if k > 1 else ())  # each adds one removal to the last
+        result = evaluate_variant(program, list(edits), [[x.numpy()]], worker=worker)
+        assert result.ok, result.failure
+        model.skip = frozenset(range(3 - k, 3))
+        with torch.no_grad():
+            expected = model(x).numpy()
+        np.testing.assert_allclose(result.outputs[0][0], expected, rtol=1e-4, atol=1e-5)
+    assert branch_sweep(_exported(V1Run())[2], 5) == []  # no joins, no sweep
+
+
+def test_an_evolve_run_on_a_residual_model_starts_from_the_branch_sweep(tmp_path) -> None:
+    import evoforge
+    from evoforge.api import open_store
+    from evoforge.layout import RunLayout
+    from evoforge.mlir.sources import read_prepared
+    from evoforge.search.algorithms.base import WARM_START
+
+    model, x, _ = _exported(ResidualStack())
+    evoforge.evolve(model, example_input=x, budget=6, pop_size=6, workers=0, run_dir=tmp_path / "run", seed=1,
+                    tune_flags=False, compare_runtimes=False)
+    with open_store(tmp_path / "run", readonly=True) as store:
+        first = store.batch(0)["offspring"]
+        warm = [genome_from_json(store.genome(o["key"])).edits for o in first if o["operator"] == WARM_START]
+        assert store.config()["domain"]["config"]["branch_sweep"] == 8
+    assert warm == branch_sweep(read_prepared(RunLayout(tmp_path / "run").program), 3)  # half of the population of 6
+    assert len(warm) == 3
+    evoforge.evolve(model, example_input=x, budget=6, pop_size=6, workers=0, run_dir=tmp_path / "off", seed=1,
+                    tune_flags=False, compare_runtimes=False, branch_sweep=0)
+    with open_store(tmp_path / "off", readonly=True) as store:
+        assert not [o for o in store.batch(0)["offspring"] if o["operator"] == WARM_START]

@@ -98,6 +98,7 @@ def evolve(
     compare_runtimes: bool = True,
     compile_cache_mb: float = 1024.0,
     keep_artifacts: str = "front",
+    branch_sweep: int = 8,
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -120,7 +121,8 @@ def evolve(
     compile once: ``compile_cache_mb`` bounds the run's cache of compiled programs (0: off).
     ``tune_flags`` (llvm-cpu) first times the original under the candidate flag sets of
     `evoforge.mlir.flag_tuning` and compiles the run with the fastest that keeps its outputs;
-    ``extra_flags`` always apply.
+    ``extra_flags`` always apply. In a program with residual joins, the first generation holds the
+    variants without its last 1, 2, ..., ``branch_sweep`` branches (at most half of it; 0: none).
     """
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
@@ -134,7 +136,7 @@ def evolve(
     fresh = not layout.program.exists()
     options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
                                "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets,
-                               "keep_artifacts": keep_artifacts}
+                               "keep_artifacts": keep_artifacts, "branch_sweep": branch_sweep}
     driver = EvolveDomain(extra_flags=list(extra_flags), **options).runtime_driver  # bad options fail before any export
     try:
         flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,

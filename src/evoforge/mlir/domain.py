@@ -18,7 +18,7 @@ import numpy as np
 
 from evoforge.errors import ConfigError
 from evoforge.genome import Genome
-from evoforge.layout import KEEP_ARTIFACTS
+from evoforge.layout import KEEP_ARTIFACTS, RunLayout
 from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
@@ -81,11 +81,16 @@ class EvolveDomain(Domain):
         compile_cache_mb: float = 1024.0,
         edit_targets: str = "uniform",
         keep_artifacts: str = "front",
+        branch_sweep: int = 8,
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
         if keep_artifacts not in KEEP_ARTIFACTS:  # a variant's vmfb; ResNet-50's is 90 MB
             raise ConfigError(f"keep_artifacts must be one of {', '.join(KEEP_ARTIFACTS)}, got {keep_artifacts!r}")
         self.keep_artifacts = keep_artifacts
+        if not isinstance(branch_sweep, int) or branch_sweep < 0:
+            raise ConfigError(f"branch_sweep must be a whole number >= 0 (0 turns the warm starts off), got {branch_sweep!r}")
+        self.branch_sweep = branch_sweep
+        self._warm: list[Genome] | None = None
         self.edit_targets = check_target_weighting(edit_targets)
         if compile_cache_mb < 0:
             raise ConfigError(f"compile_cache_mb must be >= 0 (0 turns the cache off), got {compile_cache_mb}")
@@ -136,12 +141,14 @@ class EvolveDomain(Domain):
             "compile_cache_mb": self.compile_cache_mb,
             "edit_targets": self.edit_targets,
             "keep_artifacts": self.keep_artifacts,
+            "branch_sweep": self.branch_sweep,
         }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EvolveDomain:
-        """Runs stored before ``keep_artifacts`` kept every variant's vmfb."""
-        return cls(**{"keep_artifacts": "all", **config})
+        """Runs stored before ``keep_artifacts`` kept every variant's vmfb; before ``branch_sweep``
+        they had no warm starts."""
+        return cls(**{"keep_artifacts": "all", "branch_sweep": 0, **config})
 
     def prunes_artifacts(self) -> bool:
         return self.keep_artifacts == "front"
@@ -205,9 +212,28 @@ class EvolveDomain(Domain):
             genome = self._mutations[kinds[int(rng.integers(len(kinds)))]](genome, rng)
         return genome
 
+    def attach(self, layout: RunLayout | None) -> None:
+        super().attach(layout)
+        self._warm = None  # they depend on the run's program
+
+    def warm_starts(self) -> list[Genome]:
+        """In a torch-level program with joins (residual adds) and ``branch_sweep`` > 0: the
+        variants without its last 1, 2, ..., ``branch_sweep`` branches (`mutate.branch_sweep`),
+        when ``delete_block`` is among the run's operators."""
+        if self._warm is None:
+            self._warm = []
+            if (self.branch_sweep and "delete_block" in self._kinds and self.layout is not None
+                    and (self.layout.program / "program.json").exists() and self.program.level == "torch"):
+                from evoforge.mlir.mutate import branch_sweep
+
+                self._warm = [EditListGenome(edits=edits) for edits in branch_sweep(self.program, self.branch_sweep)]
+        return list(self._warm)
+
     def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
-        """The unedited program (the reference point) and ``size - 1`` individuals of 1-3 edits."""
-        return [EditListGenome()] + [self.sample(rng) for _ in range(size - 1)]
+        """The unedited program (the reference point), the warm starts (at most half of ``size``)
+        and individuals of 1-3 random edits for the rest."""
+        warm = self.warm_starts()[: max(0, size // 2)]
+        return [EditListGenome(), *warm] + [self.sample(rng) for _ in range(size - 1 - len(warm))]
 
     def describe(self, genome: Genome) -> str:
         from evoforge.mlir.describe import describe_edits
