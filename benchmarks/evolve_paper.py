@@ -26,7 +26,7 @@
 
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--first-seed 1] [--edit-targets uniform|cost] [--ablation-budget 20m]
         [--train-budget 10m] [--compress-budget 60m]
-        [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-weights PATH]
+        [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-branch-sweep 8] [--resnet50-weights PATH]
         [--skip compress,ablation,flags,scaling,resnet50,train] [--root runs/evolve-paper]
 
 Every run reuses the first one's trained baseline and exported program (``_template``), so the
@@ -247,9 +247,10 @@ def scaling(root: Path, variants: int) -> dict[str, Any]:
     return out
 
 
-def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int) -> dict[str, Any]:
+def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int, branch_sweep: int = 8) -> dict[str, Any]:
     """Seed check 3's search: ``evolve`` for ``budget`` on torchvision's ResNet-50 (10 classes,
-    ``weights``) at 32x32 with ``img32``'s validation and test splits, as a user would run it."""
+    ``weights``) at 32x32 with ``img32``'s validation and test splits, as a user would run it
+    (``branch_sweep`` other than evolve's default 8 goes to its own run folder)."""
     import torch
     import torchvision
     from train_resnet50_img32 import img32_splits, train_and_save
@@ -262,8 +263,10 @@ def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int
         np.savez(data, x_val=splits["val"][0], y_val=splits["val"][1], x_test=splits["test"][0], y_test=splits["test"][1])
     model = torchvision.models.resnet50(num_classes=10)
     model.load_state_dict(torch.load(weights))
-    run = evolve_run(root / f"resnet50-{seed}", root / "_template-resnet50", model.eval(), data=str(data),
-                     example_input=torch.zeros(32, 3, 32, 32), budget=budget, workers=workers, seed=seed)
+    name = f"resnet50-{seed}" if branch_sweep == 8 else f"resnet50-sweep{branch_sweep}-{seed}"
+    run = evolve_run(root / name, root / "_template-resnet50", model.eval(), data=str(data),
+                     example_input=torch.zeros(32, 3, 32, 32), budget=budget, workers=workers, seed=seed,
+                     branch_sweep=branch_sweep)
     with open_store(run, readonly=True) as store:
         done = [e for e in store.evaluations().values() if e.ok]
     per_variant = {"compile_s": statistics.median(float(e.metrics["compile_s"]) for e in done),
@@ -425,6 +428,7 @@ def main() -> None:
     parser.add_argument("--edit-targets", default="uniform", help="how the main runs' edits draw their targets: uniform or cost")
     parser.add_argument("--resnet50-budget", default="30m")
     parser.add_argument("--resnet50-seeds", type=int, default=1)
+    parser.add_argument("--resnet50-branch-sweep", type=int, default=8, help="evolve's branch_sweep for the ResNet-50 runs (0: off)")
     parser.add_argument("--resnet50-weights", default=None, help="state dict from train_resnet50_img32.py (default ROOT/resnet50-img32.pt)")
     parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, resnet50, train")
     parser.add_argument("--root", default="runs/evolve-paper")
@@ -470,7 +474,8 @@ def main() -> None:
         weights = Path(args.resnet50_weights) if args.resnet50_weights else root / "resnet50-img32.pt"
         results["resnet50"] = {}
         for seed in range(1, args.resnet50_seeds + 1):
-            results["resnet50"][seed] = resnet50_run(root, weights, args.resnet50_budget, args.workers, seed)
+            results["resnet50"][seed] = resnet50_run(root, weights, args.resnet50_budget, args.workers, seed,
+                                                     args.resnet50_branch_sweep)
             print(f"resnet50 seed {seed}: {json.dumps(results['resnet50'][seed], default=str)}", flush=True)
     print_tables(results)
     if args.json:
