@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evoforge.mlir.iree_runner import VariantFailure, Worker, compile_program, measure_runtime, run_program
+from evoforge.mlir.iree_runner import RuntimeComparison, VariantFailure, Worker, compile_program, measure_runtime, run_program
 from tests.mlir.evolve_helpers import die_by_segfault
 from tests.support.processes import child_outlives_killed_parent
 
@@ -110,4 +110,15 @@ def test_compile_failure_is_structured():
 def test_measure_runtime_interleaves_against_baseline(bad_vmfb, worker):
     cmp = measure_runtime(bad_vmfb, bad_vmfb, [np.ones(4, np.float32)], repeats=5, worker=worker, function="double")
     assert cmp.variant_s > 0 and cmp.baseline_s > 0
-    assert 0.05 < cmp.ratio < 20
+    assert 0.05 < cmp.ratio < 20 and cmp.paired_ratio == cmp.ratio
+
+
+def test_the_ratio_compares_the_calls_of_each_round_so_a_load_burst_over_both_cancels():
+    """Rounds 3-4 ran in a burst that slowed both calls, round 5's only the baseline's: the medians
+    of the two lists say the variant is twice as fast, the rounds say it is as fast."""
+    cmp = RuntimeComparison.from_rounds([1.0, 1.0, 2.0, 2.0, 1.0], [1.0, 1.0, 2.0, 2.0, 2.0])
+    assert (cmp.variant_s, cmp.baseline_s) == (1.0, 2.0)
+    assert cmp.ratio == 1.0 and cmp.variant_s / cmp.baseline_s == 0.5
+    assert RuntimeComparison(variant_s=1.0, baseline_s=4.0).ratio == 0.25  # no rounds: the ratio of the medians
+    with pytest.raises(ValueError, match="got 2 and 1"):
+        RuntimeComparison.from_rounds([1.0, 1.0], [1.0])

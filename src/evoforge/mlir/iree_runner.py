@@ -232,14 +232,27 @@ def time_interleaved(
 @dataclasses.dataclass(frozen=True)
 class RuntimeComparison:
     """Median seconds per call of a variant and of the baseline, measured interleaved in one
-    process, and their ratio (variant / baseline; below 1 is faster)."""
+    process, and their ratio (variant / baseline; below 1 is faster). Built `from_rounds`, the ratio
+    is the median over rounds of the two calls' ratio within a round, which run back to back: a load
+    burst that slows both calls of some rounds leaves it alone, where it can move the ratio of the two
+    medians far (an identical program timed 0.60 against itself that way while a test suite ran).
+    Without rounds (``paired_ratio`` None) it is the ratio of the medians."""
 
     variant_s: float
     baseline_s: float
+    paired_ratio: float | None = None
+
+    @classmethod
+    def from_rounds(cls, variant_s: Sequence[float], baseline_s: Sequence[float]) -> RuntimeComparison:
+        """From the seconds of each round's variant call and baseline call (same length, same order)."""
+        if len(variant_s) != len(baseline_s) or not variant_s:
+            raise ValueError(f"need as many variant as baseline timings, at least one; got {len(variant_s)} and {len(baseline_s)}")
+        return cls(statistics.median(variant_s), statistics.median(baseline_s),
+                   statistics.median(v / b for v, b in zip(variant_s, baseline_s)))
 
     @property
     def ratio(self) -> float:
-        return self.variant_s / self.baseline_s
+        return self.paired_ratio if self.paired_ratio is not None else self.variant_s / self.baseline_s
 
 
 def run_program(
@@ -261,10 +274,11 @@ def measure_runtime(
     vmfb: bytes, original_vmfb: bytes, batch: Sequence[np.ndarray], repeats: int = 20, *, worker: Worker,
     driver: str = "local-task", function: str = "main", timeout_s: float = 60.0,
 ) -> RuntimeComparison:
-    """Interleaved median runtimes of a variant and the original on one batch (see
-    `time_interleaved`); raises `VariantFailure` like `run_program`."""
+    """Interleaved runtimes of a variant and the original on one batch (see `time_interleaved`),
+    compared round by round (`RuntimeComparison.from_rounds`); raises `VariantFailure` like
+    `run_program`."""
     tf, tg = worker.call(time_interleaved, vmfb, original_vmfb, driver, function, list(batch), repeats, timeout_s=timeout_s)
-    return RuntimeComparison(variant_s=statistics.median(tf), baseline_s=statistics.median(tg))
+    return RuntimeComparison.from_rounds(tf, tg)
 
 
 @dataclasses.dataclass(frozen=True)
