@@ -534,6 +534,7 @@ class Search:
         finally:
             if owned:
                 executor.close()
+        self._prune_artifacts()  # a generation cut short by the budget too
         self.store.put_meta("finished", {"reason": stop(), "generations": self.generation + 1,
                                          "elapsed_s": self.elapsed_s, **({"stopped_in_generation": self.generation + 1} if cut else {})})
         return self.front()
