@@ -46,13 +46,19 @@ def available_cores() -> int:
 
 
 @functools.lru_cache(maxsize=1)
+def processor() -> tuple[str, tuple[str, ...]]:
+    """This processor's model name and `KERNEL_FEATURES` (from ``/proc/cpuinfo``; ("", ()) off Linux)."""
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux
+        return "", ()
+
+
+@functools.lru_cache(maxsize=1)
 def machine_name() -> str:
     """This machine in one line: processor model, architecture, available cores and the kernel
     features it has, e.g. ``Intel(R) Xeon(R) Processor (x86_64), 2 cores, avx512_vnni amx_int8``."""
-    try:
-        model, features = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
-    except OSError:  # not Linux
-        model, features = "", ()
+    model, features = processor()
     model = model or platform.processor() or "unknown processor"
     text = f"{model} ({platform.machine() or 'unknown architecture'}), {available_cores()} cores"
     return f"{text}, {' '.join(features)}" if features else text

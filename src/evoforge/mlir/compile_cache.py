@@ -23,15 +23,10 @@ from evoforge.disk_cache import BoundedDiskCache
 @functools.lru_cache(maxsize=1)
 def compiler_identity() -> str:
     """The IREE compiler's version and this processor's model and kernel features."""
-    from pathlib import Path
-
-    from evoforge.machine import parse_cpuinfo
+    from evoforge.machine import processor
     from evoforge.provenance import library_versions
 
-    try:
-        model, features = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
-    except OSError:  # not Linux
-        model, features = "", ()
+    model, features = processor()
     return f"iree-base-compiler {library_versions(['iree-base-compiler'])['iree-base-compiler']}; {model} {' '.join(features)}"
 
 
