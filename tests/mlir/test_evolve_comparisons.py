@@ -27,9 +27,19 @@ def test_every_contender_is_timed_against_the_original_program(tmp_path) -> None
     with open_store(run_dir, readonly=True) as store:
         original = store.evaluations()[EditListGenome().content_hash]
     assert original.metrics == pytest.approx({**original.metrics, **versus(original.objectives["runtime_ratio"], compared)})
+    assert set(compared["ratio_to_iree"]) == {"torch_eager", "torch_compile", "onnxruntime", "iree_o3"}
     assert original.metrics["vs_torch_eager"] == pytest.approx(
-        original.objectives["runtime_ratio"] * compared["ms"]["iree"] / compared["ms"]["torch_eager"])
+        original.objectives["runtime_ratio"] / compared["ratio_to_iree"]["torch_eager"])
     assert "torch.compile" in run_summary(run_dir)["headline"] and "IREE -O3" in run_summary(run_dir)["headline"]
+
+
+def test_a_variant_is_compared_through_the_paired_ratio_and_old_records_through_medians() -> None:
+    from evoforge.mlir.comparisons import versus
+
+    paired = {"ms": {"iree": 10.0, "torch_eager": 5.0}, "ratio_to_iree": {"torch_eager": 0.4}}
+    assert versus(0.8, paired) == pytest.approx({"vs_torch_eager": 2.0})  # 0.8 of the original, which takes 1/0.4 of eager
+    stored_before = {"ms": {"iree": 10.0, "torch_eager": 5.0, "onnxruntime": 4.0}}
+    assert versus(0.8, stored_before) == pytest.approx({"vs_torch_eager": 1.6, "vs_onnxruntime": 2.0})
 
 
 def test_evolving_without_comparisons_records_none(tmp_path) -> None:

@@ -18,6 +18,21 @@ def test_a_set_replaces_the_default_only_when_clearly_faster():
     assert choose({DEFAULT_SET: [1.0], "a": [0.8], "b": [0.6]}) == "b"
 
 
+def test_a_burst_of_load_does_not_make_an_equal_set_look_faster():
+    # The same speed throughout; a burst slows rounds 2-3 and round 4's default call: the medians
+    # say 0.5, the rounds say 1.
+    times = {DEFAULT_SET: [1.0, 1.0, 2.0, 2.0, 2.0], "same": [1.0, 1.0, 2.0, 2.0, 1.0]}
+    assert flag_tuning.paired_ratios(times) == {DEFAULT_SET: 1.0, "same": 1.0}
+    assert choose(times) == DEFAULT_SET
+
+
+def test_a_tuning_stored_before_paired_ratios_compares_medians():
+    stored = {"chosen": "im2col", "flags": ["--x"], "ms": {DEFAULT_SET: 30.0, "im2col": 10.0}, "rejected": {},
+              "target": "llvm-cpu", "base_flags": []}
+    assert flag_tuning.Tuning.from_dict(stored).speedup == pytest.approx(3.0)
+    assert flag_tuning.Tuning.from_dict({**stored, "ratio_to_default": {DEFAULT_SET: 1.0, "im2col": 0.25}}).speedup == 4.0
+
+
 def test_convolutions_are_recognised_at_torch_and_linalg_level(linalg_mlp_text, tiny_torch):
     assert has_convolution("%3 = torch.aten.convolution %arg0, %0, %1, %2 : !torch.vtensor<[1,1,8,8],f32>")
     assert has_convolution("%4 = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>}")
@@ -63,6 +78,8 @@ def test_tuning_a_conv_program_keeps_its_outputs_and_is_stored(conv_program, tmp
     tuning = tune_flags(conv_program, tmp_path, target="llvm-cpu", extra_flags=[], driver="local-sync", sets=sets, repeats=3)
     assert set(tuning.ms) == {DEFAULT_SET, "im2col"} and all(ms > 0 for ms in tuning.ms.values())
     assert list(tuning.rejected) == ["broken"] and "compile" in tuning.rejected["broken"]
+    assert set(tuning.ratio_to_default) == {DEFAULT_SET, "im2col"} and tuning.ratio_to_default[DEFAULT_SET] == 1.0
+    assert tuning.speedup == pytest.approx(1 / tuning.ratio_to_default[tuning.chosen])
     assert tuning.chosen in tuning.ms and tuning.flags == ({"im2col": sets["im2col"].flags}.get(tuning.chosen, ()))
     monkeypatch.setattr("evoforge.mlir.iree_runner.compile_program", _never_compile)
     assert tune_flags(conv_program, tmp_path, target="llvm-cpu", extra_flags=[], driver="local-sync") == tuning  # read back

@@ -4,8 +4,9 @@ When `evolve` starts from a PyTorch model (a built-in program, a compress member
 model is timed at the program's batch in torch eager, in torch.compile (inductor, with freezing),
 in ONNX Runtime and in IREE with its own ``--iree-opt-level=O3``, round-robin against the
 original program compiled with the run's flags, all in one process on one thread. The medians
-go to ``program/comparisons.json``; a variant's time against each is its (interleaved) runtime
-ratio times the original's time over that runtime's.
+go to ``program/comparisons.json`` with each contender's paired ratio to the original (the median
+over rounds of the two times within a round, which a burst of load slows alike); a variant's time
+against each is its (interleaved) runtime ratio over that paired ratio.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def record_comparisons(
         torch.set_num_threads(threads)
     record = {
         "ms": {name: statistics.median(values) for name, values in times.items()},
+        "ratio_to_iree": {name: statistics.median(t / o for t, o in zip(values, times["iree"]))
+                          for name, values in times.items() if name != "iree"},
         "errors": errors,
         "batch": int(example[0].shape[0]),
         "iree_flags": list(extra_flags),
@@ -82,9 +85,12 @@ def load_comparisons(directory: Path) -> dict[str, Any] | None:
 
 
 def versus(runtime_ratio: float, record: dict[str, Any]) -> dict[str, float]:
-    """A variant's time over each contender's, from its runtime ratio to the original."""
+    """A variant's time over each contender's, from its runtime ratio to the original: over the
+    contender's paired ratio to the original, or (records written before it was kept) over the
+    ratio of their medians."""
     ms = record["ms"]
-    return {f"vs_{name}": runtime_ratio * ms["iree"] / ms[name] for name in CONTENDERS if name in ms}
+    paired = record.get("ratio_to_iree") or {name: ms[name] / ms["iree"] for name in CONTENDERS if name in ms}
+    return {f"vs_{name}": runtime_ratio / paired[name] for name in CONTENDERS if name in paired}
 
 
 def _median_ms(run: Callable[[], Any], calls: int) -> float:

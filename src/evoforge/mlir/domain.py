@@ -8,7 +8,6 @@ import atexit
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -625,10 +624,10 @@ class EvolveDomain(Domain):
 
             vmfb = compile_program(text, input_type=self.program.input_type, target=self.target,
                                    extra_flags=self.extra_flags, timeout_s=max(self.compile_timeout_s, 600.0))
-            (out_dir / "variant.vmfb").write_bytes(vmfb)
         else:
             assert stored is not None
-            shutil.copyfile(stored, out_dir / "variant.vmfb")
+            vmfb = stored.read_bytes()
+        (out_dir / "variant.vmfb").write_bytes(vmfb)
         evaluated_hash = evaluation.metrics.get("vmfb_sha256")
         words = describe_edits(self.program, edits)
         (out_dir / "edits.txt").write_text("\n".join(words) + "\n")
@@ -637,7 +636,7 @@ class EvolveDomain(Domain):
             state = self._load_state(worker)
             if state["meta"]["mode"] == "predict" and "y_val" not in state["data"]:
                 state["reference_outputs"] = self._original_outputs(state, "val")
-            test = self._score_file(state, (out_dir / "variant.vmfb").read_bytes(), worker)
+            test = self._score_file(state, vmfb, worker)
             baseline = self._score_file(state, state["original_vmfb"], worker, trusted=True)
         card = {
             "vmfb": str(out_dir / "variant.vmfb"), "mlir": str(out_dir / "variant.mlir"),
@@ -647,7 +646,7 @@ class EvolveDomain(Domain):
             "vmfb_rebuilt": rebuilt,
         }
         if evaluated_hash:  # runs stored before the hash was recorded cannot tell
-            card["vmfb_same_as_evaluated"] = hashlib.sha256((out_dir / "variant.vmfb").read_bytes()).hexdigest() == evaluated_hash
+            card["vmfb_same_as_evaluated"] = hashlib.sha256(vmfb).hexdigest() == evaluated_hash
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card
 

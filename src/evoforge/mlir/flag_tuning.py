@@ -1,6 +1,8 @@
 """Compile-flag tuning: before a run, the original program is compiled with each candidate flag set
 that applies to it, checked against the outputs of IREE's defaults, and timed round-robin with
-them on one batch; the run then compiles the original and every variant with the fastest set.
+them on one batch; the run then compiles the original and every variant with the fastest set,
+judged by the median over rounds of its time over the default's in the same round (a burst of
+load slows both calls of a round alike).
 
 A variant's runtime ratio is measured against the original compiled the same way, so tuning does
 not flatter the ratios; it makes the whole run, and every member it exports, as fast as IREE can
@@ -30,7 +32,7 @@ FLAG_TUNING = "flag_tuning.json"
 DEFAULT_SET = "default"
 """The name of the run's flags with nothing added (IREE's defaults plus the user's flags)."""
 MIN_GAIN = 0.05
-"""A candidate set replaces the default only when its median time is at least this much lower."""
+"""A candidate set replaces the default only when its paired ratio to it is at most 1 - this."""
 
 _CONVOLUTION = re.compile(r"\b(torch\.aten\.(_)?convolution|torch\.aten\.conv[123]d|linalg\.(depthwise_)?conv_)")
 
@@ -55,8 +57,8 @@ FLAG_SETS.add("im2col", FlagSet(("--iree-global-opt-use-im2col-for-convs",), has
 @dataclasses.dataclass(frozen=True)
 class Tuning:
     """The outcome: the chosen set's name and flags (empty for the default), the median
-    milliseconds per call of each set that compiled and kept the outputs, and why the others
-    were left out."""
+    milliseconds per call of each set that compiled and kept the outputs, each one's paired ratio
+    to the default (`ratio_to_default`, see `paired_ratios`), and why the others were left out."""
 
     chosen: str
     flags: tuple[str, ...]
@@ -65,28 +67,39 @@ class Tuning:
     target: str = "llvm-cpu"
     base_flags: tuple[str, ...] = ()
     """What was tuned on top of: a stored tuning is reused only for the same target and flags."""
+    ratio_to_default: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Empty in tunings stored before it was kept; `speedup` then compares the medians."""
 
     @property
     def speedup(self) -> float:
         """The default's time over the chosen set's."""
+        if self.ratio_to_default:
+            return 1 / self.ratio_to_default[self.chosen]
         return self.ms[DEFAULT_SET] / self.ms[self.chosen] if self.ms else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "flags": list(self.flags), "ms": self.ms, "rejected": self.rejected,
-                "target": self.target, "base_flags": list(self.base_flags)}
+                "target": self.target, "base_flags": list(self.base_flags), "ratio_to_default": self.ratio_to_default}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tuning:
         return cls(str(data["chosen"]), tuple(data["flags"]), dict(data["ms"]), dict(data["rejected"]),
-                   str(data["target"]), tuple(data["base_flags"]))
+                   str(data["target"]), tuple(data["base_flags"]), dict(data.get("ratio_to_default", {})))
+
+
+def paired_ratios(times_s: dict[str, Sequence[float]]) -> dict[str, float]:
+    """Each set's median over rounds of its time over the default's in the same round (the
+    lists hold one time per round, in round order)."""
+    default = times_s[DEFAULT_SET]
+    return {name: statistics.median(t / d for t, d in zip(times, default)) for name, times in times_s.items()}
 
 
 def choose(times_s: dict[str, Sequence[float]], min_gain: float = MIN_GAIN) -> str:
-    """The set with the lowest median time if it beats the default's median by ``min_gain``;
-    otherwise the default."""
-    medians = {name: statistics.median(t) for name, t in times_s.items()}
-    best = min(medians, key=lambda name: (medians[name], name != DEFAULT_SET))
-    return best if medians[best] <= (1 - min_gain) * medians[DEFAULT_SET] else DEFAULT_SET
+    """The set with the lowest paired ratio to the default (`paired_ratios`) if that ratio is at
+    most ``1 - min_gain``; otherwise the default."""
+    ratios = paired_ratios(times_s)
+    best = min(ratios, key=lambda name: (ratios[name], name != DEFAULT_SET))
+    return best if ratios[best] <= 1 - min_gain else DEFAULT_SET
 
 
 def load_tuning(directory: Path) -> Tuning | None:
@@ -150,7 +163,7 @@ def _measure(program: Any, target: str, extra_flags: list[str], driver: str, can
     by_name = dict(zip(names, times))
     chosen = choose(by_name)
     return Tuning(chosen, candidates.get(chosen, ()), {n: 1000 * statistics.median(t) for n, t in by_name.items()}, rejected,
-                  target, tuple(extra_flags))
+                  target, tuple(extra_flags), paired_ratios(by_name))
 
 
 def _timing_inputs(program: Any) -> list[np.ndarray]:

@@ -582,16 +582,19 @@ def branch_sweep(program: Program, depth: int) -> list[tuple[DeleteBlock, ...]]:
     sweep: list[tuple[DeleteBlock, ...]] = []
     removed: list[DeleteBlock] = []
     with Session(program) as s:
-        joins = [irtools.uid_of(op) for op in _targets(s)
+        joins = [(irtools.uid_of(op), op) for op in _targets(s)
                  if len(op.results) == 1 and list(op.results[0].uses) and is_join(op)]
-        for uid in reversed(joins):
+        erased: set[str] = set()
+        for uid, op in reversed(joins):
             if len(sweep) >= depth:
                 break
-            op = s.index().get(uid)
-            edit = branch_bypass(s, op) if op is not None else None  # None: an earlier removal took it
+            if uid in erased:  # an earlier removal took it (its handle must not be touched)
+                continue
+            edit = branch_bypass(s, op)
             if edit is None:
                 continue
             s.apply(edit)
+            erased.update(edit.erased)
             removed.append(edit)
             sweep.append(tuple(removed))
         s.verify()
