@@ -3,7 +3,8 @@
 
 Needs only torch, torchvision, numpy and scikit-learn (for the bundled digits behind ``img32``), so it
 also runs on a GPU machine without evoforge's other dependencies (``PYTHONPATH=src``). On 2 CPU cores
-it should take about 30 minutes at 80 epochs (timed on part of an epoch); on an H200, 64 seconds.
+an epoch takes about 30 s (40 epochs: 29.5 minutes, test accuracy 84.9%); on an H200 80 epochs take
+64 seconds (91.6%).
 The recipe is AdamW (lr 1e-3, weight decay 0.05, one-cycle schedule, batch 256, random shifts of up
 to 4 pixels); SGD at lr 0.1 diverged.
 
