@@ -38,6 +38,7 @@ def record_comparisons(
     import torch
 
     from evoforge.hostlock import MeasurementLock
+    from evoforge.mlir.iree_runner import paired_ratio
     arrays = [t.detach().cpu().numpy() for t in example]
     runners: dict[str, Callable[[], Any]] = {"iree": _iree_runner(program, target, extra_flags, driver, arrays)}
     errors: dict[str, str] = {}
@@ -67,8 +68,7 @@ def record_comparisons(
         torch.set_num_threads(threads)
     record = {
         "ms": {name: statistics.median(values) for name, values in times.items()},
-        "ratio_to_iree": {name: statistics.median(t / o for t, o in zip(values, times["iree"]))
-                          for name, values in times.items() if name != "iree"},
+        "ratio_to_iree": {name: paired_ratio(values, times["iree"]) for name, values in times.items() if name != "iree"},
         "errors": errors,
         "batch": int(example[0].shape[0]),
         "iree_flags": list(extra_flags),

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from evoforge.mlir.iree_runner import paired_ratio
 from evoforge.registry import Registry
 
 FLAG_TUNING = "flag_tuning.json"
@@ -88,10 +89,8 @@ class Tuning:
 
 
 def paired_ratios(times_s: dict[str, Sequence[float]]) -> dict[str, float]:
-    """Each set's median over rounds of its time over the default's in the same round (the
-    lists hold one time per round, in round order)."""
-    default = times_s[DEFAULT_SET]
-    return {name: statistics.median(t / d for t, d in zip(times, default)) for name, times in times_s.items()}
+    """Each set's `paired_ratio` to the default (the lists hold one time per round, in round order)."""
+    return {name: paired_ratio(times, times_s[DEFAULT_SET]) for name, times in times_s.items()}
 
 
 def choose(times_s: dict[str, Sequence[float]], min_gain: float = MIN_GAIN) -> str:

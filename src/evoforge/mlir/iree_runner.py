@@ -229,6 +229,14 @@ def time_interleaved(
 # ------------------------------------------------------------------------------- public helpers
 
 
+def paired_ratio(times_s: Sequence[float], baseline_s: Sequence[float]) -> float:
+    """The median over rounds of a round's time over the baseline's time in the same round (the
+    lists hold one time per round, in round order, at least one)."""
+    if len(times_s) != len(baseline_s) or not times_s:
+        raise ValueError(f"need as many timings as baseline timings, at least one; got {len(times_s)} and {len(baseline_s)}")
+    return statistics.median(t / b for t, b in zip(times_s, baseline_s))
+
+
 @dataclasses.dataclass(frozen=True)
 class RuntimeComparison:
     """Median seconds per call of a variant and of the baseline, measured interleaved in one
@@ -245,10 +253,8 @@ class RuntimeComparison:
     @classmethod
     def from_rounds(cls, variant_s: Sequence[float], baseline_s: Sequence[float]) -> RuntimeComparison:
         """From the seconds of each round's variant call and baseline call (same length, same order)."""
-        if len(variant_s) != len(baseline_s) or not variant_s:
-            raise ValueError(f"need as many variant as baseline timings, at least one; got {len(variant_s)} and {len(baseline_s)}")
-        return cls(statistics.median(variant_s), statistics.median(baseline_s),
-                   statistics.median(v / b for v, b in zip(variant_s, baseline_s)))
+        ratio = paired_ratio(variant_s, baseline_s)
+        return cls(statistics.median(variant_s), statistics.median(baseline_s), ratio)
 
     @property
     def ratio(self) -> float:
