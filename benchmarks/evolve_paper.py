@@ -26,7 +26,7 @@
 
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--first-seed 1] [--edit-targets uniform|cost] [--ablation-budget 20m]
         [--train-budget 10m] [--compress-budget 60m]
-        [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-branch-sweep 8] [--resnet50-weights PATH]
+        [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-first-seed 1] [--resnet50-branch-sweep 8] [--resnet50-weights PATH]
         [--skip compress,ablation,flags,scaling,resnet50,train] [--root runs/evolve-paper]
 
 Every run reuses the first one's trained baseline and exported program (``_template``), so the
@@ -428,6 +428,7 @@ def main() -> None:
     parser.add_argument("--edit-targets", default="uniform", help="how the main runs' edits draw their targets: uniform or cost")
     parser.add_argument("--resnet50-budget", default="30m")
     parser.add_argument("--resnet50-seeds", type=int, default=1)
+    parser.add_argument("--resnet50-first-seed", type=int, default=1, help="the ResNet-50 runs' seeds start here")
     parser.add_argument("--resnet50-branch-sweep", type=int, default=8, help="evolve's branch_sweep for the ResNet-50 runs (0: off)")
     parser.add_argument("--resnet50-weights", default=None, help="state dict from train_resnet50_img32.py (default ROOT/resnet50-img32.pt)")
     parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, resnet50, train")
@@ -473,7 +474,7 @@ def main() -> None:
     if "resnet50" not in skip:
         weights = Path(args.resnet50_weights) if args.resnet50_weights else root / "resnet50-img32.pt"
         results["resnet50"] = {}
-        for seed in range(1, args.resnet50_seeds + 1):
+        for seed in range(args.resnet50_first_seed, args.resnet50_first_seed + args.resnet50_seeds):
             results["resnet50"][seed] = resnet50_run(root, weights, args.resnet50_budget, args.workers, seed,
                                                      args.resnet50_branch_sweep)
             print(f"resnet50 seed {seed}: {json.dumps(results['resnet50'][seed], default=str)}", flush=True)
