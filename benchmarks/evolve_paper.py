@@ -26,7 +26,8 @@
 
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--first-seed 1] [--edit-targets uniform|cost] [--ablation-budget 20m]
         [--train-budget 10m] [--compress-budget 60m]
-        [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-first-seed 1] [--resnet50-branch-sweep 8] [--resnet50-weights PATH]
+        [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-first-seed 1] [--resnet50-branch-sweep 8]
+        [--resnet50-crossover halves|anywhere] [--resnet50-weights PATH]
         [--skip compress,ablation,flags,scaling,resnet50,train] [--root runs/evolve-paper]
 
 Every run reuses the first one's trained baseline and exported program (``_template``), so the
@@ -247,10 +248,11 @@ def scaling(root: Path, variants: int) -> dict[str, Any]:
     return out
 
 
-def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int, branch_sweep: int = 8) -> dict[str, Any]:
+def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int, branch_sweep: int = 8,
+                 crossover: str = "halves") -> dict[str, Any]:
     """Seed check 3's search: ``evolve`` for ``budget`` on torchvision's ResNet-50 (10 classes,
     ``weights``) at 32x32 with ``img32``'s validation and test splits, as a user would run it
-    (``branch_sweep`` other than evolve's default 8 goes to its own run folder)."""
+    (``branch_sweep`` and ``crossover`` other than evolve's defaults go to their own run folder)."""
     import torch
     import torchvision
     from train_resnet50_img32 import img32_splits, train_and_save
@@ -263,10 +265,11 @@ def resnet50_run(root: Path, weights: Path, budget: str, workers: int, seed: int
         np.savez(data, x_val=splits["val"][0], y_val=splits["val"][1], x_test=splits["test"][0], y_test=splits["test"][1])
     model = torchvision.models.resnet50(num_classes=10)
     model.load_state_dict(torch.load(weights))
-    name = f"resnet50-{seed}" if branch_sweep == 8 else f"resnet50-sweep{branch_sweep}-{seed}"
+    name = "resnet50" + ("" if branch_sweep == 8 else f"-sweep{branch_sweep}") + ("" if crossover == "halves" else f"-{crossover}")
+    name += f"-{seed}"
     run = evolve_run(root / name, root / "_template-resnet50", model.eval(), data=str(data),
                      example_input=torch.zeros(32, 3, 32, 32), budget=budget, workers=workers, seed=seed,
-                     branch_sweep=branch_sweep)
+                     branch_sweep=branch_sweep, crossover=crossover)
     with open_store(run, readonly=True) as store:
         done = [e for e in store.evaluations().values() if e.ok]
     per_variant = {"compile_s": statistics.median(float(e.metrics["compile_s"]) for e in done),
@@ -430,6 +433,7 @@ def main() -> None:
     parser.add_argument("--resnet50-seeds", type=int, default=1)
     parser.add_argument("--resnet50-first-seed", type=int, default=1, help="the ResNet-50 runs' seeds start here")
     parser.add_argument("--resnet50-branch-sweep", type=int, default=8, help="evolve's branch_sweep for the ResNet-50 runs (0: off)")
+    parser.add_argument("--resnet50-crossover", default="halves", help="evolve's crossover for the ResNet-50 runs: halves or anywhere")
     parser.add_argument("--resnet50-weights", default=None, help="state dict from train_resnet50_img32.py (default ROOT/resnet50-img32.pt)")
     parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, resnet50, train")
     parser.add_argument("--root", default="runs/evolve-paper")
@@ -476,7 +480,7 @@ def main() -> None:
         results["resnet50"] = {}
         for seed in range(args.resnet50_first_seed, args.resnet50_first_seed + args.resnet50_seeds):
             results["resnet50"][seed] = resnet50_run(root, weights, args.resnet50_budget, args.workers, seed,
-                                                     args.resnet50_branch_sweep)
+                                                     args.resnet50_branch_sweep, args.resnet50_crossover)
             print(f"resnet50 seed {seed}: {json.dumps(results['resnet50'][seed], default=str)}", flush=True)
     print_tables(results)
     if args.json:

@@ -170,12 +170,14 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     )
     run_dir = tmp_path / "run"
     out = run("evolve", program, "--budget", "8", "--pop-size", "4", "--workers", "1", "--run", run_dir, "--quiet",
-              "--log-json", tmp_path / "events.jsonl", "--no-flag-tuning", "--edit-targets", "cost", "--keep-artifacts", "all")
+              "--log-json", tmp_path / "events.jsonl", "--no-flag-tuning", "--edit-targets", "cost", "--keep-artifacts", "all",
+              "--crossover", "anywhere")
     assert "domain evolve" in out.stdout and "runtime_ratio" in out.stdout
     assert not (run_dir / "program" / "flag_tuning.json").exists()
     with open_store(run_dir, readonly=True) as store:
         assert store.config()["domain"]["config"]["edit_targets"] == "cost"
         assert store.config()["domain"]["config"]["keep_artifacts"] == "all"
+        assert store.config()["domain"]["config"]["crossover"] == "anywhere"
         assert all((run_dir / e.artifacts["vmfb"]).exists() for e in store.evaluations().values() if e.ok)
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) >= 8
     summary = json.loads(run("show", run_dir, "--format", "json").stdout)
@@ -196,6 +198,8 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     assert not (tmp_path / "r4").exists()
     assert "--keep-artifacts: invalid choice: 'some' (choose from 'front', 'all')" in bad(
         "evolve", program, "--keep-artifacts", "some", "--run", tmp_path / "r5")
+    assert "--crossover: invalid choice: 'uniform' (choose from 'halves', 'anywhere')" in bad(
+        "evolve", program, "--crossover", "uniform", "--run", tmp_path / "r6")
 
 
 def _broken(tmp_path):

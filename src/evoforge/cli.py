@@ -158,7 +158,7 @@ def _compress(args: argparse.Namespace) -> int:
 
 def _evolve_args(p: argparse.ArgumentParser) -> None:
     from evoforge.layout import KEEP_ARTIFACTS
-    from evoforge.mlir.edits import TARGET_WEIGHTINGS
+    from evoforge.mlir.edits import CROSSOVER_CUTS, TARGET_WEIGHTINGS
 
     p.add_argument("program", nargs="?", help="an .mlir or .onnx file")
     p.add_argument("--task", help="a built-in program: digits-mobilenet, mobilenet-img32 (prediction), digits-2fcnet-train (training step)")
@@ -190,6 +190,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--branch-sweep", type=int, default=8,
                    help="in a program with residual joins, start from the variants without its last 1, 2, ..., N "
                    "branches (at most half of the first generation; 0: off)")
+    p.add_argument("--crossover", choices=CROSSOVER_CUTS, default="halves",
+                   help="where crossover cuts the edits two parents do not share: in the middle (the default), or "
+                   "anywhere, so that one child can hold both parents' edits")
     _run_args(p)
 
 
@@ -216,7 +219,7 @@ def _evolve(args: argparse.Namespace) -> int:
         "max_error_increase": args.max_error_increase,
         "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
         "edit_targets": args.edit_targets, "keep_artifacts": args.keep_artifacts,
-        "branch_sweep": args.branch_sweep,
+        "branch_sweep": args.branch_sweep, "crossover": args.crossover,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)

@@ -99,6 +99,7 @@ def evolve(
     compile_cache_mb: float = 1024.0,
     keep_artifacts: str = "front",
     branch_sweep: int = 8,
+    crossover: str = "halves",
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -123,6 +124,8 @@ def evolve(
     `evoforge.mlir.flag_tuning` and compiles the run with the fastest that keeps its outputs;
     ``extra_flags`` always apply. In a program with residual joins, the first generation holds the
     variants without its last 1, 2, ..., ``branch_sweep`` branches (at most half of it; 0: none).
+    ``crossover`` says where crossover cuts the edits two parents do not share: ``"halves"``, or
+    ``"anywhere"``, which can stack two parents' edits in one child (`evoforge.mlir.edits.CROSSOVER_CUTS`).
     """
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
@@ -136,7 +139,8 @@ def evolve(
     fresh = not layout.program.exists()
     options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
                                "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets,
-                               "keep_artifacts": keep_artifacts, "branch_sweep": branch_sweep}
+                               "keep_artifacts": keep_artifacts, "branch_sweep": branch_sweep,
+                               "crossover": crossover}
     driver = EvolveDomain(extra_flags=list(extra_flags), **options).runtime_driver  # bad options fail before any export
     try:
         flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,

@@ -23,8 +23,10 @@ from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
     TORCH_ONLY_KINDS,
     EditListGenome,
+    check_crossover_cut,
     check_edit_kinds,
     check_target_weighting,
+    crossover,
 )
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
@@ -58,8 +60,9 @@ class EvolveDomain(Domain):
     module bytes), an optional error ceiling ``max_error_increase`` (accuracy points, or percent of
     output deviation when no labels exist), the edit operators to use (``edit_kinds``, default all of
     `EDIT_KINDS`) and how they draw their targets (``edit_targets``, one of `TARGET_WEIGHTINGS`),
-    the IREE target and flags, and the timeouts. The program is the one prepared in the run's
-    ``program/`` folder (see `evoforge.mlir.sources`)."""
+    where crossover cuts (``crossover``, one of `CROSSOVER_CUTS`), the IREE target and flags, and
+    the timeouts. The program is the one prepared in the run's ``program/`` folder (see
+    `evoforge.mlir.sources`)."""
 
     name = "evolve"
     writes_report = True
@@ -81,6 +84,7 @@ class EvolveDomain(Domain):
         edit_targets: str = "uniform",
         keep_artifacts: str = "front",
         branch_sweep: int = 8,
+        crossover: str = "halves",
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
         if keep_artifacts not in KEEP_ARTIFACTS:  # a variant's vmfb; ResNet-50's is 90 MB
@@ -89,6 +93,7 @@ class EvolveDomain(Domain):
         if not isinstance(branch_sweep, int) or branch_sweep < 0:
             raise ConfigError(f"branch_sweep must be a whole number >= 0 (0 turns the warm starts off), got {branch_sweep!r}")
         self.branch_sweep = branch_sweep
+        self.crossover_cut = check_crossover_cut(crossover)
         self._warm: list[Genome] | None = None
         self.edit_targets = check_target_weighting(edit_targets)
         if compile_cache_mb < 0:
@@ -141,6 +146,7 @@ class EvolveDomain(Domain):
             "edit_targets": self.edit_targets,
             "keep_artifacts": self.keep_artifacts,
             "branch_sweep": self.branch_sweep,
+            "crossover": self.crossover_cut,
         }
 
     @classmethod
@@ -197,10 +203,8 @@ class EvolveDomain(Domain):
         return mutate
 
     def crossover(self, a: Genome, b: Genome, rng: np.random.Generator) -> tuple[Genome, Genome]:
-        from evoforge.mlir.mutate import crossover
-
         assert isinstance(a, EditListGenome) and isinstance(b, EditListGenome)
-        c1, c2 = crossover(a.edits, b.edits, rng)
+        c1, c2 = crossover(a.edits, b.edits, rng, self.crossover_cut)
         return EditListGenome(edits=c1), EditListGenome(edits=c2)
 
     def sample(self, rng: np.random.Generator) -> Genome:

@@ -19,6 +19,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
+import numpy as np
+
 from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.genome import Genome, canonical_json, register_genome
 
@@ -36,6 +38,21 @@ TARGET_WEIGHTINGS = ("uniform", "cost")
 paper's operators), or ``cost``, which favours the ops and values that hold the program's work
 (`evoforge.mlir.irtools.op_cost`): most of a convolutional network's time sits in a few dozen
 convolutions among hundreds of cheap element-wise ops."""
+
+
+CROSSOVER_CUTS = ("halves", "anywhere")
+"""Where `crossover` cuts the shuffled list of the edits its parents do not share: ``halves``, in
+the middle (GEVO's code since 2021 cuts strictly inside the list, so each child gets at least one),
+or ``anywhere``, at a uniform point from none to all of them (GEVO's 2020 code cut its parents'
+shuffled edits anywhere): one child may then hold every differing edit, so two single-edit parents
+can give a child with both edits, which ``halves`` never does."""
+
+
+def check_crossover_cut(name: str) -> str:
+    """``name`` if it is one of `CROSSOVER_CUTS`, else a ConfigError that lists them."""
+    if name not in CROSSOVER_CUTS:
+        raise ConfigError(f"unknown crossover {name!r}; valid: {', '.join(CROSSOVER_CUTS)}")
+    return name
 
 
 def check_target_weighting(name: str) -> str:
@@ -192,6 +209,40 @@ def edit_from_data(data: dict[str, Any]) -> Edit:
 def edit_key(edit: Edit) -> str:
     """Canonical JSON of one edit: the sort key for order-insensitive identity."""
     return canonical_json(edit_to_data(edit))
+
+
+def crossover(
+    a: Sequence[Edit], b: Sequence[Edit], rng: np.random.Generator, cut: str = "halves"
+) -> tuple[tuple[Edit, ...], tuple[Edit, ...]]:
+    """GEVO crossover of two edit lists: edits common to both parents go to both children; the
+    others are shuffled and split between the children where ``cut`` (one of `CROSSOVER_CUTS`)
+    says. Each child keeps the parents' relative order (``a``'s edits first, then ``b``'s), so
+    copies precede edits that refer to their clones."""
+    check_crossover_cut(cut)
+    keys_a = {edit_key(e) for e in a}
+    keys_b = {edit_key(e) for e in b}
+    common = keys_a & keys_b
+    ordered: list[tuple[int, Edit]] = []
+    seen: set[str] = set()
+    for i, e in enumerate(list(a) + list(b)):
+        k = edit_key(e)
+        if k not in seen:
+            seen.add(k)
+            ordered.append((i, e))
+    rest = [(i, e) for i, e in ordered if edit_key(e) not in common]
+    perm = rng.permutation(len(rest))
+    if cut == "halves":
+        first = len(rest) // 2 + (int(rng.integers(2)) if len(rest) % 2 else 0)
+    else:
+        first = int(rng.integers(len(rest) + 1))
+    pick1 = {int(j) for j in perm[:first]}
+    child1 = [ie for j, ie in enumerate(rest) if j in pick1]
+    child2 = [ie for j, ie in enumerate(rest) if j not in pick1]
+    shared = [ie for ie in ordered if edit_key(ie[1]) in common]
+    return (
+        tuple(e for _, e in sorted(shared + child1, key=lambda t: t[0])),
+        tuple(e for _, e in sorted(shared + child2, key=lambda t: t[0])),
+    )
 
 
 @register_genome

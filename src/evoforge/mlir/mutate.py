@@ -32,7 +32,6 @@ from evoforge.mlir.edits import (
     Resize,
     Source,
     check_target_weighting,
-    edit_key,
 )
 from evoforge.mlir.program import Program
 
@@ -152,34 +151,6 @@ def random_edit(
                 continue
             return edit
     raise EditError(f"no valid {kind} edit found in {max_tries} draws")
-
-
-def crossover(a: Sequence[Edit], b: Sequence[Edit], rng: np.random.Generator) -> tuple[tuple[Edit, ...], tuple[Edit, ...]]:
-    """GEVO crossover of two edit lists: edits common to both parents go to both children;
-    the others are shuffled and split in half between the children. Each child keeps the
-    parents' relative order (``a``'s edits first, then ``b``'s), so copies precede edits that
-    refer to their clones."""
-    keys_a = {edit_key(e) for e in a}
-    keys_b = {edit_key(e) for e in b}
-    common = keys_a & keys_b
-    ordered: list[tuple[int, Edit]] = []
-    seen: set[str] = set()
-    for i, e in enumerate(list(a) + list(b)):
-        k = edit_key(e)
-        if k not in seen:
-            seen.add(k)
-            ordered.append((i, e))
-    rest = [(i, e) for i, e in ordered if edit_key(e) not in common]
-    perm = rng.permutation(len(rest))
-    half = len(rest) // 2 + (int(rng.integers(2)) if len(rest) % 2 else 0)
-    pick1 = {int(j) for j in perm[:half]}
-    child1 = [ie for j, ie in enumerate(rest) if j in pick1]
-    child2 = [ie for j, ie in enumerate(rest) if j not in pick1]
-    shared = [ie for ie in ordered if edit_key(ie[1]) in common]
-    return (
-        tuple(e for _, e in sorted(shared + child1, key=lambda t: t[0])),
-        tuple(e for _, e in sorted(shared + child2, key=lambda t: t[0])),
-    )
 
 
 # --------------------------------------------------------------------------------------- apply
@@ -577,8 +548,8 @@ def branch_sweep(program: Program, depth: int) -> list[tuple[DeleteBlock, ...]]:
     its output back (each removal a `branch_bypass` of a join, applied on top of the ones after
     it); empty for a program without joins. A trained residual network's last blocks are usually
     the cheapest to drop: on ResNet-50 at 32x32, removing layer4's three cost 0.06 test points and
-    ran 1.46x faster, and a search rarely stacks removals on its own (crossover of two single
-    removals gives two single removals back)."""
+    ran 1.46x faster, and a search rarely stacks removals on its own (the default crossover of
+    two single removals gives two single removals back)."""
     sweep: list[tuple[DeleteBlock, ...]] = []
     removed: list[DeleteBlock] = []
     with Session(program) as s:
