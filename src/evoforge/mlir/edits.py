@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.genome import Genome, canonical_json, register_genome
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EditKind = Literal["delete", "copy", "resize", "resize_importance", "operand_replace", "delete_block", "resize_fill"]
 EDIT_KINDS: tuple[EditKind, ...] = ("delete", "copy", "resize", "resize_importance", "operand_replace", "delete_block")
