@@ -27,7 +27,7 @@
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--first-seed 1] [--edit-targets uniform|cost] [--ablation-budget 20m]
         [--train-budget 10m] [--compress-budget 60m]
         [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-first-seed 1] [--resnet50-branch-sweep 8]
-        [--resnet50-crossover halves|anywhere] [--resnet50-weights PATH]
+        [--resnet50-weights PATH] [--crossover halves|anywhere]
         [--skip compress,ablation,flags,scaling,resnet50,train] [--root runs/evolve-paper]
 
 Every run reuses the first one's trained baseline and exported program (``_template``), so the
@@ -428,12 +428,14 @@ def main() -> None:
     parser.add_argument("--train-seeds", type=int, default=3)
     parser.add_argument("--scaling-variants", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--crossover", default="halves",
+                        help="evolve's crossover cut for the main, training and ResNet-50 runs: halves or anywhere "
+                        "(anywhere runs go to their own folders)")
     parser.add_argument("--edit-targets", default="uniform", help="how the main runs' edits draw their targets: uniform or cost")
     parser.add_argument("--resnet50-budget", default="30m")
     parser.add_argument("--resnet50-seeds", type=int, default=1)
     parser.add_argument("--resnet50-first-seed", type=int, default=1, help="the ResNet-50 runs' seeds start here")
     parser.add_argument("--resnet50-branch-sweep", type=int, default=8, help="evolve's branch_sweep for the ResNet-50 runs (0: off)")
-    parser.add_argument("--resnet50-crossover", default="halves", help="evolve's crossover for the ResNet-50 runs: halves or anywhere")
     parser.add_argument("--resnet50-weights", default=None, help="state dict from train_resnet50_img32.py (default ROOT/resnet50-img32.pt)")
     parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, resnet50, train")
     parser.add_argument("--root", default="runs/evolve-paper")
@@ -442,14 +444,15 @@ def main() -> None:
     root, skip = Path(args.root), set(filter(None, args.skip.split(",")))
     template = root / "_template"
     results: dict[str, Any] = {}
+    cut = "" if args.crossover == "halves" else f"{args.crossover}-"
     if "main" not in skip:
         results["main"] = {}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            run = evolve_run(root / f"all-{seed}", template, TASK, budget=args.budget, workers=args.workers, seed=seed,
-                             edit_targets=args.edit_targets)
+            run = evolve_run(root / f"all-{cut}{seed}", template, TASK, budget=args.budget, workers=args.workers, seed=seed,
+                             edit_targets=args.edit_targets, crossover=args.crossover)
             results["main"][seed] = run_stats(run)
             print(f"seed {seed}: {json.dumps(results['main'][seed], default=str)}", flush=True)
-        results["comparisons_ms"] = comparisons(root / f"all-{args.first_seed}")
+        results["comparisons_ms"] = comparisons(root / f"all-{cut}{args.first_seed}")
     if "compress" not in skip:
         results["compress"] = compress_comparison(root, args.compress_budget, args.workers)
         print(f"compress: {json.dumps(results['compress'], default=str)}", flush=True)
@@ -469,8 +472,8 @@ def main() -> None:
     if "train" not in skip:
         results["train"] = {}
         for seed in range(1, args.train_seeds + 1):
-            run = evolve_run(root / f"train-{seed}", root / "_template-train", "digits-2fcnet-train",
-                             ceiling=None, budget=args.train_budget, workers=args.workers, seed=seed)
+            run = evolve_run(root / f"train-{cut}{seed}", root / "_template-train", "digits-2fcnet-train",
+                             ceiling=None, budget=args.train_budget, workers=args.workers, seed=seed, crossover=args.crossover)
             results["train"][seed] = {**best_training_change(run), **run_stats_train(run)}
             print(f"train seed {seed}: {json.dumps(results['train'][seed], default=str)}", flush=True)
     if "scaling" not in skip:
@@ -480,7 +483,7 @@ def main() -> None:
         results["resnet50"] = {}
         for seed in range(args.resnet50_first_seed, args.resnet50_first_seed + args.resnet50_seeds):
             results["resnet50"][seed] = resnet50_run(root, weights, args.resnet50_budget, args.workers, seed,
-                                                     args.resnet50_branch_sweep, args.resnet50_crossover)
+                                                     args.resnet50_branch_sweep, args.crossover)
             print(f"resnet50 seed {seed}: {json.dumps(results['resnet50'][seed], default=str)}", flush=True)
     print_tables(results)
     if args.json:
