@@ -189,7 +189,7 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
                    "from its edits; the default), or every variant's")
     p.add_argument("--branch-sweep", type=int, default=8,
                    help="in a program with residual joins, start from the variants without its last 1, 2, ..., N "
-                   "branches (at most half of the first generation; 0: off)")
+                   "branches (at most half of the first generation; in a training step, the last parameter updates; 0: off)")
     p.add_argument("--crossover", choices=CROSSOVER_CUTS, default="halves",
                    help="where crossover cuts the edits two parents do not share: in the middle (the default), or "
                    "anywhere, so that one child can hold both parents' edits")
