@@ -220,17 +220,16 @@ def crossover(
     says. Each child keeps the parents' relative order (``a``'s edits first, then ``b``'s), so
     copies precede edits that refer to their clones."""
     check_crossover_cut(cut)
-    keys_a = {edit_key(e) for e in a}
-    keys_b = {edit_key(e) for e in b}
-    common = keys_a & keys_b
-    ordered: list[tuple[int, Edit]] = []
+    edits = [*a, *b]
+    keys = [edit_key(e) for e in edits]
+    common = set(keys[: len(a)]) & set(keys[len(a):])
+    shared: list[tuple[int, Edit]] = []  # each distinct edit once, at its first position in a + b
+    rest: list[tuple[int, Edit]] = []
     seen: set[str] = set()
-    for i, e in enumerate(list(a) + list(b)):
-        k = edit_key(e)
+    for i, (k, e) in enumerate(zip(keys, edits)):
         if k not in seen:
             seen.add(k)
-            ordered.append((i, e))
-    rest = [(i, e) for i, e in ordered if edit_key(e) not in common]
+            (shared if k in common else rest).append((i, e))
     perm = rng.permutation(len(rest))
     if cut == "halves":
         first = len(rest) // 2 + (int(rng.integers(2)) if len(rest) % 2 else 0)
@@ -239,7 +238,6 @@ def crossover(
     pick1 = {int(j) for j in perm[:first]}
     child1 = [ie for j, ie in enumerate(rest) if j in pick1]
     child2 = [ie for j, ie in enumerate(rest) if j not in pick1]
-    shared = [ie for ie in ordered if edit_key(ie[1]) in common]
     return (
         tuple(e for _, e in sorted(shared + child1, key=lambda t: t[0])),
         tuple(e for _, e in sorted(shared + child2, key=lambda t: t[0])),

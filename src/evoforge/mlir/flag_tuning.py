@@ -96,7 +96,10 @@ def paired_ratios(times_s: dict[str, Sequence[float]]) -> dict[str, float]:
 def choose(times_s: dict[str, Sequence[float]], min_gain: float = MIN_GAIN) -> str:
     """The set with the lowest paired ratio to the default (`paired_ratios`) if that ratio is at
     most ``1 - min_gain``; otherwise the default."""
-    ratios = paired_ratios(times_s)
+    return _choose_by_ratio(paired_ratios(times_s), min_gain)
+
+
+def _choose_by_ratio(ratios: dict[str, float], min_gain: float = MIN_GAIN) -> str:
     best = min(ratios, key=lambda name: (ratios[name], name != DEFAULT_SET))
     return best if ratios[best] <= 1 - min_gain else DEFAULT_SET
 
@@ -160,9 +163,10 @@ def _measure(program: Any, target: str, extra_flags: list[str], driver: str, can
             times = worker.call(time_round_robin, [vmfbs[n] for n in names], driver, program.entry, inputs, repeats,
                                 timeout_s=run_timeout_s * (repeats + 1) * len(names))
     by_name = dict(zip(names, times))
-    chosen = choose(by_name)
+    ratios = paired_ratios(by_name)
+    chosen = _choose_by_ratio(ratios)
     return Tuning(chosen, candidates.get(chosen, ()), {n: 1000 * statistics.median(t) for n, t in by_name.items()}, rejected,
-                  target, tuple(extra_flags), paired_ratios(by_name))
+                  target, tuple(extra_flags), ratios)
 
 
 def _timing_inputs(program: Any) -> list[np.ndarray]:
