@@ -25,6 +25,7 @@
    test-accuracy change at equal or lower training time.
 
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--first-seed 1] [--edit-targets uniform|cost] [--ablation-budget 20m]
+        [--ablations all,no-resize,no-type-changing-resize,centered-narrowing-only,no-block-deletion,all-cost-weighted-targets]
         [--train-budget 10m] [--compress-budget 60m]
         [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-first-seed 1] [--resnet50-branch-sweep 8]
         [--resnet50-weights PATH] [--crossover halves|anywhere]
@@ -67,6 +68,23 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no block deletion": {"edit_kinds": tuple(k for k in EDIT_KINDS if k != "delete_block")},
     "all, cost-weighted targets": {"edit_kinds": EDIT_KINDS, "edit_targets": "cost"},
 }
+
+
+def ablation_slug(name: str) -> str:
+    """The edit set's name as its run folder and ``--ablations`` spell it."""
+    return name.replace(" ", "-").replace(",", "")
+
+
+def chosen_ablations(spec: str) -> dict[str, dict[str, Any]]:
+    """The edit sets named in a comma list of slugs, in ABLATIONS' order."""
+    wanted = set(filter(None, spec.split(",")))
+    unknown = wanted - {ablation_slug(name) for name in ABLATIONS}
+    if unknown:
+        raise SystemExit(f"--ablations: unknown edit set(s) {sorted(unknown)}; valid: "
+                         + ", ".join(ablation_slug(name) for name in ABLATIONS))
+    return {name: options for name, options in ABLATIONS.items() if ablation_slug(name) in wanted}
+
+
 CONTENDERS = ("iree_o3", "torch_eager", "torch_compile", "onnxruntime")
 
 
@@ -423,6 +441,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=1, help="the main runs' seeds are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--ablation-budget", default="20m")
+    parser.add_argument("--ablations", default=",".join(ablation_slug(name) for name in ABLATIONS),
+                        help="comma list of the edit sets to run: " + ", ".join(ablation_slug(name) for name in ABLATIONS))
     parser.add_argument("--train-budget", default="10m")
     parser.add_argument("--compress-budget", default="60m", help="the compress run that seed check 1 compares against")
     parser.add_argument("--train-seeds", type=int, default=3)
@@ -458,8 +478,8 @@ def main() -> None:
         print(f"compress: {json.dumps(results['compress'], default=str)}", flush=True)
     if "ablation" not in skip:
         results["ablation"] = {}
-        for name, options in ABLATIONS.items():
-            run = evolve_run(root / f"ablation-{name.replace(' ', '-').replace(',', '')}", template, TASK,
+        for name, options in chosen_ablations(args.ablations).items():
+            run = evolve_run(root / f"ablation-{ablation_slug(name)}", template, TASK,
                              budget=args.ablation_budget, workers=args.workers, seed=1, **options)
             results["ablation"][name] = run_stats(run)
             print(f"ablation {name}: {json.dumps(results['ablation'][name], default=str)}", flush=True)
