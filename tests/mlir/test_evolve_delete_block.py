@@ -9,6 +9,7 @@ import pytest
 
 from evoforge.genome import genome_from_json
 from evoforge.mlir import irtools
+from evoforge.mlir.describe import describe_edits
 from evoforge.mlir.edits import DeleteBlock, EditError, EditListGenome
 from evoforge.mlir.iree_runner import evaluate_variant
 from evoforge.mlir.mutate import Session, apply_edits, branch_bypass, branch_sweep, bypass, is_join, random_edit
@@ -169,13 +170,56 @@ def test_block_deletions_in_a_residual_program_often_remove_a_whole_branch() -> 
         assert not any(is_join(op) for op in irtools.walk(s.fn) if irtools.uid_of(op))
 
 
-def test_a_stale_block_edit_fails_to_replay(worker) -> None:
+class SharedBranch(nn.Module):
+    """j2 = (h + s) + g(s) with s = f(h): the second join's branch reads the first's, as the
+    parameter updates of a training step read one gradient chain; ``skip`` drops both joins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.f, self.g = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+        self.skip = False
+
+    def forward(self, x):
+        h = self.stem(x)
+        s = self.f(h)
+        return self.head(h if self.skip else (h + s) + self.g(s))
+
+
+def test_a_block_edit_drawn_after_another_removal_replays_without_it(worker) -> None:
+    """Drawn after j1's removal, j2's bypass records the ops that died there; replayed alone it
+    removes what dies on the pristine program (j1 too), and computes the model without both."""
+    model, x, program = _exported(SharedBranch())
+    with Session(program) as s:
+        h = _ops(s, "torch.aten.relu")[0].results[0]
+        j1, j2 = _ops(s, "torch.aten.add.Tensor")
+        first = bypass(s, j1, h)
+        assert first is not None
+        s.apply(first)
+        second = bypass(s, j2, h)
+    assert second is not None
+    with Session(program) as s:
+        alone = bypass(s, _ops(s, "torch.aten.add.Tensor")[1], _ops(s, "torch.aten.relu")[0].results[0])
+    assert alone is not None and set(alone.erased) > set(second.erased)  # j1 dies with it here
+    text = apply_edits(program, [second])
+    assert apply_edits(program, [second]) == text == apply_edits(program, [first, second])
+    assert f"delete the block of {len(alone.erased)} ops" in describe_edits(program, [second])[0]
+    assert f"delete the block of {len(second.erased)} ops" in describe_edits(program, [first, second])[1]
+    result = evaluate_variant(program, [second], [[x.numpy()]], worker=worker)
+    assert result.ok, result.failure
+    model.skip = True
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(result.outputs[0][0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_block_edit_whose_end_is_gone_fails_to_replay(worker) -> None:
     _, _, program = _exported(V1Run())
-    rng = np.random.default_rng(0)
-    edit = random_edit(program, rng, "delete_block")
+    edit = random_edit(program, np.random.default_rng(0), "delete_block")
     assert edit.erased and apply_edits(program, [edit])
-    with pytest.raises(EditError, match="leaves .* ops dead, not the"):
-        apply_edits(program, [DeleteBlock(edit.end, edit.entry, edit.erased + ("U999",))])
+    with pytest.raises(EditError, match="does not exist"):
+        apply_edits(program, [edit, edit])
 
 
 def test_the_branch_sweep_removes_the_last_blocks_one_more_at_a_time(worker) -> None:

@@ -150,8 +150,10 @@ class OperandReplace:
 class DeleteBlock:
     """Remove a chain of ops whose input and output types match (a block, a residual branch with
     its add): every use of op ``end``'s result now reads ``entry``, a value of exactly that type
-    computed before the chain, and the ops that leaves dead, ``erased`` (UIDs), are removed.
-    Replay fails unless exactly those ops become dead."""
+    computed before the chain, and the ops that leaves dead are removed. ``erased`` (UIDs) records
+    what died where the edit was drawn; replayed after other edits, the bypass removes what dies
+    there (a gradient chain that another parameter's update still reads stays), so an edit drawn
+    on top of an earlier removal also applies without it."""
 
     KIND: ClassVar[str] = "delete_block"
     end: str
