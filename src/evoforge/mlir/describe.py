@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from evoforge.mlir import irtools
 from evoforge.mlir.edits import Copy, Delete, DeleteBlock, Edit, EditError, OperandReplace, Resize
-from evoforge.mlir.mutate import Session, apply_edits, bypass
+from evoforge.mlir.mutate import Session, apply_edits, block_bounds, bypass
 from evoforge.mlir.narrow import NarrowReport
 from evoforge.mlir.program import Program
 
@@ -100,14 +100,11 @@ def _describe(s: Session, e: Edit) -> str:
                 f"and set the rest to {e.fill}")
     if isinstance(e, DeleteBlock):
         index = s.index()
-        erased = e.erased
         try:  # what dies here, after the edits before it, which may differ from where it was drawn
-            end, entry = irtools.lookup(e.end, index), irtools.resolve(e.entry, s.fn, index)
+            here = bypass(s, *block_bounds(s, e))
         except EditError:
-            end = None
-        if end is not None and len(end.results) == 1:
-            here = bypass(s, end, entry)
-            erased = here.erased if here is not None else erased
+            here = None
+        erased = here.erased if here is not None else e.erased
         kinds = collections.Counter(index[u].name for u in erased if u in index)
         listed = ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in sorted(kinds.items()))
         return (f"delete the block of {len(erased)} ops ending at {_op(s, e.end)} ({listed}); "

@@ -255,7 +255,9 @@ def _apply_operand_replace(s: Session, e: OperandReplace) -> None:
     user.operands[e.operand] = irtools.repair_to(v, dst, e.source.fill, ir.InsertionPoint(user))
 
 
-def _apply_delete_block(s: Session, e: DeleteBlock) -> None:
+def block_bounds(s: Session, e: DeleteBlock) -> tuple[ir.Operation, ir.Value]:
+    """The op ``e`` bypasses and the value its uses then read, in the session's program as it is
+    now. Raises `EditError` when either is gone or the pair no longer makes a block."""
     index = s.index()
     end = irtools.lookup(e.end, index)
     if len(end.results) != 1 or irtools.is_terminator(end):
@@ -266,6 +268,12 @@ def _apply_delete_block(s: Session, e: DeleteBlock) -> None:
         raise EditError(f"{e.entry} ({entry.type}) does not have the type of {e.end}'s result ({out.type})")
     if not irtools.dominates(entry, end) or entry == out:
         raise EditError(f"{e.entry} does not come before {e.end}")
+    return end, entry
+
+
+def _apply_delete_block(s: Session, e: DeleteBlock) -> None:
+    end, entry = block_bounds(s, e)
+    out = end.results[0]
     for use in list(out.uses):
         use.owner.operation.operands[use.operand_number] = entry
     for op in dead_chain(end, entry):  # users before the values they read
