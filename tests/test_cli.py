@@ -171,19 +171,21 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     run_dir = tmp_path / "run"
     out = run("evolve", program, "--budget", "8", "--pop-size", "4", "--workers", "1", "--run", run_dir, "--quiet",
               "--log-json", tmp_path / "events.jsonl", "--no-flag-tuning", "--edit-targets", "cost", "--keep-artifacts", "all",
-              "--crossover", "anywhere")
+              "--crossover", "anywhere", "--no-batch-check")
     assert "domain evolve" in out.stdout and "runtime_ratio" in out.stdout
     assert not (run_dir / "program" / "flag_tuning.json").exists()
     with open_store(run_dir, readonly=True) as store:
         assert store.config()["domain"]["config"]["edit_targets"] == "cost"
         assert store.config()["domain"]["config"]["keep_artifacts"] == "all"
         assert store.config()["domain"]["config"]["crossover"] == "anywhere"
+        assert store.config()["domain"]["config"]["batch_check"] is False
         assert all((run_dir / e.artifacts["vmfb"]).exists() for e in store.evaluations().values() if e.ok)
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) >= 8
     summary = json.loads(run("show", run_dir, "--format", "json").stdout)
     member = summary["front"][0]
     card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
     assert (tmp_path / "out" / "variant.vmfb").exists() and isinstance(card["edits"], list)
+    assert card["batch_coupling"] == 0.0  # re-verified at export whatever the run checked: every edit here is per example
     page = (run_dir / "report.html").read_text()  # written when the run ended
     data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])[0]
     details = [p["details"] for p in data["points"] if p["front"]]

@@ -193,6 +193,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crossover", choices=CROSSOVER_CUTS, default="halves",
                    help="where crossover cuts the edits two parents do not share: in the middle (the default), or "
                    "anywhere, so that one child can hold both parents' edits")
+    p.add_argument("--no-batch-check", dest="batch_check", action="store_false",
+                   help="keep prediction variants whose output for an example depends on the other examples of its "
+                   "batch (by default they are rejected; see docs/evolve.md)")
     _run_args(p)
 
 
@@ -219,7 +222,7 @@ def _evolve(args: argparse.Namespace) -> int:
         "max_error_increase": args.max_error_increase,
         "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
         "edit_targets": args.edit_targets, "keep_artifacts": args.keep_artifacts,
-        "branch_sweep": args.branch_sweep, "crossover": args.crossover,
+        "branch_sweep": args.branch_sweep, "crossover": args.crossover, "batch_check": args.batch_check,
     }
     if args.objectives:
         kwargs["objectives"] = _comma_list(args.objectives)

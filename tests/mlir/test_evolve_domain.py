@@ -316,3 +316,28 @@ def test_finalize_time_is_estimated_from_the_members_own_timings():
     assert domain.finalize_seconds([("s", slow)]) == pytest.approx(0.5 + 15 * 2.0)  # never fewer than the run's
     assert domain.finalize_seconds([("t", train)]) == pytest.approx(3.0)  # the test score trains it again
 
+
+
+def test_a_program_with_two_inputs_evolves_and_exports(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("iree.turbine")
+
+    class Sum(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(6, 3)
+
+        def forward(self, x, y):
+            return self.a(x + 2 * y)
+
+    torch.manual_seed(0)
+    run_dir = tmp_path / "run"
+    front = evoforge.evolve(Sum().eval(), example_input=(torch.randn(4, 6), torch.randn(4, 6)), budget=4, pop_size=4,
+                            workers=0, run_dir=run_dir, compare_runtimes=False, tune_flags=False)
+    with open_store(run_dir, readonly=True) as store:
+        original = store.evaluations()[EditListGenome().content_hash]
+    assert original.ok and original.objectives["error"] == pytest.approx(0.0, abs=1e-6)
+    assert original.metrics["batch_coupling"] == 0.0
+    card = evoforge.export_member(run_dir, front[0].id, tmp_path / "out")
+    assert card["original_test"]["error"] == pytest.approx(0.0, abs=1e-6)  # both inputs of every test batch were fed
+    assert "batch_coupling" in card and card["vmfb_same_as_evaluated"]

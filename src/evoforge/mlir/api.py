@@ -100,6 +100,7 @@ def evolve(
     keep_artifacts: str = "front",
     branch_sweep: int = 8,
     crossover: str = "halves",
+    batch_check: bool = True,
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -126,6 +127,8 @@ def evolve(
     variants without its last 1, 2, ..., ``branch_sweep`` branches (at most half of it; 0: none).
     ``crossover`` says where crossover cuts the edits two parents do not share: ``"halves"``, or
     ``"anywhere"``, which can stack two parents' edits in one child (`evoforge.mlir.edits.CROSSOVER_CUTS`).
+    ``batch_check`` rejects a prediction variant whose outputs for an example change when the other
+    examples of its batch change (`evoforge.mlir.batch_check`; off by itself when the original's do).
     """
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
@@ -140,7 +143,7 @@ def evolve(
     options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
                                "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets,
                                "keep_artifacts": keep_artifacts, "branch_sweep": branch_sweep,
-                               "crossover": crossover}
+                               "crossover": crossover, "batch_check": batch_check}
     driver = EvolveDomain(extra_flags=list(extra_flags), **options).runtime_driver  # bad options fail before any export
     try:
         flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,

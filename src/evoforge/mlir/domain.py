@@ -19,6 +19,7 @@ from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.layout import KEEP_ARTIFACTS, RunLayout
 from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
+from evoforge.mlir.batch_check import COUPLING_LIMIT, can_check, mixed_batches
 from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
     TORCH_ONLY_KINDS,
@@ -60,7 +61,9 @@ class EvolveDomain(Domain):
     module bytes), an optional error ceiling ``max_error_increase`` (accuracy points, or percent of
     output deviation when no labels exist), the edit operators to use (``edit_kinds``, default all of
     `EDIT_KINDS`) and how they draw their targets (``edit_targets``, one of `TARGET_WEIGHTINGS`),
-    where crossover cuts (``crossover``, one of `CROSSOVER_CUTS`), the IREE target and flags, and
+    where crossover cuts (``crossover``, one of `CROSSOVER_CUTS`), whether prediction variants
+    whose outputs depend on an example's batch-mates are rejected (``batch_check``; the original's
+    own coupling is measured once, ``original_batch_coupling``), the IREE target and flags, and
     the timeouts. The program is the one prepared in the run's ``program/`` folder (see
     `evoforge.mlir.sources`)."""
 
@@ -85,6 +88,8 @@ class EvolveDomain(Domain):
         keep_artifacts: str = "front",
         branch_sweep: int = 8,
         crossover: str = "halves",
+        batch_check: bool = True,
+        original_batch_coupling: float | None = None,
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
         if keep_artifacts not in KEEP_ARTIFACTS:  # a variant's vmfb; ResNet-50's is 90 MB
@@ -94,6 +99,10 @@ class EvolveDomain(Domain):
             raise ConfigError(f"branch_sweep must be a whole number >= 0 (0 turns the warm starts off), got {branch_sweep!r}")
         self.branch_sweep = branch_sweep
         self.crossover_cut = check_crossover_cut(crossover)
+        if not isinstance(batch_check, bool):
+            raise ConfigError(f"batch_check must be true or false, got {batch_check!r}")
+        self.batch_check = batch_check
+        self.original_batch_coupling = original_batch_coupling
         self._warm: list[Genome] | None = None
         self.edit_targets = check_target_weighting(edit_targets)
         if compile_cache_mb < 0:
@@ -147,13 +156,15 @@ class EvolveDomain(Domain):
             "keep_artifacts": self.keep_artifacts,
             "branch_sweep": self.branch_sweep,
             "crossover": self.crossover_cut,
+            "batch_check": self.batch_check,
+            "original_batch_coupling": self.original_batch_coupling,
         }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EvolveDomain:
         """Runs stored before ``keep_artifacts`` kept every variant's vmfb; before ``branch_sweep``
-        they had no warm starts."""
-        return cls(**{"keep_artifacts": "all", "branch_sweep": 0, **config})
+        they had no warm starts; before ``batch_check`` no variant was checked for it."""
+        return cls(**{"keep_artifacts": "all", "branch_sweep": 0, "batch_check": False, **config})
 
     def prunes_artifacts(self) -> bool:
         return self.keep_artifacts == "front"
@@ -284,11 +295,24 @@ class EvolveDomain(Domain):
             vmfb = compile_program(self.program.text, input_type=self.program.input_type, target=self.target,
                                    extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
             (d / "original.vmfb").write_bytes(vmfb)
-        if self.original_error is None:
+        predict = self.meta["mode"] == "predict"
+        measure_coupling = self.batch_check and predict and self.original_batch_coupling is None
+        if self.original_error is None or measure_coupling:
             with Worker() as worker:
                 state = self._load_state(worker)
-                labelled = state["meta"]["mode"] == "train" or "y_val" in state["data"]
-                self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
+                if self.original_error is None:
+                    labelled = state["meta"]["mode"] == "train" or "y_val" in state["data"]
+                    self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
+                if measure_coupling and "mixed_val" in state:
+                    self.original_batch_coupling = self._coupling(state, state["original_vmfb"], worker, trusted=True)
+
+    @property
+    def checks_batches(self) -> bool:
+        """Whether variants are rejected when an example's outputs depend on its batch-mates
+        (`evoforge.mlir.batch_check`): asked for, a prediction program that can be checked, and an
+        original whose own outputs do not depend on them."""
+        return (self.batch_check and self.original_batch_coupling is not None
+                and self.original_batch_coupling <= COUPLING_LIMIT)
 
     def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
         from evoforge.mlir.comparisons import load_comparisons
@@ -304,6 +328,12 @@ class EvolveDomain(Domain):
         if self.layout is None:
             return notes
         notes += self._tuning_notes()
+        if self.batch_check and self.original_batch_coupling is not None and not self.checks_batches:
+            notes.append(f"batch check: off, the original program's own outputs move by {self.original_batch_coupling:.3g} of "
+                         f"their range when an example's batch-mates change (limit {COUPLING_LIMIT:g})")
+        elif self.checks_batches:
+            rejected = sum(e.metrics.get("failure_kind") == "batch_coupled" for e in evaluations.values())
+            notes.append(f"batch check: {rejected} variants rejected because an example's outputs depended on its batch-mates")
         record = load_comparisons(self.layout.program)
         if not record:
             return notes
@@ -346,10 +376,15 @@ class EvolveDomain(Domain):
             state["params"] = [params[f"arr_{i}"] for i in range(len(params.files))]
             state["predict_vmfb"] = (d / "predict.vmfb").read_bytes()
         else:
+            from evoforge.mlir.sources import split_inputs
+
             b = meta["batch_size"]
             for split in ("val", "test"):
-                x = data[f"x_{split}"]
-                state[f"batches_{split}"] = [[x[i : i + b]] for i in range(0, len(x), b)]
+                xs = split_inputs(data, split)
+                state[f"batches_{split}"] = [[x[i : i + b] for x in xs] for i in range(0, len(xs[0]), b)]
+            if can_check(b, [t.shape for t in self.program.outputs]):
+                for split in ("val", "test"):
+                    state[f"mixed_{split}"] = mixed_batches(state[f"batches_{split}"])
         return state
 
     def setup_worker(self) -> None:
@@ -391,6 +426,22 @@ class EvolveDomain(Domain):
         reference = state["reference_outputs"] if split == "val" else self._original_outputs(state, split)
         devs = [float(np.linalg.norm(o[0] - r[0]) / (np.linalg.norm(r[0]) + 1e-12)) for o, r in zip(outputs, reference)]
         return {"error": float(np.mean(devs)), "deviation": float(np.mean(devs))}
+
+    def _coupling(self, state: dict[str, Any], vmfb: bytes, worker: Any, *, plain: list[list[np.ndarray]] | None = None,
+                  split: str = "val", trusted: bool = False) -> float | None:
+        """`batch_coupling` of a compiled prediction module on ``split`` (``plain``: its outputs on
+        that split's batches when already run); raises `VariantFailure` like `run_program`."""
+        from evoforge.mlir.batch_check import batch_coupling
+        from evoforge.mlir.iree_runner import run_program
+
+        mixed, order = state[f"mixed_{split}"]
+        timeout = max(60.0, self.run_timeout_s) if trusted else self.run_timeout_s
+        if plain is None:
+            plain = run_program(vmfb, state[f"batches_{split}"][: len(mixed)], worker=worker, driver=self.runtime_driver,
+                                function=self.program.entry, timeout_s=timeout)
+        shuffled = run_program(vmfb, mixed, worker=worker, driver=self.runtime_driver, function=self.program.entry,
+                               timeout_s=timeout)
+        return batch_coupling(plain, shuffled, order, int(state["meta"]["batch_size"]))
 
     def _train_args(self, state: dict[str, Any], split: str) -> tuple[Any, ...]:
         d, meta = state["data"], state["meta"]
@@ -453,6 +504,13 @@ class EvolveDomain(Domain):
         try:
             outputs = run_program(vmfb, state["batches_val"], worker=worker, driver=self.runtime_driver,
                                   function=self.program.entry, timeout_s=self.run_timeout_s)
+            checked: dict[str, float] = {}
+            if self.checks_batches and "mixed_val" in state:
+                coupling = self._coupling(state, vmfb, worker, plain=outputs)
+                if coupling is not None and coupling > COUPLING_LIMIT:
+                    return _failure("batch_coupled", f"an example's outputs move by {coupling:.3g} of their range when its "
+                                    f"batch-mates change (limit {COUPLING_LIMIT:g})", batch_coupling=coupling)
+                checked = {"batch_coupling": coupling} if coupling is not None else {}
             confirmed: dict[str, float] = {}
             with MeasurementLock():
                 runtime = timed()
@@ -467,7 +525,7 @@ class EvolveDomain(Domain):
         return self._result(genome, context, vmfb, state, score, {
             "runtime_ratio": runtime.ratio, "runtime_ms": 1000 * runtime.variant_s,
             "original_runtime_ms": 1000 * runtime.baseline_s, "compile_s": compile_s, "run_s": run_s,
-            "compile_cache_hit": cache_hit, **confirmed,
+            "compile_cache_hit": cache_hit, **confirmed, **checked,
         })
 
     def _evaluate_train(self, genome: Any, state: dict[str, Any], context: EvalContext) -> Evaluation:
@@ -607,7 +665,8 @@ class EvolveDomain(Domain):
         """Write the variant's MLIR (replayed from its edits) and vmfb (the stored one, or, where
         the run pruned it, compiled again from the replayed MLIR with the run's flags), its edits
         in words, a unified diff against the original, and a card with the test error recomputed
-        from the written vmfb (the vmfb is the only format)."""
+        from the written vmfb and, for a prediction program, its ``batch_coupling`` on test batches
+        (`evoforge.mlir.batch_check`; the vmfb is the only format)."""
         if any(f != "iree" for f in formats):
             raise ConfigError(f"an evolve member exports as an IREE vmfb only (--format iree), not {', '.join(formats)}")
         from evoforge.mlir.describe import describe_edits, program_diff
@@ -642,6 +701,7 @@ class EvolveDomain(Domain):
                 state["reference_outputs"] = self._original_outputs(state, "val")
             test = self._score_file(state, vmfb, worker)
             baseline = self._score_file(state, state["original_vmfb"], worker, trusted=True)
+            coupling = self._coupling(state, vmfb, worker, split="test") if "mixed_test" in state else None
         card = {
             "vmfb": str(out_dir / "variant.vmfb"), "mlir": str(out_dir / "variant.mlir"),
             "entry": self.program.entry, "level": self.program.level, "target": self.target,
@@ -649,15 +709,17 @@ class EvolveDomain(Domain):
             "objectives_timed_on": evaluation.metrics.get("machine"), "test": test, "original_test": baseline,
             "vmfb_rebuilt": rebuilt,
         }
+        if coupling is not None:  # on the test split; what the search checked (when it did) was the validation split
+            card["batch_coupling"] = coupling
         if evaluated_hash:  # runs stored before the hash was recorded cannot tell
             card["vmfb_same_as_evaluated"] = hashlib.sha256(vmfb).hexdigest() == evaluated_hash
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card
 
 
-def _failure(kind: str, message: str) -> Evaluation:
+def _failure(kind: str, message: str, **metrics: float) -> Evaluation:
     status = _FAILURE_STATUS.get(kind, Status.FAILED)
-    return dataclasses.replace(Evaluation.failure(status, f"{kind}: {message}"), metrics={"failure_kind": kind})
+    return dataclasses.replace(Evaluation.failure(status, f"{kind}: {message}"), metrics={"failure_kind": kind, **metrics})
 
 
 def _round_s(metrics: Mapping[str, Any]) -> float:

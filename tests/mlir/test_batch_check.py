@@ -1,0 +1,166 @@
+"""The batch-independence check: the shuffle, the coupling measure, and what evolve does with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evoforge.mlir.batch_check import COUPLING_LIMIT, batch_coupling, can_check, mixed_batches
+
+
+def _batches(rows: int, size: int, inputs: int = 1) -> list[list[np.ndarray]]:
+    data = [np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) + 1000 * k for k in range(inputs)]
+    return [[x[i : i + size] for x in data] for i in range(0, rows, size)]
+
+
+@pytest.mark.parametrize(("rows", "size", "inputs"), [(12, 4, 1), (4, 4, 1), (12, 4, 2)])
+def test_the_shuffle_moves_every_example_and_keeps_the_inputs_of_an_example_together(rows, size, inputs):
+    batches = _batches(rows, size, inputs)
+    mixed, order = mixed_batches(batches)
+    used = min(2, len(batches))
+    assert len(mixed) == used and all(len(b) == inputs and len(b[0]) == size for b in mixed)
+    assert sorted(order) == list(range(used * size)) and not np.any(order == np.arange(used * size))
+    originals = [np.concatenate([b[i] for b in batches[:used]]) for i in range(inputs)]
+    for i in range(inputs):
+        np.testing.assert_array_equal(np.concatenate([b[i] for b in mixed]), originals[i][order])
+    again, same = mixed_batches(batches)
+    np.testing.assert_array_equal(order, same)
+
+
+def _run(batches, fn):
+    return [[fn(b[0])] for b in batches]
+
+
+def test_a_per_example_program_has_no_coupling_and_one_reading_example_0_has():
+    batches = _batches(12, 4)
+    mixed, order = mixed_batches(batches)
+
+    def per_example(x):
+        return x * 2.0 + 1.0
+
+    def reads_example_0(x):  # what an operand_replace into a per-channel vector does
+        return x * 2.0 + x[0]
+
+    def batch_mean(x):
+        return x - x.mean(axis=0)
+
+    assert batch_coupling(_run(batches, per_example), _run(mixed, per_example), order, 4) == 0.0
+    assert batch_coupling(_run(batches, reads_example_0), _run(mixed, reads_example_0), order, 4) > 0.01
+    assert batch_coupling(_run(batches, batch_mean), _run(mixed, batch_mean), order, 4) > 0.01
+
+
+def test_only_outputs_whose_first_dimension_is_the_batch_count():
+    batches = _batches(8, 4)
+    mixed, order = mixed_batches(batches)
+
+    def two_outputs(x):  # a per-example output and a batch-wide statistic
+        return [x + 1.0, np.array(x.sum(), dtype=np.float32)]
+
+    plain = [two_outputs(b[0]) for b in batches]
+    shuffled = [two_outputs(b[0]) for b in mixed]
+    assert batch_coupling(plain, shuffled, order, 4) == 0.0
+    assert batch_coupling([[o[1]] for o in plain], [[o[1]] for o in shuffled], order, 4) is None
+    assert can_check(4, [(4, 10), ()]) and not can_check(4, [()]) and not can_check(1, [(1, 10)])
+
+
+def test_float_noise_is_under_the_limit():
+    batches = _batches(8, 4)
+    mixed, order = mixed_batches(batches)
+    rng = np.random.default_rng(0)
+    plain = _run(batches, lambda x: x)
+    noisy = [[o[0] * (1 + rng.uniform(-1e-7, 1e-7, o[0].shape)).astype(np.float32)] for o in _run(mixed, lambda x: x)]
+    assert batch_coupling(plain, noisy, order, 4) < COUPLING_LIMIT
+
+
+# ---------------------------------------------------------------------------------- in a run
+
+
+@pytest.fixture
+def prepared_mlp(tmp_path, linalg_mlp_text):
+    """A run folder with the linalg MLP prepared (batch 4, four random validation batches)."""
+    from evoforge.layout import RunLayout
+    from evoforge.mlir.api import prepare_program
+
+    path = tmp_path / "mlp.mlir"
+    path.write_text(linalg_mlp_text)
+    layout = RunLayout(tmp_path / "run")
+    prepare_program(path, layout)
+    return layout
+
+
+def _domain(layout, **options):
+    from evoforge.mlir.domain import EvolveDomain
+
+    domain = EvolveDomain(**options)
+    domain.attach(layout)
+    domain.prepare()
+    return domain
+
+
+def _reads_example_0(program):
+    """The bias operand of the MLP's first generic now reads the matmul's [4,5] output reshaped
+    to [5]: example 0's hidden features, added to every example."""
+    import re
+
+    from evoforge.mlir.edits import EditListGenome, OperandReplace, Source
+
+    first: dict[str, str] = {}
+    for name, uid in re.findall(r'= ([a-z_]+\.[a-z_.]+)[^\n]*?evoforge\.uid = "(U\d+)"', program.text):
+        first.setdefault(name, uid)
+    return EditListGenome(edits=(OperandReplace(user=first["linalg.generic"], operand=1,
+                                                source=Source(f"{first['linalg.matmul']}#0", 0)),))
+
+
+@pytest.mark.iree
+def test_evolve_rejects_a_variant_that_mixes_the_examples_of_a_batch(prepared_mlp):
+    from evoforge.mlir.edits import EditListGenome
+    from evoforge.search.domain import EvalContext
+    from evoforge.search.evaluation import Status
+
+    domain = _domain(prepared_mlp)
+    assert domain.original_batch_coupling == 0.0 and domain.checks_batches
+    assert domain.config()["original_batch_coupling"] == 0.0  # recorded: a resume does not measure it again
+    original = domain.evaluate(EditListGenome(), EvalContext(seed=1))
+    assert original.ok and original.metrics["batch_coupling"] == 0.0
+    coupled = _reads_example_0(domain.program)
+    rejected = domain.evaluate(coupled, EvalContext(seed=1))
+    assert rejected.status is Status.FAILED and rejected.metrics["failure_kind"] == "batch_coupled"
+    assert rejected.metrics["batch_coupling"] > COUPLING_LIMIT
+    assert rejected.reason.startswith("batch_coupled: an example's outputs move by")
+    assert domain.headline_notes({"a": original, "b": rejected})[-1] == (
+        "batch check: 1 variants rejected because an example's outputs depended on its batch-mates")
+    unchecked = _domain(prepared_mlp, batch_check=False)
+    kept = unchecked.evaluate(coupled, EvalContext(seed=1))
+    assert kept.ok and "batch_coupling" not in kept.metrics and not unchecked.checks_batches
+
+
+@pytest.mark.iree
+def test_the_check_is_off_when_the_original_itself_depends_on_the_batch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("iree.turbine")
+    from evoforge.layout import RunLayout
+    from evoforge.mlir.api import prepare_program
+    from evoforge.mlir.edits import EditListGenome
+    from evoforge.search.domain import EvalContext
+
+    class Centred(torch.nn.Module):
+        def forward(self, x):
+            return x - x.mean(dim=0, keepdim=True)
+
+    layout = RunLayout(tmp_path / "run")
+    prepare_program(Centred().eval(), layout, example_input=torch.randn(4, 6))
+    domain = _domain(layout)
+    assert domain.original_batch_coupling > COUPLING_LIMIT and not domain.checks_batches
+    original = domain.evaluate(EditListGenome(), EvalContext(seed=1))
+    assert original.ok and "batch_coupling" not in original.metrics
+    assert any(n.startswith("batch check: off, the original program's own outputs move by")
+               for n in domain.headline_notes({"a": original}))
+
+
+def test_runs_stored_before_the_check_keep_evaluating_without_it():
+    from evoforge.mlir.domain import EvolveDomain
+
+    assert EvolveDomain.from_config({}).batch_check is False
+    assert EvolveDomain().batch_check is True
+    with pytest.raises(Exception, match="batch_check must be true or false, got 'yes'"):
+        EvolveDomain(batch_check="yes")  # type: ignore[arg-type]
