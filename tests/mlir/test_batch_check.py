@@ -128,7 +128,7 @@ def test_evolve_rejects_a_variant_that_mixes_the_examples_of_a_batch(prepared_ml
     assert rejected.metrics["batch_coupling"] > COUPLING_LIMIT
     assert rejected.reason.startswith("batch_coupled: an example's outputs move by")
     assert domain.headline_notes({"a": original, "b": rejected})[-1] == (
-        "batch check: 1 variants rejected because an example's outputs depended on its batch-mates")
+        "batch check: 1 of 2 variants checked rejected, an example's outputs depending on the other examples of its batch")
     unchecked = _domain(prepared_mlp, batch_check=False)
     kept = unchecked.evaluate(coupled, EvalContext(seed=1))
     assert kept.ok and "batch_coupling" not in kept.metrics and not unchecked.checks_batches

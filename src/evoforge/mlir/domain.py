@@ -295,15 +295,16 @@ class EvolveDomain(Domain):
             vmfb = compile_program(self.program.text, input_type=self.program.input_type, target=self.target,
                                    extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
             (d / "original.vmfb").write_bytes(vmfb)
-        predict = self.meta["mode"] == "predict"
-        measure_coupling = self.batch_check and predict and self.original_batch_coupling is None
+        meta = self.meta
+        measure_coupling = (self.batch_check and meta["mode"] == "predict" and self.original_batch_coupling is None
+                            and can_check(int(meta["batch_size"]), [t.shape for t in self.program.outputs]))
         if self.original_error is None or measure_coupling:
             with Worker() as worker:
                 state = self._load_state(worker)
                 if self.original_error is None:
                     labelled = state["meta"]["mode"] == "train" or "y_val" in state["data"]
                     self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
-                if measure_coupling and "mixed_val" in state:
+                if measure_coupling:
                     self.original_batch_coupling = self._coupling(state, state["original_vmfb"], worker, trusted=True)
 
     @property
@@ -332,8 +333,10 @@ class EvolveDomain(Domain):
             notes.append(f"batch check: off, the original program's own outputs move by {self.original_batch_coupling:.3g} of "
                          f"their range when an example's batch-mates change (limit {COUPLING_LIMIT:g})")
         elif self.checks_batches:
+            checked = sum("batch_coupling" in e.metrics for e in evaluations.values())
             rejected = sum(e.metrics.get("failure_kind") == "batch_coupled" for e in evaluations.values())
-            notes.append(f"batch check: {rejected} variants rejected because an example's outputs depended on its batch-mates")
+            notes.append(f"batch check: {rejected} of {checked} variants checked rejected, an example's outputs "
+                         "depending on the other examples of its batch")
         record = load_comparisons(self.layout.program)
         if not record:
             return notes
