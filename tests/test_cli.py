@@ -182,6 +182,7 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
         assert all((run_dir / e.artifacts["vmfb"]).exists() for e in store.evaluations().values() if e.ok)
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) >= 8
     summary = json.loads(run("show", run_dir, "--format", "json").stdout)
+    assert "batch check: off (--no-batch-check" in summary["headline"]
     member = summary["front"][0]
     card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
     assert (tmp_path / "out" / "variant.vmfb").exists() and isinstance(card["edits"], list)

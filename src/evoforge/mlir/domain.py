@@ -329,7 +329,10 @@ class EvolveDomain(Domain):
         if self.layout is None:
             return notes
         notes += self._tuning_notes()
-        if self.batch_check and self.original_batch_coupling is not None and not self.checks_batches:
+        if not self.batch_check and self.meta["mode"] == "predict":
+            notes.append("batch check: off (--no-batch-check, or a run made before it existed), so a member's outputs may "
+                         "depend on the other examples of its batch; `evoforge export` measures it (batch_coupling)")
+        elif self.batch_check and self.original_batch_coupling is not None and not self.checks_batches:
             notes.append(f"batch check: off, the original program's own outputs move by {self.original_batch_coupling:.3g} of "
                          f"their range when an example's batch-mates change (limit {COUPLING_LIMIT:g})")
         elif self.checks_batches:
