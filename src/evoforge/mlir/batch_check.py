@@ -7,9 +7,10 @@ an ``operand_replace`` that makes a batch-norm vector read the first 512 entries
 that scores fixed batches in a fixed order cannot see it, and the variant would give other
 outputs on the batches a user deploys it on.
 
-The check runs the first two batches (one when there is only one) a second time with their
-examples shuffled across them (`mixed_batches`) and measures how far each example's outputs move
-(`batch_coupling`). Only outputs whose first dimension is the batch are compared.
+The check runs the first two batches a second time with their examples shuffled across them
+(`mixed_batches`; a program evaluated on one batch gets a batch of half its examples, twice) and
+measures how far each example's outputs move (`batch_coupling`). Only outputs whose first
+dimension is the batch are compared.
 """
 
 from __future__ import annotations
@@ -27,18 +28,24 @@ MIXING_SEED = 20261205
 
 
 def mixed_batches(batches: Sequence[Sequence[np.ndarray]], seed: int = MIXING_SEED) -> tuple[list[list[np.ndarray]], np.ndarray]:
-    """The first two of ``batches`` (lists of positional inputs whose rows are examples; one
-    batch when there is only one) with their examples shuffled across them, and ``order``:
-    row ``j`` of the shuffled examples, counted across the shuffled batches, is row ``order[j]``
-    of the originals. Every example moves, so each batch has a new example 0; with one batch the
-    examples keep their batch-mates and only change places."""
+    """The first two of ``batches`` (lists of positional inputs whose rows are examples) with
+    their examples shuffled across them, and ``order``: row ``j`` of the shuffled examples,
+    counted across the shuffled batches, is row ``order[j]`` of the originals. Every example
+    moves, so each batch has a new example 0 and new batch-mates. With one batch there are no
+    others to draw mates from: the shuffled batch holds a random half of its examples twice (in
+    new places, example 0 among the dropped or moved), so each kept example loses half its mates."""
     used = list(batches[:2])
     size = len(used[0][0])
-    count = size * len(used)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(count)
-    while np.any(order == np.arange(count)):  # a derangement: every example moves (needs count >= 2)
+    if len(used) == 1:
+        order = np.resize(rng.permutation(size)[: (size + 1) // 2], size)
+        while order[0] == 0:  # (needs size >= 2)
+            order = np.resize(rng.permutation(size)[: (size + 1) // 2], size)
+    else:
+        count = 2 * size
         order = rng.permutation(count)
+        while np.any(order == np.arange(count)):  # a derangement: every example moves
+            order = rng.permutation(count)
     inputs = [np.concatenate([batch[i] for batch in used])[order] for i in range(len(used[0]))]
     return [[x[k * size : (k + 1) * size] for x in inputs] for k in range(len(used))], order
 
