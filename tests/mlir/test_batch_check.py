@@ -23,11 +23,11 @@ def test_the_shuffle_gives_every_example_new_mates_and_keeps_the_inputs_of_an_ex
         assert sorted(order) == list(range(used * size)) and not np.any(order == np.arange(used * size))
     else:  # one batch: half its examples, twice, and a new example 0
         kept = set(order.tolist())
-        assert len(kept) == (size + 1) // 2 and order[0] != 0 and all(list(order).count(i) >= 1 for i in kept)
+        assert len(kept) == (size + 1) // 2 and order[0] != 0
     originals = [np.concatenate([b[i] for b in batches[:used]]) for i in range(inputs)]
     for i in range(inputs):
         np.testing.assert_array_equal(np.concatenate([b[i] for b in mixed]), originals[i][order])
-    again, same = mixed_batches(batches)
+    _, same = mixed_batches(batches)  # the same shuffle every time
     np.testing.assert_array_equal(order, same)
 
 
