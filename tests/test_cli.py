@@ -35,6 +35,8 @@ def test_search_show_json(tmp_path):
     run("search", "--problem", "zdt1", "--budget", 40, "--pop-size", 8, "--run", tmp_path / "r", "--quiet")
     summary = json.loads(run("show", tmp_path / "r", "--format", "json").stdout)
     assert summary["front"] and "evaluation budget reached" in summary["headline"]
+    assert "domain 'benchmark' cannot explain its members part by part; evolve runs can" in bad(
+        "explain", tmp_path / "r", "--id", summary["front"][0]["id"])
 
 
 def test_patience_stops_a_settled_search_and_show_says_why(tmp_path):
@@ -183,6 +185,18 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) >= 8
     summary = json.loads(run("show", run_dir, "--format", "json").stdout)
     assert "batch check: off (--no-batch-check" in summary["headline"]
+    from evoforge.genome import genome_from_json
+    from evoforge.mlir.edits import EditListGenome  # noqa: F401 - registers the genome type
+
+    for row in summary["front"]:  # the original has nothing to explain; an edited member one row per edit and one for itself
+        if row["description"] == "original program":
+            assert "no edits to explain" in bad("explain", run_dir, "--id", row["id"])
+        else:
+            rows = json.loads(run("explain", run_dir, "--id", row["id"], "--format", "json").stdout)
+            with open_store(run_dir, readonly=True) as store:
+                edits = genome_from_json(store.genome(row["key"])).edits
+            assert len(rows) == 1 + len(edits) and "runtime_ratio" in rows[0]["member"]
+            assert all("without" in r and "alone" in r for r in rows[1:])
     member = summary["front"][0]
     card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
     assert (tmp_path / "out" / "variant.vmfb").exists() and isinstance(card["edits"], list)

@@ -194,6 +194,17 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
     return domain.export_member(member.key, member.genome, member.evaluation, out, claimed=claimed, formats=formats, seed=seed)
 
 
+def explain_member(run_dir: str | Path, member_id: int) -> list[dict[str, Any]]:
+    """What each part of front member ``member_id`` contributes, measured now by evaluating
+    variants of it the way the run evaluates candidates (`Domain.explain_member`; evolve: the
+    member without each edit and each edit alone). Writes nothing to the run."""
+    layout = RunLayout(Path(run_dir))
+    with open_store(layout.root, readonly=True) as store:
+        domain = _open_domain(store, layout)
+        member = Front.from_store(store, domain.objectives).by_id(member_id)
+    return domain.explain_member(member.genome)
+
+
 def load_front(run_dir: str | Path) -> Front:
     """The current front of a run, read-only (safe while the run is going on)."""
     layout = RunLayout(Path(run_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -12,6 +13,7 @@ from evoforge.errors import ConfigError
 from evoforge.genome import genome_from_json
 from evoforge.layout import RunLayout
 from evoforge.machine import machine_name
+from evoforge.mlir.describe import describe_edits
 from evoforge.mlir.edits import EditListGenome
 from evoforge.mlir.mutate import apply_edits
 from evoforge.search.evaluation import Status
@@ -341,3 +343,34 @@ def test_a_program_with_two_inputs_evolves_and_exports(tmp_path):
     card = evoforge.export_member(run_dir, front[0].id, tmp_path / "out")
     assert card["original_test"]["error"] == pytest.approx(0.0, abs=1e-6)  # both inputs of every test batch were fed
     assert "batch_coupling" in card and card["vmfb_same_as_evaluated"]
+
+
+def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_path, linalg_mlp_text, linalg_program):
+    """For two edits a and b, "without a" is b alone and "without b" is a alone: the same programs,
+    so the same errors (timings differ by noise)."""
+    from evoforge.mlir.api import prepare_program
+    from evoforge.mlir.domain import EvolveDomain
+    from evoforge.mlir.edits import Resize
+
+    path = tmp_path / "mlp.mlir"
+    path.write_text(linalg_mlp_text)
+    layout = RunLayout(tmp_path / "run")
+    prepare_program(path, layout)
+    domain = EvolveDomain()
+    domain.attach(layout)
+    domain.prepare()
+    values = re.findall(r'evoforge\.uid = "(U\d+)"', linalg_program.text)
+    generic = next(u for u, n in _op_names(linalg_program).items() if n == "linalg.generic")
+    edits = (Resize(value=f"{generic}#0", dim=1, size=3, fill=0), Resize(value=f"{values[0]}#0", dim=1, size=2, fill=1))
+    rows = domain.explain_member(EditListGenome(edits=edits))
+    assert [r["edit"] for r in rows[1:]] == describe_edits(linalg_program, edits)
+    first, second = rows[1], rows[2]
+    assert first["without"]["error"] == second["alone"]["error"] and second["without"]["error"] == first["alone"]["error"]
+    assert first["alone"]["error"] != second["alone"]["error"]
+    assert all(0.3 < r[part]["runtime_ratio"] < 3 for r in rows[1:] for part in ("without", "alone"))
+    with pytest.raises(ConfigError, match="no edits to explain"):
+        domain.explain_member(EditListGenome())
+
+
+def _op_names(program):
+    return {m.group(2): m.group(1) for m in re.finditer(r"= ([a-z_]+\.[a-z_.]+)[^\n]*?evoforge\.uid = \"(U\d+)\"", program.text)}

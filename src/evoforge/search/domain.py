@@ -208,6 +208,11 @@ class Domain(abc.ABC):
         formats where the domain has them; ``seed`` is the member's candidate seed."""
         raise ConfigError(f"domain {self.name!r} has no exportable artifacts")
 
+    def explain_member(self, genome: Genome) -> list[dict[str, Any]]:
+        """What each part of a member's genome contributes, measured by evaluating variants of it
+        (one dict per row; the domain says which rows and numbers)."""
+        raise ConfigError(f"domain {self.name!r} cannot explain its members part by part; evolve runs can")
+
     def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
         """The member as a model object the other domains can take (e.g. a float PyTorch
         module a compress member rebuilds into); ``seed`` is the candidate's own seed."""
