@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from evoforge.mlir.batch_check import COUPLING_LIMIT, batch_coupling, can_check, mixed_batches
+from tests.mlir.evolve_helpers import uid_names
 
 
 def _batches(rows: int, size: int, inputs: int = 1) -> list[list[np.ndarray]]:
@@ -105,12 +106,10 @@ def _domain(layout, **options):
 def _reads_example_0(program):
     """The bias operand of the MLP's first generic now reads the matmul's [4,5] output reshaped
     to [5]: example 0's hidden features, added to every example."""
-    import re
-
     from evoforge.mlir.edits import EditListGenome, OperandReplace, Source
 
     first: dict[str, str] = {}
-    for name, uid in re.findall(r'= ([a-z_]+\.[a-z_.]+)[^\n]*?evoforge\.uid = "(U\d+)"', program.text):
+    for uid, name in uid_names(program).items():
         first.setdefault(name, uid)
     return EditListGenome(edits=(OperandReplace(user=first["linalg.generic"], operand=1,
                                                 source=Source(f"{first['linalg.matmul']}#0", 0)),))

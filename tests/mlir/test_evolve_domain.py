@@ -17,6 +17,7 @@ from evoforge.mlir.describe import describe_edits
 from evoforge.mlir.edits import EditListGenome
 from evoforge.mlir.mutate import apply_edits
 from evoforge.search.evaluation import Status
+from tests.mlir.evolve_helpers import uid_names
 
 pytestmark = pytest.mark.iree
 
@@ -360,7 +361,7 @@ def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_
     domain.attach(layout)
     domain.prepare()
     values = re.findall(r'evoforge\.uid = "(U\d+)"', linalg_program.text)
-    generic = next(u for u, n in _op_names(linalg_program).items() if n == "linalg.generic")
+    generic = next(u for u, n in uid_names(linalg_program).items() if n == "linalg.generic")
     edits = (Resize(value=f"{generic}#0", dim=1, size=3, fill=0), Resize(value=f"{values[0]}#0", dim=1, size=2, fill=1))
     rows = domain.explain_member(EditListGenome(edits=edits))
     assert [r["edit"] for r in rows[1:]] == describe_edits(linalg_program, edits)
@@ -370,7 +371,3 @@ def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_
     assert all(0.3 < r[part]["runtime_ratio"] < 3 for r in rows[1:] for part in ("without", "alone"))
     with pytest.raises(ConfigError, match="no edits to explain"):
         domain.explain_member(EditListGenome())
-
-
-def _op_names(program):
-    return {m.group(2): m.group(1) for m in re.finditer(r"= ([a-z_]+\.[a-z_.]+)[^\n]*?evoforge\.uid = \"(U\d+)\"", program.text)}

@@ -12,11 +12,7 @@ from evoforge.genome import genome_from_json
 from evoforge.mlir.edits import EDIT_KINDS, TORCH_ONLY_KINDS, Delete, EditError, EditListGenome, OperandReplace, Source
 from evoforge.mlir.mutate import apply_edits, random_edit
 from evoforge.mlir.program import from_mlir
-
-
-def _uid_names(program):
-    """UID -> op name in the program text."""
-    return {m.group(2): m.group(1) for m in re.finditer(r"= ([a-z_]+\.[a-z_.]+)[^\n]*?evoforge\.uid = \"(U\d+)\"", program.text)}
+from tests.mlir.evolve_helpers import uid_names
 
 
 def test_program_is_tagged_and_replays_to_itself(linalg_program):
@@ -64,7 +60,7 @@ def test_edits_stack_on_a_variant(tiny_torch):
 
 
 def test_targets_and_sources_respect_the_rules(linalg_program):
-    names = _uid_names(linalg_program)
+    names = uid_names(linalg_program)
     empties = {u for u, n in names.items() if n == "tensor.empty"}
     assert empties
     rng = np.random.default_rng(0)
@@ -78,7 +74,7 @@ def test_targets_and_sources_respect_the_rules(linalg_program):
 
 
 def test_edit_that_no_longer_applies_raises(linalg_program):
-    names = _uid_names(linalg_program)
+    names = uid_names(linalg_program)
     relu_user = next(u for u, n in names.items() if n == "linalg.generic")
     matmul = next(u for u, n in names.items() if n == "linalg.matmul")
     delete_mm = Delete(uid=matmul, sources=(Source("arg0", 0),))
