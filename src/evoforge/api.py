@@ -197,7 +197,8 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
 def explain_member(run_dir: str | Path, member_id: int) -> list[dict[str, Any]]:
     """What each part of front member ``member_id`` contributes, measured now by evaluating
     variants of it the way the run evaluates candidates (`Domain.explain_member`; evolve: the
-    member without each edit and each edit alone). Writes nothing to the run."""
+    member without each edit and each edit alone). Adds nothing to the run's store (an evolve run's
+    compiled variants go to its bounded compile cache, as the search's do)."""
     layout = RunLayout(Path(run_dir))
     with open_store(layout.root, readonly=True) as store:
         domain = _open_domain(store, layout)
