@@ -19,7 +19,7 @@ from evoforge.errors import ConfigError
 from evoforge.genome import Genome
 from evoforge.layout import KEEP_ARTIFACTS, RunLayout
 from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
-from evoforge.mlir.batch_check import COUPLING_LIMIT, can_check, mixed_batches
+from evoforge.mlir.batch_check import COUPLING_LIMIT, batch_coupling, can_check, mixed_batches
 from evoforge.mlir.edits import (  # (importing it registers the genome type)
     EDIT_KINDS,
     TORCH_ONLY_KINDS,
@@ -295,9 +295,7 @@ class EvolveDomain(Domain):
             vmfb = compile_program(self.program.text, input_type=self.program.input_type, target=self.target,
                                    extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
             (d / "original.vmfb").write_bytes(vmfb)
-        meta = self.meta
-        measure_coupling = (self.batch_check and meta["mode"] == "predict" and self.original_batch_coupling is None
-                            and can_check(int(meta["batch_size"]), [t.shape for t in self.program.outputs]))
+        measure_coupling = self.batch_check and self.original_batch_coupling is None and self._batches_checkable
         if self.original_error is None or measure_coupling:
             with Worker() as worker:
                 state = self._load_state(worker)
@@ -306,6 +304,13 @@ class EvolveDomain(Domain):
                     self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
                 if measure_coupling:
                     self.original_batch_coupling = self._coupling(state, state["original_vmfb"], worker, trusted=True)
+
+    @property
+    def _batches_checkable(self) -> bool:
+        """A prediction program with more than one example per batch and an output per example
+        (`evoforge.mlir.batch_check.can_check`)."""
+        meta = self.meta
+        return meta["mode"] == "predict" and can_check(int(meta["batch_size"]), [t.shape for t in self.program.outputs])
 
     @property
     def checks_batches(self) -> bool:
@@ -388,9 +393,6 @@ class EvolveDomain(Domain):
             for split in ("val", "test"):
                 xs = split_inputs(data, split)
                 state[f"batches_{split}"] = [[x[i : i + b] for x in xs] for i in range(0, len(xs[0]), b)]
-            if can_check(b, [t.shape for t in self.program.outputs]):
-                for split in ("val", "test"):
-                    state[f"mixed_{split}"] = mixed_batches(state[f"batches_{split}"])
         return state
 
     def setup_worker(self) -> None:
@@ -437,9 +439,10 @@ class EvolveDomain(Domain):
                   split: str = "val", trusted: bool = False) -> float | None:
         """`batch_coupling` of a compiled prediction module on ``split`` (``plain``: its outputs on
         that split's batches when already run); raises `VariantFailure` like `run_program`."""
-        from evoforge.mlir.batch_check import batch_coupling
         from evoforge.mlir.iree_runner import run_program
 
+        if f"mixed_{split}" not in state:  # built once per worker, on first use
+            state[f"mixed_{split}"] = mixed_batches(state[f"batches_{split}"])
         mixed, order = state[f"mixed_{split}"]
         timeout = max(60.0, self.run_timeout_s) if trusted else self.run_timeout_s
         if plain is None:
@@ -511,7 +514,7 @@ class EvolveDomain(Domain):
             outputs = run_program(vmfb, state["batches_val"], worker=worker, driver=self.runtime_driver,
                                   function=self.program.entry, timeout_s=self.run_timeout_s)
             checked: dict[str, float] = {}
-            if self.checks_batches and "mixed_val" in state:
+            if self.checks_batches:
                 coupling = self._coupling(state, vmfb, worker, plain=outputs)
                 if coupling is not None and coupling > COUPLING_LIMIT:
                     return _failure("batch_coupled", f"an example's outputs move by {coupling:.3g} of their range when its "
@@ -736,7 +739,7 @@ class EvolveDomain(Domain):
                 state["reference_outputs"] = self._original_outputs(state, "val")
             test = self._score_file(state, vmfb, worker)
             baseline = self._score_file(state, state["original_vmfb"], worker, trusted=True)
-            coupling = self._coupling(state, vmfb, worker, split="test") if "mixed_test" in state else None
+            coupling = self._coupling(state, vmfb, worker, split="test") if self._batches_checkable else None
         card = {
             "vmfb": str(out_dir / "variant.vmfb"), "mlir": str(out_dir / "variant.mlir"),
             "entry": self.program.entry, "level": self.program.level, "target": self.target,
