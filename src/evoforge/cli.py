@@ -390,9 +390,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, default=str))
         return 0
 
-    def cell(numbers: dict[str, Any] | None) -> str:
-        if not numbers:
-            return ""
+    def cell(numbers: dict[str, Any]) -> str:
         if "failure" in numbers:
             return "fails: " + str(numbers["failure"]).split(":", 1)[0]
         return "  ".join(f"{k} {v:.4g}" for k, v in numbers.items())
