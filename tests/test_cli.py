@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import evoforge
@@ -269,3 +270,39 @@ def test_runs_are_self_contained_and_refuse_changed_inputs(tmp_path):
     assert "WARNING: the run's dataset file" in run("show", run_dir, cwd=elsewhere).stdout
     with open_store(run_dir, readonly=True) as store:
         assert len(store.evaluations()) == 6  # nothing ran on the changed data
+
+
+@pytest.mark.iree
+def test_evolve_a_model_factory_with_two_inputs_from_its_data(tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "tagger.py").write_text(
+        "import torch\n"
+        "class Tagger(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        torch.manual_seed(0)\n"
+        "        self.embed = torch.nn.Embedding(20, 6)\n"
+        "        self.head = torch.nn.Linear(6, 3)\n"
+        "    def forward(self, ids, mask):\n"
+        "        keep = (mask > 0) & (ids > 0)\n"  # transformers-style mask arithmetic: aten.__and__.Tensor
+        "        pooled = (self.embed(ids) * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)\n"
+        "        return self.head(pooled)\n"
+        "def make():\n"
+        "    return Tagger()\n"
+    )
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, (16, 5)).astype(np.int64)
+    np.savez(tmp_path / "data.npz", **{"x_val.0": ids, "x_val.1": (ids % 3 > 0).astype(np.float32)}, y_val=ids[:, 0] % 3)
+    run_dir = tmp_path / "run"
+    out = run("evolve", "--model", f"{tmp_path / 'tagger.py'}:make", "--data", tmp_path / "data.npz", "--batch-size", "8",
+              "--budget", "4", "--pop-size", "4", "--workers", "0", "--run", run_dir, "--quiet", "--no-flag-tuning",
+              "--no-compare")
+    assert "domain evolve" in out.stdout
+    meta = json.loads((run_dir / "program" / "program.json").read_text())
+    assert meta["inputs"] == [[[8, 5], "int64"], [[8, 5], "float32"]]  # the example came from the data, dtypes kept
+    assert meta["exporter"] == "iree-turbine"
+    assert "--model needs --example-input SHAPE" in bad("evolve", "--model", f"{tmp_path / 'tagger.py'}:make",
+                                                        "--run", tmp_path / "r2")
+    assert "x_val has 16 rows, fewer than the batch size 32" in bad(
+        "evolve", "--model", f"{tmp_path / 'tagger.py'}:make", "--data", tmp_path / "data.npz", "--run", tmp_path / "r3")
+    assert not (tmp_path / "r3").exists()

@@ -1,6 +1,7 @@
 """The conformance matrix: real architectures from their own libraries (random weights, no
 downloads) through every compression stage, pruning importance and int8 mode, and through
-evolve's import, in the default runtime (ONNX Runtime). Each case is probed when the run starts
+evolve's import (exported, compiled with IREE and run: its outputs must match the model's), in the
+default runtime (ONNX Runtime). Each case is probed when the run starts
 (applied and run, the first pruning importance and every other kind exported) or refused with a
 recorded reason; one of each stage kind and every int8 mode is then evaluated as a candidate, and
 a float and an int8 export are reloaded in a fresh process and reproduce their recorded test
@@ -80,6 +81,7 @@ def test_every_stage_runs_or_is_refused_with_a_reason(name: str, tmp_path: Path)
     MATRIX[name] = row
     assert row["finetune"] == "ok" and row["prune:l1"] == "ok", row
     assert row["quantize:dynamic"] == "ok", row  # every one of these has Linear layers
+    assert row["evolve import"].startswith("ok"), row  # IREE compiles each (GRU through ONNX)
     if name in TRANSFORMERS or name == "dict_mlp":
         assert row["lowrank"] == "ok", row
     if out := os.environ.get("EVOFORGE_MATRIX_OUT"):
@@ -87,19 +89,30 @@ def test_every_stage_runs_or_is_refused_with_a_reason(name: str, tmp_path: Path)
 
 
 def _evolve_import(domain: CompressDomain, directory: Path) -> str:
-    """Export the baseline as evolve would (a predict program at batch 4), or say why it cannot."""
+    """Export the baseline as evolve would (a predict program at batch 4), compile it with IREE and
+    run it on the example batch: "ok (EXPORTER)" when its outputs match the model's, or why not."""
     pytest.importorskip("iree.compiler")
-    from evoforge.mlir.sources import write_predict_program
+    import numpy as np
+
+    from evoforge.mlir.iree_runner import VariantFailure, Worker, compile_program, run_program
+    from evoforge.mlir.sources import read_meta, write_predict_program
     from evoforge.workload.task import baseline_model, load_splits
 
     splits = load_splits(domain.task, domain.layout.root)
     model = baseline_model(domain.task, splits, domain.layout.baseline, root=domain.layout.root)
     try:
-        write_predict_program(model, splits, directory, level="torch", batch_size=4, source="conformance")
-    except ConfigError as exc:
+        reference = write_predict_program(model, splits, directory, level="torch", batch_size=4, source="conformance")
+        program = reference.program
+        with Worker() as worker:
+            vmfb = compile_program(program.text, input_type=program.input_type)
+            outputs = run_program(vmfb, [[t.numpy() for t in reference.example]], worker=worker, function=program.entry)[0]
+    except (ConfigError, VariantFailure) as exc:
         assert str(exc).strip()
         return f"refused: {str(exc).splitlines()[0][:200]}"
-    return "ok"
+    with torch.no_grad():
+        expected = reference.model(*reference.example)
+    np.testing.assert_allclose(outputs[0], expected.numpy(), rtol=1e-3, atol=1e-4)
+    return f"ok ({read_meta(directory)['exporter']})"
 
 
 def _bert_setting() -> tuple[Any, Any, Any]:

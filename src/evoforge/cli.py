@@ -163,8 +163,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("program", nargs="?", help="an .mlir or .onnx file")
     p.add_argument("--task", help="a built-in program: digits-mobilenet, mobilenet-img32 (prediction), digits-2fcnet-train (training step)")
     p.add_argument("--from", dest="from_run", help="RUN_DIR:ID, a float member of a compress run")
-    p.add_argument("--model", help="a PyTorch model factory pkg.module:function (with --example-input)")
-    p.add_argument("--example-input", help="input shape with the batch size to compile for, e.g. 32x1x8x8")
+    p.add_argument("--model", help="a PyTorch model factory pkg.module:function (with --example-input or --data)")
+    p.add_argument("--example-input", help="input shape with the batch size to compile for, e.g. 32x1x8x8 (default "
+                   "with --data: the first --batch-size rows of its x_val inputs, in their dtypes)")
     p.add_argument("--data", help=".npz with x_val (and y_val, x_test, y_test); default: random inputs, error = deviation")
     p.add_argument("--level", choices=("torch", "linalg"), default=None, help="IR level to mutate (default torch)")
     p.add_argument("--objectives", help="comma-separated: runtime_ratio, error, size_ratio")
@@ -212,7 +213,7 @@ def _evolve(args: argparse.Namespace) -> int:
     program: Any = sources[0]
     example = None
     if args.model:
-        program, example = _model_and_example(args.model, args.example_input)
+        program, example = _model_and_example(args.model, args.example_input, args.data)
     name = Path(str(sources[0]).replace(":", "-")).stem
     run_dir = args.run_dir or str(default_run_dir(f"evolve-{name}"))
     spec = RunSpec.build(EvolveDomain.run_defaults, **_settings(args))
@@ -237,15 +238,19 @@ def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:
+def _model_and_example(spec: str, shape: str | None, data: str | None) -> tuple[Any, Any]:
+    """The model the factory builds (in eval mode) and a zero tensor of ``shape``, or None for the
+    example when ``data`` gives it (`evoforge.mlir.api.prepare_program`)."""
     from evoforge.workload.callables import load_callable
 
-    if not shape:
-        raise ConfigError("--model needs --example-input SHAPE, e.g. 32x1x8x8 (batch first)")
-    try:
-        dims = [int(d) for d in shape.lower().split("x")]
-    except ValueError:
-        raise ConfigError(f"--example-input {shape!r} is not a shape; write it like 32x1x8x8") from None
+    if not shape and not data:
+        raise ConfigError("--model needs --example-input SHAPE, e.g. 32x1x8x8 (batch first), or --data with x_val")
+    dims: list[int] = []
+    if shape:
+        try:
+            dims = [int(d) for d in shape.lower().split("x")]
+        except ValueError:
+            raise ConfigError(f"--example-input {shape!r} is not a shape; write it like 32x1x8x8") from None
     import torch
 
     factory = load_callable(spec, "model factory")
@@ -253,7 +258,7 @@ def _model_and_example(spec: str, shape: str | None) -> tuple[Any, Any]:
         model = factory()
     except Exception as exc:  # noqa: BLE001 - the user's factory
         raise ConfigError(f"model factory {spec!r} raised {type(exc).__name__}: {exc}") from None
-    return model.eval(), torch.zeros(*dims)
+    return model.eval(), (torch.zeros(*dims) if dims else None)
 
 
 def _resume_args(p: argparse.ArgumentParser) -> None:

@@ -8,8 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("iree.compiler")
 
+from evoforge.errors import ConfigError  # noqa: E402
+from evoforge.mlir import program as program_module  # noqa: E402
 from evoforge.mlir.iree_runner import compile_program, run_program  # noqa: E402
-from evoforge.mlir.program import from_torch, pad_unit_output_convs  # noqa: E402
+from evoforge.mlir.program import from_module, from_torch, lowering_problem, pad_unit_output_convs  # noqa: E402
 
 
 class LastStage(torch.nn.Module):
@@ -50,3 +52,67 @@ def test_a_resnet_style_last_stage_compiles_and_matches_torch(worker) -> None:  
     vmfb = compile_program(program.text)  # IREE 3.13 rejects the unpadded form
     out = run_program(vmfb, [[x.numpy()]], worker=worker, function=program.entry)[0][0]
     np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+class BoolMask(torch.nn.Module):
+    """``a & b`` on bool tensors, as transformers builds its attention masks: iree-turbine exports
+    it as ``torch.aten.__and__.Tensor``, which IREE 3.13 cannot lower."""
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        keep = (x > -0.5) & (x < 0.5)
+        return torch.where(keep, x, torch.zeros_like(x)).sum(dim=1)
+
+
+class GRUHead(torch.nn.Module):
+    """A GRU: iree-turbine keeps ``aten.gru.input`` whole, and IREE has no lowering for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = torch.nn.GRU(4, 6, batch_first=True)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        out, _ = self.gru(x)
+        return self.head(out[:, -1])
+
+
+def _matches_torch(model: torch.nn.Module, program, x, worker) -> None:  # type: ignore[no-untyped-def]
+    out = run_program(compile_program(program.text, input_type=program.input_type), [[x.numpy()]], worker=worker,
+                      function=program.entry)[0][0]
+    np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_bool_and_is_loaded_as_the_bitwise_and_iree_lowers(worker) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model, x = BoolMask().eval(), torch.randn(8, 5)
+    program, exporter = from_module(model, x)
+    assert exporter == "iree-turbine"
+    assert "__and__" not in program.text and "torch.aten.bitwise_and.Tensor" in program.text
+    assert lowering_problem(program) is None
+    _matches_torch(model, program, x, worker)
+
+
+def test_a_model_iree_cannot_lower_as_exported_goes_through_onnx(worker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from evoforge.mlir.sources import prepare_from_module, read_meta
+
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model, x = GRUHead().eval(), torch.randn(8, 7, 4)
+    problem = lowering_problem(from_torch(model, x))
+    assert problem is not None and "gru" in problem  # what the fallback is for
+    program, exporter = from_module(model, x)
+    assert exporter == "onnx" and lowering_problem(program) is None
+    _matches_torch(model, program, x, worker)
+    linalg, exporter = from_module(model, x, level="linalg")
+    assert exporter == "onnx" and linalg.level == "linalg"
+    prepare_from_module(model, x, tmp_path, level="torch", data=None)
+    assert read_meta(tmp_path)["exporter"] == "onnx"  # the run records which route made its program
+
+
+def test_when_neither_export_lowers_the_error_names_both_reasons(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def no_onnx(module, example_input):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Exporting the operator 'aten::gru' to ONNX is not supported")
+
+    monkeypatch.setattr(program_module, "_through_onnx", no_onnx)
+    with pytest.raises(ConfigError, match=r"iree-turbine exports it \(.*gru.*\), and the ONNX route failed too \(Exporting"):
+        from_module(GRUHead().eval(), torch.randn(8, 7, 4))

@@ -54,3 +54,14 @@ def test_a_dynamic_sequence_without_data_is_a_clear_error(tmp_path) -> None:  # 
     with pytest.raises(ConfigError, match="dynamic dimension 1 \\(sequence\\); give data"):
         evoforge.evolve(tmp_path / "bag.onnx", budget=2, workers=0, run_dir=tmp_path / "run")
     assert not (tmp_path / "run" / "program").exists()
+
+
+def test_an_mlir_file_iree_cannot_lower_is_refused_before_any_compile(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from evoforge.mlir.program import from_torch
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(4, 6, batch_first=True).eval()
+    (tmp_path / "gru.mlir").write_text(from_torch(gru, torch.randn(8, 7, 4)).text)  # keeps aten.gru.input whole
+    with pytest.raises(ConfigError, match="IREE cannot compile gru.mlir: .*gru.*; replace that op"):
+        evoforge.evolve(tmp_path / "gru.mlir", budget=2, workers=0, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "program").exists()

@@ -31,7 +31,9 @@ def prepare_program(
     path, ``"RUN:ID"`` (a member of another run), or a torch module plus example input, and
     return the flags the run compiles with: ``extra_flags``, plus with ``tune_flags`` the set
     `evoforge.mlir.flag_tuning` found fastest for this program (tuned once, then read back).
-    ``level`` None keeps an MLIR file's own level and exports everything else at ``"torch"``.
+    ``level`` None keeps an MLIR file's own level and exports everything else at ``"torch"``. A
+    torch module without ``example_input`` is exported at the first ``batch_size`` rows of
+    ``data``'s validation inputs.
     ``batch_size`` is what built-in programs, run members and ONNX files with a dynamic batch
     are compiled for. With ``compare_runtimes``, a predict program exported from a PyTorch model
     also gets that model timed in torch eager, torch.compile, ONNX Runtime and IREE -O3 against
@@ -73,7 +75,10 @@ def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: 
         return sources.prepare_from_run(program, layout.program, level=export_level, batch_size=batch_size)
     if hasattr(program, "forward"):
         if example_input is None:
-            raise ConfigError("a torch module needs example_input (a tensor with the batch size to compile for)")
+            if data is None:
+                raise ConfigError("a torch module needs example_input (a tensor, or a tuple of them, with the batch size "
+                                  "to compile for) or data (an .npz whose x_val rows give it)")
+            example_input = sources.example_from_data(data, batch_size)
         return sources.prepare_from_module(program, example_input, layout.program, level=export_level, data=data)
     raise ConfigError(
         f"cannot evolve {program!r}; give a built-in program ({', '.join(BUILTIN_PROGRAMS)}), "
@@ -107,6 +112,10 @@ def evolve(
     **settings: Unpack[RunSettings],
 ) -> Front:
     """Evolve ``program`` and return the front of runtime vs error (and compiled size if asked).
+
+    A torch module is exported at ``example_input`` (a tensor, or a tuple of tensors for several
+    inputs, at the batch size to compile for), or without it at the first ``batch_size`` rows of
+    ``data``'s validation inputs; `evoforge.mlir.program.from_module` says how.
 
     ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. ``edit_kinds``
     picks the operators (delete, copy, resize, resize_importance, operand_replace, delete_block; all

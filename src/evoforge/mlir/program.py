@@ -71,6 +71,8 @@ def from_mlir(source: str | os.PathLike[str], *, level: Level | None = None, ent
     if level is not None and level not in LEVELS:
         raise ConfigError(f"level must be one of {list(LEVELS)}, but got {level!r}")
     text = _read_source(source)
+    if "!torch." in text:
+        text = with_lowerable_equivalents(text)
     with irtools.new_context(), ir.Location.unknown():
         try:
             module = ir.Module.parse(text)
@@ -117,6 +119,83 @@ def from_torch(module: torch.nn.Module, example_input: Any, *, level: Level = "t
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ConfigError(f"iree.turbine could not export the model: {type(exc).__name__}: {first}") from exc
     return from_mlir(str(exported.mlir_module), level=level)
+
+
+EXPORTERS = ("iree-turbine", "onnx")
+"""How `from_module` can export a PyTorch model, in the order it tries them."""
+
+
+def from_module(module: torch.nn.Module, example_input: Any, *, level: Level = "torch") -> tuple[Program, str]:
+    """A prediction model's program and the exporter that made it (one of `EXPORTERS`).
+
+    iree-turbine first (`from_torch`). When IREE cannot lower what it exported (an op with no
+    lowering in IREE, such as ``aten.gru.input``), the model goes through torch's ONNX exporter and
+    IREE's ONNX importer instead, whose ops IREE lowers. `ConfigError` when neither route gives a
+    program IREE can lower, naming both reasons.
+    """
+    program = from_torch(module, example_input, level="torch")
+    problem = lowering_problem(program)
+    exporter = "iree-turbine"
+    if problem is not None:
+        try:
+            program = _through_onnx(module, example_input)
+        except Exception as exc:  # noqa: BLE001 - torch's exporter raises many unrelated types
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"IREE cannot lower the model as iree-turbine exports it ({problem}), and the ONNX route "
+                              f"failed too ({first}); export it to ONNX or MLIR yourself and evolve that file") from None
+        second = lowering_problem(program)
+        if second is not None:
+            raise ConfigError(f"IREE cannot lower the model, neither as iree-turbine exports it ({problem}) nor through "
+                              f"ONNX ({second}); replace those ops in the model, or evolve the model's MLIR written by hand")
+        exporter = "onnx"
+    return (from_mlir(program.text, level="linalg") if level == "linalg" else program), exporter
+
+
+def _through_onnx(module: torch.nn.Module, example_input: Any) -> Program:
+    """``module`` exported with torch's TorchScript-based ONNX exporter at the example's static
+    shapes, then imported with IREE's ONNX importer, at the torch level."""
+    import warnings
+
+    import torch
+
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and deprecation notices; the lowering check decides
+            torch.onnx.export(module, tuple(args), str(path), dynamo=False, verbose=False)
+        return from_onnx(path, level="torch")
+
+
+def lowering_problem(program: Program) -> str | None:
+    """Why IREE's input conversion (``torch-to-iree``) rejects a torch-level program, or None
+    when it lowers (a linalg-level program is lowered already)."""
+    if program.level != "torch":
+        return None
+    from iree.compiler import ir
+
+    from evoforge.mlir import irtools
+
+    with irtools.new_context(), ir.Location.unknown():
+        module = ir.Module.parse(program.text)
+        try:
+            _run_pipeline(module, "builtin.module(torch-to-iree{emit-async-entry-points=false})")
+        except ConfigError as exc:
+            return str(exc).split(" failed: ", 1)[-1]
+    return None
+
+
+LOWERABLE_EQUIVALENTS = {"torch.aten.__and__.Tensor": "torch.aten.bitwise_and.Tensor"}
+"""Torch-dialect ops IREE 3.13 has no lowering for, and the op that computes the same with the same
+operands that it lowers. PyTorch's ``a & b`` on tensors is ``bitwise_and`` (transformers builds its
+attention masks with it)."""
+
+
+def with_lowerable_equivalents(text: str) -> str:
+    """``text`` with each op of `LOWERABLE_EQUIVALENTS` renamed to its equivalent."""
+    for name, equivalent in LOWERABLE_EQUIVALENTS.items():
+        text = text.replace(f"{name} ", f"{equivalent} ").replace(f'"{name}"', f'"{equivalent}"')
+    return text
 
 
 def pad_unit_output_convs(module: torch.nn.Module, args: tuple[Any, ...]) -> torch.nn.Module:

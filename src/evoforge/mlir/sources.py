@@ -3,7 +3,7 @@ a compress run) into a self-contained program folder inside the run directory
 (`evoforge.layout.RunLayout.program`):
 
     program/original.mlir   the pristine, UID-tagged program
-    program/program.json    mode, level, entry, input/output specs, batch size, pinned shapes,
+    program/program.json    mode, level, entry, input/output specs, batch size, pinned shapes, the exporter,
                             where the program came from (absolute path and sha256 for files)
     program/data.npz        evaluation inputs (and labels when known), split val / test; a
                             program with several inputs has ``x_<split>.<i>`` per input
@@ -134,7 +134,7 @@ def _split_arrays(split: Any, batch_size: int, spec: Any) -> tuple[list[np.ndarr
 def write_predict_program(model: Any, splits: Any, directory: Path, *, level: str, batch_size: int, source: str) -> TorchReference:
     """Export ``model`` at ``batch_size`` (its inputs as positional arguments, in the data's
     input order) and store it with the labelled validation and test splits."""
-    from evoforge.mlir.program import from_torch
+    from evoforge.mlir.program import from_module
     from evoforge.workload.inputs import ModelAdapter
 
     spec = splits.input_spec
@@ -144,9 +144,9 @@ def write_predict_program(model: Any, splits: Any, directory: Path, *, level: st
 
     example = tuple(torch.as_tensor(a[:batch_size]) for a in x_val)
     adapted = ModelAdapter(model, spec).eval()
-    program = from_torch(adapted, example, level=level)  # type: ignore[arg-type]
+    program, exporter = from_module(adapted, example, level=level)  # type: ignore[arg-type]
     data = {**_input_arrays("val", x_val), "y_val": y_val, **_input_arrays("test", x_test), "y_test": y_test}
-    meta = {"mode": "predict", "batch_size": batch_size, "source": source, "input_names": list(spec.names)}
+    meta = {"mode": "predict", "batch_size": batch_size, "source": source, "input_names": list(spec.names), "exporter": exporter}
     _write(directory, program, meta, data, None)
     return TorchReference(adapted, example, program)
 
@@ -184,7 +184,7 @@ def prepare_from_file(path: Path, directory: Path, *, level: str | None, data: s
     ``batch_size``), the others to the data's shapes. The pinned shapes are recorded."""
     import tempfile
 
-    from evoforge.mlir.program import from_mlir, from_onnx, pin_onnx_shapes
+    from evoforge.mlir.program import from_mlir, from_onnx, lowering_problem, pin_onnx_shapes
     from evoforge.workload.callables import file_sha256
 
     path = path.expanduser().resolve()
@@ -201,6 +201,10 @@ def prepare_from_file(path: Path, directory: Path, *, level: str | None, data: s
         program = from_mlir(path, level=level)  # type: ignore[arg-type]
     else:
         raise ConfigError(f"program file {path} must end in .mlir or .onnx")
+    problem = lowering_problem(program)
+    if problem is not None:
+        raise ConfigError(f"IREE cannot compile {path.name}: {problem}; replace that op in the model, or export the model "
+                          "another way (a PyTorch module goes through iree-turbine or ONNX, whichever IREE lowers)")
     batch = program.inputs[0].shape[0] if program.inputs[0].shape else 1
     checked = _user_data(arrays, program.inputs, data)
     meta = {"mode": "predict", "batch_size": batch, "source": str(path), "source_sha256": file_sha256(path)}
@@ -210,13 +214,15 @@ def prepare_from_file(path: Path, directory: Path, *, level: str | None, data: s
 
 
 def prepare_from_module(module: Any, example_input: Any, directory: Path, *, level: str, data: str | None) -> TorchReference:
-    """A PyTorch module exported at ``example_input``'s shape (call ``.eval()`` first)."""
-    from evoforge.mlir.program import from_torch
+    """A PyTorch module exported at ``example_input``'s shape (call ``.eval()`` first), by
+    `evoforge.mlir.program.from_module` (the exporter it used is recorded)."""
+    from evoforge.mlir.program import from_module
 
-    program = from_torch(module, example_input, level=level)  # type: ignore[arg-type]
+    program, exporter = from_module(module, example_input, level=level)  # type: ignore[arg-type]
     checked = _user_data(_read_data(data), program.inputs, data)
     batch = program.inputs[0].shape[0] if program.inputs[0].shape else 1
-    _write(directory, program, {"mode": "predict", "batch_size": batch, "source": type(module).__name__}, checked, None)
+    meta = {"mode": "predict", "batch_size": batch, "source": type(module).__name__, "exporter": exporter}
+    _write(directory, program, meta, checked, None)
     return TorchReference(module, example_input if isinstance(example_input, tuple) else (example_input,), program)
 
 
@@ -231,6 +237,25 @@ def prepare_from_run(spec: str, directory: Path, *, level: str, batch_size: int)
     rebuilt = member_model(source, int(member_id))
     return write_predict_program(rebuilt.model, rebuilt.data, directory, level=level, batch_size=batch_size,
                                  source=f"run:{Path(source).resolve()}:{member_id} ({rebuilt.description})")
+
+
+def example_from_data(path: str, batch_size: int) -> Any:
+    """The first ``batch_size`` rows of each validation input in the ``.npz`` at ``path``, as
+    torch tensors (float64 read as float32, other dtypes kept): one tensor, or a tuple in argument
+    order."""
+    import torch
+
+    arrays = _read_data(path)
+    assert arrays is not None
+    if "x_val" not in arrays and not any(k.startswith("x_val.") for k in arrays):
+        raise ConfigError(f"{path} must hold an array x_val (or x_val.0, x_val.1, ... for several inputs)")
+    inputs = split_inputs(arrays, "val")
+    if len(inputs[0]) < batch_size:
+        raise ConfigError(f"{path}: x_val has {len(inputs[0])} rows, fewer than the batch size {batch_size}; "
+                          "give more rows or a smaller batch size")
+    rows = [a[:batch_size].astype(np.float32) if a.dtype == np.float64 else a[:batch_size] for a in inputs]
+    example = tuple(torch.from_numpy(np.ascontiguousarray(r)) for r in rows)
+    return example[0] if len(example) == 1 else example
 
 
 def _read_data(path: str | None) -> dict[str, np.ndarray] | None:
