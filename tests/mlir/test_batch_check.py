@@ -168,3 +168,49 @@ def test_runs_stored_before_the_check_keep_evaluating_without_it():
     assert EvolveDomain().batch_check is True
     with pytest.raises(Exception, match="batch_check must be true or false, got 'yes'"):
         EvolveDomain(batch_check="yes")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------- in the draws
+
+
+def test_per_example_values_are_those_computed_from_the_inputs(tiny_torch):
+    from evoforge.mlir import irtools
+    from evoforge.mlir.mutate import Session
+
+    _, _, program = tiny_torch  # a 6-5-3 MLP at batch 4
+    with Session(program, keep_examples_apart=True) as s:
+        by_name: dict[str, list] = {}
+        for op in irtools.walk(s.fn):
+            if irtools.uid_of(op) and op.results:
+                by_name.setdefault(op.name, []).append(op.results[0])
+        x = s.fn.regions[0].blocks[0].arguments[0]
+        hidden, logits = by_name["torch.aten.linear"]
+        weight = next(v for v in by_name["torch.vtensor.literal"] if irtools.tensor_info(v.type).shape == (5, 6))
+        bias = next(v for v in by_name["torch.vtensor.literal"] if irtools.tensor_info(v.type).shape == (5,))
+        assert s.per_example(x) and s.per_example(hidden) and s.per_example(logits)
+        assert not s.per_example(weight) and not s.per_example(bias)
+        assert s.mixes_examples(hidden, bias)  # [4,5] into a [5] vector: example 2's features for everyone
+        assert s.mixes_examples(hidden, weight)  # into a shared weight
+        assert s.mixes_examples(x, hidden.owner.operation.results[0]) is False  # [4,6] -> [4,5]: row by row
+        assert not s.mixes_examples(bias, hidden)  # a shared [5] into [4,5]: broadcast, the same for every example
+        assert s.mixes_examples(weight, logits)  # a shared [5,6] into [4,3]: example i would read row i
+
+
+@pytest.mark.iree
+def test_draws_that_keep_examples_apart_give_no_coupled_variant(prepared_mlp):
+    """Every kind's draws, evaluated with the check: without the rule some variants mix the
+    examples of a batch; with it none does (and the check has nothing to reject)."""
+    from evoforge.mlir.edits import EditListGenome
+    from evoforge.mlir.mutate import random_edit
+    from evoforge.search.domain import EvalContext
+
+    domain = _domain(prepared_mlp)
+    rng = np.random.default_rng(3)
+    coupled = {True: 0, False: 0}
+    for apart in (False, True):
+        for i in range(32):
+            kind = ("delete", "copy", "operand_replace", "resize")[i % 4]
+            edit = random_edit(domain.program, rng, kind, keep_examples_apart=apart)
+            evaluation = domain.evaluate(EditListGenome(edits=(edit,)), EvalContext(seed=1))
+            coupled[apart] += evaluation.metrics.get("failure_kind") == "batch_coupled"
+    assert coupled[False] >= 2 and coupled[True] == 0, coupled

@@ -206,7 +206,8 @@ class EvolveDomain(Domain):
             kinds = [kind] + [k for k in self._kinds if k != kind]
             for k in kinds:  # fall back to another kind when this one has no valid target
                 try:
-                    return genome.with_edit(random_edit(self.program, rng, k, edits=genome.edits, targets=self.edit_targets))
+                    return genome.with_edit(random_edit(self.program, rng, k, edits=genome.edits, targets=self.edit_targets,
+                                                        keep_examples_apart=self.checks_batches))
                 except EditError:
                     continue
             return genome

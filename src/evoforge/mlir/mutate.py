@@ -45,10 +45,14 @@ class Session:
     """One parse of a program inside its own MLIR context; `apply` edits one at a time, then
     `verify` and `text`. Use as a context manager (it enters the context on creation)."""
 
-    def __init__(self, program: Program, *, targets: str = "uniform") -> None:
+    def __init__(self, program: Program, *, targets: str = "uniform", keep_examples_apart: bool = False) -> None:
         self.program = program
         self.targets = check_target_weighting(targets)
         """How `pick` draws what an edit touches (see `TARGET_WEIGHTINGS`)."""
+        self.keep_examples_apart = keep_examples_apart
+        """Whether draws leave out the choices that would read one example's values into another's
+        place (`mixes_examples`)."""
+        self._per_example: set[ir.Value] | None = None
         self.context = irtools.new_context()
         self._loc = ir.Location.unknown(self.context)
         self.context.__enter__()
@@ -98,6 +102,30 @@ class Session:
         producer = irtools.op_cost(v.owner.operation) if isinstance(v, ir.OpResult) else 0.0
         return producer + sum(irtools.op_cost(u.owner.operation) for u in v.uses)
 
+    def per_example(self, v: ir.Value) -> bool:
+        """True when ``v`` is a tensor that holds each example's own values: computed from the entry
+        function's inputs, or the initial value (a linalg ``outs`` operand) of such a computation."""
+        if self._per_example is None:
+            self._per_example = _per_example_values(self.fn)
+        return irtools.tensor_info(v.type) is not None and v in self._per_example
+
+    def mixes_examples(self, src: ir.Value, dst: ir.Value, *, reads_examples: bool | None = None) -> bool:
+        """True when ``src``, shape-repaired into the place of ``dst`` (`irtools.convert`), would
+        make an example's outputs depend on the other examples of its batch or on its place in it:
+        per-example values handed to another example or to all of them (``dst`` does not hold
+        per-example values, or the ranks or leading (batch) extents differ, so the repair slices,
+        collapses or broadcasts across the batch), or shared values put where per-example ones
+        were without being broadcast over the batch (each example would read a different part).
+        Same rank and leading extent: cropped and padded in the other dimensions, example by
+        example. ``reads_examples`` says whether ``src`` holds per-example values when the
+        analysis cannot (a copy's result, made after it)."""
+        a, b = irtools.tensor_info(src.type), irtools.tensor_info(dst.type)
+        if a is None or b is None:
+            return False
+        if self.per_example(src) if reads_examples is None else reads_examples:
+            return not self.per_example(dst) or len(a.shape) != len(b.shape) or a.shape[:1] != b.shape[:1]
+        return self.per_example(dst) and len(a.shape) >= len(b.shape) and b.shape[:1] != (1,)
+
     def verify(self) -> None:
         try:
             self.module.operation.verify()
@@ -106,6 +134,22 @@ class Session:
 
     def text(self) -> str:
         return str(self.module)
+
+
+def _per_example_values(fn: ir.Operation) -> set[ir.Value]:
+    """The tensors of ``fn`` that hold per-example values (`Session.per_example`)."""
+    values: set[ir.Value] = set(fn.regions[0].blocks[0].arguments)
+    ops = [op for op in irtools.walk(fn) if op != fn]
+    for op in ops:  # forward: computed from the inputs
+        if any(v in values for v in op.operands):
+            values.update(op.results)
+            for region in op.regions:  # a body computes on its op's (per-example) operands
+                for block in region.blocks:
+                    values.update(block.arguments)
+    for op in reversed(ops):  # backward: the initial values such results are computed into
+        if any(r in values for r in op.results):
+            values.update(v for i, v in enumerate(op.operands) if irtools.is_init_operand(op, i))
+    return values
 
 
 def apply_edits(program: Program, edits: Sequence[Edit]) -> str:
@@ -122,11 +166,14 @@ def apply_edits(program: Program, edits: Sequence[Edit]) -> str:
 
 def random_edit(
     program: Program, rng: np.random.Generator, kind: str, *, edits: Sequence[Edit] = (), max_tries: int = 20,
-    targets: str = "uniform",
+    targets: str = "uniform", keep_examples_apart: bool = False,
 ) -> Edit:
     """Draw one edit of ``kind`` (one of `EDIT_KINDS`) for the variant
     ``program + edits``, with every random choice resolved and stored in the edit. ``targets``
-    (one of `TARGET_WEIGHTINGS`) is how the op or value it deletes or resizes is drawn.
+    (one of `TARGET_WEIGHTINGS`) is how the op or value it deletes or resizes is drawn. With
+    ``keep_examples_apart``, no choice reads one example's values into another's place
+    (`Session.mixes_examples`; no resize along a per-example value's batch dimension): such a
+    variant's outputs would depend on the batch it runs in. How an edit replays does not change.
 
     The returned edit is checked: appended to ``edits`` it applies and the result verifies.
     Raises `EditError` if no valid edit was found in ``max_tries`` draws and `ConfigError`
@@ -140,7 +187,7 @@ def random_edit(
             s.apply(e)
         base = s.text()
     for _ in range(max_tries):
-        with Session(dataclasses.replace(program, text=base), targets=targets) as s:
+        with Session(dataclasses.replace(program, text=base), targets=targets, keep_examples_apart=keep_examples_apart) as s:
             edit = draw(s, rng)
             if edit is None:
                 continue
@@ -342,13 +389,17 @@ def _pick(rng: np.random.Generator, items: Sequence[T]) -> T:
 
 
 def _sources_for(
-    s: Session, op: ir.Operation, t: ir.Type, exclude: ir.Value | None = None, *, no_args: bool = False
+    s: Session, op: ir.Operation, dst: ir.Value, exclude: ir.Value | None = None, *, no_args: bool = False
 ) -> list[str]:
-    """Names of values that may replace a use of type ``t`` at ``op`` (without the entry
-    function's arguments when ``no_args``: they cannot be linalg destinations)."""
+    """Names of values that may replace a use of ``dst`` at ``op`` (without the entry
+    function's arguments when ``no_args``: they cannot be linalg destinations; without those that
+    would mix examples when the session keeps them apart)."""
     names = []
+    t = dst.type
     for v in irtools.dominating_values(op, s.fn):
         if no_args and irtools.is_function_argument(v, s.fn):
+            continue
+        if s.keep_examples_apart and s.mixes_examples(v, dst):
             continue
         if (exclude is None or v != exclude) and irtools.compatible(v.type, t):
             name = irtools.value_name(v, s.fn)
@@ -372,7 +423,7 @@ def _draw_delete(s: Session, rng: np.random.Generator) -> Edit | None:
             sources.append(Source(""))
             continue
         as_init = any(irtools.is_init_operand(u.owner.operation, u.operand_number) for u in res.uses)
-        names = _sources_for(s, op, res.type, no_args=as_init)
+        names = _sources_for(s, op, res, no_args=as_init)
         if not names:
             return None
         sources.append(Source(_pick(rng, names), _fill(rng)))
@@ -388,18 +439,22 @@ def _draw_copy(s: Session, rng: np.random.Generator) -> Edit | None:
     pos = _pick(rng, block_ops)
     uid = irtools.uid_of(op)
     choices = []
+    reads_examples = False  # whether the copy computes on per-example values
     for operand in op.operands:
         if irtools.dominates(operand, pos):
             choices.append(Source(""))
+            reads_examples = reads_examples or s.per_example(operand)
             continue
-        names = _sources_for(s, pos, operand.type, no_args=irtools.is_init_operand(op, len(choices)))
+        names = _sources_for(s, pos, operand, no_args=irtools.is_init_operand(op, len(choices)))
         if not names:
             return None
         choices.append(Source(_pick(rng, names), _fill(rng)))
-    out_t = op.results[0].type
+        reads_examples = reads_examples or s.per_example(irtools.resolve(choices[-1].value, s.fn, s.index()))
+    result = op.results[0]
     after = block_ops[block_ops.index(pos):]
     uses = [(irtools.uid_of(u), i) for u in after for i, o in enumerate(u.operands)
-            if irtools.is_mutable_type(o.type) and irtools.compatible(out_t, o.type)]
+            if irtools.is_mutable_type(o.type) and irtools.compatible(result.type, o.type)
+            and not (s.keep_examples_apart and s.mixes_examples(result, o, reads_examples=reads_examples))]
     if not uses:
         return None
     user, operand = _pick(rng, uses)
@@ -411,13 +466,13 @@ def _draw_resize(s: Session, rng: np.random.Generator, *, type_changing: bool = 
     """A resize of a used value along one dim: half the time a type-changing (narrowing) one
     when the value's users can carry it and ``type_changing``, else crop and fill in place."""
     values = list(s.fn.regions[0].blocks[0].arguments) + [r for op in _targets(s) for r in op.results]
-    values = [v for v in values if list(v.uses) and (i := irtools.tensor_info(v.type)) and max(i.shape, default=0) >= 2]
+    values = [v for v in values if list(v.uses) and _resizable_dims(s, v)]
     if not values:
         return None
     v = s.pick(rng, values, s.value_cost)
     info = irtools.tensor_info(v.type)
     assert info is not None
-    dim = _pick(rng, [d for d, n in enumerate(info.shape) if n >= 2])
+    dim = _pick(rng, _resizable_dims(s, v))
     extent = info.shape[dim]
     if type_changing and narrow.can_carry(v) and rng.random() < 0.5:
         # type-changing: mostly mild cuts (keep at least half), sometimes any size
@@ -425,6 +480,16 @@ def _draw_resize(s: Session, rng: np.random.Generator, *, type_changing: bool = 
         size = int(rng.integers(low, extent))
         return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=size, fill=_fill(rng), propagate=True)
     return Resize(value=irtools.value_name(v, s.fn), dim=dim, size=int(rng.integers(1, extent)), fill=_fill(rng))
+
+
+def _resizable_dims(s: Session, v: ir.Value) -> list[int]:
+    """The dims of tensor ``v`` a resize may shrink: extent 2 or more, and not the batch dim of a
+    per-example value when the session keeps examples apart (cropping it blanks some examples)."""
+    info = irtools.tensor_info(v.type)
+    if info is None:
+        return []
+    first = 1 if s.keep_examples_apart and s.per_example(v) else 0
+    return [d for d, n in enumerate(info.shape) if n >= 2 and d >= first]
 
 
 def _draw_resize_importance(s: Session, rng: np.random.Generator) -> Edit | None:
@@ -462,7 +527,7 @@ def _draw_operand_replace(s: Session, rng: np.random.Generator) -> Edit | None:
     user = _pick(rng, users)
     slots = [i for i, o in enumerate(user.operands) if irtools.is_mutable_type(o.type)]
     i = _pick(rng, slots)
-    names = _sources_for(s, user, user.operands[i].type, exclude=user.operands[i],
+    names = _sources_for(s, user, user.operands[i], exclude=user.operands[i],
                          no_args=irtools.is_init_operand(user, i))
     if not names:
         return None
