@@ -85,6 +85,7 @@ class Session:
 
     def apply(self, edit: Edit) -> None:
         _APPLY[type(edit)](self, edit)
+        self._per_example = None  # the edited program's values differ
 
     def pick(self, rng: np.random.Generator, items: Sequence[T], cost: Callable[[T], float]) -> T:
         """One of ``items``: uniformly, or with ``targets="cost"`` from a mixture that is
@@ -439,6 +440,7 @@ def _draw_copy(s: Session, rng: np.random.Generator) -> Edit | None:
     pos = _pick(rng, block_ops)
     uid = irtools.uid_of(op)
     choices = []
+    index = s.index()
     reads_examples = False  # whether the copy computes on per-example values
     for operand in op.operands:
         if irtools.dominates(operand, pos):
@@ -449,7 +451,7 @@ def _draw_copy(s: Session, rng: np.random.Generator) -> Edit | None:
         if not names:
             return None
         choices.append(Source(_pick(rng, names), _fill(rng)))
-        reads_examples = reads_examples or s.per_example(irtools.resolve(choices[-1].value, s.fn, s.index()))
+        reads_examples = reads_examples or s.per_example(irtools.resolve(choices[-1].value, s.fn, index))
     result = op.results[0]
     after = block_ops[block_ops.index(pos):]
     uses = [(irtools.uid_of(u), i) for u in after for i, o in enumerate(u.operands)

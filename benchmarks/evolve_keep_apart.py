@@ -1,0 +1,117 @@
+"""How well the example-keeping draw rule predicts batch coupling, and what runs gain from it.
+
+For each finished evolve run, every variant the batch check judged (rejected as ``batch_coupled``,
+or kept with a ``batch_coupling`` metric) is replayed edit by edit, and each edit is asked whether
+the draws that keep examples apart would have made it (`evoforge.mlir.mutate.Session.mixes_examples`;
+a resize of a per-example value's batch dimension). The table crosses "coupled / batch-independent"
+with "holds an edit the rule would not draw / does not": a good rule flags the coupled ones and
+leaves the others. Then, per run, what the search did: variants, invalid share, variants rejected
+as coupled, and the best front member at <= 2 points test-accuracy drop (search and re-timed).
+
+    python benchmarks/evolve_keep_apart.py RUN [RUN ...] [--json out.json]
+
+Runs made before the rule existed are what the classification is for; runs made with it should
+show (almost) no coupled variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from evoforge.api import open_store
+from evoforge.genome import genome_from_json
+from evoforge.mlir import edits as E
+from evoforge.mlir import irtools
+from evoforge.mlir.mutate import Session
+from evoforge.mlir.sources import read_prepared
+from evoforge.report import run_summary
+
+MAX_DROP_PT = 2.0
+
+
+def rule_refuses(s: Session, edit: E.Edit) -> bool:
+    """Whether the example-keeping draws would not have made ``edit`` on the session's program."""
+    index = s.index()
+
+    def value(name: str) -> Any:
+        return irtools.resolve(name, s.fn, index)
+
+    if isinstance(edit, E.Delete):
+        op = irtools.lookup(edit.uid, index)
+        return any(src.value and list(res.uses) and s.mixes_examples(value(src.value), res)
+                   for res, src in zip(op.results, edit.sources))
+    if isinstance(edit, E.OperandReplace):
+        return s.mixes_examples(value(edit.source.value), irtools.lookup(edit.user, index).operands[edit.operand])
+    if isinstance(edit, E.Copy):
+        op = irtools.lookup(edit.uid, index)
+        chosen = [(operand, value(c.value) if c.value else None) for operand, c in zip(op.operands, edit.operands)]
+        refused = any(v is not None and s.mixes_examples(v, operand) for operand, v in chosen)
+        reads = any(s.per_example(v if v is not None else operand) for operand, v in chosen)
+        if edit.rewire_user:
+            user = irtools.lookup(edit.rewire_user, index)
+            refused = refused or s.mixes_examples(op.results[0], user.operands[edit.rewire_operand], reads_examples=reads)
+        return refused
+    if isinstance(edit, E.Resize):
+        return edit.dim == 0 and s.per_example(value(edit.value))
+    return False  # a block deletion rewires to a value of exactly the same type
+
+
+def classify(run: Path) -> dict[str, Any]:
+    """The cross-table of checked variants and the run's search figures."""
+    program = read_prepared(run / "program")
+    table: Counter[str] = Counter()
+    with open_store(run, readonly=True) as store:
+        evaluations = store.evaluations()
+        for key, evaluation in evaluations.items():
+            coupled = evaluation.metrics.get("failure_kind") == "batch_coupled"
+            if not (coupled or "batch_coupling" in evaluation.metrics):
+                continue  # not checked: failed earlier, or the run did not check
+            genome = genome_from_json(store.genome(key))
+            refused = False
+            with Session(program) as s:
+                for edit in genome.edits:  # type: ignore[attr-defined]
+                    refused = refused or rule_refuses(s, edit)
+                    s.apply(edit)
+            table[f"{'coupled' if coupled else 'independent'}, {'refused' if refused else 'drawn'}"] += 1
+        invalid = sum(not e.ok for e in evaluations.values())
+        rejected = sum(e.metrics.get("failure_kind") == "batch_coupled" for e in evaluations.values())
+    summary = run_summary(run)
+    base = summary["final"]["baseline"]["accuracy"]
+    within = [r for r in summary["front"] if 100 * (base - r["test_accuracy"]) <= MAX_DROP_PT]
+    best = min(within, key=lambda r: r["runtime_ratio"], default=None)
+    return {"run": str(run), "table": dict(table), "variants": len(evaluations), "invalid": invalid,
+            "rejected_coupled": rejected,
+            "best": None if best is None else {"id": best["id"], "search_ratio": best["runtime_ratio"],
+                                               "retimed_ratio": best.get("test_runtime_ratio"),
+                                               "test_drop_pt": 100 * (base - best["test_accuracy"])}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished evolve runs")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = []
+    for run in args.runs:
+        results.append(classify(run))
+        print(json.dumps(results[-1]), flush=True)
+    print("\n| run | coupled: refused / drawn | batch-independent: refused / drawn | variants | invalid "
+          "| rejected as coupled | best at <= 2 pt: search | re-timed | test drop pt |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        t, b = r["table"], r["best"]
+        best = "none | - | -" if b is None else (f"{1 / b['search_ratio']:.2f}x | {1 / b['retimed_ratio']:.2f}x | "
+                                                 f"{b['test_drop_pt']:+.2f}")
+        print(f"| {Path(r['run']).name} | {t.get('coupled, refused', 0)} / {t.get('coupled, drawn', 0)} | "
+              f"{t.get('independent, refused', 0)} / {t.get('independent, drawn', 0)} | {r['variants']} | "
+              f"{100 * r['invalid'] / max(r['variants'], 1):.0f}% | {r['rejected_coupled']} | {best} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
