@@ -85,14 +85,16 @@ def _matches_torch(model: torch.nn.Module, program, x, worker) -> None:  # type:
 def test_a_bool_and_is_loaded_as_the_bitwise_and_iree_lowers(worker) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     model, x = BoolMask().eval(), torch.randn(8, 5)
-    program, exporter = from_module(model, x)
-    assert exporter == "iree-turbine"
+    program, export = from_module(model, x)
+    assert export == {"exporter": "iree-turbine"}
     assert "__and__" not in program.text and "torch.aten.bitwise_and.Tensor" in program.text
     assert lowering_problem(program) is None
     _matches_torch(model, program, x, worker)
 
 
 def test_a_model_iree_cannot_lower_as_exported_goes_through_onnx(worker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from evoforge.layout import RunLayout
+    from evoforge.mlir.domain import EvolveDomain
     from evoforge.mlir.sources import prepare_from_module, read_meta
 
     pytest.importorskip("onnx")
@@ -100,13 +102,18 @@ def test_a_model_iree_cannot_lower_as_exported_goes_through_onnx(worker, tmp_pat
     model, x = GRUHead().eval(), torch.randn(8, 7, 4)
     problem = lowering_problem(from_torch(model, x))
     assert problem is not None and "gru" in problem  # what the fallback is for
-    program, exporter = from_module(model, x)
-    assert exporter == "onnx" and lowering_problem(program) is None
+    program, export = from_module(model, x)
+    assert export["exporter"] == "onnx" and "gru" in export["exporter_reason"] and lowering_problem(program) is None
     _matches_torch(model, program, x, worker)
-    linalg, exporter = from_module(model, x, level="linalg")
-    assert exporter == "onnx" and linalg.level == "linalg"
-    prepare_from_module(model, x, tmp_path, level="torch", data=None)
-    assert read_meta(tmp_path)["exporter"] == "onnx"  # the run records which route made its program
+    linalg, export = from_module(model, x, level="linalg")
+    assert export["exporter"] == "onnx" and linalg.level == "linalg"
+    layout = RunLayout(tmp_path)
+    prepare_from_module(model, x, layout.program, level="torch", data=None)
+    meta = read_meta(layout.program)  # the run records which route made its program, and why
+    assert meta["exporter"] == "onnx" and meta["exporter_reason"].startswith("IREE cannot lower iree-turbine's export: ")
+    domain = EvolveDomain()
+    domain.attach(layout)
+    assert f"program exported through ONNX ({meta['exporter_reason']})" in domain.headline_notes({})  # show says so
 
 
 def test_when_neither_export_lowers_the_error_names_both_reasons(monkeypatch) -> None:  # type: ignore[no-untyped-def]

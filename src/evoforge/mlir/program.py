@@ -125,8 +125,9 @@ EXPORTERS = ("iree-turbine", "onnx")
 """How `from_module` can export a PyTorch model, in the order it tries them."""
 
 
-def from_module(module: torch.nn.Module, example_input: Any, *, level: Level = "torch") -> tuple[Program, str]:
-    """A prediction model's program and the exporter that made it (one of `EXPORTERS`).
+def from_module(module: torch.nn.Module, example_input: Any, *, level: Level = "torch") -> tuple[Program, dict[str, str]]:
+    """A prediction model's program and how it was made: ``{"exporter": one of EXPORTERS}``, with
+    ``"exporter_reason"`` (why iree-turbine's program did not do) when it is ``"onnx"``.
 
     iree-turbine first (`from_torch`). When IREE cannot lower what it exported (an op with no
     lowering in IREE, such as ``aten.gru.input``), the model goes through torch's ONNX exporter and
@@ -135,7 +136,7 @@ def from_module(module: torch.nn.Module, example_input: Any, *, level: Level = "
     """
     program = from_torch(module, example_input, level="torch")
     problem = lowering_problem(program)
-    exporter = "iree-turbine"
+    record = {"exporter": "iree-turbine"}
     if problem is not None:
         try:
             program = _through_onnx(module, example_input)
@@ -147,8 +148,8 @@ def from_module(module: torch.nn.Module, example_input: Any, *, level: Level = "
         if second is not None:
             raise ConfigError(f"IREE cannot lower the model, neither as iree-turbine exports it ({problem}) nor through "
                               f"ONNX ({second}); replace those ops in the model, or evolve the model's MLIR written by hand")
-        exporter = "onnx"
-    return (from_mlir(program.text, level="linalg") if level == "linalg" else program), exporter
+        record = {"exporter": "onnx", "exporter_reason": f"IREE cannot lower iree-turbine's export: {problem}"}
+    return (from_mlir(program.text, level="linalg") if level == "linalg" else program), record
 
 
 def _through_onnx(module: torch.nn.Module, example_input: Any) -> Program:

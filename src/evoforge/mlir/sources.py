@@ -144,9 +144,9 @@ def write_predict_program(model: Any, splits: Any, directory: Path, *, level: st
 
     example = tuple(torch.as_tensor(a[:batch_size]) for a in x_val)
     adapted = ModelAdapter(model, spec).eval()
-    program, exporter = from_module(adapted, example, level=level)  # type: ignore[arg-type]
+    program, export = from_module(adapted, example, level=level)  # type: ignore[arg-type]
     data = {**_input_arrays("val", x_val), "y_val": y_val, **_input_arrays("test", x_test), "y_test": y_test}
-    meta = {"mode": "predict", "batch_size": batch_size, "source": source, "input_names": list(spec.names), "exporter": exporter}
+    meta = {"mode": "predict", "batch_size": batch_size, "source": source, "input_names": list(spec.names), **export}
     _write(directory, program, meta, data, None)
     return TorchReference(adapted, example, program)
 
@@ -218,10 +218,10 @@ def prepare_from_module(module: Any, example_input: Any, directory: Path, *, lev
     `evoforge.mlir.program.from_module` (the exporter it used is recorded)."""
     from evoforge.mlir.program import from_module
 
-    program, exporter = from_module(module, example_input, level=level)  # type: ignore[arg-type]
+    program, export = from_module(module, example_input, level=level)  # type: ignore[arg-type]
     checked = _user_data(_read_data(data), program.inputs, data)
     batch = program.inputs[0].shape[0] if program.inputs[0].shape else 1
-    meta = {"mode": "predict", "batch_size": batch, "source": type(module).__name__, "exporter": exporter}
+    meta = {"mode": "predict", "batch_size": batch, "source": type(module).__name__, **export}
     _write(directory, program, meta, checked, None)
     return TorchReference(module, example_input if isinstance(example_input, tuple) else (example_input,), program)
 
