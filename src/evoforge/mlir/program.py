@@ -121,13 +121,9 @@ def from_torch(module: torch.nn.Module, example_input: Any, *, level: Level = "t
     return from_mlir(str(exported.mlir_module), level=level)
 
 
-EXPORTERS = ("iree-turbine", "onnx")
-"""How `from_module` can export a PyTorch model, in the order it tries them."""
-
-
 def from_module(module: torch.nn.Module, example_input: Any, *, level: Level = "torch") -> tuple[Program, dict[str, str]]:
-    """A prediction model's program and how it was made: ``{"exporter": one of EXPORTERS}``, with
-    ``"exporter_reason"`` (why iree-turbine's program did not do) when it is ``"onnx"``.
+    """A prediction model's program and how it was made: ``{"exporter": "iree-turbine"}``, or
+    ``{"exporter": "onnx", "exporter_reason": ...}`` (why iree-turbine's program did not do).
 
     iree-turbine first (`from_torch`). When IREE cannot lower what it exported (an op with no
     lowering in IREE, such as ``aten.gru.input``), the model goes through torch's ONNX exporter and
