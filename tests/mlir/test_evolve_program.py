@@ -29,6 +29,12 @@ class LastStage(torch.nn.Module):
         return torch.cat([self.down(y).flatten(1), self.tall(y).flatten(1)], dim=1)
 
 
+def _matches_torch(model: torch.nn.Module, program, x, worker) -> None:  # type: ignore[no-untyped-def]
+    out = run_program(compile_program(program.text, input_type=program.input_type), [[x.numpy()]], worker=worker,
+                      function=program.entry)[0][0]
+    np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_unit_output_strided_convs_pad_explicitly_with_the_same_outputs() -> None:
     torch.manual_seed(0)
     model = LastStage().eval()
@@ -48,10 +54,7 @@ def test_a_resnet_style_last_stage_compiles_and_matches_torch(worker) -> None:  
     torch.manual_seed(0)
     model = LastStage().eval()
     x = torch.randn(3, 4, 2, 2)
-    program = from_torch(model, x)
-    vmfb = compile_program(program.text)  # IREE 3.13 rejects the unpadded form
-    out = run_program(vmfb, [[x.numpy()]], worker=worker, function=program.entry)[0][0]
-    np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    _matches_torch(model, from_torch(model, x), x, worker)  # IREE 3.13 rejects the unpadded form
 
 
 class BoolMask(torch.nn.Module):
@@ -74,12 +77,6 @@ class GRUHead(torch.nn.Module):
     def forward(self, x):  # type: ignore[no-untyped-def]
         out, _ = self.gru(x)
         return self.head(out[:, -1])
-
-
-def _matches_torch(model: torch.nn.Module, program, x, worker) -> None:  # type: ignore[no-untyped-def]
-    out = run_program(compile_program(program.text, input_type=program.input_type), [[x.numpy()]], worker=worker,
-                      function=program.entry)[0][0]
-    np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_a_bool_and_is_loaded_as_the_bitwise_and_iree_lowers(worker) -> None:  # type: ignore[no-untyped-def]

@@ -74,12 +74,8 @@ def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: 
     if isinstance(program, str) and ":" in program:
         return sources.prepare_from_run(program, layout.program, level=export_level, batch_size=batch_size)
     if hasattr(program, "forward"):
-        if example_input is None:
-            if data is None:
-                raise ConfigError("a torch module needs example_input (a tensor, or a tuple of them, with the batch size "
-                                  "to compile for) or data (an .npz whose x_val rows give it)")
-            example_input = sources.example_from_data(data, batch_size)
-        return sources.prepare_from_module(program, example_input, layout.program, level=export_level, data=data)
+        return sources.prepare_from_module(program, example_input, layout.program, level=export_level, data=data,
+                                           batch_size=batch_size)
     raise ConfigError(
         f"cannot evolve {program!r}; give a built-in program ({', '.join(BUILTIN_PROGRAMS)}), "
         "a .mlir or .onnx file, RUN:ID of a compress run, or a torch module with example_input"

@@ -335,10 +335,11 @@ class EvolveDomain(Domain):
         if self.layout is None:
             return notes
         notes += self._tuning_notes()
-        if self.meta.get("exporter") == "onnx":
-            reason = self.meta.get("exporter_reason")
+        meta = self.meta
+        if meta.get("exporter") == "onnx":
+            reason = meta.get("exporter_reason")
             notes.append("program exported through ONNX" + (f" ({reason})" if reason else ""))
-        if not self.batch_check and self.meta["mode"] == "predict":
+        if not self.batch_check and meta["mode"] == "predict":
             notes.append("batch check: off (--no-batch-check, or a run made before it existed), so a member's outputs may "
                          "depend on the other examples of its batch; `evoforge export` measures it (batch_coupling)")
         elif self.batch_check and self.original_batch_coupling is not None and not self.checks_batches:

@@ -400,9 +400,9 @@ def _sources_for(
     for v in irtools.dominating_values(op, s.fn):
         if no_args and irtools.is_function_argument(v, s.fn):
             continue
-        if s.keep_examples_apart and s.mixes_examples(v, dst):
-            continue
         if (exclude is None or v != exclude) and irtools.compatible(v.type, t):
+            if s.keep_examples_apart and s.mixes_examples(v, dst):
+                continue
             name = irtools.value_name(v, s.fn)
             if name:
                 names.append(name)

@@ -213,13 +213,21 @@ def prepare_from_file(path: Path, directory: Path, *, level: str | None, data: s
     _write(directory, program, meta, checked, None)
 
 
-def prepare_from_module(module: Any, example_input: Any, directory: Path, *, level: str, data: str | None) -> TorchReference:
-    """A PyTorch module exported at ``example_input``'s shape (call ``.eval()`` first), by
-    `evoforge.mlir.program.from_module` (the exporter it used is recorded)."""
+def prepare_from_module(module: Any, example_input: Any, directory: Path, *, level: str, data: str | None,
+                        batch_size: int = 32) -> TorchReference:
+    """A PyTorch module exported at ``example_input``'s shape (call ``.eval()`` first), or, when
+    it is None, at the first ``batch_size`` rows of ``data``'s validation inputs
+    (`example_from_data`), by `evoforge.mlir.program.from_module` (the exporter it used is recorded)."""
     from evoforge.mlir.program import from_module
 
+    arrays = _read_data(data)
+    if example_input is None:
+        if arrays is None or data is None:
+            raise ConfigError("a torch module needs example_input (a tensor, or a tuple of them, with the batch size "
+                              "to compile for) or data (an .npz whose x_val rows give it)")
+        example_input = example_from_data(arrays, batch_size, data)
     program, export = from_module(module, example_input, level=level)  # type: ignore[arg-type]
-    checked = _user_data(_read_data(data), program.inputs, data)
+    checked = _user_data(arrays, program.inputs, data)
     batch = program.inputs[0].shape[0] if program.inputs[0].shape else 1
     meta = {"mode": "predict", "batch_size": batch, "source": type(module).__name__, **export}
     _write(directory, program, meta, checked, None)
@@ -239,14 +247,12 @@ def prepare_from_run(spec: str, directory: Path, *, level: str, batch_size: int)
                                  source=f"run:{Path(source).resolve()}:{member_id} ({rebuilt.description})")
 
 
-def example_from_data(path: str, batch_size: int) -> Any:
-    """The first ``batch_size`` rows of each validation input in the ``.npz`` at ``path``, as
-    torch tensors (float64 read as float32, other dtypes kept): one tensor, or a tuple in argument
-    order."""
+def example_from_data(arrays: dict[str, np.ndarray], batch_size: int, path: str) -> Any:
+    """The first ``batch_size`` rows of each validation input in ``arrays`` (read from the
+    ``.npz`` at ``path``), as torch tensors (float64 read as float32, other dtypes kept): one
+    tensor, or a tuple in argument order."""
     import torch
 
-    arrays = _read_data(path)
-    assert arrays is not None
     if "x_val" not in arrays and not any(k.startswith("x_val.") for k in arrays):
         raise ConfigError(f"{path} must hold an array x_val (or x_val.0, x_val.1, ... for several inputs)")
     inputs = split_inputs(arrays, "val")
