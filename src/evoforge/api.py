@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError, StoreError
+from evoforge.execute.base import refuse_in_worker_import
 from evoforge.front import Front
 from evoforge.layout import RunLayout
 from evoforge.run import FIXED_ON_RESUME, RunSpec, stored_spec
@@ -49,11 +49,7 @@ def optimize(
     timeout_s, executor, address, resources). With a ``run_dir`` everything is stored there
     (resumable with `resume`); without one the run lives in memory.
     """
-    if getattr(sys.modules.get("__main__"), "__name__", "") == "__mp_main__":
-        raise ConfigError(
-            "a worker process started by evoforge ran your script again; put the code that starts the run under "
-            "`if __name__ == '__main__':` (Python's rule for programs that start worker processes)"
-        )
+    refuse_in_worker_import("evoforge.optimize")
     spec = spec or RunSpec.build(domain.run_defaults, **settings)
     store: RunStore
     layout = RunLayout(Path(run_dir)) if run_dir is not None else None
@@ -148,6 +144,7 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
     address, resources), its budget and its patience. A new budget or patience stays with the run:
     a later resume without them keeps it. Raises `ConfigError` when an input changed since the run
     started."""
+    refuse_in_worker_import("evoforge.resume")
     fixed = sorted(set(FIXED_ON_RESUME) & {k for k, v in overrides.items() if v is not None})
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} cannot change when a run resumes; start a new run for other values")
@@ -182,6 +179,7 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
     (default ``RUN/exports/<id>``) and verify it (the domain reloads it and recomputes its
     held-out numbers, which must match what the run reports). ``formats`` names further
     runtimes to convert the member to, where the domain can (compress: float members)."""
+    refuse_in_worker_import("evoforge.export_member")
     from evoforge.search.engine import candidate_seed
 
     layout = RunLayout(Path(run_dir))
@@ -199,6 +197,7 @@ def explain_member(run_dir: str | Path, member_id: int) -> list[dict[str, Any]]:
     variants of it the way the run evaluates candidates (`Domain.explain_member`; evolve: the
     member without each edit and each edit alone). Adds nothing to the run's store (an evolve run's
     compiled variants go to its bounded compile cache, as the search's do)."""
+    refuse_in_worker_import("evoforge.explain_member")
     layout = RunLayout(Path(run_dir))
     with open_store(layout.root, readonly=True) as store:
         domain = _open_domain(store, layout)

@@ -157,3 +157,31 @@ def test_a_worker_ends_when_its_driver_is_killed(tmp_path):
     """A killed driver (SIGKILL: no cleanup runs) must not leave its worker computing the
     evaluation it had started, here a 120 s sleep."""
     assert not child_outlives_killed_parent(_DRIVER, tmp_path)
+
+
+_UNGUARDED = """
+import sys
+import evoforge
+from evoforge.testing.domains import FaultDomain
+
+front = evoforge.optimize(FaultDomain(), workers=2, budget=4, run_dir=sys.argv[1])  # no __main__ guard
+print("front", len(front))
+"""
+
+
+def test_a_script_that_starts_a_run_when_imported_gets_the_cause_named(tmp_path):
+    import subprocess
+    import sys
+
+    from evoforge.api import open_store
+    from evoforge.execute.base import UNGUARDED_SCRIPT_HELP
+
+    (tmp_path / "script.py").write_text(_UNGUARDED)
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path / "run")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode != 0 and "front" not in done.stdout
+    assert f"a worker died while starting: {UNGUARDED_SCRIPT_HELP}" in done.stderr
+    assert "evoforge.optimize was called in a worker process" in done.stderr  # each worker says so in one line
+    assert "already holds a run" not in done.stderr and "in use by another" not in done.stderr
+    with open_store(tmp_path / "run", readonly=True) as store:  # the driver's run is intact, nothing evaluated
+        assert store.evaluations() == {}

@@ -81,6 +81,18 @@ def test_worker_crash_is_reported_with_its_signal():
         assert w.call(int, "7", timeout_s=60) == 7
 
 
+def test_a_sandbox_that_imported_an_unguarded_script_stops_the_caller_with_the_cause():
+    """A child that exits with the unguarded-script code is not a variant's crash: every variant
+    would crash alike, so the call raises, naming the fix."""
+    import sys
+
+    from evoforge.errors import EvaluationError
+    from evoforge.execute.base import UNGUARDED_SCRIPT_EXIT
+
+    with Worker() as w, pytest.raises(EvaluationError, match="if __name__ == "):
+        w.call(sys.exit, UNGUARDED_SCRIPT_EXIT, timeout_s=60)
+
+
 _SANDBOX_DRIVER = """
 import threading, time
 from evoforge.mlir.iree_runner import Worker

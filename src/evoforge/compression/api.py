@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from evoforge.config import check_keys, load_config_file
 from evoforge.errors import ConfigError
+from evoforge.execute.base import refuse_in_worker_import
 from evoforge.front import Front
 from evoforge.run import RunSpec
 from evoforge.search.engine import SearchCallback
@@ -77,6 +78,7 @@ def compress(
     or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
     """
+    refuse_in_worker_import("evoforge.compress")
     from evoforge.api import optimize
     from evoforge.compression.domain import DEFAULT_OBJECTIVES, DEFAULT_RUNTIME, CompressDomain
     from evoforge.layout import default_run_dir

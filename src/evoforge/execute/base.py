@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -107,3 +110,31 @@ def exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="evoforge-exit-with-parent", daemon=True).start()
+
+
+UNGUARDED_SCRIPT_EXIT = 86
+UNGUARDED_SCRIPT_HELP = ("it imported your script, which starts an evoforge run when imported; worker processes import "
+                         "the script that started them, so put the run under `if __name__ == \"__main__\":`")
+
+
+def refuse_in_worker_import(entry: str) -> None:
+    """End this process with `UNGUARDED_SCRIPT_EXIT` if it is a spawned worker still importing the
+    user's script, whose module-level code called ``entry``; the parent names the cause. Call it
+    first in every public function that may start worker processes."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # the flag spawn sets while it imports __main__
+        sys.stderr.write(f"evoforge: {entry} was called in a worker process: {UNGUARDED_SCRIPT_HELP}\n")
+        raise SystemExit(UNGUARDED_SCRIPT_EXIT)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """'signal SIGSEGV' / 'exit code 3' for a dead process, and the cause of `UNGUARDED_SCRIPT_EXIT`."""
+    if exitcode is None:
+        return "unknown exit"
+    if exitcode == UNGUARDED_SCRIPT_EXIT:
+        return UNGUARDED_SCRIPT_HELP
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"

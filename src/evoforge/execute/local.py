@@ -10,13 +10,12 @@ import collections
 import multiprocessing
 import multiprocessing.connection
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from evoforge.errors import ConfigError, EvaluationError
-from evoforge.execute.base import EvalTask, Executor, exit_with_parent, run_task
+from evoforge.execute.base import EvalTask, Executor, describe_exit, exit_with_parent, run_task
 from evoforge.search.evaluation import Evaluation, Status
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -99,18 +98,6 @@ class _Worker:
         self.conn.close()
 
 
-def describe_exit(exitcode: int | None) -> str:
-    """'signal SIGSEGV' / 'exit code 3' for a dead process."""
-    if exitcode is None:
-        return "unknown exit"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
 class LocalExecutor(Executor):
     """``workers`` spawn processes, each allowed ``threads_per_worker`` threads (default: the
     cores divided by the workers); workers x threads never exceeds the available cores.
@@ -168,7 +155,7 @@ class LocalExecutor(Executor):
             kind, detail = worker.conn.recv()
         except EOFError:
             worker.kill()
-            raise EvaluationError(f"a worker died while starting ({describe_exit(worker.process.exitcode)})") from None
+            raise EvaluationError(f"a worker died while starting: {describe_exit(worker.process.exitcode)}") from None
         if kind != "ready":
             worker.kill()
             raise EvaluationError(f"a worker could not set up the domain: {detail}")

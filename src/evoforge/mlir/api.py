@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError
+from evoforge.execute.base import refuse_in_worker_import
 from evoforge.front import Front
 from evoforge.layout import RunLayout, default_run_dir
 from evoforge.mlir.edits import EDIT_KINDS, check_edit_kinds
@@ -135,6 +136,7 @@ def evolve(
     ``batch_check`` rejects a prediction variant whose outputs for an example change when the other
     examples of its batch change (`evoforge.mlir.batch_check`; off by itself when the original's do).
     """
+    refuse_in_worker_import("evoforge.evolve")
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from evoforge.errors import EvaluationError
-from evoforge.execute.base import exit_with_parent
+from evoforge.execute.base import UNGUARDED_SCRIPT_EXIT, describe_exit, exit_with_parent
 
 if TYPE_CHECKING:
     from evoforge.mlir.edits import Edit
@@ -150,8 +150,10 @@ class Worker:
             self._proc.join(5)
             code = self._proc.exitcode
             self.close(kill=True)
+            if code == UNGUARDED_SCRIPT_EXIT:
+                raise EvaluationError(f"an IREE worker died while starting: {describe_exit(code)}") from None
             sig = -code if code is not None and code < 0 else None
-            raise VariantFailure(Failure("crash", f"worker died (exit code {code})", signal=sig)) from None
+            raise VariantFailure(Failure("crash", f"worker died ({describe_exit(code)})", signal=sig)) from None
         if status == "error":
             raise VariantFailure(Failure("runtime", payload))
         return payload
