@@ -298,6 +298,9 @@ def test_evolve_a_model_factory_with_two_inputs_from_its_data(tmp_path):
               "--budget", "4", "--pop-size", "4", "--workers", "0", "--run", run_dir, "--quiet", "--no-flag-tuning",
               "--no-compare")
     assert "domain evolve" in out.stdout
+    warned = [ln for ln in out.stderr.splitlines() if ln.startswith("evoforge: warning: ")]  # random weights, labels it never saw
+    assert len(warned) == 1 and "the original program's validation accuracy" in warned[0] and "untrained" in warned[0], out.stderr
+    assert "WARNING: the original program's validation accuracy" in run("show", run_dir).stdout
     meta = json.loads((run_dir / "program" / "program.json").read_text())
     assert meta["inputs"] == [[[8, 5], "int64"], [[8, 5], "float32"]]  # the example came from the data, dtypes kept
     assert meta["exporter"] == "iree-turbine"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -464,10 +465,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrLines(logging.Handler):
+    """Writes each record as ``evoforge: warning: MESSAGE`` to whatever ``sys.stderr`` is then."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"evoforge: warning: {record.getMessage()}\n")
+
+
+def _log_warnings_to_stderr() -> None:
+    """The library's warnings (``logging.getLogger("evoforge")``) as one line each on stderr."""
+    logger = logging.getLogger("evoforge")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines(logging.WARNING))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ deprecation notices, before any torch import
     parser = build_parser()
     args = parser.parse_args(argv)
+    _log_warnings_to_stderr()
     try:
         return _COMMANDS[args.command][2](args)
     except (EvoforgeError, FileNotFoundError) as exc:

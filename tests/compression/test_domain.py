@@ -422,3 +422,23 @@ def test_finalize_time_is_estimated_from_the_members_own_timings():
     slow_to_load = timed(2.0, 1.0, load_s=0.25)  # loaded for the test split, then with the baseline for each timing
     assert d.finalize_seconds([("c", slow_to_load)]) == pytest.approx(0.25 + 0.5 + 3 * (2 * 0.25 + 2.0))
 
+
+
+def test_an_untrained_model_is_flagged_at_the_start_and_in_show(domain, tmp_path, caplog):
+    import torch
+    from torch import nn
+
+    from evoforge.workload.task import Task
+
+    assert not any(n.startswith("WARNING") for n in domain.headline_notes({}))  # the trained baseline is not flagged
+    assert domain.baseline_record()["constant_prediction"]["validation"]["accuracy"] < 0.15  # digits: ten balanced classes
+    torch.manual_seed(0)
+    untrained = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    nn.init.zeros_(untrained[1].weight)  # every example gets the same scores: the constant prediction exactly
+    d = CompressDomain(Task("untrained", untrained, "digits"), latency_repeats=3)
+    d.attach(RunLayout(tmp_path / "run"))
+    with caplog.at_level("WARNING", logger="evoforge"):
+        d.prepare()
+    warned = [r.getMessage() for r in caplog.records if r.name == "evoforge"]
+    assert len(warned) == 1 and "the baseline's validation accuracy" in warned[0] and "untrained" in warned[0]
+    assert d.headline_notes({})[0] == "WARNING: " + warned[0]

@@ -120,3 +120,33 @@ def test_when_neither_export_lowers_the_error_names_both_reasons(monkeypatch) ->
     monkeypatch.setattr(program_module, "_through_onnx", no_onnx)
     with pytest.raises(ConfigError, match=r"iree-turbine exports it \(.*gru.*\), and the ONNX route failed too \(Exporting"):
         from_module(GRUHead().eval(), torch.randn(8, 7, 4))
+
+
+@pytest.mark.iree
+def test_an_original_no_better_than_a_constant_is_flagged_at_the_start_and_in_show(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    from evoforge.layout import RunLayout
+    from evoforge.mlir.api import prepare_program
+    from evoforge.mlir.domain import EvolveDomain
+
+    torch.manual_seed(0)
+    untrained, learnt = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    torch.nn.init.zeros_(untrained.weight)  # the same scores for every example: a constant prediction
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6)).astype(np.float32)
+    notes = {}
+    with torch.no_grad():
+        labelled = learnt(torch.from_numpy(x)).argmax(1).numpy()  # the labels ``learnt`` predicts
+    for name, model, labels in (("untrained", untrained, np.arange(64) % 3), ("learnt", learnt, labelled)):
+        np.savez(tmp_path / f"{name}.npz", x_val=x, y_val=labels, x_test=x, y_test=labels)
+        layout = RunLayout(tmp_path / name)
+        prepare_program(model, layout, data=str(tmp_path / f"{name}.npz"), batch_size=8)
+        domain = EvolveDomain()
+        domain.attach(layout)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="evoforge"):
+            domain.prepare()
+        notes[name] = ([r.getMessage() for r in caplog.records if r.name == "evoforge"], domain.headline_notes({}))
+    warned, headline = notes["untrained"]
+    assert len(warned) == 1 and warned[0].startswith("the original program's validation accuracy 0.3")
+    assert headline[0] == "WARNING: " + warned[0]
+    assert notes["learnt"][0] == [] and not any(n.startswith("WARNING") for n in notes["learnt"][1])  # labels it predicts

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evoforge.errors import UnknownNameError
-from evoforge.workload.metrics import METRICS, Metric, quality_drop, score
+from evoforge.workload.metrics import IGNORE_LABEL, METRICS, Metric, quality_drop, score
 
 
 def test_classification_scores_from_logits() -> None:
@@ -82,3 +82,28 @@ def test_quality_drop_absolute_and_relative() -> None:
     assert quality_drop(custom, -2.0, -1.0, relative=True) == pytest.approx(0.5)
     assert quality_drop("mae", 0.0, 0.0, relative=True) == 0.0
     assert quality_drop("mae", 0.0, 0.1, relative=True) == math.inf
+
+
+def test_a_constant_prediction_scores_the_majority_class_or_the_mean() -> None:
+    from evoforge.workload.metrics import constant_prediction_scores
+
+    labels = constant_prediction_scores(np.array([2, 2, 2, 0, 1]), "classification")
+    assert labels["accuracy"] == pytest.approx(0.6)
+    assert labels["macro_f1"] == pytest.approx((2 * 3 / (3 + 5)) / 3)  # class 2: tp 3, support 3, predicted 5
+    per_position = constant_prediction_scores(np.array([[1, 1, IGNORE_LABEL], [0, 1, IGNORE_LABEL]]), "classification")
+    assert per_position["accuracy"] == pytest.approx(0.75)  # the ignored positions do not count
+    values = constant_prediction_scores(np.array([1.0, 3.0]), "regression")
+    assert values == {"rmse": pytest.approx(1.0), "mae": pytest.approx(1.0)}
+
+
+def test_a_model_no_better_than_a_constant_is_named_and_a_learnt_one_is_not() -> None:
+    from evoforge.workload.metrics import learnt_nothing
+
+    chance = {"accuracy": 0.1}
+    said = learnt_nothing({"accuracy": 0.11}, chance, "classification", 300)
+    assert said == "accuracy 0.110 is no better than always predicting the most frequent class (0.100)"
+    assert learnt_nothing({"accuracy": 0.16}, chance, "classification", 300) is None  # 0.1 + 2 x 0.017 < 0.16
+    assert learnt_nothing({"accuracy": 0.16}, chance, "classification", 30) is not None  # within noise on 30 examples
+    assert learnt_nothing({"rmse": 0.97}, {"rmse": 1.0}, "regression", 100) is not None
+    assert learnt_nothing({"rmse": 0.5}, {"rmse": 1.0}, "regression", 100) is None
+    assert learnt_nothing({"score": 0.0}, chance, "classification", 100) is None  # a custom measure: nothing to compare

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import functools
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -420,13 +421,33 @@ class CompressDomain(Domain):
                 "eager_batch_ms": versus_eager.batch.baseline_ms,
             },
         }
+        if self.task.evaluate is None:  # the built-in metrics, which a constant prediction also has
+            from evoforge.workload.metrics import constant_prediction_scores
+
+            record["constant_prediction"] = {"validation": constant_prediction_scores(splits.val.targets(), self.task.task_type),
+                                             "validation_examples": len(splits.val)}
         (base / "baseline.json").write_text(json.dumps(record, indent=2))
+        unlearnt = self._unlearnt_note(record)
+        if unlearnt:
+            logging.getLogger("evoforge").warning("%s", unlearnt)
 
     def baseline_record(self) -> dict[str, Any]:
         path = self.require_layout().baseline / "baseline.json"
         if not path.exists():
             raise ConfigError(f"no baseline in {path.parent}; it is created when the run starts")
         return dict(json.loads(path.read_text()))
+
+    def _unlearnt_note(self, record: Mapping[str, Any]) -> str | None:
+        """A warning when the baseline's validation quality is no better than a constant prediction's."""
+        from evoforge.workload.metrics import learnt_nothing
+
+        constant = record.get("constant_prediction")
+        said = constant and learnt_nothing(record["validation"], constant["validation"], self.task.task_type,
+                                           int(constant["validation_examples"]))
+        if not said:
+            return None
+        return (f"the baseline's validation {said}: the model looks untrained or its data mislabelled, so the front's "
+                "quality drops mean little; check the weights and the labels")
 
     def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
         record = self.baseline_record() if (self.require_layout().baseline / "baseline.json").exists() else {}
@@ -439,6 +460,9 @@ class CompressDomain(Domain):
             note += ("; test_latency_ratio and test_latency_b1_ratio: each front member timed again when the run ended "
                      f"(median of up to {RETIME_SESSIONS} fresh timings), the ratios to quote")
         notes = [note]
+        unlearnt = self._unlearnt_note(record)
+        if unlearnt:
+            notes.insert(0, "WARNING: " + unlearnt)
         timed_on = machines_note(e.metrics for e in evaluations.values() if e.ok)
         if timed_on:
             notes.append(timed_on)

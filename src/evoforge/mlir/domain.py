@@ -8,6 +8,7 @@ import atexit
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -303,8 +304,29 @@ class EvolveDomain(Domain):
                 if self.original_error is None:
                     labelled = state["meta"]["mode"] == "train" or "y_val" in state["data"]
                     self.original_error = self._score(state, None, worker)["error"] if labelled else 0.0
+                    unlearnt = self._unlearnt_note()
+                    if unlearnt:
+                        logging.getLogger("evoforge").warning("%s", unlearnt)
                 if measure_coupling:
                     self.original_batch_coupling = self._coupling(state, state["original_vmfb"], worker, trusted=True)
+
+    def _unlearnt_note(self) -> str | None:
+        """A warning when the original's validation accuracy is no better than always predicting
+        the most frequent validation label (None without labels or before `prepare`)."""
+        from evoforge.workload.metrics import constant_prediction_scores, learnt_nothing
+
+        if self.original_error is None or self.layout is None or not (self.layout.program / "data.npz").exists():
+            return None
+        with np.load(self.layout.program / "data.npz", allow_pickle=False) as data:
+            if "y_val" not in data.files:
+                return None
+            labels = data["y_val"]
+        said = learnt_nothing({"accuracy": 1.0 - self.original_error}, constant_prediction_scores(labels, "classification"),
+                              "classification", len(labels))
+        if not said:
+            return None
+        return (f"the original program's validation {said}: the model looks untrained or its data mislabelled, so the "
+                "front's error changes mean little; check the weights and the labels")
 
     @property
     def _batches_checkable(self) -> bool:
@@ -325,6 +347,9 @@ class EvolveDomain(Domain):
         from evoforge.mlir.comparisons import load_comparisons
 
         notes = []
+        unlearnt = self._unlearnt_note()
+        if unlearnt:
+            notes.append("WARNING: " + unlearnt)
         compiles = [e.metrics["compile_cache_hit"] for e in evaluations.values() if "compile_cache_hit" in e.metrics]
         if compiles:
             notes.append(f"compile cache: {sum(compiles)} of {len(compiles)} compiled variants reused an identical "

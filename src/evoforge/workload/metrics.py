@@ -112,6 +112,42 @@ def score(
     return {m.name: float(m.fn(y_true, y_pred)) for m in metrics}
 
 
+def constant_prediction_scores(y_true: np.ndarray, task_type: str) -> dict[str, float]:
+    """Every built-in metric of ``task_type`` for the best constant prediction on ``y_true``: its
+    most frequent class (counted positions only), or its mean value."""
+    y = np.asarray(y_true)
+    if task_type == "classification":
+        y = y[y != IGNORE_LABEL] if y.ndim > 1 else y
+        values, counts = np.unique(y, return_counts=True)
+        constant = np.full_like(y, values[np.argmax(counts)]) if len(y) else y
+    else:
+        y = y.astype(np.float64).reshape(len(y))
+        constant = np.full_like(y, y.mean() if len(y) else 0.0)
+    return {m.name: float(m.fn(y, constant)) for m in METRICS.values() if m.task_type == task_type}
+
+
+UNLEARNT_RMSE_SHARE = 0.95
+"""A regression model whose RMSE is at least this share of the mean prediction's explains under
+about 10% of the targets' variance."""
+
+
+def learnt_nothing(values: dict[str, float], constant: dict[str, float], task_type: str, examples: int) -> str | None:
+    """A sentence saying that a model with quality ``values`` on ``examples`` examples is no better
+    than the constant prediction with quality ``constant`` (`constant_prediction_scores`), or None.
+    Classification: accuracy within two standard errors of the most frequent class's share;
+    regression: RMSE at least `UNLEARNT_RMSE_SHARE` of the mean prediction's."""
+    if task_type == "classification" and "accuracy" in values and "accuracy" in constant:
+        share = constant["accuracy"]
+        margin = 2.0 * float(np.sqrt(share * (1.0 - share) / max(examples, 1)))
+        if values["accuracy"] <= share + margin:
+            return (f"accuracy {values['accuracy']:.3f} is no better than always predicting the most frequent class "
+                    f"({share:.3f})")
+    if task_type == "regression" and "rmse" in values and constant.get("rmse"):
+        if values["rmse"] >= UNLEARNT_RMSE_SHARE * constant["rmse"]:
+            return f"RMSE {values['rmse']:.4g} is no better than always predicting the mean ({constant['rmse']:.4g})"
+    return None
+
+
 def quality_drop_of(direction: tuple[bool, bool], baseline_value: float, value: float, *, relative: bool) -> float:
     """How much worse ``value`` is than ``baseline_value`` for a measure with ``direction``
     (higher is better, percent): in points (x100) for percent measures, else in the measure's
