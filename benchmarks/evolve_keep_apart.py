@@ -56,7 +56,8 @@ def rule_refuses(s: Session, edit: E.Edit) -> bool:
             refused = refused or s.mixes_examples(op.results[0], user.operands[edit.rewire_operand], reads_examples=reads)
         return refused
     if isinstance(edit, E.Resize):
-        return edit.dim == 0 and s.per_example(value(edit.value))
+        resized = value(edit.value)
+        return s.per_example(resized) and edit.dim in s.batch_dims(resized)
     return False  # a block deletion rewires to a value of exactly the same type
 
 

@@ -53,6 +53,7 @@ class Session:
         """Whether draws leave out the choices that would read one example's values into another's
         place (`mixes_examples`)."""
         self._per_example: set[ir.Value] | None = None
+        self._batch_size: int | None = None
         self.context = irtools.new_context()
         self._loc = ir.Location.unknown(self.context)
         self.context.__enter__()
@@ -105,27 +106,45 @@ class Session:
 
     def per_example(self, v: ir.Value) -> bool:
         """True when ``v`` is a tensor that holds each example's own values: computed from the entry
-        function's inputs, or the initial value (a linalg ``outs`` operand) of such a computation."""
+        function's inputs (also inside and out of loops), or the initial value (a linalg ``outs``
+        operand, a loop's carried init) of such a computation."""
         if self._per_example is None:
             self._per_example = _per_example_values(self.fn)
         return irtools.tensor_info(v.type) is not None and v in self._per_example
 
+    def batch_dims(self, v: ir.Value) -> frozenset[int]:
+        """Where the batch may sit in per-example tensor ``v``: dim 0 when its extent is the
+        inputs' batch size (batch-first values), else every dim of that extent (a sequence-first
+        value's dim 1), else dim 0 (the batch merged with another dim, as in ``[T*B, H]``)."""
+        info = irtools.tensor_info(v.type)
+        if info is None or not info.shape:
+            return frozenset()
+        if self._batch_size is None:
+            first = next((irtools.tensor_info(a.type) for a in self.fn.regions[0].blocks[0].arguments), None)
+            self._batch_size = first.shape[0] if first is not None and first.shape else 0
+        if info.shape[0] == self._batch_size:
+            return frozenset({0})
+        return frozenset(d for d, n in enumerate(info.shape) if n == self._batch_size) or frozenset({0})
+
     def mixes_examples(self, src: ir.Value, dst: ir.Value, *, reads_examples: bool | None = None) -> bool:
-        """True when ``src``, shape-repaired into the place of ``dst`` (`irtools.convert`), would
-        make an example's outputs depend on the other examples of its batch or on its place in it:
-        per-example values handed to another example or to all of them (``dst`` does not hold
-        per-example values, or the ranks or leading (batch) extents differ, so the repair slices,
-        collapses or broadcasts across the batch), or shared values put where per-example ones
-        were without being broadcast over the batch (each example would read a different part).
-        Same rank and leading extent: cropped and padded in the other dimensions, example by
-        example. ``reads_examples`` says whether ``src`` holds per-example values when the
-        analysis cannot (a copy's result, made after it)."""
+        """True when ``src``, shape-repaired into the place of ``dst`` (`irtools.convert`, which
+        aligns trailing dims), would make an example's outputs depend on the other examples of its
+        batch or on its place in it: per-example values handed to another example or to all of
+        them (``dst`` does not hold per-example values, or the ranks or the batch extents
+        (`batch_dims`) differ, so the repair slices, collapses or broadcasts across the batch), or
+        shared values put where per-example ones were with a batch dim of ``dst`` covered rather
+        than broadcast (each example would read a different part). Same rank and batch extents:
+        cropped and padded in the other dims, example by example. ``reads_examples`` says whether
+        ``src`` holds per-example values when the analysis cannot (a copy's result, made after it)."""
         a, b = irtools.tensor_info(src.type), irtools.tensor_info(dst.type)
         if a is None or b is None:
             return False
         if self.per_example(src) if reads_examples is None else reads_examples:
-            return not self.per_example(dst) or len(a.shape) != len(b.shape) or a.shape[:1] != b.shape[:1]
-        return self.per_example(dst) and len(a.shape) >= len(b.shape) and b.shape[:1] != (1,)
+            if not self.per_example(dst) or len(a.shape) != len(b.shape):
+                return True
+            return any(a.shape[d] != b.shape[d] for d in self.batch_dims(src) | self.batch_dims(dst))
+        lead = len(b.shape) - len(a.shape)  # dst dims before ``lead`` are broadcast, the rest read from src
+        return self.per_example(dst) and any(d >= lead and b.shape[d] != 1 for d in self.batch_dims(dst))
 
     def verify(self) -> None:
         try:
@@ -138,19 +157,41 @@ class Session:
 
 
 def _per_example_values(fn: ir.Operation) -> set[ir.Value]:
-    """The tensors of ``fn`` that hold per-example values (`Session.per_example`)."""
+    """The tensors of ``fn`` that hold per-example values (`Session.per_example`), to a fixed point:
+    a loop's body may read the inputs only through the state it carries, whose initial value is a
+    shared constant until the loop's results are known to be per-example."""
     values: set[ir.Value] = set(fn.regions[0].blocks[0].arguments)
     ops = [op for op in irtools.walk(fn) if op != fn]
-    for op in ops:  # forward: computed from the inputs
-        if any(v in values for v in op.operands):
-            values.update(op.results)
-            for region in op.regions:  # a body computes on its op's (per-example) operands
+    while True:
+        known = len(values)
+        for op in ops:  # forward: computed from the inputs
+            linalg = op.name.startswith("linalg.")
+            # a linalg op's ``outs`` are per-example only because its result is: they decide nothing here
+            if any(v in values for i, v in enumerate(op.operands) if not (linalg and irtools.is_init_operand(op, i))):
+                values.update(op.results)
+                for region in op.regions:  # a body computes on its op's (per-example) operands
+                    for block in region.blocks:
+                        values.update(block.arguments)
+            for region in [] if linalg else op.regions:  # a loop body that yields per-example values
                 for block in region.blocks:
-                    values.update(block.arguments)
-    for op in reversed(ops):  # backward: the initial values such results are computed into
-        if any(r in values for r in op.results):
-            values.update(v for i, v in enumerate(op.operands) if irtools.is_init_operand(op, i))
-    return values
+                    ends = list(block.operations)
+                    if ends and any(v in values for v in ends[-1].operands):
+                        values.update(op.results)
+        for op in reversed(ops):  # backward: the initial values such results are computed into
+            if any(r in values for r in op.results):
+                values.update(v for i, v in enumerate(op.operands) if _is_initial_value(op, i))
+        if len(values) == known:
+            return values
+
+
+def _is_initial_value(op: ir.Operation, i: int) -> bool:
+    """Whether operand ``i`` of ``op`` is a value its results start from: a linalg ``outs``
+    operand, or one of the last operands of an op with a body, one per result (a loop's carried
+    inits: ``torch.prim.Loop``, ``scf.for``)."""
+    if irtools.is_init_operand(op, i):
+        return True
+    results = len(op.results)
+    return bool(op.regions) and results > 0 and not op.name.startswith("linalg.") and i >= len(op.operands) - results
 
 
 def apply_edits(program: Program, edits: Sequence[Edit]) -> str:
@@ -490,8 +531,8 @@ def _resizable_dims(s: Session, v: ir.Value) -> list[int]:
     info = irtools.tensor_info(v.type)
     if info is None:
         return []
-    first = 1 if s.keep_examples_apart and s.per_example(v) else 0
-    return [d for d, n in enumerate(info.shape) if n >= 2 and d >= first]
+    batch = s.batch_dims(v) if s.keep_examples_apart and s.per_example(v) else frozenset()
+    return [d for d, n in enumerate(info.shape) if n >= 2 and d not in batch]
 
 
 def _draw_resize_importance(s: Session, rng: np.random.Generator) -> Edit | None:
