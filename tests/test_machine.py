@@ -32,5 +32,5 @@ def test_a_run_says_where_it_was_timed_and_warns_when_machines_mix():
     assert machines_note([{"machine": a}, {"machine": a}, {}]) == f"timed on {a}"
     assert timing_machines([{"machine": a}, {"machine": b}, {"machine": b}]) == {b: 2, a: 1}
     note = machines_note([{"machine": a}, {"machine": b}, {"machine": b}])
-    assert note is not None and note.startswith("warning: latencies were timed on 2 different machines")
+    assert note is not None and note.startswith("WARNING: latencies were timed on 2 different machines")
     assert f"{b}: 2; {a}: 1" in note

@@ -84,5 +84,5 @@ def machines_note(metrics: Iterable[Mapping[str, object]]) -> str | None:
     if len(counts) == 1:
         return f"timed on {next(iter(counts))}"
     parts = "; ".join(f"{name}: {n}" for name, n in counts.items())
-    return (f"warning: latencies were timed on {len(counts)} different machines ({parts}); "
+    return (f"WARNING: latencies were timed on {len(counts)} different machines ({parts}); "
             "ratios from different machines are not comparable, compare members timed on one")

@@ -93,3 +93,17 @@ def test_compared_runs_share_one_reference_and_need_the_same_objectives(runs, tm
     with pytest.raises(ConfigError, match="its objectives \\['f1', 'f2'\\] differ"):
         write_report(runs["petra"], tmp_path / "bad.html", compare=[runs["zdt1"]])
     assert not (tmp_path / "bad.html").exists()
+
+
+def test_warnings_under_the_headline_get_a_box_of_their_own(runs, tmp_path) -> None:
+    data = collect_run(runs["zdt1"])
+    data["headline"] += "\nWARNING: the baseline's validation accuracy 0.100 is no better than always predicting <the most> frequent class"
+    path = tmp_path / "warned.html"
+    path.write_text(render([data]))
+    require_chromium()
+    dom = rendered_dom(path)
+    assert _errors(dom) == ""
+    boxes = re.findall(r'<p class="warning">(.*?)</p>', dom, re.S)
+    assert boxes == ["the baseline's validation accuracy 0.100 is no better than always predicting &lt;the most&gt; frequent class"]
+    headline = re.search(r'<pre id="headline">(.*?)</pre>', dom, re.S).group(1)
+    assert "WARNING" not in headline and headline.startswith("run ")  # the rest of the headline stays where it was

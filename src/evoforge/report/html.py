@@ -88,7 +88,7 @@ window.addEventListener("error", function (e) {{ window.evoforgeErrors.push(Stri
 <script>{plotly}</script>
 </head>
 <body>
-<header><h1 id="title"></h1><pre id="headline"></pre></header>
+<header><h1 id="title"></h1><div id="warnings"></div><pre id="headline"></pre></header>
 <nav><a href="#front">Front</a> <a href="#progress">Progress</a> <a href="#members">Members</a>
 <a href="#matters">What matters</a> <a href="#failures">Failures</a></nav>
 <section id="front"><h2>The front</h2><p class="hint">Click a legend entry to show or hide a group; click a point for its details.

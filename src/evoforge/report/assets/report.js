@@ -28,7 +28,13 @@
 
   document.getElementById("title").textContent =
     "evoforge report: " + runs.map((r) => r.name + " (" + r.domain + ", " + r.algorithm + ")").join(" vs ");
-  document.getElementById("headline").textContent = runs.map((r) => r.headline).join("\n\n");
+  const WARNING = "WARNING: ";  // headline lines that need the reader's attention get a box of their own
+  const warnings = document.getElementById("warnings");
+  runs.forEach((r, i) => r.headline.split("\n").filter((line) => line.startsWith(WARNING)).forEach((line) => {
+    warnings.appendChild(el("p", runName(r, i) + line.slice(WARNING.length), "warning"));
+  }));
+  document.getElementById("headline").textContent = runs.map(
+    (r) => r.headline.split("\n").filter((line) => !line.startsWith(WARNING)).join("\n")).join("\n\n");
 
   // ---------------------------------------------------------------- the front
   function value(p, name) { const v = p.objectives[name]; return v === undefined ? null : v; }
