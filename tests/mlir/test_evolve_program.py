@@ -100,7 +100,8 @@ def test_a_model_iree_cannot_lower_as_exported_goes_through_onnx(worker, tmp_pat
     problem = lowering_problem(from_torch(model, x))
     assert problem is not None and "gru" in problem  # what the fallback is for
     program, export = from_module(model, x)
-    assert export["exporter"] == "onnx" and "gru" in export["exporter_reason"] and lowering_problem(program) is None
+    assert export["exporter"] == "onnx" and export["onnx_exporter"] == "torchscript"  # the faster exporter first
+    assert "gru" in export["exporter_reason"] and lowering_problem(program) is None
     _matches_torch(model, program, x, worker)
     linalg, export = from_module(model, x, level="linalg")
     assert export["exporter"] == "onnx" and linalg.level == "linalg"
@@ -110,16 +111,37 @@ def test_a_model_iree_cannot_lower_as_exported_goes_through_onnx(worker, tmp_pat
     assert meta["exporter"] == "onnx" and meta["exporter_reason"].startswith("IREE cannot lower iree-turbine's export: ")
     domain = EvolveDomain()
     domain.attach(layout)
-    assert f"program exported through ONNX ({meta['exporter_reason']})" in domain.headline_notes({})  # show says so
+    assert (f"program exported through ONNX by torch's torchscript exporter ({meta['exporter_reason']})"
+            in domain.headline_notes({}))  # show says so
 
 
-def test_when_neither_export_lowers_the_error_names_both_reasons(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    def no_onnx(module, example_input):  # type: ignore[no-untyped-def]
-        raise RuntimeError("Exporting the operator 'aten::gru' to ONNX is not supported")
+def test_when_no_export_lowers_the_error_names_each_routes_reason(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def no_onnx(module, example_input, exporter):  # type: ignore[no-untyped-def]
+        raise RuntimeError(f"Exporting the operator 'aten::gru' to ONNX is not supported ({exporter})")
 
     monkeypatch.setattr(program_module, "_through_onnx", no_onnx)
-    with pytest.raises(ConfigError, match=r"iree-turbine exports it \(.*gru.*\), and the ONNX route failed too \(Exporting"):
+    with pytest.raises(ConfigError, match=r"by any export route \(iree-turbine: .*gru.*; ONNX \(torchscript\): Exporting .* "
+                                          r"\(torchscript\); ONNX \(dynamo\): Exporting .* \(dynamo\)\); replace those ops"):
         from_module(GRUHead().eval(), torch.randn(8, 7, 4))
+
+
+def test_when_the_torchscript_exporter_fails_the_dynamo_exporter_takes_the_model(worker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """torch's TorchScript-based ONNX exporter is deprecated; when it fails or is gone, the model
+    still gets through ONNX, by the dynamo exporter."""
+    pytest.importorskip("onnxscript")
+    through_onnx = program_module._through_onnx
+
+    def torchscript_gone(module, example_input, exporter):  # type: ignore[no-untyped-def]
+        if exporter == "torchscript":
+            raise RuntimeError("the TorchScript-based ONNX exporter was removed")
+        return through_onnx(module, example_input, exporter)
+
+    monkeypatch.setattr(program_module, "_through_onnx", torchscript_gone)
+    torch.manual_seed(0)
+    model, x = GRUHead().eval(), torch.randn(8, 7, 4)
+    program, export = from_module(model, x)
+    assert export["exporter"] == "onnx" and export["onnx_exporter"] == "dynamo"
+    _matches_torch(model, program, x, worker)
 
 
 @pytest.mark.iree

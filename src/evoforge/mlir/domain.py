@@ -362,8 +362,9 @@ class EvolveDomain(Domain):
         notes += self._tuning_notes()
         meta = self.meta
         if meta.get("exporter") == "onnx":
-            reason = meta.get("exporter_reason")
-            notes.append("program exported through ONNX" + (f" ({reason})" if reason else ""))
+            reason, exporter = meta.get("exporter_reason"), meta.get("onnx_exporter")
+            notes.append("program exported through ONNX" + (f" by torch's {exporter} exporter" if exporter else "")
+                         + (f" ({reason})" if reason else ""))
         if not self.batch_check and meta["mode"] == "predict":
             notes.append("batch check: off (--no-batch-check, or a run made before it existed), so a member's outputs may "
                          "depend on the other examples of its batch; `evoforge export` measures it (batch_coupling)")
