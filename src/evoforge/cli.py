@@ -162,7 +162,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     from evoforge.mlir.edits import CROSSOVER_CUTS, TARGET_WEIGHTINGS
 
     p.add_argument("program", nargs="?", help="an .mlir or .onnx file")
-    p.add_argument("--task", help="a built-in program: digits-mobilenet, mobilenet-img32 (prediction), digits-2fcnet-train (training step)")
+    p.add_argument("--task", help="a built-in program: the trained baseline of a classification task (digits-mobilenet, "
+                   "mobilenet-img32, resnet18-img32, bert-tokens, digits-cnn, digits-mlp, mnist1d-cnn, digits-2fcnet), or "
+                   "digits-2fcnet-train (a training step)")
     p.add_argument("--from", dest="from_run", help="RUN_DIR:ID, a float member of a compress run")
     p.add_argument("--model", help="a PyTorch model factory pkg.module:function (with --example-input or --data)")
     p.add_argument("--example-input", help="input shape with the batch size to compile for, e.g. 32x1x8x8 (default "

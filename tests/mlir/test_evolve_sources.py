@@ -65,3 +65,18 @@ def test_an_mlir_file_iree_cannot_lower_is_refused_before_any_compile(tmp_path) 
     with pytest.raises(ConfigError, match="IREE cannot compile gru.mlir: .*gru.*; replace that op"):
         evoforge.evolve(tmp_path / "gru.mlir", budget=2, workers=0, run_dir=tmp_path / "run")
     assert not (tmp_path / "run" / "program").exists()
+
+
+def test_every_classification_task_is_a_built_in_program(tmp_path):
+    """`evolve --task` takes the trained baseline of each built-in classification task (the error is
+    1 - accuracy, which a regression task has not), and the training-program task."""
+    from evoforge.cli import BUILTIN_TASK_NAMES
+    from evoforge.mlir.api import BUILTIN_PROGRAMS
+    from evoforge.mlir.sources import TRAIN_TASKS
+    from evoforge.workload.task import BUILTIN_TASKS
+
+    classification = {name for name in BUILTIN_TASKS if BUILTIN_TASKS[name].task_type == "classification"}
+    assert set(BUILTIN_PROGRAMS) == classification | set(TRAIN_TASKS)
+    assert set(BUILTIN_TASK_NAMES) == set(BUILTIN_TASKS)  # the CLI's spelled-out list
+    with pytest.raises(ConfigError, match="series-regression"):
+        evoforge.evolve("series-regression", budget=1, run_dir=tmp_path / "run")

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
     from evoforge.run import RunSettings
 
-BUILTIN_PROGRAMS = ("digits-mobilenet", "mobilenet-img32", "digits-2fcnet-train")
+BUILTIN_PROGRAMS = ("digits-mobilenet", "mobilenet-img32", "resnet18-img32", "bert-tokens", "digits-cnn", "digits-mlp",
+                    "mnist1d-cnn", "digits-2fcnet", "digits-2fcnet-train")
+"""The built-in compress tasks whose trained baseline `evolve` takes as a prediction program (every
+classification task: the error is 1 - accuracy), and the built-in training-program task."""
 
 
 def prepare_program(
