@@ -39,6 +39,7 @@ def record_comparisons(
 
     from evoforge.hostlock import MeasurementLock
     from evoforge.mlir.iree_runner import paired_ratio
+    from evoforge.quiet import quiet_torch_internals
     arrays = [t.detach().cpu().numpy() for t in example]
     runners: dict[str, Callable[[], Any]] = {"iree": _iree_runner(program, target, extra_flags, driver, arrays)}
     errors: dict[str, str] = {}
@@ -53,8 +54,9 @@ def record_comparisons(
     try:
         for name, build in builders.items():
             try:
-                runners[name] = build()
-                runners[name]()  # warm-up (and, for torch.compile, the compilation)
+                with quiet_torch_internals():  # dynamo's and the exporters' notices about the model
+                    runners[name] = build()
+                    runners[name]()  # warm-up (and, for torch.compile, the compilation)
             except Exception as exc:  # noqa: BLE001 - a runtime that cannot take the model is a finding
                 runners.pop(name, None)
                 errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]

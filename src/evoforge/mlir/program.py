@@ -111,10 +111,13 @@ def from_torch(module: torch.nn.Module, example_input: Any, *, level: Level = "t
     """
     import iree.turbine.aot as aot
 
+    from evoforge.quiet import quiet_torch_internals
+
     args = example_input if isinstance(example_input, tuple) else (example_input,)
     module = pad_unit_output_convs(module, tuple(args))
     try:
-        exported = aot.export(module, args=tuple(args))
+        with quiet_torch_internals():  # torch.export's notices about the model's side effects and pytree
+            exported = aot.export(module, args=tuple(args))
     except Exception as exc:  # the exporter raises many unrelated types
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ConfigError(f"iree.turbine could not export the model: {type(exc).__name__}: {first}") from exc
