@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -23,19 +24,11 @@ KINDS = ("delete", "copy", "operand_replace", "resize")
 
 
 def gru_classifier():  # type: ignore[no-untyped-def]
+    """The conformance matrix's GRU classifier, seeded."""
     import torch
-    from torch import nn
 
-    class GRUClassifier(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(100, 16)
-            self.rnn = nn.GRU(16, 32, batch_first=True)
-            self.head = nn.Linear(32, 4)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            out, _ = self.rnn(self.embed(ids))
-            return self.head(out[:, -1])  # type: ignore[no-any-return]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's architectures
+    from tests.support.architectures import GRUClassifier
 
     torch.manual_seed(0)
     return GRUClassifier().eval()

@@ -225,23 +225,14 @@ def test_a_sequence_first_loop_keeps_its_examples_apart_in_the_draws():
     from evoforge.mlir import irtools
     from evoforge.mlir.mutate import Session, _resizable_dims
     from evoforge.mlir.program import from_module
-
-    class SequenceFirstGRU(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.gru = torch.nn.GRU(4, 6, batch_first=True)
-            self.head = torch.nn.Linear(6, 3)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            out, _ = self.gru(x)
-            return self.head(out[:, -1])
+    from tests.support.architectures import GRUClassifier
 
     torch.manual_seed(0)
-    program, export = from_module(SequenceFirstGRU().eval(), torch.randn(8, 5, 4))
+    program, export = from_module(GRUClassifier().eval(), torch.randint(0, 100, (8, 5)))
     assert export["exporter"] == "onnx"
     with Session(program, keep_examples_apart=True) as s:
         loop = next(op for op in irtools.walk(s.fn) if op.name == "torch.prim.Loop")
-        states = [r for r in loop.results if irtools.tensor_info(r.type).shape == (5, 8, 6)]
+        states = [r for r in loop.results if irtools.tensor_info(r.type).shape == (5, 8, 32)]
         inits = [v for v in loop.operands[2:] if irtools.tensor_info(v.type)]
         body = list(loop.regions[0].blocks[0].arguments)[1:]
         weight = next(op.results[0] for op in irtools.walk(s.fn) if op.name == "torch.vtensor.literal"
@@ -249,8 +240,8 @@ def test_a_sequence_first_loop_keeps_its_examples_apart_in_the_draws():
         assert states and all(s.per_example(v) for v in [*states, *inits, *body])  # to a fixed point through the loop
         assert not s.per_example(weight)
         assert s.batch_dims(states[0]) == {1} and s.batch_dims(s.fn.regions[0].blocks[0].arguments[0]) == {0}
-        assert s.mixes_examples(weight, states[0])  # a [k,6] weight over [5,8,6]: example i reads row i
+        assert s.mixes_examples(weight, states[0])  # a [k,n] weight over [5,8,32]: example i reads row i
         assert all(s.mixes_examples(weight, v) for v in inits)  # the shared zero state's place is per-example
         assert 1 not in _resizable_dims(s, states[0]) and 0 in _resizable_dims(s, states[0])  # time steps may go
         hidden = next(r for op in irtools.walk(loop) if op.name == "torch.aten.mm" for r in op.results)
-        assert s.per_example(hidden) and s.batch_dims(hidden) == {0}  # [8,6] inside the body: batch-first
+        assert s.per_example(hidden) and s.batch_dims(hidden) == {0}  # [8,32] inside the body: batch-first
