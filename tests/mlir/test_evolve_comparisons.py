@@ -49,3 +49,18 @@ def test_evolving_without_comparisons_records_none(tmp_path) -> None:
     evoforge.evolve(model, example_input=torch.randn(8, 16), budget=2, pop_size=2, workers=0, run_dir=tmp_path / "run",
                     compare_runtimes=False)
     assert not (tmp_path / "run" / "program" / "comparisons.json").exists()
+
+
+def test_show_warns_when_another_runtime_runs_the_original_much_faster() -> None:
+    from evoforge.mlir.comparisons import iree_behind
+
+    resnet = {"ms": {"iree": 56.2, "torch_eager": 29.6, "torch_compile": 19.7, "onnxruntime": 17.9, "iree_o3": 56.1},
+              "ratio_to_iree": {"torch_eager": 0.53, "torch_compile": 0.35, "onnxruntime": 0.32, "iree_o3": 1.0}}
+    said = iree_behind(resnet)
+    assert said is not None and said.startswith("IREE runs the original program 3.12x slower than ONNX Runtime does")
+    assert "(vs_onnxruntime < 1)" in said
+    bert = {"ms": {"iree": 22.6, "torch_compile": 15.7, "onnxruntime": 23.2},
+            "ratio_to_iree": {"torch_compile": 0.9, "onnxruntime": 1.03}}  # within SLOWER_BY of every runtime
+    assert iree_behind(bert) is None
+    assert iree_behind({"ms": {"iree": 10.0, "iree_o3": 5.0}}) is None  # IREE -O3 is IREE: the run's flags are its choice
+    assert "torch eager" in iree_behind({"ms": {"iree": 10.0, "torch_eager": 5.0}})  # records without paired ratios

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,10 +56,12 @@ def prepare_program(
 
         flags += tune(sources.read_prepared(layout.program), layout.program, target=target, extra_flags=extra_flags, driver=driver).flags
     if compare_runtimes and reference is not None:
-        from evoforge.mlir.comparisons import record_comparisons
+        from evoforge.mlir.comparisons import iree_behind, record_comparisons
 
-        record_comparisons(reference.model, reference.example, reference.program, layout.program, target=target,
-                           extra_flags=flags, driver=driver)
+        behind = iree_behind(record_comparisons(reference.model, reference.example, reference.program, layout.program,
+                                                target=target, extra_flags=flags, driver=driver))
+        if behind:
+            logging.getLogger("evoforge").warning("%s", behind)
     return flags
 
 

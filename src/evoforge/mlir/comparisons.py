@@ -95,6 +95,26 @@ def versus(runtime_ratio: float, record: dict[str, Any]) -> dict[str, float]:
     return {f"vs_{name}": runtime_ratio / paired[name] for name in CONTENDERS if name in paired}
 
 
+SLOWER_BY = 1.2
+"""How much slower IREE must run the original than another runtime before `show` warns about it."""
+LABELS = {"torch_eager": "torch eager", "torch_compile": "torch.compile", "onnxruntime": "ONNX Runtime", "iree_o3": "IREE -O3"}
+
+
+def iree_behind(record: dict[str, Any]) -> str | None:
+    """A sentence when another runtime runs the original model at least `SLOWER_BY` times faster
+    than the run's IREE program (then only variants that much faster than the original beat the
+    unmodified model there), or None."""
+    paired = versus(1.0, record)  # the original's time over each contender's
+    rivals = {name: ratio for name, ratio in paired.items() if name != "vs_iree_o3" and ratio >= SLOWER_BY}
+    if not rivals:
+        return None
+    name = max(rivals, key=lambda n: rivals[n])
+    label = LABELS[name.removeprefix("vs_")]
+    return (f"IREE runs the original program {rivals[name]:.2f}x slower than {label} does the model: a variant "
+            f"beats the unmodified model in {label} only when it is {rivals[name]:.2f}x faster than the original "
+            f"({name} < 1); on this model `evoforge compress` in that runtime may serve better")
+
+
 def _median_ms(run: Callable[[], Any], calls: int) -> float:
     samples = []
     for _ in range(calls):

@@ -344,7 +344,7 @@ class EvolveDomain(Domain):
                 and self.original_batch_coupling <= COUPLING_LIMIT)
 
     def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
-        from evoforge.mlir.comparisons import load_comparisons
+        from evoforge.mlir.comparisons import LABELS, iree_behind, load_comparisons
 
         notes = []
         unlearnt = self._unlearnt_note()
@@ -380,11 +380,12 @@ class EvolveDomain(Domain):
         if not record:
             return notes
         ms = record["ms"]
-        labels = {"torch_eager": "torch eager", "torch_compile": "torch.compile", "onnxruntime": "ONNX Runtime", "iree_o3": "IREE -O3"}
-        times = ", ".join(f"{label} {ms[key]:.3g} ms" for key, label in labels.items() if key in ms)
-        failed = "; ".join(f"{labels[k]} failed: {v}" for k, v in record.get("errors", {}).items())
+        times = ", ".join(f"{label} {ms[key]:.3g} ms" for key, label in LABELS.items() if key in ms)
+        failed = "; ".join(f"{LABELS[k]} failed: {v}" for k, v in record.get("errors", {}).items())
+        behind = iree_behind(record)
         return [*notes, f"original program at batch {record['batch']}, 1 thread: IREE (this run's flags) {ms['iree']:.3g} ms; "
-                f"{times} (vs_* columns: a variant's time over each)" + (f"; {failed}" if failed else "")]
+                f"{times} (vs_* columns: a variant's time over each)" + (f"; {failed}" if failed else ""),
+                *([f"WARNING: {behind}"] if behind else [])]
 
     def _tuning_notes(self) -> list[str]:
         from evoforge.mlir.flag_tuning import DEFAULT_SET, load_tuning
