@@ -23,19 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from _compress_common import finished_run
+from _evolve_common import MAX_DROP_PT, speedup_cells, test_drop_pt
 
 import evoforge
 from evoforge.mlir.batch_check import COUPLING_LIMIT
 from evoforge.report import run_summary
 
-MAX_DROP_PT = 2.0
 DEFAULT_ROOT = Path("runs/evolve-paper")
 
 
 def front_coupling(run: Path) -> dict[str, Any]:
     """Each front member's coupling, search and re-timed ratios and test drop; the best members."""
     summary = run_summary(run)
-    base = summary["final"]["baseline"]["accuracy"]
     members = []
     with tempfile.TemporaryDirectory(prefix="evoforge-coupling-") as tmp:
         for row in summary["front"]:
@@ -43,7 +42,7 @@ def front_coupling(run: Path) -> dict[str, Any]:
             members.append({"id": row["id"], "key": row["key"], "edits": len(card["edits"]),
                             "batch_coupling": card.get("batch_coupling"), "search_ratio": row["runtime_ratio"],
                             "retimed_ratio": row.get("test_runtime_ratio"),
-                            "test_drop_pt": 100 * (base - row["test_accuracy"])})
+                            "test_drop_pt": test_drop_pt(summary, row)})
     within = [m for m in members if m["test_drop_pt"] <= MAX_DROP_PT]
     independent = [m for m in within if m["batch_coupling"] is not None and m["batch_coupling"] <= COUPLING_LIMIT]
     return {"run": str(run), "members": members,
@@ -55,8 +54,7 @@ def front_coupling(run: Path) -> dict[str, Any]:
 def _member(m: dict[str, Any] | None) -> str:
     if m is None:
         return "none | - | - | -"
-    return (f"{1 / m['search_ratio']:.2f}x | {1 / m['retimed_ratio']:.2f}x | {m['test_drop_pt']:+.2f} | "
-            f"{m['batch_coupling']:.2g}")
+    return f"{speedup_cells(m['search_ratio'], m['retimed_ratio'], m['test_drop_pt'])} | {m['batch_coupling']:.2g}"
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _evolve_common import best_within, speedup_cells, test_drop_pt
+
 from evoforge.api import open_store
 from evoforge.genome import genome_from_json
 from evoforge.mlir import edits as E
@@ -29,8 +31,6 @@ from evoforge.mlir import irtools
 from evoforge.mlir.mutate import Session
 from evoforge.mlir.sources import read_prepared
 from evoforge.report import run_summary
-
-MAX_DROP_PT = 2.0
 
 
 def rule_refuses(s: Session, edit: E.Edit) -> bool:
@@ -81,14 +81,12 @@ def classify(run: Path) -> dict[str, Any]:
         invalid = sum(not e.ok for e in evaluations.values())
         rejected = sum(e.metrics.get("failure_kind") == "batch_coupled" for e in evaluations.values())
     summary = run_summary(run)
-    base = summary["final"]["baseline"]["accuracy"]
-    within = [r for r in summary["front"] if 100 * (base - r["test_accuracy"]) <= MAX_DROP_PT]
-    best = min(within, key=lambda r: r["runtime_ratio"], default=None)
+    best = best_within(summary)
     return {"run": str(run), "table": dict(table), "variants": len(evaluations), "invalid": invalid,
             "rejected_coupled": rejected,
             "best": None if best is None else {"id": best["id"], "search_ratio": best["runtime_ratio"],
                                                "retimed_ratio": best.get("test_runtime_ratio"),
-                                               "test_drop_pt": 100 * (base - best["test_accuracy"])}}
+                                               "test_drop_pt": test_drop_pt(summary, best)}}
 
 
 def main() -> None:
@@ -105,8 +103,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         t, b = r["table"], r["best"]
-        best = "none | - | -" if b is None else (f"{1 / b['search_ratio']:.2f}x | {1 / b['retimed_ratio']:.2f}x | "
-                                                 f"{b['test_drop_pt']:+.2f}")
+        best = "none | - | -" if b is None else speedup_cells(b["search_ratio"], b["retimed_ratio"], b["test_drop_pt"])
         print(f"| {Path(r['run']).name} | {t.get('coupled, refused', 0)} / {t.get('coupled, drawn', 0)} | "
               f"{t.get('independent, refused', 0)} / {t.get('independent, drawn', 0)} | {r['variants']} | "
               f"{100 * r['invalid'] / max(r['variants'], 1):.0f}% | {r['rejected_coupled']} | {best} |")

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 from _compress_common import finished_run  # importing it also installs the torchvision shim, for ResNet-50
+from _evolve_common import best_within, test_drop_pt
 
 import evoforge
 from evoforge.api import open_store
@@ -115,20 +116,14 @@ def run_stats(run: Path) -> dict[str, Any]:
     hits = [bool(e.metrics["compile_cache_hit"]) for e in evaluations.values() if "compile_cache_hit" in e.metrics]
     summary = run_summary(run)
     base = summary["final"]["baseline"]["accuracy"]
-    best: dict[str, Any] | None = None
-    for row in summary["front"]:
-        acc = row.get("test_accuracy")
-        if acc is None or 100 * (base - acc) > 2.0:
-            continue
-        if best is None or row["runtime_ratio"] < best["runtime_ratio"]:
-            best = row
+    best = best_within(summary)
     chosen: dict[str, Any] = {}
     if best is not None:
         metrics = evaluations[best["key"]].metrics
         retimed = best.get("test_runtime_ratio") or retimed_ratio(run, best["key"], evaluations[best["key"]])
         chosen = {"runtime_ratio": best["runtime_ratio"], "speedup": 1 / best["runtime_ratio"],
                   "retimed_ratio": retimed, "retimed_speedup": 1 / retimed,
-                  "test_drop_pt": 100 * (base - best["test_accuracy"]), "edits": metrics.get("edits"),
+                  "test_drop_pt": test_drop_pt(summary, best), "edits": metrics.get("edits"),
                   "description": best.get("description", ""),
                   **{f"vs_{c}": metrics[f"vs_{c}"] for c in CONTENDERS if f"vs_{c}" in metrics}}
     tuning = load_tuning(RunLayout(run).program)
