@@ -439,15 +439,13 @@ class CompressDomain(Domain):
 
     def _unlearnt_note(self, record: Mapping[str, Any]) -> str | None:
         """A warning when the baseline's validation quality is no better than a constant prediction's."""
-        from evoforge.workload.metrics import learnt_nothing
+        from evoforge.workload.metrics import learnt_nothing, unlearnt_warning
 
         constant = record.get("constant_prediction")
-        said = constant and learnt_nothing(record["validation"], constant["validation"], self.task.task_type,
-                                           int(constant["validation_examples"]))
-        if not said:
+        if not constant:
             return None
-        return (f"the baseline's validation {said}: the model looks untrained or its data mislabelled, so the front's "
-                "quality drops mean little; check the weights and the labels")
+        return unlearnt_warning("the baseline", learnt_nothing(record["validation"], constant["validation"],
+                                                               self.task.task_type, int(constant["validation_examples"])))
 
     def headline_notes(self, evaluations: Mapping[str, Evaluation]) -> list[str]:
         record = self.baseline_record() if (self.require_layout().baseline / "baseline.json").exists() else {}

@@ -313,7 +313,7 @@ class EvolveDomain(Domain):
     def _unlearnt_note(self) -> str | None:
         """A warning when the original's validation accuracy is no better than always predicting
         the most frequent validation label (None without labels or before `prepare`)."""
-        from evoforge.workload.metrics import constant_prediction_scores, learnt_nothing
+        from evoforge.workload.metrics import constant_prediction_scores, learnt_nothing, unlearnt_warning
 
         if self.original_error is None or self.layout is None or not (self.layout.program / "data.npz").exists():
             return None
@@ -321,12 +321,9 @@ class EvolveDomain(Domain):
             if "y_val" not in data.files:
                 return None
             labels = data["y_val"]
-        said = learnt_nothing({"accuracy": 1.0 - self.original_error}, constant_prediction_scores(labels, "classification"),
-                              "classification", len(labels))
-        if not said:
-            return None
-        return (f"the original program's validation {said}: the model looks untrained or its data mislabelled, so the "
-                "front's error changes mean little; check the weights and the labels")
+        return unlearnt_warning("the original program", learnt_nothing(
+            {"accuracy": 1.0 - self.original_error}, constant_prediction_scores(labels, "classification"), "classification",
+            len(labels)))
 
     @property
     def _batches_checkable(self) -> bool:

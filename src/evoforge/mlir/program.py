@@ -167,8 +167,6 @@ def from_module(module: torch.nn.Module, example_input: Any, *, level: Level = "
 def _through_onnx(module: torch.nn.Module, example_input: Any, exporter: str) -> Program:
     """``module`` exported with one of torch's `ONNX_EXPORTERS` at the example's static shapes, then
     imported with IREE's ONNX importer, at the torch level."""
-    import warnings
-
     import torch
 
     from evoforge.quiet import quiet_onnx_converters, quiet_torch_internals
@@ -176,8 +174,7 @@ def _through_onnx(module: torch.nn.Module, example_input: Any, exporter: str) ->
     args = example_input if isinstance(example_input, tuple) else (example_input,)
     with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
         path = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings(), quiet_torch_internals(), quiet_onnx_converters():
-            warnings.simplefilter("ignore")  # tracer and deprecation notices; the lowering check decides
+        with quiet_torch_internals(), quiet_onnx_converters():  # tracer and deprecation notices; the lowering check decides
             if exporter == "dynamo":
                 torch.onnx.export(module, tuple(args), str(path), dynamo=True, optimize=True, external_data=False,
                                   verbose=False)

@@ -148,6 +148,15 @@ def learnt_nothing(values: dict[str, float], constant: dict[str, float], task_ty
     return None
 
 
+def unlearnt_warning(subject: str, said: str | None) -> str | None:
+    """The run's warning about ``subject`` (the baseline, the original program) when `learnt_nothing`
+    ``said`` something, else None."""
+    if not said:
+        return None
+    return (f"{subject}'s validation {said}: the model looks untrained or its data mislabelled, so the front's quality "
+            "changes mean little; check the weights and the labels")
+
+
 def quality_drop_of(direction: tuple[bool, bool], baseline_value: float, value: float, *, relative: bool) -> float:
     """How much worse ``value`` is than ``baseline_value`` for a measure with ``direction``
     (higher is better, percent): in points (x100) for percent measures, else in the measure's
