@@ -15,6 +15,7 @@ _LAZY = {
     "load_front": "evoforge.api",
     "export_member": "evoforge.api",
     "explain_member": "evoforge.api",
+    "minimize": "evoforge.api",
     "write_report": "evoforge.report",
     "compress": "evoforge.compression.api",
     "evolve": "evoforge.mlir.api",

@@ -16,6 +16,8 @@ from evoforge.layout import RunLayout
 from evoforge.run import FIXED_ON_RESUME, RunSpec, stored_spec
 from evoforge.search.domain import Domain, domain_from_spec
 from evoforge.search.engine import Search, SearchCallback
+from evoforge.search.minimize import DEFAULT_TOLERANCE
+from evoforge.search.termination import parse_budget
 from evoforge.store.base import RunStore
 from evoforge.store.memory import MemoryRunStore
 from evoforge.store.sqlite import SQLiteRunStore
@@ -95,6 +97,14 @@ def _run_and_finalize(search: Search, spec: RunSpec, callback: SearchCallback | 
         front = search.run(runner, callback=callback, cache=spec.evaluation_cache(), reserve_finalize=search.layout is not None)
     if search.layout is None:
         return front
+    return _finalize_front(search, callback)
+
+
+def _finalize_front(search: Search, callback: SearchCallback | None) -> Front:
+    """Record the domain's held-out numbers for the front members that have none yet, write the
+    report (domains that write one), and return the front."""
+    assert search.layout is not None
+    front = search.front()
     final = dict(search.store.meta("final", {}) or {})
     todo = [(m.key, m.evaluation) for m in front if m.key not in final]
     if todo:
@@ -104,7 +114,7 @@ def _run_and_finalize(search: Search, spec: RunSpec, callback: SearchCallback | 
         search.store.put_meta("final", final)
     if search.domain.writes_report:
         _write_report(search.layout.root)
-    return front
+    return search.front()
 
 
 def _write_report(run_dir: Path) -> None:
@@ -162,6 +172,55 @@ def resume(run_dir: str | Path, *, callback: SearchCallback | None = None, **ove
             store.put_meta(STOPS_META, stops)
         search.domain.prepare()
         return _run_and_finalize(search, spec, callback)
+    finally:
+        store.close()
+
+
+def minimize(run_dir: str | Path, member_ids: Sequence[int] | None = None, *, tolerance: float = DEFAULT_TOLERANCE,
+             budget: str | int | None = None, workers: int | None = None,
+             callback: SearchCallback | None = None) -> list[dict[str, Any]]:
+    """Remove the parts of front members that buy nothing (`evoforge.search.minimize`: an evolve
+    member's edits, one at a time, kept out while the variant stays within ``tolerance``, relative,
+    of the member's timing measured again now, and no worse on every other objective). The
+    members are ``member_ids`` (front ids, as `evoforge show` prints them), or else every feasible
+    front member with two parts or more. Every variant evaluated is added to the run (it joins
+    the front where it is not dominated), the new front members get their held-out numbers, and
+    the report is written again; nothing stored is changed. ``budget`` (evaluations or a time,
+    as a run's) stops it early: each member's result is then the best found by then. ``workers``
+    overrides the run's. Returns one record per member (`Minimization.record`, with
+    ``member_id`` and ``result_id``)."""
+    refuse_in_worker_import("evoforge.minimize")
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"tolerance must be a relative allowance in [0, 1) (0.02 is 2%), got {tolerance}")
+    stops = parse_budget(budget) if budget is not None else None
+    layout = RunLayout(Path(run_dir))
+    if not layout.holds_run():
+        raise ConfigError(f"{run_dir} is not an evoforge run directory (no {layout.store.name}); check the path")
+    store = open_store(layout.root)
+    try:
+        config = store.config()
+        if config is None:
+            raise ConfigError(f"{run_dir} holds no run yet")
+        spec = _current_spec(store, config).replace(**({"workers": workers} if workers is not None else {}))
+        search = Search.resume(store, layout=layout)
+        front = search.front()
+        if member_ids is None:
+            members = [m for m in front if m.feasible and len(search.domain.parts(m.genome)) >= 2]
+            if not members:
+                raise ConfigError(f"no feasible front member of {run_dir} has two parts or more to minimize; see `evoforge show {run_dir}`")
+        else:
+            members = [front.by_id(i) for i in member_ids]
+            for m in members:
+                parts = len(search.domain.parts(m.genome))
+                if parts < 2:
+                    raise ConfigError(f"front member {m.id} has {parts} part{'' if parts == 1 else 's'}: nothing to minimize; "
+                                      "choose a member with two or more")
+        search.domain.prepare()
+        with spec.make_executor() as runner:
+            records = search.minimize(runner, [m.key for m in members], tolerance=tolerance, budget=stops, callback=callback)
+        _finalize_front(search, callback)
+        ids = {key: number for number, key in enumerate(store.evaluations(), start=1)}
+        return [{"member_id": ids[r["member"]], "result_id": ids[r["result"]], **r} for r in records]
     finally:
         store.close()
 

@@ -413,6 +413,52 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _minimize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory (an evolve run)")
+    p.add_argument("--id", dest="member_ids", type=int, action="append", default=None,
+                   help="front member id to minimize (repeat for several; default: every feasible member with two edits or more)")
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="how much slower (relative) than the member timed now a shorter variant may be (default 0.02)")
+    p.add_argument("--budget", default=None, help="stop after this many evaluations or this long (200, 90s, 30m; default: none)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the run's)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+@command("minimize", "drop the edits of front members that buy nothing, one at a time; the shorter variants join the run",
+         _minimize_args)
+def _minimize(args: argparse.Namespace) -> int:
+    import evoforge
+
+    records = evoforge.minimize(args.run_dir, args.member_ids, tolerance=args.tolerance, budget=args.budget, workers=args.workers)
+    if args.format == "json":
+        print(json.dumps(records, indent=2, default=str))
+        return 0
+
+    def numbers(values: dict[str, float] | None) -> str:
+        return "  ".join(f"{k} {v:.4g}" for k, v in values.items()) if values else "-"
+
+    for r in records:
+        kept, removed = len(r["kept"]), len(r["removed"])
+        state = "" if r["finished"] else " (stopped by the budget: the best found by then)"
+        if r["reference_failure"]:
+            print(f"member {r['member_id']}: fails when evaluated again ({r['reference_failure']}); left as it is")
+            continue
+        print(f"member {r['member_id']} ({_count(kept + removed, 'edit')}) -> member {r['result_id']} "
+              f"({_count(kept, 'edit')}){state}")
+        print(f"    timed now: {numbers(r['reference'])}")
+        print(f"    shorter:   {numbers(r['objectives'])}")
+        for words in r["removed_words"]:
+            print(f"    removed: {words}")
+        if not kept:
+            print("    (no edit buys anything beyond the tolerance: the result is the original program)")
+    print(f"(the variants are stored in the run: `evoforge show {args.run_dir}`, `evoforge export {args.run_dir} --id N`)")
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", default="3m", help="search budget (default 3m)")
     p.add_argument("--run", dest="run_dir", default=None)

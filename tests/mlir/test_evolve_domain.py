@@ -371,3 +371,40 @@ def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_
     assert all(0.3 < r[part]["runtime_ratio"] < 3 for r in rows[1:] for part in ("without", "alone"))
     with pytest.raises(ConfigError, match="no edits to explain"):
         domain.explain_member(EditListGenome())
+
+
+def test_minimizing_a_member_replays_sublists_of_its_edits(tmp_path, linalg_mlp_text, linalg_program):
+    """An evolve member's parts are its edits: each shorter variant keeps the others in order,
+    compiles and runs, and the result is no worse than the member on error."""
+    from evoforge.mlir.api import prepare_program
+    from evoforge.mlir.domain import EvolveDomain
+    from evoforge.mlir.edits import Resize
+    from evoforge.search.domain import EvalContext
+    from evoforge.search.minimize import Minimization
+
+    path = tmp_path / "mlp.mlir"
+    path.write_text(linalg_mlp_text)
+    layout = RunLayout(tmp_path / "run")
+    prepare_program(path, layout)
+    domain = EvolveDomain()
+    domain.attach(layout)
+    domain.prepare()
+    values = re.findall(r'evoforge\.uid = "(U\d+)"', linalg_program.text)
+    generic = next(u for u, n in uid_names(linalg_program).items() if n == "linalg.generic")
+    edits = (Resize(value=f"{generic}#0", dim=1, size=3, fill=0), Resize(value=f"{values[0]}#0", dim=1, size=2, fill=1))
+    member = EditListGenome(edits=edits)
+    assert domain.parts(member) == describe_edits(linalg_program, edits)
+    assert domain.keep_parts(member, [1]) == EditListGenome(edits=edits[1:])
+    run = Minimization(member.content_hash, member, domain.parts(member), domain.keep_parts, domain.objectives,
+                       timed=domain.timed_objectives, tolerance=0.9)  # timing noise is not what this test is about
+    asked = []
+    while not run.finished:
+        for request in run.wanted():
+            evaluation = domain.evaluate(request.genome, EvalContext(seed=0))
+            assert evaluation.ok, evaluation.reason
+            asked.append(request.genome)
+            run.tell(request, evaluation)
+    assert asked[0] == member and set(asked[1:3]) == {EditListGenome(edits=(e,)) for e in edits}
+    record = run.record()
+    assert record["objectives"]["error"] <= record["reference"]["error"]
+    assert [edits[i] for i in run.kept] == list(domain.keep_parts(member, run.kept).edits)

@@ -651,6 +651,19 @@ class EvolveDomain(Domain):
                          "alone": numbers(EditListGenome(edits=(one,)))})
         return rows
 
+    timed_objectives = ("runtime_ratio",)
+
+    def parts(self, genome: Genome) -> list[str]:
+        """The member's edits in words (`evoforge minimize` removes them one at a time)."""
+        from evoforge.mlir.describe import describe_edits
+
+        assert isinstance(genome, EditListGenome)
+        return describe_edits(self.program, genome.edits)
+
+    def keep_parts(self, genome: Genome, kept: Sequence[int]) -> Genome:
+        assert isinstance(genome, EditListGenome)
+        return EditListGenome(edits=tuple(genome.edits[i] for i in kept))
+
     # ------------------------------------------------------------------ final numbers and export
     def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
         """Test error recomputed from each member's saved vmfb (and the original's). A prediction

@@ -18,13 +18,14 @@ import numpy as np
 from evoforge.front import Front, feasible_hypervolume
 from evoforge.pareto import Objective, violation
 from evoforge.search.evaluation import Evaluation
+from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_METRIC
 
 MEMBER_METRICS = (
     "latency_b1_ms", "latency_batch_ms", "batch", "throughput", "latency_ratio_b1", "latency_ratio_batch",
     "latency_vs_eager", "size_bytes", "size_ratio", "params", "params_ratio", "macs", "macs_ratio", "runtime",
     "runtime_ms", "original_runtime_ms", "first_runtime_ratio", "second_runtime_ratio", "speedup", "compile_cache_hit", "cache_hit",
     "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3",
-    "compress_s", "export_s", "load_s", "compile_s",
+    "compress_s", "export_s", "load_s", "compile_s", MINIMIZED_FROM,
 )
 """Metrics the members table shows when a domain reports them (besides objectives and test numbers)."""
 CURVE_POINTS = 400
@@ -65,6 +66,7 @@ def collect_run(run_dir: str | Path, reference: np.ndarray | None = None) -> dic
     baseline_test = final.get("baseline", {})
 
     points = []
+    ids = {key: number for number, key in enumerate(evaluations, start=1)}
     for number, (key, evaluation) in enumerate(evaluations.items(), start=1):
         genome = genomes[key]
         point: dict[str, Any] = {
@@ -75,6 +77,8 @@ def collect_run(run_dir: str | Path, reference: np.ndarray | None = None) -> dic
             "metrics": {k: evaluation.metrics[k] for k in MEMBER_METRICS if _scalar(evaluation.metrics.get(k))},
             "features": domain.genome_features(genome) if evaluation.ok else {},
         }
+        if evaluation.metrics.get(MINIMIZED_METRIC) in ids:
+            point["metrics"][MINIMIZED_FROM] = ids[evaluation.metrics[MINIMIZED_METRIC]]
         if key in final:
             point["test"] = final[key]
             point["test_delta"] = {k: v - baseline_test[k] for k, v in final[key].items() if k in baseline_test}

@@ -10,6 +10,7 @@ from typing import Any
 
 from evoforge.search.eval_cache import HIT_METRIC
 from evoforge.search.evaluation import Evaluation
+from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_METRIC
 
 
 def format_table(rows: Sequence[dict[str, Any]], *, max_width: int = 40) -> str:
@@ -56,6 +57,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         store_reference = store.meta("reference")
         front = Front.from_store(store, domain.objectives)
         screened = store.screenings()
+        minimized = store.meta(MINIMIZED_META) or {}
     from evoforge.search.domain import Domain
 
     describes = type(domain).describe is not Domain.describe
@@ -76,7 +78,10 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     )
     rows = front.to_records()
     baseline = final.get("baseline", {})
+    ids = {key: number for number, key in enumerate(evaluations, start=1)}
     for row in rows:
+        if row.get(MINIMIZED_METRIC) in ids:
+            row[MINIMIZED_FROM] = ids[row[MINIMIZED_METRIC]]
         if row["key"] in descriptions and "pipeline" not in row:
             row["description"] = descriptions[row["key"]]
         for name, value in (final.get(row["key"]) or {}).items():
@@ -94,6 +99,8 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     if reused:
         headline += (f"\nevaluation cache: {reused} of {len(evaluations)} evaluations were taken from the shared cache "
                      f"(run setting eval_cache: {(config.get('run') or {}).get('eval_cache')})")
+    if minimized:
+        headline += "\n" + _minimized_line(minimized, ids)
     if baseline:
         headline += "\nbaseline (held-out test): " + ", ".join(f"{k} {v:.4g}" for k, v in baseline.items())
     for note in domain.headline_notes(evaluations):
@@ -107,6 +114,20 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     return {"headline": headline, "front": rows, "table": table, "config": config, "final": final}
 
 
+def _minimized_line(records: dict[str, Any], ids: dict[str, int]) -> str:
+    """What `evoforge minimize` made of the run's members, in one line."""
+    parts = []
+    for r in records.values():
+        if r.get("reference_failure"):
+            parts.append(f"{ids.get(r['member'], '?')} failed when evaluated again")
+            continue
+        stopped = "" if r["finished"] else ", stopped by its budget"
+        parts.append(f"{ids.get(r['member'], '?')} -> {ids.get(r['result'], '?')} ({len(r['removed'])} of "
+                     f"{len(r['kept']) + len(r['removed'])} edits removed{stopped})")
+    return ("minimized (`evoforge minimize`; column minimized_from marks the variants it made): "
+            + "; ".join(parts))
+
+
 def run_reference(stored: Any, objectives: Any) -> Any:
     """The run's hypervolume reference: the domain's fixed one, or the one the engine stored."""
     import numpy as np
@@ -118,7 +139,7 @@ def run_reference(stored: Any, objectives: Any) -> Any:
 
 
 TABLE_EXTRAS = ("speedup", "latency_vs_eager", "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3", "size_bytes",
-                "latency_batch_ms", "description", "pipeline")
+                "latency_batch_ms", MINIMIZED_FROM, "description", "pipeline")
 """Metric columns the front table shows when a domain reports them."""
 
 

@@ -213,6 +213,18 @@ class Domain(abc.ABC):
         (one dict per row; the domain says which rows and numbers)."""
         raise ConfigError(f"domain {self.name!r} cannot explain its members part by part; evolve runs can")
 
+    timed_objectives: tuple[str, ...] = ()
+    """Objectives measured with noise (timings): `evoforge.search.minimize` allows them a relative tolerance."""
+
+    def parts(self, genome: Genome) -> list[str]:
+        """The parts of ``genome`` that minimizing may remove one at a time, in words, in order
+        (`evoforge.search.minimize`); `keep_parts` builds a genome of some of them."""
+        raise ConfigError(f"domain {self.name!r} cannot minimize its members part by part; evolve runs can")
+
+    def keep_parts(self, genome: Genome, kept: Sequence[int]) -> Genome:
+        """The genome made of ``genome``'s parts at the indices ``kept`` (ascending), in order."""
+        raise ConfigError(f"domain {self.name!r} cannot minimize its members part by part; evolve runs can")
+
     def member_model(self, key: str, genome: Genome, evaluation: Evaluation, seed: int) -> RebuiltMember:
         """The member as a model object the other domains can take (e.g. a float PyTorch
         module a compress member rebuilds into); ``seed`` is the candidate's own seed."""

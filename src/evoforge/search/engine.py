@@ -36,6 +36,7 @@ from evoforge.search.domain import Domain, domain_from_spec, domain_spec
 from evoforge.search.eval_cache import EvaluationCache, cache_key, filed_identity
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.fidelity import Fidelity
+from evoforge.search.minimize import DEFAULT_TOLERANCE, MINIMIZED_META, MINIMIZED_METRIC, Minimization, Request
 from evoforge.search.termination import Termination
 from evoforge.store.base import RunStore
 from evoforge.store.memory import MemoryRunStore
@@ -563,6 +564,83 @@ class Search:
                     callback.on_evaluation(c, self.tell(c.key, hit, c.fidelity))
             if not hits:
                 return self.tasks(pending)
+
+    # ----------------------------------------------------------------- minimizing members
+    def minimize(
+        self, executor: Executor, members: list[str], *, tolerance: float = DEFAULT_TOLERANCE,
+        budget: Termination | None = None, callback: SearchCallback | None = None,
+    ) -> list[dict[str, Any]]:
+        """Remove what buys nothing from each of ``members`` (keys of stored evaluations) with
+        `evoforge.search.minimize.Minimization`, evaluating on ``executor`` (started here, not
+        closed). Every shorter genome evaluated is told to the run like a search candidate (so it
+        joins the front where it is not dominated), marked with `MINIMIZED_METRIC`; a genome the
+        run holds already is not evaluated again. ``budget`` (its evaluations and seconds count
+        this minimization's, the members' re-evaluations included) stops further evaluations from
+        starting; the running ones finish. Returns one `Minimization.record` per member, also stored in the run's
+        ``minimized`` meta (a later minimization of the same member replaces its record)."""
+        callback = callback or SearchCallback()
+        runs = []
+        for key in dict.fromkeys(members):
+            genome = genome_from_json(self.store.genome(key))
+            evaluation = self._evaluations[key]
+            runs.append(Minimization(key, genome, self.domain.parts(genome), self.domain.keep_parts, self.domain.objectives,
+                                     timed=self.domain.timed_objectives, tolerance=tolerance,
+                                     feasible=evaluation.ok and violation(evaluation.constraints) <= 0))
+        member_keys = {run.key for run in runs}
+        requesters: dict[tuple[str, bool], list[tuple[Minimization, Request]]] = {}
+
+        def fresh() -> list[EvalTask]:
+            """Every request still waiting for an evaluation, once each (the executor does not start
+            a running task again), less those the run's store answers (told at once)."""
+            while True:
+                tasks: dict[tuple[str, bool], EvalTask] = {}
+                answered = False
+                for run in runs:
+                    for request in run.wanted():
+                        ident = (request.key, request.reference)
+                        if not request.reference and request.key in self._evaluations:
+                            run.tell(request, self._evaluations[request.key])
+                            answered = True
+                            continue
+                        if (run, request) not in requesters.setdefault(ident, []):
+                            requesters[ident].append((run, request))
+                        tasks.setdefault(ident, self._minimize_task(request))
+                if not answered:
+                    return list(tasks.values())
+
+        started, done = time.monotonic(), 0
+
+        def stop() -> bool:
+            return budget is not None and budget.reason(evaluations=done, seconds=time.monotonic() - started, generations=0,
+                                                        hypervolumes=[]) is not None
+
+        executor.start(domain_spec(self.domain, self.layout))
+        for task, evaluation in executor.evaluate(fresh(), stop=stop, wanted=fresh):
+            done += 1
+            reference = task.key in member_keys  # a shorter genome never has a member's key: the store answers those
+            if not reference:
+                evaluation = dataclasses.replace(evaluation, metrics={**evaluation.metrics,
+                                                                      MINIMIZED_METRIC: requesters[(task.key, False)][0][0].key})
+                self.store.put_genome(task.key, task.genome_json)
+                stored = self.tell(task.key, evaluation)
+                candidate = Candidate(task.key, genome_from_json(task.genome_json), task.seed, "minimize",
+                                      requesters[(task.key, False)][0][0].key, self.generation + 1)
+                callback.on_evaluation(candidate, stored)
+                evaluation = stored
+            for run, request in requesters.pop((task.key, reference)):
+                run.tell(request, evaluation)
+        self._prune_artifacts()
+        records = [run.record(stopped=not run.finished) for run in runs]
+        stored_records = dict(self.store.meta(MINIMIZED_META, {}) or {})
+        stored_records.update({r["member"]: r for r in records})
+        self.store.put_meta(MINIMIZED_META, stored_records)
+        return records
+
+    def _minimize_task(self, request: Request) -> EvalTask:
+        """The executor task of a minimization request: a shorter genome keeps its artifacts like a
+        search candidate; the member's re-evaluation writes none (they are the member's already)."""
+        artifacts = str(self.layout.artifact_dir(request.key)) if self.layout is not None and not request.reference else None
+        return EvalTask(request.key, request.genome.to_json(), candidate_seed(self.seed, request.key), artifacts, 1.0)
 
     def front(self) -> Front:
         return Front.from_store(self.store, self.domain.objectives)

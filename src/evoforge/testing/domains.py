@@ -322,3 +322,76 @@ class PipelineRateDomain(Domain):
         drop = abs(math.log10(genome.training.lr / self.BEST_RATE)) if uses_training_settings(genome) else 1.0  # type: ignore[attr-defined,arg-type]
         size = kept * (0.25 if any(s.kind == "quantize" for s in genome.stages) else 1.0)  # type: ignore[attr-defined]
         return Evaluation(Status.OK, {"drop": drop + 0.5 * (1.0 - kept), "size": size})
+
+
+@register_genome
+@dataclasses.dataclass(frozen=True)
+class PartsGenome(Genome):
+    """A list of named parts; a part's kind is its name up to the first ``-`` (see `PartsDomain`)."""
+
+    TYPE = "parts"
+    VERSION = 1
+
+    parts: tuple[str, ...] = ()
+
+
+@register_domain
+class PartsDomain(Domain):
+    """Genomes of parts with known effects, for minimizing members (`evoforge.search.minimize`).
+    ``cost`` (timed) starts at 1 and ``error`` at 0; by kind, a ``fast`` part takes 0.4 off the
+    cost, a ``costly`` part adds 0.05 to the error, a ``slow`` part adds 0.1 to the cost, an
+    ``idle`` part does nothing, and a ``needs`` part fails the evaluation unless a ``fast`` part is
+    present (an edit that refers to what an earlier edit made). ``noise`` scales the cost by up to
+    that share either way, drawn from the evaluation's seed. The first generation is the empty
+    genome and ``members``; mutation appends a random part. ``error_limit``: a constraint
+    ``error - error_limit`` when set. Each evaluation records the cost before noise (``true_cost``)."""
+
+    name = "parts-toy"
+    timed_objectives = ("cost",)
+    KINDS = ("fast", "costly", "slow", "idle", "needs")
+
+    def __init__(self, members: Sequence[Sequence[str]] = (), noise: float = 0.0, error_limit: float | None = None) -> None:
+        self.members = [list(m) for m in members]
+        self.noise = noise
+        self.error_limit = error_limit
+        self.objectives = (Objective("cost", reference=2.0), Objective("error", reference=1.0))
+        self.constraints = ("error_limit",) if error_limit is not None else ()
+        self._mutations: Registry[Mutation] = Registry("mutation operator")
+        self._mutations.add("append", self._append)
+
+    def config(self) -> dict[str, Any]:
+        return {"members": self.members, "noise": self.noise, "error_limit": self.error_limit}
+
+    @property
+    def mutations(self) -> Mapping[str, Mutation]:
+        return self._mutations
+
+    def _append(self, genome: Genome, rng: np.random.Generator) -> Genome:
+        assert isinstance(genome, PartsGenome)
+        kind = self.KINDS[int(rng.integers(len(self.KINDS)))]
+        return PartsGenome((*genome.parts, f"{kind}-{int(rng.integers(1000))}"))
+
+    def initial_population(self, rng: np.random.Generator, size: int) -> list[Genome]:
+        return [PartsGenome(), *(PartsGenome(tuple(m)) for m in self.members)]
+
+    def sample(self, rng: np.random.Generator) -> Genome:
+        return self._append(PartsGenome(), rng)
+
+    def parts(self, genome: Genome) -> list[str]:
+        assert isinstance(genome, PartsGenome)
+        return list(genome.parts)
+
+    def keep_parts(self, genome: Genome, kept: Sequence[int]) -> Genome:
+        assert isinstance(genome, PartsGenome)
+        return PartsGenome(tuple(genome.parts[i] for i in kept))
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        assert isinstance(genome, PartsGenome)
+        kinds = [p.split("-", 1)[0] for p in genome.parts]
+        if "needs" in kinds and "fast" not in kinds:
+            raise RuntimeError("a needs part refers to a fast part that is not there")
+        cost = max(0.05, 1.0 - 0.4 * kinds.count("fast") + 0.1 * kinds.count("slow"))
+        error = 0.05 * kinds.count("costly")
+        jitter = 1.0 + self.noise * float(np.random.default_rng(context.seed).uniform(-1, 1))
+        constraints = {"error_limit": error - self.error_limit} if self.error_limit is not None else {}
+        return Evaluation(Status.OK, {"cost": cost * jitter, "error": error}, constraints, metrics={"true_cost": cost})

@@ -1,0 +1,170 @@
+"""Minimizing a front member: drop the parts of its genome that buy nothing.
+
+A searched member often carries hitchhikers: edits that were inherited or added alongside the
+one that made it fast and that change nothing, or cost quality. `Minimization` removes them
+greedily, one part at a time, for one member:
+
+1. the member is evaluated again (the *reference*): its stored timing is the fastest of many noisy
+   ones the search kept, so candidates are compared with a measurement taken now;
+2. each round evaluates the current genome without each part still worth trying;
+3. a candidate is *no worse* when it succeeds, is feasible where the member was, and is within
+   ``tolerance`` of the reference on every objective (relative, timed objectives only; the others
+   must not get worse at all). Comparing with the reference, never with the previous round's
+   winner, bounds what the whole minimization may lose by the tolerance;
+4. the round's best no-worse candidate (the smallest sum of relative changes) becomes the
+   current genome; the next round tries only the parts whose removal was no worse in this one.
+   It stops when no removal is no worse, or nothing is left to try.
+
+The class is ask/tell and knows nothing of executors or stores: `wanted` lists the genomes it
+needs evaluated, `tell` takes their evaluations (`evoforge.search.engine.Search.minimize` drives it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from evoforge.genome import Genome
+from evoforge.pareto import Objective, violation
+from evoforge.search.evaluation import Evaluation
+
+MINIMIZED_METRIC = "minimize_of"
+"""Metric of an evaluation made while minimizing: the key of the member being minimized."""
+MINIMIZED_META = "minimized"
+"""The run store's meta key of the minimization records (`Minimization.record`), by member key."""
+MINIMIZED_FROM = "minimized_from"
+"""The column `show` and the report give such an evaluation: the id of the member it was made from."""
+DEFAULT_TOLERANCE = 0.02
+"""Relative allowance on timed objectives: about what timing one program twice differs by on a quiet machine."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A genome `Minimization` needs evaluated; ``reference`` marks the member's own re-evaluation
+    (not stored as a new evaluation: the member is in the run already)."""
+
+    key: str
+    genome: Genome
+    reference: bool = False
+
+
+class Minimization:
+    """The greedy removal of parts for one member (see the module docstring). ``keep`` builds the
+    genome made of the member's parts at the given indices (`Domain.keep_parts`); ``words`` are the
+    parts in words (`Domain.parts`); ``timed``: the names of objectives measured with noise."""
+
+    def __init__(self, key: str, genome: Genome, words: Sequence[str], keep: Callable[[Genome, Sequence[int]], Genome],
+                 objectives: Sequence[Objective], *, timed: Sequence[str] = (), tolerance: float = DEFAULT_TOLERANCE,
+                 feasible: bool = True) -> None:
+        self.key = key
+        self.genome = genome
+        self.words = list(words)
+        self._keep = keep
+        self.objectives = tuple(objectives)
+        self.timed = set(timed)
+        self.tolerance = tolerance
+        self.feasible = feasible
+        self.kept: list[int] = list(range(len(self.words)))
+        self.reference: Evaluation | None = None
+        self.result: tuple[str, Evaluation] | None = None  # the current genome's key and evaluation, once it has one
+        self.rounds = 0
+        self._trying: list[int] = list(self.kept)
+        self._round: dict[int, Request] = {}
+        self._results: dict[str, Evaluation] = {}
+        self.finished = False
+
+    # ------------------------------------------------------------------ ask / tell
+    def wanted(self) -> list[Request]:
+        """The evaluations needed now (none while waiting for told ones, or once finished)."""
+        if self.finished:
+            return []
+        if self.reference is None:
+            return [Request(self.key, self.genome, reference=True)]
+        if not self._round:
+            self._start_round()
+            if self.finished:
+                return []
+        return [r for r in self._round.values() if r.key not in self._results]
+
+    def tell(self, request: Request, evaluation: Evaluation) -> None:
+        """Record the evaluation of a request `wanted` returned; a round ends when all of its
+        candidates are told."""
+        if request.reference:
+            self.reference = evaluation
+            self.result = (self.key, evaluation)
+            if not evaluation.ok:  # the member itself fails now: nothing can be compared with it
+                self.finished = True
+            return
+        self._results[request.key] = evaluation
+        if self._round and all(r.key in self._results for r in self._round.values()):
+            self._end_round()
+
+    # ------------------------------------------------------------------ rounds
+    def _start_round(self) -> None:
+        trying = [i for i in self._trying if i in self.kept]
+        if not trying or len(self.kept) < 1:
+            self.finished = True
+            return
+        self.rounds += 1
+        for i in trying:
+            genome = self._keep(self.genome, [j for j in self.kept if j != i])
+            self._round[i] = Request(genome.content_hash, genome)
+
+    def _end_round(self) -> None:
+        scored = [(self._change(self._results[r.key]), i) for i, r in self._round.items() if self.no_worse(self._results[r.key])]
+        if scored:
+            _, best = min(scored)
+            chosen = self._round[best]
+            self.kept.remove(best)
+            self.result = (chosen.key, self._results[chosen.key])
+            self._trying = [i for _, i in scored if i != best]
+        else:
+            self._trying = []
+        self._round = {}
+        if not self._trying:
+            self.finished = True
+
+    def no_worse(self, evaluation: Evaluation) -> bool:
+        """Succeeded, feasible where the member was, and within the tolerance of the reference."""
+        assert self.reference is not None
+        if not evaluation.ok or (self.feasible and violation(evaluation.constraints) > 0):
+            return False
+        for objective in self.objectives:
+            value = objective.to_min(evaluation.objectives[objective.name])
+            reference = objective.to_min(self.reference.objectives[objective.name])
+            allowance = self.tolerance * abs(reference) if objective.name in self.timed else 0.0
+            if value > reference + allowance + 1e-12:
+                return False
+        return True
+
+    def _change(self, evaluation: Evaluation) -> float:
+        """The sum over objectives of the relative change against the reference (lower is better)."""
+        assert self.reference is not None
+        total = 0.0
+        for objective in self.objectives:
+            value = objective.to_min(evaluation.objectives[objective.name])
+            reference = objective.to_min(self.reference.objectives[objective.name])
+            total += (value - reference) / max(abs(reference), 1e-9)
+        return total
+
+    # ------------------------------------------------------------------ outcome
+    def record(self, *, stopped: bool = False) -> dict[str, Any]:
+        """What the minimization found, as stored in the run (`evoforge.api.minimize` returns these):
+        the member, the result's key, the parts kept and removed (indices into the member's parts
+        and in words), the reference's and the result's objectives, the rounds, and whether it
+        ended (``stopped``: the budget ran out first; the result is the best found by then)."""
+        removed = [i for i in range(len(self.words)) if i not in self.kept]
+        result_key, result = self.result if self.result is not None else (self.key, None)
+        return {
+            "member": self.key,
+            "result": result_key,
+            "kept": list(self.kept),
+            "removed": removed,
+            "removed_words": [self.words[i] for i in removed],
+            "reference": dict(self.reference.objectives) if self.reference is not None and self.reference.ok else None,
+            "reference_failure": self.reference.reason if self.reference is not None and not self.reference.ok else None,
+            "objectives": dict(result.objectives) if result is not None and result.ok else None,
+            "rounds": self.rounds,
+            "finished": self.finished and not stopped,
+        }
