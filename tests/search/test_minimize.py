@@ -4,10 +4,10 @@ import pytest
 
 import evoforge
 from evoforge.api import open_store
-from evoforge.report.data import collect_run
-from evoforge.report.text import run_summary
 from evoforge.errors import ConfigError
 from evoforge.pareto import Objective
+from evoforge.report.data import collect_run
+from evoforge.report.text import run_summary
 from evoforge.search.engine import Search
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.minimize import MINIMIZED_META, MINIMIZED_METRIC, Minimization
@@ -184,3 +184,17 @@ def test_bad_requests_fail_with_one_clear_line(tmp_path):
         evoforge.minimize(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="budget 'soon' is not understood"):
         evoforge.minimize(run_dir, budget="soon")
+
+
+def test_a_minimized_run_resumes_with_its_variants_kept(tmp_path):
+    run_dir, front = stored_run(tmp_path)
+    member = next(m for m in front if m.genome == PartsGenome(MEMBER))
+    [record] = evoforge.minimize(run_dir, [member.id], workers=0)
+    with open_store(run_dir, readonly=True) as store:
+        minimized = store.evaluations()
+    evoforge.resume(run_dir, budget=len(minimized) + 6)
+    with open_store(run_dir, readonly=True) as store:
+        after = store.evaluations()
+        assert store.meta(MINIMIZED_META)[member.key] == {k: v for k, v in record.items() if k not in ("member_id", "result_id")}
+    assert len(after) == len(minimized) + 6 and all(after[k] == e for k, e in minimized.items())
+    assert record["result"] in {m.key for m in evoforge.load_front(run_dir)}

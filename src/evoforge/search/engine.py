@@ -576,8 +576,8 @@ class Search:
         joins the front where it is not dominated), marked with `MINIMIZED_METRIC`; a genome the
         run holds already is not evaluated again. ``budget`` (its evaluations and seconds count
         this minimization's, the members' re-evaluations included) stops further evaluations from
-        starting; the running ones finish. Returns one `Minimization.record` per member, also stored in the run's
-        ``minimized`` meta (a later minimization of the same member replaces its record)."""
+        starting; the running ones finish. Returns one `Minimization.record` per member, also
+        stored in the run's ``minimized`` meta (a later minimization of the same member replaces its record)."""
         callback = callback or SearchCallback()
         runs = []
         for key in dict.fromkeys(members):
@@ -619,18 +619,15 @@ class Search:
             done += 1
             reference = task.key in member_keys  # a shorter genome never has a member's key: the store answers those
             if not reference:
-                evaluation = dataclasses.replace(evaluation, metrics={**evaluation.metrics,
-                                                                      MINIMIZED_METRIC: requesters[(task.key, False)][0][0].key})
+                origin = requesters[(task.key, False)][0][0].key  # the (first) member it was made from
                 self.store.put_genome(task.key, task.genome_json)
-                stored = self.tell(task.key, evaluation)
-                candidate = Candidate(task.key, genome_from_json(task.genome_json), task.seed, "minimize",
-                                      requesters[(task.key, False)][0][0].key, self.generation + 1)
-                callback.on_evaluation(candidate, stored)
-                evaluation = stored
+                evaluation = self.tell(task.key, dataclasses.replace(evaluation, metrics={**evaluation.metrics, MINIMIZED_METRIC: origin}))
+                candidate = Candidate(task.key, genome_from_json(task.genome_json), task.seed, "minimize", origin, self.generation + 1)
+                callback.on_evaluation(candidate, evaluation)
             for run, request in requesters.pop((task.key, reference)):
                 run.tell(request, evaluation)
         self._prune_artifacts()
-        records = [run.record(stopped=not run.finished) for run in runs]
+        records = [run.record() for run in runs]
         stored_records = dict(self.store.meta(MINIMIZED_META, {}) or {})
         stored_records.update({r["member"]: r for r in records})
         self.store.put_meta(MINIMIZED_META, stored_records)

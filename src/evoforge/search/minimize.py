@@ -103,7 +103,7 @@ class Minimization:
     # ------------------------------------------------------------------ rounds
     def _start_round(self) -> None:
         trying = [i for i in self._trying if i in self.kept]
-        if not trying or len(self.kept) < 1:
+        if not trying:
             self.finished = True
             return
         self.rounds += 1
@@ -149,11 +149,11 @@ class Minimization:
         return total
 
     # ------------------------------------------------------------------ outcome
-    def record(self, *, stopped: bool = False) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         """What the minimization found, as stored in the run (`evoforge.api.minimize` returns these):
         the member, the result's key, the parts kept and removed (indices into the member's parts
         and in words), the reference's and the result's objectives, the rounds, and whether it
-        ended (``stopped``: the budget ran out first; the result is the best found by then)."""
+        ``finished`` (False: a budget stopped it first; the result is the best found by then)."""
         removed = [i for i in range(len(self.words)) if i not in self.kept]
         result_key, result = self.result if self.result is not None else (self.key, None)
         return {
@@ -166,5 +166,5 @@ class Minimization:
             "reference_failure": self.reference.reason if self.reference is not None and not self.reference.ok else None,
             "objectives": dict(result.objectives) if result is not None and result.ok else None,
             "rounds": self.rounds,
-            "finished": self.finished and not stopped,
+            "finished": self.finished,
         }
