@@ -12,8 +12,10 @@ greedily, one part at a time, for one member:
    must not get worse at all). Comparing with the reference, never with the previous round's
    winner, bounds what the whole minimization may lose by the tolerance;
 4. the round's best no-worse candidate (the smallest sum of relative changes) becomes the
-   current genome; the next round tries only the parts whose removal was no worse in this one.
-   It stops when no removal is no worse, or nothing is left to try.
+   current genome; the next rounds try only the parts whose removal was no worse in this one:
+   first all of them at once (one evaluation; when that is no worse, it is the result), and when
+   that is worse, one at a time again. It stops when no removal is no worse, or nothing is left
+   to try.
 
 The class is ask/tell and knows nothing of executors or stores: `wanted` lists the genomes it
 needs evaluated, `tell` takes their evaluations (`evoforge.search.engine.Search.minimize` drives it).
@@ -70,7 +72,8 @@ class Minimization:
         self.result: tuple[str, Evaluation] | None = None  # the current genome's key and evaluation, once it has one
         self.rounds = 0
         self._trying: list[int] = list(self.kept)
-        self._round: dict[int, Request] = {}
+        self._joint = False  # the next round tries removing every part in `_trying` at once
+        self._round: dict[tuple[int, ...], Request] = {}
         self._results: dict[str, Evaluation] = {}
         self.finished = False
 
@@ -81,11 +84,15 @@ class Minimization:
             return []
         if self.reference is None:
             return [Request(self.key, self.genome, reference=True)]
-        if not self._round:
-            self._start_round()
-            if self.finished:
-                return []
-        return [r for r in self._round.values() if r.key not in self._results]
+        while not self.finished:
+            if not self._round:
+                self._start_round()
+                continue
+            pending = [r for r in self._round.values() if r.key not in self._results]
+            if pending:
+                return pending
+            self._end_round()  # a round of genomes evaluated in an earlier round
+        return []
 
     def tell(self, request: Request, evaluation: Evaluation) -> None:
         """Record the evaluation of a request `wanted` returned; a round ends when all of its
@@ -102,28 +109,45 @@ class Minimization:
 
     # ------------------------------------------------------------------ rounds
     def _start_round(self) -> None:
+        """A joint round (one candidate: the current genome without every part still worth trying)
+        when two or more are and the last round was not a joint one that failed; else one candidate
+        per part."""
         trying = [i for i in self._trying if i in self.kept]
         if not trying:
             self.finished = True
             return
         self.rounds += 1
-        for i in trying:
-            genome = self._keep(self.genome, [j for j in self.kept if j != i])
-            self._round[i] = Request(genome.content_hash, genome)
+        self._joint = self._joint and len(trying) >= 2
+        groups = [trying] if self._joint else [[i] for i in trying]
+        for group in groups:
+            genome = self._keep(self.genome, [j for j in self.kept if j not in group])
+            self._round[tuple(group)] = Request(genome.content_hash, genome)
 
     def _end_round(self) -> None:
-        scored = [(self._change(self._results[r.key]), i) for i, r in self._round.items() if self.no_worse(self._results[r.key])]
-        if scored:
-            _, best = min(scored)
-            chosen = self._round[best]
-            self.kept.remove(best)
-            self.result = (chosen.key, self._results[chosen.key])
-            self._trying = [i for _, i in scored if i != best]
+        no_worse = [(self._change(self._results[r.key]), group) for group, r in self._round.items()
+                    if self.no_worse(self._results[r.key])]
+        if self._joint:
+            # all at once: done when it is no worse, else one at a time over the same parts
+            self._joint = False
+            if no_worse:
+                self._remove(no_worse[0][1])
+                self._trying = []
+        elif no_worse:
+            _, best = min(no_worse)
+            self._remove(best)
+            self._trying = [group[0] for _, group in no_worse if group != best]
+            self._joint = True
         else:
             self._trying = []
         self._round = {}
         if not self._trying:
             self.finished = True
+
+    def _remove(self, group: tuple[int, ...]) -> None:
+        """Make the round's candidate without ``group`` the current genome."""
+        chosen = self._round[group]
+        self.kept = [i for i in self.kept if i not in group]
+        self.result = (chosen.key, self._results[chosen.key])
 
     def no_worse(self, evaluation: Evaluation) -> bool:
         """Succeeded, feasible where the member was, and within the tolerance of the reference."""

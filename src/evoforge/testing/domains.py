@@ -340,15 +340,16 @@ class PartsDomain(Domain):
     """Genomes of parts with known effects, for minimizing members (`evoforge.search.minimize`).
     ``cost`` (timed) starts at 1 and ``error`` at 0; by kind, a ``fast`` part takes 0.4 off the
     cost, a ``costly`` part adds 0.05 to the error, a ``slow`` part adds 0.1 to the cost, an
-    ``idle`` part does nothing, and a ``needs`` part fails the evaluation unless a ``fast`` part is
-    present (an edit that refers to what an earlier edit made). ``noise`` scales the cost by up to
+    ``idle`` part does nothing, ``spare`` parts take 0.3 off the cost however many there are (any
+    one of them can go, not all), and a ``needs`` part fails the evaluation unless a ``fast`` part
+    is present (an edit that refers to what an earlier edit made). ``noise`` scales the cost by up to
     that share either way, drawn from the evaluation's seed. The first generation is the empty
     genome and ``members``; mutation appends a random part. ``error_limit``: a constraint
     ``error - error_limit`` when set. Each evaluation records the cost before noise (``true_cost``)."""
 
     name = "parts-toy"
     timed_objectives = ("cost",)
-    KINDS = ("fast", "costly", "slow", "idle", "needs")
+    KINDS = ("fast", "costly", "slow", "idle", "spare", "needs")
 
     def __init__(self, members: Sequence[Sequence[str]] = (), noise: float = 0.0, error_limit: float | None = None) -> None:
         self.members = [list(m) for m in members]
@@ -390,7 +391,7 @@ class PartsDomain(Domain):
         kinds = [p.split("-", 1)[0] for p in genome.parts]
         if "needs" in kinds and "fast" not in kinds:
             raise RuntimeError("a needs part refers to a fast part that is not there")
-        cost = max(0.05, 1.0 - 0.4 * kinds.count("fast") + 0.1 * kinds.count("slow"))
+        cost = max(0.05, 1.0 - 0.4 * kinds.count("fast") + 0.1 * kinds.count("slow") - 0.3 * ("spare" in kinds))
         error = 0.05 * kinds.count("costly")
         jitter = 1.0 + self.noise * float(np.random.default_rng(context.seed).uniform(-1, 1))
         constraints = {"error_limit": error - self.error_limit} if self.error_limit is not None else {}
