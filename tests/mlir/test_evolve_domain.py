@@ -346,9 +346,8 @@ def test_a_program_with_two_inputs_evolves_and_exports(tmp_path):
     assert "batch_coupling" in card and card["vmfb_same_as_evaluated"]
 
 
-def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_path, linalg_mlp_text, linalg_program):
-    """For two edits a and b, "without a" is b alone and "without b" is a alone: the same programs,
-    so the same errors (timings differ by noise)."""
+def _two_edit_member(tmp_path, linalg_mlp_text, linalg_program):
+    """A prepared evolve domain on the linalg MLP, and two resizes that change its error differently."""
     from evoforge.mlir.api import prepare_program
     from evoforge.mlir.domain import EvolveDomain
     from evoforge.mlir.edits import Resize
@@ -363,6 +362,13 @@ def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_
     values = re.findall(r'evoforge\.uid = "(U\d+)"', linalg_program.text)
     generic = next(u for u, n in uid_names(linalg_program).items() if n == "linalg.generic")
     edits = (Resize(value=f"{generic}#0", dim=1, size=3, fill=0), Resize(value=f"{values[0]}#0", dim=1, size=2, fill=1))
+    return domain, edits
+
+
+def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_path, linalg_mlp_text, linalg_program):
+    """For two edits a and b, "without a" is b alone and "without b" is a alone: the same programs,
+    so the same errors (timings differ by noise)."""
+    domain, edits = _two_edit_member(tmp_path, linalg_mlp_text, linalg_program)
     rows = domain.explain_member(EditListGenome(edits=edits))
     assert [r["edit"] for r in rows[1:]] == describe_edits(linalg_program, edits)
     first, second = rows[1], rows[2]
@@ -376,22 +382,10 @@ def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_
 def test_minimizing_a_member_replays_sublists_of_its_edits(tmp_path, linalg_mlp_text, linalg_program):
     """An evolve member's parts are its edits: each shorter variant keeps the others in order,
     compiles and runs, and the result is no worse than the member on error."""
-    from evoforge.mlir.api import prepare_program
-    from evoforge.mlir.domain import EvolveDomain
-    from evoforge.mlir.edits import Resize
     from evoforge.search.domain import EvalContext
     from evoforge.search.minimize import Minimization
 
-    path = tmp_path / "mlp.mlir"
-    path.write_text(linalg_mlp_text)
-    layout = RunLayout(tmp_path / "run")
-    prepare_program(path, layout)
-    domain = EvolveDomain()
-    domain.attach(layout)
-    domain.prepare()
-    values = re.findall(r'evoforge\.uid = "(U\d+)"', linalg_program.text)
-    generic = next(u for u, n in uid_names(linalg_program).items() if n == "linalg.generic")
-    edits = (Resize(value=f"{generic}#0", dim=1, size=3, fill=0), Resize(value=f"{values[0]}#0", dim=1, size=2, fill=1))
+    domain, edits = _two_edit_member(tmp_path, linalg_mlp_text, linalg_program)
     member = EditListGenome(edits=edits)
     assert domain.parts(member) == describe_edits(linalg_program, edits)
     assert domain.keep_parts(member, [1]) == EditListGenome(edits=edits[1:])

@@ -51,6 +51,7 @@ def test_every_part_that_buys_nothing_goes_and_the_one_that_buys_speed_stays():
     assert [MEMBER[i] for i in run.kept] == ["fast-1"] and run.rounds == 2
     record = run.record()
     assert record["result"] == PartsGenome(("fast-1",)).content_hash and record["finished"]
+    assert record["path"] == [PartsGenome(("idle-1", "fast-1", "idle-2")).content_hash, record["result"]]
     assert record["removed_words"] == ["idle-1", "costly-1", "idle-2"]
     assert record["reference"] == {"cost": pytest.approx(0.6), "error": pytest.approx(0.05)}
     assert record["objectives"] == {"cost": pytest.approx(0.6), "error": 0.0}
@@ -127,11 +128,11 @@ def test_minimize_adds_the_shorter_variants_to_the_run_and_the_result_joins_the_
     assert result.genome == PartsGenome(("fast-1",))
     assert member.key not in {m.key for m in new_front}  # the shorter, more accurate variant dominates it
     summary = run_summary(run_dir)
-    assert f"minimized (`evoforge minimize`; column minimized_from marks the variants it made): {member.id} -> " \
-           f"{record['result_id']} (3 of 4 edits removed)" in summary["headline"]
+    assert f"variant): {member.id} -> {record['result_id']} (3 of 4 edits removed)" in summary["headline"]
     assert {r["id"]: r.get("minimized_from") for r in summary["front"]}[record["result_id"]] == member.id
     points = {p["id"]: p for p in collect_run(run_dir)["points"]}
     assert points[record["result_id"]]["metrics"]["minimized_from"] == member.id
+    assert points[member.id]["metrics"]["minimized_to"] == record["result_id"]
 
 
 def test_the_command_line_minimizes_and_refuses_bad_requests_in_one_line(tmp_path):

@@ -18,14 +18,14 @@ import numpy as np
 from evoforge.front import Front, feasible_hypervolume
 from evoforge.pareto import Objective, violation
 from evoforge.search.evaluation import Evaluation
-from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_METRIC
+from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_METRIC, MINIMIZED_TO, shorter_variants
 
 MEMBER_METRICS = (
     "latency_b1_ms", "latency_batch_ms", "batch", "throughput", "latency_ratio_b1", "latency_ratio_batch",
     "latency_vs_eager", "size_bytes", "size_ratio", "params", "params_ratio", "macs", "macs_ratio", "runtime",
     "runtime_ms", "original_runtime_ms", "first_runtime_ratio", "second_runtime_ratio", "speedup", "compile_cache_hit", "cache_hit",
     "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3",
-    "compress_s", "export_s", "load_s", "compile_s", MINIMIZED_FROM,
+    "compress_s", "export_s", "load_s", "compile_s", MINIMIZED_FROM, MINIMIZED_TO,
 )
 """Metrics the members table shows when a domain reports them (besides objectives and test numbers)."""
 CURVE_POINTS = 400
@@ -55,6 +55,7 @@ def collect_run(run_dir: str | Path, reference: np.ndarray | None = None) -> dic
         generations = store.generations()
         genomes = {k: genome_from_json(store.genome(k)) for k in evaluations}
         stored_reference = store.meta("reference")
+        shorter = shorter_variants(store.meta(MINIMIZED_META) or {})
     domain = domain_from_spec(config["domain"], RunLayout(run_dir))
     objectives = domain.objectives
     if reference is None:
@@ -79,6 +80,9 @@ def collect_run(run_dir: str | Path, reference: np.ndarray | None = None) -> dic
         }
         if evaluation.metrics.get(MINIMIZED_METRIC) in ids:
             point["metrics"][MINIMIZED_FROM] = ids[evaluation.metrics[MINIMIZED_METRIC]]
+        target = shorter.get(key)
+        if target in ids:
+            point["metrics"][MINIMIZED_TO] = ids[target]
         if key in final:
             point["test"] = final[key]
             point["test_delta"] = {k: v - baseline_test[k] for k, v in final[key].items() if k in baseline_test}

@@ -10,7 +10,7 @@ from typing import Any
 
 from evoforge.search.eval_cache import HIT_METRIC
 from evoforge.search.evaluation import Evaluation
-from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_METRIC
+from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_METRIC, MINIMIZED_TO, shorter_variants
 
 
 def format_table(rows: Sequence[dict[str, Any]], *, max_width: int = 40) -> str:
@@ -79,9 +79,13 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     rows = front.to_records()
     baseline = final.get("baseline", {})
     ids = {key: number for number, key in enumerate(evaluations, start=1)}
+    shorter = shorter_variants(minimized)
     for row in rows:
         if row.get(MINIMIZED_METRIC) in ids:
             row[MINIMIZED_FROM] = ids[row[MINIMIZED_METRIC]]
+        target = shorter.get(row["key"])
+        if target in ids:
+            row[MINIMIZED_TO] = ids[target]
         if row["key"] in descriptions and "pipeline" not in row:
             row["description"] = descriptions[row["key"]]
         for name, value in (final.get(row["key"]) or {}).items():
@@ -124,8 +128,8 @@ def _minimized_line(records: dict[str, Any], ids: dict[str, int]) -> str:
         stopped = "" if r["finished"] else ", stopped by its budget"
         parts.append(f"{ids.get(r['member'], '?')} -> {ids.get(r['result'], '?')} ({len(r['removed'])} of "
                      f"{len(r['kept']) + len(r['removed'])} edits removed{stopped})")
-    return ("minimized (`evoforge minimize`; column minimized_from marks the variants it made): "
-            + "; ".join(parts))
+    return ("minimized (`evoforge minimize`; columns minimized_from and minimized_to link each member and its shorter "
+            "variant): " + "; ".join(parts))
 
 
 def run_reference(stored: Any, objectives: Any) -> Any:
@@ -139,7 +143,7 @@ def run_reference(stored: Any, objectives: Any) -> Any:
 
 
 TABLE_EXTRAS = ("speedup", "latency_vs_eager", "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3", "size_bytes",
-                "latency_batch_ms", MINIMIZED_FROM, "description", "pipeline")
+                "latency_batch_ms", MINIMIZED_FROM, MINIMIZED_TO, "description", "pipeline")
 """Metric columns the front table shows when a domain reports them."""
 
 

@@ -24,7 +24,7 @@ needs evaluated, `tell` takes their evaluations (`evoforge.search.engine.Search.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from evoforge.genome import Genome
@@ -37,6 +37,9 @@ MINIMIZED_META = "minimized"
 """The run store's meta key of the minimization records (`Minimization.record`), by member key."""
 MINIMIZED_FROM = "minimized_from"
 """The column `show` and the report give such an evaluation: the id of the member it was made from."""
+MINIMIZED_TO = "minimized_to"
+"""The column `show` and the report give a minimized member, and the variants made on the way, when
+its minimization removed something: the id of the shortest variant it ended at."""
 DEFAULT_TOLERANCE = 0.02
 """Relative allowance on timed objectives: about what timing one program twice differs by on a quiet machine."""
 
@@ -71,6 +74,7 @@ class Minimization:
         self.reference: Evaluation | None = None
         self.result: tuple[str, Evaluation] | None = None  # the current genome's key and evaluation, once it has one
         self.rounds = 0
+        self.path: list[str] = []  # the keys of the genomes the member was cut to, step by step (the last: the result)
         self._trying: list[int] = list(self.kept)
         self._joint = False  # the next round tries removing every part in `_trying` at once
         self._round: dict[tuple[int, ...], Request] = {}
@@ -148,6 +152,7 @@ class Minimization:
         chosen = self._round[group]
         self.kept = [i for i in self.kept if i not in group]
         self.result = (chosen.key, self._results[chosen.key])
+        self.path.append(chosen.key)
 
     def no_worse(self, evaluation: Evaluation) -> bool:
         """Succeeded, feasible where the member was, and within the tolerance of the reference."""
@@ -176,7 +181,8 @@ class Minimization:
     def record(self) -> dict[str, Any]:
         """What the minimization found, as stored in the run (`evoforge.api.minimize` returns these):
         the member, the result's key, the parts kept and removed (indices into the member's parts
-        and in words), the reference's and the result's objectives, the rounds, and whether it
+        and in words), the reference's and the result's objectives, the rounds, the keys of the
+        genomes it was cut to step by step (``path``, ending at the result), and whether it
         ``finished`` (False: a budget stopped it first; the result is the best found by then)."""
         removed = [i for i in range(len(self.words)) if i not in self.kept]
         result_key, result = self.result if self.result is not None else (self.key, None)
@@ -190,5 +196,17 @@ class Minimization:
             "reference_failure": self.reference.reason if self.reference is not None and not self.reference.ok else None,
             "objectives": dict(result.objectives) if result is not None and result.ok else None,
             "rounds": self.rounds,
+            "path": list(self.path),
             "finished": self.finished,
         }
+
+
+def shorter_variants(records: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Key -> the key of the shortest variant it is no worse than, from the stored records
+    (`MINIMIZED_META`): each minimized member whose minimization removed something, and the
+    genomes on its way there (``path``), to the result."""
+    out: dict[str, str] = {}
+    for member, r in records.items():
+        if r.get("removed") and r.get("result") != member:
+            out.update({key: r["result"] for key in [member, *r.get("path", [])[:-1]]})
+    return out
