@@ -428,8 +428,10 @@ def _minimize_args(p: argparse.ArgumentParser) -> None:
          _minimize_args)
 def _minimize(args: argparse.Namespace) -> int:
     import evoforge
+    from evoforge.progress import MinimizeProgress
 
-    records = evoforge.minimize(args.run_dir, args.member_ids, tolerance=args.tolerance, budget=args.budget, workers=args.workers)
+    records = evoforge.minimize(args.run_dir, args.member_ids, tolerance=args.tolerance, budget=args.budget, workers=args.workers,
+                                callback=None if args.quiet else MinimizeProgress())
     if args.format == "json":
         print(json.dumps(records, indent=2, default=str))
         return 0

@@ -91,6 +91,34 @@ class ProgressPrinter(SearchCallback):
         return "failures " + ", ".join(f"{k} {v}" for k, v in sorted(failures.items()))
 
 
+class MinimizeProgress(SearchCallback):
+    """Counts `evoforge minimize`'s evaluations: a live line on a terminal, else a line every
+    ``every`` evaluations; then a line when the new front members are measured again."""
+
+    def __init__(self, *, every: int = 10, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.every = every
+        self._evaluated = 0
+        self._failed = 0
+
+    def on_evaluation(self, candidate: Candidate, evaluation: Evaluation) -> None:
+        self._evaluated += 1
+        self._failed += evaluation.status is not Status.OK
+        line = f"minimize: {self._evaluated} shorter variants evaluated ({self._failed} failed)"
+        if self.live:
+            self.stream.write(f"\r{line}\033[K")
+        elif self._evaluated % self.every == 0:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def on_finalize(self, members: int) -> None:
+        plural = "" if members == 1 else "s"
+        self.stream.write(("\r" if self.live else "") + f"minimize: measuring the {members} new front member{plural} again "
+                          f"(held-out data, timing)" + ("\033[K\n" if self.live else "\n"))
+        self.stream.flush()
+
+
 class JsonEventLog(SearchCallback):
     """Appends one JSON object per line to ``path``: an ``evaluation`` event per evaluation, a
     ``generation`` event per generation and a ``finalize`` event when the front members are

@@ -140,7 +140,9 @@ def test_the_command_line_minimizes_and_refuses_bad_requests_in_one_line(tmp_pat
 
     run_dir, front = stored_run(tmp_path)
     member = next(m for m in front if m.genome == PartsGenome(MEMBER))
-    out = run("minimize", run_dir, "--id", member.id, "--workers", 0).stdout
+    done = run("minimize", run_dir, "--id", member.id, "--workers", 0)
+    out = done.stdout
+    assert "minimize: measuring the " in done.stderr and " again (held-out data, timing)" in done.stderr
     assert f"member {member.id} (4 edits) -> member " in out and "(1 edit)" in out
     assert "    removed: costly-1" in out and "evoforge show" in out
     assert "minimized_from" in run("show", run_dir).stdout
