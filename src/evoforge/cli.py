@@ -545,7 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("evoforge: interrupted; continue with `evoforge resume RUN`", file=sys.stderr)
+        if args.command == "minimize":
+            print("evoforge: interrupted; the variants evaluated so far are stored in the run: `evoforge minimize RUN` "
+                  "again goes on without evaluating them again", file=sys.stderr)
+        else:
+            print("evoforge: interrupted; continue with `evoforge resume RUN`", file=sys.stderr)
         return 130
 
 
