@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+PAPER_ROOT = Path("runs/evolve-paper")
+"""Where `evolve_paper.py` keeps its runs by default."""
 MAX_DROP_PT = 2.0
 """The paper's quality budget: a member counts when its test accuracy is at most this many points
 below the baseline's."""
@@ -24,3 +28,11 @@ def best_within(summary: dict[str, Any], max_drop_pt: float = MAX_DROP_PT) -> di
 def speedup_cells(search_ratio: float, retimed_ratio: float, drop_pt: float) -> str:
     """Table cells: the search's speedup, the re-timed speedup and the test drop."""
     return f"{1 / search_ratio:.2f}x | {1 / retimed_ratio:.2f}x | {drop_pt:+.2f}"
+
+
+def runs_or_paper_runs(runs: Sequence[Path], finished: Callable[[Path], bool]) -> list[Path]:
+    """``runs``, or else the ``finished`` main and ablation runs of `evolve_paper.py` under `PAPER_ROOT`
+    (empty when there are none: the caller says so and ends, as `make bench` runs every script bare)."""
+    if runs:
+        return list(runs)
+    return sorted(p for p in PAPER_ROOT.glob("*") if p.name.startswith(("all-", "ablation-")) and finished(p))

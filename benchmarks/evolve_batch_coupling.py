@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from _compress_common import finished_run
-from _evolve_common import MAX_DROP_PT, speedup_cells, test_drop_pt
+from _evolve_common import MAX_DROP_PT, PAPER_ROOT, runs_or_paper_runs, speedup_cells, test_drop_pt
 
 import evoforge
 from evoforge.mlir.batch_check import COUPLING_LIMIT
 from evoforge.report import run_summary
-
-DEFAULT_ROOT = Path("runs/evolve-paper")
 
 
 def front_coupling(run: Path) -> dict[str, Any]:
@@ -59,12 +57,12 @@ def _member(m: dict[str, Any] | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", type=Path, help=f"finished evolve runs (default: those under {DEFAULT_ROOT})")
+    parser.add_argument("runs", nargs="*", type=Path, help=f"finished evolve runs (default: those under {PAPER_ROOT})")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    runs = args.runs or sorted(p for p in DEFAULT_ROOT.glob("*") if p.name.startswith(("all-", "ablation-")) and finished_run(p))
+    runs = runs_or_paper_runs(args.runs, finished_run)
     if not runs:
-        print(f"no runs given and no finished evolve_paper.py runs under {DEFAULT_ROOT}: run benchmarks/evolve_paper.py first")
+        print(f"no runs given and no finished evolve_paper.py runs under {PAPER_ROOT}: run benchmarks/evolve_paper.py first")
         return
     results = []
     for run in runs:

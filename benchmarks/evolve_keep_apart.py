@@ -8,7 +8,7 @@ with "holds an edit the rule would not draw / does not": a good rule flags the c
 leaves the others. Then, per run, what the search did: variants, invalid share, variants rejected
 as coupled, and the best front member at <= 2 points test-accuracy drop (search and re-timed).
 
-    python benchmarks/evolve_keep_apart.py RUN [RUN ...] [--json out.json]
+    python benchmarks/evolve_keep_apart.py [RUN ...] [--json out.json]   (default: evolve_paper.py's runs)
 
 Runs made before the rule existed are what the classification is for; runs made with it should
 show (almost) no coupled variant.
@@ -22,7 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _evolve_common import best_within, speedup_cells, test_drop_pt
+from _compress_common import finished_run
+from _evolve_common import PAPER_ROOT, best_within, runs_or_paper_runs, speedup_cells, test_drop_pt
 
 from evoforge.api import open_store
 from evoforge.genome import genome_from_json
@@ -91,11 +92,15 @@ def classify(run: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="finished evolve runs")
+    parser.add_argument("runs", nargs="*", type=Path, help=f"finished evolve runs (default: those under {PAPER_ROOT})")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    runs = runs_or_paper_runs(args.runs, finished_run)
+    if not runs:
+        print(f"no runs given and no finished evolve_paper.py runs under {PAPER_ROOT}: run benchmarks/evolve_paper.py first")
+        return
     results = []
-    for run in args.runs:
+    for run in runs:
         results.append(classify(run))
         print(json.dumps(results[-1]), flush=True)
     print("\n| run | coupled: refused / drawn | batch-independent: refused / drawn | variants | invalid "

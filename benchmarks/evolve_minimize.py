@@ -9,11 +9,11 @@ member, the feasible hypervolume (validation), and the best front member at <= 2
 drop (by the search's ratio, as every GEVO-ML table), with its re-timed speedup and its edits.
 Then one line per minimized member.
 
-    python benchmarks/evolve_minimize.py --task bert-tokens --budget 20m --seed 1 --root ROOT [--json out.json]
+    python benchmarks/evolve_minimize.py [--task bert-tokens] [--budget 20m] [--seed 1] [--root runs/evolve-minimize]
+        [--json out.json]
 
-A transformers task needs `PYTHONPATH=tests/support/torchvision_shim` on a machine with the CUDA
-torchvision build (docs/your-model.md). Finished steps are not run again: a second call with the
-same root prints the tables.
+Finished steps are not run again: a second call with the same root prints the tables. (Importing
+`_compress_common` installs the torchvision shim that transformers needs on this machine.)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _compress_common import finished_run  # importing it also installs the torchvision shim, for transformers
 from _evolve_common import best_within, test_drop_pt
 
 import evoforge
@@ -38,12 +39,12 @@ from evoforge.search.domain import domain_from_spec
 from evoforge.search.minimize import MINIMIZED_META
 
 
-def finished(run_dir: Path) -> dict[str, Any] | None:
-    """The run's ``finished`` record (None: no run there, or not finished)."""
-    if not RunLayout(run_dir).holds_run():
-        return None
+def elapsed_s(run_dir: Path) -> float:
+    """The wall seconds a finished run searched for (0 for no finished run)."""
+    if not finished_run(run_dir):
+        return 0.0
     with open_store(run_dir, readonly=True) as store:
-        return store.meta("finished")
+        return float(store.meta("finished")["elapsed_s"])
 
 
 def describe_run(run_dir: Path) -> dict[str, Any]:
@@ -73,12 +74,12 @@ def main() -> None:
     parser.add_argument("--budget", default="20m")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--root", required=True)
+    parser.add_argument("--root", default="runs/evolve-minimize")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     root = Path(args.root)
     search, minimized, longer = root / "search", root / "minimized", root / "longer"
-    if finished(search) is None:
+    if not finished_run(search):
         shutil.rmtree(search, ignore_errors=True)
         evoforge.evolve(args.task, run_dir=search, max_error_increase=2.0, budget=args.budget, seed=args.seed, workers=args.workers)
     for copy in (minimized, longer):
@@ -90,8 +91,8 @@ def main() -> None:
         records = evoforge.minimize(minimized)
         timing.write_text(json.dumps({"seconds": time.monotonic() - started, "records": records}, indent=2))
     spent = json.loads(timing.read_text())
-    search_s = float(finished(search)["elapsed_s"])  # type: ignore[index]
-    if (finished(longer) or {}).get("elapsed_s", 0.0) <= search_s + 1:
+    search_s = elapsed_s(search)
+    if elapsed_s(longer) <= search_s + 1:
         evoforge.resume(longer, budget=f"{search_s + spent['seconds']:.0f}s")
 
     rows = [describe_run(d) for d in (search, minimized, longer)]
