@@ -18,7 +18,7 @@ import numpy as np
 from evoforge.front import Front, feasible_hypervolume
 from evoforge.pareto import Objective, violation
 from evoforge.search.evaluation import Evaluation
-from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_METRIC, MINIMIZED_TO, shorter_variants
+from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_TO, minimize_links, shorter_variants
 
 MEMBER_METRICS = (
     "latency_b1_ms", "latency_batch_ms", "batch", "throughput", "latency_ratio_b1", "latency_ratio_batch",
@@ -78,11 +78,7 @@ def collect_run(run_dir: str | Path, reference: np.ndarray | None = None) -> dic
             "metrics": {k: evaluation.metrics[k] for k in MEMBER_METRICS if _scalar(evaluation.metrics.get(k))},
             "features": domain.genome_features(genome) if evaluation.ok else {},
         }
-        if evaluation.metrics.get(MINIMIZED_METRIC) in ids:
-            point["metrics"][MINIMIZED_FROM] = ids[evaluation.metrics[MINIMIZED_METRIC]]
-        target = shorter.get(key)
-        if target in ids:
-            point["metrics"][MINIMIZED_TO] = ids[target]
+        point["metrics"].update(minimize_links(key, evaluation.metrics, ids, shorter))
         if key in final:
             point["test"] = final[key]
             point["test_delta"] = {k: v - baseline_test[k] for k, v in final[key].items() if k in baseline_test}

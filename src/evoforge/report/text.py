@@ -10,7 +10,7 @@ from typing import Any
 
 from evoforge.search.eval_cache import HIT_METRIC
 from evoforge.search.evaluation import Evaluation
-from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_METRIC, MINIMIZED_TO, shorter_variants
+from evoforge.search.minimize import MINIMIZED_FROM, MINIMIZED_META, MINIMIZED_TO, minimize_links, shorter_variants
 
 
 def format_table(rows: Sequence[dict[str, Any]], *, max_width: int = 40) -> str:
@@ -81,11 +81,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     ids = {key: number for number, key in enumerate(evaluations, start=1)}
     shorter = shorter_variants(minimized)
     for row in rows:
-        if row.get(MINIMIZED_METRIC) in ids:
-            row[MINIMIZED_FROM] = ids[row[MINIMIZED_METRIC]]
-        target = shorter.get(row["key"])
-        if target in ids:
-            row[MINIMIZED_TO] = ids[target]
+        row.update(minimize_links(row["key"], row, ids, shorter))
         if row["key"] in descriptions and "pipeline" not in row:
             row["description"] = descriptions[row["key"]]
         for name, value in (final.get(row["key"]) or {}).items():

@@ -210,3 +210,14 @@ def shorter_variants(records: Mapping[str, Mapping[str, Any]]) -> dict[str, str]
         if r.get("removed") and r.get("result") != member:
             out.update({key: r["result"] for key in [member, *r.get("path", [])[:-1]]})
     return out
+
+
+def minimize_links(key: str, metrics: Mapping[str, Any], ids: Mapping[str, int], shorter: Mapping[str, str]) -> dict[str, int]:
+    """The `MINIMIZED_FROM` and `MINIMIZED_TO` columns of evaluation ``key`` (with its ``metrics``),
+    given every evaluation's id and `shorter_variants`; only those that apply."""
+    links = {}
+    if metrics.get(MINIMIZED_METRIC) in ids:
+        links[MINIMIZED_FROM] = ids[metrics[MINIMIZED_METRIC]]
+    if shorter.get(key) in ids:
+        links[MINIMIZED_TO] = ids[shorter[key]]
+    return links
