@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from evoforge.compression.genome import PipelineGenome, Stage, TrainingSettings
@@ -45,9 +46,30 @@ STAGES: Registry[StageTransform] = Registry("stage")
 
 
 def apply_stage(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
-    """Apply one stage; returns the transformed model."""
+    """Apply one stage; returns the transformed model (with `linear_layers` applied first)."""
     stage.validate()
-    return STAGES[stage.kind](model, stage, ctx)
+    return STAGES[stage.kind](linear_layers(model), stage, ctx)
+
+
+def linear_layers(model: nn.Module) -> nn.Module:
+    """``model`` with every transformers ``Conv1D`` (GPT-2's projections: ``x @ weight + bias``
+    with the weight stored as in x out) replaced in place by the `nn.Linear` that computes the
+    same, so that pruning, low-rank and int8 see the linear layers they are. Recognised by
+    shape, not imported: a module of that class name with ``nf`` outputs and a 2-D weight."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            weight, bias = getattr(child, "weight", None), getattr(child, "bias", None)
+            if (type(child).__name__ != "Conv1D" or not isinstance(weight, nn.Parameter) or weight.dim() != 2
+                    or getattr(child, "nf", None) != weight.shape[1]):
+                continue
+            linear = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None, device=weight.device, dtype=weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(weight.t())
+                if bias is not None:
+                    linear.bias.copy_(bias)
+            linear.train(child.training)
+            setattr(parent, name, linear)
+    return model
 
 
 def apply_pipeline(model: nn.Module, genome: PipelineGenome, ctx: StageContext) -> nn.Module:
@@ -85,4 +107,4 @@ def protected_layers(model: nn.Module, example_input: Any) -> tuple[str, ...]:
 
 from evoforge.compression.stages import finetune, lowrank, prune, quantize  # noqa: E402,F401  (register the transforms)
 
-__all__ = ["STAGES", "StageContext", "StageTransform", "apply_pipeline", "apply_stage", "protected_layers"]
+__all__ = ["STAGES", "StageContext", "StageTransform", "apply_pipeline", "apply_stage", "linear_layers", "protected_layers"]

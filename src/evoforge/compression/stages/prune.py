@@ -13,7 +13,10 @@ each head's width; the module's head count is updated afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
+from collections.abc import Iterator
 from typing import Any, cast
 
 import numpy as np
@@ -23,9 +26,9 @@ from torch import Tensor, nn
 
 from evoforge.compression.genome import IMPORTANCES, Stage
 from evoforge.compression.stages import STAGES, StageContext
-from evoforge.errors import ConfigError
+from evoforge.errors import ConfigError, EvaluationError
 from evoforge.hostlock import compute_step
-from evoforge.workload.inputs import call_model, to_tensors
+from evoforge.workload.inputs import call_model, output_tensor, to_tensors
 from evoforge.workload.training import LossFn, loss_function, train
 
 _GRAD_EXAMPLES = 256  # calibration examples used to estimate gradients (taylor) per pruning step
@@ -33,6 +36,7 @@ _HESSIAN_EXAMPLES = 64  # examples whose squared per-example gradients estimate 
 _MAX_GLOBAL_RATIO = 0.95  # with global allocation no layer loses more than this share of its channels
 HEAD_ATTRIBUTES = ("num_attention_heads", "num_heads", "n_heads")
 _QKV_NAME = re.compile(r"^(q|k|v|query|key|value|[qkv]_(proj|lin)|to_[qkv])$")
+_FUSED_QKV_NAME = re.compile(r"^(c_attn|qkv|qkv_proj|Wqkv|query_key_value)$")
 
 
 class _BNScaleOrL1(tp.importance.Importance):  # type: ignore[misc]  # torch-pruning ships no type hints
@@ -103,6 +107,13 @@ def attention_heads(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Line
     return found
 
 
+def fused_qkv_projections(model: nn.Module) -> list[nn.Linear]:
+    """The Linear layers that compute queries, keys and values in one output (GPT-2's ``c_attn``,
+    Swin's ``qkv``) which the attention then splits: torch-pruning cannot map their outputs
+    through the split to heads, so their outputs are kept (their inputs follow the hidden size)."""
+    return [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and _FUSED_QKV_NAME.match(name.rsplit(".", 1)[-1])]
+
+
 def _head_output(projection: nn.Module) -> nn.Linear | None:
     """The Linear whose outputs are the heads: the projection itself, or the last layer of a
     factorized one (low-rank folds a projection into a ``Sequential`` of two Linears)."""
@@ -157,6 +168,43 @@ def _epoch_shares(epochs: int, steps: int) -> list[int]:
     return [base] * (steps - 1) + [epochs - base * (steps - 1)]
 
 
+def _check_channel_tracing(model: nn.Module, example: Any, ignored: list[nn.Module]) -> None:
+    """Raise `EvaluationError` when torch-pruning cannot follow the model's channels: building its
+    dependency graph fails (ShuffleNet's channel shuffle: a view that regroups channels), or its
+    channel inference gives up in a reshape (Swin's window partition), after which grouping the
+    channels grows without bound (Swin took 24 GB before it was killed). Building the graph alone
+    takes well under a second."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            tp.DependencyGraph().build_dependency(model, example, output_transform=output_tensor, ignored_layers=ignored)
+        except Exception as exc:
+            raise EvaluationError(f"torch-pruning cannot follow this model's channels ({type(exc).__name__} in its dependency "
+                                  f"graph: {exc}); a view that regroups channels, as a channel shuffle does, causes this") from exc
+    if any("Maximum recursive depth" in str(w.message) for w in caught):
+        raise EvaluationError("torch-pruning cannot infer the channel counts through this model's reshapes: its shape "
+                              "inference reached its recursion limit (Swin's window partition does this)")
+
+
+@contextlib.contextmanager
+def _no_key_value_cache(model: nn.Module) -> Iterator[None]:
+    """Switch off a transformers model's key/value cache (``config.use_cache``) while the block
+    runs: its concatenation of the past and new keys has no channel sizes torch-pruning can trace
+    (GPT-2). A classifier does not need the cache; the setting is restored afterwards."""
+    configs: dict[int, Any] = {}
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "use_cache", False) is True:
+            configs[id(config)] = config
+    for config in configs.values():
+        config.use_cache = False
+    try:
+        yield
+    finally:
+        for config in configs.values():
+            config.use_cache = True
+
+
 @STAGES.register("prune")
 def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     """Remove ``ratio`` of the prunable channels in ``steps`` equal increments.
@@ -175,17 +223,21 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     importance_name, steps = stage["importance"], stage["steps"]
     attention = attention_heads(model)
     heads = {linear: getattr(module, attribute) for module, attribute, qkv in attention for linear in qkv}
-    with torch.random.fork_rng(devices=[]):
+    example = to_tensors(ctx.example_input, ctx.device)
+    ignored = [modules[name] for name in ctx.protected] + fused_qkv_projections(model)
+    with torch.random.fork_rng(devices=[]), _no_key_value_cache(model):
+        _check_channel_tracing(model, example, ignored)
         torch.manual_seed(ctx.seed)  # random importance draws from the global RNG
         pruner = tp.pruner.MetaPruner(
             model,
-            to_tensors(ctx.example_input, ctx.device),
+            example,
+            output_transform=output_tensor,  # trace from the prediction only (GPT-2 also returns its key/value cache)
             importance=make_importance(importance_name),
             global_pruning=stage["allocation"] == "global",
             pruning_ratio=stage["ratio"],
             max_pruning_ratio=_MAX_GLOBAL_RATIO,
             iterative_steps=steps,
-            ignored_layers=[modules[name] for name in ctx.protected],
+            ignored_layers=ignored,
             round_to=None if stage["round_to"] == 1 else stage["round_to"],
             num_heads=heads,
             prune_num_heads=bool(heads),
