@@ -11,7 +11,8 @@ pytest.importorskip("iree.compiler")
 from evoforge.errors import ConfigError  # noqa: E402
 from evoforge.mlir import program as program_module  # noqa: E402
 from evoforge.mlir.iree_runner import compile_program, run_program  # noqa: E402
-from evoforge.mlir.program import from_module, from_torch, lowering_problem, pad_unit_output_convs  # noqa: E402
+from evoforge.mlir.program import from_module, from_torch, lowering_problem  # noqa: E402
+from evoforge.mlir.window_ops import ExactWindow, exact_window_inputs  # noqa: E402
 
 
 class LastStage(torch.nn.Module):
@@ -35,19 +36,56 @@ def _matches_torch(model: torch.nn.Module, program, x, worker) -> None:  # type:
     np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_unit_output_strided_convs_pad_explicitly_with_the_same_outputs() -> None:
+def test_unit_output_strided_convs_read_an_exact_window_with_the_same_outputs() -> None:
     torch.manual_seed(0)
     model = LastStage().eval()
     x = torch.randn(3, 4, 2, 2)
-    fixed = pad_unit_output_convs(model, (x,))
+    fixed = exact_window_inputs(model, (x,))
     assert fixed is not model and isinstance(model.down[0], torch.nn.Conv2d)  # the user's model is untouched
-    assert isinstance(fixed.down[0], torch.nn.Sequential) and fixed.down[0][1].padding == (0, 0)
-    assert fixed.down[0][0].padding == (1, 0, 1, 0)  # left, right, top, bottom: exactly the 3x3 window
-    assert fixed.tall[0].padding == (0, 0, 1, 0) and fixed.keep is not None and isinstance(fixed.keep, torch.nn.Conv2d)
+    window, conv = fixed.down[0]
+    assert isinstance(window, ExactWindow) and conv.padding == (0, 0)
+    assert window.pads == ((1, 0), (1, 0)) and window.keep == (None, None)  # padded to exactly the 3x3 window
+    assert fixed.tall[0].pads == ((1, 0), (0, 0)) and isinstance(fixed.keep, torch.nn.Conv2d)
     with torch.no_grad():
         torch.testing.assert_close(fixed(x), model(x))
     wider = torch.randn(3, 4, 8, 8)  # at 8x8 nothing has a single output: the model is returned as is
-    assert pad_unit_output_convs(model, (wider,)) is model
+    assert exact_window_inputs(model, (wider,)) is model
+
+
+class SmallMaps(torch.nn.Module):
+    """Strided window ops with one output on small maps, each of which IREE 3.13 rejects as
+    exported: SqueezeNet's ceil-mode max pooling on 3x3, a padded max pooling on 2x2, unpadded
+    convolution and average pooling on 4x4 (the window must be cut), a 1-D max pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ceil_pool = torch.nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.padded_pool = torch.nn.MaxPool2d(3, 2, padding=1)
+        self.conv = torch.nn.Conv2d(4, 2, 3, stride=2)
+        self.avg = torch.nn.AvgPool2d(3, 2)
+        self.pool1d = torch.nn.MaxPool1d(3, 2)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        parts = [self.ceil_pool(x[:, :, :3, :3]), self.padded_pool(x[:, :, :2, :2]), self.conv(x), self.avg(x),
+                 self.pool1d(x[:, :, 0, :])]
+        return torch.cat([p.flatten(1) for p in parts], dim=1)
+
+
+def test_single_output_poolings_and_unpadded_convs_read_an_exact_window(worker) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = SmallMaps().eval()
+    x = torch.randn(3, 4, 4, 4) - 2.0  # negative: a max pooling that read zeros for its padding would differ
+    fixed = exact_window_inputs(model, (x,))
+    assert fixed.conv[0].keep == (3, 3) and fixed.conv[0].pads == ((0, 0), (0, 0))  # the 4th row and column are never read
+    assert fixed.padded_pool[0].fill == float("-inf") and fixed.ceil_pool[1].ceil_mode is False
+    with torch.no_grad():
+        torch.testing.assert_close(fixed(x), model(x))
+    _matches_torch(model, from_torch(model, x), x, worker)
+
+
+def test_an_average_pooling_that_does_not_count_its_padding_is_left_as_it_is() -> None:
+    model = torch.nn.Sequential(torch.nn.AvgPool2d(3, 2, padding=1, count_include_pad=False)).eval()
+    assert exact_window_inputs(model, (torch.randn(1, 2, 2, 2),)) is model  # explicit zeros would change its divisor
 
 
 def test_a_resnet_style_last_stage_compiles_and_matches_torch(worker) -> None:  # type: ignore[no-untyped-def]

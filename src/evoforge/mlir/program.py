@@ -111,10 +111,11 @@ def from_torch(module: torch.nn.Module, example_input: Any, *, level: Level = "t
     """
     import iree.turbine.aot as aot
 
+    from evoforge.mlir.window_ops import exact_window_inputs
     from evoforge.quiet import quiet_torch_internals
 
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    module = pad_unit_output_convs(module, tuple(args))
+    module = exact_window_inputs(module, tuple(args))  # IREE 3.13 rejects some single-output window ops
     try:
         with quiet_torch_internals():  # torch.export's notices about the model's side effects and pytree
             exported = aot.export(module, args=tuple(args))
@@ -212,68 +213,6 @@ def with_lowerable_equivalents(text: str) -> str:
     for name, equivalent in LOWERABLE_EQUIVALENTS.items():
         text = text.replace(f"{name} ", f"{equivalent} ").replace(f'"{name}"', f'"{equivalent}"')
     return text
-
-
-def pad_unit_output_convs(module: torch.nn.Module, args: tuple[Any, ...]) -> torch.nn.Module:
-    """``module``, or a copy of it in which every zero-padded, strided ``Conv2d`` that produces a
-    single row or column at these inputs reads an explicitly padded (or cropped) input of exactly
-    its window instead: the same outputs, in a form IREE compiles.
-
-    IREE 3.13 rejects such a convolution (``'linalg.generic' op inferred input/output operand #1
-    has shape's dimension #2 to be 4, but found 3``). ResNets meet it at 32x32: the last stage's
-    3x3 stride-2 convolution sees a 2x2 map."""
-    import copy
-
-    import torch
-    from torch import nn
-
-    candidates = [(name, m) for name, m in module.named_modules()
-                  if isinstance(m, nn.Conv2d) and max(m.stride) > 1 and not isinstance(m.padding, str) and max(m.padding) > 0]
-    if not candidates:
-        return module  # no strided, padded convolution: nothing to probe
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def recorder(name: str) -> Any:
-        def record(_: Any, inputs: tuple[Any, ...]) -> None:
-            shapes.setdefault(name, tuple(inputs[0].shape))
-        return record
-
-    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in candidates]
-    try:
-        with torch.no_grad():
-            module(*args)
-    finally:
-        for h in hooks:
-            h.remove()
-    fixes = {name: pads for name, shape in shapes.items() if (pads := _window_pads(module.get_submodule(name), shape))}
-    if not fixes:
-        return module
-    fixed = copy.deepcopy(module)
-    for name, pads in fixes.items():
-        conv = fixed.get_submodule(name)  # the copy's own, so it can change in place
-        assert isinstance(conv, nn.Conv2d)
-        conv.padding = (0, 0)
-        parent, _, leaf = name.rpartition(".")
-        setattr(fixed.get_submodule(parent) if parent else fixed, leaf, nn.Sequential(nn.ZeroPad2d(pads), conv))
-    return fixed
-
-
-def _window_pads(conv: Any, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """(left, right, top, bottom) padding that gives ``conv`` exactly its window along each dim
-    where it is strided, padded and has one output; None when no dim is."""
-    if conv.padding_mode != "zeros" or len(shape) != 4:
-        return None
-    pads: list[tuple[int, int]] = []
-    needed = False
-    for size, k, s, p, d in zip(shape[2:], conv.kernel_size, conv.stride, conv.padding, conv.dilation):
-        window = d * (k - 1) + 1
-        if s > 1 and p > 0 and (size + 2 * p - window) // s + 1 == 1:
-            pads.append((p, window - p - size))  # a negative right pad crops what the window never reads
-            needed = True
-        else:
-            pads.append((p, p))
-    (top, bottom), (left, right) = pads
-    return (left, right, top, bottom) if needed else None
 
 
 def from_onnx(path: str | os.PathLike[str], *, level: Level = "torch") -> Program:
