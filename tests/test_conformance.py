@@ -1,7 +1,7 @@
 """The conformance matrix: real architectures from their own libraries (random weights, no
 downloads) through every compression stage, pruning importance and int8 mode, and through
-evolve's import (exported, compiled with IREE and run: its outputs must match the model's), in the
-default runtime (ONNX Runtime). Each case is probed when the run starts
+evolve's import (exported, compiled with IREE and run: its outputs must match the model's; then
+one random edit of each kind applied, compiled and run), in the default runtime (ONNX Runtime). Each case is probed when the run starts
 (applied and run, the first pruning importance and every other kind exported) or refused with a
 recorded reason; one of each stage kind and every int8 mode is then evaluated as a candidate, and
 a float and an int8 export are reloaded in a fresh process and reproduce their recorded test
@@ -34,17 +34,15 @@ FAST = ("dict_mlp",)
 EVALUATED = ("prune:l1", "lowrank", "finetune", "quantize:dynamic", "quantize:static", "quantize:qat")
 """Probes also evaluated as candidates; the other importances prune the same shapes (the probe ran them)."""
 REVERIFIED = ("finetune", "quantize:static")
-TRANSFORMERS = ("bert", "distilbert", "vit")
+TRANSFORMERS = ("bert", "distilbert", "vit", "gpt2")
 MATRIX: dict[str, dict[str, str]] = {}
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _needs(name: str) -> None:
-    if name in TRANSFORMERS:
-        pytest.importorskip("transformers")
-    if name.startswith(("resnet", "mobilenet")):
-        pytest.importorskip("torchvision.models")
+    if library := ARCHITECTURES[name].library:
+        pytest.importorskip(library)
 
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.matrix])
@@ -77,20 +75,25 @@ def test_every_stage_runs_or_is_refused_with_a_reason(name: str, tmp_path: Path)
             quality = {k: recorded[k] for k in card["test"]}
             assert card["test"] == pytest.approx(quality), f"{name} {probe}: the reloaded export scores differently"
         row[probe] = "ok"
-    row["evolve import"] = _evolve_import(domain, tmp_path / "program")
+    row["evolve import"], row["evolve edits"] = _evolve_import(domain, tmp_path / "program")
     MATRIX[name] = row
-    assert row["finetune"] == "ok" and row["prune:l1"] == "ok", row
-    assert row["quantize:dynamic"] == "ok", row  # every one of these has Linear layers
+    assert row["finetune"] == "ok" and row["quantize:dynamic"] == "ok", row
+    if arch.prunable:
+        assert row["prune:l1"] == "ok", row
+    else:  # refused before torch-pruning runs away, with the cause
+        assert row["prune:l1"].startswith("refused: EvaluationError: torch-pruning cannot"), row
     assert row["evolve import"].startswith("ok"), row  # IREE compiles each (GRU through ONNX)
+    assert not row["evolve edits"].startswith("0 of"), row  # some edit of the program compiles and runs
     if name in TRANSFORMERS or name == "dict_mlp":
         assert row["lowrank"] == "ok", row
     if out := os.environ.get("EVOFORGE_MATRIX_OUT"):
         Path(out).write_text(json.dumps(MATRIX, indent=2))
 
 
-def _evolve_import(domain: CompressDomain, directory: Path) -> str:
+def _evolve_import(domain: CompressDomain, directory: Path) -> tuple[str, str]:
     """Export the baseline as evolve would (a predict program at batch 4), compile it with IREE and
-    run it on the example batch: "ok (EXPORTER)" when its outputs match the model's, or why not."""
+    run it on the example batch: "ok (EXPORTER)" when its outputs match the model's, or why not;
+    then `_random_edits` on the program ("" when it did not import)."""
     pytest.importorskip("iree.compiler")
     import numpy as np
 
@@ -100,35 +103,62 @@ def _evolve_import(domain: CompressDomain, directory: Path) -> str:
 
     splits = load_splits(domain.task, domain.layout.root)
     model = baseline_model(domain.task, splits, domain.layout.baseline, root=domain.layout.root)
-    try:
-        reference = write_predict_program(model, splits, directory, level="torch", batch_size=4, source="conformance")
-        program = reference.program
-        with Worker() as worker:
+    with Worker() as worker:
+        try:
+            reference = write_predict_program(model, splits, directory, level="torch", batch_size=4, source="conformance")
+            program = reference.program
             vmfb = compile_program(program.text, input_type=program.input_type)
-            outputs = run_program(vmfb, [[t.numpy() for t in reference.example]], worker=worker, function=program.entry)[0]
-    except (ConfigError, VariantFailure) as exc:
-        assert str(exc).strip()
-        return f"refused: {str(exc).splitlines()[0][:200]}"
-    with torch.no_grad():
-        expected = reference.model(*reference.example)
-    np.testing.assert_allclose(outputs[0], expected.numpy(), rtol=1e-3, atol=1e-4)
-    return f"ok ({read_meta(directory)['exporter']})"
+            example = [t.numpy() for t in reference.example]
+            outputs = run_program(vmfb, [example], worker=worker, function=program.entry)[0]
+        except (ConfigError, VariantFailure) as exc:
+            assert str(exc).strip()
+            return f"refused: {str(exc).splitlines()[0][:200]}", ""
+        with torch.no_grad():
+            expected = reference.model(*reference.example)
+        np.testing.assert_allclose(outputs[0], expected.numpy(), rtol=1e-3, atol=1e-4)
+        return f"ok ({read_meta(directory)['exporter']})", _random_edits(program, example, worker)
 
 
-def _bert_setting() -> tuple[Any, Any, Any]:
-    """The conformance BERT's architecture, its data splits and a stage context (classifier
-    protected), after seeding torch with 0."""
-    pytest.importorskip("transformers")
+def _random_edits(program: Any, example: list[Any], worker: Any) -> str:
+    """One random edit of each default kind (seeded, examples kept apart as a search draws them)
+    applied to the program, compiled and run on the example batch: "K of N run", then the kinds
+    that did not and why. An edit that finds no valid draw, fails to compile or gives non-finite
+    outputs is a finding; any other exception (a crash of the edit or repair code) fails the test."""
+    import numpy as np
+
+    from evoforge.mlir.edits import EDIT_KINDS, EditError
+    from evoforge.mlir.iree_runner import VariantFailure, compile_program, run_program
+    from evoforge.mlir.mutate import apply_edits, random_edit
+
+    rng = np.random.default_rng(0)
+    failed: dict[str, str] = {}
+    for kind in EDIT_KINDS:
+        try:
+            edit = random_edit(program, rng, kind, keep_examples_apart=True)
+            vmfb = compile_program(apply_edits(program, [edit]), input_type=program.input_type)
+            run_program(vmfb, [example], worker=worker, function=program.entry)
+        except EditError as exc:
+            failed[kind] = f"no edit ({str(exc).splitlines()[0][:80]})"
+        except VariantFailure as exc:
+            failed[kind] = f"{exc.failure.kind} ({exc.failure.message.splitlines()[0][:80] if exc.failure.message else ''})"
+    summary = f"{len(EDIT_KINDS) - len(failed)} of {len(EDIT_KINDS)} run"
+    return summary + "".join(f"; {kind}: {why}" for kind, why in failed.items())
+
+
+def _setting(name: str = "bert", protected: tuple[str, ...] = ("classifier",)) -> tuple[Any, Any, Any]:
+    """A conformance architecture, its data splits and a stage context (``protected`` kept),
+    after seeding torch with 0."""
+    pytest.importorskip(ARCHITECTURES[name].library or "torch")
     from evoforge.compression.stages import StageContext
     from evoforge.workload.data import splits_from_mapping
     from evoforge.workload.recipe import TrainingSettings
     from evoforge.workload.task import example_input
 
     torch.manual_seed(0)
-    arch = ARCHITECTURES["bert"]
+    arch = ARCHITECTURES[name]
     splits = splits_from_mapping(dataset(arch), task_type="classification", seed=0, what="data")
     ctx = StageContext(data=splits, training=TrainingSettings(), example_input=example_input(splits), seed=0,
-                       protected=("classifier",))
+                       protected=protected)
     return arch, splits, ctx
 
 
@@ -136,7 +166,7 @@ def test_pruning_removes_whole_attention_heads() -> None:
     from evoforge.compression.genome import Stage
     from evoforge.compression.stages import apply_stage
 
-    arch, splits, ctx = _bert_setting()
+    arch, splits, ctx = _setting()
     model = arch.build().eval()
     stage = Stage.make("prune", importance="l2", ratio=0.5, steps=2, allocation="uniform", round_to=1, epochs=0)
     pruned = apply_stage(model, stage, ctx)
@@ -156,7 +186,7 @@ def test_global_pruning_leaves_every_attention_layer_a_head() -> None:
     from evoforge.compression.genome import Stage
     from evoforge.compression.stages import apply_stage
 
-    arch, splits, ctx = _bert_setting()
+    arch, splits, ctx = _setting()
     model = arch.build().eval()
     initial = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
     model = apply_stage(model, Stage.make("prune", importance="l2", ratio=0.6, steps=2, allocation="global", round_to=1,
@@ -182,7 +212,7 @@ def test_pruning_after_low_rank_keeps_attention_heads_whole(importance: str) -> 
     from evoforge.compression.genome import Stage
     from evoforge.compression.stages import apply_stage
 
-    arch, splits, ctx = _bert_setting()
+    arch, splits, ctx = _setting()
     model = apply_stage(arch.build().eval(), Stage.make("lowrank", energy=0.8, reg_epochs=1, epochs=0), ctx)
     assert any(isinstance(layer.attention.self.query, torch.nn.Sequential) for layer in model.bert.encoder.layer)
     for ratio, steps in ((0.4, 2), (0.3, 3)):
@@ -195,3 +225,65 @@ def test_pruning_after_low_rank_keeps_attention_heads_whole(importance: str) -> 
         assert widths == {attention.num_attention_heads * attention.attention_head_size}
     x, _ = splits.val.take(5)
     assert model(**x).logits.shape == (5, 4)
+
+
+def test_gpt2_conv1d_layers_become_the_linear_layers_they_compute() -> None:
+    from evoforge.compression.stages import linear_layers
+
+    arch, splits, _ = _setting("gpt2", protected=("score",))
+    model = arch.build().eval()
+    x, _ = splits.val.take(5)
+    with torch.no_grad():
+        expected = model(**x).logits
+        converted = linear_layers(model)
+        assert converted is model and type(model.transformer.h[0].attn.c_attn) is torch.nn.Linear
+        assert model.transformer.h[0].mlp.c_fc.weight.shape == (128, 32)  # out x in, as nn.Linear stores it
+        torch.testing.assert_close(model(**x).logits, expected)
+
+
+def test_gpt2_pruning_keeps_its_fused_attention_whole_and_narrows_the_rest() -> None:
+    """GPT-2 computes queries, keys and values in one projection (``c_attn``) that attention
+    splits; torch-pruning cannot map the split to heads (an IndexError before), so those outputs
+    stay, while the hidden size and the MLP are pruned. Tracing also needs the key/value cache
+    off (its concatenation has no channel count), and the cache setting comes back."""
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+
+    arch, splits, ctx = _setting("gpt2", protected=("score",))
+    model = arch.build().eval()
+    pruned = apply_stage(model, Stage.make("prune", importance="l2", ratio=0.3, steps=1, allocation="uniform", round_to=1,
+                                           epochs=0), ctx)
+    for block in pruned.transformer.h:
+        assert block.attn.c_attn.out_features == 96  # 3 x 32: the q, k and v widths kept
+        assert block.mlp.c_fc.out_features < 128 and block.attn.c_attn.in_features < 32
+    assert pruned.config.use_cache is True
+    x, _ = splits.val.take(5)
+    assert pruned(**x).logits.shape == (5, 4)
+
+
+def _tiny_shufflenet() -> torch.nn.Module:
+    from torchvision.models.shufflenetv2 import ShuffleNetV2
+
+    return ShuffleNetV2([4, 8, 4], [8, 16, 32, 64, 64], num_classes=4)  # deep enough to break torch-pruning's tracing
+
+
+def _tiny_swin() -> torch.nn.Module:
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=[2, 2], num_classes=4)
+
+
+@pytest.mark.parametrize(("build", "cause"), [(_tiny_shufflenet, "ZeroDivisionError"), (_tiny_swin, "recursion limit")])
+def test_pruning_a_model_whose_channels_torch_pruning_cannot_follow_fails_at_once_with_the_cause(build, cause) -> None:
+    """ShuffleNet's channel shuffle breaks torch-pruning's graph; Swin's window partition sends its
+    channel inference to its recursion limit, after which grouping grew to 24 GB and was killed.
+    Both now fail in the stage with one error naming torch-pruning and the cause."""
+    pytest.importorskip("torchvision.models")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+    from evoforge.errors import EvaluationError
+
+    _, _, ctx = _setting("resnet18", protected=())  # colour images
+    with pytest.raises(EvaluationError, match=f"torch-pruning cannot .*{cause}"):
+        apply_stage(build().eval(), Stage.make("prune", importance="l1", ratio=0.3, steps=1, allocation="uniform", round_to=1,
+                                               epochs=0), ctx)

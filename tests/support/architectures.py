@@ -18,11 +18,15 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A model factory, a data factory ``(rng, n) -> (inputs, labels)`` and the class count."""
+    """A model factory, a data factory ``(rng, n) -> (inputs, labels)``, the class count, the
+    user library the factory imports (None: plain torch) and whether torch-pruning can follow
+    its channels (ShuffleNet's channel shuffle and Swin's window partition defeat it)."""
 
     build: Callable[[], nn.Module]
     data: Callable[[np.random.Generator, int], tuple[Any, np.ndarray]]
     classes: int = 4
+    library: str | None = None
+    prunable: bool = True
 
 
 def _images(rng: np.random.Generator, n: int) -> tuple[Any, np.ndarray]:
@@ -78,6 +82,14 @@ def _vit() -> nn.Module:
     return transformers.ViTForImageClassification(config)
 
 
+def _gpt2() -> nn.Module:
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=16, num_labels=4,
+                                     pad_token_id=0)
+    return transformers.GPT2ForSequenceClassification(config)
+
+
 class GRUClassifier(nn.Module):
     """Token ids -> embedding -> GRU -> the last state -> linear."""
 
@@ -104,12 +116,20 @@ class MaskedMLP(nn.Module):
 
 
 ARCHITECTURES = {
-    "resnet18": Architecture(_torchvision("resnet18"), _images),
-    "mobilenet_v2": Architecture(_torchvision("mobilenet_v2"), _images),
-    "mobilenet_v3_small": Architecture(_torchvision("mobilenet_v3_small"), _images),
-    "bert": Architecture(_bert, _tokens),
-    "distilbert": Architecture(_distilbert, _tokens),
-    "vit": Architecture(_vit, _images),
+    "resnet18": Architecture(_torchvision("resnet18"), _images, library="torchvision.models"),
+    "mobilenet_v2": Architecture(_torchvision("mobilenet_v2"), _images, library="torchvision.models"),
+    "mobilenet_v3_small": Architecture(_torchvision("mobilenet_v3_small"), _images, library="torchvision.models"),
+    "efficientnet_b0": Architecture(_torchvision("efficientnet_b0"), _images, library="torchvision.models"),
+    "convnext_tiny": Architecture(_torchvision("convnext_tiny"), _images, library="torchvision.models"),
+    "shufflenet_v2_x0_5": Architecture(_torchvision("shufflenet_v2_x0_5"), _images, library="torchvision.models", prunable=False),
+    "densenet121": Architecture(_torchvision("densenet121"), _images, library="torchvision.models"),
+    "regnet_y_400mf": Architecture(_torchvision("regnet_y_400mf"), _images, library="torchvision.models"),
+    "squeezenet1_1": Architecture(_torchvision("squeezenet1_1"), _images, library="torchvision.models"),
+    "swin_t": Architecture(_torchvision("swin_t"), _images, library="torchvision.models", prunable=False),
+    "bert": Architecture(_bert, _tokens, library="transformers"),
+    "distilbert": Architecture(_distilbert, _tokens, library="transformers"),
+    "vit": Architecture(_vit, _images, library="transformers"),
+    "gpt2": Architecture(_gpt2, _tokens, library="transformers"),
     "gru": Architecture(GRUClassifier, _token_ids),
     "dict_mlp": Architecture(MaskedMLP, _features),
 }
