@@ -242,3 +242,42 @@ def test_kept_indices_are_checked_and_drawn_by_their_own_operator(cnn, tiny_torc
         edit = random_edit(target, rng, "resize_importance")
         assert edit.propagate and len(edit.keep) == edit.size and edit.dim == 0
         assert apply_edits(target, [edit]) == apply_edits(target, [edit])
+
+
+class WideHead(torch.nn.Module):
+    """A stem and a 1x1 convolution to 160 channels: its weight has more than 1024 entries, so
+    iree-turbine stores it as a global (``util.global`` loaded and converted), as it stores every
+    sizeable weight of a real model, where the stem's stays an inline literal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.wide = nn.Sequential(nn.Conv2d(8, 160, 1), nn.BatchNorm2d(160), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(160, 3))
+
+    def forward(self, x):
+        return self.head(self.wide(self.stem(x)))
+
+
+def test_importance_narrowing_reads_and_cuts_weights_stored_as_globals(worker):
+    from evoforge.mlir import irtools
+    from evoforge.mlir.mutate import largest_norm_rows, random_edit
+    from evoforge.mlir.program import from_torch
+
+    torch.manual_seed(0)
+    model = WideHead().eval()
+    x = torch.randn(4, 1, 8, 8)
+    program = from_torch(model, x, level="torch")
+    weight = model.wide[0].weight.detach().numpy()
+    name = _uid_of_weight(program, "[160,8,1,1]")
+    with Session(program) as s:
+        op = irtools.resolve(name, s.fn, s.index()).owner.operation
+        assert op.name == "torch_c.from_builtin_tensor"  # a global's load, converted
+        np.testing.assert_array_equal(s.constant(op), weight)
+    keep = largest_norm_rows(weight, 64)
+    out = _run(program, [Resize(value=name, dim=0, size=64, propagate=True, keep=keep)], x.numpy(), worker)
+    np.testing.assert_allclose(out, _masked(model, x, model.wide, list(keep)), rtol=1e-4, atol=1e-5)
+    rng = np.random.default_rng(0)
+    drawn = {random_edit(program, rng, "resize_importance").value for _ in range(8)}
+    assert name in drawn  # the operator draws it (before, it saw literals only: here the stem's weight)

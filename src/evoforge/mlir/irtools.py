@@ -374,11 +374,16 @@ def resource_blobs(text: str) -> dict[str, bytes]:
 
 
 def literal_array(op: ir.Operation, blobs: dict[str, bytes]) -> np.ndarray | None:
-    """The value of a ``torch.vtensor.literal`` as an array: from a dense attribute, or from
-    ``blobs`` for a ``dense_resource``; None when its element type or storage is not readable."""
-    attr = op.attributes["value"]
-    info = tensor_info(op.results[0].type)
+    """The value of a constant weight as an array: a ``torch.vtensor.literal``, or a
+    ``torch_c.from_builtin_tensor`` of a ``util.global.load`` of an immutable global (iree-turbine
+    stores a module's parameters so), from a dense attribute or from ``blobs`` for a
+    ``dense_resource``; None when it is neither or its element type or storage is not readable."""
+    info = tensor_info(op.results[0].type) if len(op.results) == 1 else None
     if info is None:
+        return None
+    if op.name == "torch.vtensor.literal":
+        attr = op.attributes["value"]
+    elif (attr := _global_initial_value(op)) is None:
         return None
     if isinstance(attr, ir.DenseElementsAttr):
         return np.array(attr).reshape(info.shape)
@@ -390,3 +395,25 @@ def literal_array(op: ir.Operation, blobs: dict[str, bytes]) -> np.ndarray | Non
         return None
     data = np.frombuffer(blobs[match.group(1)], dtype=dtype)
     return data.reshape(info.shape) if data.size == int(np.prod(info.shape)) else None
+
+
+def _global_initial_value(op: ir.Operation) -> ir.Attribute | None:
+    """The initial value of the immutable ``util.global`` that ``op`` (a
+    ``torch_c.from_builtin_tensor``) converts straight from a load of, or None."""
+    if op.name != "torch_c.from_builtin_tensor" or not isinstance(op.operands[0], ir.OpResult):
+        return None
+    load = op.operands[0].owner
+    if load.name != "util.global.load" or "global" not in load.attributes:
+        return None
+    name = ir.FlatSymbolRefAttr(load.attributes["global"]).value
+    parent = load.parent
+    while parent is not None and parent.name != "builtin.module":
+        parent = parent.parent
+    if parent is None:
+        return None
+    for candidate in parent.regions[0].blocks[0].operations:
+        if candidate.name == "util.global" and ir.StringAttr(candidate.attributes["sym_name"]).value == name:
+            if "is_mutable" in candidate.attributes or "initial_value" not in candidate.attributes:
+                return None
+            return candidate.attributes["initial_value"]
+    return None

@@ -78,8 +78,8 @@ class Session:
         return irtools.uid_index(self.fn)
 
     def constant(self, op: ir.Operation) -> np.ndarray | None:
-        """The data of a ``torch.vtensor.literal`` (inline or a resource blob of the program), or
-        None when it cannot be read."""
+        """The data of a constant weight (`irtools.literal_array`: a literal or an immutable
+        global, inline or a resource blob of the program), or None when it cannot be read."""
         if self._blobs is None:
             self._blobs = irtools.resource_blobs(self.program.text)
         return irtools.literal_array(op, self._blobs)
@@ -535,10 +535,15 @@ def _resizable_dims(s: Session, v: ir.Value) -> list[int]:
     return [d for d, n in enumerate(info.shape) if n >= 2 and d not in batch]
 
 
+WEIGHT_OPS = ("torch.vtensor.literal", "torch_c.from_builtin_tensor")
+"""The ops that give a torch program its weights: inline literals, and the conversions of loaded
+globals, as iree-turbine stores a module's parameters (a ResNet's every convolution weight)."""
+
+
 def _draw_resize_importance(s: Session, rng: np.random.Generator) -> Edit | None:
     """A type-changing resize of a weight constant along dim 0 (a conv's output channels, a
     linear layer's output rows) that keeps the entries with the largest L2 norm."""
-    weights = [op.results[0] for op in _targets(s) if op.name == "torch.vtensor.literal"
+    weights = [op.results[0] for op in _targets(s) if op.name in WEIGHT_OPS
                and (i := irtools.tensor_info(op.results[0].type)) and len(i.shape) >= 2 and i.shape[0] >= 2
                and narrow.can_carry(op.results[0])]
     if not weights:
