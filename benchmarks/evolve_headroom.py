@@ -46,7 +46,7 @@ def main() -> None:
     from evoforge.mlir.edits import Delete, Edit, Resize, Source
     from evoforge.mlir.flag_tuning import FLAG_SETS, has_convolution
     from evoforge.mlir.iree_runner import Worker, compile_program, evaluate_variant, measure_runtime
-    from evoforge.mlir.mutate import Session, branch_bypass, bypass, is_join, largest_norm_rows
+    from evoforge.mlir.mutate import WEIGHT_OPS, Session, branch_bypass, bypass, is_join, largest_norm_rows
     from evoforge.mlir.program import from_mlir, from_torch
     from evoforge.mlir.sources import prepare_from_task
 
@@ -80,7 +80,7 @@ def main() -> None:
                 cases.append((f"delete conv {uid}", [Delete(uid, (Source(irtools.value_name(op.operands[0], s.fn)),))]))
             weight = op.operands[1].owner
             for keep in (channels * 3 // 4, channels // 2):
-                if args.importance and weight.name == "torch.vtensor.literal" and (w := s.constant(weight)) is not None:
+                if args.importance and weight.name in WEIGHT_OPS and (w := s.constant(weight)) is not None:
                     name = irtools.value_name(op.operands[1], s.fn)
                     cases.append((f"conv {uid} channels {channels}->{keep} by norm",
                                   [Resize(name, 0, keep, propagate=True, keep=largest_norm_rows(w, keep))]))

@@ -287,3 +287,18 @@ def test_pruning_a_model_whose_channels_torch_pruning_cannot_follow_fails_at_onc
     with pytest.raises(EvaluationError, match=f"torch-pruning cannot .*{cause}"):
         apply_stage(build().eval(), Stage.make("prune", importance="l1", ratio=0.3, steps=1, allocation="uniform", round_to=1,
                                                epochs=0), ctx)
+
+
+def test_vit_prunes_through_its_class_token_concatenation() -> None:
+    """ViT prepends a class token with a concatenation that torch-pruning only follows when the
+    whole model is traced: the graph check before pruning must trace it as the pruner does
+    (with the protected classifier), or it refuses a model that prunes."""
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+
+    arch, splits, ctx = _setting("vit")
+    pruned = apply_stage(arch.build().eval(), Stage.make("prune", importance="l1", ratio=0.5, steps=1, allocation="uniform",
+                                                         round_to=1, epochs=0), ctx)
+    assert {layer.attention.num_attention_heads for layer in pruned.vit.layers} == {2}  # of 4
+    x, _ = splits.val.take(3)
+    assert pruned(x).logits.shape == (3, 4)

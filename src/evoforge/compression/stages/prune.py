@@ -168,19 +168,19 @@ def _epoch_shares(epochs: int, steps: int) -> list[int]:
     return [base] * (steps - 1) + [epochs - base * (steps - 1)]
 
 
-def _check_channel_tracing(model: nn.Module, example: Any, ignored: list[nn.Module]) -> None:
+def _check_channel_tracing(model: nn.Module, example: Any) -> None:
     """Raise `EvaluationError` when torch-pruning cannot follow the model's channels: building its
     dependency graph fails (ShuffleNet's channel shuffle: a view that regroups channels), or its
     channel inference gives up in a reshape (Swin's window partition), after which grouping the
-    channels grows without bound (Swin took 24 GB before it was killed). Building the graph alone
-    takes well under a second."""
+    channels grows without bound (Swin took 24 GB before it was killed). The graph is built as
+    `tp.pruner.MetaPruner` builds it (ignored layers are still traced), in well under a second."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            tp.DependencyGraph().build_dependency(model, example, output_transform=output_tensor, ignored_layers=ignored)
+            tp.DependencyGraph().build_dependency(model, example, output_transform=output_tensor)
         except Exception as exc:
             raise EvaluationError(f"torch-pruning cannot follow this model's channels ({type(exc).__name__} in its dependency "
-                                  f"graph: {exc}); a view that regroups channels, as a channel shuffle does, causes this") from exc
+                                  f"graph: {exc}); a view that regroups channels, such as a channel shuffle, is one cause") from exc
     if any("Maximum recursive depth" in str(w.message) for w in caught):
         raise EvaluationError("torch-pruning cannot infer the channel counts through this model's reshapes: its shape "
                               "inference reached its recursion limit (Swin's window partition does this)")
@@ -226,7 +226,7 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     example = to_tensors(ctx.example_input, ctx.device)
     ignored = [modules[name] for name in ctx.protected] + fused_qkv_projections(model)
     with torch.random.fork_rng(devices=[]), _no_key_value_cache(model):
-        _check_channel_tracing(model, example, ignored)
+        _check_channel_tracing(model, example)
         torch.manual_seed(ctx.seed)  # random importance draws from the global RNG
         pruner = tp.pruner.MetaPruner(
             model,
