@@ -302,3 +302,19 @@ def test_vit_prunes_through_its_class_token_concatenation() -> None:
     assert {layer.attention.num_attention_heads for layer in pruned.vit.layers} == {2}  # of 4
     x, _ = splits.val.take(3)
     assert pruned(x).logits.shape == (3, 4)
+
+
+def test_low_rank_leaves_layers_the_model_reads_directly() -> None:
+    """Swin's attention calls ``F.linear(x, qkv.weight, ...)`` rather than the ``qkv`` module:
+    replacing that layer broke the model ('SVDLayer' object has no attribute 'weight'). Only
+    layers that run as modules are factorized; the MLPs still are."""
+    pytest.importorskip("torchvision.models")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+
+    _, splits, ctx = _setting("resnet18", protected=("head",))
+    model = apply_stage(_tiny_swin().eval(), Stage.make("lowrank", energy=0.8, reg_epochs=1, epochs=0), ctx)
+    block = model.features[1][0]
+    assert isinstance(block.attn.qkv, torch.nn.Linear) and isinstance(block.mlp[0], torch.nn.Sequential)
+    x, _ = splits.val.take(3)
+    assert model(x).shape == (3, 4)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from evoforge.compression.genome import Stage
 from evoforge.compression.stages import STAGES, StageContext
 from evoforge.errors import ConfigError
-from evoforge.workload.training import train
+from evoforge.workload.training import observe_forward, train
 
 RANK_MULTIPLE = 4
 _FACTORIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -142,13 +142,19 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name), child, new)
 
 
-def factorize(model: nn.Module, protected: tuple[str, ...] = ()) -> list[str]:
+def factorize(model: nn.Module, protected: tuple[str, ...] = (), example_input: Any = None) -> list[str]:
     """Swap every eligible layer for an `SVDLayer` in place; returns their names.
 
     Eligible: Linear / Conv1d / Conv2d, not in ``protected``, not grouped (depthwise), zero
-    padding, and small enough at rank 4 for the factors to pay off.
+    padding, and small enough at rank 4 for the factors to pay off. Given ``example_input``,
+    also called as a module when the model runs on it: a layer whose weight the model reads
+    directly (Swin's attention calls ``F.linear(x, qkv.weight)``) would break once replaced.
     """
     names = [name for name, layer in model.named_modules() if name not in protected and _eligible(layer)]
+    if example_input is not None and names:
+        called: set[nn.Module] = set()
+        observe_forward(model, example_input, [model.get_submodule(n) for n in names], lambda m, _i, _o: called.add(m))
+        names = [name for name in names if model.get_submodule(name) in called]
     for name in names:
         _replace(model, name, SVDLayer(cast(Factorizable, model.get_submodule(name))))
     return names
@@ -178,7 +184,7 @@ def lowrank(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     at cumulative ``energy``, fold, then fine-tune ``epochs`` epochs on the task loss alone.
     A model with no eligible layer is only fine-tuned."""
     model.to(ctx.device)
-    if factorize(model, ctx.protected):
+    if factorize(model, ctx.protected, ctx.example_input):
         extra = spectral_regularizer(ctx.training.hoyer_weight, ctx.training.ortho_weight)
         train(
             model, ctx.data, ctx.training, epochs=stage["reg_epochs"], seed=ctx.seed,
