@@ -31,7 +31,7 @@ test: install lint
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-# The conformance matrix over torchvision and transformers architectures (about 15 minutes).
+# The conformance matrix over torchvision and transformers architectures (about 30 minutes).
 matrix: install
 	EVOFORGE_MATRIX_OUT=docs/bench/conformance-matrix.json $(PY) -m pytest -q -m matrix tests/test_conformance.py
 

@@ -6,7 +6,8 @@ Measures, against the original program (interleaved medians, single-threaded `lo
 1. each convolution deleted, its uses rewired to its own input where the types match;
 2. each convolution's output channels cut to 3/4 and 1/2 with a type-changing resize of its result
    (the following batch norm, ReLU, depthwise conv and the next conv's inputs shrink with it);
-   with ``--importance``, of its weight instead, keeping the largest-L2-norm channels;
+   with ``--importance``, also of its weight, keeping the largest-L2-norm channels (the same
+   compute, other channels kept: the pair shows what importance buys in accuracy);
 3. each block whose input and output types match (a depthwise-separable block of the same-shape
    run) deleted, its uses rewired to its input; with ``--branches``, each residual branch deleted
    with its add instead (`evoforge.mlir.mutate.branch_bypass`);
@@ -19,7 +20,7 @@ search can find without retraining. Programs with convolutions are compiled with
 as `evolve`'s flag tuning picks for them.
 
     python benchmarks/evolve_headroom.py [--task digits-mobilenet|mobilenet-img32] [--program-dir RUN/program]
-        [--importance] [--no-conv-cuts] [--branches]
+        [--importance] [--no-conv-cuts] [--branches] [--no-timing]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--importance", action="store_true", help="cut weights by importance instead of results centered")
     parser.add_argument("--no-conv-cuts", action="store_true", help="only block deletions, crops and the batch cases")
     parser.add_argument("--branches", action="store_true", help="delete residual branches (joins) rather than V1 blocks")
+    parser.add_argument("--no-timing", action="store_true", help="accuracy only (for a machine that is not quiet)")
     args = parser.parse_args()
     import torch
 
@@ -80,12 +82,11 @@ def main() -> None:
                 cases.append((f"delete conv {uid}", [Delete(uid, (Source(irtools.value_name(op.operands[0], s.fn)),))]))
             weight = op.operands[1].owner
             for keep in (channels * 3 // 4, channels // 2):
+                cases.append((f"conv {uid} channels {channels}->{keep}", [Resize(f"{uid}#0", 1, keep, propagate=True)]))
                 if args.importance and weight.name in WEIGHT_OPS and (w := s.constant(weight)) is not None:
                     name = irtools.value_name(op.operands[1], s.fn)
                     cases.append((f"conv {uid} channels {channels}->{keep} by norm",
                                   [Resize(name, 0, keep, propagate=True, keep=largest_norm_rows(w, keep))]))
-                else:
-                    cases.append((f"conv {uid} channels {channels}->{keep}", [Resize(f"{uid}#0", 1, keep, propagate=True)]))
         for op in irtools.walk(s.fn) if args.branches else ():
             if irtools.uid_of(op) and is_join(op):
                 edit = branch_bypass(s, op)
@@ -112,13 +113,16 @@ def main() -> None:
         print(f"original: validation accuracy {base_acc:.4f}")
         print(f"{'edit':<40} {'acc change (pt)':>16} {'runtime ratio':>14}")
         for name, edits in cases:
-            r = evaluate_variant(program, edits, batches, worker=worker, baseline_vmfb=original, repeats=40, driver="local-sync",
-                                 extra_flags=flags)
-            if r.failure is not None or r.outputs is None or r.runtime is None:
+            r = evaluate_variant(program, edits, batches, worker=worker, baseline_vmfb=None if args.no_timing else original,
+                                 repeats=40, driver="local-sync", extra_flags=flags)
+            if r.failure is not None or r.outputs is None or (r.runtime is None and not args.no_timing):
                 print(f"{name:<40} {'invalid: ' + (r.failure.kind if r.failure else '?'):>31}")
                 continue
             change = 100 * (accuracy(r.outputs) - base_acc)
-            print(f"{name:<40} {change:>+16.2f} {r.runtime.ratio:>14.3f}")
+            ratio = f"{r.runtime.ratio:>14.3f}" if r.runtime is not None else f"{'':>14}"
+            print(f"{name:<40} {change:>+16.2f} {ratio}", flush=True)
+        if args.no_timing:
+            return
         features = int(np.prod(program.inputs[0].shape[1:]))
         trivial = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, 10)).eval()
         tiny = from_torch(trivial, torch.as_tensor(x[:batch]))

@@ -6,7 +6,7 @@ one random edit of each kind applied, compiled and run), in the default runtime 
 recorded reason; one of each stage kind and every int8 mode is then evaluated as a candidate, and
 a float and an int8 export are reloaded in a fresh process and reproduce their recorded test
 quality. `dict_mlp` runs in the default suite; `gru`, `bert` and the library architectures are
-marked `matrix` (`make matrix`: about 15 minutes, each ONNX export of a torchvision CNN takes
+marked `matrix` (`make matrix`: about 30 minutes, each ONNX export of a torchvision CNN takes
 ~11 s; the attention-head tests below keep transformer pruning in the default suite). With
 EVOFORGE_MATRIX_OUT set, the matrix is written there as JSON (docs/your-model.md shows it)."""
 
@@ -45,7 +45,8 @@ def _needs(name: str) -> None:
         pytest.importorskip(library)
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.matrix])
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.matrix,
+                                                                              pytest.mark.timeout(1800)])
                                   for n in ARCHITECTURES])
 def test_every_stage_runs_or_is_refused_with_a_reason(name: str, tmp_path: Path) -> None:
     _needs(name)
