@@ -281,3 +281,14 @@ def test_importance_narrowing_reads_and_cuts_weights_stored_as_globals(worker):
     rng = np.random.default_rng(0)
     drawn = {random_edit(program, rng, "resize_importance").value for _ in range(8)}
     assert name in drawn  # the operator draws it (before, it saw literals only: here the stem's weight)
+
+
+def test_resource_blobs_read_names_with_a_dollar():
+    """iree-turbine names a second global of the same shape ``...float32$1``; its blob was not
+    found, so importance narrowing could not read it (half of a BERT's feed-forward weights)."""
+    from evoforge.mlir.irtools import resource_blobs
+
+    text = ('module {}\n{-#\n  dialect_resources: {\n    builtin: {\n      __auto.w_torch.float32: "0x0400000000000040",\n'
+            '      __auto.w_torch.float32$1: "0x040000000000803F"\n    }\n  }\n#-}\n')
+    assert resource_blobs(text) == {"__auto.w_torch.float32": bytes.fromhex("00000040"),
+                                    "__auto.w_torch.float32$1": bytes.fromhex("0000803F")}

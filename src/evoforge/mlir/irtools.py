@@ -359,7 +359,7 @@ def repair_to(v: ir.Value, dst: ir.Type, fill: int, ip: ir.InsertionPoint) -> ir
 
 # ------------------------------------------------------------------------------- constant data
 
-_RESOURCE = re.compile(r'^\s*"?([A-Za-z0-9_.\-]+)"?\s*:\s*"0x([0-9A-Fa-f]*)"', re.MULTILINE)
+_RESOURCE = re.compile(r'^\s*"?([A-Za-z0-9_.$\-]+)"?\s*:\s*"0x([0-9A-Fa-f]*)"', re.MULTILINE)
 _DTYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "bf16": None, "si64": np.int64, "si32": np.int32,
            "i64": np.int64, "i32": np.int32, "si8": np.int8, "i8": np.int8, "ui8": np.uint8, "i1": np.bool_}
 
