@@ -373,7 +373,7 @@ def resource_blobs(text: str) -> dict[str, bytes]:
     return {m.group(1): bytes.fromhex(m.group(2))[4:] for m in _RESOURCE.finditer(text, start)}
 
 
-def literal_array(op: ir.Operation, blobs: dict[str, bytes]) -> np.ndarray | None:
+def weight_array(op: ir.Operation, blobs: dict[str, bytes]) -> np.ndarray | None:
     """The value of a constant weight as an array: a ``torch.vtensor.literal``, or a
     ``torch_c.from_builtin_tensor`` of a ``util.global.load`` of an immutable global (iree-turbine
     stores a module's parameters so), from a dense attribute or from ``blobs`` for a

@@ -78,11 +78,11 @@ class Session:
         return irtools.uid_index(self.fn)
 
     def constant(self, op: ir.Operation) -> np.ndarray | None:
-        """The data of a constant weight (`irtools.literal_array`: a literal or an immutable
+        """The data of a constant weight (`irtools.weight_array`: a literal or an immutable
         global, inline or a resource blob of the program), or None when it cannot be read."""
         if self._blobs is None:
             self._blobs = irtools.resource_blobs(self.program.text)
-        return irtools.literal_array(op, self._blobs)
+        return irtools.weight_array(op, self._blobs)
 
     def apply(self, edit: Edit) -> None:
         _APPLY[type(edit)](self, edit)
