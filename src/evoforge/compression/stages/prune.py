@@ -168,22 +168,24 @@ def _epoch_shares(epochs: int, steps: int) -> list[int]:
     return [base] * (steps - 1) + [epochs - base * (steps - 1)]
 
 
-def _check_channel_tracing(model: nn.Module, example: Any) -> None:
-    """Raise `EvaluationError` when torch-pruning cannot follow the model's channels: building its
-    dependency graph fails (ShuffleNet's channel shuffle: a view that regroups channels), or its
-    channel inference gives up in a reshape (Swin's window partition), after which grouping the
-    channels grows without bound (Swin took 24 GB before it was killed). The graph is built as
-    `tp.pruner.MetaPruner` builds it (ignored layers are still traced), in well under a second."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+@contextlib.contextmanager
+def _channels_followed() -> Iterator[None]:
+    """Raise one `EvaluationError` naming the cause when torch-pruning, building its dependency
+    graph and groups inside the block, cannot follow the model's channels: the build fails
+    (ShuffleNet's channel shuffle: a view that regroups channels), or its channel inference gives
+    up in a reshape (Swin's window partition), after which grouping the channels grows without
+    bound (Swin took 24 GB before it was killed). That warning is raised as an error, so the build
+    stops there."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Maximum recursive depth", category=UserWarning)
         try:
-            tp.DependencyGraph().build_dependency(model, example, output_transform=output_tensor)
+            yield
+        except UserWarning as exc:
+            raise EvaluationError("torch-pruning cannot infer the channel counts through this model's reshapes: its shape "
+                                  "inference reached its recursion limit (Swin's window partition does this)") from exc
         except Exception as exc:
             raise EvaluationError(f"torch-pruning cannot follow this model's channels ({type(exc).__name__} in its dependency "
                                   f"graph: {exc}); a view that regroups channels, such as a channel shuffle, is one cause") from exc
-    if any("Maximum recursive depth" in str(w.message) for w in caught):
-        raise EvaluationError("torch-pruning cannot infer the channel counts through this model's reshapes: its shape "
-                              "inference reached its recursion limit (Swin's window partition does this)")
 
 
 @contextlib.contextmanager
@@ -223,27 +225,26 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     importance_name, steps = stage["importance"], stage["steps"]
     attention = attention_heads(model)
     heads = {linear: getattr(module, attribute) for module, attribute, qkv in attention for linear in qkv}
-    example = to_tensors(ctx.example_input, ctx.device)
     ignored = [modules[name] for name in ctx.protected] + fused_qkv_projections(model)
     with torch.random.fork_rng(devices=[]), _no_key_value_cache(model):
-        _check_channel_tracing(model, example)
         torch.manual_seed(ctx.seed)  # random importance draws from the global RNG
-        pruner = tp.pruner.MetaPruner(
-            model,
-            example,
-            output_transform=output_tensor,  # trace from the prediction only (GPT-2 also returns its key/value cache)
-            importance=make_importance(importance_name),
-            global_pruning=stage["allocation"] == "global",
-            pruning_ratio=stage["ratio"],
-            max_pruning_ratio=_MAX_GLOBAL_RATIO,
-            iterative_steps=steps,
-            ignored_layers=ignored,
-            round_to=None if stage["round_to"] == 1 else stage["round_to"],
-            num_heads=heads,
-            prune_num_heads=bool(heads),
-            prune_head_dims=not heads,
-            head_pruning_ratio=stage["ratio"] if heads else 0.0,
-        )
+        with _channels_followed():
+            pruner = tp.pruner.MetaPruner(
+                model,
+                to_tensors(ctx.example_input, ctx.device),
+                output_transform=output_tensor,  # trace from the prediction only (GPT-2 also returns its key/value cache)
+                importance=make_importance(importance_name),
+                global_pruning=stage["allocation"] == "global",
+                pruning_ratio=stage["ratio"],
+                max_pruning_ratio=_MAX_GLOBAL_RATIO,
+                iterative_steps=steps,
+                ignored_layers=ignored,
+                round_to=None if stage["round_to"] == 1 else stage["round_to"],
+                num_heads=heads,
+                prune_num_heads=bool(heads),
+                prune_head_dims=not heads,
+                head_pruning_ratio=stage["ratio"] if heads else 0.0,
+            )
         if heads and stage["allocation"] == "uniform":
             pruner.per_step_head_pruning_ratio = head_schedule(stage["ratio"], steps, max(heads.values()))
         for step, epochs in enumerate(_epoch_shares(stage["epochs"], steps)):
