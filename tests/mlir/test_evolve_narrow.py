@@ -292,3 +292,53 @@ def test_resource_blobs_read_names_with_a_dollar():
             '      __auto.w_torch.float32$1: "0x040000000000803F"\n    }\n  }\n#-}\n')
     assert resource_blobs(text) == {"__auto.w_torch.float32": bytes.fromhex("00000040"),
                                     "__auto.w_torch.float32$1": bytes.fromhex("0000803F")}
+
+
+def test_importance_draws_only_weights_whose_consumers_carry_the_kept_indices():
+    """On a BERT most weights feed a view into attention heads or a layer norm, which cannot carry
+    kept indices; drawing them wasted a parse and a failed narrowing per draw.
+    `carries_kept` predicts each weight's outcome, and the operator draws only those that apply."""
+    transformers = pytest.importorskip("transformers")
+    from evoforge.mlir import irtools
+    from evoforge.mlir.mutate import WEIGHT_OPS, _draw_resize_importance, largest_norm_rows
+    from evoforge.mlir.narrow import can_carry, carries_kept
+    from evoforge.mlir.program import from_torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids, mask):
+            return self.model(input_ids=ids, attention_mask=mask).logits
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=16, num_labels=4)
+    model = Logits(transformers.BertForSequenceClassification(config)).eval()
+    ids = torch.randint(1, 100, (2, 8))
+    program = from_torch(model, (ids, torch.ones_like(ids)), level="torch")
+    predicted: dict[str, bool] = {}
+    with Session(program) as s:
+        for op in irtools.walk(s.fn):
+            v = op.results[0] if op.name in WEIGHT_OPS else None
+            if v is not None and len(irtools.tensor_info(v.type).shape) >= 2 and can_carry(v):
+                predicted[irtools.value_name(v, s.fn)] = carries_kept(v, 0)
+    assert set(predicted.values()) == {True, False}
+    for name, carried in predicted.items():
+        with Session(program) as s:
+            rows = s.constant(irtools.resolve(name, s.fn, s.index()).owner.operation)
+        edit = Resize(value=name, dim=0, size=rows.shape[0] // 2, propagate=True, keep=largest_norm_rows(rows, rows.shape[0] // 2))
+        try:
+            apply_edits(program, [edit])
+            applied = True
+        except EditError:
+            applied = False
+        assert applied == carried, name
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        with Session(program) as s:
+            edit = _draw_resize_importance(s, rng)
+            assert edit is not None and predicted[edit.value]
+            s.apply(edit)
+            s.verify()

@@ -542,10 +542,12 @@ globals, as iree-turbine stores a module's parameters (a ResNet's every convolut
 
 def _draw_resize_importance(s: Session, rng: np.random.Generator) -> Edit | None:
     """A type-changing resize of a weight constant along dim 0 (a conv's output channels, a
-    linear layer's output rows) that keeps the entries with the largest L2 norm."""
+    linear layer's output rows) that keeps the entries with the largest L2 norm. Only weights
+    whose every consumer can carry the kept indices are drawn (`narrow.carries_kept`): a
+    transformer's attention projections, read by a view into heads, are not."""
     weights = [op.results[0] for op in _targets(s) if op.name in WEIGHT_OPS
-               and (i := irtools.tensor_info(op.results[0].type)) and len(i.shape) >= 2 and i.shape[0] >= 2
-               and narrow.can_carry(op.results[0])]
+               and (i := irtools.tensor_info(op.results[0].type)) and len(i.shape) >= 2
+               and narrow.carries_kept(op.results[0], 0)]
     if not weights:
         return None
     v = s.pick(rng, weights, s.value_cost)

@@ -364,6 +364,37 @@ def can_carry(value: ir.Value) -> bool:
     return any(_rule(u.owner.operation) is not None for u in _narrowed_view(value).uses)
 
 
+def carries_kept(value: ir.Value, dim: int) -> bool:
+    """True when a narrowing of ``value`` along ``dim`` that keeps chosen indices can be carried
+    through every op that reads it, transitively (kept indices are never padded back): a dry run
+    of `narrow`'s walk on the unchanged program, where each op is judged by the shapes it has now.
+    A cheap filter for drawing such edits; `narrow` itself decides."""
+    shape = _shape(value)
+    if shape is None or not 0 <= dim < len(shape) or shape[dim] < 2:
+        return False
+    work = [(_narrowed_view(value), dim)]
+    seen: set[tuple[ir.Value, int]] = set()
+    while work:
+        v, d = work.pop()
+        if (v, d) in seen:
+            continue
+        seen.add((v, d))
+        old = _shape(v)
+        if old is None:
+            return False
+        n = Narrowed(v, v.type, old, d, old[d] - 1, tuple(range(old[d] - 1)))
+        users: dict[ir.Operation, list[int]] = {}
+        for use in v.uses:
+            users.setdefault(use.owner.operation, []).append(use.operand_number)
+        for user, slots in users.items():
+            rule = _rule(user)
+            plan = rule(user, sorted(slots), n) if rule is not None else None
+            if plan is None or any(size != n.size for _, _, size in plan.results):
+                return False
+            work.extend((user.results[r], rd) for r, rd, _ in plan.results)
+    return True
+
+
 def narrow(value: ir.Value, dim: int, size: int, fill: int, keep: Sequence[int] = ()) -> NarrowReport:
     """Cut ``value`` (a torch tensor) to its centered ``size`` entries along ``dim`` (or to the
     entries ``keep``) and carry the smaller type through every consumer with a rule; other uses
