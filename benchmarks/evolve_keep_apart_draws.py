@@ -7,7 +7,7 @@ replacement, resize in turn) with the draws that keep examples apart (or without
 evaluates each with the batch check, and counts the outcomes. Run it against older code with
 ``PYTHONPATH=OLD_CHECKOUT/src`` to compare the rule's versions on the same draws' seed.
 
-    python benchmarks/evolve_keep_apart_draws.py ROOT [--batch 8] [--draws 96] [--seed 0] [--no-rule]
+    python benchmarks/evolve_keep_apart_draws.py [ROOT] [--batch 8] [--draws 96] [--seed 0] [--no-rule]
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def count(root: Path, batch: int, draws: int, seed: int, rule: bool) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="a new folder for the prepared program and its data")
+    parser.add_argument("root", type=Path, nargs="?", default=Path("runs/evolve-keep-apart-draws"),
+                        help="a new folder for the prepared program and its data (default: runs/evolve-keep-apart-draws)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--draws", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
