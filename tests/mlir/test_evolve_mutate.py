@@ -89,6 +89,38 @@ def test_edit_that_no_longer_applies_raises(linalg_program):
         apply_edits(linalg_program, [Delete(uid=ret_uid, sources=())])
 
 
+def test_draws_that_find_nothing_are_retried_without_parsing_again(linalg_program, monkeypatch):
+    """A draw that returns nothing leaves the session unchanged, so only a failed edit costs a
+    fresh parse of the program (on a GRU, an operator with no candidate parsed it 20 times)."""
+    from evoforge.mlir import mutate
+
+    sessions = []
+    real_session = mutate.Session
+
+    def counted(*args, **kwargs):
+        sessions.append(1)
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(mutate, "Session", counted)
+    real_draw = mutate._DRAW["operand_replace"]
+    calls = []
+
+    def sometimes(s, rng):
+        calls.append(1)
+        return real_draw(s, rng) if len(calls) > 5 else None
+
+    monkeypatch.setitem(mutate._DRAW, "operand_replace", sometimes)
+    edit = random_edit(linalg_program, np.random.default_rng(0), "operand_replace")
+    assert len(calls) == 6 and len(sessions) == 2  # the variant's text once, then one session for six draws
+    assert apply_edits(linalg_program, [edit]) != linalg_program.text
+    sessions.clear()
+    calls.clear()
+    monkeypatch.setitem(mutate._DRAW, "operand_replace", lambda s, rng: calls.append(1))
+    with pytest.raises(EditError, match="no valid operand_replace edit found in 20 draws"):
+        random_edit(linalg_program, np.random.default_rng(0), "operand_replace")
+    assert len(calls) == 20 and len(sessions) == 2
+
+
 def test_unknown_kind_is_a_config_error(linalg_program):
     with pytest.raises(ConfigError, match="valid kinds"):
         random_edit(linalg_program, np.random.default_rng(0), "swap")

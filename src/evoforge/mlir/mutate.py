@@ -228,16 +228,20 @@ def random_edit(
         for e in edits:
             s.apply(e)
         base = s.text()
-    for _ in range(max_tries):
+    tries = 0
+    while tries < max_tries:
         with Session(dataclasses.replace(program, text=base), targets=targets, keep_examples_apart=keep_examples_apart) as s:
-            edit = draw(s, rng)
+            edit = None
+            while edit is None and tries < max_tries:  # a draw that finds nothing leaves the session as it was
+                edit = draw(s, rng)
+                tries += 1
             if edit is None:
-                continue
+                break
             try:
                 s.apply(edit)
                 s.verify()
             except EditError:
-                continue
+                continue  # the failed edit changed the session: parse afresh
             return edit
     raise EditError(f"no valid {kind} edit found in {max_tries} draws")
 
@@ -701,7 +705,7 @@ BRANCH_SHARE = 0.5
 branch about once in 200 block deletions."""
 
 
-_DRAW: dict[str, Callable[[Session, np.random.Generator], Edit | None]] = {
+_DRAW: dict[str, Callable[[Session, np.random.Generator], Edit | None]] = {  # a draw reads the session, never changes it
     "delete": _draw_delete,
     "delete_block": _draw_delete_block,
     "copy": _draw_copy,
