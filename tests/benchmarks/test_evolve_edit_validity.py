@@ -34,7 +34,7 @@ def test_counts_every_draw_of_every_kind_once(validity, tmp_path):
     assert all(k["compile_s"] > 0 for k in result["kinds"].values() if k["outcomes"].get("ok"))
 
 
-def test_unknown_architecture_is_refused_with_the_valid_names(validity, tmp_path, monkeypatch, capsys):
+def test_unknown_architecture_is_refused_with_the_valid_names(validity, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["evolve_edit_validity.py", str(tmp_path), "--architectures", "resnet18,lenet"])
     with pytest.raises(SystemExit, match=r"unknown \['lenet'\]; valid: resnet18, "):
         validity.main()

@@ -327,8 +327,9 @@ def test_importance_draws_only_weights_whose_consumers_carry_the_kept_indices():
     assert set(predicted.values()) == {True, False}
     for name, carried in predicted.items():
         with Session(program) as s:
-            rows = s.constant(irtools.resolve(name, s.fn, s.index()).owner.operation)
-        edit = Resize(value=name, dim=0, size=rows.shape[0] // 2, propagate=True, keep=largest_norm_rows(rows, rows.shape[0] // 2))
+            weight = s.constant(irtools.resolve(name, s.fn, s.index()).owner.operation)
+        half = weight.shape[0] // 2
+        edit = Resize(value=name, dim=0, size=half, propagate=True, keep=largest_norm_rows(weight, half))
         try:
             apply_edits(program, [edit])
             applied = True
