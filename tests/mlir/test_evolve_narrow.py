@@ -192,6 +192,24 @@ def test_pruning_hidden_units_of_an_mlp(tiny_torch, worker):
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_narrowing_a_linear_layers_bias_prunes_its_outputs_like_its_weight(tiny_torch, worker):
+    """The bias is the layer's output rows too: its weight's rows follow. The rule once treated it
+    as the weight, so the program claimed fewer outputs than it computed and IREE refused it
+    ('tensor.cast' op ... cast incompatible; DistilBERT and ViT in the edit-validity benchmark)."""
+    model, x, program = tiny_torch
+    from evoforge.mlir import irtools
+
+    with Session(program) as s:
+        first = next(op for op in irtools.walk(s.fn) if op.name == "torch.aten.linear")
+        weight, bias = (irtools.value_name(first.operands[i], s.fn) for i in (1, 2))
+    by_bias = Resize(value=bias, dim=0, size=3, propagate=True)
+    report = _report(program, by_bias)
+    assert report.padded_back == 0 and report.absorbed.count("torch.aten.linear") == 2
+    out = _run(program, [by_bias], x.numpy(), worker)
+    np.testing.assert_allclose(out, _run(program, [Resize(value=weight, dim=0, size=3, propagate=True)], x.numpy(), worker),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_only_values_with_a_consumer_that_can_shrink_are_carried(tiny_torch, linalg_program):
     from evoforge.mlir import irtools
     from evoforge.mlir.narrow import can_carry

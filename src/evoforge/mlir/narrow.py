@@ -21,7 +21,7 @@ Rules (torch dialect):
   ``groups`` follow); output channels of a dense conv's weight (bias follows); input channels
   of a dense conv's weight (the input is sliced);
 - ``torch.aten.linear`` and ``torch.aten.mm``: the contracted dim is sliced on the other side;
-  a free dim becomes a smaller result dim;
+  a free dim becomes a smaller result dim (a linear layer's bias counts as its weight's rows);
 - ``torch.aten.batch_norm``: channel dim (the four per-channel vectors follow);
 - pooling (``adaptive_avg_pool*``, ``max_pool*``, ``avg_pool*``): batch and channel dims; an
   adaptive pool to size 1 also absorbs a spatial dim;
@@ -247,6 +247,8 @@ def _linear(op: ir.Operation, slots: list[int], n: Narrowed) -> _Plan | None:
     b_in = 1 if linear else 0  # the contracted dim of the second operand
     last = len(a) - 1
     slot, d = slots[0], n.dim
+    if slot == 2:  # linear's bias: the weight's rows follow, and the outputs with them
+        return _Plan(slices=[(1, 0)], results=[(0, last, n.size)]) if d == 0 else None
     if slot == 0:
         if d == last:
             return _Plan(slices=[(1, b_in)])
