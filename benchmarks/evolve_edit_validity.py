@@ -7,7 +7,8 @@ the model is prepared as `evoforge.evolve(module, data=...)` prepares it (batch 
 targets, examples kept apart) and evaluated by the run's own domain (compile, run, batch check,
 timing). Per architecture and kind it counts the outcomes (ok; no valid edit found in the draw's
 20 tries; each failure kind: compile, runtime, non-finite outputs, batch-coupled, ...) and the
-median seconds to draw an edit (with its retries), to compile and to run it.
+median seconds to draw an edit (with its retries), to compile and to run it; each failed variant's
+edit and the first line of its reason are kept in the ``--json`` output.
 
 This is GEVO-ML's invalid rate on models people use, the cost a search pays per variant before any
 speedup. Outputs a table and ``--json``.
@@ -69,7 +70,7 @@ def measure(root: Path, name: str, draws: int, seed: int) -> dict[str, Any]:
     from evoforge.layout import RunLayout
     from evoforge.mlir.api import prepare_program
     from evoforge.mlir.domain import EvolveDomain
-    from evoforge.mlir.edits import EDIT_KINDS, EditError, EditListGenome
+    from evoforge.mlir.edits import EDIT_KINDS, EditError, EditListGenome, edit_to_data
     from evoforge.mlir.mutate import random_edit
     from evoforge.mlir.sources import read_meta
     from evoforge.search.domain import EvalContext
@@ -89,6 +90,7 @@ def measure(root: Path, name: str, draws: int, seed: int) -> dict[str, Any]:
     per_kind: dict[str, dict[str, Any]] = {}
     for kind in kinds:
         outcomes: Counter[str] = Counter()
+        failures: list[dict[str, Any]] = []
         draw_s, compile_s, run_s = [], [], []
         for _ in range(draws):
             t = time.perf_counter()
@@ -104,11 +106,13 @@ def measure(root: Path, name: str, draws: int, seed: int) -> dict[str, Any]:
             if evaluation.ok:
                 compile_s.append(float(evaluation.metrics["compile_s"]))
                 run_s.append(float(evaluation.metrics["run_s"]))
-        per_kind[kind] = {"outcomes": dict(outcomes), "draw_s": statistics.median(draw_s),
+            else:
+                failures.append({"edit": edit_to_data(edit), "reason": evaluation.reason.strip().splitlines()[0][:300]})
+        per_kind[kind] = {"outcomes": dict(outcomes), "failures": failures, "draw_s": statistics.median(draw_s),
                           "compile_s": statistics.median(compile_s) if compile_s else None,
                           "run_s": statistics.median(run_s) if run_s else None}
         print(f"  {name} {kind}: {json.dumps(per_kind[kind])}", flush=True)
-    domain._state["worker"].close(kill=True)  # one IREE worker per architecture, not one per architecture left running
+    domain._state["worker"].close(kill=True)  # end this architecture's IREE worker before the next starts its own
     total = sum(sum(k["outcomes"].values()) for k in per_kind.values())
     ok = sum(k["outcomes"].get("ok", 0) for k in per_kind.values())
     return {"exporter": read_meta(layout.program).get("exporter"),
