@@ -107,7 +107,7 @@ def measure(root: Path, name: str, draws: int, seed: int) -> dict[str, Any]:
                 compile_s.append(float(evaluation.metrics["compile_s"]))
                 run_s.append(float(evaluation.metrics["run_s"]))
             else:
-                failures.append({"edit": edit_to_data(edit), "reason": evaluation.reason.strip().splitlines()[0][:300]})
+                failures.append({"edit": edit_to_data(edit), "reason": (evaluation.reason.strip().splitlines() or [""])[0][:300]})
         per_kind[kind] = {"outcomes": dict(outcomes), "failures": failures, "draw_s": statistics.median(draw_s),
                           "compile_s": statistics.median(compile_s) if compile_s else None,
                           "run_s": statistics.median(run_s) if run_s else None}
