@@ -317,9 +317,22 @@ def _rule(op: ir.Operation) -> _Rule | None:
     return None
 
 
+def _users(value: ir.Value) -> dict[ir.Operation, list[int]]:
+    """The ops that read ``value``, each with the operand slots it reads it in."""
+    users: dict[ir.Operation, list[int]] = {}
+    for use in value.uses:
+        users.setdefault(use.owner.operation, []).append(use.operand_number)
+    return users
+
+
+def _changes_extent(plan: _Plan, n: Narrowed) -> bool:
+    """True when the plan gives a result another extent than ``n``'s (kept indices cannot follow)."""
+    return any(size != n.size for _, _, size in plan.results)
+
+
 def _carry_out(op: ir.Operation, plan: _Plan, n: Narrowed) -> list[Narrowed]:
     ip = ir.InsertionPoint(op)
-    if n.keep and any(size != n.size for _, _, size in plan.results):
+    if n.keep and _changes_extent(plan, n):
         raise EditError(f"{op.name} changes the narrowed extent, so the kept indices cannot follow")
     for i, d in plan.slices:
         op.operands[i] = _slice(op.operands[i], d, n.size, ip, n.keep)
@@ -385,13 +398,10 @@ def carries_kept(value: ir.Value, dim: int) -> bool:
         if old is None:
             return False
         n = Narrowed(v, v.type, old, d, old[d] - 1, tuple(range(old[d] - 1)))
-        users: dict[ir.Operation, list[int]] = {}
-        for use in v.uses:
-            users.setdefault(use.owner.operation, []).append(use.operand_number)
-        for user, slots in users.items():
+        for user, slots in _users(v).items():
             rule = _rule(user)
             plan = rule(user, sorted(slots), n) if rule is not None else None
-            if plan is None or any(size != n.size for _, _, size in plan.results):
+            if plan is None or _changes_extent(plan, n):
                 return False
             work.extend((user.results[r], rd) for r, rd, _ in plan.results)
     return True
@@ -431,10 +441,7 @@ def narrow(value: ir.Value, dim: int, size: int, fill: int, keep: Sequence[int] 
     work = [Narrowed(sliced, value.type, shape, dim, size, tuple(keep))]
     while work:
         n = work.pop(0)
-        users: dict[ir.Operation, list[int]] = {}
-        for use in n.value.uses:
-            users.setdefault(use.owner.operation, []).append(use.operand_number)
-        for user, slots in users.items():
+        for user, slots in _users(n.value).items():
             rule = _rule(user)
             plan = rule(user, sorted(slots), n) if rule is not None else None
             if plan is not None:
