@@ -103,3 +103,67 @@ def test_every_operator_compiles_and_runs(which, linalg_program, tiny_torch, wor
 def test_a_stale_edit_is_an_edit_failure(linalg_program, worker):
     result = evaluate_variant(linalg_program, [Resize(value="U99#0", dim=0, size=1)], [[np.zeros((4, 6), np.float32)]], worker=worker)
     assert not result.ok and result.failure.kind == "edit" and "U99" in result.failure.message
+
+
+@pytest.fixture(scope="module")
+def two_convs():
+    """(module, torch-level Program) of conv(stride 1) -> relu -> conv(stride 2): each conv's
+    strides, padding and dilation are constant ops defined right before it."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("iree.turbine")
+    from evoforge.mlir.program import from_torch
+
+    class TwoConvs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(4, 4, 3, padding=1)
+            self.b = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    torch.manual_seed(0)
+    model = TwoConvs().eval()
+    return model, from_torch(model, torch.randn(2, 4, 8, 8), level="torch")
+
+
+def _uids(program, needle):
+    return [line.split('evoforge.uid = "')[1].split('"')[0] for line in program.text.splitlines() if needle in line]
+
+
+def test_a_copied_op_recomputes_its_static_parameters(two_convs, worker):
+    """The second conv (stride 2) copied before the relu, reading the first conv's output and
+    weights: its strides, padding and dilation are defined after that place, so the copy
+    recomputes them, and the program gives exactly that stride-2 conv of the first's output."""
+    import torch
+
+    from evoforge.mlir.edits import Copy, Source
+
+    model, program = two_convs
+    conv_a, relu, conv_b = _uids(program, "torch.aten.")
+    weight_a, bias_a = _uids(program, "torch.vtensor.literal")[:2]
+    (ret,) = _uids(program, "return")
+    copy = Copy(uid=conv_b, before=relu, new_uid=f"{conv_b}.c1",
+                operands=(Source(f"{conv_a}#0"), Source(f"{weight_a}#0"), Source(f"{bias_a}#0"), Source(""), Source(""),
+                          Source(""), Source("")),
+                rewire_user=ret, rewire_operand=0)
+    x = np.random.default_rng(4).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    result = evaluate_variant(program, [copy], [[x]], worker=worker)
+    assert result.ok, result.failure
+    with torch.no_grad():
+        h = model.a(torch.from_numpy(x))
+        expected = torch.nn.functional.conv2d(h, model.a.weight, model.a.bias, stride=2, padding=1).numpy()
+    np.testing.assert_allclose(result.outputs[0][0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_random_copies_of_a_convolution_program_compile_and_run(two_convs, worker):
+    """A copy never hands a conv another op's strides or padding (its result type would no
+    longer match, and IREE refuses the program)."""
+    program = two_convs[1]
+    x = np.random.default_rng(5).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    base = evaluate_variant(program, [], [[x]], worker=worker)
+    rng = np.random.default_rng(7)  # the draw before the fix made IREE refuse 2 of these 8
+    for _ in range(8):
+        edit = random_edit(program, rng, "copy")
+        result = evaluate_variant(program, [edit], [[x]], worker=worker, baseline_vmfb=base.vmfb)
+        assert result.ok, (edit, result.failure)

@@ -101,8 +101,9 @@ class Delete:
 @dataclasses.dataclass(frozen=True)
 class Copy:
     """Clone op ``uid`` (with its regions) right before op ``before`` (same block) and tag it
-    ``new_uid``. ``operands[i]`` replaces operand ``i`` of the clone (empty value: keep it).
-    If ``rewire_user`` is set, operand ``rewire_operand`` of that later op is rewired to the
+    ``new_uid``. ``operands[i]`` replaces operand ``i`` of the clone (empty value: keep it; a
+    static parameter defined after ``before``, such as a stride list, is recomputed there). If
+    ``rewire_user`` is set, operand ``rewire_operand`` of that later op is rewired to the
     clone's first result, reshaped with ``rewire_fill``."""
 
     KIND: ClassVar[str] = "copy"

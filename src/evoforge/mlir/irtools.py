@@ -254,6 +254,37 @@ def dominates(v: ir.Value, op: ir.Operation) -> bool:
     return ancestor_in(op, ir.BlockArgument(v).owner) is not None
 
 
+def is_static_parameter(v: ir.Value) -> bool:
+    """True when ``v`` is a torch-level op's static parameter: a ``torch.constant.*`` or a
+    ``torch.prim.ListConstruct`` of such (a convolution's strides, a dim, a flag). The op's result
+    type was inferred from it, so another value in its place gives a program that verifies but that
+    IREE refuses or computes wrongly; a copied op recomputes it instead (`recompute_before`)."""
+    if not isinstance(v, ir.OpResult):
+        return False
+    op = v.owner.operation
+    if len(op.regions) or not (op.name.startswith("torch.constant.") or op.name == "torch.prim.ListConstruct"):
+        return False
+    return all(is_static_parameter(o) for o in op.operands)
+
+
+def recompute_before(v: ir.Value, op: ir.Operation, uid_prefix: str, done: dict[ir.Value, ir.Value]) -> ir.Value:
+    """``v`` (`is_static_parameter`) usable at ``op``: itself where it dominates ``op``, else its
+    constant ops cloned right before ``op``, tagged ``{uid_prefix}/{uid}``. ``done`` maps values
+    already recomputed for this op, so that a constant two parameters share is cloned once."""
+    if dominates(v, op):
+        return v
+    if v not in done:
+        source = v.owner.operation
+        operands = [recompute_before(o, op, uid_prefix, done) for o in source.operands]
+        clone = source.clone(ip=ir.InsertionPoint(op)).operation
+        for i, o in enumerate(operands):
+            clone.operands[i] = o
+        if (u := uid_of(clone)):
+            set_uid(clone, f"{uid_prefix}/{u}")
+        done[v] = clone.results[ir.OpResult(v).result_number]
+    return done[v]
+
+
 def dominating_values(op: ir.Operation, fn: ir.Operation) -> Iterator[ir.Value]:
     """Values usable by ``op``: arguments of every enclosing block and results of earlier
     tagged ops in them, innermost block first. `tensor.empty` results are never offered

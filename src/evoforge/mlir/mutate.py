@@ -303,12 +303,15 @@ def _apply_copy(s: Session, e: Copy) -> None:
     for inner in irtools.walk(clone):
         if (u := irtools.uid_of(inner)):
             irtools.set_uid(inner, f"{e.new_uid}/{u}")
+    recomputed: dict[ir.Value, ir.Value] = {}
     for i, choice in enumerate(e.operands):
         if choice.value:
             v = irtools.resolve(choice.value, s.fn, index)
             if not irtools.dominates(v, clone):
                 raise EditError(f"{choice.value} does not dominate the copy of {e.uid}")
             clone.operands[i] = irtools.repair_to(v, clone.operands[i].type, choice.fill, ir.InsertionPoint(clone))
+        elif irtools.is_static_parameter(clone.operands[i]):
+            clone.operands[i] = irtools.recompute_before(clone.operands[i], clone, e.new_uid, recomputed)
         if not irtools.dominates(clone.operands[i], clone):
             raise EditError(f"operand {i} of the copy of {e.uid} does not dominate its new position")
     if e.rewire_user:
@@ -488,10 +491,12 @@ def _draw_copy(s: Session, rng: np.random.Generator) -> Edit | None:
     index = s.index()
     reads_examples = False  # whether the copy computes on per-example values
     for operand in op.operands:
-        if irtools.dominates(operand, pos):
-            choices.append(Source(""))
+        if irtools.dominates(operand, pos) or irtools.is_static_parameter(operand):
+            choices.append(Source(""))  # a static parameter is recomputed, never replaced
             reads_examples = reads_examples or s.per_example(operand)
             continue
+        if not irtools.is_mutable_type(operand.type):
+            return None  # such as a list of tensors: no repair can stand in for it
         names = _sources_for(s, pos, operand, no_args=irtools.is_init_operand(op, len(choices)))
         if not names:
             return None
