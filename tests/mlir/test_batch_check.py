@@ -245,3 +245,50 @@ def test_a_sequence_first_loop_keeps_its_examples_apart_in_the_draws():
         assert 1 not in _resizable_dims(s, states[0]) and 0 in _resizable_dims(s, states[0])  # time steps may go
         hidden = next(r for op in irtools.walk(loop) if op.name == "torch.aten.mm" for r in op.results)
         assert s.per_example(hidden) and s.batch_dims(hidden) == {0}  # [8,32] inside the body: batch-first
+
+
+@pytest.mark.iree
+def test_a_shared_value_spread_along_the_batch_keeps_its_batch_dim(tmp_path):
+    """A class token expanded to the batch is shared (no input reaches it), yet its dim 0 runs
+    along the batch of the tokens it joins: cropping it gives some examples a zero token, by
+    their place in the batch. The rule leaves that dim out of the draws, and the check agrees.
+    So for an index over the examples, unsqueezed before it picks each example's rows."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("iree.turbine")
+    from evoforge.layout import RunLayout
+    from evoforge.mlir import irtools
+    from evoforge.mlir.api import prepare_program
+    from evoforge.mlir.edits import EditListGenome, Resize
+    from evoforge.mlir.mutate import Session, _resizable_dims
+    from evoforge.search.domain import EvalContext
+
+    class WithClassToken(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.token = torch.nn.Parameter(torch.randn(1, 1, 6))
+            self.head = torch.nn.Linear(6, 3)
+
+        def forward(self, x):  # x: [batch, 5, 6]
+            x = x[torch.arange(x.shape[0]).unsqueeze(1), torch.arange(5)]  # every example's own rows
+            tokens = torch.cat([self.token.expand(x.shape[0], -1, -1), x], dim=1)
+            return self.head(torch.tanh(tokens).mean(dim=1))
+
+    torch.manual_seed(0)
+    layout = RunLayout(tmp_path / "run")
+    prepare_program(WithClassToken().eval(), layout, example_input=torch.randn(4, 5, 6))
+    domain = _domain(layout)
+    with Session(domain.program, keep_examples_apart=True) as s:
+        expanded = next(op.results[0] for op in irtools.walk(s.fn) if op.name == "torch.aten.expand")
+        name = irtools.value_name(expanded, s.fn)
+        assert not s.per_example(expanded) and s.spread_batch_dims(expanded) == {0}
+        assert _resizable_dims(s, expanded) == [2]  # the token's features may still be cropped
+        s.keep_examples_apart = False
+        assert _resizable_dims(s, expanded) == [0, 2]
+        weight = next(op.results[0] for op in irtools.walk(s.fn) if op.name == "torch.vtensor.literal"
+                      and irtools.tensor_info(op.results[0].type).shape == (3, 6))
+        assert s.spread_batch_dims(weight) == frozenset()  # a weight is never spread along the batch
+        index = [op.results[0] for op in irtools.walk(s.fn) if op.name in ("torch.aten.arange", "torch.aten.unsqueeze")
+                 and irtools.tensor_info(op.results[0].type).shape[0] == 4]
+        assert len(index) == 2 and all(s.spread_batch_dims(v) == {0} for v in index), [str(v.type) for v in index]
+    cropped = domain.evaluate(EditListGenome(edits=(Resize(value=name, dim=0, size=2, fill=0),)), EvalContext(seed=1))
+    assert cropped.metrics.get("failure_kind") == "batch_coupled"

@@ -53,6 +53,7 @@ class Session:
         """Whether draws leave out the choices that would read one example's values into another's
         place (`mixes_examples`)."""
         self._per_example: set[ir.Value] | None = None
+        self._feeding: set[ir.Value] | None = None
         self._batch_size: int | None = None
         self.context = irtools.new_context()
         self._loc = ir.Location.unknown(self.context)
@@ -86,7 +87,7 @@ class Session:
 
     def apply(self, edit: Edit) -> None:
         _APPLY[type(edit)](self, edit)
-        self._per_example = None  # the edited program's values differ
+        self._per_example = self._feeding = None  # the edited program's values differ
 
     def pick(self, rng: np.random.Generator, items: Sequence[T], cost: Callable[[T], float]) -> T:
         """One of ``items``: uniformly, or with ``targets="cost"`` from a mixture that is
@@ -119,12 +120,33 @@ class Session:
         info = irtools.tensor_info(v.type)
         if info is None or not info.shape:
             return frozenset()
+        if info.shape[0] == self.batch_size():
+            return frozenset({0})
+        return frozenset(d for d, n in enumerate(info.shape) if n == self.batch_size()) or frozenset({0})
+
+    def batch_size(self) -> int:
+        """The extent of the first input's dim 0 (0 for a scalar input)."""
         if self._batch_size is None:
             first = next((irtools.tensor_info(a.type) for a in self.fn.regions[0].blocks[0].arguments), None)
             self._batch_size = first.shape[0] if first is not None and first.shape else 0
-        if info.shape[0] == self._batch_size:
-            return frozenset({0})
-        return frozenset(d for d, n in enumerate(info.shape) if n == self._batch_size) or frozenset({0})
+        return self._batch_size
+
+    def spread_batch_dims(self, v: ir.Value) -> frozenset[int]:
+        """The dims of shared tensor ``v`` that run along the batch of the per-example values it
+        feeds: every dim of the inputs' batch size, when ``v`` is computed (not constant data,
+        `CONSTANT_OPS`) and per-example values are computed from it (`_feeding_values`). A
+        weight whose extent happens to equal the batch size is not spread. A class token expanded to the batch, a bias
+        broadcast to it, an index over the examples: cropping such a dim gives some examples
+        other values than the rest, by their place in the batch."""
+        info = irtools.tensor_info(v.type)
+        if info is None or not isinstance(v, ir.OpResult) or self.per_example(v) or v.owner.operation.name in CONSTANT_OPS:
+            return frozenset()
+        if self._feeding is None:
+            assert self._per_example is not None  # filled by per_example above
+            self._feeding = _feeding_values(self.fn, self._per_example)
+        if v not in self._feeding:
+            return frozenset()
+        return frozenset(d for d, n in enumerate(info.shape) if n == self.batch_size())
 
     def mixes_examples(self, src: ir.Value, dst: ir.Value, *, reads_examples: bool | None = None) -> bool:
         """True when ``src``, shape-repaired into the place of ``dst`` (`irtools.convert`, which
@@ -132,8 +154,9 @@ class Session:
         batch or on its place in it: per-example values handed to another example or to all of
         them (``dst`` does not hold per-example values, or the ranks or the batch extents
         (`batch_dims`) differ, so the repair slices, collapses or broadcasts across the batch), or
-        shared values put where per-example ones were with a batch dim of ``dst`` covered rather
-        than broadcast (each example would read a different part). Same rank and batch extents:
+        shared values put where per-example ones (or shared ones spread along the batch,
+        `spread_batch_dims`) were with a batch dim of ``dst`` covered rather than broadcast (each
+        example would read a different part). Same rank and batch extents:
         cropped and padded in the other dims, example by example. ``reads_examples`` says whether
         ``src`` holds per-example values when the analysis cannot (a copy's result, made after it)."""
         a, b = irtools.tensor_info(src.type), irtools.tensor_info(dst.type)
@@ -144,7 +167,8 @@ class Session:
                 return True
             return any(a.shape[d] != b.shape[d] for d in self.batch_dims(src) | self.batch_dims(dst))
         lead = len(b.shape) - len(a.shape)  # dst dims before ``lead`` are broadcast, the rest read from src
-        return self.per_example(dst) and any(d >= lead and b.shape[d] != 1 for d in self.batch_dims(dst))
+        batch = self.batch_dims(dst) if self.per_example(dst) else self.spread_batch_dims(dst)
+        return any(d >= lead and b.shape[d] != 1 for d in batch)
 
     def verify(self) -> None:
         try:
@@ -180,6 +204,20 @@ def _per_example_values(fn: ir.Operation) -> set[ir.Value]:
         for op in reversed(ops):  # backward: the initial values such results are computed into
             if any(r in values for r in op.results):
                 values.update(v for i, v in enumerate(op.operands) if _is_initial_value(op, i))
+        if len(values) == known:
+            return values
+
+
+def _feeding_values(fn: ir.Operation, per_example: set[ir.Value]) -> set[ir.Value]:
+    """The shared values of ``fn`` from which per-example ones are computed, directly or through
+    other shared values (an index over the examples unsqueezed three times before it is used)."""
+    values: set[ir.Value] = set()
+    ops = [op for op in irtools.walk(fn) if op != fn]
+    while True:
+        known = len(values)
+        for op in reversed(ops):
+            if any(r in per_example or r in values for r in op.results):
+                values.update(v for v in op.operands if v not in per_example)
         if len(values) == known:
             return values
 
@@ -535,18 +573,23 @@ def _draw_resize(s: Session, rng: np.random.Generator, *, type_changing: bool = 
 
 
 def _resizable_dims(s: Session, v: ir.Value) -> list[int]:
-    """The dims of tensor ``v`` a resize may shrink: extent 2 or more, and not the batch dim of a
-    per-example value when the session keeps examples apart (cropping it blanks some examples)."""
+    """The dims of tensor ``v`` a resize may shrink: extent 2 or more, and, when the session keeps
+    examples apart, not the batch dim of a per-example value nor one of a shared value spread
+    along the batch (`Session.spread_batch_dims`): cropping either blanks some examples."""
     info = irtools.tensor_info(v.type)
     if info is None:
         return []
-    batch = s.batch_dims(v) if s.keep_examples_apart and s.per_example(v) else frozenset()
+    batch: frozenset[int] = frozenset()
+    if s.keep_examples_apart:
+        batch = s.batch_dims(v) if s.per_example(v) else s.spread_batch_dims(v)
     return [d for d, n in enumerate(info.shape) if n >= 2 and d not in batch]
 
 
 WEIGHT_OPS = ("torch.vtensor.literal", "torch_c.from_builtin_tensor")
 """The ops that give a torch program its weights: inline literals, and the conversions of loaded
 globals, as iree-turbine stores a module's parameters (a ResNet's every convolution weight)."""
+CONSTANT_OPS = (*WEIGHT_OPS, "arith.constant", "util.global.load")
+"""The ops that give any program its constant data (weights, tables)."""
 
 
 def _draw_resize_importance(s: Session, rng: np.random.Generator) -> Edit | None:
