@@ -79,10 +79,7 @@ def test_every_stage_runs_or_is_refused_with_a_reason(name: str, tmp_path: Path)
     row["evolve import"], row["evolve edits"] = _evolve_import(domain, tmp_path / "program")
     MATRIX[name] = row
     assert row["finetune"] == "ok" and row["quantize:dynamic"] == "ok", row
-    if arch.prunable:
-        assert row["prune:l1"] == "ok", row
-    else:  # refused before torch-pruning runs away, with the cause
-        assert row["prune:l1"].startswith("refused: EvaluationError: torch-pruning cannot"), row
+    assert row["prune:l1"] == "ok", row  # ShuffleNet and Swin block by block
     assert row["evolve import"].startswith("ok"), row  # IREE compiles each (GRU through ONNX)
     assert not row["evolve edits"].startswith("0 of"), row  # some edit of the program compiles and runs
     if name in TRANSFORMERS or name == "dict_mlp":
@@ -274,20 +271,61 @@ def _tiny_swin() -> torch.nn.Module:
     return SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=[2, 2], num_classes=4)
 
 
-@pytest.mark.parametrize(("build", "cause"), [(_tiny_shufflenet, "ZeroDivisionError"), (_tiny_swin, "recursion limit")])
-def test_pruning_a_model_whose_channels_torch_pruning_cannot_follow_fails_at_once_with_the_cause(build, cause) -> None:
-    """ShuffleNet's channel shuffle breaks torch-pruning's graph; Swin's window partition sends its
-    channel inference to its recursion limit, after which grouping grew to 24 GB and was killed.
-    Both now fail in the stage with one error naming torch-pruning and the cause."""
+@pytest.mark.parametrize("importance", ["l1", "taylor", "hessian"])
+def test_shufflenet_is_pruned_block_by_block_inside_each_branch(importance: str) -> None:
+    """torch-pruning cannot follow ShuffleNet's channel shuffle across the model (a
+    ZeroDivisionError in its graph), so each block it can follow is pruned inside: a branch's
+    inner channels go, every channel the shuffle regroups stays. With the gradient criteria too
+    (a block's trial prune once skipped the groups without gradients and took a block whose
+    depthwise convolution shares its input's channels)."""
     pytest.importorskip("torchvision.models")
     from evoforge.compression.genome import Stage
     from evoforge.compression.stages import apply_stage
+
+    _, splits, ctx = _setting("resnet18", protected=())  # colour images
+    model = _tiny_shufflenet().eval()
+    before = {name: m.out_channels for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    pruned = apply_stage(model, Stage.make("prune", importance=importance, ratio=0.5, steps=2, allocation="uniform", round_to=1,
+                                           epochs=0), ctx)
+    after = {name: m.out_channels for name, m in pruned.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    inner = [n for n in before if n.endswith("branch2.0") or n.endswith("branch2.3")]
+    handed_on = [n for n in before if n not in inner]  # branch outputs, the stem, the last convolution
+    assert inner and all(after[n] == before[n] // 2 for n in inner), (before, after)
+    assert all(after[n] == before[n] for n in handed_on)
+    x, _ = splits.val.take(3)
+    assert pruned(torch.as_tensor(x)).shape == (3, 4)
+
+
+def test_swin_is_pruned_block_by_block_in_its_mlps() -> None:
+    """Swin's window partition sends torch-pruning's channel inference to its recursion limit, and
+    its attention reads a parameter outside its layers: the MLPs are the blocks it can follow, and
+    their hidden layers are pruned (the output of an MLP, a layer's own output, is kept)."""
+    pytest.importorskip("torchvision.models")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+
+    _, splits, ctx = _setting("resnet18", protected=())
+    pruned = apply_stage(_tiny_swin().eval(), Stage.make("prune", importance="l2", ratio=0.5, steps=1, allocation="global",
+                                                         round_to=1, epochs=0), ctx)
+    blocks = [pruned.features[1][0], pruned.features[3][0]]
+    assert all(b.mlp[0].out_features < hidden for b, hidden in zip(blocks, (64, 128)))  # hidden sizes cut
+    assert [b.mlp[3].out_features for b in blocks] == [16, 32]  # the MLPs hand on what they did
+    assert [b.attn.qkv.out_features for b in blocks] == [48, 96]
+    x, _ = splits.val.take(3)
+    assert pruned(torch.as_tensor(x)).shape == (3, 4)
+
+
+def test_a_model_with_no_block_to_prune_either_is_refused_with_the_cause(monkeypatch) -> None:
+    pytest.importorskip("torchvision.models")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage, prune
     from evoforge.errors import EvaluationError
 
-    _, _, ctx = _setting("resnet18", protected=())  # colour images
-    with pytest.raises(EvaluationError, match=f"torch-pruning cannot .*{cause}"):
-        apply_stage(build().eval(), Stage.make("prune", importance="l1", ratio=0.3, steps=1, allocation="uniform", round_to=1,
-                                               epochs=0), ctx)
+    monkeypatch.setattr(prune, "block_pruners", lambda *args: [])
+    _, _, ctx = _setting("resnet18", protected=())
+    with pytest.raises(EvaluationError, match="torch-pruning cannot follow .*ZeroDivisionError.*nor has any block of it inner channels"):
+        apply_stage(_tiny_shufflenet().eval(), Stage.make("prune", importance="l1", ratio=0.3, steps=1, allocation="uniform",
+                                                          round_to=1, epochs=0), ctx)
 
 
 def test_vit_prunes_through_its_class_token_concatenation() -> None:

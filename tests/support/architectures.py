@@ -18,15 +18,13 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A model factory, a data factory ``(rng, n) -> (inputs, labels)``, the class count, the
-    user library the factory imports (None: plain torch) and whether torch-pruning can follow
-    its channels (ShuffleNet's channel shuffle and Swin's window partition defeat it)."""
+    """A model factory, a data factory ``(rng, n) -> (inputs, labels)``, the class count and the
+    user library the factory imports (None: plain torch)."""
 
     build: Callable[[], nn.Module]
     data: Callable[[np.random.Generator, int], tuple[Any, np.ndarray]]
     classes: int = 4
     library: str | None = None
-    prunable: bool = True
 
 
 def _images(rng: np.random.Generator, n: int) -> tuple[Any, np.ndarray]:
@@ -121,11 +119,11 @@ ARCHITECTURES = {
     "mobilenet_v3_small": Architecture(_torchvision("mobilenet_v3_small"), _images, library="torchvision.models"),
     "efficientnet_b0": Architecture(_torchvision("efficientnet_b0"), _images, library="torchvision.models"),
     "convnext_tiny": Architecture(_torchvision("convnext_tiny"), _images, library="torchvision.models"),
-    "shufflenet_v2_x0_5": Architecture(_torchvision("shufflenet_v2_x0_5"), _images, library="torchvision.models", prunable=False),
+    "shufflenet_v2_x0_5": Architecture(_torchvision("shufflenet_v2_x0_5"), _images, library="torchvision.models"),
     "densenet121": Architecture(_torchvision("densenet121"), _images, library="torchvision.models"),
     "regnet_y_400mf": Architecture(_torchvision("regnet_y_400mf"), _images, library="torchvision.models"),
     "squeezenet1_1": Architecture(_torchvision("squeezenet1_1"), _images, library="torchvision.models"),
-    "swin_t": Architecture(_torchvision("swin_t"), _images, library="torchvision.models", prunable=False),
+    "swin_t": Architecture(_torchvision("swin_t"), _images, library="torchvision.models"),
     "bert": Architecture(_bert, _tokens, library="transformers"),
     "distilbert": Architecture(_distilbert, _tokens, library="transformers"),
     "vit": Architecture(_vit, _images, library="transformers"),

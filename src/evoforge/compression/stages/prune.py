@@ -4,6 +4,11 @@ Whole channels / neurons are removed and every coupled layer (BN, LayerNorm, res
 depthwise convs, the next layer's inputs) is resized with them, so the result is a plain,
 smaller ``nn.Module``. Layers in ``ctx.protected`` keep their output channels.
 
+When torch-pruning cannot follow the whole model's channels (ShuffleNet's channel shuffle, Swin's
+window partition), the model is pruned block by block instead (`block_pruners`): the largest
+submodules whose channels it can follow are each pruned inside only, their outputs kept, so the
+channels a shuffle or a reshape regroups are never touched.
+
 Attention is pruned by whole heads: every module with a head count attribute
 (``num_attention_heads``, ``num_heads``, ``n_heads``) and query / key / value ``Linear``
 children, plain or factorized by low-rank (BERT, DistilBERT, ViT and most transformers), is
@@ -14,9 +19,11 @@ each head's width; the module's head count is updated afterwards.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import numpy as np
@@ -207,6 +214,134 @@ def _no_key_value_cache(model: nn.Module) -> Iterator[None]:
             config.use_cache = True
 
 
+def _meta_pruner(module: nn.Module, example: Any, stage: Stage, ignored: list[nn.Module], heads: dict[nn.Linear, int],
+                 *, steps: int | None = None, output_transform: Callable[[Any], Tensor] = output_tensor,
+                 importance: tp.importance.Importance | None = None) -> Any:
+    """torch-pruning's MetaPruner on ``module`` (traced on ``example``, from the prediction
+    only: GPT-2 also returns its key/value cache) with the stage's settings."""
+    return tp.pruner.MetaPruner(
+        module,
+        example,
+        output_transform=output_transform,
+        importance=make_importance(stage["importance"]) if importance is None else importance,
+        global_pruning=stage["allocation"] == "global",
+        pruning_ratio=stage["ratio"],
+        max_pruning_ratio=_MAX_GLOBAL_RATIO,
+        iterative_steps=stage["steps"] if steps is None else steps,
+        ignored_layers=ignored,
+        round_to=None if stage["round_to"] == 1 else stage["round_to"],
+        num_heads=heads,
+        prune_num_heads=bool(heads),
+        prune_head_dims=not heads,
+        head_pruning_ratio=stage["ratio"] if heads else 0.0,
+    )
+
+
+@dataclasses.dataclass
+class _Call:
+    """A module's first call in one forward pass of the model, and how often it was called."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    output: Any
+    count: int = 1
+
+
+def _record_calls(model: nn.Module, example: Any) -> dict[nn.Module, _Call]:
+    """The calls of every module with parameters in one forward pass of ``model`` on ``example``."""
+    calls: dict[nn.Module, _Call] = {}
+
+    def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if module in calls:
+            calls[module].count += 1
+        else:
+            calls[module] = _Call(args, kwargs, output)
+
+    handles = [m.register_forward_hook(record, with_kwargs=True) for m in model.modules()
+               if next(m.parameters(), None) is not None]
+    training = model.training
+    try:
+        with torch.no_grad():
+            call_model(model.eval(), example)  # (batch norms keep their running statistics)
+    finally:
+        model.train(training)
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _marked_output(out: Any) -> Tensor:
+    """The prediction through one more op, so that torch-pruning's trace gives the module's output
+    a node of its own even when a layer computes it (without one, pruning that layer's outputs
+    looks harmless)."""
+    return output_tensor(out) * 1.0
+
+
+def _output_roots(pruner: Any) -> list[nn.Module]:
+    """The layers whose output channels reach the traced module's output (pruning them would
+    change what the module hands on)."""
+    return [next(iter(group))[0].target.module
+            for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types)
+            if any(dep.target.type == tp.ops.OPTYPE.OUTPUT for dep, _ in group)]
+
+
+def _block_pruner(block: nn.Module, call: _Call, stage: Stage, ignored: list[nn.Module],
+                  heads: dict[nn.Linear, int]) -> Any | bool:
+    """A pruner of ``block``'s inner channels (its output channels kept), or False when
+    torch-pruning cannot follow the block (or pruning it would change the shapes it hands on:
+    a channel it shares with its input), or True when it can but the block has no inner channel."""
+    inside = set(block.modules())
+    ignored = [m for m in ignored if m in inside]
+    heads = {linear: n for linear, n in heads.items() if linear in inside}
+    try:
+        with _channels_followed(), warnings.catch_warnings():
+            # a parameter the block reads outside its layers (Swin's relative position table): torch-pruning
+            # would guess which of its dims to cut, and grouping such a block grew to gigabytes
+            warnings.filterwarnings("error", message="Unwrapped parameters detected", category=UserWarning)
+            pruner = _meta_pruner(block, call.args, stage, ignored, heads, output_transform=_marked_output)
+            ignored = ignored + _output_roots(pruner)
+            pruner = _meta_pruner(block, call.args, stage, ignored, heads, output_transform=_marked_output)
+            if not any(True for _ in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                                               root_module_types=pruner.root_module_types)):
+                return True
+            names = {m: name for name, m in block.named_modules()}
+            # prune a copy at the full ratio: the shapes it hands on must not change. By magnitude, which
+            # scores every group (gradient criteria skip a group without gradients, and they come later)
+            trial = copy.deepcopy(block)
+            trial_modules = dict(trial.named_modules())
+            trial_pruner = _meta_pruner(trial, call.args, stage, [trial_modules[names[m]] for m in ignored],
+                                        {trial_modules[names[linear]]: n for linear, n in heads.items()}, steps=1,
+                                        output_transform=_marked_output, importance=make_importance("l1"))
+            for group in trial_pruner.step(interactive=True):
+                group.prune()
+            with torch.no_grad():
+                shapes_kept = output_tensor(trial(*call.args)).shape == output_tensor(call.output).shape
+    except EvaluationError:  # (anything the build, the trial or its forward raised)
+        return False
+    return pruner if shapes_kept else False
+
+
+def block_pruners(model: nn.Module, example: Any, stage: Stage, ignored: list[nn.Module],
+                  heads: dict[nn.Linear, int]) -> list[tuple[nn.Module, Any]]:
+    """(block, pruner) for the largest submodules of ``model`` that torch-pruning can follow and
+    prune inside, their output channels kept (`_block_pruner`), found top down: a submodule it
+    cannot follow is looked into. A block must be called once, with tensors only."""
+    calls = _record_calls(model, example)
+    found: list[tuple[nn.Module, Any]] = []
+    queue = list(model.children())
+    while queue:
+        module = queue.pop(0)
+        call = calls.get(module)
+        pruner: Any | bool = False
+        if call is not None and call.count == 1 and not call.kwargs and call.args and all(isinstance(a, Tensor) for a in call.args):
+            pruner = _block_pruner(module, call, stage, ignored, heads)
+        if pruner is False:
+            queue[:0] = list(module.children())  # depth first, in the model's order
+        elif pruner is not True:
+            found.append((module, pruner))
+    return found
+
+
 @STAGES.register("prune")
 def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     """Remove ``ratio`` of the prunable channels in ``steps`` equal increments.
@@ -226,32 +361,27 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
     attention = attention_heads(model)
     heads = {linear: getattr(module, attribute) for module, attribute, qkv in attention for linear in qkv}
     ignored = [modules[name] for name in ctx.protected] + fused_qkv_projections(model)
+    example = to_tensors(ctx.example_input, ctx.device)
     with torch.random.fork_rng(devices=[]), _no_key_value_cache(model):
         torch.manual_seed(ctx.seed)  # random importance draws from the global RNG
-        with _channels_followed():
-            pruner = tp.pruner.MetaPruner(
-                model,
-                to_tensors(ctx.example_input, ctx.device),
-                output_transform=output_tensor,  # trace from the prediction only (GPT-2 also returns its key/value cache)
-                importance=make_importance(importance_name),
-                global_pruning=stage["allocation"] == "global",
-                pruning_ratio=stage["ratio"],
-                max_pruning_ratio=_MAX_GLOBAL_RATIO,
-                iterative_steps=steps,
-                ignored_layers=ignored,
-                round_to=None if stage["round_to"] == 1 else stage["round_to"],
-                num_heads=heads,
-                prune_num_heads=bool(heads),
-                prune_head_dims=not heads,
-                head_pruning_ratio=stage["ratio"] if heads else 0.0,
-            )
-        if heads and stage["allocation"] == "uniform":
-            pruner.per_step_head_pruning_ratio = head_schedule(stage["ratio"], steps, max(heads.values()))
+        try:
+            with _channels_followed():
+                pruners = [(model, _meta_pruner(model, example, stage, ignored, heads))]
+        except EvaluationError as whole:
+            pruners = block_pruners(model, example, stage, ignored, heads)
+            if not pruners:
+                raise EvaluationError(f"{whole}; nor has any block of it inner channels torch-pruning can follow") from whole
+        for _, pruner in pruners:
+            if pruner.num_heads and stage["allocation"] == "uniform":
+                pruner.per_step_head_pruning_ratio = head_schedule(stage["ratio"], steps, max(pruner.num_heads.values()))
         for step, epochs in enumerate(_epoch_shares(stage["epochs"], steps)):
             if importance_name in ("taylor", "hessian"):
                 _accumulate_gradients(model, ctx, loss, squared=importance_name == "hessian")
-            _step_keeping_a_head(pruner, attention)
-            _update_head_counts(attention, pruner)
+            for block, pruner in pruners:
+                inside = set(block.modules())
+                block_attention = [a for a in attention if a[0] in inside]
+                _step_keeping_a_head(pruner, block_attention)
+                _update_head_counts(block_attention, pruner)
             model.zero_grad(set_to_none=True)
             train(
                 model, ctx.data, ctx.training, epochs=epochs, seed=ctx.seed + step,
