@@ -1,25 +1,20 @@
 """The edit-validity benchmark (benchmarks/evolve_edit_validity.py) counts what the search's own
 draws and evaluations give on a conformance architecture, and refuses unknown architectures."""
 
-import importlib
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.benchmarks import benchmark_module
 
 pytestmark = pytest.mark.iree
 pytest.importorskip("iree.turbine")
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def validity():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module("evolve_edit_validity")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return benchmark_module("evolve_edit_validity")
 
 
 def test_counts_every_draw_of_every_kind_once(validity, tmp_path):

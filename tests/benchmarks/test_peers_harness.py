@@ -2,8 +2,6 @@
 from the space the domain's operators draw from, Optuna is told the quality constraint and the
 failures, and the rank test separates what the seeds separate."""
 
-import importlib
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -15,29 +13,23 @@ from evoforge.compression.operators import SearchSpace
 from evoforge.pareto import Objective
 from evoforge.search.algorithms.base import Individual
 from evoforge.search.evaluation import Evaluation, Status
+from tests.benchmarks import benchmark_module
 
 optuna = pytest.importorskip("optuna")
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 OBJECTIVES = (Objective("quality_drop"), Objective("latency_ratio"))
 
 
-def _benchmark_module(name: str) -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.fixture(scope="module")
 def harness() -> ModuleType:
-    return _benchmark_module("_peers")
+    return benchmark_module("_peers")
 
 
 @pytest.fixture(scope="module")
 def peers() -> ModuleType:
-    return _benchmark_module("peers")
+    return benchmark_module("peers")
 
 
 def test_optuna_trials_draw_only_what_the_space_allows(harness):

@@ -1,23 +1,18 @@
 """The block-by-block pruning benchmark (benchmarks/prune_block_by_block.py) prunes a ShuffleNet,
 times it against the fp32 model, and refuses a name torchvision does not have."""
 
-import importlib
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmarks import benchmark_module
+
 pytest.importorskip("onnxruntime")
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        module = importlib.import_module("prune_block_by_block")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    module = benchmark_module("prune_block_by_block")  # (installs the torchvision shim)
     pytest.importorskip("torchvision.models")
     return module
 
