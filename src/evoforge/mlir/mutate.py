@@ -134,10 +134,10 @@ class Session:
     def spread_batch_dims(self, v: ir.Value) -> frozenset[int]:
         """The dims of shared tensor ``v`` that run along the batch of the per-example values it
         feeds: every dim of the inputs' batch size, when ``v`` is computed (not constant data,
-        `CONSTANT_OPS`) and per-example values are computed from it (`_feeding_values`). A
-        weight whose extent happens to equal the batch size is not spread. A class token expanded to the batch, a bias
-        broadcast to it, an index over the examples: cropping such a dim gives some examples
-        other values than the rest, by their place in the batch."""
+        `CONSTANT_OPS`, so a weight whose extent happens to equal the batch size is not spread)
+        and per-example values are computed from it (`_feeding_values`). A class token expanded
+        to the batch, a bias broadcast to it, an index over the examples: cropping such a dim
+        gives some examples other values than the rest, by their place in the batch."""
         info = irtools.tensor_info(v.type)
         if info is None or not isinstance(v, ir.OpResult) or self.per_example(v) or v.owner.operation.name in CONSTANT_OPS:
             return frozenset()
