@@ -212,14 +212,14 @@ def _feeding_values(fn: ir.Operation, per_example: set[ir.Value]) -> set[ir.Valu
     """The shared values of ``fn`` from which per-example ones are computed, directly or through
     other shared values (an index over the examples unsqueezed three times before it is used)."""
     values: set[ir.Value] = set()
-    ops = [op for op in irtools.walk(fn) if op != fn]
-    while True:
-        known = len(values)
-        for op in reversed(ops):
-            if any(r in per_example or r in values for r in op.results):
-                values.update(v for v in op.operands if v not in per_example)
-        if len(values) == known:
-            return values
+    todo = [v for op in irtools.walk(fn) if op != fn and any(r in per_example for r in op.results) for v in op.operands]
+    while todo:  # backwards from the per-example results, through what computes each shared operand
+        v = todo.pop()
+        if v not in per_example and v not in values:
+            values.add(v)
+            if isinstance(v, ir.OpResult):
+                todo.extend(v.owner.operation.operands)
+    return values
 
 
 def _is_initial_value(op: ir.Operation, i: int) -> bool:
