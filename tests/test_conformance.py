@@ -296,6 +296,37 @@ def test_shufflenet_is_pruned_block_by_block_inside_each_branch(importance: str)
     assert pruned(torch.as_tensor(x)).shape == (3, 4)
 
 
+def test_pruning_block_by_block_removes_the_channels_it_names() -> None:
+    """In one ShuffleNet branch, half the inner channels are made dead (every weight that reads or
+    writes them zero, their batch norms zeroed): pruning at ratio 0.5 must remove exactly those, and
+    the branch must compute what it did (the other branches lose live channels; the model runs)."""
+    pytest.importorskip("torchvision.models")
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+
+    _, splits, ctx = _setting("resnet18", protected=())
+    model = _tiny_shufflenet().eval()
+    branch = model.stage2[1].branch2  # 1x1 conv, BN, ReLU, 3x3 depthwise, BN, 1x1 conv, BN, ReLU
+    dead = torch.arange(0, branch[0].out_channels, 2)
+    with torch.no_grad():
+        for layer in (branch[0], branch[1], branch[3], branch[4]):
+            layer.weight[dead] = 0
+        for norm in (branch[1], branch[4]):
+            norm.bias[dead] = 0
+        branch[5].weight[:, dead] = 0
+    z = torch.randn(3, branch[0].in_channels, 8, 8)
+    with torch.no_grad():
+        before = branch(z)
+    stage = Stage.make("prune", importance="l1", ratio=0.5, steps=1, allocation="uniform", round_to=1, epochs=0)
+    pruned = apply_stage(model, stage, ctx)
+    assert pruned.stage2[1].branch2 is branch and branch[0].out_channels == len(dead)
+    with torch.no_grad():
+        torch.testing.assert_close(branch(z), before, rtol=1e-5, atol=1e-5)
+    assert before.abs().max() > 0.1  # (a branch that computes something)
+    x, _ = splits.val.take(3)
+    assert pruned(torch.as_tensor(x)).shape == (3, 4)
+
+
 def test_swin_is_pruned_block_by_block_in_its_mlps() -> None:
     """Swin's window partition sends torch-pruning's channel inference to its recursion limit, and
     its attention reads a parameter outside its layers: the MLPs are the blocks it can follow, and
