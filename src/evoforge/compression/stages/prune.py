@@ -371,17 +371,18 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
             pruners = block_pruners(model, example, stage, ignored, heads)
             if not pruners:
                 raise EvaluationError(f"{whole}; nor has any block of it inner channels torch-pruning can follow") from whole
-        for _, pruner in pruners:
+        block_attention = {}  # the attention modules each pruner cuts heads of (pruning keeps the module objects)
+        for block, pruner in pruners:
+            inside = set(block.modules())
+            block_attention[pruner] = [a for a in attention if a[0] in inside]
             if pruner.num_heads and stage["allocation"] == "uniform":
                 pruner.per_step_head_pruning_ratio = head_schedule(stage["ratio"], steps, max(pruner.num_heads.values()))
         for step, epochs in enumerate(_epoch_shares(stage["epochs"], steps)):
             if importance_name in ("taylor", "hessian"):
                 _accumulate_gradients(model, ctx, loss, squared=importance_name == "hessian")
-            for block, pruner in pruners:
-                inside = set(block.modules())
-                block_attention = [a for a in attention if a[0] in inside]
-                _step_keeping_a_head(pruner, block_attention)
-                _update_head_counts(block_attention, pruner)
+            for _, pruner in pruners:
+                _step_keeping_a_head(pruner, block_attention[pruner])
+                _update_head_counts(block_attention[pruner], pruner)
             model.zero_grad(set_to_none=True)
             train(
                 model, ctx.data, ctx.training, epochs=epochs, seed=ctx.seed + step,
