@@ -188,6 +188,26 @@ def test_runtime_hangs_are_recorded_and_the_run_finishes(tmp_path, linalg_mlp_te
     assert original.status is Status.TIMEOUT and original.reason.startswith("timeout: no answer within 0.5 s")
 
 
+def test_variants_may_compile_five_times_as_long_as_the_original(finished_run, monkeypatch):
+    from evoforge.mlir import iree_runner
+    from evoforge.mlir.domain import COMPILE_TIMEOUT_FACTOR, EvolveDomain
+
+    run_dir, front = finished_run
+    with open_store(run_dir, readonly=True) as store:
+        config = store.config()["domain"]["config"]
+    assert 0 < config["original_compile_s"] < 60  # measured when the run prepared, kept for resume
+    domain = EvolveDomain.from_config({**config, "compile_cache_mb": 0, "original_compile_s": 40.0})
+    domain.attach(RunLayout(run_dir))
+    assert domain.variant_compile_timeout_s == 40.0 * COMPILE_TIMEOUT_FACTOR
+    assert EvolveDomain(original_compile_s=2.0).variant_compile_timeout_s == domain.compile_timeout_s == 120.0
+    timeouts = []
+    monkeypatch.setattr(iree_runner, "compile_program", lambda *args, **kwargs: timeouts.append(kwargs["timeout_s"]) or b"")
+    domain._compile(front[0].genome)
+    assert timeouts == [200.0]
+    with pytest.raises(ConfigError, match="compile_timeout_s must be > 0 seconds, got 0"):
+        EvolveDomain(compile_timeout_s=0)
+
+
 def test_bad_programs_are_clear_errors(tmp_path):
     from evoforge.errors import ConfigError
 

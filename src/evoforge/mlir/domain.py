@@ -41,6 +41,9 @@ _FAILURE_STATUS = {"timeout": Status.TIMEOUT, "compile_timeout": Status.TIMEOUT,
 
 DIFF_LINES = 400
 """Diff lines a report shows per member."""
+COMPILE_TIMEOUT_FACTOR = 5
+"""A variant may compile for this many times the original program's compile time (measured when
+the run prepares, ``original_compile_s`` in its config) where that exceeds ``compile_timeout_s``."""
 RETIME_FACTOR = 3
 """Front members are re-timed at the end of a run with up to this many times the run's repeats..."""
 RETIME_SECONDS = 20.0
@@ -91,6 +94,7 @@ class EvolveDomain(Domain):
         crossover: str = "halves",
         batch_check: bool = True,
         original_batch_coupling: float | None = None,
+        original_compile_s: float | None = None,
     ) -> None:
         self.edit_kinds = check_edit_kinds(edit_kinds)
         if keep_artifacts not in KEEP_ARTIFACTS:  # a variant's vmfb; ResNet-50's is 90 MB
@@ -118,7 +122,10 @@ class EvolveDomain(Domain):
         self.max_error_increase = max_error_increase
         self.target = target
         self.extra_flags = list(extra_flags)
+        if compile_timeout_s <= 0:
+            raise ConfigError(f"compile_timeout_s must be > 0 seconds, got {compile_timeout_s!r}")
         self.compile_timeout_s = compile_timeout_s
+        self.original_compile_s = original_compile_s
         self.run_timeout_s = run_timeout_s
         self.repeats = repeats
         self.original_error = original_error
@@ -130,6 +137,15 @@ class EvolveDomain(Domain):
             self._mutations.add(kind, self._mutation(kind))
         self._program: Any = None
         self._state: dict[str, Any] | None = None
+
+    @property
+    def variant_compile_timeout_s(self) -> float:
+        """How long a variant may compile: ``compile_timeout_s``, or `COMPILE_TIMEOUT_FACTOR` times
+        the original program's compile time when that is longer (a DenseNet-121 compiles in 35 s,
+        and a loaded machine can take three times that for a valid variant)."""
+        if self.original_compile_s is None:
+            return self.compile_timeout_s
+        return max(self.compile_timeout_s, COMPILE_TIMEOUT_FACTOR * self.original_compile_s)
 
     @property
     def objectives(self) -> tuple[Objective, ...]:  # type: ignore[override]
@@ -159,6 +175,7 @@ class EvolveDomain(Domain):
             "crossover": self.crossover_cut,
             "batch_check": self.batch_check,
             "original_batch_coupling": self.original_batch_coupling,
+            "original_compile_s": self.original_compile_s,
         }
 
     @classmethod
@@ -294,8 +311,11 @@ class EvolveDomain(Domain):
 
         d = self.require_layout().program
         if not (d / "original.vmfb").exists():
+            start = time.perf_counter()
             vmfb = compile_program(self.program.text, input_type=self.program.input_type, target=self.target,
-                                   extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
+                                   extra_flags=self.extra_flags, timeout_s=max(self.compile_timeout_s, 600.0))
+            if self.original_compile_s is None:
+                self.original_compile_s = time.perf_counter() - start
             (d / "original.vmfb").write_bytes(vmfb)
         measure_coupling = self.batch_check and self.original_batch_coupling is None and self._batches_checkable
         if self.original_error is None or measure_coupling:
@@ -517,7 +537,7 @@ class EvolveDomain(Domain):
             return cached, None, time.perf_counter() - t, True
         try:
             vmfb = compile_program(text, input_type=self.program.input_type, target=self.target,
-                                   extra_flags=self.extra_flags, timeout_s=self.compile_timeout_s)
+                                   extra_flags=self.extra_flags, timeout_s=self.variant_compile_timeout_s)
         except VariantFailure as exc:
             return None, _failure(exc.failure.kind, exc.failure.message), time.perf_counter() - t, False
         if cache is not None:
