@@ -28,3 +28,8 @@ class StoreError(EvoforgeError, RuntimeError):
 
 class EvaluationError(EvoforgeError, RuntimeError):
     """An evaluation could not be carried out; recorded as a FAILED result, never fatal to a run."""
+
+
+class PruningWarning(UserWarning):
+    """A prune stage left layers unpruned that the user may expect pruned; the probe records the
+    message in the baseline's ``refused`` under ``prune:layers``, workers do not repeat it."""

@@ -48,6 +48,22 @@ def test_refused_stages_leave_the_space_with_their_reason(monkeypatch):
     assert space.quant_modes == ("dynamic",) and "prune" in space.kinds and len(space.importances) == 7
 
 
+def test_layers_pruning_keeps_whole_are_recorded_once():
+    import warnings
+
+    from tests.support.torch_fixtures import RegroupCNN
+
+    model = RegroupCNN("shuffle", classes=4)
+    task = Task("s", model, _data(), batch_size=16)
+    splits = splits_from_mapping(task.dataset, task_type="classification", seed=0, what="data")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        space, refused = probe_capabilities(model, splits, task)
+    assert refused["prune:layers"].startswith("pruning keeps the channels of ['mid.0']: removing some of their dead")
+    assert len(space.importances) == 7  # every importance still prunes the other layers
+    assert not [w for w in shown if "mid.0" in str(w.message)]  # recorded, not shown
+
+
 def test_epoch_time_scales_with_the_train_split(monkeypatch):
     import time
 

@@ -40,6 +40,29 @@ class ResCNN(nn.Module):
         return self.fc(self.pool(self.down(h)).flatten(1))
 
 
+class RegroupCNN(nn.Module):
+    """A CNN for 1-channel images whose middle layer's channels are regrouped before the next layer
+    reads them: ``shuffle`` (ShuffleNet's view, transpose and reshape), ``flip`` (reversed), or
+    ``none``. torch-pruning follows all three without an error."""
+
+    def __init__(self, regroup: str = "shuffle", width: int = 16, classes: int = 10) -> None:
+        super().__init__()
+        self.regroup = regroup
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.mid = nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.last = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.stem(x))
+        if self.regroup == "shuffle":
+            n, c, height, width = h.shape
+            h = h.view(n, 2, c // 2, height, width).transpose(1, 2).reshape(n, c, height, width)
+        elif self.regroup == "flip":
+            h = h.flip(1)
+        return self.fc(self.last(h).mean((2, 3)))  # type: ignore[no-any-return]
+
+
 def mlp(inputs: int = 64, hidden: int = 128, classes: int = 10) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(), nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes)

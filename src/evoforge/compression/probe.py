@@ -11,9 +11,11 @@ Candidates can still fail for reasons only their full settings reveal; those are
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from torch import nn
 
 from evoforge.compression.genome import IMPORTANCES, QUANT_MODES, STAGE_SPACES, PipelineGenome, Stage
 from evoforge.compression.operators import SearchSpace
+from evoforge.errors import PruningWarning
 from evoforge.runtimes.base import Runtime
 from evoforge.workload.data import Splits
 from evoforge.workload.task import Task
@@ -76,7 +79,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
                 continue
             try:
                 in_torch, int8 = split_int8(PipelineGenome((stage,), task.training), runtime, calibration, train_qat)
-                with torch.random.fork_rng():
+                with torch.random.fork_rng(), _pruning_noted(refused):
                     torch.manual_seed(0)
                     result = apply_pipeline(copy.deepcopy(model), in_torch, ctx)
                 if name.startswith("prune:") and exported_prune:
@@ -92,6 +95,24 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     modes = tuple(m for m in QUANT_MODES if f"quantize:{m}" not in refused)
     kinds = tuple(k for k in sorted(STAGE_SPACES) if k in ("prune", "quantize") or k not in refused)
     return SearchSpace(kinds=kinds, importances=importances, quant_modes=modes), refused
+
+
+@contextlib.contextmanager
+def _pruning_noted(refused: dict[str, str]) -> Iterator[None]:
+    """Inside, a `PruningWarning` (layers a prune stage keeps whole) is recorded in ``refused``
+    under ``prune:layers`` instead of shown; other warnings are shown as usual."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PruningWarning)
+        show = warnings.showwarning
+
+        def note(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, PruningWarning):
+                refused.setdefault("prune:layers", str(message))
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = note
+        yield
 
 
 def seconds_per_epoch(model: nn.Module, splits: Splits, task: Task, *, device: str = "cpu") -> float:

@@ -9,8 +9,8 @@ from torch import nn
 
 from evoforge.compression.genome import IMPORTANCES, Stage
 from evoforge.compression.stages import apply_stage
-from evoforge.errors import ConfigError
-from tests.support.torch_fixtures import ResCNN, accuracy, cnn1d, depthwise_cnn, make_ctx, n_params
+from evoforge.errors import ConfigError, PruningWarning
+from tests.support.torch_fixtures import RegroupCNN, ResCNN, accuracy, cnn1d, depthwise_cnn, make_ctx, n_params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -113,6 +113,39 @@ def test_unknown_protected_layer_is_a_config_error(digits) -> None:
         _prune(model, bad)
     with pytest.raises(ConfigError, match="choose one of"):
         Stage.make("prune", importance="fisher", ratio=0.5, steps=1, allocation="uniform", round_to=1, epochs=0)
+
+
+@pytest.mark.parametrize("regroup", ["shuffle", "flip", "none"])
+def test_layers_whose_channels_torch_pruning_misreads_are_found(regroup: str) -> None:
+    from evoforge.compression.stages.prune import misread_layers
+
+    torch.manual_seed(0)
+    model = RegroupCNN(regroup).eval()
+    stage = Stage.make("prune", importance="l1", ratio=0.5, steps=1, allocation="uniform", round_to=1, epochs=0)
+    found = misread_layers(model, torch.randn(1, 1, 8, 8), stage, [model.stem[0], model.fc], {})
+    assert found == ([] if regroup == "none" else [model.mid[0]])
+
+
+def _silence(model: nn.Module, channels: list[int]) -> None:
+    for conv, bn in ((model.mid[0], model.mid[1]), (model.last[0], model.last[1])):
+        with torch.no_grad():
+            conv.weight[channels] = 0
+            bn.weight[channels] = bn.bias[channels] = 0
+
+
+@pytest.mark.parametrize("regroup", ["shuffle", "flip"])
+def test_pruning_keeps_misread_channels_and_computes_what_it_did(regroup: str, digits) -> None:
+    torch.manual_seed(0)
+    model = RegroupCNN(regroup).eval()
+    _silence(model, [1, 4, 6, 7, 9, 10, 12, 15])  # half of mid's and last's channels dead: magnitude prunes exactly those
+    x = torch.as_tensor(digits.test.x[:8])
+    with torch.no_grad():
+        expected = model(x)
+    with pytest.warns(PruningWarning, match=r"\[.mid\.0.\]"):
+        pruned = _prune(model, make_ctx(model, digits))
+    assert pruned.mid[0].out_channels == 16 and pruned.last[0].out_channels == 8
+    with torch.no_grad():  # torch-pruning alone removes mid's dead channels from the wrong inputs of last
+        assert torch.allclose(pruned.eval()(x), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(("ratio", "steps", "heads", "left"), [(0.5, 1, 4, 2), (0.5, 2, 4, 2), (0.5, 3, 4, 2), (0.9, 4, 4, 1),

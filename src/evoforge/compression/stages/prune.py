@@ -9,6 +9,11 @@ window partition), the model is pruned block by block instead (`block_pruners`):
 submodules whose channels it can follow are each pruned inside only, their outputs kept, so the
 channels a shuffle or a reshape regroups are never touched.
 
+torch-pruning can also follow a model and map channels wrongly without an error (a channel
+shuffle it treats as a plain view, a permutation it treats as elementwise): before pruning, every
+group whose layers can be checked is tried once on a copy (`misread_layers`), and a group whose
+removal of dead channels changes the output is kept whole.
+
 Attention is pruned by whole heads: every module with a head count attribute
 (``num_attention_heads``, ``num_heads``, ``n_heads``) and query / key / value ``Linear``
 children, plain or factorized by low-rank (BERT, DistilBERT, ViT and most transformers), is
@@ -33,7 +38,7 @@ from torch import Tensor, nn
 
 from evoforge.compression.genome import IMPORTANCES, Stage
 from evoforge.compression.stages import STAGES, StageContext
-from evoforge.errors import ConfigError, EvaluationError
+from evoforge.errors import ConfigError, EvaluationError, PruningWarning
 from evoforge.hostlock import compute_step
 from evoforge.workload.inputs import call_model, output_tensor, to_tensors
 from evoforge.workload.training import LossFn, loss_function, train
@@ -285,9 +290,99 @@ def _output_roots(pruner: Any) -> list[nn.Module]:
             if any(dep.target.type == tp.ops.OPTYPE.OUTPUT for dep, _ in group)]
 
 
+_PASS_THROUGH = frozenset({tp.ops.OPTYPE.ELEMENTWISE, tp.ops.OPTYPE.CONCAT, tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.RESHAPE,
+                           tp.ops.OPTYPE.UNBIND, tp.ops.OPTYPE.EXPAND, tp.ops.OPTYPE.SLICE})
+_MISMATCH_RTOL = 1e-3  # removing exactly-zero channels changes only the order of float sums
+_SILENCEABLE = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.PReLU)
+
+
+def _silence(module: nn.Module, channels: list[int]) -> None:
+    """Make output ``channels`` of ``module`` (one of `_SILENCEABLE`, not transposed) exactly zero
+    whatever it reads (a batch norm without affine parameters: on zero inputs)."""
+    tensors = [] if isinstance(module, nn.PReLU) else [module.weight, module.bias, getattr(module, "running_mean", None)]
+    with torch.no_grad():
+        for tensor in tensors:
+            if isinstance(tensor, Tensor):
+                tensor[channels] = 0
+
+
+def _checked_removal(group: Any, pruner: Any, heads: dict[nn.Linear, int], rng: np.random.Generator) -> Any | None:
+    """``group`` cut to a random quarter of its channels (the same ones in every channel group)
+    with those channels silenced in the model, or None when the group cannot be checked so: it
+    reaches the output, holds an attention projection, or a layer other than a convolution, a
+    linear layer, a batch norm or a PReLU (a layer norm's other channels change without them)."""
+    for dep, _ in group:
+        module = dep.target.module
+        if dep.target.type in _PASS_THROUGH:
+            continue
+        if not isinstance(module, _SILENCEABLE) or getattr(module, "transposed", False) or module in heads:
+            return None
+    channel_groups = max((pruner.out_channel_groups if pruner.DG.is_out_channel_pruning_fn(dep.handler) else pruner.in_channel_groups)
+                         .get(dep.target.module, 1) for dep, _ in group)
+    size = len(group[0].idxs) // channel_groups
+    if size < 2:
+        return None
+    offsets = rng.choice(size, max(1, size // 4), replace=False)
+    channels = sorted(int(o) + g * size for g in range(channel_groups) for o in offsets)
+    root = group[0].dep
+    removal = pruner.DG.get_pruning_group(root.target.module, root.handler, channels)
+    for dep, idxs in removal:
+        if pruner.DG.is_out_channel_pruning_fn(dep.handler) and dep.target.type not in _PASS_THROUGH:
+            _silence(dep.target.module, list(idxs))
+    return removal
+
+
+def misread_layers(module: nn.Module, example: Any, stage: Stage, ignored: list[nn.Module], heads: dict[nn.Linear, int],
+                   *, output_transform: Callable[[Any], Tensor] = output_tensor) -> list[nn.Module]:
+    """The root layers of the pruning groups torch-pruning maps wrongly in ``module``.
+
+    On a copy, each group that can be checked (`_checked_removal`) has a random quarter of its
+    channels made exactly zero and then removed: where torch-pruning maps the channels right, the
+    copy's output is unchanged (up to float rounding). A group after which it changes, or the copy
+    fails, is misread; after a failure the check starts again on a fresh copy without that group.
+    The draw is seeded, so the answer depends only on the model and the example.
+    """
+    names = {m: name for name, m in module.named_modules()}
+    misread: list[str] = []
+    while True:
+        trial = copy.deepcopy(module).eval()
+        trial_modules = dict(trial.named_modules())
+        trial_names = {m: name for name, m in trial_modules.items()}
+        trial_heads = {trial_modules[names[linear]]: n for linear, n in heads.items()}
+        trial_ignored = [trial_modules[names[m]] for m in ignored] + [trial_modules[name] for name in misread]
+        pruner = _meta_pruner(trial, example, stage, trial_ignored, trial_heads, steps=1, output_transform=output_transform,
+                              importance=make_importance("l1"))
+        rng = np.random.default_rng(0)
+        broken = False
+        for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types):
+            root = trial_names[group[0].dep.target.module]
+            try:
+                removal = _checked_removal(group, pruner, trial_heads, rng)
+            except Exception:  # noqa: BLE001  (torch-pruning cannot cut this group to some of its channels)
+                misread.append(root)
+                continue
+            if removal is None:
+                continue
+            try:
+                with torch.no_grad():
+                    before = call_model(trial, example)
+                    removal.prune()
+                    after = call_model(trial, example)
+            except Exception:  # noqa: BLE001  (the copy no longer runs: that group broke it)
+                misread.append(root)
+                broken = True
+                break
+            tolerance = _MISMATCH_RTOL * max(float(before.abs().max()) if before.numel() else 0.0, 1e-6)
+            if after.shape != before.shape or not torch.allclose(after, before, rtol=_MISMATCH_RTOL, atol=tolerance):
+                misread.append(root)
+        if not broken:
+            return [dict(module.named_modules())[name] for name in misread]
+
+
 def _block_pruner(block: nn.Module, call: _Call, stage: Stage, ignored: list[nn.Module],
-                  heads: dict[nn.Linear, int]) -> Any | bool:
-    """A pruner of ``block``'s inner channels (its output channels kept), or False when
+                  heads: dict[nn.Linear, int]) -> tuple[Any, list[nn.Module]] | bool:
+    """A pruner of ``block``'s inner channels (its output channels kept) and the layers of the
+    block `misread_layers` keeps whole, or False when
     torch-pruning cannot follow the block (or pruning it would change the shapes it hands on:
     a channel it shares with its input), or True when it can but the block has no inner channel."""
     inside = set(block.modules())
@@ -300,6 +395,8 @@ def _block_pruner(block: nn.Module, call: _Call, stage: Stage, ignored: list[nn.
             warnings.filterwarnings("error", message="Unwrapped parameters detected", category=UserWarning)
             pruner = _meta_pruner(block, call.args, stage, ignored, heads, output_transform=_marked_output)
             ignored = ignored + _output_roots(pruner)
+            misread = misread_layers(block, call.args, stage, ignored, heads, output_transform=_marked_output)
+            ignored = ignored + misread
             pruner = _meta_pruner(block, call.args, stage, ignored, heads, output_transform=_marked_output)
             if not any(True for _ in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                                                root_module_types=pruner.root_module_types)):
@@ -318,28 +415,37 @@ def _block_pruner(block: nn.Module, call: _Call, stage: Stage, ignored: list[nn.
                 shapes_kept = output_tensor(trial(*call.args)).shape == output_tensor(call.output).shape
     except EvaluationError:  # (anything the build, the trial or its forward raised)
         return False
-    return pruner if shapes_kept else False
+    return (pruner, misread) if shapes_kept else False
 
 
 def block_pruners(model: nn.Module, example: Any, stage: Stage, ignored: list[nn.Module],
-                  heads: dict[nn.Linear, int]) -> list[tuple[nn.Module, Any]]:
-    """(block, pruner) for the largest submodules of ``model`` that torch-pruning can follow and
+                  heads: dict[nn.Linear, int]) -> list[tuple[nn.Module, Any, list[nn.Module]]]:
+    """(block, pruner, layers kept whole) for the largest submodules of ``model`` that torch-pruning can follow and
     prune inside, their output channels kept (`_block_pruner`), found top down: a submodule it
     cannot follow is looked into. A block must be called once, with tensors only."""
     calls = _record_calls(model, example)
-    found: list[tuple[nn.Module, Any]] = []
+    found: list[tuple[nn.Module, Any, list[nn.Module]]] = []
     queue = list(model.children())
     while queue:
         module = queue.pop(0)
         call = calls.get(module)
-        pruner: Any | bool = False
+        pruner: tuple[Any, list[nn.Module]] | bool = False
         if call is not None and call.count == 1 and not call.kwargs and call.args and all(isinstance(a, Tensor) for a in call.args):
             pruner = _block_pruner(module, call, stage, ignored, heads)
         if pruner is False:
             queue[:0] = list(module.children())  # depth first, in the model's order
         elif pruner is not True:
-            found.append((module, pruner))
+            found.append((module, *pruner))
     return found
+
+
+def _warn_misread(model: nn.Module, layers: list[nn.Module]) -> None:
+    """One `PruningWarning` naming the layers `misread_layers` found, which keep their channels."""
+    if layers:
+        names = {m: name for name, m in model.named_modules()}
+        warnings.warn(f"pruning keeps the channels of {sorted(names[m] for m in layers)}: removing some of their dead channels "
+                      "changed the model's output or broke it (torch-pruning misreads a channel shuffle or another "
+                      "regrouping, or the channels are also a block's input)", PruningWarning, stacklevel=2)
 
 
 @STAGES.register("prune")
@@ -366,13 +472,15 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
         torch.manual_seed(ctx.seed)  # random importance draws from the global RNG
         try:
             with _channels_followed():
-                pruners = [(model, _meta_pruner(model, example, stage, ignored, heads))]
+                misread = misread_layers(model, example, stage, ignored, heads)
+                pruners = [(model, _meta_pruner(model, example, stage, ignored + misread, heads), misread)]
         except EvaluationError as whole:
             pruners = block_pruners(model, example, stage, ignored, heads)
             if not pruners:
                 raise EvaluationError(f"{whole}; nor has any block of it inner channels torch-pruning can follow") from whole
+        _warn_misread(model, [layer for _, _, misread in pruners for layer in misread])
         block_attention = {}  # the attention modules each pruner cuts heads of (pruning keeps the module objects)
-        for block, pruner in pruners:
+        for block, pruner, _ in pruners:
             inside = set(block.modules())
             block_attention[pruner] = [a for a in attention if a[0] in inside]
             if pruner.num_heads and stage["allocation"] == "uniform":
@@ -380,7 +488,7 @@ def prune(model: nn.Module, stage: Stage, ctx: StageContext) -> nn.Module:
         for step, epochs in enumerate(_epoch_shares(stage["epochs"], steps)):
             if importance_name in ("taylor", "hessian"):
                 _accumulate_gradients(model, ctx, loss, squared=importance_name == "hessian")
-            for _, pruner in pruners:
+            for _, pruner, _ in pruners:
                 _step_keeping_a_head(pruner, block_attention[pruner])
                 _update_head_counts(block_attention[pruner], pruner)
             model.zero_grad(set_to_none=True)
