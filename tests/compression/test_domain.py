@@ -397,6 +397,16 @@ def test_show_counts_what_prefix_reuse_saved(domain):
     assert not any("prefix reuse" in n for n in domain.headline_notes({"b": evaluations["b"]}))
 
 
+def test_show_names_what_the_probe_left_out(domain, monkeypatch):
+    refused = {"quantize:static": "RuntimeError: " + "x" * 400, "prune:layers": "pruning keeps the channels of ['mid.0']"}
+    monkeypatch.setattr(domain, "baseline_record", lambda: {"refused": refused})
+    note = next(n for n in domain.headline_notes({}) if n.startswith("the probe left out"))
+    assert "refused): prune:layers: pruning keeps the channels of ['mid.0']; quantize:static: RuntimeError: xxx" in note
+    assert note.endswith("...") and len(note) < 300  # a long reason is clipped
+    monkeypatch.setattr(domain, "baseline_record", lambda: {"refused": {}})
+    assert not any(n.startswith("the probe left out") for n in domain.headline_notes({}))
+
+
 def test_evaluations_and_the_baseline_record_the_machine_that_timed_them(domain, tmp_path):
     from evoforge.machine import machine_name
 

@@ -33,7 +33,7 @@ import numpy as np
 from evoforge.compression.genome import QUANT_MODES, TORCH_AO_MODES, PipelineGenome, Stage
 from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fidelity, pipeline_features
 from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
-from evoforge.errors import ConfigError
+from evoforge.errors import ConfigError, PruningWarning
 from evoforge.genome import Genome
 from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.pareto import Objective
@@ -461,6 +461,10 @@ class CompressDomain(Domain):
         unlearnt = self._unlearnt_note(record)
         if unlearnt:
             notes.insert(0, "WARNING: " + unlearnt)
+        refused = record.get("refused") or {}
+        if refused:
+            notes.append("the probe left out (baseline/baseline.json, refused): "
+                         + "; ".join(f"{name}: {_clipped(reason)}" for name, reason in sorted(refused.items())))
         timed_on = machines_note(e.metrics for e in evaluations.values() if e.ok)
         if timed_on:
             notes.append(timed_on)
@@ -486,11 +490,12 @@ class CompressDomain(Domain):
         return quality(self.task, model, split, root=self._root, device=self.device, evaluate=evaluate)
 
     def setup_worker(self) -> None:
+        import warnings
+
         import torch
 
+        warnings.filterwarnings("ignore", category=PruningWarning)  # the probe recorded it in the baseline
         if self.runtime.takes_torch_int8:
-            import warnings
-
             # torch.ao announces its own deprecation on every call; the results are what we record
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao")
@@ -916,3 +921,8 @@ def calibration_batches(splits: Any, batch_size: int, rows: int = CALIBRATION_RO
     calib = splits.calib.subset(np.arange(min(rows, len(splits.calib))))
     return [spec.flatten(to_tensors(x)) for x, _ in calib.batches(batch_size)]
 
+
+
+def _clipped(reason: str, limit: int = 160) -> str:
+    """``reason`` cut to ``limit`` characters for a one-line note."""
+    return reason if len(reason) <= limit else reason[: limit - 3].rstrip() + "..."
