@@ -14,7 +14,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
-	$(PIP) -e ".[torch,transformers,iree,ray,dev]"
+	$(PIP) -e ".[torch,transformers,iree,ray,openvino,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

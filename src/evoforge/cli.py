@@ -113,7 +113,8 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-quality-drop", type=float, default=None, help="constraint: points (or %% with --relative)")
     p.add_argument("--relative", action="store_true", default=None, help="quality drop in %% of the baseline")
     p.add_argument("--runtime", default=None,
-                   help="where candidates are deployed and timed: onnxruntime (default), inductor or torchscript (see docs/runtimes.md)")
+                   help="where candidates are deployed and timed: onnxruntime (default), openvino, inductor or torchscript "
+                        "(see docs/runtimes.md)")
     p.add_argument("--prefix-cache-mb", type=float, default=None,
                    help="bound of the run's cache of intermediate models that pipelines with a common prefix start from "
                         "(default 512; 0: off)")
@@ -366,7 +367,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                              'test_<objective> for the number re-measured when the run ended; no minimize: the knee point)')
     p.add_argument("--out", default=None, help="output directory (default: RUN/exports/<id>)")
     p.add_argument("--format", dest="formats", default=None,
-                   help="comma-separated runtimes to also convert a float member to (e.g. onnxruntime,inductor,torchscript)")
+                   help="comma-separated runtimes to also convert a float member to (e.g. onnxruntime,openvino,inductor,torchscript)")
 
 
 @command("export", "write a front member as a deployable artifact and re-verify it", _export_args)

@@ -68,7 +68,7 @@ def compress(
     latency_ratio, size_ratio (all minimized). ``constraints`` takes ``max_quality_drop``
     (points, or percent with ``relative=True``; default 1 point for accuracy-like metrics, 5%
     otherwise; None disables) and ``relative``. ``runtime`` is where candidates are deployed,
-    timed and weighed: ``onnxruntime`` (the default), ``inductor``, ``torchscript`` (see
+    timed and weighed: ``onnxruntime`` (the default), ``openvino``, ``inductor``, ``torchscript`` (see
     `evoforge.runtimes`); ratios are against the fp32 model in that runtime. ``prefix_cache_mb``
     bounds the run's cache of intermediate models that pipelines sharing their first stages start
     from (0: off; see `evoforge.compression.prefix`). ``screen_by`` is what a screening (with

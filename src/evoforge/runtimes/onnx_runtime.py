@@ -27,7 +27,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
     artifact_name = "model.onnx"
-    int8_modes = ("dynamic", "static")
+    int8_modes: ClassVar[tuple[str, ...]] = ("dynamic", "static")
     drafts = True
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
@@ -89,7 +89,7 @@ class OnnxRuntime(Runtime):
                     floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx", expected, draft=draft)
                     with quiet_onnx_converters():
                         _quantize(floating, path, int8, spec.names)
-            session = OrtModule(path)
+            session = self.load(path)
             got = session(*args)
             if session(*(t[:1] for t in args)).shape[0] != 1:
                 raise EvaluationError("the ONNX artifact does not keep the batch dimension dynamic")
