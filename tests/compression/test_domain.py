@@ -398,12 +398,14 @@ def test_show_counts_what_prefix_reuse_saved(domain):
 
 
 def test_show_names_what_the_probe_left_out(domain, monkeypatch):
-    refused = {"quantize:static": "RuntimeError: " + "x" * 400, "prune:layers": "pruning keeps the channels of ['mid.0']"}
+    refused = {"quantize:static": "RuntimeError: " + "x" * 400, "prune:layers": "pruning keeps the channels of ['mid.0']",
+               "quantize:qat": "not available on runtime 'onnxruntime'"}
     monkeypatch.setattr(domain, "baseline_record", lambda: {"refused": refused})
     note = next(n for n in domain.headline_notes({}) if n.startswith("the probe left out"))
     assert "refused): prune:layers: pruning keeps the channels of ['mid.0']; quantize:static: RuntimeError: xxx" in note
     assert note.endswith("...") and len(note) < 300  # a long reason is clipped
-    monkeypatch.setattr(domain, "baseline_record", lambda: {"refused": {}})
+    assert "qat" not in note  # a mode the runtime lacks is its documented list, not a finding
+    monkeypatch.setattr(domain, "baseline_record", lambda: {"refused": {"quantize:qat": "not available on runtime 'onnxruntime'"}})
     assert not any(n.startswith("the probe left out") for n in domain.headline_notes({}))
 
 

@@ -1,5 +1,5 @@
-"""The ONNX Runtime runtime: export, reload and quality; int8 static and dynamic; refusals;
-no torch.ao quantization on its path."""
+"""The ONNX Runtime runtime (and OpenVINO, where it runs the same file): export, reload and quality;
+int8 static and dynamic; refusals; no torch.ao quantization on its path."""
 
 from __future__ import annotations
 
@@ -192,13 +192,15 @@ def test_a_reused_graph_that_computes_something_else_is_traced_again(tmp_path, m
         assert torch.allclose(runtime.load(path)(x), tripled(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["dynamic", "static"])
+@pytest.mark.parametrize(("runtime_name", "mode"), [("onnxruntime", "dynamic"), ("onnxruntime", "static"), ("openvino", "static")])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_int8_modes_shrink_the_file_and_keep_quality(
-    mode: str, per_channel: bool, trained_mlp: nn.Module, digits: tuple[torch.Tensor, ...], tmp_path
+    runtime_name: str, mode: str, per_channel: bool, trained_mlp: nn.Module, digits: tuple[torch.Tensor, ...], tmp_path
 ) -> None:
+    if runtime_name == "openvino":
+        pytest.importorskip("openvino")
     x_train, _, x_test, y_test = digits
-    runtime = get_runtime("onnxruntime")
+    runtime = get_runtime(runtime_name)
     float_path = runtime.export(trained_mlp, x_test[:1], tmp_path / "float.onnx")
     calibration = [(x_train[i : i + 64],) for i in range(0, 256, 64)] if mode == "static" else ()
     path = runtime.export(trained_mlp, x_test[:8], tmp_path / "int8.onnx", int8=Int8Settings(mode, per_channel, calibration))
@@ -217,10 +219,16 @@ def test_modes_a_runtime_lacks_are_refused_by_name(tmp_path) -> None:
         get_runtime("onnxruntime").export(model, x, tmp_path / "m.onnx", int8=Int8Settings("static"))
     with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'torchscript'"):
         get_runtime("torchscript").export(model, x, tmp_path / "m.pt", int8=Int8Settings("dynamic"))
+    with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'openvino'; its modes: static"):
+        get_runtime("openvino").export(model, x, tmp_path / "m.onnx", int8=Int8Settings("dynamic"))  # (refused before import)
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_dict_inputs_become_named_positional_onnx_inputs(tmp_path) -> None:
+@pytest.mark.parametrize("runtime_name", ["onnxruntime", "openvino"])  # (openvino runs the same file)
+def test_dict_inputs_become_named_positional_onnx_inputs(runtime_name: str, tmp_path) -> None:
+    if runtime_name == "openvino":
+        pytest.importorskip("openvino")
+
     class TwoInputs(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -231,7 +239,7 @@ def test_dict_inputs_become_named_positional_onnx_inputs(tmp_path) -> None:
 
     model = TwoInputs().eval()
     batch = {"left": torch.randn(3, 3), "right": torch.randn(3, 4)}
-    runtime = get_runtime("onnxruntime")
+    runtime = get_runtime(runtime_name)
     loaded = runtime.load(runtime.export(model, batch, tmp_path / "m.onnx"))
     assert loaded.input_names == ["left", "right"]
     with torch.no_grad():

@@ -1,5 +1,6 @@
-"""The OpenVINO runtime: the ONNX file compiled by OpenVINO's CPU plugin in fp32, static int8 from
-ONNX Runtime's QDQ graph, refusals, and a compress run deployed to it end to end."""
+"""The OpenVINO runtime: the ONNX file compiled by OpenVINO's CPU plugin in fp32, and a compress
+run deployed to it end to end. Its static int8, its refusal of dynamic int8 and its dict inputs are
+tested with ONNX Runtime's, in test_onnx_runtime.py."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ pytest.importorskip("onnxscript")
 from torch import nn  # noqa: E402
 
 import evoforge  # noqa: E402
-from evoforge.errors import ConfigError  # noqa: E402
-from evoforge.runtimes import RUNTIMES, Int8Settings, get_runtime  # noqa: E402
-from evoforge.workload.models import digits_cnn  # noqa: E402
+from evoforge.runtimes import RUNTIMES, get_runtime  # noqa: E402
 from tests.runtimes.conftest import accuracy as _accuracy  # noqa: E402
 
 
@@ -35,47 +34,6 @@ def test_float_export_runs_in_openvino_with_the_models_numbers_at_any_batch(
     with torch.no_grad():  # fp32, not OpenVINO's bf16 default on processors that have bf16
         np.testing.assert_allclose(loaded(x_test[:5]).numpy(), trained_mlp(x_test[:5]).numpy(), atol=1e-5, rtol=1e-4)
     assert "openvino.Core().compile_model" in runtime.load_snippet(path) and "f32" in runtime.load_snippet(path)
-
-
-@pytest.mark.parametrize("per_channel", [False, True])
-def test_static_int8_shrinks_the_file_and_keeps_quality(
-    per_channel: bool, trained_mlp: nn.Module, digits: tuple[torch.Tensor, ...], tmp_path
-) -> None:
-    x_train, _, x_test, y_test = digits
-    runtime = get_runtime("openvino")
-    float_path = runtime.export(trained_mlp, x_test[:1], tmp_path / "float.onnx")
-    calibration = [(x_train[i : i + 64],) for i in range(0, 256, 64)]
-    path = runtime.export(trained_mlp, x_test[:8], tmp_path / "int8.onnx", int8=Int8Settings("static", per_channel, calibration))
-    assert runtime.size_bytes(path) < 0.4 * runtime.size_bytes(float_path)
-    loaded = runtime.load(path, threads=1)
-    assert _accuracy(loaded, x_test, y_test) >= _accuracy(trained_mlp, x_test, y_test) - 0.03
-    with torch.no_grad():
-        assert not torch.equal(loaded(x_test[:8]), trained_mlp(x_test[:8]))  # really int8 arithmetic
-
-
-def test_dynamic_int8_is_refused_by_name(tmp_path) -> None:
-    model, x = digits_cnn().eval(), torch.randn(2, 1, 8, 8)
-    with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'openvino'; its modes: static"):
-        get_runtime("openvino").export(model, x, tmp_path / "m.onnx", int8=Int8Settings("dynamic"))
-    assert not (tmp_path / "m.onnx").exists()
-
-
-def test_dict_inputs_become_positional_inputs(tmp_path) -> None:
-    class TwoInputs(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.b = nn.Linear(3, 2), nn.Linear(4, 2)
-
-        def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-            return self.a(left) + self.b(right)
-
-    model = TwoInputs().eval()
-    batch = {"left": torch.randn(3, 3), "right": torch.randn(3, 4)}
-    runtime = get_runtime("openvino")
-    loaded = runtime.load(runtime.export(model, batch, tmp_path / "m.onnx"))
-    assert loaded.input_names == ["left", "right"]
-    with torch.no_grad():
-        np.testing.assert_allclose(loaded(batch["left"], batch["right"]).numpy(), model(**batch).numpy(), atol=1e-5)
 
 
 def test_a_compress_run_deploys_to_openvino_and_its_member_verifies(tmp_path) -> None:

@@ -461,10 +461,11 @@ class CompressDomain(Domain):
         unlearnt = self._unlearnt_note(record)
         if unlearnt:
             notes.insert(0, "WARNING: " + unlearnt)
-        refused = record.get("refused") or {}
-        if refused:
+        failed = {name: reason for name, reason in (record.get("refused") or {}).items()
+                  if not reason.startswith("not available on runtime")}  # (the runtime's documented modes)
+        if failed:
             notes.append("the probe left out (baseline/baseline.json, refused): "
-                         + "; ".join(f"{name}: {_clipped(reason)}" for name, reason in sorted(refused.items())))
+                         + "; ".join(f"{name}: {_clipped(reason)}" for name, reason in sorted(failed.items())))
         timed_on = machines_note(e.metrics for e in evaluations.values() if e.ok)
         if timed_on:
             notes.append(timed_on)
@@ -920,7 +921,6 @@ def calibration_batches(splits: Any, batch_size: int, rows: int = CALIBRATION_RO
     spec = splits.input_spec
     calib = splits.calib.subset(np.arange(min(rows, len(splits.calib))))
     return [spec.flatten(to_tensors(x)) for x, _ in calib.batches(batch_size)]
-
 
 
 def _clipped(reason: str, limit: int = 160) -> str:
