@@ -1,6 +1,6 @@
-"""The OpenVINO runtime: the ONNX file compiled by OpenVINO's CPU plugin in fp32, and a compress
-run deployed to it end to end. Its static int8, its refusal of dynamic int8 and its dict inputs are
-tested with ONNX Runtime's, in test_onnx_runtime.py."""
+"""The OpenVINO runtime: the ONNX file compiled by OpenVINO's CPU plugin in fp32, refusals, and a
+compress run deployed to it end to end. Its static int8 and its dict inputs are tested with ONNX
+Runtime's, in test_onnx_runtime.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ pytest.importorskip("onnxscript")
 from torch import nn  # noqa: E402
 
 import evoforge  # noqa: E402
-from evoforge.runtimes import RUNTIMES, get_runtime  # noqa: E402
+from evoforge.errors import ConfigError  # noqa: E402
+from evoforge.runtimes import RUNTIMES, Int8Settings, get_runtime  # noqa: E402
 from tests.runtimes.conftest import accuracy as _accuracy  # noqa: E402
 
 
@@ -34,6 +35,20 @@ def test_float_export_runs_in_openvino_with_the_models_numbers_at_any_batch(
     with torch.no_grad():  # fp32, not OpenVINO's bf16 default on processors that have bf16
         np.testing.assert_allclose(loaded(x_test[:5]).numpy(), trained_mlp(x_test[:5]).numpy(), atol=1e-5, rtol=1e-4)
     assert "openvino.Core().compile_model" in runtime.load_snippet(path) and "f32" in runtime.load_snippet(path)
+
+
+def test_dynamic_int8_is_refused_by_name(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'openvino'; its modes: static"):
+        get_runtime("openvino").export(nn.Linear(4, 2), torch.randn(2, 4), tmp_path / "m.onnx", int8=Int8Settings("dynamic"))
+
+
+def test_without_the_package_the_runtime_is_refused_in_one_line(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "openvino" else real(name, *args))
+    with pytest.raises(ConfigError, match=r"^runtime 'openvino' needs the openvino package; install it with pip install"):
+        get_runtime("openvino")
 
 
 def test_a_compress_run_deploys_to_openvino_and_its_member_verifies(tmp_path) -> None:

@@ -14,6 +14,7 @@ not offered.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -31,10 +32,8 @@ class OpenVinoModule(nn.Module):
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         super().__init__()
-        try:
-            import openvino
-        except ImportError as exc:
-            raise ConfigError("runtime 'openvino' needs the openvino package: pip install 'evoforge[openvino]'") from exc
+        import openvino
+
         # fp32 (not bf16); one stream; threads left to the OS scheduler, as ONNX Runtime's are (pinned, two
         # one-thread workers could share a core)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
@@ -58,6 +57,10 @@ class OpenVinoRuntime(OnnxRuntime):
     name = "openvino"
     artifact_name = "model.openvino.onnx"
     int8_modes = ("static",)
+
+    def __init__(self) -> None:
+        if importlib.util.find_spec("openvino") is None:
+            raise ConfigError("runtime 'openvino' needs the openvino package; install it with pip install 'evoforge[openvino]'")
 
     def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
         return OpenVinoModule(path, threads).eval()
