@@ -84,7 +84,7 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert "not an evoforge run directory" in bad("show", tmp_path / "missing")
     assert "cmaes" in bad("search", "--problem", "zdt1", "--algorithm", "cmaes", "--run", tmp_path / "c")
     assert "digits-xl" in bad("compress", "--task", "digits-xl", "--run", tmp_path / "d")
-    assert "unknown runtime 'tensorrt'; valid names: inductor, onnxruntime, torchscript" in bad(
+    assert "unknown runtime 'tensorrt'; valid names: inductor, onnxruntime, openvino, torchscript" in bad(
         "compress", "--task", "digits-mlp", "--runtime", "tensorrt", "--run", tmp_path / "f")
     assert not (tmp_path / "f").exists()
     cfg = tmp_path / "bad.yaml"

@@ -153,7 +153,7 @@ def test_stored_configs_without_a_runtime_are_torchscript_runs(domain):
     config = {k: v for k, v in domain.config().items() if k != "runtime"}
     assert CompressDomain.from_config(config).runtime.name == "torchscript"
     assert CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict()).runtime.name == "onnxruntime"
-    with pytest.raises(UnknownNameError, match="unknown runtime 'tensorrt'; valid names: inductor, onnxruntime, torchscript"):
+    with pytest.raises(UnknownNameError, match="unknown runtime 'tensorrt'; valid names: inductor, onnxruntime, openvino, torchscript"):
         CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), runtime="tensorrt")
 
 
