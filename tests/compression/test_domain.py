@@ -397,6 +397,19 @@ def test_show_counts_what_prefix_reuse_saved(domain):
     assert not any("prefix reuse" in n for n in domain.headline_notes({"b": evaluations["b"]}))
 
 
+def test_the_fp32_file_is_timed_in_the_other_runtimes_that_load_it(domain, monkeypatch):
+    elsewhere = domain.baseline_record()["fp32_elsewhere"]
+    expected = {"onnxruntime": {"openvino"}, "torchscript": set()}[domain.runtime.name]  # a TorchScript file has no sibling
+    assert set(elsewhere) == expected and all(row["ratio_b1"] > 0 and row["ratio_batch"] > 0 for row in elsewhere.values())
+    assert sum(n.startswith("the same fp32 file runs in openvino at") for n in domain.headline_notes({})) == len(expected)
+    for ratio, overstated in ((0.8, True), (1.1, False)):
+        record = {"fp32_elsewhere": {"openvino": {"ratio_b1": 1.2, "ratio_batch": ratio}}}
+        monkeypatch.setattr(domain, "baseline_record", lambda r=record: r)
+        note = next(n for n in domain.headline_notes({}) if n.startswith("the same fp32 file"))
+        assert note.startswith(f"the same fp32 file runs in openvino at 1.2x this reference's latency at batch 1 and {ratio:.3g}x at batch")
+        assert ("overstate the gain" in note) is overstated
+
+
 def test_show_names_what_the_probe_left_out(domain, monkeypatch):
     refused = {"quantize:static": "RuntimeError: " + "x" * 400, "prune:layers": "pruning keeps the channels of ['mid.0']",
                "quantize:qat": "not available on runtime 'onnxruntime'"}

@@ -103,6 +103,9 @@ RETIME_SESSIONS = 3
 run's repeats and both models loaded afresh..."""
 RETIME_SECONDS = 20.0
 """...as far as that fits in this many seconds per member (at least once)."""
+FASTER_ELSEWHERE = 0.95
+"""`show` says a run's ratios overstate the gain when another runtime runs the same fp32 file in
+less than this share of the reference's time (`CompressDomain._fp32_elsewhere`)."""
 MAX_PIPELINE_EPOCHS = 60
 """Above this many epochs a pipeline's training is not capped: the genome ranges never reach it."""
 
@@ -420,6 +423,7 @@ class CompressDomain(Domain):
                 "eager_b1_ms": versus_eager.b1.baseline_ms,
                 "eager_batch_ms": versus_eager.batch.baseline_ms,
             },
+            "fp32_elsewhere": self._fp32_elsewhere(base / self.artifact, single, latency_inputs),
         }
         if self.task.evaluate is None:  # the built-in metrics, which a constant prediction also has
             from evoforge.workload.metrics import constant_prediction_scores
@@ -430,6 +434,23 @@ class CompressDomain(Domain):
         unlearnt = self._unlearnt_note(record)
         if unlearnt:
             logging.getLogger("evoforge").warning("%s", unlearnt)
+
+    def _fp32_elsewhere(self, path: Path, reference: Any, inputs: Any) -> dict[str, dict[str, Any]]:
+        """The baseline's fp32 artifact timed as it is in each other installed runtime that loads
+        it (`sibling_runtimes`), against this run's reference, one thread: where another runtime
+        runs the same file faster, the run's ratios overstate the gain over the best fp32."""
+        from evoforge.compression.measure import measure_latency
+        from evoforge.runtimes.base import sibling_runtimes
+
+        out: dict[str, dict[str, Any]] = {}
+        for other in sibling_runtimes(self.runtime):
+            try:
+                timed = measure_latency(other.load(path, threads=1), reference, inputs, repeats=self.latency_repeats, threads=1)
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot run the file is a finding
+                out[other.name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                continue
+            out[other.name] = {"ratio_b1": timed.b1.ratio, "ratio_batch": timed.batch.ratio}
+        return out
 
     def baseline_record(self) -> dict[str, Any]:
         path = self.require_layout().baseline / "baseline.json"
@@ -458,6 +479,12 @@ class CompressDomain(Domain):
             note += ("; test_latency_ratio and test_latency_b1_ratio: each front member timed again when the run ended "
                      f"(median of up to {RETIME_SESSIONS} fresh timings), the ratios to quote")
         notes = [note]
+        for name, other in (record.get("fp32_elsewhere") or {}).items():
+            if "ratio_batch" in other:
+                faster = min(other["ratio_b1"], other["ratio_batch"]) < FASTER_ELSEWHERE
+                notes.append(f"the same fp32 file runs in {name} at {other['ratio_b1']:.3g}x this reference's latency at batch 1 "
+                             f"and {other['ratio_batch']:.3g}x at batch {self.task.latency_batch}"
+                             + (f"; against {name}'s fp32 the ratios here overstate the gain" if faster else ""))
         unlearnt = self._unlearnt_note(record)
         if unlearnt:
             notes.insert(0, "WARNING: " + unlearnt)

@@ -52,6 +52,8 @@ class Runtime(ABC):
     """The int8 modes `export` accepts in ``int8`` (the runtime quantizes the float model)."""
     drafts: ClassVar[bool] = False
     """True when `export` has a faster ``draft`` path (screening evaluations use it)."""
+    artifact_format: ClassVar[str | None] = None
+    """Runtimes that load one another's artifacts as they are share a format name (``onnx``)."""
     takes_torch_int8: ClassVar[bool] = False
     """True when `export` also takes models torch.ao has already quantized (the compress
     ``quantize`` stage's own int8); such a runtime offers every mode of that stage."""
@@ -151,3 +153,18 @@ RUNTIMES: Registry[type[Runtime]] = Registry("runtime")
 def get_runtime(name: str) -> Runtime:
     """A fresh instance of the runtime registered as ``name`` (unknown names list the valid ones)."""
     return RUNTIMES[name]()
+
+
+def sibling_runtimes(runtime: Runtime) -> list[Runtime]:
+    """The other installed runtimes that load ``runtime``'s artifacts as they are (the same
+    `Runtime.artifact_format`): OpenVINO for ONNX Runtime's file, and back."""
+    if runtime.artifact_format is None:
+        return []
+    siblings = []
+    for name, cls in RUNTIMES.items():
+        if name != runtime.name and cls.artifact_format == runtime.artifact_format:
+            try:
+                siblings.append(cls())
+            except ConfigError:  # not installed
+                continue
+    return siblings

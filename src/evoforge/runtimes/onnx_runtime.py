@@ -71,6 +71,7 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     artifact_name = "model.onnx"
     int8_modes: ClassVar[tuple[str, ...]] = ("dynamic", "static")
+    artifact_format = "onnx"
     drafts = True
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
