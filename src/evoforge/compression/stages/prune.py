@@ -306,7 +306,7 @@ def _silence(module: nn.Module, channels: list[int]) -> None:
                 tensor[channels] = 0
 
 
-def _checked_removal(group: Any, pruner: Any, heads: dict[nn.Linear, int], rng: np.random.Generator) -> Any | None:
+def _checked_removal(group: Any, pruner: Any, heads: dict[nn.Module, int], rng: np.random.Generator) -> Any | None:
     """``group`` cut to a random quarter of its channels (the same ones in every channel group)
     with those channels silenced in the model, or None when the group cannot be checked so: it
     reaches the output, holds an attention projection, or a layer other than a convolution, a
@@ -342,20 +342,15 @@ def misread_layers(module: nn.Module, example: Any, stage: Stage, ignored: list[
     fails, is misread; after a failure the check starts again on a fresh copy without that group.
     The draw is seeded, so the answer depends only on the model and the example.
     """
-    names = {m: name for name, m in module.named_modules()}
-    misread: list[str] = []
+    modules = dict(module.named_modules())
+    misread: list[nn.Module] = []
     while True:
-        trial = copy.deepcopy(module).eval()
-        trial_modules = dict(trial.named_modules())
-        trial_names = {m: name for name, m in trial_modules.items()}
-        trial_heads = {trial_modules[names[linear]]: n for linear, n in heads.items()}
-        trial_ignored = [trial_modules[names[m]] for m in ignored] + [trial_modules[name] for name in misread]
-        pruner = _meta_pruner(trial, example, stage, trial_ignored, trial_heads, steps=1, output_transform=output_transform,
-                              importance=make_importance("l1"))
+        trial, pruner, trial_heads = _copy_pruner(module, example, stage, ignored + misread, heads, output_transform)
+        trial_names = {m: name for name, m in trial.named_modules()}
         rng = np.random.default_rng(0)
         broken = False
         for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types):
-            root = trial_names[group[0].dep.target.module]
+            root = modules[trial_names[group[0].dep.target.module]]
             try:
                 removal = _checked_removal(group, pruner, trial_heads, rng)
             except Exception:  # noqa: BLE001  (torch-pruning cannot cut this group to some of its channels)
@@ -376,7 +371,21 @@ def misread_layers(module: nn.Module, example: Any, stage: Stage, ignored: list[
             if after.shape != before.shape or not torch.allclose(after, before, rtol=_MISMATCH_RTOL, atol=tolerance):
                 misread.append(root)
         if not broken:
-            return [dict(module.named_modules())[name] for name in misread]
+            return misread
+
+
+def _copy_pruner(module: nn.Module, example: Any, stage: Stage, ignored: list[nn.Module], heads: dict[nn.Linear, int],
+                 output_transform: Callable[[Any], Tensor]) -> tuple[nn.Module, Any, dict[nn.Module, int]]:
+    """An eval-mode deep copy of ``module``, a one-step magnitude pruner of it with the stage's
+    settings (magnitude scores every group: gradient criteria skip a group without gradients),
+    and ``heads`` on the copy; ``ignored`` and ``heads`` are mapped to the copy's layers by name."""
+    names = {m: name for name, m in module.named_modules()}
+    trial = copy.deepcopy(module).eval()
+    trial_modules = dict(trial.named_modules())
+    trial_heads = {trial_modules[names[linear]]: n for linear, n in heads.items()}
+    pruner = _meta_pruner(trial, example, stage, [trial_modules[names[m]] for m in ignored], trial_heads, steps=1,
+                          output_transform=output_transform, importance=make_importance("l1"))
+    return trial, pruner, trial_heads
 
 
 def _block_pruner(block: nn.Module, call: _Call, stage: Stage, ignored: list[nn.Module],
@@ -401,14 +410,8 @@ def _block_pruner(block: nn.Module, call: _Call, stage: Stage, ignored: list[nn.
             if not any(True for _ in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                                                root_module_types=pruner.root_module_types)):
                 return True
-            names = {m: name for name, m in block.named_modules()}
-            # prune a copy at the full ratio: the shapes it hands on must not change. By magnitude, which
-            # scores every group (gradient criteria skip a group without gradients, and they come later)
-            trial = copy.deepcopy(block)
-            trial_modules = dict(trial.named_modules())
-            trial_pruner = _meta_pruner(trial, call.args, stage, [trial_modules[names[m]] for m in ignored],
-                                        {trial_modules[names[linear]]: n for linear, n in heads.items()}, steps=1,
-                                        output_transform=_marked_output, importance=make_importance("l1"))
+            # prune a copy at the full ratio: the shapes it hands on must not change
+            trial, trial_pruner, _ = _copy_pruner(block, call.args, stage, ignored, heads, _marked_output)
             for group in trial_pruner.step(interactive=True):
                 group.prune()
             with torch.no_grad():
