@@ -119,14 +119,16 @@ class OptunaTPE(OptunaSampler):
 
 
 class HandRecipes(Algorithm):
-    """The five fixed pipelines a user would try first (`hand_recipes`, in the run's canonical
-    form, so a petra run with the same seed evaluates the very same genomes), evaluated once each."""
+    """The fixed pipelines a user would try first (`hand_recipes` that the run's space allows, in
+    its canonical form, so a petra run with the same seed evaluates the very same genomes),
+    evaluated once each."""
 
     name = "recipes"
 
     def initial(self, domain: Domain, rng: np.random.Generator, is_new: IsNew, size: int | None = None) -> list[Offspring]:
-        canonical = domain.operators.canonical  # type: ignore[attr-defined]
-        return [Offspring(canonical(g), label) for label, g in hand_recipes(domain.task.training).items()]  # type: ignore[attr-defined]
+        canonical, allows = domain.operators.canonical, domain.space.allows  # type: ignore[attr-defined]
+        recipes = {label: canonical(g) for label, g in hand_recipes(domain.task.training).items()}  # type: ignore[attr-defined]
+        return [Offspring(g, label) for label, g in recipes.items() if allows(g)]
 
     def ask(self, population: Sequence[Individual], domain: Domain, rng: np.random.Generator, count: int,
             is_new: IsNew) -> list[Offspring]:

@@ -5,7 +5,8 @@ For each model this script exports the same weights to every registered runtime 
 against ONNX Runtime fp32 (and torch eager against it), alternating under the host-wide
 measurement lock, single-threaded as compress workers run. Each runtime's int8 modes that export
 at quantization time (ONNX Runtime's, Inductor's torchao ones; QAT deploys static's graph) are
-timed the same way. Weights are random: these are latency and size numbers only.
+timed the same way, and so is ``bf16`` where a runtime has it. Weights are random: these are
+latency and size numbers only.
 
 With ``--compress TASKS`` it then compresses each task in each of ``--runtimes`` (same seed,
 budget and workers) and reports, per runtime, the fastest front member at <= 1 point test drop as a
@@ -28,7 +29,7 @@ import _compress_common  # (torchvision/transformers shim)
 import torch
 
 from evoforge.compression.measure import measure_latency
-from evoforge.runtimes import RUNTIMES, Int8Settings, get_runtime
+from evoforge.runtimes import RUNTIMES, QuantSettings, get_runtime
 from evoforge.workload.inputs import InputSpec, ModelAdapter
 from evoforge.workload.models import BUILTIN_MODELS
 
@@ -59,14 +60,15 @@ def bench_model(name: str, repeats: int, tmp: Path) -> dict[str, dict[str, float
     calibration = [spec.flatten(INPUTS[name](BATCH[name])) for _ in range(4)]
     for runtime_name in RUNTIMES:
         runtime = get_runtime(runtime_name)
-        for mode in runtime.int8_modes:
+        for mode in runtime.quant_modes:
             if mode == "qat":  # deploys the same int8 graph as static, after training we cannot do on random weights
                 continue
-            for per_channel in (False, True) if runtime_name == "onnxruntime" else (True,):
-                label = f"{runtime_name} int8 {mode}{' per-channel' if per_channel else ''}"
+            int8 = mode != "bf16"
+            for per_channel in (False, True) if runtime_name == "onnxruntime" and int8 else (True,):
+                label = f"{runtime_name} {'int8 ' if int8 else ''}{mode}{' per-channel' if per_channel and int8 else ''}"
                 path = tmp / f"{name}-{runtime_name}-{mode}-{per_channel}-{runtime.artifact_name}"
                 try:
-                    runtime.export(model, example, path, int8=Int8Settings(mode, per_channel, calibration))
+                    runtime.export(model, example, path, quant=QuantSettings(mode, per_channel, calibration))
                 except Exception as exc:  # noqa: BLE001 - a runtime that cannot take a model is a finding
                     print(f"{name}: {label} failed: {exc}", file=sys.stderr)
                     continue

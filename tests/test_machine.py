@@ -1,3 +1,4 @@
+from evoforge import machine
 from evoforge.machine import available_cores, machine_name, machines_note, parse_cpuinfo, timing_machines
 
 X86 = """processor\t: 0
@@ -18,6 +19,14 @@ def test_cpuinfo_gives_the_model_and_the_kernel_features_of_the_first_processor(
     assert parse_cpuinfo(X86) == ("Intel(R) Xeon(R) Processor", ("avx2", "avx512f", "avx512_vnni", "amx_int8"))
     assert parse_cpuinfo(ARM) == ("", ("asimddp", "i8mm"))
     assert parse_cpuinfo("") == ("", ())
+
+
+def test_native_bf16_needs_a_bfloat16_flag(monkeypatch):
+    for flags, native in (("avx2 avx512f avx512_vnni", False), ("avx512f avx512_bf16", True), ("amx_tile amx_bf16", True)):
+        monkeypatch.setattr(machine, "processor", lambda flags=flags: parse_cpuinfo(f"flags\t: {flags}\n"))
+        assert machine.native_bf16() is native
+    monkeypatch.setattr(machine, "processor", lambda: parse_cpuinfo("Features\t: fp asimd bf16 i8mm\n"))  # Arm
+    assert machine.native_bf16() is True
 
 
 def test_this_machine_is_named_with_its_cores():

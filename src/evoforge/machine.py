@@ -18,7 +18,7 @@ from pathlib import Path
 MACHINE_METRIC = "machine"
 """The evaluation metric (and cache identity field) that holds `machine_name`."""
 
-KERNEL_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "asimddp", "i8mm", "sve")
+KERNEL_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "asimddp", "i8mm", "bf16", "sve")
 """CPU flags that decide which fp32, int8 and bf16 kernels a runtime can use (x86 and Arm)."""
 
 
@@ -52,6 +52,16 @@ def processor() -> tuple[str, tuple[str, ...]]:
         return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:  # not Linux
         return "", ()
+
+
+BF16_FEATURES = ("avx512_bf16", "amx_bf16", "bf16")
+"""Flags of processors with bfloat16 arithmetic (x86 AVX-512 BF16 or AMX, Arm BF16): elsewhere
+bf16 is emulated and slower than float32."""
+
+
+def native_bf16() -> bool:
+    """True when this processor computes in bfloat16 natively (one of `BF16_FEATURES`)."""
+    return any(f in BF16_FEATURES for f in processor()[1])
 
 
 @functools.lru_cache(maxsize=1)

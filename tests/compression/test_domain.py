@@ -10,6 +10,7 @@ from evoforge.compression.domain import CompressDomain, hand_recipes, initial_pi
 from evoforge.compression.genome import PipelineGenome, Stage
 from evoforge.errors import ConfigError, UnknownNameError
 from evoforge.layout import RunLayout
+from evoforge.machine import native_bf16
 from evoforge.search.domain import EvalContext, domain_from_spec, domain_spec
 from evoforge.workload.task import BUILTIN_TASKS
 
@@ -28,12 +29,14 @@ def test_prepare_records_the_baseline(domain):
     assert record["validation"]["accuracy"] > 0.9
     assert record["runtime"] == domain.runtime.name
     assert record["size_bytes"] == (domain.layout.baseline / domain.artifact).stat().st_size
-    if domain.runtime.name == "torchscript":  # torch.ao's modes
-        assert record["refused"] == {"quantize:weight_only": "not available on runtime 'torchscript'"}
-        assert record["space"]["quant_modes"] == ["dynamic", "static", "qat"]
+    if domain.runtime.name == "torchscript":  # torch.ao's modes, and bf16 where the processor has it
+        refused = {k: v for k, v in record["refused"].items() if k != "quantize:bf16" or native_bf16()}
+        assert refused == {"quantize:weight_only": "not available on runtime 'torchscript'"}
+        assert record["space"]["quant_modes"] == ["dynamic", "static", "qat"] + (["bf16"] if native_bf16() else [])
     else:  # int8 is ONNX Runtime's own: no QAT, no weight-only there
         assert record["refused"] == {"quantize:qat": "not available on runtime 'onnxruntime'",
-                                     "quantize:weight_only": "not available on runtime 'onnxruntime'"}
+                                     "quantize:weight_only": "not available on runtime 'onnxruntime'",
+                                     "quantize:bf16": "not available on runtime 'onnxruntime'"}
         assert record["space"]["quant_modes"] == ["dynamic", "static"]
     assert record["inputs"] == [{"name": "input0", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
     assert "data" in domain.task.fingerprints  # the data the run started with
@@ -118,7 +121,7 @@ def test_the_warm_starts_hold_every_hand_recipe_the_space_allows(domain):
     warm = {g.content_hash for g in domain.warm_starts()}
     recipes = [domain.operators.canonical(g) for g in hand_recipes(domain.task.training).values()]
     allowed = [g for g in recipes if domain.space.allows(g)]
-    assert len(recipes) == 5 and allowed and all(g.content_hash in warm for g in allowed)
+    assert len(recipes) == 6 and allowed and all(g.content_hash in warm for g in allowed)
     assert any(s.kind == "finetune" for g in allowed for s in g.stages)  # not only the int8 recipes
 
 
@@ -127,8 +130,20 @@ def test_a_mode_the_runtime_lacks_fails_with_its_modes(domain, tmp_path):
     if domain.runtime.name == "torchscript":
         assert domain.evaluate(qat, EvalContext(seed=1, artifact_dir=tmp_path)).ok
     else:
-        with pytest.raises(ConfigError, match="int8 mode 'qat' is not available on runtime 'onnxruntime'; its modes: dynamic, static"):
+        with pytest.raises(ConfigError, match="quantize mode 'qat' is not available on runtime 'onnxruntime'; its modes: dynamic, static"):
             domain.evaluate(qat, EvalContext(seed=1, artifact_dir=tmp_path))
+
+
+def test_the_bf16_recipe_halves_the_file_where_the_runtime_has_bf16(domain, tmp_path):
+    bf16 = domain.operators.canonical(hand_recipes(domain.task.training)["bf16"])
+    assert bf16.stages[0]["mode"] == "bf16"
+    if domain.runtime.name == "onnxruntime":
+        with pytest.raises(ConfigError, match="quantize mode 'bf16' is not available on runtime 'onnxruntime'"):
+            domain.evaluate(bf16, EvalContext(seed=1, artifact_dir=tmp_path))
+        return
+    ev = domain.evaluate(bf16, EvalContext(seed=1, artifact_dir=tmp_path))
+    assert ev.ok, ev.reason
+    assert abs(ev.objectives["quality_drop"]) < 2.0 and 0.4 < ev.objectives["size_ratio"] < 0.7
 
 
 def test_onnxruntime_int8_keeps_the_edge_layers_float_on_request(domain, tmp_path):
@@ -418,7 +433,8 @@ def test_show_names_what_the_probe_left_out(domain, monkeypatch):
     assert "refused): prune:layers: pruning keeps the channels of ['mid.0']; quantize:static: RuntimeError: xxx" in note
     assert note.endswith("...") and len(note) < 300  # a long reason is clipped
     assert "qat" not in note  # a mode the runtime lacks is its documented list, not a finding
-    monkeypatch.setattr(domain, "baseline_record", lambda: {"refused": {"quantize:qat": "not available on runtime 'onnxruntime'"}})
+    lacks = {"quantize:qat": "not available on runtime 'onnxruntime'", "quantize:bf16": "not available on this processor: ..."}
+    monkeypatch.setattr(domain, "baseline_record", lambda: {"refused": lacks})
     assert not any(n.startswith("the probe left out") for n in domain.headline_notes({}))
 
 

@@ -12,6 +12,7 @@ from evoforge.compression.domain import CompressDomain  # noqa: E402
 from evoforge.compression.genome import PipelineGenome, Stage  # noqa: E402
 from evoforge.errors import ConfigError  # noqa: E402
 from evoforge.layout import RunLayout  # noqa: E402
+from evoforge.machine import native_bf16  # noqa: E402
 from evoforge.search.domain import EvalContext  # noqa: E402
 from evoforge.workload.task import BUILTIN_TASKS  # noqa: E402
 
@@ -28,8 +29,8 @@ def domain(tmp_path_factory):
 def test_the_baseline_is_a_package_and_every_int8_mode_is_searchable(domain):
     record = json.loads((domain.layout.baseline / "baseline.json").read_text())
     assert domain.artifact == "model.pt2" and (domain.layout.baseline / "model.pt2").exists()
-    assert record["runtime"] == "inductor" and record["refused"] == {}
-    assert record["space"]["quant_modes"] == ["dynamic", "static", "qat", "weight_only"]
+    assert record["runtime"] == "inductor" and set(record["refused"]) == (set() if native_bf16() else {"quantize:bf16"})
+    assert record["space"]["quant_modes"] == ["dynamic", "static", "qat", "weight_only"] + (["bf16"] if native_bf16() else [])
 
 
 def test_qat_trains_at_export_and_no_torch_ao_is_called(domain, tmp_path, monkeypatch):
@@ -67,13 +68,34 @@ def test_qat_trains_at_export_and_no_torch_ao_is_called(domain, tmp_path, monkey
 
 
 def test_torchscript_refuses_weight_only_by_name(tmp_path):
-    from evoforge.compression.domain import split_int8
+    from evoforge.compression.domain import split_quant
     from evoforge.runtimes import get_runtime
 
     genome = PipelineGenome((Stage.make("quantize", mode="weight_only", per_channel=True, keep_float_edges=False, epochs=0),),
                             BUILTIN_TASKS["digits-mlp"].training)
-    refusal = "int8 mode 'weight_only' is not available on runtime 'torchscript'; its modes: dynamic, static, qat"
+    refusal = "quantize mode 'weight_only' is not available on runtime 'torchscript'; its modes: dynamic, static, qat, bf16"
     with pytest.raises(ConfigError, match=refusal):
-        split_int8(genome, get_runtime("torchscript"))
-    kept, int8 = split_int8(genome, get_runtime("inductor"))
+        split_quant(genome, get_runtime("torchscript"))
+    kept, int8 = split_quant(genome, get_runtime("inductor"))
     assert kept.stages == () and int8 is not None and int8.mode == "weight_only"
+
+
+@pytest.mark.parametrize("runtime", ["torchscript", "inductor", "openvino"])
+def test_bf16_is_applied_at_export_and_torch_ao_int8_in_the_pipeline(runtime):
+    import torch
+
+    from evoforge.compression.domain import runtime_quant_modes, split_quant
+    from evoforge.runtimes import get_runtime
+
+    training = BUILTIN_TASKS["digits-mlp"].training
+    prune = Stage.make("prune", importance="l1", ratio=0.5, steps=1, allocation="uniform", round_to=1, epochs=0)
+    bf16 = Stage.make("quantize", mode="bf16", per_channel=True, keep_float_edges=False, epochs=0)
+    kept, quant = split_quant(PipelineGenome((prune, bf16), training), get_runtime(runtime))
+    assert kept.stages == (prune,) and quant is not None and quant.mode == "bf16"
+    assert "bf16" in runtime_quant_modes(get_runtime(runtime))
+    static = PipelineGenome((Stage.make("quantize", mode="static", per_channel=True, keep_float_edges=False, epochs=0),), training)
+    kept, quant = split_quant(static, get_runtime(runtime), calibration=[(torch.zeros(1, 64),)])
+    if runtime == "torchscript":  # torch.ao's static int8 runs in the pipeline
+        assert kept == static and quant is None
+    else:
+        assert kept.stages == () and quant is not None and quant.mode == "static"

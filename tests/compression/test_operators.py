@@ -90,6 +90,16 @@ def test_weight_only_int8_has_one_form_whatever_its_per_channel_flag():
         assert OPS.canonical(PipelineGenome((other,))).stages[0]["per_channel"] is False
 
 
+def test_bf16_has_one_form_whatever_its_int8_flags():
+    forms = {OPS.canonical(PipelineGenome((Stage.make("quantize", mode="bf16", per_channel=pc, keep_float_edges=edges, epochs=e),)))
+             for pc in (False, True) for edges in (False, True) for e in (0, 3)}
+    assert len(forms) == 1
+    (form,) = forms
+    assert dict(form.stages[0].params) == {"mode": "bf16", "per_channel": True, "keep_float_edges": False, "epochs": 0}
+    static = Stage.make("quantize", mode="static", per_channel=True, keep_float_edges=True, epochs=0)
+    assert OPS.canonical(PipelineGenome((static,))).stages[0]["keep_float_edges"] is True  # int8 keeps the flag
+
+
 def test_structural_operators():
     rng = np.random.default_rng(2)
     empty = PipelineGenome()

@@ -11,6 +11,7 @@ from evoforge.compression.domain import CompressDomain
 from evoforge.compression.operators import training_epochs
 from evoforge.compression.probe import probe_capabilities, seconds_per_epoch
 from evoforge.layout import RunLayout
+from evoforge.machine import native_bf16
 from evoforge.workload.data import splits_from_mapping
 from evoforge.workload.task import Task
 
@@ -45,7 +46,22 @@ def test_refused_stages_leave_the_space_with_their_reason(monkeypatch):
     monkeypatch.setattr(torch.fx, "symbolic_trace", lambda m: (_ for _ in ()).throw(torch.fx.proxy.TraceError("no")))
     space, refused = probe_capabilities(model, splits, task)  # FX refused: eager islands, which break .weight
     assert {"quantize:static", "quantize:qat"} <= set(refused) and "weight" in refused["quantize:static"]
-    assert space.quant_modes == ("dynamic",) and "prune" in space.kinds and len(space.importances) == 7
+    assert space.quant_modes == ("dynamic",) + (("bf16",) if native_bf16() else ())
+    assert "prune" in space.kinds and len(space.importances) == 7
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_is_probed_only_on_a_processor_with_bfloat16_arithmetic(monkeypatch, native):
+    from evoforge import machine
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: native)
+    model = ReadsItsWeight()
+    task = Task("w", model, _data(), batch_size=16)
+    splits = splits_from_mapping(task.dataset, task_type="classification", seed=0, what="data")
+    space, refused = probe_capabilities(model, splits, task)
+    assert ("bf16" in space.quant_modes) is native
+    if not native:
+        assert refused["quantize:bf16"].startswith("not available on this processor: it has no bfloat16 arithmetic")
 
 
 def test_layers_pruning_keeps_whole_are_recorded_once():

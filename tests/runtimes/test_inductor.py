@@ -13,7 +13,7 @@ pytest.importorskip("torchao")
 from torch import nn  # noqa: E402
 
 from evoforge.errors import ConfigError, EvaluationError  # noqa: E402
-from evoforge.runtimes import Int8Settings, get_runtime  # noqa: E402
+from evoforge.runtimes import QuantSettings, get_runtime  # noqa: E402
 from evoforge.runtimes.inductor import _capture  # noqa: E402
 from evoforge.workload.inputs import InputSpec, ModelAdapter  # noqa: E402
 from evoforge.workload.models import digits_cnn  # noqa: E402
@@ -33,7 +33,7 @@ def float_package(runtime, trained_mlp: nn.Module, digits, tmp_path_factory) -> 
     return runtime.export(trained_mlp, x_test[:1], tmp_path_factory.mktemp("inductor") / runtime.artifact_name)
 
 
-def _int8(mode: str, digits, *, per_channel: bool = True, keep_float_edges: bool = False) -> Int8Settings:
+def _int8(mode: str, digits, *, per_channel: bool = True, keep_float_edges: bool = False) -> QuantSettings:
     x_train, y_train, _, _ = digits
     calibration = [(x_train[i : i + 64],) for i in range(0, 256, 64)]
 
@@ -45,7 +45,7 @@ def _int8(mode: str, digits, *, per_channel: bool = True, keep_float_edges: bool
             nn.functional.cross_entropy(model(x_train[i : i + 64]), y_train[i : i + 64]).backward()
             optimizer.step()
 
-    return Int8Settings(mode, per_channel, calibration if mode in ("static", "qat") else (), keep_float_edges,
+    return QuantSettings(mode, per_channel, calibration if mode in ("static", "qat") else (), keep_float_edges,
                         train=train_one_epoch if mode == "qat" else None)
 
 
@@ -61,7 +61,7 @@ def test_float_package_reloads_with_the_models_quality_at_any_batch(runtime, flo
 @pytest.mark.parametrize("mode", INT8_MODES)
 def test_int8_modes_keep_quality_in_a_smaller_package(mode: str, runtime, float_package: Path, trained_mlp, digits, tmp_path) -> None:
     _, _, x_test, y_test = digits
-    path = runtime.export(trained_mlp, x_test[:8], tmp_path / runtime.artifact_name, int8=_int8(mode, digits))
+    path = runtime.export(trained_mlp, x_test[:8], tmp_path / runtime.artifact_name, quant=_int8(mode, digits))
     loaded = runtime.load(path, threads=1)
     assert accuracy(loaded, x_test, y_test) >= accuracy(trained_mlp, x_test, y_test) - 0.03
     with torch.no_grad():
@@ -91,9 +91,9 @@ def test_per_tensor_weights_and_float_edges_change_the_captured_program(trained_
 def test_modes_the_runtime_lacks_and_impossible_requests_are_refused(runtime, digits, tmp_path) -> None:
     model, x = digits_cnn().eval(), torch.randn(2, 1, 8, 8)
     with pytest.raises(ConfigError, match="'int4' is not available on runtime 'inductor'; its modes: dynamic, static, qat, weight_only"):
-        runtime.export(model, x, tmp_path / "m.pt2", int8=Int8Settings("int4"))
+        runtime.export(model, x, tmp_path / "m.pt2", quant=QuantSettings("int4"))
     with pytest.raises(ConfigError, match="qat int8 on runtime 'inductor' needs a trainer or calibration batches"):
-        runtime.export(model, x, tmp_path / "m.pt2", int8=Int8Settings("qat"))
+        runtime.export(model, x, tmp_path / "m.pt2", quant=QuantSettings("qat"))
 
     class ConvOnly(nn.Module):
         def __init__(self) -> None:
@@ -104,7 +104,7 @@ def test_modes_the_runtime_lacks_and_impossible_requests_are_refused(runtime, di
             return self.conv(x).mean((2, 3))
 
     with pytest.raises(EvaluationError, match="weight_only int8 found no nn.Linear layer to quantize") as info:
-        runtime.check_export(ConvOnly(), x, int8=Int8Settings("weight_only"))
+        runtime.check_export(ConvOnly(), x, quant=QuantSettings("weight_only"))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "m.pt2").exists()
 
@@ -133,5 +133,5 @@ def test_inductor_int8_uses_no_torch_ao_quantization(runtime, trained_mlp, digit
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for mode in INT8_MODES:
-            runtime.check_export(trained_mlp, x_test[:4], int8=_int8(mode, digits))
+            runtime.check_export(trained_mlp, x_test[:4], quant=_int8(mode, digits))
     assert not [w for w in caught if "torch.ao" in str(w.message) or "quantize_per_tensor" in str(w.message)]

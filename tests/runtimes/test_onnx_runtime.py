@@ -18,7 +18,7 @@ pytest.importorskip("onnxscript")
 from torch import nn  # noqa: E402
 
 from evoforge.errors import ConfigError, EvaluationError, UnknownNameError  # noqa: E402
-from evoforge.runtimes import RUNTIMES, Int8Settings, get_runtime  # noqa: E402
+from evoforge.runtimes import RUNTIMES, QuantSettings, get_runtime  # noqa: E402
 from evoforge.workload.models import digits_cnn  # noqa: E402
 from tests.runtimes.conftest import accuracy as _accuracy  # noqa: E402
 
@@ -68,10 +68,10 @@ def test_a_draft_uses_the_fast_exporter_and_reproduces_the_model(
 ) -> None:
     x_train, _, x_test, y_test = digits
     runtime = get_runtime("onnxruntime")
-    settings = Int8Settings("static", True, [(x_train[:64],)]) if int8 else None
-    full = runtime.export(trained_mlp, x_test[:1], tmp_path / "full.onnx", int8=settings)
+    settings = QuantSettings("static", True, [(x_train[:64],)]) if int8 else None
+    full = runtime.export(trained_mlp, x_test[:1], tmp_path / "full.onnx", quant=settings)
     calls = _exporters_called(monkeypatch)
-    draft = runtime.export(trained_mlp, x_test[:1], tmp_path / "draft.onnx", int8=settings, draft=True)
+    draft = runtime.export(trained_mlp, x_test[:1], tmp_path / "draft.onnx", quant=settings, draft=True)
     assert calls == [False]
     loaded = runtime.load(draft, threads=1)
     assert loaded(x_test[:5]).shape == (5, 10)
@@ -203,7 +203,7 @@ def test_int8_modes_shrink_the_file_and_keep_quality(
     runtime = get_runtime(runtime_name)
     float_path = runtime.export(trained_mlp, x_test[:1], tmp_path / "float.onnx")
     calibration = [(x_train[i : i + 64],) for i in range(0, 256, 64)] if mode == "static" else ()
-    path = runtime.export(trained_mlp, x_test[:8], tmp_path / "int8.onnx", int8=Int8Settings(mode, per_channel, calibration))
+    path = runtime.export(trained_mlp, x_test[:8], tmp_path / "int8.onnx", quant=QuantSettings(mode, per_channel, calibration))
     assert runtime.size_bytes(path) < 0.4 * runtime.size_bytes(float_path)
     loaded = runtime.load(path, threads=1)
     assert _accuracy(loaded, x_test, y_test) >= _accuracy(trained_mlp, x_test, y_test) - 0.03
@@ -214,11 +214,11 @@ def test_int8_modes_shrink_the_file_and_keep_quality(
 def test_modes_a_runtime_lacks_are_refused_by_name(tmp_path) -> None:
     model, x = digits_cnn().eval(), torch.randn(2, 1, 8, 8)
     with pytest.raises(ConfigError, match="'qat' is not available on runtime 'onnxruntime'; its modes: dynamic, static"):
-        get_runtime("onnxruntime").export(model, x, tmp_path / "m.onnx", int8=Int8Settings("qat"))
+        get_runtime("onnxruntime").export(model, x, tmp_path / "m.onnx", quant=QuantSettings("qat"))
     with pytest.raises(ConfigError, match="needs calibration batches"):
-        get_runtime("onnxruntime").export(model, x, tmp_path / "m.onnx", int8=Int8Settings("static"))
+        get_runtime("onnxruntime").export(model, x, tmp_path / "m.onnx", quant=QuantSettings("static"))
     with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'torchscript'"):
-        get_runtime("torchscript").export(model, x, tmp_path / "m.pt", int8=Int8Settings("dynamic"))
+        get_runtime("torchscript").export(model, x, tmp_path / "m.pt", quant=QuantSettings("dynamic"))
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -271,8 +271,8 @@ def test_onnxruntime_int8_uses_no_torch_ao_quantization(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for mode in ("dynamic", "static"):
-            int8 = Int8Settings(mode, True, [(x_train[:64],)] if mode == "static" else ())
-            runtime.load(runtime.export(trained_mlp, x_test[:4], tmp_path / f"{mode}.onnx", int8=int8))(x_test[:4])
+            quant = QuantSettings(mode, True, [(x_train[:64],)] if mode == "static" else ())
+            runtime.load(runtime.export(trained_mlp, x_test[:4], tmp_path / f"{mode}.onnx", quant=quant))(x_test[:4])
     assert not [w for w in caught if "torch.ao" in str(w.message) or "quantize_per_tensor" in str(w.message)]
 
 
@@ -285,7 +285,7 @@ def test_converter_notices_about_skipped_steps_are_not_printed(digits, tmp_path,
     calibration = [(x_train[i : i + 64],) for i in range(0, 128, 64)]
     runtime = get_runtime("onnxruntime")
     with caplog.at_level(logging.WARNING):
-        path = runtime.export(model, x_test[:8], tmp_path / "int8.onnx", int8=Int8Settings("static", True, calibration))
+        path = runtime.export(model, x_test[:8], tmp_path / "int8.onnx", quant=QuantSettings("static", True, calibration))
         logging.getLogger().warning("an unrelated warning still passes")
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "out-of-range" in m], messages
@@ -327,7 +327,7 @@ def test_static_int8_leaves_the_masked_attention_softmax_in_float(tmp_path) -> N
     mask[:, 0] = 1.0
     calibration = [(tokens[i : i + 16], mask[i : i + 16]) for i in range(0, 64, 16)]
     runtime = get_runtime("onnxruntime")
-    path = runtime.export(model, (tokens[:8], mask[:8]), tmp_path / "int8.onnx", int8=Int8Settings("static", True, calibration))
+    path = runtime.export(model, (tokens[:8], mask[:8]), tmp_path / "int8.onnx", quant=QuantSettings("static", True, calibration))
     graph = onnx.load(str(path)).graph
     producer = {output: node.op_type for node in graph.node for output in node.output}
     fed_int8 = {node.op_type for node in graph.node if any(producer.get(i) == "DequantizeLinear" for i in node.input)}
@@ -353,7 +353,7 @@ def test_static_int8_of_a_mask_with_infinities_warns_of_nothing_and_keeps_the_ou
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         path = runtime.export(model, (tokens[:8], mask[:8]), tmp_path / "int8.onnx", draft=True,
-                              int8=Int8Settings("static", True, calibration))
+                              quant=QuantSettings("static", True, calibration))
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
     with torch.no_grad():
         expected, got = model(tokens, mask), runtime.load(path)(tokens, mask)

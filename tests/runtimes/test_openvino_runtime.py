@@ -1,6 +1,6 @@
 """The OpenVINO runtime: the ONNX file compiled by OpenVINO's CPU plugin in fp32, refusals, and a
 compress run deployed to it end to end. Its static int8 and its dict inputs are tested with ONNX
-Runtime's, in test_onnx_runtime.py."""
+Runtime's, in test_onnx_runtime.py; its bf16 with the other runtimes', in test_bf16.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from torch import nn  # noqa: E402
 
 import evoforge  # noqa: E402
 from evoforge.errors import ConfigError  # noqa: E402
-from evoforge.runtimes import RUNTIMES, Int8Settings, get_runtime  # noqa: E402
+from evoforge.machine import native_bf16  # noqa: E402
+from evoforge.runtimes import RUNTIMES, QuantSettings, get_runtime  # noqa: E402
 from tests.runtimes.conftest import accuracy as _accuracy  # noqa: E402
 
 
@@ -25,7 +26,7 @@ def test_float_export_runs_in_openvino_with_the_models_numbers_at_any_batch(
 ) -> None:
     _, _, x_test, y_test = digits
     runtime = get_runtime("openvino")
-    assert "openvino" in RUNTIMES and runtime.int8_modes == ("static",)
+    assert "openvino" in RUNTIMES and runtime.quant_modes == ("static", "bf16")
     path = runtime.export(trained_mlp, x_test[:1], tmp_path / runtime.artifact_name)
     loaded = runtime.load(path, threads=1)
     assert type(loaded).__name__ == "OpenVinoModule"
@@ -38,8 +39,8 @@ def test_float_export_runs_in_openvino_with_the_models_numbers_at_any_batch(
 
 
 def test_dynamic_int8_is_refused_by_name(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'openvino'; its modes: static"):
-        get_runtime("openvino").export(nn.Linear(4, 2), torch.randn(2, 4), tmp_path / "m.onnx", int8=Int8Settings("dynamic"))
+    with pytest.raises(ConfigError, match="'dynamic' is not available on runtime 'openvino'; its modes: static, bf16$"):
+        get_runtime("openvino").export(nn.Linear(4, 2), torch.randn(2, 4), tmp_path / "m.onnx", quant=QuantSettings("dynamic"))
 
 
 def test_without_the_package_the_runtime_is_refused_in_one_line(monkeypatch) -> None:
@@ -55,7 +56,7 @@ def test_a_compress_run_deploys_to_openvino_and_its_member_verifies(tmp_path) ->
     run_dir = tmp_path / "run"
     front = evoforge.compress("digits-mlp", runtime="openvino", budget=4, pop_size=4, workers=1, seed=0, run_dir=run_dir)
     record = json.loads((run_dir / "baseline" / "baseline.json").read_text())
-    assert record["runtime"] == "openvino" and record["space"]["quant_modes"] == ["static"]
+    assert record["runtime"] == "openvino" and record["space"]["quant_modes"] == ["static"] + (["bf16"] if native_bf16() else [])
     assert (run_dir / "baseline" / "model.openvino.onnx").exists()
     card = evoforge.export_member(run_dir, front[0].id, tmp_path / "out")
     assert card["runtime"] == "openvino" and card["artifact"].endswith("model.openvino.onnx")

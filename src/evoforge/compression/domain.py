@@ -39,7 +39,7 @@ from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.pareto import Objective
 from evoforge.provenance import code_identity
 from evoforge.registry import Registry
-from evoforge.runtimes.base import Int8Settings, Runtime, get_runtime
+from evoforge.runtimes.base import QuantSettings, Runtime, get_runtime
 from evoforge.search.domain import Domain, EvalContext, Mutation, RebuiltMember, register_domain
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.workload.task import Task
@@ -106,19 +106,22 @@ RETIME_SECONDS = 20.0
 FASTER_ELSEWHERE = 0.95
 """`show` says a run's ratios overstate the gain when another runtime runs the same fp32 file in
 less than this share of the reference's time (`CompressDomain._fp32_elsewhere`)."""
+UNAVAILABLE = "not available on "
+"""How the probe's reason for a mode it left out untried begins: the runtime lacks the mode, or
+the processor (bf16 without bfloat16 arithmetic). Not a failure, so `show` does not list it."""
 MAX_PIPELINE_EPOCHS = 60
 """Above this many epochs a pipeline's training is not capped: the genome ranges never reach it."""
 
 
 def runtime_quant_modes(runtime: Runtime) -> tuple[str, ...]:
-    """The quantize-stage modes a runtime can deploy: torch.ao's when it takes torch-quantized
-    models, else the modes it quantizes with at export."""
-    return TORCH_AO_MODES if runtime.takes_torch_int8 else tuple(m for m in QUANT_MODES if m in runtime.int8_modes)
+    """The quantize-stage modes a runtime can deploy: the modes it applies at export, and
+    torch.ao's int8 modes when it takes torch-quantized models (in `QUANT_MODES` order)."""
+    return tuple(m for m in QUANT_MODES if m in runtime.quant_modes or (runtime.takes_torch_int8 and m in TORCH_AO_MODES))
 
 
-def split_int8(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[tuple[Any, ...]] = (),
-               train_qat: Callable[[Any, int], object] | None = None) -> tuple[PipelineGenome, Int8Settings | None]:
-    """The pipeline to run in PyTorch and the int8 the runtime applies at export: static and
+def split_quant(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[tuple[Any, ...]] = (),
+               train_qat: Callable[[Any, int], object] | None = None) -> tuple[PipelineGenome, QuantSettings | None]:
+    """The pipeline to run in PyTorch and the quantization the runtime applies at export: static and
     QAT int8 get ``calibration``; QAT with epochs gets ``train_qat(model, epochs)`` as its
     trainer. Raises `ConfigError` naming the runtime's modes when the genome's quantize mode is
     not among them."""
@@ -127,8 +130,8 @@ def split_int8(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[t
         return genome, None
     modes = runtime_quant_modes(runtime)
     if last["mode"] not in modes:
-        raise ConfigError(f"int8 mode {last['mode']!r} is not available on runtime {runtime.name!r}; its modes: {', '.join(modes)}")
-    if runtime.takes_torch_int8:
+        raise ConfigError(f"quantize mode {last['mode']!r} is not available on runtime {runtime.name!r}; its modes: {', '.join(modes)}")
+    if last["mode"] not in runtime.quant_modes:  # torch.ao int8, applied by the stage in PyTorch
         return genome, None
     mode, epochs = last["mode"], last["epochs"]
     trainer = None
@@ -137,9 +140,9 @@ def split_int8(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[t
 
         def trainer(model: Any) -> object:
             return qat_train(model, epochs)
-    int8 = Int8Settings(mode, per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"],
-                        calibration=calibration if mode in ("static", "qat") else (), train=trainer)
-    return dataclasses.replace(genome, stages=genome.stages[:-1]), int8
+    quant = QuantSettings(mode, per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"],
+                          calibration=calibration if mode in ("static", "qat") else (), train=trainer)
+    return dataclasses.replace(genome, stages=genome.stages[:-1]), quant
 
 
 def default_quality_limit(task: Task) -> tuple[float, bool]:
@@ -152,10 +155,11 @@ def default_quality_limit(task: Task) -> tuple[float, bool]:
 
 
 def hand_recipes(training: Any) -> dict[str, PipelineGenome]:
-    """The five pipelines a user would try first, by name: int8 static, int8 dynamic, 50% L2
+    """The six pipelines a user would try first, by name: int8 static, int8 dynamic, 50% L2
     channel pruning + 5 epochs of fine-tuning, low-rank at energy 0.95 + 5 epochs (without the
-    Hoyer and orthogonality terms), and 50% pruning with 5 epochs then int8 static. ``training``:
-    the task's `TrainingSettings`."""
+    Hoyer and orthogonality terms), 50% pruning with 5 epochs then int8 static, and bf16 (where
+    the runtime and processor have it, OpenVINO's default precision). ``training``: the task's
+    `TrainingSettings`."""
     q = {"per_channel": True, "keep_float_edges": False, "epochs": 0}
     prune = {"importance": "l2", "ratio": 0.5, "steps": 1, "allocation": "uniform", "round_to": 8, "epochs": 0}
     finetune = Stage.make("finetune", epochs=5)
@@ -167,6 +171,7 @@ def hand_recipes(training: Any) -> dict[str, PipelineGenome]:
         "low-rank 0.95 + fine-tune": PipelineGenome((Stage.make("lowrank", energy=0.95, reg_epochs=1, epochs=0), finetune), plain),
         "prune 50% + int8 static": PipelineGenome((Stage.make("prune", **{**prune, "epochs": 5}),
                                                    Stage.make("quantize", mode="static", **q)), training),
+        "bf16": PipelineGenome((Stage.make("quantize", mode="bf16", **q),), training),
     }
 
 
@@ -489,7 +494,7 @@ class CompressDomain(Domain):
         if unlearnt:
             notes.insert(0, "WARNING: " + unlearnt)
         failed = {name: reason for name, reason in (record.get("refused") or {}).items()
-                  if not reason.startswith("not available on runtime")}  # (the runtime's documented modes)
+                  if not reason.startswith(UNAVAILABLE)}  # (the runtime's documented modes, bf16 without the CPU for it)
         if failed:
             notes.append("the probe left out (baseline/baseline.json, refused): "
                          + "; ".join(f"{name}: {_clipped(reason)}" for name, reason in sorted(failed.items())))
@@ -544,7 +549,7 @@ class CompressDomain(Domain):
             "references": {},  # (threads, draft) -> the exported baseline loaded with them
             "example": example,
             "latency_inputs": self.latency_inputs(splits),
-            "calibration": calibration_batches(splits, self.task.batch_size) if self.runtime.int8_modes else [],
+            "calibration": calibration_batches(splits, self.task.batch_size) if {"static", "qat"} & set(self.runtime.quant_modes) else [],
             "protected": protected_layers(baseline, example),
             "record": self.baseline_record(),
             "evaluate": tasks.load_evaluate(self.task, layout.root) if self.task.evaluate is not None else None,
@@ -663,7 +668,7 @@ class CompressDomain(Domain):
             genome = at_fidelity(genome, fraction)
         val, base_quality = self._validation(fraction, context.threads)
         draft = fraction < 1.0 and self.runtime.drafts  # screening: a draft, compared with the baseline's draft
-        in_torch, int8 = split_int8(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
+        in_torch, quant = split_quant(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
         timings: dict[str, float] = {}
         start = time.perf_counter()
         with record_validation_losses() as curve:
@@ -678,7 +683,7 @@ class CompressDomain(Domain):
         try:
             t = time.perf_counter()
             with examples_per_epoch(examples):  # a runtime's quantization-aware training runs at export
-                path = self.runtime.export(model, st["example"], out_dir / self.artifact, int8=int8, draft=draft)
+                path = self.runtime.export(model, st["example"], out_dir / self.artifact, quant=quant, draft=draft)
             timings["export_s"] = time.perf_counter() - t
             t = time.perf_counter()
             exported = self.runtime.load(path, threads=context.threads)
@@ -833,8 +838,8 @@ class CompressDomain(Domain):
         quality (an `EvaluationError` when it differs from ``claimed``, the numbers `show`
         reports, beyond one example's worth) and latency against the fp32 reference. Each
         runtime in ``formats`` (besides the run's own) gets the member rebuilt with its candidate
-        ``seed`` and exported to it (float members only: int8 belongs to the runtime that
-        quantized it), verified alike."""
+        ``seed`` and exported to it (float members only: int8 and bf16 belong to the runtime
+        that applied them), verified alike."""
         from evoforge.workload.task import load_splits
 
         layout = self.require_layout()
@@ -842,10 +847,10 @@ class CompressDomain(Domain):
         if source is None:
             raise ConfigError(f"member {key} has no stored artifact in {layout.root}; was the run started without a run directory?")
         extra = [get_runtime(name) for name in dict.fromkeys(formats) if name != self.runtime.name]
-        quantized = isinstance(genome, PipelineGenome) and any(s.kind == "quantize" for s in genome.stages)
-        if extra and quantized:
+        modes = [s["mode"] for s in genome.stages if s.kind == "quantize"] if isinstance(genome, PipelineGenome) else []
+        if extra and modes:
             raise ConfigError(
-                f"member {key[:12]} is int8 in {self.runtime.name}, which does not convert to "
+                f"member {key[:12]} is {'bf16' if modes[-1] == 'bf16' else 'int8'} in {self.runtime.name}, which does not convert to "
                 f"{', '.join(r.name for r in extra)}; export a float member, or only --format {self.runtime.name}"
             )
         splits = load_splits(self.task, layout.root)  # refuses changed inputs before anything is written

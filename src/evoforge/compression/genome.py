@@ -19,8 +19,9 @@ from evoforge.workload.recipe import TRAINING_SPACE as TRAINING_SPACE
 from evoforge.workload.recipe import TrainingSettings as TrainingSettings
 
 IMPORTANCES = ("l1", "l2", "lamp", "taylor", "hessian", "bn_scale", "random")
-QUANT_MODES = ("dynamic", "static", "qat", "weight_only")
-"""int8 modes of the ``quantize`` stage; which ones a run can draw depends on its runtime."""
+QUANT_MODES = ("dynamic", "static", "qat", "weight_only", "bf16")
+"""Modes of the ``quantize`` stage: four int8 modes and ``bf16`` (weights and arithmetic in
+bfloat16); which ones a run can draw depends on its runtime and processor."""
 TORCH_AO_MODES = ("dynamic", "static", "qat")
 """The modes the stage applies in PyTorch (torch.ao), for runtimes that deploy torch.ao int8."""
 

@@ -91,19 +91,21 @@ def uses_training_settings(genome: PipelineGenome) -> bool:
     return training_epochs(genome) > 0 or any(s.kind == "prune" and s["importance"] in ("taylor", "hessian") for s in genome.stages)
 
 
-INERT_VALUES = {"epochs": 0, "per_channel": True}
+INERT_VALUES = {"epochs": 0, "per_channel": True, "keep_float_edges": False}
 """The value the canonical form gives a setting where it is inert (`inert_settings`)."""
 
 
 def inert_settings(stage: Stage) -> frozenset[str]:
     """The stage's settings that cannot change its result: a quantize stage's epochs unless it
-    is QAT (only QAT trains), and its per_channel in weight_only mode (int8 weight-only keeps
-    one scale per output row either way)."""
+    is QAT (only QAT trains), its per_channel in weight_only mode (int8 weight-only keeps
+    one scale per output row either way), and both its int8 flags in bf16 mode."""
     inert = set()
     if stage.kind == "quantize" and stage["mode"] != "qat":
         inert.add("epochs")
-    if stage.kind == "quantize" and stage["mode"] == "weight_only":
+    if stage.kind == "quantize" and stage["mode"] in ("weight_only", "bf16"):
         inert.add("per_channel")
+    if stage.kind == "quantize" and stage["mode"] == "bf16":
+        inert.add("keep_float_edges")
     return frozenset(inert)
 
 

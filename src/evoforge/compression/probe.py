@@ -2,8 +2,8 @@
 
 Each stage kind, pruning importance and int8 mode is applied to a copy of the baseline on a
 few batches of data and the result is exported to the run's runtime and run there (int8 modes
-the runtime quantizes with at export are applied by that export). What fails, and the int8 modes
-the runtime lacks, are left out of the `SearchSpace` and reported with their reason, so the
+the runtime quantizes with at export are applied by that export). What fails, the modes the
+runtime lacks, and bf16 on a processor without bfloat16 arithmetic, are left out of the `SearchSpace` and reported with their reason, so the
 search never draws a candidate that fails for a reason it could have avoided (a layer torch.ao
 cannot quantize, a graph torch-pruning cannot trace, an operator the ONNX exporter lacks).
 Candidates can still fail for reasons only their full settings reveal; those are recorded results.
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from evoforge import machine
 from evoforge.compression.genome import IMPORTANCES, QUANT_MODES, STAGE_SPACES, PipelineGenome, Stage
 from evoforge.compression.operators import SearchSpace
 from evoforge.errors import PruningWarning
@@ -50,7 +51,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     (``{"quantize:static": "RuntimeError: ..."}``)."""
     import torch
 
-    from evoforge.compression.domain import calibration_batches, runtime_quant_modes, split_int8
+    from evoforge.compression.domain import UNAVAILABLE, calibration_batches, runtime_quant_modes, split_quant
     from evoforge.compression.stages import StageContext, apply_pipeline, protected_layers
     from evoforge.runtimes import get_runtime
     from evoforge.workload.inputs import call_model
@@ -64,7 +65,10 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     ctx = StageContext(data=small, training=task.training, example_input=example, seed=0,
                        protected=protected_layers(model, example), device=device, batch_size=task.batch_size)
     deployable = runtime_quant_modes(runtime)
-    refused = {f"quantize:{m}": f"not available on runtime {runtime.name!r}" for m in QUANT_MODES if m not in deployable}
+    refused = {f"quantize:{m}": f"{UNAVAILABLE}runtime {runtime.name!r}" for m in QUANT_MODES if m not in deployable}
+    if "quantize:bf16" not in refused and not machine.native_bf16():
+        refused["quantize:bf16"] = (f"{UNAVAILABLE}this processor: it has no bfloat16 arithmetic "
+                                    f"({', '.join(machine.BF16_FEATURES)}), so bf16 would run slower than float32")
     calibration = calibration_batches(small, task.batch_size)
 
     def train_qat(fake_quantized: nn.Module, epochs: int) -> object:
@@ -78,7 +82,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
             if name in refused:
                 continue
             try:
-                in_torch, int8 = split_int8(PipelineGenome((stage,), task.training), runtime, calibration, train_qat)
+                in_torch, quant = split_quant(PipelineGenome((stage,), task.training), runtime, calibration, train_qat)
                 with torch.random.fork_rng(), _pruning_noted(refused):
                     torch.manual_seed(0)
                     result = apply_pipeline(copy.deepcopy(model), in_torch, ctx)
@@ -87,7 +91,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
                     with torch.no_grad():
                         call_model(result.eval(), example)
                     continue
-                runtime.check_export(result, example, int8=int8)
+                runtime.check_export(result, example, quant=quant)
                 exported_prune = exported_prune or name.startswith("prune:")
             except Exception as exc:  # noqa: BLE001 - a refused probe is a finding, not an error
                 refused[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]

@@ -13,6 +13,6 @@ code treats every runtime alike. Heavy imports happen inside the runtime that ne
 """
 
 from evoforge.runtimes import inductor, onnx_runtime, openvino_runtime, torchscript  # noqa: F401  (register the runtimes)
-from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, get_runtime
+from evoforge.runtimes.base import RUNTIMES, QuantSettings, Runtime, get_runtime
 
-__all__ = ["RUNTIMES", "Int8Settings", "Runtime", "get_runtime"]
+__all__ = ["RUNTIMES", "QuantSettings", "Runtime", "get_runtime"]

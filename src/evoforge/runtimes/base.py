@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class Int8Settings:
-    """An int8 request for a runtime that quantizes at export: ``mode`` (one of the runtime's
-    `Runtime.int8_modes`), per-channel weights or not, whether the first and last weighted
-    layers stay float (``keep_float_edges``), and for ``static`` the calibration batches (each a
-    tuple of positional tensors, as the artifact takes them)."""
+class QuantSettings:
+    """A reduced-precision request for a runtime that applies it at export: ``mode`` (one of the
+    runtime's `Runtime.quant_modes`: an int8 mode, or ``bf16``), per-channel int8 weights or not,
+    whether the first and last weighted layers stay float (``keep_float_edges``, int8 only), and
+    for ``static`` the calibration batches (each a tuple of positional tensors, as the artifact
+    takes them). ``bf16`` computes in bfloat16: weights and activations, float32 in and out."""
 
     mode: str
     per_channel: bool = True
@@ -42,14 +43,15 @@ class Runtime(ABC):
     least one row); the artifact takes the inputs as positional tensors in
     `evoforge.workload.inputs.InputSpec` order, returns the output tensor and keeps the batch
     dimension dynamic. ``export`` raises `EvaluationError` when the model does not export or the
-    artifact does not reproduce it (float) or gives non-finite or misshapen outputs (int8).
+    artifact does not reproduce it (float) or gives non-finite or misshapen outputs (int8, bf16).
     """
 
     name: ClassVar[str]
     artifact_name: ClassVar[str]
     """File name of the artifact inside a candidate's directory (``model.onnx``, ...)."""
-    int8_modes: ClassVar[tuple[str, ...]] = ()
-    """The int8 modes `export` accepts in ``int8`` (the runtime quantizes the float model)."""
+    quant_modes: ClassVar[tuple[str, ...]] = ()
+    """The modes `export` accepts in ``quant`` (the runtime converts the float model): int8 modes
+    and ``bf16``."""
     drafts: ClassVar[bool] = False
     """True when `export` has a faster ``draft`` path (screening evaluations use it)."""
     artifact_format: ClassVar[str | None] = None
@@ -60,7 +62,7 @@ class Runtime(ABC):
 
     @abstractmethod
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
-               int8: Int8Settings | None = None, draft: bool = False) -> Path:
+               quant: QuantSettings | None = None, draft: bool = False) -> Path:
         """Write the artifact of ``model`` to ``path``; returns ``path``. A ``draft`` artifact is
         for a screening evaluation (`evoforge.search.fidelity`): a runtime may write it by a
         faster, less general path (`drafts` says whether it has one), so that its size and
@@ -76,30 +78,30 @@ class Runtime(ABC):
     def load_snippet(self, path: str | os.PathLike[str]) -> str:
         """How a user loads the artifact without evoforge (one line of Python)."""
 
-    def check_export(self, model: nn.Module, example_input: Any, *, int8: Int8Settings | None = None) -> None:
+    def check_export(self, model: nn.Module, example_input: Any, *, quant: QuantSettings | None = None) -> None:
         """Raise `EvaluationError` (or `ConfigError`) when ``model`` would not export with
-        ``int8``: what the capability probe calls for every stage kind and int8 mode. The
+        ``quant``: what the capability probe calls for every stage kind and quantize mode. The
         default exports to a scratch file; a runtime whose compile step is slow may check less."""
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="evoforge-check-") as tmp:
-            self.export(model, example_input, Path(tmp) / self.artifact_name, int8=int8)
+            self.export(model, example_input, Path(tmp) / self.artifact_name, quant=quant)
 
     def size_bytes(self, path: str | os.PathLike[str]) -> int:
         """Bytes of the deployable artifact."""
         return Path(path).stat().st_size
 
-    def check_int8(self, int8: Int8Settings | None) -> None:
-        """Raise `ConfigError` naming the valid modes when ``int8`` asks for one this runtime lacks."""
-        if int8 is None:
+    def check_quant(self, quant: QuantSettings | None) -> None:
+        """Raise `ConfigError` naming the valid modes when ``quant`` asks for one this runtime lacks."""
+        if quant is None:
             return
-        if int8.mode not in self.int8_modes:
-            valid = ", ".join(self.int8_modes) or "none (int8 is applied to the model before export)"
-            raise ConfigError(f"int8 mode {int8.mode!r} is not available on runtime {self.name!r}; its modes: {valid}")
-        if int8.mode == "static" and not int8.calibration:
-            raise ConfigError(f"static int8 on runtime {self.name!r} needs calibration batches; give Int8Settings(calibration=...)")
-        if int8.mode == "qat" and int8.train is None and not int8.calibration:
-            raise ConfigError(f"qat int8 on runtime {self.name!r} needs a trainer or calibration batches; give Int8Settings(train=...)")
+        if quant.mode not in self.quant_modes:
+            valid = ", ".join(self.quant_modes) or "none (int8 is applied to the model before export)"
+            raise ConfigError(f"quantize mode {quant.mode!r} is not available on runtime {self.name!r}; its modes: {valid}")
+        if quant.mode == "static" and not quant.calibration:
+            raise ConfigError(f"static int8 on runtime {self.name!r} needs calibration batches; give QuantSettings(calibration=...)")
+        if quant.mode == "qat" and quant.train is None and not quant.calibration:
+            raise ConfigError(f"qat int8 on runtime {self.name!r} needs a trainer or calibration batches; give QuantSettings(train=...)")
 
 
 CHECK_ATOL = 1e-4
@@ -130,18 +132,18 @@ def adapted(model: nn.Module, example_input: Any) -> tuple[InputSpec, tuple[torc
     return spec, args, ModelAdapter(copy.deepcopy(model), spec).eval()
 
 
-def check_artifact_output(got: torch.Tensor, expected: torch.Tensor, int8: Int8Settings | None, what: str) -> None:
-    """Float artifacts must reproduce the model; int8 ones must keep its shape and stay finite
-    (how far int8 moves the outputs is the quality objective's business, measured on data).
+def check_artifact_output(got: torch.Tensor, expected: torch.Tensor, quant: QuantSettings | None, what: str) -> None:
+    """Float artifacts must reproduce the model; int8 and bf16 ones must keep its shape and stay
+    finite (how far they move the outputs is the quality objective's business, measured on data).
     Raises `EvaluationError` naming ``what`` (the artifact kind)."""
     import torch
 
     got, expected = got.float(), expected.float()
     if got.shape != expected.shape:
         raise EvaluationError(f"exported {what} output has shape {tuple(got.shape)}, the model's {tuple(expected.shape)}")
-    if int8 is not None:
+    if quant is not None:
         if not bool(torch.isfinite(got).all()):
-            raise EvaluationError(f"int8 {what} output holds NaN or infinite values")
+            raise EvaluationError(f"{quant.mode} {what} output holds NaN or infinite values")
         return
     if not torch.allclose(got, expected, atol=CHECK_ATOL, rtol=CHECK_RTOL):
         raise EvaluationError(f"exported {what} output differs from the model by up to {float((got - expected).abs().max()):.3g}")

@@ -11,10 +11,13 @@ int8 comes from torchao, never from ``torch.ao.quantization``:
 - ``static``, ``dynamic`` and ``qat`` are the PT2E flow with ``X86InductorQuantizer``: uint8
   activations and int8 weights (per channel, or per tensor), ``static`` calibrated on the
   calibration batches, ``dynamic`` with activation scales computed per call, ``qat`` trained
-  with fake quantization through `Int8Settings.train` before the conversion;
+  with fake quantization through `QuantSettings.train` before the conversion;
 - ``weight_only`` stores the weights of ``nn.Linear`` layers in int8 (torchao's
   ``Int8WeightOnlyConfig``, one scale per output row) and computes in float: a smaller file,
   and faster where the Linear layers are memory-bound (small batches).
+
+``bf16`` is not int8: the model is converted to bfloat16 (weights and arithmetic, float32 in and
+out, `Bf16Model`) before the capture.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from torch import nn
 
 from evoforge.errors import EvaluationError
 from evoforge.quiet import quiet_torch_internals
-from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, adapted, check_artifact_output
-from evoforge.workload.inputs import ExportedModel, InputSpec, ModelAdapter
+from evoforge.runtimes.base import RUNTIMES, QuantSettings, Runtime, adapted, check_artifact_output
+from evoforge.workload.inputs import Bf16Model, ExportedModel, InputSpec, ModelAdapter
 
 _MAX_BATCH = 1 << 16
 _EDGE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
@@ -52,33 +55,33 @@ class AotiModule(nn.Module):
 @RUNTIMES.register("inductor")
 class InductorRuntime(Runtime):
     """AOTInductor package (torch.export + TorchInductor, freezing on); int8 from torchao:
-    PT2E ``static``, ``dynamic`` and ``qat``, and ``weight_only`` for Linear layers."""
+    PT2E ``static``, ``dynamic`` and ``qat``, and ``weight_only`` for Linear layers; and ``bf16``."""
 
     name = "inductor"
     artifact_name = "model.pt2"
-    int8_modes = ("dynamic", "static", "qat", "weight_only")
+    quant_modes = ("dynamic", "static", "qat", "weight_only", "bf16")
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
-               int8: Int8Settings | None = None, draft: bool = False) -> Path:
+               quant: QuantSettings | None = None, draft: bool = False) -> Path:
         path = Path(path)
-        self._build(model, example_input, int8, path)
+        self._build(model, example_input, quant, path)
         return path
 
-    def check_export(self, model: nn.Module, example_input: Any, *, int8: Int8Settings | None = None) -> None:
+    def check_export(self, model: nn.Module, example_input: Any, *, quant: QuantSettings | None = None) -> None:
         """Capture and quantize as `export` does and run the captured program, without the
         C++ compile (tens of seconds per model): what fails is in the capture and int8 steps."""
-        self._build(model, example_input, int8, None)
+        self._build(model, example_input, quant, None)
 
-    def _build(self, model: nn.Module, example_input: Any, int8: Int8Settings | None, path: Path | None) -> None:
+    def _build(self, model: nn.Module, example_input: Any, quant: QuantSettings | None, path: Path | None) -> None:
         """Capture (and quantize) ``model``; compile the package to ``path`` unless it is None,
         else run the captured program. Checks the outputs either way."""
-        self.check_int8(int8)
+        self.check_quant(quant)
         spec, args, module = adapted(model, example_input)
         try:
             with torch.no_grad():
                 expected = module(*args)
             with quiet_torch_internals():
-                program = _capture(module, args, spec, int8)
+                program = _capture(module, args, spec, quant)
                 if path is None:
                     with torch.no_grad():
                         got = program.module()(*args)
@@ -95,7 +98,7 @@ class InductorRuntime(Runtime):
             raise
         except Exception as exc:
             raise EvaluationError(f"Inductor export of {type(model).__name__} failed: {type(exc).__name__}: {_summary(exc)}") from exc
-        check_artifact_output(got, expected, int8, "AOTInductor package" if path is not None else "captured program")
+        check_artifact_output(got, expected, quant, "AOTInductor package" if path is not None else "captured program")
 
     def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
         if threads is not None:
@@ -106,15 +109,17 @@ class InductorRuntime(Runtime):
         return f"torch._inductor.aoti_load_package({str(path)!r})"
 
 
-def _capture(module: nn.Module, args: tuple[torch.Tensor, ...], spec: InputSpec, int8: Int8Settings | None) -> Any:
+def _capture(module: nn.Module, args: tuple[torch.Tensor, ...], spec: InputSpec, quant: QuantSettings | None) -> Any:
     """The `torch.export.ExportedProgram` to compile: ``module`` as is, or quantized per ``int8``."""
-    if int8 is None:
+    if quant is None:
         return _export(module, args)
-    float_layers = _edge_layers(module, args) if int8.keep_float_edges else ()
-    if int8.mode == "weight_only":
+    if quant.mode == "bf16":
+        return _export(Bf16Model(module), args)
+    float_layers = _edge_layers(module, args) if quant.keep_float_edges else ()
+    if quant.mode == "weight_only":
         _weight_only(module, float_layers)
         return _export(module, args)
-    return _export(_pt2e(module, args, spec, int8, float_layers), args)
+    return _export(_pt2e(module, args, spec, quant, float_layers), args)
 
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...]) -> Any:
@@ -123,8 +128,8 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...]) -> Any:
 
     batch = Dim("batch", min=1, max=_MAX_BATCH)
     shapes: tuple[Any, ...] = tuple({0: batch} for _ in args)
-    if isinstance(module, ModelAdapter):
-        shapes = (shapes,)  # one entry: ModelAdapter takes *inputs (a captured graph names each input)
+    if isinstance(module, (ModelAdapter, Bf16Model)):
+        shapes = (shapes,)  # one entry: ModelAdapter and Bf16Model take *inputs (a captured graph names each input)
     return torch.export.export(module, args, dynamic_shapes=shapes)
 
 
@@ -137,40 +142,40 @@ def _weight_only(module: nn.Module, float_layers: tuple[str, ...]) -> None:
     quantize_(module, config(), filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in chosen)
 
 
-def _pt2e(module: nn.Module, args: tuple[torch.Tensor, ...], spec: InputSpec, int8: Int8Settings,
+def _pt2e(module: nn.Module, args: tuple[torch.Tensor, ...], spec: InputSpec, quant: QuantSettings,
           float_layers: tuple[str, ...]) -> nn.Module:
     """``module`` through torchao's PT2E flow: captured, observed (calibrated, or trained for
     QAT), converted to quantize / dequantize ops that Inductor lowers to int8 kernels."""
     pt2e, xiq = _torchao_pt2e()
     quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(_quantization_config(xiq, int8))
+    quantizer.set_global(_quantization_config(xiq, quant))
     for name in float_layers:
         quantizer.set_module_name_qconfig(name, None)
-    qat = int8.mode == "qat"
+    qat = quant.mode == "qat"
     graph = _export(module.train(qat), args).module()
     prepared = pt2e.prepare_qat_pt2e(graph, quantizer) if qat else pt2e.prepare_pt2e(graph, quantizer)
     pt2e.allow_exported_model_train_eval(prepared)  # .train() / .eval() switch batch norm and dropout
-    if qat and int8.train is not None:
-        int8.train(ExportedModel(prepared, spec))
+    if qat and quant.train is not None:
+        quant.train(ExportedModel(prepared, spec))
     else:  # static calibrates; dynamic observes one pass (its activation scales come per call)
         prepared.eval()
         with torch.no_grad():
-            for batch in int8.calibration or [args]:
+            for batch in quant.calibration or [args]:
                 prepared(*batch)
     prepared.eval()
     with torch.no_grad():
         return pt2e.convert_pt2e(prepared)  # type: ignore[no-any-return]
 
 
-def _quantization_config(xiq: Any, int8: Int8Settings) -> Any:
+def _quantization_config(xiq: Any, quant: QuantSettings) -> Any:
     """X86InductorQuantizer's default config for the mode, with per-tensor weights when
     ``per_channel`` is off."""
-    config = xiq.get_default_x86_inductor_quantization_config(is_qat=int8.mode == "qat", is_dynamic=int8.mode == "dynamic")
-    if int8.per_channel:
+    config = xiq.get_default_x86_inductor_quantization_config(is_qat=quant.mode == "qat", is_dynamic=quant.mode == "dynamic")
+    if quant.per_channel:
         return config
     from torchao.quantization.pt2e import FusedMovingAvgObsFakeQuantize, MinMaxObserver, MovingAverageMinMaxObserver
 
-    if int8.mode == "qat":
+    if quant.mode == "qat":
         observer = FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAverageMinMaxObserver, eps=2**-12)
     else:
         observer = MinMaxObserver.with_args(eps=2**-12)

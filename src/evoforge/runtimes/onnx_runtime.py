@@ -35,7 +35,7 @@ from torch import nn
 
 from evoforge.errors import EvaluationError
 from evoforge.quiet import quiet_onnx_converters
-from evoforge.runtimes.base import RUNTIMES, Int8Settings, Runtime, adapted, check_artifact_output
+from evoforge.runtimes.base import RUNTIMES, QuantSettings, Runtime, adapted, check_artifact_output
 from evoforge.workload.inputs import InputSpec
 
 _MAX_BATCH = 1 << 16
@@ -70,26 +70,26 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
     artifact_name = "model.onnx"
-    int8_modes: ClassVar[tuple[str, ...]] = ("dynamic", "static")
+    quant_modes: ClassVar[tuple[str, ...]] = ("dynamic", "static")
     artifact_format = "onnx"
     drafts = True
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
-               int8: Int8Settings | None = None, draft: bool = False) -> Path:
-        self.check_int8(int8)
+               quant: QuantSettings | None = None, draft: bool = False) -> Path:
+        self.check_quant(quant)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         spec, args, module = adapted(model, example_input)
         try:
             with torch.no_grad():
                 expected = module(*args)
-            if int8 is None:
+            if quant is None:
                 _export_onnx(module, args, spec, path, expected, draft=draft)
             else:
                 with tempfile.TemporaryDirectory(prefix="evoforge-onnx-") as tmp:
                     floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx", expected, draft=draft)
                     with quiet_onnx_converters():
-                        _quantize(floating, path, int8, spec.names)
+                        _quantize(floating, path, quant, spec.names)
             session = self.load(path)
             got = session(*args)
             if session(*(t[:1] for t in args)).shape[0] != 1:
@@ -98,7 +98,7 @@ class OnnxRuntime(Runtime):
             raise
         except Exception as exc:
             raise EvaluationError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {_summary(exc)}") from exc
-        check_artifact_output(got, expected, int8, "ONNX")
+        check_artifact_output(got, expected, quant, "ONNX")
         return path
 
     def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
@@ -285,18 +285,18 @@ class _Calibration:
         return next(self._feeds, None)
 
 
-def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, ...]) -> None:
+def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str, ...]) -> None:
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
     prepared = floating.with_name("prepared.onnx")
     quant_pre_process(str(floating), str(prepared), skip_symbolic_shape=True)
     graph = onnx.load(str(prepared)).graph
-    excluded = _edge_layers(graph) if int8.keep_float_edges else []
-    if int8.mode == "static":
+    excluded = _edge_layers(graph) if quant.keep_float_edges else []
+    if quant.mode == "static":
         excluded = list(dict.fromkeys(excluded + _attention_nodes(graph)))
-    if int8.mode == "dynamic":
-        quantize_dynamic(str(prepared), str(path), per_channel=int8.per_channel, weight_type=QuantType.QInt8,
+    if quant.mode == "dynamic":
+        quantize_dynamic(str(prepared), str(path), per_channel=quant.per_channel, weight_type=QuantType.QInt8,
                          nodes_to_exclude=excluded)
     else:
         # The quantizer computes a scale and zero point for every tensor it calibrated, also ones
@@ -307,9 +307,9 @@ def _quantize(floating: Path, path: Path, int8: Int8Settings, names: tuple[str, 
             quantize_static(
                 str(prepared),
                 str(path),
-                _Calibration(int8.calibration, names),
+                _Calibration(quant.calibration, names),
                 quant_format=QuantFormat.QDQ,
-                per_channel=int8.per_channel,
+                per_channel=quant.per_channel,
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
                 nodes_to_exclude=excluded,

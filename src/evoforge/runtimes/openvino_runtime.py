@@ -6,25 +6,41 @@ It runs in full fp32 (``INFERENCE_PRECISION_HINT`` f32): on a processor with bfl
 OpenVINO's default would compute in bf16, which is faster but no longer the model's numbers. Its
 threads are not pinned to cores, so that the one-thread timings of two workers do not share one.
 
-int8 is ``static`` only: the calibrated QDQ graph of ONNX Runtime's quantizer (the same settings:
-per-channel weights, float edge layers, attention softmax left float), which OpenVINO turns into
-its own int8 kernels. Its dynamic int8 graphs run slower than fp32 in OpenVINO, so that mode is
-not offered.
+Two reduced-precision modes:
+
+- ``static`` int8: the calibrated QDQ graph of ONNX Runtime's quantizer (the same settings:
+  per-channel weights, float edge layers, attention softmax left float), which OpenVINO turns
+  into its own int8 kernels. Its dynamic int8 graphs run slower than fp32 in OpenVINO, so that
+  mode is not offered.
+- ``bf16``: the float file, marked to run with ``INFERENCE_PRECISION_HINT`` bf16 (the ONNX
+  metadata entry `PRECISION_KEY`, which `load` reads back), OpenVINO's own default on processors
+  with bfloat16 arithmetic.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from evoforge.errors import ConfigError
-from evoforge.runtimes.base import RUNTIMES
+from evoforge.errors import ConfigError, EvaluationError
+from evoforge.runtimes.base import RUNTIMES, QuantSettings, adapted, check_artifact_output
 from evoforge.runtimes.onnx_runtime import OnnxRuntime
+
+PRECISION_KEY = "openvino_inference_precision"
+"""ONNX metadata key of the ``INFERENCE_PRECISION_HINT`` a file runs with (absent: f32)."""
+
+
+def inference_precision(model: Any) -> str:
+    """The precision hint an ``openvino.Model`` read from our ONNX file asks for (``f32`` when unmarked)."""
+    if model.has_rt_info(["framework", PRECISION_KEY]):
+        return str(model.get_rt_info(["framework", PRECISION_KEY]).astype(str))
+    return "f32"
 
 
 class OpenVinoModule(nn.Module):
@@ -34,13 +50,15 @@ class OpenVinoModule(nn.Module):
         super().__init__()
         import openvino
 
-        # fp32 (not bf16); one stream; threads left to the OS scheduler, as ONNX Runtime's are (pinned, two
-        # one-thread workers could share a core)
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                                  "ENABLE_CPU_PINNING": False}
+        core = openvino.Core()
+        model = core.read_model(str(path))
+        # the file's precision (f32 unless marked bf16); one stream; threads left to the OS scheduler,
+        # as ONNX Runtime's are (pinned, two one-thread workers could share a core)
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": inference_precision(model), "PERFORMANCE_HINT": "LATENCY",
+                                  "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        self.compiled = core.compile_model(model, "CPU", config)
         self.input_names = [next(iter(i.get_names()), f"input{n}") for n, i in enumerate(self.compiled.inputs)]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -52,18 +70,43 @@ class OpenVinoModule(nn.Module):
 
 @RUNTIMES.register("openvino")
 class OpenVinoRuntime(OnnxRuntime):
-    """ONNX file + OpenVINO (CPU plugin, fp32); int8 ``static`` (ONNX Runtime's QDQ graph)."""
+    """ONNX file + OpenVINO (CPU plugin, fp32); int8 ``static`` (ONNX Runtime's QDQ graph) and ``bf16``."""
 
     name = "openvino"
     artifact_name = "model.openvino.onnx"
-    int8_modes = ("static",)
+    quant_modes = ("static", "bf16")
 
     def __init__(self) -> None:
         if importlib.util.find_spec("openvino") is None:
             raise ConfigError("runtime 'openvino' needs the openvino package; install it with pip install 'evoforge[openvino]'")
 
+    def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
+               quant: QuantSettings | None = None, draft: bool = False) -> Path:
+        if quant is None or quant.mode != "bf16":
+            return super().export(model, example_input, path, quant=quant, draft=draft)
+        self.check_quant(quant)
+        path = super().export(model, example_input, path, draft=draft)  # the float file, checked in f32
+        try:
+            import onnx
+
+            proto = onnx.load(str(path))
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = PRECISION_KEY, "bf16"
+            onnx.save(proto, str(path))
+            _, args, module = adapted(model, example_input)
+            with torch.no_grad():
+                expected = module(*args)
+            got = self.load(path)(*args)
+        except Exception as exc:
+            raise EvaluationError(f"OpenVINO bf16 export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
+        check_artifact_output(got, expected, quant, "OpenVINO")
+        return path
+
     def load(self, path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
         return OpenVinoModule(path, threads).eval()
 
     def load_snippet(self, path: str | os.PathLike[str]) -> str:
-        return f"openvino.Core().compile_model({str(path)!r}, 'CPU', {{'INFERENCE_PRECISION_HINT': 'f32'}})"
+        import openvino
+
+        precision = inference_precision(openvino.Core().read_model(str(path)))
+        return f"openvino.Core().compile_model({str(path)!r}, 'CPU', {{'INFERENCE_PRECISION_HINT': {precision!r}}})"

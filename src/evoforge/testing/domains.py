@@ -266,22 +266,24 @@ class PipelineRateDomain(Domain):
     """Compression pipelines (`PipelineGenome`, PETRA's operators) scored by a known rule, for the
     rate drift: a pipeline that trains loses ``|log10(lr / BEST_RATE)|`` of quality, plus half the
     share of channels it prunes; one that never trains loses 1. Size is the share of channels kept
-    (a quarter of it after int8). The first generation is warm starts at the task's rate
-    (``TASK_RATE``, ten times too high) plus samples, so a search finds the better rate only by
-    moving the rate of the pipelines that start from the warm starts, as on a real task."""
+    (a quarter of it after int8; the space holds the int8 modes only). The first generation is
+    warm starts at the task's rate (``TASK_RATE``, ten times too high) plus samples, so a search
+    finds the better rate only by moving the rate of the pipelines that start from the warm
+    starts, as on a real task."""
 
     name = "pipeline-rate"
     TASK_RATE, BEST_RATE = 3e-3, 3e-4
 
     def __init__(self, rate_drift: float | None = None, quantize_operator: bool = True) -> None:
-        from evoforge.compression.genome import TrainingSettings
-        from evoforge.compression.operators import RATE_DRIFT, PipelineOperators
+        from evoforge.compression.genome import QUANT_MODES, TrainingSettings
+        from evoforge.compression.operators import RATE_DRIFT, PipelineOperators, SearchSpace
 
         self.rate_drift = RATE_DRIFT if rate_drift is None else rate_drift
         self.quantize_operator = quantize_operator
         self.base = TrainingSettings(lr=self.TASK_RATE)
+        int8 = SearchSpace(quant_modes=tuple(m for m in QUANT_MODES if m != "bf16"))
         self.operators = PipelineOperators("classification", base=self.base, rate_drift=self.rate_drift,
-                                           quantize_operator=quantize_operator)
+                                           quantize_operator=quantize_operator, space=int8)
         self._mutations = self.operators.registry()
         self.objectives = (Objective("drop", reference=2.0), Objective("size", reference=1.1))
 

@@ -151,6 +151,20 @@ class ModelAdapter(nn.Module):
         return call_model(self.model, self.spec.unflatten(inputs))
 
 
+class Bf16Model(nn.Module):
+    """``model`` (positional tensors in, a tensor out, as `ModelAdapter`) converted in place to
+    compute in bfloat16 behind float32 edges: floating inputs are cast to bfloat16, the output
+    back to float32; integer inputs (token ids) pass as they are."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.to(torch.bfloat16)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        cast = (t.to(torch.bfloat16) if t.is_floating_point() else t for t in inputs)
+        return self.model(*cast).float()  # type: ignore[no-any-return]
+
+
 class ExportedModel(nn.Module):
     """An artifact that takes its inputs as positional tensors in ``spec`` order, callable the
     way the original model was: ``m(x)``, ``m(*x)`` or ``m(**x)``. User evaluation functions
