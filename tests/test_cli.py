@@ -92,11 +92,32 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert "unknown key 'budgt' in search; valid keys: algorithm" in bad("compress", cfg)
     cfg.write_text("task: digits-mlp\nruntime: [onnxruntime]\n")
     assert "runtime must be a runtime name such as 'onnxruntime'" in bad("compress", cfg)
+    cfg.write_text("task: digits-mlp\nsearch:\n  exclude: [quantize:int4]\n")
+    assert "cannot exclude 'quantize:int4'; name a stage kind, prune:<importance> or quantize:<mode>: finetune, lowrank" in bad(
+        "compress", cfg, "--run", tmp_path / "g")
+    assert "cannot exclude 'quantize:bf15'" in bad("compress", "--task", "digits-mlp", "--exclude", "lowrank,quantize:bf15",
+                                                 "--run", tmp_path / "h")
+    assert not (tmp_path / "g").exists() and not (tmp_path / "h").exists()
     cfg.write_text("task: [unclosed\n")
     assert "cannot parse" in bad("compress", cfg)
     toml = tmp_path / "bad.toml"
     toml.write_text('[task]\nname = "x"\nmodel = "nowhere.pkg:make"\ndataset = "digits"\n')
     assert "nowhere.pkg" in bad("compress", toml, "--run", tmp_path / "e")
+
+
+def test_compress_in_openvino_leaves_out_what_the_run_excludes(tmp_path):
+    pytest.importorskip("openvino")
+    run("compress", "--task", "digits-mlp", "--runtime", "openvino", "--exclude", "quantize:bf16, lowrank", "--budget", 6,
+        "--pop-size", 4, "--workers", 1, "--run", tmp_path / "r", "--quiet")
+    with open_store(tmp_path / "r", readonly=True) as store:
+        config = store.config()["domain"]["config"]
+        genomes = [store.genome(key) for key in store.evaluations()]
+    assert config["runtime"] == "openvino" and config["exclude"] == ["quantize:bf16", "lowrank"]
+    assert config["space"]["quant_modes"] == ["static"] and "lowrank" not in config["space"]["kinds"]
+    assert genomes and not any('"bf16"' in g or '"lowrank"' in g for g in genomes)
+    summary = json.loads(run("show", tmp_path / "r", "--format", "json").stdout)
+    assert "runtime openvino: ratios are against the fp32 model exported to it" in summary["headline"]
+    assert "left out of the search by the run's settings (exclude): quantize:bf16, lowrank" in summary["headline"]
 
 
 def test_compress_kill_resume_show_export(tmp_path):

@@ -120,6 +120,12 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
                         "(default 512; 0: off)")
     p.add_argument("--screen-by", default=None, choices=("epochs", "examples"),
                    help="with --rungs: what a screening scales, the examples of every epoch (default) or each stage's epochs")
+    p.add_argument("--exclude", default=None,
+                   help="comma-separated stage kinds, prune:<importance> or quantize:<mode> to leave out of the search "
+                        "(e.g. quantize:bf16 when the deployment CPU lacks bfloat16)")
+    p.add_argument("--compare-runtimes", default=None, choices=("fast", "all", "none"),
+                   help="other runtimes to time the fp32 baseline in when the run starts: every installed one but Inductor "
+                        "(fast, the default), all, or none")
     _run_args(p)
 
 
@@ -151,6 +157,10 @@ def _compress(args: argparse.Namespace) -> int:
         kwargs["prefix_cache_mb"] = args.prefix_cache_mb
     if args.screen_by is not None:
         kwargs["screen_by"] = args.screen_by
+    if args.exclude is not None:
+        kwargs["exclude"] = _comma_list(args.exclude)
+    if args.compare_runtimes is not None:
+        kwargs["compare_runtimes"] = args.compare_runtimes
     task = resolve_task(kwargs.pop("task"))
     configured_run = kwargs.pop("run_dir", None)
     run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
@@ -470,7 +480,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 @command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
-    for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "screen_by", "algorithm", "pop_size",
+    for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "screen_by", "exclude",
+                 "compare_runtimes", "algorithm", "pop_size",
                  "offspring_size", "initial_size",
                  "preselect", "explore", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
                  "rungs", "eta", "promote", "schedule", "patience"):

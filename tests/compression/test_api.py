@@ -16,6 +16,7 @@ def test_the_documented_config_file_is_a_valid_one(tmp_path):
     options = compress_options_from_config(path)
     assert options["patience"] == 3 and options["rungs"] == "0.25,1" and options["timeout_s"] == 900
     assert options["screen_by"] == "examples" and options["prefix_cache_mb"] == 512  # domain settings pass through to compress()
+    assert options["exclude"] == ["quantize:bf16"] and options["compare_runtimes"] == "fast"
     assert options["run_dir"] == str(tmp_path / "runs" / "my-classifier")
     settings = {k: v for k, v in options.items() if k in RunSpec.__dataclass_fields__ and k != "eval_cache"}
     spec = RunSpec.build({}, **settings)  # every documented search setting passes the run's own checks

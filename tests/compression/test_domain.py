@@ -125,6 +125,27 @@ def test_the_warm_starts_hold_every_hand_recipe_the_space_allows(domain):
     assert any(s.kind == "finetune" for g in allowed for s in g.stages)  # not only the int8 recipes
 
 
+def test_what_a_run_excludes_leaves_its_space_and_warm_starts_and_is_named_in_show(domain):
+    excluded = CompressDomain.from_config({**domain.config(), "exclude": "quantize:bf16, lowrank,prune:random"})
+    assert excluded.exclude == ("quantize:bf16", "lowrank", "prune:random") and excluded.config()["exclude"] == list(excluded.exclude)
+    assert "lowrank" not in excluded.space.kinds and "random" not in excluded.space.importances
+    assert "bf16" not in excluded.space.quant_modes
+    starts = excluded.warm_starts()
+    assert starts and not any(s.kind == "lowrank" or (s.kind == "quantize" and s["mode"] == "bf16") for g in starts for s in g.stages)
+    assert len(starts) < len(domain.warm_starts())
+    rng = np.random.default_rng(0)
+    parent = excluded.warm_starts()[-1]
+    drawn = [excluded.sample(rng) for _ in range(100)] + [op(parent, rng) for op in excluded.mutations.values() for _ in range(40)]
+    assert all(excluded.space.allows(g) for g in drawn)
+    excluded.attach(domain.layout)
+    excluded.prepare()  # resume: the stored space, less the exclusions again
+    assert excluded.space == domain.space.without(excluded.exclude)
+    assert "left out of the search by the run's settings (exclude): quantize:bf16, lowrank, prune:random" in excluded.headline_notes({})
+    with pytest.raises(ConfigError, match=r"cannot exclude 'quantize:fp8'; name a stage kind, prune:<importance> or quantize:<mode>: "
+                                          r"finetune, lowrank, prune, quantize, prune:l1"):
+        CompressDomain(domain.task, exclude=["quantize:fp8"])
+
+
 def test_a_mode_the_runtime_lacks_fails_with_its_modes(domain, tmp_path):
     qat = PipelineGenome((Stage.make("quantize", mode="qat", per_channel=True, keep_float_edges=False, epochs=1),), domain.task.training)
     if domain.runtime.name == "torchscript":
@@ -412,17 +433,32 @@ def test_show_counts_what_prefix_reuse_saved(domain):
     assert not any("prefix reuse" in n for n in domain.headline_notes({"b": evaluations["b"]}))
 
 
-def test_the_fp32_file_is_timed_in_the_other_runtimes_that_load_it(domain, monkeypatch):
+def test_the_fp32_baseline_is_timed_in_every_other_runtime_but_inductor(domain, monkeypatch):
     elsewhere = domain.baseline_record()["fp32_elsewhere"]
-    expected = {"onnxruntime": {"openvino"}, "torchscript": set()}[domain.runtime.name]  # a TorchScript file has no sibling
-    assert set(elsewhere) == expected and all(row["ratio_b1"] > 0 and row["ratio_batch"] > 0 for row in elsewhere.values())
-    assert sum(n.startswith("the same fp32 file runs in openvino at") for n in domain.headline_notes({})) == len(expected)
+    others = {"onnxruntime": {"openvino": True, "torchscript": False},  # the same file in OpenVINO, exported to TorchScript
+              "torchscript": {"onnxruntime": False, "openvino": False}}[domain.runtime.name]  # one ONNX export for both
+    assert {name: row["same_file"] for name, row in elsewhere.items() if "ratio_batch" in row} == others
+    assert all(row["ratio_b1"] > 0 and row["ratio_batch"] > 0 for row in elsewhere.values() if "ratio_batch" in row)
+    assert elsewhere["inductor"] == {"skipped": "its export compiles native code (tens of seconds); compare_runtimes='all' times it"}
+    notes = domain.headline_notes({})
+    assert sum(n.startswith(("the same fp32 file runs in ", "the fp32 model exported to ")) for n in notes) == len(others)
     for ratio, overstated in ((0.8, True), (1.1, False)):
-        record = {"fp32_elsewhere": {"openvino": {"ratio_b1": 1.2, "ratio_batch": ratio}}}
+        record = {"fp32_elsewhere": {"openvino": {"ratio_b1": 1.2, "ratio_batch": ratio, "same_file": True},
+                                     "torchscript": {"ratio_b1": 2.0, "ratio_batch": 1.5, "same_file": False}}}
         monkeypatch.setattr(domain, "baseline_record", lambda r=record: r)
-        note = next(n for n in domain.headline_notes({}) if n.startswith("the same fp32 file"))
+        notes = domain.headline_notes({})
+        note = next(n for n in notes if n.startswith("the same fp32 file"))
         assert note.startswith(f"the same fp32 file runs in openvino at 1.2x this reference's latency at batch 1 and {ratio:.3g}x at batch")
         assert ("overstate the gain" in note) is overstated
+        exported = next(n for n in notes if n.startswith("the fp32 model exported to torchscript runs at 2x"))
+        assert "overstate" not in exported
+
+
+def test_compare_runtimes_none_times_nothing_else_and_bad_values_are_named(domain, tmp_path):
+    quiet = CompressDomain.from_config({**domain.config(), "compare_runtimes": "none"})
+    assert quiet._fp32_elsewhere(None, None, tmp_path / "unused", None, None) == {}
+    with pytest.raises(ConfigError, match="compare_runtimes 'some' is not one of: fast, all, none"):
+        CompressDomain(domain.task, compare_runtimes="some")
 
 
 def test_show_names_what_the_probe_left_out(domain, monkeypatch):

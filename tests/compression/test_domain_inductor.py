@@ -99,3 +99,19 @@ def test_bf16_is_applied_at_export_and_torch_ao_int8_in_the_pipeline(runtime):
         assert kept == static and quant is None
     else:
         assert kept.stages == () and quant is not None and quant.mode == "static"
+
+
+def test_compare_runtimes_all_times_the_fp32_baseline_in_inductor_too(tmp_path):
+    import torch
+    from torch import nn
+
+    from evoforge.runtimes import get_runtime
+
+    domain = CompressDomain(BUILTIN_TASKS["digits-mlp"], runtime="onnxruntime", compare_runtimes="all", latency_repeats=3)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    example = torch.randn(2, 64)
+    ort = get_runtime("onnxruntime")
+    path = ort.export(model, example, tmp_path / "model.onnx")
+    elsewhere = domain._fp32_elsewhere(model, example, path, ort.load(path, threads=1), (torch.randn(8, 64),))
+    assert elsewhere["inductor"]["same_file"] is False and elsewhere["inductor"]["ratio_batch"] > 0
+    assert elsewhere["openvino"]["same_file"] is True and elsewhere["torchscript"]["same_file"] is False

@@ -90,6 +90,19 @@ def test_weight_only_int8_has_one_form_whatever_its_per_channel_flag():
         assert OPS.canonical(PipelineGenome((other,))).stages[0]["per_channel"] is False
 
 
+def test_a_space_without_named_parts_never_draws_them():
+    space = SearchSpace().without(["lowrank", "prune:random", "prune:taylor", "quantize:bf16"])
+    assert "lowrank" not in space.kinds and {"random", "taylor"}.isdisjoint(space.importances) and "bf16" not in space.quant_modes
+    assert len(space.importances) == len(SearchSpace().importances) - 2
+    ops = PipelineOperators("classification", space)
+    rng = np.random.default_rng(0)
+    drawn = [ops.sample(rng, base=TrainingSettings()) for _ in range(300)]
+    assert all(space.allows(g) for g in drawn)
+    assert {s.kind for g in drawn for s in g.stages} == {"prune", "quantize", "finetune"}
+    without_quantize = SearchSpace().without([f"quantize:{m}" for m in SearchSpace().quant_modes])
+    assert "quantize" not in without_quantize.kinds  # no mode left: no stage of that kind
+
+
 def test_bf16_has_one_form_whatever_its_int8_flags():
     forms = {OPS.canonical(PipelineGenome((Stage.make("quantize", mode="bf16", per_channel=pc, keep_float_edges=edges, epochs=e),)))
              for pc in (False, True) for edges in (False, True) for e in (0, 3)}

@@ -54,6 +54,8 @@ def compress(
     runtime: str | None = None,
     prefix_cache_mb: float = 512.0,
     screen_by: str = "examples",
+    exclude: Sequence[str] = (),
+    compare_runtimes: str = "fast",
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -73,7 +75,13 @@ def compress(
     bounds the run's cache of intermediate models that pipelines sharing their first stages start
     from (0: off; see `evoforge.compression.prefix`). ``screen_by`` is what a screening (with
     ``rungs``) scales: the share of every epoch's examples (``"examples"``, the default) or each
-    stage's epochs (``"epochs"``). ``settings`` are the run's settings (see
+    stage's epochs (``"epochs"``). ``exclude`` leaves stage kinds, pruning importances or quantize
+    modes out of the search, named as the probe names them (``["quantize:bf16", "lowrank"]``: see
+    `evoforge.compression.operators.EXCLUDABLE`), e.g. bf16 when the deployment processor lacks
+    what the search machine has. ``compare_runtimes`` is which other runtimes the fp32 baseline is
+    also timed in when the run starts, so that `show` can say when one runs it faster than the
+    run's reference: ``"fast"`` (the default: all installed but those whose export compiles native
+    code, Inductor), ``"all"`` or ``"none"``. ``settings`` are the run's settings (see
     `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
     or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
@@ -98,6 +106,8 @@ def compress(
         prefix_seed=spec.seed,
         prefix_cache_mb=prefix_cache_mb,
         screen_by=screen_by,
+        exclude=exclude,
+        compare_runtimes=compare_runtimes,
     )
     return optimize(domain, run_dir=run_dir, spec=spec, callback=callback)
 
@@ -115,7 +125,7 @@ def compress_options_from_config(path: str | Path) -> dict[str, Any]:
     search = dict(data.get("search", {}) or {})
     if "timeout" in search:  # the config files' name for timeout_s
         search["timeout_s"] = search.pop("timeout")
-    check_keys("search", search, (*SETTINGS, "prefix_cache_mb", "screen_by"))
+    check_keys("search", search, (*SETTINGS, "prefix_cache_mb", "screen_by", "exclude", "compare_runtimes"))
     base = Path(path).resolve().parent
     task = data["task"]
     if isinstance(task, Mapping):

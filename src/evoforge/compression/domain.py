@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from evoforge.compression.genome import QUANT_MODES, TORCH_AO_MODES, PipelineGenome, Stage
-from evoforge.compression.operators import PipelineOperators, SearchSpace, at_fidelity, pipeline_features
+from evoforge.compression.operators import EXCLUDABLE, PipelineOperators, SearchSpace, at_fidelity, pipeline_features
 from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError, PruningWarning
 from evoforge.genome import Genome
@@ -103,6 +103,8 @@ RETIME_SESSIONS = 3
 run's repeats and both models loaded afresh..."""
 RETIME_SECONDS = 20.0
 """...as far as that fits in this many seconds per member (at least once)."""
+COMPARE_RUNTIMES = ("fast", "all", "none")
+"""Which other runtimes a run times its fp32 baseline in when it starts (`CompressDomain._fp32_elsewhere`)."""
 FASTER_ELSEWHERE = 0.95
 """`show` says a run's ratios overstate the gain when another runtime runs the same fp32 file in
 less than this share of the reference's time (`CompressDomain._fp32_elsewhere`)."""
@@ -188,7 +190,10 @@ class CompressDomain(Domain):
     quality constraint: ``max_quality_drop`` in points (or percent when ``relative_drop``; -1:
     the task's default, None: no constraint). ``runtime`` (a name in `RUNTIMES`) is what every
     candidate and the fp32 reference are exported to and timed in. ``space`` is what
-    `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`);
+    `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`),
+    less ``exclude`` (names of `EXCLUDABLE`, or one comma-separated string of them); the
+    baseline's fp32 is also timed in the other runtimes ``compare_runtimes`` names (one of
+    `COMPARE_RUNTIMES`; see `_fp32_elsewhere`);
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
     what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains all of
     its epochs on f of the train split each (``screen_by="examples"``, the default), or f of its
@@ -217,8 +222,20 @@ class CompressDomain(Domain):
         prefix_cache_mb: float = 512.0,
         quantize_operator: bool = True,
         screen_by: str = "examples",
+        exclude: Sequence[str] = (),
+        compare_runtimes: str = "fast",
     ) -> None:
         self.runtime = get_runtime(runtime)
+        if compare_runtimes not in COMPARE_RUNTIMES:
+            raise ConfigError(f"compare_runtimes {compare_runtimes!r} is not one of: {', '.join(COMPARE_RUNTIMES)}")
+        self.compare_runtimes = compare_runtimes
+        if isinstance(exclude, str):
+            exclude = [name.strip() for name in exclude.split(",") if name.strip()]
+        unknown = [name for name in exclude if name not in EXCLUDABLE]
+        if unknown:
+            raise ConfigError(f"cannot exclude {unknown[0]!r}; name a stage kind, prune:<importance> or quantize:<mode>: "
+                              f"{', '.join(EXCLUDABLE)}")
+        self.exclude = tuple(dict.fromkeys(exclude))
         if screen_by not in SCREEN_BY:
             raise ConfigError(f"screen_by {screen_by!r} is not one of: {', '.join(SCREEN_BY)}")
         self.screen_by = screen_by
@@ -251,9 +268,9 @@ class CompressDomain(Domain):
         self._state: dict[str, Any] | None = None
 
     def _use_space(self, space: SearchSpace) -> None:
-        """Draw from ``space`` from now on."""
-        self.space = space
-        self.operators = PipelineOperators(self.task.task_type, space, self.task.training,
+        """Draw from ``space``, less what the run excludes, from now on."""
+        self.space = space.without(self.exclude)
+        self.operators = PipelineOperators(self.task.task_type, self.space, self.task.training,
                                            quantize_operator=self.quantize_operator)
         self._mutations: Registry[Mutation] = self.operators.registry()  # type: ignore[assignment]
 
@@ -272,6 +289,8 @@ class CompressDomain(Domain):
             "prefix_cache_mb": self.prefix_cache_mb,
             "quantize_operator": self.quantize_operator,
             "screen_by": self.screen_by,
+            "exclude": list(self.exclude),
+            "compare_runtimes": self.compare_runtimes,
         }
 
     @classmethod
@@ -334,8 +353,9 @@ class CompressDomain(Domain):
                 low = min(0.7, 0.1 + 0.2 * int((stage["ratio"] - 0.1) / 0.2))
                 features["prune ratio"] = f"{low:.1f}-{low + 0.2:.1f}"
             elif stage.kind == "quantize":
-                features["int8 mode"] = stage["mode"]
-                features["int8 weights"] = "per channel" if stage["per_channel"] else "per tensor"
+                features["quantize mode"] = stage["mode"]
+                if stage["mode"] != "bf16":
+                    features["int8 weights"] = "per channel" if stage["per_channel"] else "per tensor"
         if genome.stages and any(s.kind != "quantize" for s in genome.stages):
             features["optimizer"] = genome.training.optimizer
         return features
@@ -428,7 +448,7 @@ class CompressDomain(Domain):
                 "eager_b1_ms": versus_eager.b1.baseline_ms,
                 "eager_batch_ms": versus_eager.batch.baseline_ms,
             },
-            "fp32_elsewhere": self._fp32_elsewhere(base / self.artifact, single, latency_inputs),
+            "fp32_elsewhere": self._fp32_elsewhere(model, example, base / self.artifact, single, latency_inputs),
         }
         if self.task.evaluate is None:  # the built-in metrics, which a constant prediction also has
             from evoforge.workload.metrics import constant_prediction_scores
@@ -440,21 +460,43 @@ class CompressDomain(Domain):
         if unlearnt:
             logging.getLogger("evoforge").warning("%s", unlearnt)
 
-    def _fp32_elsewhere(self, path: Path, reference: Any, inputs: Any) -> dict[str, dict[str, Any]]:
-        """The baseline's fp32 artifact timed as it is in each other installed runtime that loads
-        it (`sibling_runtimes`), against this run's reference, one thread: where another runtime
-        runs the same file faster, the run's ratios overstate the gain over the best fp32."""
+    def _fp32_elsewhere(self, model: Any, example: Any, path: Path, reference: Any, inputs: Any) -> dict[str, dict[str, Any]]:
+        """The baseline's fp32 ``model`` timed in each other installed runtime against this run's
+        ``reference`` (its artifact at ``path``), one thread, as ``{runtime: {"ratio_b1",
+        "ratio_batch", "same_file"}}``: the same file in a runtime that loads it as it is (OpenVINO
+        and ONNX Runtime), else the model exported once per artifact format. Where another runtime
+        runs the model faster, the run's ratios overstate the gain over the best fp32 a user could
+        deploy. ``compare_runtimes`` decides which: ``fast`` leaves out runtimes whose export
+        compiles native code (recorded as ``skipped``), ``all`` times them too, ``none`` none. A
+        runtime that cannot take the model is recorded with its error, never fatal."""
         from evoforge.compression.measure import measure_latency
-        from evoforge.runtimes.base import sibling_runtimes
+        from evoforge.runtimes.base import installed_runtimes, loads_artifacts_of
 
         out: dict[str, dict[str, Any]] = {}
-        for other in sibling_runtimes(self.runtime):
-            try:
-                timed = measure_latency(other.load(path, threads=1), reference, inputs, repeats=self.latency_repeats, threads=1)
-            except Exception as exc:  # noqa: BLE001 - a runtime that cannot run the file is a finding
-                out[other.name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
-                continue
-            out[other.name] = {"ratio_b1": timed.b1.ratio, "ratio_batch": timed.batch.ratio}
+        if self.compare_runtimes == "none":
+            return out
+        exported: dict[str, Path] = {}  # artifact format (or runtime name) -> the file exported to it
+        with tempfile.TemporaryDirectory(prefix="evoforge-fp32-") as tmp:
+            for other in installed_runtimes():
+                if other.name == self.runtime.name:
+                    continue
+                if other.export_compiles and self.compare_runtimes != "all":
+                    out[other.name] = {"skipped": "its export compiles native code (tens of seconds); compare_runtimes='all' times it"}
+                    continue
+                same_file = loads_artifacts_of(other, self.runtime)
+                try:
+                    artifact = path
+                    if not same_file:
+                        key = other.artifact_format or other.name
+                        if key not in exported:
+                            exported[key] = other.export(model, example, Path(tmp) / f"{key}-{other.artifact_name}")
+                        artifact = exported[key]
+                    timed = measure_latency(other.load(artifact, threads=1), reference, inputs, repeats=self.latency_repeats,
+                                            threads=1)
+                except Exception as exc:  # noqa: BLE001 - a runtime that cannot take the model is a finding
+                    out[other.name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                    continue
+                out[other.name] = {"ratio_b1": timed.b1.ratio, "ratio_batch": timed.batch.ratio, "same_file": same_file}
         return out
 
     def baseline_record(self) -> dict[str, Any]:
@@ -487,12 +529,15 @@ class CompressDomain(Domain):
         for name, other in (record.get("fp32_elsewhere") or {}).items():
             if "ratio_batch" in other:
                 faster = min(other["ratio_b1"], other["ratio_batch"]) < FASTER_ELSEWHERE
-                notes.append(f"the same fp32 file runs in {name} at {other['ratio_b1']:.3g}x this reference's latency at batch 1 "
+                what = f"the same fp32 file runs in {name}" if other.get("same_file", True) else f"the fp32 model exported to {name} runs"
+                notes.append(f"{what} at {other['ratio_b1']:.3g}x this reference's latency at batch 1 "
                              f"and {other['ratio_batch']:.3g}x at batch {self.task.latency_batch}"
                              + (f"; against {name}'s fp32 the ratios here overstate the gain" if faster else ""))
         unlearnt = self._unlearnt_note(record)
         if unlearnt:
             notes.insert(0, "WARNING: " + unlearnt)
+        if self.exclude:
+            notes.append(f"left out of the search by the run's settings (exclude): {', '.join(self.exclude)}")
         failed = {name: reason for name, reason in (record.get("refused") or {}).items()
                   if not reason.startswith(UNAVAILABLE)}  # (the runtime's documented modes, bf16 without the CPU for it)
         if failed:

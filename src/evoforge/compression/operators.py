@@ -171,6 +171,11 @@ def pipeline_features(genome: PipelineGenome) -> dict[str, float | str]:
     return features
 
 
+EXCLUDABLE = (*sorted(STAGE_SPACES), *(f"prune:{i}" for i in IMPORTANCES), *(f"quantize:{m}" for m in QUANT_MODES))
+"""What a run may leave out of its search space by name (`SearchSpace.without`): a stage kind,
+a pruning importance or a quantize mode, spelled as the probe names them."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
     """What the search may draw for one model: stage kinds, pruning importances and int8 modes
@@ -231,6 +236,17 @@ class SearchSpace:
             _, i, name = max(lowerable, key=lambda c: (c[0], -c[1]))
             stages[i] = stages[i].replace(**{name: stages[i][name] - 1})
         return dataclasses.replace(genome, stages=tuple(stages))
+
+    def without(self, names: Sequence[str]) -> SearchSpace:
+        """This space less what ``names`` name (each one of `EXCLUDABLE`): a stage kind,
+        ``prune:<importance>`` or ``quantize:<mode>``."""
+        gone = set(names)
+        return dataclasses.replace(
+            self,
+            kinds=tuple(k for k in self.kinds if k not in gone),
+            importances=tuple(i for i in self.importances if f"prune:{i}" not in gone),
+            quant_modes=tuple(m for m in self.quant_modes if f"quantize:{m}" not in gone),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"kinds": list(self.kinds), "importances": list(self.importances), "quant_modes": list(self.quant_modes),

@@ -56,6 +56,9 @@ class Runtime(ABC):
     """True when `export` has a faster ``draft`` path (screening evaluations use it)."""
     artifact_format: ClassVar[str | None] = None
     """Runtimes that load one another's artifacts as they are share a format name (``onnx``)."""
+    export_compiles: ClassVar[bool] = False
+    """True when `export` builds native code (tens of seconds per model): a run's fp32 comparison
+    across runtimes leaves such a runtime out unless asked (``compare_runtimes="all"``)."""
     takes_torch_int8: ClassVar[bool] = False
     """True when `export` also takes models torch.ao has already quantized (the compress
     ``quantize`` stage's own int8); such a runtime offers every mode of that stage."""
@@ -157,16 +160,18 @@ def get_runtime(name: str) -> Runtime:
     return RUNTIMES[name]()
 
 
-def sibling_runtimes(runtime: Runtime) -> list[Runtime]:
-    """The other installed runtimes that load ``runtime``'s artifacts as they are (the same
-    `Runtime.artifact_format`): OpenVINO for ONNX Runtime's file, and back."""
-    if runtime.artifact_format is None:
-        return []
-    siblings = []
-    for name, cls in RUNTIMES.items():
-        if name != runtime.name and cls.artifact_format == runtime.artifact_format:
-            try:
-                siblings.append(cls())
-            except ConfigError:  # not installed
-                continue
-    return siblings
+def installed_runtimes() -> list[Runtime]:
+    """A fresh instance of each registered runtime whose packages are installed, in registry order."""
+    found = []
+    for cls in RUNTIMES.values():
+        try:
+            found.append(cls())
+        except ConfigError:  # not installed
+            continue
+    return found
+
+
+def loads_artifacts_of(runtime: Runtime, other: Runtime) -> bool:
+    """True when ``runtime`` loads ``other``'s artifacts as they are (the same
+    `Runtime.artifact_format`): OpenVINO and ONNX Runtime load each other's files."""
+    return runtime.artifact_format is not None and runtime.artifact_format == other.artifact_format

@@ -59,6 +59,7 @@ class InductorRuntime(Runtime):
 
     name = "inductor"
     artifact_name = "model.pt2"
+    export_compiles = True
     quant_modes = ("dynamic", "static", "qat", "weight_only", "bf16")
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
