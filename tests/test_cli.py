@@ -105,6 +105,17 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert "nowhere.pkg" in bad("compress", toml, "--run", tmp_path / "e")
 
 
+def test_runtimes_lists_every_runtime_with_its_modes_here():
+    listing = json.loads(run("runtimes", "--format", "json").stdout)
+    assert listing["machine"] and [row["runtime"] for row in listing["runtimes"]] == ["inductor", "onnxruntime", "openvino",
+                                                                                     "torchscript"]
+    table = run("runtimes").stdout.splitlines()
+    assert table[0] == f"machine: {listing['machine']}" and table[1].split() == ["runtime", "installed", "version", "artifact",
+                                                                                 "modes", "note"]
+    onnx = next(line for line in table if line.startswith("onnxruntime "))
+    assert "model.onnx" in onnx and "dynamic, static" in onnx and onnx.rstrip().endswith("the default")
+
+
 def test_compress_in_openvino_leaves_out_what_the_run_excludes(tmp_path):
     pytest.importorskip("openvino")
     run("compress", "--task", "digits-mlp", "--runtime", "openvino", "--exclude", "quantize:bf16, lowrank", "--budget", 6,

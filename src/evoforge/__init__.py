@@ -18,6 +18,7 @@ _LAZY = {
     "minimize": "evoforge.api",
     "write_report": "evoforge.report",
     "compress": "evoforge.compression.api",
+    "available_runtimes": "evoforge.compression.api",
     "evolve": "evoforge.mlir.api",
     "Front": "evoforge.front",
     "Member": "evoforge.front",

@@ -275,6 +275,29 @@ def _model_and_example(spec: str, shape: str | None, data: str | None) -> tuple[
     return model.eval(), (torch.zeros(*dims) if dims else None)
 
 
+def _runtimes_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+@command("runtimes", "list the runtimes compress can deploy to on this machine, with the quantize modes each offers here",
+         _runtimes_args)
+def _runtimes(args: argparse.Namespace) -> int:
+    from evoforge.compression.api import available_runtimes
+    from evoforge.machine import machine_name
+
+    rows = available_runtimes()
+    if args.format == "json":
+        print(json.dumps({"machine": machine_name(), "runtimes": rows}, indent=2))
+        return 0
+    from evoforge.report import format_table
+
+    print(f"machine: {machine_name()}")
+    shown = [{**row, "installed": "yes" if row["installed"] else "no", "version": row["version"] or "-",
+              "modes": ", ".join(row["modes"]) or "-"} for row in rows]
+    print(format_table(shown, max_width=0))
+    return 0
+
+
 def _resume_args(p: argparse.ArgumentParser) -> None:
     from evoforge.run import FIXED_ON_RESUME
 

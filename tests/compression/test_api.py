@@ -21,3 +21,25 @@ def test_the_documented_config_file_is_a_valid_one(tmp_path):
     settings = {k: v for k, v in options.items() if k in RunSpec.__dataclass_fields__ and k != "eval_cache"}
     spec = RunSpec.build({}, **settings)  # every documented search setting passes the run's own checks
     assert spec.termination().stagnation_generations == 3 and spec.fidelity() is not None
+
+
+def test_available_runtimes_say_what_each_offers_on_this_machine(monkeypatch):
+    import importlib.util
+
+    from evoforge import machine
+    from evoforge.compression.api import available_runtimes
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: True)
+    rows = {row["runtime"]: row for row in available_runtimes()}
+    assert set(rows) == {"onnxruntime", "openvino", "inductor", "torchscript"}
+    assert rows["onnxruntime"]["modes"] == ["dynamic", "static"] and rows["onnxruntime"]["note"] == "the default"
+    assert rows["openvino"]["modes"] == ["static", "bf16"] and rows["openvino"]["artifact"] == "model.openvino.onnx"
+    assert rows["torchscript"]["modes"] == ["dynamic", "static", "qat", "bf16"] and rows["torchscript"]["version"].startswith("2.")
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "openvino" else real(name, *args))
+    rows = {row["runtime"]: row for row in available_runtimes()}
+    assert rows["openvino"]["installed"] is False and rows["openvino"]["modes"] == [] and "pip install" in rows["openvino"]["note"]
+    assert rows["inductor"]["modes"] == ["dynamic", "static", "qat", "weight_only"]
+    assert rows["inductor"]["note"].startswith("bf16 left out: this processor has none of avx512_bf16")

@@ -112,6 +112,35 @@ def compress(
     return optimize(domain, run_dir=run_dir, spec=spec, callback=callback)
 
 
+def available_runtimes() -> list[dict[str, Any]]:
+    """Every registered runtime as this machine has it, as rows: ``runtime``, ``installed``,
+    ``version`` (of its package), ``artifact`` (file name), ``modes`` (the quantize modes a
+    compress run here can search: the runtime's, with bf16 only where the processor computes in
+    bfloat16) and ``note`` (why a runtime is missing, or what it lacks here)."""
+    from importlib import metadata
+
+    from evoforge.compression.domain import DEFAULT_RUNTIME, runtime_quant_modes
+    from evoforge.machine import BF16_FEATURES, native_bf16
+    from evoforge.runtimes import RUNTIMES
+
+    rows = []
+    for name, cls in RUNTIMES.items():
+        try:
+            runtime = cls()
+        except ConfigError as exc:
+            rows.append({"runtime": name, "installed": False, "version": None, "artifact": cls.artifact_name, "modes": [],
+                         "note": str(exc)})
+            continue
+        modes = list(runtime_quant_modes(runtime))
+        notes = ["the default"] if name == DEFAULT_RUNTIME else []
+        if "bf16" in modes and not native_bf16():
+            modes.remove("bf16")
+            notes.append(f"bf16 left out: this processor has none of {', '.join(BF16_FEATURES)}")
+        rows.append({"runtime": name, "installed": True, "version": metadata.version(cls.package), "artifact": cls.artifact_name,
+                     "modes": modes, "note": "; ".join(notes)})
+    return rows
+
+
 def compress_options_from_config(path: str | Path) -> dict[str, Any]:
     """Keyword arguments of `compress` from a YAML/TOML config file (strict keys). Relative
     paths in the task are taken from the config file's folder."""

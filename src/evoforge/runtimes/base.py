@@ -47,6 +47,8 @@ class Runtime(ABC):
     """
 
     name: ClassVar[str]
+    package: ClassVar[str] = "torch"
+    """The distribution whose version is the runtime's version."""
     artifact_name: ClassVar[str]
     """File name of the artifact inside a candidate's directory (``model.onnx``, ...)."""
     quant_modes: ClassVar[tuple[str, ...]] = ()

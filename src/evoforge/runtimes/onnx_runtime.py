@@ -69,6 +69,7 @@ class OnnxRuntime(Runtime):
     """ONNX file + ONNX Runtime (CPU provider); int8 ``static`` (QDQ) and ``dynamic``."""
 
     name = "onnxruntime"
+    package = "onnxruntime"
     artifact_name = "model.onnx"
     quant_modes: ClassVar[tuple[str, ...]] = ("dynamic", "static")
     artifact_format = "onnx"

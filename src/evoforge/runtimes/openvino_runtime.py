@@ -73,6 +73,7 @@ class OpenVinoRuntime(OnnxRuntime):
     """ONNX file + OpenVINO (CPU plugin, fp32); int8 ``static`` (ONNX Runtime's QDQ graph) and ``bf16``."""
 
     name = "openvino"
+    package = "openvino"
     artifact_name = "model.openvino.onnx"
     quant_modes = ("static", "bf16")
 
