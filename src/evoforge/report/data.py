@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ def collect_run(run_dir: str | Path, reference: np.ndarray | None = None) -> dic
         generations = store.generations()
         genomes = {k: genome_from_json(store.genome(k)) for k in evaluations}
         stored_reference = store.meta("reference")
+        finished = store.meta("finished")
         shorter = shorter_variants(store.meta(MINIMIZED_META) or {})
     domain = domain_from_spec(config["domain"], RunLayout(run_dir))
     objectives = domain.objectives
@@ -97,7 +98,7 @@ def collect_run(run_dir: str | Path, reference: np.ndarray | None = None) -> dic
         "baseline": domain.baseline_objectives(),
         "baseline_test": baseline_test,
         "points": points,
-        "progress": progress(evaluations, generations, generation_of, objectives, reference),
+        "progress": progress(evaluations, generations, generation_of, objectives, reference, finished),
         "features": feature_shares(points),
         "reference": None if reference is None else [float(v) for v in reference],
     }
@@ -109,11 +110,14 @@ def progress(
     generation_of: dict[str, int],
     objectives: Sequence[Objective],
     reference: np.ndarray | None,
+    finished: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The hypervolume of every feasible evaluation so far (against ``reference``) after each
     evaluation (``curve``: at most `CURVE_POINTS` points), and per generation: evaluations so
     far, wall seconds, that hypervolume, failures, and operator rates where the algorithm
-    adapts them."""
+    adapts them. A run that ``finished`` (the store's record) inside a generation gets a last
+    row for that generation as far as it went (``partial``): on a model whose evaluations take
+    minutes, a time budget often ends the first generation, and the time plot is that row."""
     ordered = list(evaluations.values())
     step = max(1, math.ceil(len(ordered) / CURVE_POINTS))
     counts = sorted({*range(step, len(ordered) + 1, step), len(ordered)} - {0})
@@ -131,6 +135,12 @@ def progress(
             "failures": failures.get(record["generation"], 0),
             "operator_rates": record.get("operator_rates") or None,
         })
+    recorded = int(generations[-1].get("evaluations", 0)) if generations else 0
+    if finished and "stopped_in_generation" in finished and len(ordered) > recorded:
+        cut = int(finished["stopped_in_generation"])
+        rows.append({"generation": cut, "evaluations": len(ordered), "elapsed_s": float(finished.get("elapsed_s", 0.0)),
+                     "hypervolume": feasible_hypervolume(ordered, objectives, reference), "failures": failures.get(cut, 0),
+                     "operator_rates": None, "partial": True})
     return {"curve": curve, "generations": rows}
 
 

@@ -131,7 +131,7 @@
       xaxis: { title: { text: xTitle } }, yaxis: { title: { text: "hypervolume" }, rangemode: "tozero" }, margin: { l: 60, r: 10, t: 40, b: 50 } }, CONFIG);
   }
   lines("hv-evals", (run) => run.progress.curve, "evaluations", "evaluations");
-  lines("hv-time", (run) => run.progress.generations, "elapsed_s", "wall seconds (at the end of each generation)");
+  lines("hv-time", (run) => run.progress.generations, "elapsed_s", "wall seconds (at the end of each generation, and where the run stopped)");
   const generationRows = (run) => run.progress.generations.filter((g) => g.generation !== null);
   Plotly.newPlot("failures-plot", runs.map((run, r) => ({
     type: "bar", name: run.name, x: generationRows(run).map((g) => g.generation),
