@@ -97,7 +97,9 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
         "compress", cfg, "--run", tmp_path / "g")
     assert "cannot exclude 'quantize:bf15'" in bad("compress", "--task", "digits-mlp", "--exclude", "lowrank,quantize:bf15",
                                                  "--run", tmp_path / "h")
-    assert not (tmp_path / "g").exists() and not (tmp_path / "h").exists()
+    assert "leaves no stage to search" in bad("compress", "--task", "digits-mlp", "--exclude", "prune,quantize,lowrank,finetune",
+                                              "--run", tmp_path / "i")
+    assert not (tmp_path / "g").exists() and not (tmp_path / "h").exists() and not (tmp_path / "i").exists()
     cfg.write_text("task: [unclosed\n")
     assert "cannot parse" in bad("compress", cfg)
     toml = tmp_path / "bad.toml"

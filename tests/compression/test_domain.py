@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from evoforge.compression.domain import CompressDomain, hand_recipes, initial_pipelines
-from evoforge.compression.genome import PipelineGenome, Stage
+from evoforge.compression.genome import QUANT_MODES, PipelineGenome, Stage
 from evoforge.errors import ConfigError, UnknownNameError
 from evoforge.layout import RunLayout
 from evoforge.machine import native_bf16
@@ -141,6 +141,9 @@ def test_what_a_run_excludes_leaves_its_space_and_warm_starts_and_is_named_in_sh
     excluded.prepare()  # resume: the stored space, less the exclusions again
     assert excluded.space == domain.space.without(excluded.exclude)
     assert "left out of the search by the run's settings (exclude): quantize:bf16, lowrank, prune:random" in excluded.headline_notes({})
+    with pytest.raises(ConfigError, match=r"^excluding prune, lowrank, finetune, quantize:dynamic, quantize:static, quantize:qat, "
+                                          r"quantize:weight_only, quantize:bf16 leaves no stage to search; exclude less"):
+        CompressDomain(domain.task, exclude=["prune", "lowrank", "finetune", *(f"quantize:{m}" for m in QUANT_MODES)])
     with pytest.raises(ConfigError, match=r"cannot exclude 'quantize:fp8'; name a stage kind, prune:<importance> or quantize:<mode>: "
                                           r"finetune, lowrank, prune, quantize, prune:l1"):
         CompressDomain(domain.task, exclude=["quantize:fp8"])

@@ -268,8 +268,13 @@ class CompressDomain(Domain):
         self._state: dict[str, Any] | None = None
 
     def _use_space(self, space: SearchSpace) -> None:
-        """Draw from ``space``, less what the run excludes, from now on."""
-        self.space = space.without(self.exclude)
+        """Draw from ``space``, less what the run excludes, from now on; `ConfigError` when
+        nothing is left to draw."""
+        left = space.without(self.exclude)
+        if not left.kinds:
+            cause = f"excluding {', '.join(self.exclude)}" if self.exclude else "the probe's refusals (baseline/baseline.json)"
+            raise ConfigError(f"{cause} leaves no stage to search; exclude less (stage kinds: {', '.join(space.kinds) or 'none'})")
+        self.space = left
         self.operators = PipelineOperators(self.task.task_type, self.space, self.task.training,
                                            quantize_operator=self.quantize_operator)
         self._mutations: Registry[Mutation] = self.operators.registry()  # type: ignore[assignment]
