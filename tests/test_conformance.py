@@ -5,13 +5,14 @@ one random edit of each kind applied, compiled and run), in the default runtime 
 (applied and run, the first pruning importance and every other kind exported) or refused with a
 recorded reason; one of each stage kind and every int8 mode is then evaluated as a candidate, and
 a float and an int8 export are reloaded in a fresh process and reproduce their recorded test
-quality. `dict_mlp` runs in the default suite; `gru`, `bert` and the library architectures are
+quality. bf16 is exported and run in TorchScript and OpenVINO (and captured for Inductor) on each. `dict_mlp` runs in the default suite; `gru`, `bert` and the library architectures are
 marked `matrix` (`make matrix`: about 30 minutes, each ONNX export of a torchvision CNN takes
 ~11 s; the attention-head tests below keep transformer pruning in the default suite). With
 EVOFORGE_MATRIX_OUT set, the matrix is written there as JSON (docs/your-model.md shows it)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -86,6 +87,37 @@ def test_every_stage_runs_or_is_refused_with_a_reason(name: str, tmp_path: Path)
         assert row["lowrank"] == "ok", row
     if out := os.environ.get("EVOFORGE_MATRIX_OUT"):
         Path(out).write_text(json.dumps(MATRIX, indent=2))
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.matrix])
+                                  for n in ARCHITECTURES])
+def test_bf16_exports_and_runs_close_to_fp32_in_torchscript_and_openvino(name: str, tmp_path: Path) -> None:
+    """bf16 (the quantize mode) on every architecture: exported, reloaded (OpenVINO reads its
+    precision from the file), run at another batch, within 3% of the fp32 outputs' range; and
+    captured for Inductor as its probe does (its C++ compile, tens of seconds, is left out)."""
+    _needs(name)
+    pytest.importorskip("openvino")
+    import numpy as np
+
+    from evoforge.runtimes import QuantSettings, get_runtime
+    from evoforge.workload.inputs import InputSpec, call_model, take_rows, to_tensors
+
+    arch = ARCHITECTURES[name]
+    torch.manual_seed(0)
+    model = arch.build().eval()
+    inputs = to_tensors(arch.data(np.random.default_rng(0), 6)[0])
+    with torch.no_grad():
+        expected = call_model(model, inputs).float()
+    for runtime_name in ("torchscript", "openvino"):
+        runtime = get_runtime(runtime_name)
+        path = runtime.export(model, take_rows(inputs, slice(0, 2)), tmp_path / runtime.artifact_name, quant=QuantSettings("bf16"))
+        with torch.no_grad():
+            got = runtime.load(path, threads=1)(*InputSpec.of(inputs).flatten(inputs)).float()
+        assert got.shape == expected.shape, f"{name} in {runtime_name}"
+        drift = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-6))
+        assert drift < 0.03, f"{name} in {runtime_name}: bf16 moved the outputs by {drift:.3f} of their range"
+    if importlib.util.find_spec("torchao") is not None:
+        get_runtime("inductor").check_export(model, take_rows(inputs, slice(0, 2)), quant=QuantSettings("bf16"))
 
 
 def _evolve_import(domain: CompressDomain, directory: Path) -> tuple[str, str]:
