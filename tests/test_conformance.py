@@ -1,14 +1,16 @@
 """The conformance matrix: real architectures from their own libraries (random weights, no
 downloads) through every compression stage, pruning importance and int8 mode, and through
 evolve's import (exported, compiled with IREE and run: its outputs must match the model's; then
-one random edit of each kind applied, compiled and run), in the default runtime (ONNX Runtime). Each case is probed when the run starts
-(applied and run, the first pruning importance and every other kind exported) or refused with a
-recorded reason; one of each stage kind and every int8 mode is then evaluated as a candidate, and
-a float and an int8 export are reloaded in a fresh process and reproduce their recorded test
-quality. bf16 is exported and run in TorchScript and OpenVINO (and captured for Inductor) on each. `dict_mlp` runs in the default suite; `gru`, `bert` and the library architectures are
-marked `matrix` (`make matrix`: about 30 minutes, each ONNX export of a torchvision CNN takes
-~11 s; the attention-head tests below keep transformer pruning in the default suite). With
-EVOFORGE_MATRIX_OUT set, the matrix is written there as JSON (docs/your-model.md shows it)."""
+one random edit of each kind applied, compiled and run), in the default runtime (ONNX Runtime).
+Each case is probed when the run starts (applied and run, the first pruning importance and every
+other kind exported) or refused with a recorded reason; one of each stage kind and every int8 mode
+is then evaluated as a candidate, and a float and an int8 export are reloaded in a fresh process
+and reproduce their recorded test quality. bf16 is exported and run in TorchScript and OpenVINO
+(and captured for Inductor) on each. `dict_mlp` runs in the default suite; `gru`, `bert` and the
+library architectures are marked `matrix` (`make matrix`: about 30 minutes, each ONNX export of a
+torchvision CNN takes ~11 s; the attention-head tests below keep transformer pruning in the default
+suite). With EVOFORGE_MATRIX_OUT set, the matrix is written there as JSON (docs/your-model.md
+shows it)."""
 
 from __future__ import annotations
 

@@ -53,8 +53,10 @@ def test_baseline_genome_is_neutral(domain, tmp_path):
     assert ev.constraints["quality_drop_limit"] == pytest.approx(-1.0)
     assert (tmp_path / domain.artifact).exists() and ev.artifacts["model"].endswith(domain.artifact)
     assert ev.metrics["runtime"] == domain.runtime.name
-    eager = json.loads((domain.layout.baseline / "baseline.json").read_text())["versus_eager"]
-    assert ev.metrics["latency_vs_eager"] == pytest.approx(ev.metrics["latency_ratio_batch"] * eager["ratio_batch"])
+    record = json.loads((domain.layout.baseline / "baseline.json").read_text())
+    assert ev.metrics["latency_vs_eager"] == pytest.approx(ev.metrics["latency_ratio_batch"] * record["versus_eager"]["ratio_batch"])
+    share = min([1.0] + [row["ratio_batch"] for row in record["fp32_elsewhere"].values() if "ratio_batch" in row])
+    assert ev.metrics["latency_vs_best_fp32"] == pytest.approx(ev.metrics["latency_ratio_batch"] * share)
 
 
 def test_int8_pipeline_is_smaller_and_keeps_quality(domain, tmp_path):
@@ -455,6 +457,20 @@ def test_the_fp32_baseline_is_timed_in_every_other_runtime_but_inductor(domain, 
         assert ("overstate the gain" in note) is overstated
         exported = next(n for n in notes if n.startswith("the fp32 model exported to torchscript runs at 2x"))
         assert "overstate" not in exported
+        fastest = [n for n in notes if n.startswith("the fastest fp32 timed at batch")]
+        assert fastest == ([f"the fastest fp32 timed at batch {domain.task.latency_batch} is openvino's, at 0.8x this reference: "
+                            "latency_vs_best_fp32 = latency_ratio x 0.8, the gain over the best fp32 deployment measured here"]
+                           if overstated else [])
+
+
+def test_the_fastest_fp32_skips_runtimes_that_were_not_timed():
+    from evoforge.compression.domain import fastest_fp32
+
+    assert fastest_fp32({}) == (None, 1.0)
+    record = {"fp32_elsewhere": {"inductor": {"skipped": "..."}, "openvino": {"error": "RuntimeError: x"},
+                                 "torchscript": {"ratio_b1": 0.5, "ratio_batch": 1.3, "same_file": False},
+                                 "onnxruntime": {"ratio_b1": 1.1, "ratio_batch": 0.7, "same_file": True}}}
+    assert fastest_fp32(record) == ("onnxruntime", 0.7)
 
 
 def test_compare_runtimes_none_times_nothing_else_and_bad_values_are_named(domain, tmp_path):

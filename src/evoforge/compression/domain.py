@@ -115,6 +115,17 @@ MAX_PIPELINE_EPOCHS = 60
 """Above this many epochs a pipeline's training is not capped: the genome ranges never reach it."""
 
 
+def fastest_fp32(record: Mapping[str, Any]) -> tuple[str | None, float]:
+    """The runtime whose fp32 baseline ran fastest at the run's latency batch when the run
+    started (``record``: baseline.json's, `CompressDomain._fp32_elsewhere`), and its time as a
+    share of the run's own reference: (None, 1.0) when none was faster."""
+    best: tuple[str | None, float] = (None, 1.0)
+    for name, other in (record.get("fp32_elsewhere") or {}).items():
+        if "ratio_batch" in other and other["ratio_batch"] < best[1]:
+            best = (name, float(other["ratio_batch"]))
+    return best
+
+
 def runtime_quant_modes(runtime: Runtime) -> tuple[str, ...]:
     """The quantize-stage modes a runtime can deploy: the modes it applies at export, and
     torch.ao's int8 modes when it takes torch-quantized models (in `QUANT_MODES` order)."""
@@ -531,6 +542,10 @@ class CompressDomain(Domain):
             note += ("; test_latency_ratio and test_latency_b1_ratio: each front member timed again when the run ended "
                      f"(median of up to {RETIME_SESSIONS} fresh timings), the ratios to quote")
         notes = [note]
+        fastest, share = fastest_fp32(record)
+        if fastest is not None:
+            notes.append(f"the fastest fp32 timed at batch {self.task.latency_batch} is {fastest}'s, at {share:.3g}x this reference: "
+                         f"latency_vs_best_fp32 = latency_ratio x {share:.3g}, the gain over the best fp32 deployment measured here")
         for name, other in (record.get("fp32_elsewhere") or {}).items():
             if "ratio_batch" in other:
                 faster = min(other["ratio_b1"], other["ratio_batch"]) < FASTER_ELSEWHERE
@@ -764,6 +779,7 @@ class CompressDomain(Domain):
             **latency,
             "latency_threads": context.threads,
             "latency_vs_eager": latency["latency_ratio_batch"] * eager["ratio_batch"] if eager else None,
+            "latency_vs_best_fp32": latency["latency_ratio_batch"] * fastest_fp32(record)[1],
             "quality_drop": drop,
             "size_bytes": size,
             "size_ratio": size / (self._draft_baseline()[1] if draft else record["size_bytes"]),
