@@ -56,7 +56,7 @@ def processor() -> tuple[str, tuple[str, ...]]:
 
 BF16_FEATURES = ("avx512_bf16", "amx_bf16", "bf16")
 """Flags of processors with bfloat16 arithmetic (x86 AVX-512 BF16 or AMX, Arm BF16): elsewhere
-bf16 is emulated and slower than float32."""
+bf16 is emulated (slower than float32) or ignored by the runtime."""
 
 
 def native_bf16() -> bool:

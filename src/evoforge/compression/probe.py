@@ -1,12 +1,13 @@
 """Which compression stages work on a model: tried once, on a copy, before the search starts.
 
-Each stage kind, pruning importance and int8 mode is applied to a copy of the baseline on a
-few batches of data and the result is exported to the run's runtime and run there (int8 modes
-the runtime quantizes with at export are applied by that export). What fails, the modes the
-runtime lacks, and bf16 on a processor without bfloat16 arithmetic, are left out of the `SearchSpace` and reported with their reason, so the
-search never draws a candidate that fails for a reason it could have avoided (a layer torch.ao
-cannot quantize, a graph torch-pruning cannot trace, an operator the ONNX exporter lacks).
-Candidates can still fail for reasons only their full settings reveal; those are recorded results.
+Each stage kind, pruning importance and quantize mode is applied to a copy of the baseline on a
+few batches of data and the result is exported to the run's runtime and run there (the modes the
+runtime applies at export are applied by that export). What fails, the modes the runtime lacks,
+and bf16 on a processor without bfloat16 arithmetic, are left out of the `SearchSpace` and
+reported with their reason, so the search never draws a candidate that fails for a reason it
+could have avoided (a layer torch.ao cannot quantize, a graph torch-pruning cannot trace, an
+operator the ONNX exporter lacks). Candidates can still fail for reasons only their full settings
+reveal; those are recorded results.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def probe_capabilities(model: nn.Module, splits: Splits, task: Task, *, device: 
     refused = {f"quantize:{m}": f"{UNAVAILABLE}runtime {runtime.name!r}" for m in QUANT_MODES if m not in deployable}
     if "quantize:bf16" not in refused and not machine.native_bf16():
         refused["quantize:bf16"] = (f"{UNAVAILABLE}this processor: it has no bfloat16 arithmetic "
-                                    f"({', '.join(machine.BF16_FEATURES)}), so bf16 would run slower than float32")
+                                    f"({', '.join(machine.BF16_FEATURES)}): bf16 is emulated there (slower than float32) or ignored")
     calibration = calibration_batches(small, task.batch_size)
 
     def train_qat(fake_quantized: nn.Module, epochs: int) -> object:

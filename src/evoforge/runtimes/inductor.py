@@ -111,7 +111,7 @@ class InductorRuntime(Runtime):
 
 
 def _capture(module: nn.Module, args: tuple[torch.Tensor, ...], spec: InputSpec, quant: QuantSettings | None) -> Any:
-    """The `torch.export.ExportedProgram` to compile: ``module`` as is, or quantized per ``int8``."""
+    """The `torch.export.ExportedProgram` to compile: ``module`` as is, or converted per ``quant``."""
     if quant is None:
         return _export(module, args)
     if quant.mode == "bf16":
