@@ -542,10 +542,6 @@ class CompressDomain(Domain):
             note += ("; test_latency_ratio and test_latency_b1_ratio: each front member timed again when the run ended "
                      f"(median of up to {RETIME_SESSIONS} fresh timings), the ratios to quote")
         notes = [note]
-        fastest, share = fastest_fp32(record)
-        if fastest is not None:
-            notes.append(f"the fastest fp32 timed at batch {self.task.latency_batch} is {fastest}'s, at {share:.3g}x this reference: "
-                         f"latency_vs_best_fp32 = latency_ratio x {share:.3g}, the gain over the best fp32 deployment measured here")
         for name, other in (record.get("fp32_elsewhere") or {}).items():
             if "ratio_batch" in other:
                 faster = min(other["ratio_b1"], other["ratio_batch"]) < FASTER_ELSEWHERE
@@ -553,6 +549,10 @@ class CompressDomain(Domain):
                 notes.append(f"{what} at {other['ratio_b1']:.3g}x this reference's latency at batch 1 "
                              f"and {other['ratio_batch']:.3g}x at batch {self.task.latency_batch}"
                              + (f"; against {name}'s fp32 the ratios here overstate the gain" if faster else ""))
+        fastest, share = fastest_fp32(record)
+        if fastest is not None:
+            notes.append(f"the fastest fp32 timed at batch {self.task.latency_batch} is {fastest}'s, at {share:.3g}x this reference: "
+                         f"latency_vs_best_fp32 = latency_ratio x {share:.3g}, the gain over the best fp32 deployment measured here")
         unlearnt = self._unlearnt_note(record)
         if unlearnt:
             notes.insert(0, "WARNING: " + unlearnt)
