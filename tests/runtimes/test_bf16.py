@@ -1,6 +1,6 @@
 """The ``bf16`` quantize mode in every runtime that has it: the artifact computes in bfloat16
-behind float32 edges, keeps the model's accuracy on digits, halves the weights where the file
-holds them in bf16, and reloads in that precision without evoforge; ONNX Runtime refuses it."""
+behind float32 edges, keeps the model's accuracy on digits, halves the weights' bytes, and reloads
+in that precision without evoforge; ONNX Runtime refuses it."""
 
 from __future__ import annotations
 
@@ -50,12 +50,12 @@ def test_bf16_artifact_keeps_accuracy_and_computes_in_bf16(name: str, trained_ml
     assert got.dtype == torch.float32 and got.shape == (64, 10)
     drift = float((got - want).abs().max())
     assert 0 < drift < 0.1  # bf16 arithmetic: not the fp32 numbers, close to them
-    assert float((got - bf16_reference).abs().max()) < drift + 0.05
+    if name != "openvino":  # PyTorch's own bf16 kernels (OpenVINO's keep float32 accumulators: closer to fp32)
+        assert float((got - bf16_reference).abs().max()) < drift + 0.05
     assert accuracy(loaded, x_test, y_test) == pytest.approx(accuracy(trained_mlp, x_test, y_test), abs=0.01)
     assert loaded(x_test[:3]).shape == (3, 10)  # exported at batch 1, runs at 3
-    if name != "openvino":  # the weights are stored in bf16 (OpenVINO's file stays fp32, its plugin converts)
-        weight_bytes = sum(4 * p.numel() for p in trained_mlp.parameters())
-        assert runtime.size_bytes(fp32) - runtime.size_bytes(path) > 0.4 * weight_bytes
+    weight_bytes = sum(4 * p.numel() for p in trained_mlp.parameters())  # stored in 16 bits (OpenVINO: float16)
+    assert runtime.size_bytes(fp32) - runtime.size_bytes(path) > 0.4 * weight_bytes
 
 
 def test_openvino_bf16_file_says_its_precision_to_a_plain_loader(trained_mlp: nn.Module, digits, tmp_path) -> None:

@@ -12,9 +12,11 @@ Two reduced-precision modes:
   per-channel weights, float edge layers, attention softmax left float), which OpenVINO turns
   into its own int8 kernels. Its dynamic int8 graphs run slower than fp32 in OpenVINO, so that
   mode is not offered.
-- ``bf16``: the float file, marked to run with ``INFERENCE_PRECISION_HINT`` bf16 (the ONNX
-  metadata entry `PRECISION_KEY`, which `load` reads back), OpenVINO's own default on processors
-  with bfloat16 arithmetic.
+- ``bf16``: the float graph with its weights stored in float16 (each behind a Cast to float,
+  which OpenVINO keeps compressed: half the file), marked to run with
+  ``INFERENCE_PRECISION_HINT`` bf16 (the ONNX metadata entry `PRECISION_KEY`, which `load` reads
+  back), OpenVINO's own default on processors with bfloat16 arithmetic. float16 keeps more of
+  each weight's precision than the bf16 arithmetic that uses it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,28 @@ from evoforge.runtimes.onnx_runtime import OnnxRuntime
 
 PRECISION_KEY = "openvino_inference_precision"
 """ONNX metadata key of the ``INFERENCE_PRECISION_HINT`` a file runs with (absent: f32)."""
+_FP16_MAX = 65504.0
+_HALVED_MIN_SIZE = 1024  # smaller weights (biases, norms) stay float32: they weigh nothing
+
+
+def _half_weights(graph: Any) -> None:
+    """Store ``graph``'s float32 initializers of at least `_HALVED_MIN_SIZE` values as float16,
+    each read through a Cast back to float32 under its old name (one within float16's range only)."""
+    import onnx
+    from onnx import numpy_helper
+
+    casts = []
+    for initializer in graph.initializer:
+        if initializer.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(initializer)
+        if values.size < _HALVED_MIN_SIZE or not np.all(np.abs(values) < _FP16_MAX):
+            continue
+        name = initializer.name
+        initializer.CopyFrom(numpy_helper.from_array(values.astype(np.float16), f"{name}_fp16"))
+        casts.append(onnx.helper.make_node("Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT, name=f"{name}_to_fp32"))
+    for cast in reversed(casts):
+        graph.node.insert(0, cast)
 
 
 def inference_precision(model: Any) -> str:
@@ -70,7 +94,8 @@ class OpenVinoModule(nn.Module):
 
 @RUNTIMES.register("openvino")
 class OpenVinoRuntime(OnnxRuntime):
-    """ONNX file + OpenVINO (CPU plugin, fp32); int8 ``static`` (ONNX Runtime's QDQ graph) and ``bf16``."""
+    """ONNX file + OpenVINO (CPU plugin, fp32); int8 ``static`` (ONNX Runtime's QDQ graph) and
+    ``bf16`` (float16 weights, bf16 arithmetic)."""
 
     name = "openvino"
     package = "openvino"
@@ -91,6 +116,7 @@ class OpenVinoRuntime(OnnxRuntime):
             import onnx
 
             proto = onnx.load(str(path))
+            _half_weights(proto.graph)
             entry = proto.metadata_props.add()
             entry.key, entry.value = PRECISION_KEY, "bf16"
             onnx.save(proto, str(path))
