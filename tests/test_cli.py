@@ -118,14 +118,16 @@ def test_runtimes_lists_every_runtime_with_its_modes_here():
     assert "model.onnx" in onnx and "dynamic, static" in onnx and onnx.rstrip().endswith("the default")
 
 
-def test_compress_in_openvino_leaves_out_what_the_run_excludes(tmp_path):
+def test_compress_in_openvino_leaves_out_what_the_run_excludes_and_compares_no_runtime(tmp_path):
     pytest.importorskip("openvino")
     run("compress", "--task", "digits-mlp", "--runtime", "openvino", "--exclude", "quantize:bf16, lowrank", "--budget", 6,
-        "--pop-size", 4, "--workers", 1, "--run", tmp_path / "r", "--quiet")
+        "--pop-size", 4, "--workers", 1, "--compare-runtimes", "none", "--run", tmp_path / "r", "--quiet")
     with open_store(tmp_path / "r", readonly=True) as store:
         config = store.config()["domain"]["config"]
         genomes = [store.genome(key) for key in store.evaluations()]
     assert config["runtime"] == "openvino" and config["exclude"] == ["quantize:bf16", "lowrank"]
+    assert config["compare_runtimes"] == "none"
+    assert json.loads((tmp_path / "r" / "baseline" / "baseline.json").read_text())["fp32_elsewhere"] == {}
     assert config["space"]["quant_modes"] == ["static"] and "lowrank" not in config["space"]["kinds"]
     assert genomes and not any('"bf16"' in g or '"lowrank"' in g for g in genomes)
     summary = json.loads(run("show", tmp_path / "r", "--format", "json").stdout)
