@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
+# torchvision, a user's library for the tests and benchmarks, lives apart from the venv's packages: the
+# only build pairing with torch 2.13 here is a CUDA one that fails to import, and transformers (which
+# imports it when it is installed) would fail with it. tests/support/torchvision_shim puts this
+# folder on the path, behind the operator shim that lets that build import.
+USER_LIBS := $(VENV)/user-libraries
 export TORCHAO_FORCE_SKIP_LOADING_SO_FILES := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
@@ -15,6 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
 	$(PIP) -e ".[torch,transformers,iree,ray,openvino,dev]"
+	$(PY) -m pip uninstall -q -y torchvision 2>/dev/null || true
+	$(PIP) --no-deps --upgrade --target $(USER_LIBS) torchvision==0.28.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,8 +14,9 @@ from typing import Any
 
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ deprecation notices for int8 tensors
 
-# The torchvision wheel that pairs with torch 2.13 on these machines is a CUDA build: the test
-# suite's operator shim lets it (and transformers, which imports it) load, here and in workers.
+# The torchvision wheel that pairs with torch 2.13 on these machines is a CUDA build, which the
+# Makefile installs apart from the venv's packages: the test suite's shim finds it and lets it load,
+# here and in workers.
 _SHIM = Path(__file__).resolve().parents[1] / "tests" / "support" / "torchvision_shim"
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_SHIM), os.environ.get("PYTHONPATH", "")) if p)
 sys.path.insert(0, str(_SHIM))

@@ -12,8 +12,7 @@ Then one line per minimized member.
     python benchmarks/evolve_minimize.py [--task bert-tokens] [--budget 20m] [--seed 1] [--root runs/evolve-minimize]
         [--json out.json]
 
-Finished steps are not run again: a second call with the same root prints the tables. (Importing
-`_compress_common` installs the torchvision shim that transformers needs on this machine.)
+Finished steps are not run again: a second call with the same root prints the tables.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _compress_common import finished_run  # importing it also installs the torchvision shim, for transformers
+from _compress_common import finished_run  # (its import also installs the torchvision shim)
 from _evolve_common import best_within, test_drop_pt
 
 import evoforge

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _compress_common import finished_run  # importing it also installs the torchvision shim that transformers needs here
+from _compress_common import finished_run  # (its import also installs the torchvision shim)
 from _peers import RECIPE_NAMES  # (importing it registers the Optuna samplers and the recipes)
 
 import evoforge

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _compress_common  # noqa: F401  (installs the torchvision shim that transformers needs here)
+import _compress_common  # noqa: F401  (installs the torchvision shim)
 import numpy as np
 
 import evoforge

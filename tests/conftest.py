@@ -1,8 +1,10 @@
 """Fixtures shared by every test package (the torch ones load only when a test uses them).
 
 The torchvision wheel that pairs with torch 2.13 here is a CUDA build that needs two operator
-definitions before it imports; `tests/support/torchvision_shim` provides them, in this process
-and (through PYTHONPATH) in every process the tests start. evoforge itself never does this.
+definitions before it imports, installed by the Makefile outside the venv's packages (so that
+transformers, which imports an installed torchvision, works in evoforge's own commands);
+`tests/support/torchvision_shim` finds it and defines the operators, in this process and (through
+PYTHONPATH) in every process the tests start. evoforge itself never does this.
 """
 
 import os

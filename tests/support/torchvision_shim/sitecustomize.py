@@ -1,9 +1,11 @@
 """Test and benchmark fixture, not part of evoforge: lets the CUDA build of torchvision 0.28
 (the only one that pairs with torch 2.13 on these machines) import beside the CPU torch.
 
-Put this folder on PYTHONPATH: every Python process, spawned workers included, then defines
-torchvision's two custom operators just before the first ``import torchvision``, which is
-what its import needs when its compiled ops cannot load. Nothing is imported at start-up.
+Put this folder on PYTHONPATH: every Python process, spawned workers included, then finds
+torchvision in ``<venv>/user-libraries`` (where the Makefile installs it, apart from the venv's
+packages, so that evoforge's own commands run without it) and defines torchvision's two custom
+operators just before the first ``import torchvision``, which is what its import needs when its
+compiled ops cannot load. Nothing is imported at start-up.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
+from pathlib import Path
 
+USER_LIBRARIES = Path(sys.prefix) / "user-libraries"
 _LIBRARIES: list[object] = []  # keeps the operator library alive for the life of the process
 
 
@@ -36,4 +40,6 @@ class _BeforeTorchvision(importlib.abc.MetaPathFinder):
         return None
 
 
+if USER_LIBRARIES.is_dir() and str(USER_LIBRARIES) not in sys.path:
+    sys.path.append(str(USER_LIBRARIES))  # after the venv's packages: it adds torchvision, nothing else
 sys.meta_path.insert(0, _BeforeTorchvision())
