@@ -35,11 +35,17 @@ class _BeforeTorchvision(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
         if name == "torchvision":
             sys.meta_path.remove(self)
+            add_user_libraries()  # again: pytest-xdist replaces a worker's sys.path after start-up
             define_torchvision_operators()
             return importlib.machinery.PathFinder.find_spec(name, path)
         return None
 
 
-if USER_LIBRARIES.is_dir() and str(USER_LIBRARIES) not in sys.path:
-    sys.path.append(str(USER_LIBRARIES))  # after the venv's packages: it adds torchvision, nothing else
+def add_user_libraries() -> None:
+    """Put `USER_LIBRARIES` on the path, after the venv's packages (it adds torchvision, nothing else)."""
+    if USER_LIBRARIES.is_dir() and str(USER_LIBRARIES) not in sys.path:
+        sys.path.append(str(USER_LIBRARIES))
+
+
+add_user_libraries()
 sys.meta_path.insert(0, _BeforeTorchvision())
