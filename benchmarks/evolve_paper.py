@@ -86,7 +86,7 @@ def chosen_ablations(spec: str) -> dict[str, dict[str, Any]]:
     return {name: options for name, options in ABLATIONS.items() if ablation_slug(name) in wanted}
 
 
-CONTENDERS = ("iree_o3", "torch_eager", "torch_compile", "onnxruntime")
+CONTENDERS = ("iree_o3", "torch_eager", "torch_compile", "onnxruntime", "openvino")
 
 
 def evolve_run(run: Path, template: Path, program: str, *, ceiling: float | None = 2.0, **options: Any) -> Path:
@@ -365,8 +365,8 @@ def print_tables(results: dict[str, Any]) -> None:
     if main_runs:
         print(f"\n## {TASK}: best speedup at <= 2 points test drop\n")
         print("| seed | speedup (runtime ratio) | re-timed speedup | test drop pt | vs IREE -O3 | vs torch eager | vs torch.compile "
-              "| vs ONNX Runtime | evaluated | per min | invalid | compile-cache hits | flags (x over IREE's defaults) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| vs ONNX Runtime | vs OpenVINO | evaluated | per min | invalid | compile-cache hits | flags (x over IREE's defaults) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for seed, r in main_runs.items():
             b = r["best_within_2pt"]
             vs = " | ".join(f"{b[f'vs_{c}']:.3f}" if f"vs_{c}" in b else "-" for c in CONTENDERS)

@@ -332,7 +332,7 @@ def test_evolve_a_model_factory_with_two_inputs_from_its_data(tmp_path):
     run_dir = tmp_path / "run"
     out = run("evolve", "--model", f"{tmp_path / 'tagger.py'}:make", "--data", tmp_path / "data.npz", "--batch-size", "8",
               "--budget", "4", "--pop-size", "4", "--workers", "0", "--run", run_dir, "--quiet", "--no-flag-tuning",
-              "--no-compare")
+              "--compare-runtimes", "none")
     assert "domain evolve" in out.stdout
     warned = [ln for ln in out.stderr.splitlines() if ln.startswith("evoforge: warning: ")]  # random weights, labels it never saw
     assert len(warned) == 1 and "the original program's validation accuracy" in warned[0] and "untrained" in warned[0], out.stderr

@@ -190,8 +190,9 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
                    help="how deletes and resizes draw their target: uniform (the paper's), or cost (favour the ops "
                    "that hold the program's work, such as convolutions)")
     p.add_argument("--target", default="llvm-cpu", help="IREE target backend (llvm-cpu, cuda, ...)")
-    p.add_argument("--no-compare", dest="compare_runtimes", action="store_false",
-                   help="skip timing the source model in torch eager, torch.compile, ONNX Runtime and IREE -O3")
+    p.add_argument("--compare-runtimes", default="all", choices=("fast", "all", "none"),
+                   help="runtimes to time the source model in when the run starts: torch eager, torch.compile, ONNX "
+                        "Runtime, OpenVINO and IREE -O3 (all, the default), all but torch.compile (fast), or none")
     p.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag (repeatable)")
     p.add_argument("--no-flag-tuning", dest="tune_flags", action="store_false",
                    help="compile with IREE's defaults (and --iree-flag) only; by default llvm-cpu runs first time the "

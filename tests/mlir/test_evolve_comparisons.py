@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 
 import pytest
 
@@ -22,15 +23,42 @@ def test_every_contender_is_timed_against_the_original_program(tmp_path) -> None
     run_dir = tmp_path / "run"
     evoforge.evolve(model, example_input=torch.randn(8, 16), budget=2, pop_size=2, workers=0, run_dir=run_dir)
     compared = json.loads((run_dir / "program" / "comparisons.json").read_text())
-    assert set(compared["ms"]) == {"iree", "torch_eager", "torch_compile", "onnxruntime", "iree_o3"}, compared["errors"]
+    contenders = {"torch_eager", "torch_compile", "onnxruntime", "iree_o3"} | ({"openvino"} if find_spec("openvino") else set())
+    assert set(compared["ms"]) == {"iree", *contenders}, compared["errors"]
+    assert set(compared["skipped"]) == {"openvino"} - contenders
     assert all(ms > 0 for ms in compared["ms"].values()) and compared["batch"] == 8 and compared["threads"] == 1
     with open_store(run_dir, readonly=True) as store:
         original = store.evaluations()[EditListGenome().content_hash]
     assert original.metrics == pytest.approx({**original.metrics, **versus(original.objectives["runtime_ratio"], compared)})
-    assert set(compared["ratio_to_iree"]) == {"torch_eager", "torch_compile", "onnxruntime", "iree_o3"}
+    assert set(compared["ratio_to_iree"]) == contenders
     assert original.metrics["vs_torch_eager"] == pytest.approx(
         original.objectives["runtime_ratio"] / compared["ratio_to_iree"]["torch_eager"])
-    assert "torch.compile" in run_summary(run_dir)["headline"] and "IREE -O3" in run_summary(run_dir)["headline"]
+    headline = run_summary(run_dir)["headline"]
+    assert "torch.compile" in headline and "OpenVINO" in headline and "IREE -O3" in headline  # timed, or not installed
+
+
+def test_fast_leaves_torch_compile_out_and_says_so(tmp_path) -> None:
+    import evoforge
+    from evoforge.report import run_summary
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 4)).eval()
+    run_dir = tmp_path / "run"
+    evoforge.evolve(model, example_input=torch.randn(8, 16), budget=2, pop_size=2, workers=0, run_dir=run_dir,
+                    compare_runtimes="fast", tune_flags=False)
+    compared = json.loads((run_dir / "program" / "comparisons.json").read_text())
+    assert "torch_compile" not in compared["ms"] and {"torch_eager", "onnxruntime", "iree_o3"} <= set(compared["ms"])
+    assert "compare_runtimes='all' times it" in compared["skipped"]["torch_compile"]
+    assert "torch.compile not timed: it compiles native code" in run_summary(run_dir)["headline"]
+
+
+def test_an_unknown_compare_runtimes_value_is_refused_before_anything_is_written(tmp_path) -> None:
+    import evoforge
+    from evoforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compare_runtimes 'quick' is not one of: fast, all, none"):
+        evoforge.evolve(torch.nn.Linear(16, 4), example_input=torch.randn(8, 16), budget=2, run_dir=tmp_path / "run",
+                        compare_runtimes="quick")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_variant_is_compared_through_the_paired_ratio_and_old_records_through_medians() -> None:
@@ -47,7 +75,7 @@ def test_evolving_without_comparisons_records_none(tmp_path) -> None:
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 4)).eval()
     evoforge.evolve(model, example_input=torch.randn(8, 16), budget=2, pop_size=2, workers=0, run_dir=tmp_path / "run",
-                    compare_runtimes=False)
+                    compare_runtimes="none")
     assert not (tmp_path / "run" / "program" / "comparisons.json").exists()
 
 

@@ -248,7 +248,7 @@ def test_an_evolve_run_on_a_residual_model_starts_from_the_branch_sweep(tmp_path
 
     model, x, _ = _exported(ResidualStack())
     evoforge.evolve(model, example_input=x, budget=6, pop_size=6, workers=0, run_dir=tmp_path / "run", seed=1,
-                    tune_flags=False, compare_runtimes=False)
+                    tune_flags=False, compare_runtimes="none")
     with open_store(tmp_path / "run", readonly=True) as store:
         first = store.batch(0)["offspring"]
         warm = [genome_from_json(store.genome(o["key"])).edits for o in first if o["operator"] == WARM_START]
@@ -256,6 +256,6 @@ def test_an_evolve_run_on_a_residual_model_starts_from_the_branch_sweep(tmp_path
     assert warm == branch_sweep(read_prepared(RunLayout(tmp_path / "run").program), 3)  # half of the population of 6
     assert len(warm) == 3
     evoforge.evolve(model, example_input=x, budget=6, pop_size=6, workers=0, run_dir=tmp_path / "off", seed=1,
-                    tune_flags=False, compare_runtimes=False, branch_sweep=0)
+                    tune_flags=False, compare_runtimes="none", branch_sweep=0)
     with open_store(tmp_path / "off", readonly=True) as store:
         assert not [o for o in store.batch(0)["offspring"] if o["operator"] == WARM_START]

@@ -272,7 +272,7 @@ def test_fast_first_timings_are_confirmed_by_a_second_independent_one(tmp_path, 
 def test_builtin_prediction_and_training_programs(tmp_path):
     from evoforge.mlir.flag_tuning import load_tuning
 
-    front = evoforge.evolve("digits-mobilenet", budget=6, pop_size=3, workers=0, run_dir=tmp_path / "p", compare_runtimes=False)
+    front = evoforge.evolve("digits-mobilenet", budget=6, pop_size=3, workers=0, run_dir=tmp_path / "p", compare_runtimes="none")
     assert any(m.genome.edits == () and m.objectives["error"] < 0.1 for m in front) or len(front) >= 1
     front = evoforge.evolve("digits-2fcnet-train", budget=4, pop_size=2, workers=0, run_dir=tmp_path / "t")
     for run, timed in (("p", {"default", "im2col"}), ("t", set())):  # a convolutional program is tuned, an MLP is not
@@ -315,7 +315,7 @@ def test_onnx_program_evolves_against_its_own_outputs(tmp_path):
 def test_from_a_compress_run_member(tmp_path):
     front = evoforge.compress("digits-mlp", budget=4, pop_size=4, workers=0, run_dir=tmp_path / "c")
     evoforge.evolve(f"{tmp_path / 'c'}:1", budget=3, pop_size=3, workers=0, run_dir=tmp_path / "e",  # 1: the baseline
-                    compare_runtimes=False)
+                    compare_runtimes="none")
     with open_store(tmp_path / "e", readonly=True) as store:
         original = store.evaluations()[EditListGenome().content_hash]
     assert original.ok and original.metrics["accuracy"] > 0.8
@@ -356,7 +356,7 @@ def test_a_program_with_two_inputs_evolves_and_exports(tmp_path):
     torch.manual_seed(0)
     run_dir = tmp_path / "run"
     front = evoforge.evolve(Sum().eval(), example_input=(torch.randn(4, 6), torch.randn(4, 6)), budget=4, pop_size=4,
-                            workers=0, run_dir=run_dir, compare_runtimes=False, tune_flags=False)
+                            workers=0, run_dir=run_dir, compare_runtimes="none", tune_flags=False)
     with open_store(run_dir, readonly=True) as store:
         original = store.evaluations()[EditListGenome().content_hash]
     assert original.ok and original.objectives["error"] == pytest.approx(0.0, abs=1e-6)

@@ -39,7 +39,7 @@ from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
 from evoforge.pareto import Objective
 from evoforge.provenance import code_identity
 from evoforge.registry import Registry
-from evoforge.runtimes.base import QuantSettings, Runtime, get_runtime
+from evoforge.runtimes.base import QuantSettings, Runtime, check_compare_runtimes, get_runtime
 from evoforge.search.domain import Domain, EvalContext, Mutation, RebuiltMember, register_domain
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.workload.task import Task
@@ -103,8 +103,6 @@ RETIME_SESSIONS = 3
 run's repeats and both models loaded afresh..."""
 RETIME_SECONDS = 20.0
 """...as far as that fits in this many seconds per member (at least once)."""
-COMPARE_RUNTIMES = ("fast", "all", "none")
-"""Which other runtimes a run times its fp32 baseline in when it starts (`CompressDomain._fp32_elsewhere`)."""
 FASTER_ELSEWHERE = 0.95
 """`show` says a run's ratios overstate the gain when another runtime runs the same fp32 file in
 less than this share of the reference's time (`CompressDomain._fp32_elsewhere`)."""
@@ -204,7 +202,7 @@ class CompressDomain(Domain):
     `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`),
     less ``exclude`` (names of `EXCLUDABLE`, or one comma-separated string of them); the
     baseline's fp32 is also timed in the other runtimes ``compare_runtimes`` names (one of
-    `COMPARE_RUNTIMES`; see `_fp32_elsewhere`);
+    `evoforge.runtimes.base.COMPARE_RUNTIMES`; see `_fp32_elsewhere`);
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
     what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains all of
     its epochs on f of the train split each (``screen_by="examples"``, the default), or f of its
@@ -237,9 +235,7 @@ class CompressDomain(Domain):
         compare_runtimes: str = "fast",
     ) -> None:
         self.runtime = get_runtime(runtime)
-        if compare_runtimes not in COMPARE_RUNTIMES:
-            raise ConfigError(f"compare_runtimes {compare_runtimes!r} is not one of: {', '.join(COMPARE_RUNTIMES)}")
-        self.compare_runtimes = compare_runtimes
+        self.compare_runtimes = check_compare_runtimes(compare_runtimes)
         if isinstance(exclude, str):
             exclude = [name.strip() for name in exclude.split(",") if name.strip()]
         unknown = [name for name in exclude if name not in EXCLUDABLE]

@@ -30,7 +30,7 @@ classification task: the error is 1 - accuracy), and the built-in training-progr
 def prepare_program(
     program: Any, layout: RunLayout, *, level: str | None = None, data: str | None = None,
     example_input: Any = None, batch_size: int = 32, target: str = "llvm-cpu", extra_flags: Sequence[str] = (),
-    driver: str | None = None, tune_flags: bool = False, compare_runtimes: bool = False,
+    driver: str | None = None, tune_flags: bool = False, compare_runtimes: str = "none",
 ) -> list[str]:
     """Write the run's ``program/`` folder from a built-in task name, an ``.mlir`` / ``.onnx``
     path, ``"RUN:ID"`` (a member of another run), or a torch module plus example input, and
@@ -40,8 +40,9 @@ def prepare_program(
     torch module without ``example_input`` is exported at the first ``batch_size`` rows of
     ``data``'s validation inputs.
     ``batch_size`` is what built-in programs, run members and ONNX files with a dynamic batch
-    are compiled for. With ``compare_runtimes``, a predict program exported from a PyTorch model
-    also gets that model timed in torch eager, torch.compile, ONNX Runtime and IREE -O3 against
+    are compiled for. Unless ``compare_runtimes`` is ``"none"``, a predict program exported from
+    a PyTorch model also gets that model timed in the runtimes it names (``"all"``: torch eager,
+    torch.compile, ONNX Runtime, OpenVINO and IREE -O3; ``"fast"``: all but torch.compile) against
     the original program compiled with the returned flags (`evoforge.mlir.comparisons`)."""
     from evoforge.mlir import sources
     from evoforge.mlir.iree_runner import default_driver
@@ -55,11 +56,12 @@ def prepare_program(
         from evoforge.mlir.flag_tuning import tune_flags as tune
 
         flags += tune(sources.read_prepared(layout.program), layout.program, target=target, extra_flags=extra_flags, driver=driver).flags
-    if compare_runtimes and reference is not None:
+    if compare_runtimes != "none" and reference is not None:
         from evoforge.mlir.comparisons import iree_behind, record_comparisons
 
         behind = iree_behind(record_comparisons(reference.model, reference.example, reference.program, layout.program,
-                                                target=target, extra_flags=flags, driver=driver))
+                                                target=target, extra_flags=flags, driver=driver,
+                                                compare_runtimes=compare_runtimes))
         if behind:
             logging.getLogger("evoforge").warning("%s", behind)
     return flags
@@ -103,7 +105,7 @@ def evolve(
     extra_flags: Sequence[str] = (),
     tune_flags: bool = True,
     batch_size: int = 32,
-    compare_runtimes: bool = True,
+    compare_runtimes: str = "all",
     compile_cache_mb: float = 1024.0,
     keep_artifacts: str = "front",
     branch_sweep: int = 8,
@@ -129,9 +131,11 @@ def evolve(
     of its front members in ``run_dir`` (``keep_artifacts="front"``: a variant's is deleted when it
     leaves the front, and export compiles it again from its edits) or of every variant (``"all"``);
     a variant's MLIR is its edits replayed. `evoforge.export_member` writes both with the edits in
-    words and a diff. ``compare_runtimes`` (for programs exported from a PyTorch model) times
-    the model in torch eager, torch.compile, ONNX Runtime and IREE -O3 first, so that every
-    variant also carries its time against each (``vs_*`` metrics). Identical program texts
+    words and a diff. ``compare_runtimes`` (for programs exported from a PyTorch model; one of
+    `evoforge.runtimes.base.COMPARE_RUNTIMES`) first times the model in torch eager, torch.compile,
+    ONNX Runtime, OpenVINO (when installed) and IREE -O3 (``"all"``), all but torch.compile
+    (``"fast"``) or none of them (``"none"``), so that every variant also carries its time against
+    each (``vs_*`` metrics). Identical program texts
     compile once: ``compile_cache_mb`` bounds the run's cache of compiled programs (0: off).
     ``tune_flags`` (llvm-cpu) first times the original under the candidate flag sets of
     `evoforge.mlir.flag_tuning` and compiles the run with the fastest that keeps its outputs;
@@ -145,10 +149,12 @@ def evolve(
     refuse_in_worker_import("evoforge.evolve")
     from evoforge.api import optimize
     from evoforge.mlir.domain import EvolveDomain
+    from evoforge.runtimes.base import check_compare_runtimes
 
     name = program if isinstance(program, str) else getattr(program, "name", type(program).__name__)
     layout = RunLayout(Path(run_dir) if run_dir is not None else default_run_dir(f"evolve-{Path(str(name).replace(':', '-')).stem}"))
     check_edit_kinds(edit_kinds)
+    check_compare_runtimes(compare_runtimes)
     spec = spec or RunSpec.build(EvolveDomain.run_defaults, **settings)  # bad settings fail before any export
     if layout.holds_run():
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")

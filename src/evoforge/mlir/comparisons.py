@@ -2,15 +2,17 @@
 
 When `evolve` starts from a PyTorch model (a built-in program, a compress member, a module), the
 model is timed at the program's batch in torch eager, in torch.compile (inductor, with freezing),
-in ONNX Runtime and in IREE with its own ``--iree-opt-level=O3``, round-robin against the
-original program compiled with the run's flags, all in one process on one thread. The medians
-go to ``program/comparisons.json`` with each contender's paired ratio to the original (the median
-over rounds of the two times within a round, which a burst of load slows alike); a variant's time
-against each is its (interleaved) runtime ratio over that paired ratio.
+in ONNX Runtime, in OpenVINO (the same ONNX file; when installed) and in IREE with its own
+``--iree-opt-level=O3``, round-robin against the original program compiled with the run's flags,
+all in one process on one thread (``compare_runtimes="fast"`` leaves torch.compile out). The
+medians go to ``program/comparisons.json`` with each contender's paired ratio to the original (the
+median over rounds of the two times within a round, which a burst of load slows alike); a
+variant's time against each is its (interleaved) runtime ratio over that paired ratio.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 import tempfile
@@ -23,32 +25,46 @@ import numpy as np
 
 COMPARISONS = "comparisons.json"
 IREE_O3 = "--iree-opt-level=O3"
-CONTENDERS = ("torch_eager", "torch_compile", "onnxruntime", "iree_o3")
+CONTENDERS = ("torch_eager", "torch_compile", "onnxruntime", "openvino", "iree_o3")
 """Keys of the times recorded besides ``iree`` (the original as the run compiles it)."""
 
 
 def record_comparisons(
     model: Any, example: tuple[Any, ...], program: Any, directory: Path, *, target: str, extra_flags: Sequence[str],
-    driver: str, repeats: int = 15, calls: int = 3,
+    driver: str, compare_runtimes: str = "all", repeats: int = 15, calls: int = 3,
 ) -> dict[str, Any]:
-    """Time ``model`` (a module taking ``example``'s positional tensors) in each contender and the
-    original ``program`` in IREE (compiled for ``target`` with ``extra_flags``, run by ``driver``
-    as the run's variants are), interleaved; write and return ``{"ms": {...}, ...}``. A
-    contender that cannot take the model is recorded with its error instead of a time."""
+    """Time ``model`` (a module taking ``example``'s positional tensors) in each contender
+    ``compare_runtimes`` names (`evoforge.runtimes.base.COMPARE_RUNTIMES`; ``"none"`` is the
+    caller's to skip) and the original ``program`` in IREE (compiled for ``target`` with
+    ``extra_flags``, run by ``driver`` as the run's variants are), interleaved; write and return
+    ``{"ms": {...}, ...}``. A contender that cannot take the model is recorded with its error
+    instead of a time, one left out with why under ``skipped``."""
     import torch
 
     from evoforge.hostlock import MeasurementLock
     from evoforge.mlir.iree_runner import paired_ratio
     from evoforge.quiet import quiet_torch_internals
+    from evoforge.runtimes.base import check_compare_runtimes
+
+    check_compare_runtimes(compare_runtimes)
     arrays = [t.detach().cpu().numpy() for t in example]
     runners: dict[str, Callable[[], Any]] = {"iree": _iree_runner(program, target, extra_flags, driver, arrays)}
     errors: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    onnx_dir = tempfile.TemporaryDirectory(prefix="evoforge-compare-")
     builders: dict[str, Callable[[], Callable[[], Any]]] = {
         "torch_eager": lambda: _torch_runner(model, example),
         "torch_compile": lambda: _compiled_runner(model, example),
-        "onnxruntime": lambda: _ort_runner(model, example),
+        "onnxruntime": lambda: _onnx_runner("onnxruntime", model, example, Path(onnx_dir.name)),
+        "openvino": lambda: _onnx_runner("openvino", model, example, Path(onnx_dir.name)),
         "iree_o3": lambda: _iree_runner(program, target, [*extra_flags, IREE_O3], driver, arrays),
     }
+    if compare_runtimes == "fast":
+        del builders["torch_compile"]
+        skipped["torch_compile"] = "it compiles native code (tens of seconds, minutes on a large model); compare_runtimes='all' times it"
+    if importlib.util.find_spec("openvino") is None:
+        del builders["openvino"]
+        skipped["openvino"] = "not installed (pip install openvino)"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -68,10 +84,12 @@ def record_comparisons(
                     times[name].append(_median_ms(runners[name], calls))
     finally:
         torch.set_num_threads(threads)
+        onnx_dir.cleanup()
     record = {
         "ms": {name: statistics.median(values) for name, values in times.items()},
         "ratio_to_iree": {name: paired_ratio(values, times["iree"]) for name, values in times.items() if name != "iree"},
         "errors": errors,
+        "skipped": skipped,
         "batch": int(example[0].shape[0]),
         "iree_flags": list(extra_flags),
         "iree_driver": driver,
@@ -97,7 +115,8 @@ def versus(runtime_ratio: float, record: dict[str, Any]) -> dict[str, float]:
 
 SLOWER_BY = 1.2
 """How much slower IREE must run the original than another runtime before `show` warns about it."""
-LABELS = {"torch_eager": "torch eager", "torch_compile": "torch.compile", "onnxruntime": "ONNX Runtime", "iree_o3": "IREE -O3"}
+LABELS = {"torch_eager": "torch eager", "torch_compile": "torch.compile", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
+          "iree_o3": "IREE -O3"}
 
 
 def iree_behind(record: dict[str, Any]) -> str | None:
@@ -139,13 +158,15 @@ def _compiled_runner(model: Any, example: tuple[Any, ...]) -> Callable[[], Any]:
     return lambda: compiled(*example)
 
 
-def _ort_runner(model: Any, example: tuple[Any, ...]) -> Callable[[], Any]:
+def _onnx_runner(name: str, model: Any, example: tuple[Any, ...], directory: Path) -> Callable[[], Any]:
+    """``model`` in runtime ``name`` (ONNX Runtime or OpenVINO, which load the same file: it is
+    exported into ``directory`` once), on one thread."""
     from evoforge.runtimes import get_runtime
 
-    runtime = get_runtime("onnxruntime")
-    with tempfile.TemporaryDirectory(prefix="evoforge-compare-") as tmp:
-        path = runtime.export(model, example[0] if len(example) == 1 else example, Path(tmp) / "model.onnx")
-        session = runtime.load(path, threads=1)
+    path = directory / "model.onnx"
+    if not path.exists():
+        get_runtime("onnxruntime").export(model, example[0] if len(example) == 1 else example, path)
+    session = get_runtime(name).load(path, threads=1)
     return lambda: session(*example)
 
 

@@ -398,7 +398,8 @@ class EvolveDomain(Domain):
             return notes
         ms = record["ms"]
         times = ", ".join(f"{label} {ms[key]:.3g} ms" for key, label in LABELS.items() if key in ms)
-        failed = "; ".join(f"{LABELS[k]} failed: {v}" for k, v in record.get("errors", {}).items())
+        failed = "; ".join([*(f"{LABELS[k]} failed: {v}" for k, v in record.get("errors", {}).items()),
+                            *(f"{LABELS[k]} not timed: {v}" for k, v in record.get("skipped", {}).items())])
         behind = iree_behind(record)
         return [*notes, f"original program at batch {record['batch']}, 1 thread: IREE (this run's flags) {ms['iree']:.3g} ms; "
                 f"{times} (vs_* columns: a variant's time over each)" + (f"; {failed}" if failed else ""),

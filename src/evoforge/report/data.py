@@ -24,7 +24,7 @@ MEMBER_METRICS = (
     "latency_b1_ms", "latency_batch_ms", "batch", "throughput", "latency_ratio_b1", "latency_ratio_batch",
     "latency_vs_eager", "latency_vs_best_fp32", "size_bytes", "size_ratio", "params", "params_ratio", "macs", "macs_ratio", "runtime",
     "runtime_ms", "original_runtime_ms", "first_runtime_ratio", "second_runtime_ratio", "speedup", "compile_cache_hit", "cache_hit",
-    "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_iree_o3",
+    "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime", "vs_openvino", "vs_iree_o3",
     "compress_s", "export_s", "load_s", "compile_s", MINIMIZED_FROM, MINIMIZED_TO,
 )
 """Metrics the members table shows when a domain reports them (besides objectives and test numbers)."""

@@ -139,7 +139,7 @@ def run_reference(stored: Any, objectives: Any) -> Any:
 
 
 TABLE_EXTRAS = ("speedup", "latency_vs_eager", "latency_vs_best_fp32", "vs_torch_eager", "vs_torch_compile", "vs_onnxruntime",
-                "vs_iree_o3", "size_bytes", "latency_batch_ms", MINIMIZED_FROM, MINIMIZED_TO, "description", "pipeline")
+                "vs_openvino", "vs_iree_o3", "size_bytes", "latency_batch_ms", MINIMIZED_FROM, MINIMIZED_TO, "description", "pipeline")
 """Metric columns the front table shows when a domain reports them."""
 
 

@@ -19,6 +19,19 @@ if TYPE_CHECKING:
     from evoforge.workload.inputs import InputSpec
 
 
+COMPARE_RUNTIMES = ("fast", "all", "none")
+"""Which runtimes a run times the unmodified model in when it starts, to say what a user would get
+without evoforge: ``all``; ``fast``, all but those that compile native code to get there
+(Inductor, torch.compile: tens of seconds, minutes on a large model); ``none``."""
+
+
+def check_compare_runtimes(value: str) -> str:
+    """``value`` when it is one of `COMPARE_RUNTIMES`, else a `ConfigError` naming them."""
+    if value not in COMPARE_RUNTIMES:
+        raise ConfigError(f"compare_runtimes {value!r} is not one of: {', '.join(COMPARE_RUNTIMES)}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class QuantSettings:
     """A reduced-precision request for a runtime that applies it at export: ``mode`` (one of the
