@@ -140,19 +140,35 @@ def test_with_patience_the_progress_counts_the_plateau_up_to_the_stop(tmp_path):
     assert stream.getvalue() and "plateau" not in stream.getvalue()  # no patience, no count
 
 
-def test_the_progress_says_when_the_front_members_are_measured_again(tmp_path):
+class _MeasuringDomain(FaultDomain):
+    measures_front = True
+
+    def finalize(self, members):
+        return {key: {"test_score": 1.0} for key, _ in members}
+
+
+@pytest.mark.parametrize("measures", [True, False])
+def test_the_progress_says_when_the_front_members_are_measured_again_and_only_then(tmp_path, measures):
     import evoforge
+    from evoforge.api import open_store
 
     stream = io.StringIO()
     log = JsonEventLog(tmp_path / "events.jsonl")
     printer = ProgressPrinter(Termination(max_evaluations=8), stream=stream)
-    front = evoforge.optimize(FaultDomain(["ok"]), run_dir=tmp_path / "run", budget=8, pop_size=4,
-                              callback=Callbacks(printer, log))
+    domain = _MeasuringDomain(["ok"]) if measures else FaultDomain(["ok"])
+    front = evoforge.optimize(domain, run_dir=tmp_path / "run", budget=8, pop_size=4, callback=Callbacks(printer, log))
     log.close()
     plural = "" if len(front) == 1 else "s"
-    assert stream.getvalue().splitlines()[-1] == f"measuring the {len(front)} front member{plural} again (held-out data, timing)"
+    said = f"measuring the {len(front)} front member{plural} again (held-out data, timing)"
     last = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[-1])
-    assert last["event"] == "finalize" and last["members"] == len(front) > 0
+    with open_store(tmp_path / "run", readonly=True) as store:
+        final = store.meta("final", {}) or {}
+    if measures:
+        assert stream.getvalue().splitlines()[-1] == said
+        assert last["event"] == "finalize" and last["members"] == len(front) > 0
+        assert set(final) == {m.key for m in front}
+    else:  # a domain with nothing to measure (a benchmark problem) does not claim to
+        assert said not in stream.getvalue() and last["event"] != "finalize" and final == {}
 
 
 def test_the_live_line_counts_screenings_apart_from_evaluations():

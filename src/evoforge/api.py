@@ -106,7 +106,7 @@ def _finalize_front(search: Search, callback: SearchCallback | None) -> Front:
     assert search.layout is not None
     front = search.front()
     final = dict(search.store.meta("final", {}) or {})
-    todo = [(m.key, m.evaluation) for m in front if m.key not in final]
+    todo = [(m.key, m.evaluation) for m in front if m.key not in final] if search.domain.measures_front else []
     if todo:
         if callback is not None:
             callback.on_finalize(len(todo))

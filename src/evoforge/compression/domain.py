@@ -213,6 +213,7 @@ class CompressDomain(Domain):
 
     name = "compress"
     writes_report = True
+    measures_front = True
     supports_fidelity = True
     run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "petra", "pop_size": 10, "budget": "10m", "workers": 1, "timeout_s": 900.0}
 

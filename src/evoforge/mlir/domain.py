@@ -73,6 +73,7 @@ class EvolveDomain(Domain):
 
     name = "evolve"
     writes_report = True
+    measures_front = True
     run_defaults: ClassVar[dict[str, Any]] = {"algorithm": "nsga2", "pop_size": 16, "budget": "10m", "workers": 1, "timeout_s": 600.0}
 
     def __init__(

@@ -73,6 +73,9 @@ class Domain(abc.ABC):
     (multi-fidelity screening, `evoforge.search.fidelity`)."""
     writes_report: ClassVar[bool] = False
     """True: a stored run writes its HTML report (``RUN/report.html``) when it ends."""
+    measures_front: ClassVar[bool] = False
+    """True: `finalize` measures the front members again when a stored run ends (held-out numbers);
+    the run announces it to its callback. False: the run has nothing to measure then."""
     objectives: tuple[Objective, ...]
     constraints: tuple[str, ...] = ()
     layout: RunLayout | None = None
