@@ -29,6 +29,17 @@ def test_native_bf16_needs_a_bfloat16_flag(monkeypatch):
     assert machine.native_bf16() is True
 
 
+def test_int8_products_saturate_on_x86_without_an_8_bit_dot_product(monkeypatch):
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    for flags, saturate in (("avx2", True), ("avx2 avx512f", True), ("avx2 avx512f avx512_vnni", False), ("avx2 avx_vnni", False),
+                            ("avx2 amx_tile amx_int8", False)):
+        monkeypatch.setattr(machine, "processor", lambda flags=flags: parse_cpuinfo(f"flags\t: {flags}\n"))
+        assert machine.int8_products_saturate() is saturate, flags
+    monkeypatch.setattr(machine.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(machine, "processor", lambda: parse_cpuinfo(ARM))
+    assert machine.int8_products_saturate() is False
+
+
 def test_this_machine_is_named_with_its_cores():
     name = machine_name()
     assert f", {available_cores()} cores" in name and available_cores() >= 1

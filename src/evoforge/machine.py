@@ -64,6 +64,20 @@ def native_bf16() -> bool:
     return any(f in BF16_FEATURES for f in processor()[1])
 
 
+INT8_DOT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""x86 flags of processors with 8-bit dot-product instructions. Without them, the int8 kernels of
+ONNX Runtime and OpenVINO multiply uint8 activations by int8 weights with an instruction that adds
+pairs of products in 16 bits and saturates (``vpmaddubsw``): on an AVX2-only AMD EPYC a trained
+digits CNN in static int8 fell from 98.7% to 94.7% accuracy in ONNX Runtime."""
+
+
+def int8_products_saturate() -> bool:
+    """True on x86 processors without any of `INT8_DOT_FEATURES`, where 8-bit weights can overflow
+    the 16-bit sums of the int8 kernels (7-bit weights cannot)."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    return x86 and not any(f in INT8_DOT_FEATURES for f in processor()[1])
+
+
 @functools.lru_cache(maxsize=1)
 def machine_name() -> str:
     """This machine in one line: processor model, architecture, available cores and the kernel

@@ -335,9 +335,37 @@ def test_static_int8_leaves_the_masked_attention_softmax_in_float(tmp_path) -> N
     assert "Softmax" not in fed_int8, fed_int8
     softmax_input = next(node.input[0] for node in graph.node if node.op_type == "Softmax")
     assert producer[softmax_input] != "DequantizeLinear"
+    # the mask arithmetic (a product with the float minimum) stays float: quantized as a weight, that
+    # constant dequantized to -inf in one rounding and to a finite value in another
+    minimum = {init.name for init in graph.initializer if onnx.numpy_helper.to_array(init).min() <= torch.finfo(torch.float32).min}
+    masking = [node for node in graph.node if node.op_type == "Mul" and minimum & set(node.input)]
+    assert masking and all(producer.get(i) != "DequantizeLinear" for node in masking for i in node.input)
+    consumers = {i: node.op_type for node in graph.node for i in node.input}
+    assert all(consumers.get(o) != "QuantizeLinear" for node in masking for o in node.output)
     with torch.no_grad():
         expected, got = model(tokens, mask), runtime.load(path)(tokens, mask)
     assert float((got.argmax(1) == expected.argmax(1)).float().mean()) >= 0.9
+
+
+@pytest.mark.parametrize("saturate", [True, False])
+def test_static_int8_weights_take_7_bits_where_the_processors_int8_products_saturate(tmp_path, monkeypatch, saturate) -> None:
+    """x86 processors without VNNI add pairs of uint8 x int8 products in 16 bits, which saturate:
+    there static int8 weights are quantized to 7 bits (ONNX Runtime's reduce_range), elsewhere to 8."""
+    import onnx
+
+    from evoforge import machine
+
+    monkeypatch.setattr(machine, "int8_products_saturate", lambda: saturate)
+    torch.manual_seed(0)
+    model = digits_cnn(10).eval()
+    x = torch.randn(32, 1, 8, 8)
+    path = get_runtime("onnxruntime").export(model, x[:8], tmp_path / "int8.onnx",
+                                             quant=QuantSettings("static", True, [(x[i : i + 8],) for i in range(0, 32, 8)]))
+    weights = [onnx.numpy_helper.to_array(init) for init in onnx.load(str(path)).graph.initializer
+               if init.data_type == onnx.TensorProto.INT8 and len(init.dims) >= 2]
+    assert weights
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert largest <= 64 if saturate else largest == 127
 
 
 def test_static_int8_of_a_mask_with_infinities_warns_of_nothing_and_keeps_the_outputs(tmp_path) -> None:
