@@ -347,10 +347,11 @@ def test_static_int8_leaves_the_masked_attention_softmax_in_float(tmp_path) -> N
     assert float((got.argmax(1) == expected.argmax(1)).float().mean()) >= 0.9
 
 
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
 @pytest.mark.parametrize("saturate", [True, False])
-def test_static_int8_weights_take_7_bits_where_the_processors_int8_products_saturate(tmp_path, monkeypatch, saturate) -> None:
+def test_int8_weights_take_7_bits_where_the_processors_int8_products_saturate(tmp_path, monkeypatch, saturate, mode) -> None:
     """x86 processors without VNNI add pairs of uint8 x int8 products in 16 bits, which saturate:
-    there static int8 weights are quantized to 7 bits (ONNX Runtime's reduce_range), elsewhere to 8."""
+    there int8 weights are quantized to 7 bits (ONNX Runtime's reduce_range), elsewhere to 8."""
     import onnx
 
     from evoforge import machine
@@ -360,7 +361,7 @@ def test_static_int8_weights_take_7_bits_where_the_processors_int8_products_satu
     model = digits_cnn(10).eval()
     x = torch.randn(32, 1, 8, 8)
     path = get_runtime("onnxruntime").export(model, x[:8], tmp_path / "int8.onnx",
-                                             quant=QuantSettings("static", True, [(x[i : i + 8],) for i in range(0, 32, 8)]))
+                                             quant=QuantSettings(mode, True, [(x[i : i + 8],) for i in range(0, 32, 8)]))
     weights = [onnx.numpy_helper.to_array(init) for init in onnx.load(str(path)).graph.initializer
                if init.data_type == onnx.TensorProto.INT8 and len(init.dims) >= 2]
     assert weights

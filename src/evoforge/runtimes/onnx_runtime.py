@@ -298,6 +298,7 @@ def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str
 
     from evoforge.machine import int8_products_saturate
 
+    # weights take 7 bits where 8-bit ones would overflow the int8 kernels' 16-bit sums (x86 without VNNI)
     prepared = floating.with_name("prepared.onnx")
     quant_pre_process(str(floating), str(prepared), skip_symbolic_shape=True)
     graph = onnx.load(str(prepared)).graph
@@ -306,7 +307,7 @@ def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str
         excluded = list(dict.fromkeys(excluded + _attention_nodes(graph)))
     if quant.mode == "dynamic":
         quantize_dynamic(str(prepared), str(path), per_channel=quant.per_channel, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=excluded)
+                         nodes_to_exclude=excluded, reduce_range=int8_products_saturate())
     else:
         # The quantizer computes a scale and zero point for every tensor it calibrated, also ones
         # between nodes left float: an attention mask of -inf (a TorchScript-exported BERT's) gets a
@@ -322,7 +323,7 @@ def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
                 nodes_to_exclude=excluded,
-                reduce_range=int8_products_saturate(),  # 7-bit weights where 8-bit ones overflow the kernels' sums
+                reduce_range=int8_products_saturate(),
             )
 
 
