@@ -347,10 +347,12 @@ class PartsDomain(Domain):
     is present (an edit that refers to what an earlier edit made). ``noise`` scales the cost by up to
     that share either way, drawn from the evaluation's seed. The first generation is the empty
     genome and ``members``; mutation appends a random part. ``error_limit``: a constraint
-    ``error - error_limit`` when set. Each evaluation records the cost before noise (``true_cost``)."""
+    ``error - error_limit`` when set. Each evaluation records the cost before noise (``true_cost``).
+    Like evolve, it measures front members again when a stored run ends (``test_error``: the error)."""
 
     name = "parts-toy"
     timed_objectives = ("cost",)
+    measures_front = True
     KINDS = ("fast", "costly", "slow", "idle", "spare", "needs")
 
     def __init__(self, members: Sequence[Sequence[str]] = (), noise: float = 0.0, error_limit: float | None = None) -> None:
@@ -398,3 +400,6 @@ class PartsDomain(Domain):
         jitter = 1.0 + self.noise * float(np.random.default_rng(context.seed).uniform(-1, 1))
         constraints = {"error_limit": error - self.error_limit} if self.error_limit is not None else {}
         return Evaluation(Status.OK, {"cost": cost * jitter, "error": error}, constraints, metrics={"true_cost": cost})
+
+    def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
+        return {key: {"test_error": evaluation.objectives["error"]} for key, evaluation in members}
