@@ -43,12 +43,14 @@ class _BelowErrorFrom(logging.Filter):
 
 @contextmanager
 def quiet_onnx_converters() -> Iterator[None]:
-    """Drop what ONNX Runtime's quantizer and onnxscript's constant folding log about steps they
-    skip and that change nothing (a LayerNorm weight that has no channel axis to quantize along, a
-    shape computation left unfolded): on a BERT every evaluation printed dozens of such lines.
-    Errors still pass."""
+    """Drop what ONNX Runtime's quantizer, onnxscript's constant folding and torch's ONNX op
+    registry log about steps they skip and that change nothing (a LayerNorm weight that has no
+    channel axis to quantize along, a shape computation left unfolded, torchvision's operators when
+    torchvision is not installed): on a BERT every evaluation printed dozens of such lines, and
+    every export without torchvision three. Errors still pass."""
     targets = [(logging.getLogger(), _BelowErrorFrom("onnxruntime/quantization")),  # it logs on the root logger
-               (logging.getLogger("onnxscript.optimizer._constant_folding"), _BelowErrorFrom())]
+               (logging.getLogger("onnxscript.optimizer._constant_folding"), _BelowErrorFrom()),
+               (logging.getLogger("torch.onnx._internal.exporter._registration"), _BelowErrorFrom())]
     for logger, drop in targets:
         logger.addFilter(drop)
     try:

@@ -388,3 +388,24 @@ def test_static_int8_of_a_mask_with_infinities_warns_of_nothing_and_keeps_the_ou
         expected, got = model(tokens, mask), runtime.load(path)(tokens, mask)
     assert torch.isfinite(got).all()
     assert float((got.argmax(1) == expected.argmax(1)).float().mean()) >= 0.9
+
+
+def test_an_export_without_torchvision_installed_prints_nothing(tmp_path) -> None:
+    """torch's ONNX op registry warns about each torchvision operator when torchvision is missing
+    (three lines per export); evoforge's users mostly have no torchvision and should not see them."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, torch\n"
+        "from evoforge.runtimes import get_runtime\n"
+        "print('TORCHVISION' if importlib.util.find_spec('torchvision') else 'NONE')\n"
+        f"get_runtime('onnxruntime').export(torch.nn.Linear(4, 2), torch.randn(2, 4), {str(tmp_path / 'm.onnx')!r})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as a user runs it: no test shim, no torchvision
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    if out.stdout.startswith("TORCHVISION"):
+        pytest.skip("torchvision is installed in this environment")
+    assert "torchvision" not in out.stderr, out.stderr

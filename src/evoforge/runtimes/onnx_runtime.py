@@ -159,7 +159,7 @@ def _dynamo_export(module: nn.Module, args: tuple[Any, ...], spec: InputSpec) ->
     from torch.export import Dim
 
     batch = Dim("batch", min=1, max=_MAX_BATCH)
-    with _torchlib_registry_reused():
+    with _torchlib_registry_reused(), quiet_onnx_converters():
         program = torch.onnx.export(
             module,
             args,
