@@ -30,6 +30,7 @@ def test_available_runtimes_say_what_each_offers_on_this_machine(monkeypatch):
     from evoforge.compression.api import available_runtimes
 
     monkeypatch.setattr(machine, "native_bf16", lambda: True)
+    monkeypatch.setattr(machine, "int8_products_saturate", lambda: False)
     rows = {row["runtime"]: row for row in available_runtimes()}
     assert set(rows) == {"onnxruntime", "openvino", "inductor", "torchscript"}
     assert rows["onnxruntime"]["modes"] == ["dynamic", "static"] and rows["onnxruntime"]["note"] == "the default"
@@ -37,9 +38,13 @@ def test_available_runtimes_say_what_each_offers_on_this_machine(monkeypatch):
     assert rows["torchscript"]["modes"] == ["dynamic", "static", "qat", "bf16"] and rows["torchscript"]["version"].startswith("2.")
 
     monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    monkeypatch.setattr(machine, "int8_products_saturate", lambda: True)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "openvino" else real(name, *args))
     rows = {row["runtime"]: row for row in available_runtimes()}
     assert rows["openvino"]["installed"] is False and rows["openvino"]["modes"] == [] and "pip install" in rows["openvino"]["note"]
     assert rows["inductor"]["modes"] == ["dynamic", "static", "qat", "weight_only"]
     assert rows["inductor"]["note"].startswith("bf16 left out: this processor has none of avx512_bf16")
+    assert "int8 weights" not in rows["inductor"]["note"]  # torchao's int8 does not narrow them
+    assert rows["onnxruntime"]["note"] == ("the default; int8 weights in 7 bits: this processor has none of avx512_vnni, "
+                                           "avx_vnni, amx_int8, and 8-bit products saturate its int8 kernels")

@@ -116,11 +116,11 @@ def available_runtimes() -> list[dict[str, Any]]:
     """Every registered runtime as this machine has it, as rows: ``runtime``, ``installed``,
     ``version`` (of its package), ``artifact`` (file name), ``modes`` (the quantize modes a
     compress run here can search: the runtime's, with bf16 only where the processor computes in
-    bfloat16) and ``note`` (why a runtime is missing, or what it lacks here)."""
+    bfloat16) and ``note`` (why a runtime is missing, or what it lacks or does differently here)."""
     from importlib import metadata
 
     from evoforge.compression.domain import DEFAULT_RUNTIME, runtime_quant_modes
-    from evoforge.machine import BF16_FEATURES, native_bf16
+    from evoforge.machine import BF16_FEATURES, INT8_DOT_FEATURES, int8_products_saturate, native_bf16
     from evoforge.runtimes import RUNTIMES
 
     rows = []
@@ -136,6 +136,9 @@ def available_runtimes() -> list[dict[str, Any]]:
         if "bf16" in modes and not native_bf16():
             modes.remove("bf16")
             notes.append(f"bf16 left out: this processor has none of {', '.join(BF16_FEATURES)}")
+        if runtime.narrows_int8_weights and int8_products_saturate():
+            notes.append(f"int8 weights in 7 bits: this processor has none of {', '.join(INT8_DOT_FEATURES)}, "
+                         "and 8-bit products saturate its int8 kernels")
         rows.append({"runtime": name, "installed": True, "version": metadata.version(cls.package), "artifact": cls.artifact_name,
                      "modes": modes, "note": "; ".join(notes)})
     return rows

@@ -77,6 +77,9 @@ class Runtime(ABC):
     takes_torch_int8: ClassVar[bool] = False
     """True when `export` also takes models torch.ao has already quantized (the compress
     ``quantize`` stage's own int8); such a runtime offers every mode of that stage."""
+    narrows_int8_weights: ClassVar[bool] = False
+    """True when `export` quantizes int8 weights to 7 bits on processors whose int8 kernels would
+    saturate with 8 (`evoforge.machine.int8_products_saturate`)."""
 
     @abstractmethod
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,

@@ -75,6 +75,7 @@ class OnnxRuntime(Runtime):
     quant_modes: ClassVar[tuple[str, ...]] = _ORT_INT8_MODES
     artifact_format = "onnx"
     drafts = True
+    narrows_int8_weights = True
 
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,
                quant: QuantSettings | None = None, draft: bool = False) -> Path:
