@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from evoforge import machine
 from evoforge.compression.domain import CompressDomain, hand_recipes, initial_pipelines
 from evoforge.compression.genome import QUANT_MODES, PipelineGenome, Stage
 from evoforge.errors import ConfigError, UnknownNameError
@@ -183,11 +184,21 @@ def test_onnxruntime_int8_keeps_the_edge_layers_float_on_request(domain, tmp_pat
                                 domain.task.training)
         ev = domain.evaluate(genome, EvalContext(seed=1, artifact_dir=tmp_path / str(keep)))
         assert ev.ok and ev.objectives["quality_drop"] < 3.0
+        assert ev.metrics["int8_weight_bits"] == (7 if machine.int8_products_saturate() else 8)  # what the file holds
         graph = onnx.load(str(tmp_path / str(keep) / "model.onnx")).graph
         float_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2]
         sizes[keep] = (len(float_weights), ev.metrics["size_bytes"])
     assert sizes[False][0] == 0 and sizes[True][0] == 2  # the first and last Linear weights stay float
     assert sizes[True][1] > sizes[False][1]
+
+
+def test_an_int8_members_card_says_how_wide_its_weights_are_and_what_that_means_elsewhere():
+    from evoforge.compression.domain import _int8_weight_note
+
+    assert _int8_weight_note(None) == {}
+    narrow, wide = _int8_weight_note(7), _int8_weight_note(8)
+    assert narrow["int8_weight_bits"] == 7 and narrow["int8_note"].endswith("the file runs anywhere")
+    assert wide["int8_weight_bits"] == 8 and "without VNNI (avx512_vnni, avx_vnni or amx_int8)" in wide["int8_note"]
 
 
 def test_stored_configs_without_a_runtime_are_torchscript_runs(domain):
@@ -211,6 +222,7 @@ def test_export_reverifies_in_a_fresh_process_and_converts_float_members(domain,
     assert card["verified_in_fresh_process"] and card["test"]["accuracy"] == pytest.approx(claimed["accuracy"])
     assert card["load_with"].startswith("onnxruntime.InferenceSession(")
     assert card["objectives_timed_on"] == ev.metrics["machine"] and card["latency_timed_on"] == ev.metrics["machine"]
+    assert "int8_weight_bits" not in card and "int8_weight_bits" not in ev.metrics  # a float member
     converted = card["formats"]["torchscript"]
     assert (tmp_path / "out" / "model.pt").exists() and converted["test"]["accuracy"] == pytest.approx(claimed["accuracy"], abs=0.01)
 

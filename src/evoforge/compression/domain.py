@@ -35,7 +35,7 @@ from evoforge.compression.operators import EXCLUDABLE, PipelineOperators, Search
 from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError, PruningWarning
 from evoforge.genome import Genome
-from evoforge.machine import MACHINE_METRIC, machine_name, machines_note
+from evoforge.machine import MACHINE_METRIC, int8_products_saturate, machine_name, machines_note
 from evoforge.pareto import Objective
 from evoforge.provenance import code_identity
 from evoforge.registry import Registry
@@ -154,6 +154,20 @@ def split_quant(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[
     quant = QuantSettings(mode, per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"],
                           calibration=calibration if mode in ("static", "qat") else (), train=trainer)
     return dataclasses.replace(genome, stages=genome.stages[:-1]), quant
+
+
+def _int8_weight_note(bits: int | None) -> dict[str, Any]:
+    """A member card's ``int8_weight_bits`` and what it means where the member is deployed (nothing
+    for members whose int8 weights do not depend on the processor, or that have none)."""
+    if bits is None:
+        return {}
+    if bits == 7:
+        note = ("int8 weights in 7 bits: the search machine's processor lacks VNNI, where 8-bit weights saturate the "
+                "int8 kernels; the file runs anywhere")
+    else:
+        note = ("int8 weights in 8 bits: on an x86 processor without VNNI (avx512_vnni, avx_vnni or amx_int8) they can "
+                "saturate the int8 kernels and cost accuracy; compress on such a machine for 7-bit weights")
+    return {"int8_weight_bits": bits, "int8_note": note}
 
 
 def default_quality_limit(task: Task) -> tuple[float, bool]:
@@ -788,6 +802,8 @@ class CompressDomain(Domain):
             "pipeline": describe_pipeline(genome),
             "runtime": self.runtime.name,
             MACHINE_METRIC: machine_name(),
+            **({"int8_weight_bits": 7 if int8_products_saturate() else 8}
+               if quant is not None and quant.mode != "bf16" and self.runtime.narrows_int8_weights else {}),
             "val_loss_curve": [round(v, 6) for v in curve],
             "prefix_reused_stages": reused,
             **timings,
@@ -931,6 +947,7 @@ class CompressDomain(Domain):
             "genome": json.loads(genome.to_json()),
             "objectives": evaluation.objectives,
             "objectives_timed_on": evaluation.metrics.get("machine"),
+            **_int8_weight_note(evaluation.metrics.get("int8_weight_bits")),
             **self._verify(self.runtime, dest, claimed, threads),
             "baseline_test": self.baseline_record()["test"],
         }
