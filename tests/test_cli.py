@@ -107,6 +107,15 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert "nowhere.pkg" in bad("compress", toml, "--run", tmp_path / "e")
 
 
+def test_a_library_warning_is_printed_once_even_when_a_library_gave_the_root_logger_a_handler():
+    """iree-turbine adds a root handler when imported; every evolve warning then printed twice."""
+    code = ("import logging; logging.basicConfig()\n"
+            "from evoforge.cli import _log_warnings_to_stderr; _log_warnings_to_stderr()\n"
+            "logging.getLogger('evoforge.mlir').warning('IREE runs the original program 2.74x slower')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stderr.splitlines() == ["evoforge: warning: IREE runs the original program 2.74x slower"], out.stderr
+
+
 def test_runtimes_lists_every_runtime_with_its_modes_here():
     listing = json.loads(run("runtimes", "--format", "json").stdout)
     assert listing["machine"] and [row["runtime"] for row in listing["runtimes"]] == ["inductor", "onnxruntime", "openvino",

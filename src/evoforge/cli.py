@@ -559,10 +559,13 @@ class _StderrLines(logging.Handler):
 
 
 def _log_warnings_to_stderr() -> None:
-    """The library's warnings (``logging.getLogger("evoforge")``) as one line each on stderr."""
+    """The library's warnings (``logging.getLogger("evoforge")``) as one line each on stderr, and
+    only there: libraries that give the root logger a handler when imported (iree-turbine) would
+    print each of them a second time."""
     logger = logging.getLogger("evoforge")
     if not any(isinstance(h, _StderrLines) for h in logger.handlers):
         logger.addHandler(_StderrLines(logging.WARNING))
+    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
