@@ -354,3 +354,10 @@ def test_evolve_a_model_factory_with_two_inputs_from_its_data(tmp_path):
     assert "x_val has 16 rows, fewer than the batch size 32" in bad(
         "evolve", "--model", f"{tmp_path / 'tagger.py'}:make", "--data", tmp_path / "data.npz", "--run", tmp_path / "r3")
     assert not (tmp_path / "r3").exists()
+
+
+def test_the_cli_offers_the_compare_runtimes_values_the_library_takes():
+    from evoforge.cli import _COMPARE_RUNTIMES
+    from evoforge.runtimes.base import COMPARE_RUNTIMES
+
+    assert _COMPARE_RUNTIMES == COMPARE_RUNTIMES

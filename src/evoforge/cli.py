@@ -106,6 +106,9 @@ BUILTIN_TASK_NAMES = (
 """The names of `evoforge.workload.task.BUILTIN_TASKS`, spelled out so that help does not import torch."""
 
 
+_COMPARE_RUNTIMES = ("fast", "all", "none")  # evoforge.runtimes.base.COMPARE_RUNTIMES, without importing the runtimes (torch)
+
+
 def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML or TOML config file (see docs/compress.md)")
     p.add_argument("--task", help=f"a built-in task: {', '.join(BUILTIN_TASK_NAMES)}")
@@ -123,7 +126,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", default=None,
                    help="comma-separated stage kinds, prune:<importance> or quantize:<mode> to leave out of the search "
                         "(e.g. quantize:bf16 when the deployment CPU lacks bfloat16)")
-    p.add_argument("--compare-runtimes", default=None, choices=("fast", "all", "none"),
+    p.add_argument("--compare-runtimes", default=None, choices=_COMPARE_RUNTIMES,
                    help="other runtimes to time the fp32 baseline in when the run starts: every installed one but Inductor "
                         "(fast, the default), all, or none")
     _run_args(p)
@@ -190,7 +193,7 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
                    help="how deletes and resizes draw their target: uniform (the paper's), or cost (favour the ops "
                    "that hold the program's work, such as convolutions)")
     p.add_argument("--target", default="llvm-cpu", help="IREE target backend (llvm-cpu, cuda, ...)")
-    p.add_argument("--compare-runtimes", default="all", choices=("fast", "all", "none"),
+    p.add_argument("--compare-runtimes", default="all", choices=_COMPARE_RUNTIMES,
                    help="runtimes to time the source model in when the run starts: torch eager, torch.compile, ONNX "
                         "Runtime, OpenVINO and IREE -O3 (all, the default), all but torch.compile (fast), or none")
     p.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag (repeatable)")

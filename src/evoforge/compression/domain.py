@@ -35,7 +35,7 @@ from evoforge.compression.operators import EXCLUDABLE, PipelineOperators, Search
 from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError, PruningWarning
 from evoforge.genome import Genome
-from evoforge.machine import MACHINE_METRIC, int8_products_saturate, machine_name, machines_note
+from evoforge.machine import INT8_DOT_FEATURES, MACHINE_METRIC, int8_products_saturate, machine_name, machines_note
 from evoforge.pareto import Objective
 from evoforge.provenance import code_identity
 from evoforge.registry import Registry
@@ -165,7 +165,8 @@ def _int8_weight_note(bits: int | None) -> dict[str, Any]:
         note = ("int8 weights in 7 bits: the search machine's processor lacks VNNI, where 8-bit weights saturate the "
                 "int8 kernels; the file runs anywhere")
     else:
-        note = ("int8 weights in 8 bits: on an x86 processor without VNNI (avx512_vnni, avx_vnni or amx_int8) they can "
+        flags = f"{', '.join(INT8_DOT_FEATURES[:-1])} or {INT8_DOT_FEATURES[-1]}"
+        note = (f"int8 weights in 8 bits: on an x86 processor without VNNI ({flags}) they can "
                 "saturate the int8 kernels and cost accuracy; compress on such a machine for 7-bit weights")
     return {"int8_weight_bits": bits, "int8_note": note}
 
