@@ -2,7 +2,8 @@
 
 x86 processors without an 8-bit dot-product instruction (VNNI) multiply uint8 activations by int8
 weights with an instruction whose 16-bit pair sums saturate, and the int8 kernels of ONNX Runtime
-and OpenVINO use it; compress then quantizes weights to 7 bits (`evoforge.machine.int8_products_saturate`).
+and OpenVINO use it; compress then quantizes weights to 7 bits (`evoforge.machine.int8_products_saturate`,
+and the run setting ``int8_weight_bits``).
 For each task this script trains (or loads from ``--root``) its baseline, exports it in fp32 and
 in each int8 mode with both weight widths (the rule forced either way), and reports test quality
 and the latency at batch ``--batch`` on one thread, each int8 artifact timed interleaved against
@@ -32,16 +33,6 @@ from evoforge.workload.inputs import ExportedModel, to_tensors
 MODES = {"onnxruntime": ("static", "dynamic"), "openvino": ("static",)}
 
 
-def _export_with_weight_bits(runtime: Any, model: Any, example: Any, path: Path, quant: QuantSettings, bits: int) -> Path:
-    """``runtime``'s int8 export of ``model`` with ``bits``-bit weights, whatever this processor is."""
-    rule = machine.int8_products_saturate
-    machine.int8_products_saturate = lambda: bits == 7  # type: ignore[assignment]
-    try:
-        return Path(runtime.export(model, example, path, quant=quant))
-    finally:
-        machine.int8_products_saturate = rule  # type: ignore[assignment]
-
-
 def measure(name: str, root: Path, batch: int) -> list[dict[str, Any]]:
     """One row per runtime and mode (fp32, and each int8 mode at 8 and 7 weight bits) of task
     ``name``'s trained baseline (cached under ``root``), printed as it is measured."""
@@ -63,8 +54,8 @@ def measure(name: str, root: Path, batch: int) -> list[dict[str, Any]]:
             rows.append({"task": name, "runtime": runtime.name, "mode": "fp32", "weight_bits": 32, metric: base})
             for mode in MODES[runtime.name]:
                 for bits in (8, 7):
-                    path = _export_with_weight_bits(runtime, model, example, Path(tmp) / f"{runtime.name}-{mode}-{bits}.onnx",
-                                                    QuantSettings(mode, True, calibration), bits)
+                    path = runtime.export(model, example, Path(tmp) / f"{runtime.name}-{mode}-{bits}.onnx",
+                                          quant=QuantSettings(mode, True, calibration, weight_bits=bits))
                     loaded = runtime.load(path)
                     quality = tasks.quality(task, ExportedModel(loaded, spec), splits.test)[metric]
                     timing = measure_latency(runtime.load(path, threads=1), runtime.load(fp32_path, threads=1), inputs,

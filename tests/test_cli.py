@@ -99,7 +99,11 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
                                                  "--run", tmp_path / "h")
     assert "leaves no stage to search" in bad("compress", "--task", "digits-mlp", "--exclude", "prune,quantize,lowrank,finetune",
                                               "--run", tmp_path / "i")
-    assert not (tmp_path / "g").exists() and not (tmp_path / "h").exists() and not (tmp_path / "i").exists()
+    assert "int8_weight_bits 7 applies to onnxruntime, openvino; torchscript chooses its own int8 weights" in bad(
+        "compress", "--task", "digits-mlp", "--runtime", "torchscript", "--int8-weight-bits", "7", "--run", tmp_path / "j")
+    cfg.write_text("task: digits-mlp\nsearch:\n  int8_weight_bits: 16\n")
+    assert "int8_weight_bits 16 is not one of: auto, 7, 8" in bad("compress", cfg, "--run", tmp_path / "k")
+    assert not any((tmp_path / name).exists() for name in "ghijk")
     cfg.write_text("task: [unclosed\n")
     assert "cannot parse" in bad("compress", cfg)
     toml = tmp_path / "bad.toml"
@@ -361,3 +365,10 @@ def test_the_cli_offers_the_compare_runtimes_values_the_library_takes():
     from evoforge.runtimes.base import COMPARE_RUNTIMES
 
     assert _COMPARE_RUNTIMES == COMPARE_RUNTIMES
+
+
+def test_the_cli_offers_the_int8_weight_bits_the_library_takes():
+    from evoforge.cli import _INT8_WEIGHT_BITS
+    from evoforge.runtimes.base import INT8_WEIGHT_BITS, check_int8_weight_bits
+
+    assert tuple(check_int8_weight_bits(value) for value in _INT8_WEIGHT_BITS) == INT8_WEIGHT_BITS

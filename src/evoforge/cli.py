@@ -107,6 +107,7 @@ BUILTIN_TASK_NAMES = (
 
 
 _COMPARE_RUNTIMES = ("fast", "all", "none")  # evoforge.runtimes.base.COMPARE_RUNTIMES, without importing the runtimes (torch)
+_INT8_WEIGHT_BITS = ("auto", "7", "8")  # evoforge.runtimes.base.INT8_WEIGHT_BITS, as the command line spells them
 
 
 def _compress_args(p: argparse.ArgumentParser) -> None:
@@ -129,6 +130,9 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compare-runtimes", default=None, choices=_COMPARE_RUNTIMES,
                    help="other runtimes to time the fp32 baseline in when the run starts: every installed one but Inductor "
                         "(fast, the default), all, or none")
+    p.add_argument("--int8-weight-bits", default=None, choices=_INT8_WEIGHT_BITS,
+                   help="int8 weight width in onnxruntime and openvino: 7 on x86 processors without VNNI and 8 elsewhere "
+                        "(auto, the default), or 7 (members that keep their accuracy on any processor) or 8")
     _run_args(p)
 
 
@@ -164,6 +168,8 @@ def _compress(args: argparse.Namespace) -> int:
         kwargs["exclude"] = _comma_list(args.exclude)
     if args.compare_runtimes is not None:
         kwargs["compare_runtimes"] = args.compare_runtimes
+    if args.int8_weight_bits is not None:
+        kwargs["int8_weight_bits"] = args.int8_weight_bits
     task = resolve_task(kwargs.pop("task"))
     configured_run = kwargs.pop("run_dir", None)
     run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
@@ -508,7 +514,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     args.config, args.task = None, "digits-cnn"
     for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "screen_by", "exclude",
-                 "compare_runtimes", "algorithm", "pop_size",
+                 "compare_runtimes", "int8_weight_bits", "algorithm", "pop_size",
                  "offspring_size", "initial_size",
                  "preselect", "explore", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
                  "rungs", "eta", "promote", "schedule", "patience"):

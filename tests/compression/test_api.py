@@ -17,6 +17,7 @@ def test_the_documented_config_file_is_a_valid_one(tmp_path):
     assert options["patience"] == 3 and options["rungs"] == "0.25,1" and options["timeout_s"] == 900
     assert options["screen_by"] == "examples" and options["prefix_cache_mb"] == 512  # domain settings pass through to compress()
     assert options["exclude"] == ["quantize:bf16"] and options["compare_runtimes"] == "fast"
+    assert options["int8_weight_bits"] == "auto"
     assert options["run_dir"] == str(tmp_path / "runs" / "my-classifier")
     settings = {k: v for k, v in options.items() if k in RunSpec.__dataclass_fields__ and k != "eval_cache"}
     spec = RunSpec.build({}, **settings)  # every documented search setting passes the run's own checks
@@ -47,4 +48,5 @@ def test_available_runtimes_say_what_each_offers_on_this_machine(monkeypatch):
     assert rows["inductor"]["note"].startswith("bf16 left out: this processor has none of avx512_bf16")
     assert "int8 weights" not in rows["inductor"]["note"]  # torchao's int8 does not narrow them
     assert rows["onnxruntime"]["note"] == ("the default; int8 weights in 7 bits: this processor has none of avx512_vnni, "
-                                           "avx_vnni, amx_int8, and 8-bit products saturate its int8 kernels")
+                                           "avx_vnni, amx_int8, and 8-bit products saturate its int8 kernels "
+                                           "(int8_weight_bits sets it)")

@@ -197,8 +197,38 @@ def test_an_int8_members_card_says_how_wide_its_weights_are_and_what_that_means_
 
     assert _int8_weight_note(None) == {}
     narrow, wide = _int8_weight_note(7), _int8_weight_note(8)
-    assert narrow["int8_weight_bits"] == 7 and narrow["int8_note"].endswith("the file runs anywhere")
+    assert narrow["int8_weight_bits"] == 7 and narrow["int8_note"].endswith("keeps its accuracy on any processor")
     assert wide["int8_weight_bits"] == 8 and "without VNNI (avx512_vnni, avx_vnni or amx_int8)" in wide["int8_note"]
+    assert "int8_weight_bits 7" in wide["int8_note"]  # how to make one that does
+
+
+def test_int8_weight_bits_set_the_files_weights_whatever_the_processor(domain, tmp_path, monkeypatch):
+    """A run for a processor without VNNI, made on one with it (and the reverse): the width asked
+    for is what the file holds and what the evaluation records; ``auto`` follows the processor."""
+    if not domain.runtime.narrows_int8_weights:
+        with pytest.raises(ConfigError, match="int8_weight_bits 7 applies to onnxruntime, openvino; torchscript chooses"):
+            CompressDomain.from_config({**domain.config(), "int8_weight_bits": 7})
+        return
+    import onnx
+
+    static = PipelineGenome((Stage.make("quantize", mode="static", per_channel=True, keep_float_edges=False, epochs=0),),
+                            domain.task.training)
+    for saturate, setting, bits in ((False, 7, 7), (True, "8", 8), (True, "auto", 7), (False, "auto", 8)):
+        monkeypatch.setattr(machine, "int8_products_saturate", lambda saturate=saturate: saturate)
+        run = CompressDomain.from_config({**domain.config(), "int8_weight_bits": setting})
+        run.attach(domain.layout)
+        run.setup_worker()
+        folder = tmp_path / f"{saturate}-{setting}"
+        ev = run.evaluate(static, EvalContext(seed=1, artifact_dir=folder))
+        assert ev.ok, ev.reason
+        assert ev.metrics["int8_weight_bits"] == bits
+        weights = [onnx.numpy_helper.to_array(init) for init in onnx.load(str(folder / run.artifact)).graph.initializer
+                   if init.data_type == onnx.TensorProto.INT8 and len(init.dims) >= 2]
+        largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+        assert largest <= 64 if bits == 7 else largest == 127
+        assert run.config()["int8_weight_bits"] == (setting if setting == "auto" else int(setting))
+    with pytest.raises(ConfigError, match="int8_weight_bits 6 is not one of: auto, 7, 8"):
+        CompressDomain(domain.task, int8_weight_bits=6)
 
 
 def test_stored_configs_without_a_runtime_are_torchscript_runs(domain):
@@ -290,6 +320,8 @@ def test_cache_identity_changes_with_the_task_its_data_the_baseline_the_runtime_
     assert identity(task={**task, "baseline_epochs": task["baseline_epochs"] + 1}) != base
     assert identity(task={**task, "fingerprints": {**task["fingerprints"], "data": "0" * 64}}) != base
     assert identity(max_quality_drop=2.5) != base
+    if domain.runtime.narrows_int8_weights:
+        assert identity(int8_weight_bits=7) != base and identity(int8_weight_bits=8) != base
     copy = RunLayout(tmp_path / "copy")
     shutil.copytree(domain.layout.baseline, copy.baseline)
     assert identity(copy) == base

@@ -56,6 +56,7 @@ def compress(
     screen_by: str = "examples",
     exclude: Sequence[str] = (),
     compare_runtimes: str = "fast",
+    int8_weight_bits: str | int = "auto",
     run_dir: str | Path | None = None,
     spec: RunSpec | None = None,
     callback: SearchCallback | None = None,
@@ -81,7 +82,11 @@ def compress(
     what the search machine has. ``compare_runtimes`` is which other runtimes the fp32 baseline is
     also timed in when the run starts, so that `show` can say when one runs it faster than the
     run's reference: ``"fast"`` (the default: all installed but those whose export compiles native
-    code, Inductor), ``"all"`` or ``"none"``. ``settings`` are the run's settings (see
+    code, Inductor), ``"all"`` or ``"none"``. ``int8_weight_bits`` is how wide int8 weights are in
+    ``onnxruntime`` and ``openvino``: ``"auto"`` (the default) gives 7 bits on x86 processors without
+    VNNI, whose int8 kernels saturate with 8, and 8 elsewhere; 7 makes members that keep their
+    accuracy on any processor (search for one without VNNI on one with it), 8 the full range.
+    ``settings`` are the run's settings (see
     `evoforge.run.RunSpec`; defaults: petra, pop_size 10, budget 10m, 1 worker, 900 s timeout),
     or ``spec`` gives them all at once.
     Every member's artifact is kept in ``run_dir`` (default ``runs/<task>-<time>``).
@@ -108,6 +113,7 @@ def compress(
         screen_by=screen_by,
         exclude=exclude,
         compare_runtimes=compare_runtimes,
+        int8_weight_bits=int8_weight_bits,
     )
     return optimize(domain, run_dir=run_dir, spec=spec, callback=callback)
 
@@ -138,7 +144,7 @@ def available_runtimes() -> list[dict[str, Any]]:
             notes.append(f"bf16 left out: this processor has none of {', '.join(BF16_FEATURES)}")
         if runtime.narrows_int8_weights and int8_products_saturate():
             notes.append(f"int8 weights in 7 bits: this processor has none of {', '.join(INT8_DOT_FEATURES)}, "
-                         "and 8-bit products saturate its int8 kernels")
+                         "and 8-bit products saturate its int8 kernels (int8_weight_bits sets it)")
         rows.append({"runtime": name, "installed": True, "version": metadata.version(cls.package), "artifact": cls.artifact_name,
                      "modes": modes, "note": "; ".join(notes)})
     return rows
@@ -157,7 +163,7 @@ def compress_options_from_config(path: str | Path) -> dict[str, Any]:
     search = dict(data.get("search", {}) or {})
     if "timeout" in search:  # the config files' name for timeout_s
         search["timeout_s"] = search.pop("timeout")
-    check_keys("search", search, (*SETTINGS, "prefix_cache_mb", "screen_by", "exclude", "compare_runtimes"))
+    check_keys("search", search, (*SETTINGS, "prefix_cache_mb", "screen_by", "exclude", "compare_runtimes", "int8_weight_bits"))
     base = Path(path).resolve().parent
     task = data["task"]
     if isinstance(task, Mapping):

@@ -35,11 +35,19 @@ from evoforge.compression.operators import EXCLUDABLE, PipelineOperators, Search
 from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError, PruningWarning
 from evoforge.genome import Genome
-from evoforge.machine import INT8_DOT_FEATURES, MACHINE_METRIC, int8_products_saturate, machine_name, machines_note
+from evoforge.machine import INT8_DOT_FEATURES, MACHINE_METRIC, machine_name, machines_note
 from evoforge.pareto import Objective
 from evoforge.provenance import code_identity
 from evoforge.registry import Registry
-from evoforge.runtimes.base import QuantSettings, Runtime, check_compare_runtimes, get_runtime
+from evoforge.runtimes.base import (
+    RUNTIMES,
+    QuantSettings,
+    Runtime,
+    check_compare_runtimes,
+    check_int8_weight_bits,
+    get_runtime,
+    int8_weight_bits_here,
+)
 from evoforge.search.domain import Domain, EvalContext, Mutation, RebuiltMember, register_domain
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.workload.task import Task
@@ -131,11 +139,12 @@ def runtime_quant_modes(runtime: Runtime) -> tuple[str, ...]:
 
 
 def split_quant(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[tuple[Any, ...]] = (),
-               train_qat: Callable[[Any, int], object] | None = None) -> tuple[PipelineGenome, QuantSettings | None]:
+               train_qat: Callable[[Any, int], object] | None = None,
+               weight_bits: int | None = None) -> tuple[PipelineGenome, QuantSettings | None]:
     """The pipeline to run in PyTorch and the quantization the runtime applies at export: static and
     QAT int8 get ``calibration``; QAT with epochs gets ``train_qat(model, epochs)`` as its
-    trainer. Raises `ConfigError` naming the runtime's modes when the genome's quantize mode is
-    not among them."""
+    trainer; int8 gets ``weight_bits`` (`QuantSettings.weight_bits`). Raises `ConfigError` naming
+    the runtime's modes when the genome's quantize mode is not among them."""
     last = genome.stages[-1] if genome.stages else None
     if last is None or last.kind != "quantize":
         return genome, None
@@ -152,7 +161,8 @@ def split_quant(genome: PipelineGenome, runtime: Runtime, calibration: Sequence[
         def trainer(model: Any) -> object:
             return qat_train(model, epochs)
     quant = QuantSettings(mode, per_channel=last["per_channel"], keep_float_edges=last["keep_float_edges"],
-                          calibration=calibration if mode in ("static", "qat") else (), train=trainer)
+                          calibration=calibration if mode in ("static", "qat") else (), train=trainer,
+                          weight_bits=weight_bits)
     return dataclasses.replace(genome, stages=genome.stages[:-1]), quant
 
 
@@ -162,12 +172,12 @@ def _int8_weight_note(bits: int | None) -> dict[str, Any]:
     if bits is None:
         return {}
     if bits == 7:
-        note = ("int8 weights in 7 bits: the search machine's processor lacks VNNI, where 8-bit weights saturate the "
-                "int8 kernels; the file runs anywhere")
+        note = ("int8 weights in 7 bits, which processors without VNNI need (their int8 kernels saturate with 8): "
+                "the file keeps its accuracy on any processor")
     else:
         flags = f"{', '.join(INT8_DOT_FEATURES[:-1])} or {INT8_DOT_FEATURES[-1]}"
         note = (f"int8 weights in 8 bits: on an x86 processor without VNNI ({flags}) they can "
-                "saturate the int8 kernels and cost accuracy; compress on such a machine for 7-bit weights")
+                "saturate the int8 kernels and cost accuracy; compress with int8_weight_bits 7 for such a processor")
     return {"int8_weight_bits": bits, "int8_note": note}
 
 
@@ -217,7 +227,9 @@ class CompressDomain(Domain):
     `probe_capabilities` found to work on the model in that runtime (filled in by `prepare`),
     less ``exclude`` (names of `EXCLUDABLE`, or one comma-separated string of them); the
     baseline's fp32 is also timed in the other runtimes ``compare_runtimes`` names (one of
-    `evoforge.runtimes.base.COMPARE_RUNTIMES`; see `_fp32_elsewhere`);
+    `evoforge.runtimes.base.COMPARE_RUNTIMES`; see `_fp32_elsewhere`); ``int8_weight_bits`` (one of
+    `evoforge.runtimes.base.INT8_WEIGHT_BITS`, only for runtimes that `Runtime.narrows_int8_weights`)
+    is how wide int8 weights are: the evaluating processor's need (``auto``), or 7 or 8 bits;
     with ``timeout_s`` (the evaluation timeout) `prepare` also caps each pipeline's training at
     what fits in ``EPOCH_SHARE`` of it. At fidelity f < 1 (screening) every stage trains all of
     its epochs on f of the train split each (``screen_by="examples"``, the default), or f of its
@@ -249,9 +261,15 @@ class CompressDomain(Domain):
         screen_by: str = "examples",
         exclude: Sequence[str] = (),
         compare_runtimes: str = "fast",
+        int8_weight_bits: str | int = "auto",
     ) -> None:
         self.runtime = get_runtime(runtime)
         self.compare_runtimes = check_compare_runtimes(compare_runtimes)
+        self.int8_weight_bits = check_int8_weight_bits(int8_weight_bits)
+        if self.int8_weight_bits != "auto" and not self.runtime.narrows_int8_weights:
+            takes = ", ".join(name for name, cls in RUNTIMES.items() if cls.narrows_int8_weights)
+            raise ConfigError(f"int8_weight_bits {self.int8_weight_bits} applies to {takes}; {self.runtime.name} chooses "
+                              "its own int8 weights: leave it 'auto'")
         if isinstance(exclude, str):
             exclude = [name.strip() for name in exclude.split(",") if name.strip()]
         unknown = [name for name in exclude if name not in EXCLUDABLE]
@@ -319,6 +337,7 @@ class CompressDomain(Domain):
             "screen_by": self.screen_by,
             "exclude": list(self.exclude),
             "compare_runtimes": self.compare_runtimes,
+            "int8_weight_bits": self.int8_weight_bits,
         }
 
     @classmethod
@@ -745,7 +764,8 @@ class CompressDomain(Domain):
             genome = at_fidelity(genome, fraction)
         val, base_quality = self._validation(fraction, context.threads)
         draft = fraction < 1.0 and self.runtime.drafts  # screening: a draft, compared with the baseline's draft
-        in_torch, quant = split_quant(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st))
+        in_torch, quant = split_quant(genome, self.runtime, st["calibration"], self._qat_trainer(genome, context.seed, st),
+                                      weight_bits=None if self.int8_weight_bits == "auto" else int(self.int8_weight_bits))
         timings: dict[str, float] = {}
         start = time.perf_counter()
         with record_validation_losses() as curve:
@@ -803,7 +823,7 @@ class CompressDomain(Domain):
             "pipeline": describe_pipeline(genome),
             "runtime": self.runtime.name,
             MACHINE_METRIC: machine_name(),
-            **({"int8_weight_bits": 7 if int8_products_saturate() else 8}
+            **({"int8_weight_bits": quant.weight_bits or int8_weight_bits_here()}
                if quant is not None and quant.mode != "bf16" and self.runtime.narrows_int8_weights else {}),
             "val_loss_curve": [round(v, 6) for v in curve],
             "prefix_reused_stages": reused,

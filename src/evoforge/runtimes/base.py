@@ -32,6 +32,24 @@ def check_compare_runtimes(value: str) -> str:
     return value
 
 
+INT8_WEIGHT_BITS = ("auto", 7, 8)
+"""How wide int8 weights are in runtimes that `Runtime.narrows_int8_weights`: ``auto`` follows the
+evaluating processor (7 bits where `evoforge.machine.int8_products_saturate`, else 8); 7 gives
+files that keep their accuracy on any x86 processor, 8 the full range where the deployment
+processor has VNNI."""
+
+
+def check_int8_weight_bits(value: Any) -> str | int:
+    """``value`` as one of `INT8_WEIGHT_BITS` (``"7"`` from a command line or a config file is 7),
+    else a `ConfigError` naming them."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in ("7", "8") and not isinstance(value, (bool, float)):
+        return int(text)
+    raise ConfigError(f"int8_weight_bits {value!r} is not one of: auto, 7, 8")
+
+
 @dataclasses.dataclass(frozen=True)
 class QuantSettings:
     """A reduced-precision request for a runtime that applies it at export: ``mode`` (one of the
@@ -47,6 +65,17 @@ class QuantSettings:
     train: Callable[[nn.Module], object] | None = None
     """For ``qat``: trains the fake-quantized model in place (it takes the model's own input
     structure, like the float model); None calibrates it on ``calibration`` instead."""
+    weight_bits: int | None = None
+    """7 or 8: the int8 weight width in runtimes that `Runtime.narrows_int8_weights` (others
+    ignore it); None: the evaluating processor's (`int8_weight_bits_here`)."""
+
+
+def int8_weight_bits_here() -> int:
+    """The int8 weight width that keeps this processor's int8 kernels exact: 7 where
+    `evoforge.machine.int8_products_saturate`, else 8."""
+    from evoforge import machine
+
+    return 7 if machine.int8_products_saturate() else 8
 
 
 class Runtime(ABC):
@@ -78,8 +107,8 @@ class Runtime(ABC):
     """True when `export` also takes models torch.ao has already quantized (the compress
     ``quantize`` stage's own int8); such a runtime offers every mode of that stage."""
     narrows_int8_weights: ClassVar[bool] = False
-    """True when `export` quantizes int8 weights to 7 bits on processors whose int8 kernels would
-    saturate with 8 (`evoforge.machine.int8_products_saturate`)."""
+    """True when `export` takes the int8 weight width from `QuantSettings.weight_bits` (by default 7
+    bits on processors whose int8 kernels would saturate with 8, `int8_weight_bits_here`)."""
 
     @abstractmethod
     def export(self, model: nn.Module, example_input: Any, path: str | os.PathLike[str], *,

@@ -297,9 +297,10 @@ def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
-    from evoforge.machine import int8_products_saturate
+    from evoforge.runtimes.base import int8_weight_bits_here
 
-    # weights take 7 bits where 8-bit ones would overflow the int8 kernels' 16-bit sums (x86 without VNNI)
+    # 7-bit weights cannot overflow the 16-bit sums of the int8 kernels of x86 processors without VNNI
+    narrow = (quant.weight_bits or int8_weight_bits_here()) == 7
     prepared = floating.with_name("prepared.onnx")
     quant_pre_process(str(floating), str(prepared), skip_symbolic_shape=True)
     graph = onnx.load(str(prepared)).graph
@@ -308,7 +309,7 @@ def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str
         excluded = list(dict.fromkeys(excluded + _attention_nodes(graph)))
     if quant.mode == "dynamic":
         quantize_dynamic(str(prepared), str(path), per_channel=quant.per_channel, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=excluded, reduce_range=int8_products_saturate())
+                         nodes_to_exclude=excluded, reduce_range=narrow)
     else:
         # The quantizer computes a scale and zero point for every tensor it calibrated, also ones
         # between nodes left float: an attention mask of -inf (a TorchScript-exported BERT's) gets a
@@ -324,7 +325,7 @@ def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
                 nodes_to_exclude=excluded,
-                reduce_range=int8_products_saturate(),
+                reduce_range=narrow,
             )
 
 
