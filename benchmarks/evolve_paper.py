@@ -9,7 +9,10 @@
    ONNX Runtime, and its fastest member at <= 2 points test drop.
 2. ablation (seed check 2): one run of --ablation-budget per edit set (all; no resize; no
    type-changing resize; centered narrowing only; no block deletion; all with cost-weighted
-   targets), seed 1: the best speedup at <= 2 points for each.
+   targets) and seed (--ablation-seeds, from --ablation-first-seed): the best speedup at <= 2
+   points for each. With --side-by-side the chosen sets of one seed run at the same time, one
+   process each with an equal share of --workers, so that every set meets the same load on a
+   shared machine (the sets then compare with each other, not with runs that had every core).
 3. scaling (seed check 3): seconds per variant for parse, edit + verify + print, compile and run
    on digits-mobilenet, mobilenet-img32 and torchvision's ResNet-50 at 32x32, and the share of
    random single edits that fail; compiled with the im2col flags, as flag tuning picks for these
@@ -25,6 +28,7 @@
    test-accuracy change at equal or lower training time.
 
     python benchmarks/evolve_paper.py [--budget 60m] [--seeds 3] [--first-seed 1] [--edit-targets uniform|cost] [--ablation-budget 20m]
+        [--ablation-seeds 1] [--ablation-first-seed 1] [--side-by-side]
         [--ablations all,no-resize,no-type-changing-resize,centered-narrowing-only,no-block-deletion,all-cost-weighted-targets]
         [--train-budget 10m] [--compress-budget 60m]
         [--resnet50-budget 30m] [--resnet50-seeds 1] [--resnet50-first-seed 1] [--resnet50-branch-sweep 8]
@@ -43,6 +47,8 @@ import itertools
 import json
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +90,50 @@ def chosen_ablations(spec: str) -> dict[str, dict[str, Any]]:
         raise SystemExit(f"--ablations: unknown edit set(s) {sorted(unknown)}; valid: "
                          + ", ".join(ablation_slug(name) for name in ABLATIONS))
     return {name: options for name, options in ABLATIONS.items() if ablation_slug(name) in wanted}
+
+
+SECTIONS = ("main", "compress", "ablation", "flags", "scaling", "resnet50", "train")
+
+
+def ablation_run_dir(root: Path, name: str, seed: int) -> Path:
+    """Seed 1 keeps the folder name of the runs made before ablations had seeds."""
+    return root / (f"ablation-{ablation_slug(name)}" + ("" if seed == 1 else f"-seed{seed}"))
+
+
+def prepare_template(template: Path, program: str) -> None:
+    """Write what the first run would leave in ``template`` (the program with its tuned flags and
+    the source model's times in the other runtimes, and the trained baseline), so that runs
+    started at the same time share one baseline and one flag choice."""
+    if not RunLayout(template).program.exists():
+        from evoforge.mlir.api import prepare_program
+
+        prepare_program(program, RunLayout(template), tune_flags=True, compare_runtimes="all")
+
+
+def ablation_runs(root: Path, template: Path, sets: dict[str, dict[str, Any]], seeds: range, budget: str,
+                  workers: int, side_by_side: bool) -> dict[str, dict[int, Any]]:
+    """Each edit set's run stats by seed; with ``side_by_side`` a seed's unfinished sets run at
+    once, each in its own process of this script with ``workers // len(sets)`` workers."""
+    results: dict[str, dict[int, Any]] = {name: {} for name in sets}
+    for seed in seeds:
+        waiting = [name for name in sets if not finished_run(ablation_run_dir(root, name, seed))]
+        if side_by_side and len(waiting) > 1:
+            prepare_template(template, TASK)
+            share = max(1, workers // len(sets))
+            children = {name: subprocess.Popen([sys.executable, __file__, "--skip", ",".join(s for s in SECTIONS if s != "ablation"),
+                                                "--ablations", ablation_slug(name), "--ablation-seeds", "1",
+                                                "--ablation-first-seed", str(seed), "--ablation-budget", budget,
+                                                "--workers", str(share), "--root", str(root)])
+                        for name in waiting}
+            failed = [name for name, child in children.items() if child.wait() != 0]
+            if failed:
+                raise SystemExit(f"ablation seed {seed}: the side-by-side run(s) of {failed} failed; see their output above")
+        for name, options in sets.items():
+            run = evolve_run(ablation_run_dir(root, name, seed), template, TASK,
+                             budget=budget, workers=workers, seed=seed, **options)
+            results[name][seed] = run_stats(run)
+            print(f"ablation {name} seed {seed}: {json.dumps(results[name][seed], default=str)}", flush=True)
+    return results
 
 
 CONTENDERS = ("iree_o3", "torch_eager", "torch_compile", "onnxruntime", "openvino")
@@ -398,11 +448,16 @@ def print_tables(results: dict[str, Any]) -> None:
         print(f"\ndispatch time by kind, original compiled with {name}, one call: "
               + ", ".join(f"{kind} {ms:.1f} ms" for kind, ms in kinds.items()))
     if results.get("ablation"):
-        print("\n| edit set | best speedup at <= 2 pt | re-timed | evaluated | invalid |\n|---|---|---|---|---|")
-        for name, r in results["ablation"].items():
-            b = r["best_within_2pt"]
-            best = f"{b['speedup']:.2f}x | {b['retimed_speedup']:.2f}x" if b else "none | -"
-            print(f"| {name} | {best} | {r['evaluated']} | {r['invalid_rate']:.0%} |")
+        print("\n| edit set | seed | best speedup at <= 2 pt | re-timed | test drop pt | evaluated | invalid |")
+        print("|---|---|---|---|---|---|---|")
+        for name, by_seed in results["ablation"].items():
+            for seed, r in by_seed.items():
+                b = r["best_within_2pt"]
+                best = f"{b['speedup']:.2f}x | {b['retimed_speedup']:.2f}x | {b['test_drop_pt']:.2f}" if b else "none | - | -"
+                print(f"| {name} | {seed} | {best} | {r['evaluated']} | {r['invalid_rate']:.0%} |")
+            retimed = [r["best_within_2pt"]["retimed_speedup"] if r["best_within_2pt"] else 1.0 for r in by_seed.values()]
+            if len(retimed) > 1:
+                print(f"| {name} | median | | {statistics.median(retimed):.2f}x | | | |")
     if results.get("scaling"):
         print("\n| program | MLIR MB | parse s | edit+verify+print s | compile s | run s (batch 32) | invalid |")
         print("|---|---|---|---|---|---|---|")
@@ -436,6 +491,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=1, help="the main runs' seeds are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--ablation-budget", default="20m")
+    parser.add_argument("--ablation-seeds", type=int, default=1)
+    parser.add_argument("--ablation-first-seed", type=int, default=1, help="the ablation runs' seeds start here")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run the edit sets of each ablation seed at the same time, sharing --workers")
     parser.add_argument("--ablations", default=",".join(ablation_slug(name) for name in ABLATIONS),
                         help="comma list of the edit sets to run: " + ", ".join(ablation_slug(name) for name in ABLATIONS))
     parser.add_argument("--train-budget", default="10m")
@@ -452,7 +511,7 @@ def main() -> None:
     parser.add_argument("--resnet50-first-seed", type=int, default=1, help="the ResNet-50 runs' seeds start here")
     parser.add_argument("--resnet50-branch-sweep", type=int, default=8, help="evolve's branch_sweep for the ResNet-50 runs (0: off)")
     parser.add_argument("--resnet50-weights", default=None, help="state dict from train_resnet50_img32.py (default ROOT/resnet50-img32.pt)")
-    parser.add_argument("--skip", default="", help="comma list of: main, compress, ablation, flags, scaling, resnet50, train")
+    parser.add_argument("--skip", default="", help="comma list of: " + ", ".join(SECTIONS))
     parser.add_argument("--root", default="runs/evolve-paper")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -472,12 +531,9 @@ def main() -> None:
         results["compress"] = compress_comparison(root, args.compress_budget, args.workers)
         print(f"compress: {json.dumps(results['compress'], default=str)}", flush=True)
     if "ablation" not in skip:
-        results["ablation"] = {}
-        for name, options in chosen_ablations(args.ablations).items():
-            run = evolve_run(root / f"ablation-{ablation_slug(name)}", template, TASK,
-                             budget=args.ablation_budget, workers=args.workers, seed=1, **options)
-            results["ablation"][name] = run_stats(run)
-            print(f"ablation {name}: {json.dumps(results['ablation'][name], default=str)}", flush=True)
+        seeds = range(args.ablation_first_seed, args.ablation_first_seed + args.ablation_seeds)
+        results["ablation"] = ablation_runs(root, template, chosen_ablations(args.ablations), seeds,
+                                            args.ablation_budget, args.workers, args.side_by_side)
     if "flags" not in skip:
         results["iree_flags"] = iree_flag_times(RunLayout(template).program)
         print(f"IREE flags: {json.dumps(results['iree_flags'])}", flush=True)
