@@ -239,7 +239,7 @@ def test_stored_configs_without_a_runtime_are_torchscript_runs(domain):
         CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), runtime="tensorrt")
 
 
-def test_export_reverifies_in_a_fresh_process_and_converts_float_members(domain, tmp_path):
+def test_export_reverifies_in_a_fresh_process_and_converts_float_members(domain, tmp_path, monkeypatch):
     if domain.runtime.name != "onnxruntime":
         pytest.skip("one runtime is enough for the export path; the CLI tests export torchscript runs")
     from evoforge.errors import EvaluationError
@@ -263,6 +263,12 @@ def test_export_reverifies_in_a_fresh_process_and_converts_float_members(domain,
     wrong = {**claimed, "accuracy": claimed["accuracy"] - 0.05}
     with pytest.raises(EvaluationError, match="reloaded in a fresh onnxruntime process scores accuracy .* not the"):
         domain.export_member("float", genome, ev, tmp_path / "again", claimed=wrong)
+    # an 8-bit int8 member exported on a processor whose int8 kernels saturate with 8 bits: the error says why, and the fix
+    monkeypatch.setattr(machine, "int8_products_saturate", lambda: True)
+    eight = dataclasses.replace(ev, metrics={**ev.metrics, "int8_weight_bits": 8})
+    with pytest.raises(EvaluationError, match="not what was measured here: this processor has none of avx512_vnni, .*"
+                                              "compress with int8_weight_bits 7"):
+        domain.export_member("float", genome, eight, tmp_path / "eight", claimed=wrong)
 
     int8 = PipelineGenome((Stage.make("quantize", mode="dynamic", per_channel=False, keep_float_edges=False, epochs=0),),
                           domain.task.training)

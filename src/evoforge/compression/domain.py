@@ -181,6 +181,15 @@ def _int8_weight_note(bits: int | None) -> dict[str, Any]:
     return {"int8_weight_bits": bits, "int8_note": note}
 
 
+def _saturation_hint(bits: int | None) -> str:
+    """Why an int8 member scores differently here, when its 8-bit weights meet a processor whose
+    int8 kernels saturate with them (else nothing)."""
+    if bits != 8 or int8_weight_bits_here() != 7:
+        return ""
+    return (f" here: this processor has none of {', '.join(INT8_DOT_FEATURES)}, and the member's 8-bit int8 weights saturate "
+            "its int8 kernels; compress with int8_weight_bits 7 for members that keep their accuracy on it")
+
+
 def default_quality_limit(task: Task) -> tuple[float, bool]:
     """(max drop, relative): 1 point for accuracy-like metrics (fractions), 5% for the rest
     (regression errors, custom measures)."""
@@ -969,7 +978,7 @@ class CompressDomain(Domain):
             "objectives": evaluation.objectives,
             "objectives_timed_on": evaluation.metrics.get("machine"),
             **_int8_weight_note(evaluation.metrics.get("int8_weight_bits")),
-            **self._verify(self.runtime, dest, claimed, threads),
+            **self._verify(self.runtime, dest, claimed, threads, _saturation_hint(evaluation.metrics.get("int8_weight_bits"))),
             "baseline_test": self.baseline_record()["test"],
         }
         if extra:
@@ -985,10 +994,11 @@ class CompressDomain(Domain):
         (out_dir / "card.json").write_text(json.dumps(card, indent=2))
         return card
 
-    def _verify(self, runtime: Runtime, path: Path, claimed: Mapping[str, float] | None, threads: int) -> dict[str, Any]:
+    def _verify(self, runtime: Runtime, path: Path, claimed: Mapping[str, float] | None, threads: int,
+                hint: str = "") -> dict[str, Any]:
         """Reload ``path`` in a fresh process (`evoforge.compression.verify`); raise
-        `EvaluationError` when its test quality differs from ``claimed`` by more than one
-        example's worth."""
+        `EvaluationError` (ending in ``hint``) when its test quality differs from ``claimed`` by
+        more than one example's worth."""
         from evoforge.compression.verify import verify_in_fresh_process
         from evoforge.errors import EvaluationError
         from evoforge.workload.task import metric_of
@@ -1006,7 +1016,7 @@ class CompressDomain(Domain):
             if not abs(fresh - stated) <= tolerance:
                 raise EvaluationError(
                     f"{path.name} reloaded in a fresh {runtime.name} process scores {name} {fresh:.6g} on the test split, "
-                    f"not the {stated:.6g} the run reports (tolerance {tolerance:.3g}); the artifact is not what was measured"
+                    f"not the {stated:.6g} the run reports (tolerance {tolerance:.3g}); the artifact is not what was measured{hint}"
                 )
         return {"test": verified["test"], "verified_in_fresh_process": True, "latency": verified["latency"],
                 "latency_threads": threads, "latency_timed_on": machine_name()}
