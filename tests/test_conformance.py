@@ -247,6 +247,7 @@ def test_pruning_after_low_rank_keeps_attention_heads_whole(importance: str) -> 
     arch, splits, ctx = _setting()
     model = apply_stage(arch.build().eval(), Stage.make("lowrank", energy=0.8, reg_epochs=1, epochs=0), ctx)
     assert any(isinstance(layer.attention.self.query, torch.nn.Sequential) for layer in model.bert.encoder.layer)
+    assert isinstance(model.bert.embeddings.word_embeddings, torch.nn.Sequential)  # a narrow table and its projection
     for ratio, steps in ((0.4, 2), (0.3, 3)):
         model = apply_stage(model, Stage.make("prune", importance=importance, ratio=ratio, steps=steps, allocation="uniform",
                                               round_to=4, epochs=0), ctx)

@@ -90,6 +90,43 @@ def test_factorize_skips_protected_grouped_and_tiny_layers() -> None:
     assert isinstance(model[6], SVDLayer) and type(model[3]) is nn.Conv2d
 
 
+def test_an_embedding_table_folds_into_a_narrow_table_and_a_projection() -> None:
+    """ALBERT's factorized embedding: an (entries x dim) table of rank 5 becomes an 8-wide table
+    and a Linear 8 -> dim with the same lookups; the padding row keeps its index."""
+    torch.manual_seed(0)
+    table = nn.Embedding(50, 32, padding_idx=0)
+    table.weight.data = _low_rank_weight(50, 32, 5)
+    ids = torch.randint(0, 50, (3, 7))
+    svd = SVDLayer(table)
+    torch.testing.assert_close(svd(ids), table(ids), atol=1e-5, rtol=1e-4)
+    folded = svd.fold(0.999)
+    assert isinstance(folded, nn.Sequential) and type(folded[0]) is nn.Embedding and type(folded[1]) is nn.Linear
+    assert folded[0].weight.shape == (50, 8) and folded[0].padding_idx == 0 and folded[1].weight.shape == (32, 8)
+    assert folded[1].bias is None and n_params(folded) == 50 * 8 + 8 * 32
+    torch.testing.assert_close(folded(ids), table(ids), atol=1e-4, rtol=1e-4)
+    full = SVDLayer(nn.Embedding(6, 32)).fold(0.999)  # 6 entries: factors would not be smaller
+    assert type(full) is nn.Embedding and full.weight.shape == (6, 32)
+
+
+class _TiedLanguageModel(nn.Module):
+    def __init__(self, tie: bool) -> None:
+        super().__init__()
+        self.embed, self.mix, self.head = nn.Embedding(40, 16), nn.Linear(16, 16), nn.Linear(16, 40, bias=False)
+        if tie:
+            self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.mix(self.embed(ids))))
+
+
+def test_factorize_leaves_weights_that_layers_share_alone() -> None:
+    """An output layer tied to the embedding would keep the full table beside the factors."""
+    assert factorize(_TiedLanguageModel(tie=False)) == ["embed", "mix", "head"]
+    tied = _TiedLanguageModel(tie=True)
+    assert factorize(tied) == ["mix"] and type(tied.embed) is nn.Embedding and tied.head.weight is tied.embed.weight
+    assert factorize(nn.Sequential(nn.Embedding(40, 16, max_norm=1.0), nn.Linear(16, 40))) == ["1"]  # max_norm renormalizes rows
+
+
 def test_hoyer_regularizer_sparsifies_the_spectrum(trained_mlp: nn.Module, digits) -> None:
     def spectrum_rank(hoyer: float) -> int:
         model = copy.deepcopy(trained_mlp)

@@ -1,14 +1,16 @@
-"""SVD low-rank factorization of Linear, Conv1d and Conv2d layers.
+"""SVD low-rank factorization of Linear, Conv1d, Conv2d and Embedding layers.
 
-Each eligible layer's weight, flattened to an (out, in * k...) matrix W, is rewritten as
-U diag(S) V. The model is trained in that form with a Hoyer loss on S (sparser spectrum) and an
-orthogonality loss on U and V, then each layer is truncated by cumulative energy and folded back
-into two plain layers (k x k conv to r channels + 1x1 conv, or Linear n->r + Linear r->m), or
-into one dense layer where the factorized form would not be smaller.
+Each eligible layer's weight, flattened to an (out, in * k...) matrix W (an embedding table:
+(entries, dim)), is rewritten as U diag(S) V. The model is trained in that form with a Hoyer loss
+on S (sparser spectrum) and an orthogonality loss on U and V, then each layer is truncated by
+cumulative energy and folded back into two plain layers (k x k conv to r channels + 1x1 conv,
+Linear n->r + Linear r->m, or an r-wide Embedding + Linear r->dim, ALBERT's factorized
+embedding), or into one dense layer where the factorized form would not be smaller.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
 from collections.abc import Callable
@@ -24,8 +26,8 @@ from evoforge.errors import ConfigError
 from evoforge.workload.training import observe_forward, train
 
 RANK_MULTIPLE = 4
-_FACTORIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
-Factorizable = nn.Linear | nn.Conv1d | nn.Conv2d
+_FACTORIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
+Factorizable = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Embedding
 
 
 def energy_rank(s: Tensor, energy: float) -> int:
@@ -51,9 +53,11 @@ def factorization_pays(r: int, m: int, n: int) -> bool:
 
 
 class SVDLayer(nn.Module):
-    """A Linear / Conv1d / Conv2d layer held as trainable U diag(S) V (used during regularized training).
+    """A Linear / Conv1d / Conv2d / Embedding layer held as trainable U diag(S) V (used during
+    regularized training).
 
-    ``u`` is (out, k), ``s`` is (k,), ``v`` is (k, in * prod(kernel)); the bias stays as is.
+    ``u`` is (out, k), ``s`` is (k,), ``v`` is (k, in * prod(kernel)) (an embedding: u is
+    (entries, k), v is (k, dim)); the bias stays as is.
     """
 
     def __init__(self, layer: Factorizable) -> None:
@@ -61,7 +65,8 @@ class SVDLayer(nn.Module):
         weight = layer.weight.detach()
         u, s, v = torch.linalg.svd(weight.reshape(weight.shape[0], -1), full_matrices=False)
         self.u, self.s, self.v = nn.Parameter(u.contiguous()), nn.Parameter(s), nn.Parameter(v.contiguous())
-        self.bias: nn.Parameter | None = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone())
+        bias = getattr(layer, "bias", None)  # embeddings have none
+        self.bias: nn.Parameter | None = None if bias is None else nn.Parameter(bias.detach().clone())
         self._template = (copy.deepcopy(layer).requires_grad_(False),)  # a tuple keeps it out of the module tree
 
     @property
@@ -77,6 +82,8 @@ class SVDLayer(nn.Module):
         layer = self.template
         if isinstance(layer, nn.Linear):
             return F.linear(F.linear(x, self.v) * self.s, self.u, self.bias)
+        if isinstance(layer, nn.Embedding):
+            return F.embedding(x, self.u * self.s, layer.padding_idx) @ self.v
         conv = F.conv1d if isinstance(layer, nn.Conv1d) else F.conv2d
         kernel = self.v.reshape(len(self.s), layer.in_channels, *layer.kernel_size)
         h = conv(x, kernel, None, layer.stride, layer.padding, layer.dilation)
@@ -113,6 +120,11 @@ class SVDLayer(nn.Module):
             v = self.v[keep] * root[:, None]
             first: Factorizable
             second: Factorizable
+            if isinstance(layer, nn.Embedding):
+                table, project = nn.Embedding(m, r, padding_idx=layer.padding_idx), nn.Linear(r, n, bias=False)
+                table.weight.copy_(u)
+                project.weight.copy_(v.T)
+                return nn.Sequential(table, project).to(self.u.device)
             if isinstance(layer, nn.Linear):
                 first, second = nn.Linear(n, r, bias=False), nn.Linear(r, m, bias=self.bias is not None)
             else:
@@ -133,6 +145,8 @@ def _eligible(layer: nn.Module) -> bool:
         return False
     if isinstance(layer, (nn.Conv1d, nn.Conv2d)) and (layer.groups != 1 or layer.padding_mode != "zeros"):
         return False
+    if isinstance(layer, nn.Embedding) and (layer.max_norm is not None or layer.sparse):
+        return False
     m, n = layer.weight.shape[0], layer.weight[0].numel()
     return factorization_pays(min(RANK_MULTIPLE, m, n), m, n)
 
@@ -145,12 +159,16 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 def factorize(model: nn.Module, protected: tuple[str, ...] = (), example_input: Any = None) -> list[str]:
     """Swap every eligible layer for an `SVDLayer` in place; returns their names.
 
-    Eligible: Linear / Conv1d / Conv2d, not in ``protected``, not grouped (depthwise), zero
-    padding, and small enough at rank 4 for the factors to pay off. Given ``example_input``,
+    Eligible: Linear / Conv1d / Conv2d / Embedding, not in ``protected``, not grouped
+    (depthwise), zero padding, no embedding max-norm or sparse gradients, a weight no other
+    layer shares (a language model's output layer tied to its embedding would keep the full
+    table), and small enough at rank 4 for the factors to pay off. Given ``example_input``,
     also called as a module when the model runs on it: a layer whose weight the model reads
     directly (Swin's attention calls ``F.linear(x, qkv.weight)``) would break once replaced.
     """
-    names = [name for name, layer in model.named_modules() if name not in protected and _eligible(layer)]
+    owners = collections.Counter(id(p) for m in model.modules() for p in m.parameters(recurse=False))
+    names = [name for name, layer in model.named_modules()
+             if name not in protected and _eligible(layer) and owners[id(layer.weight)] == 1]
     if example_input is not None and names:
         called: set[nn.Module] = set()
         observe_forward(model, example_input, [model.get_submodule(n) for n in names], lambda m, _i, _o: called.add(m))
