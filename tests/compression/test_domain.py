@@ -231,6 +231,23 @@ def test_int8_weight_bits_set_the_files_weights_whatever_the_processor(domain, t
         CompressDomain(domain.task, int8_weight_bits=6)
 
 
+def test_show_says_how_wide_the_int8_weights_are_and_why(domain):
+    from evoforge.search.evaluation import Evaluation, Status
+
+    def evaluations(*widths):
+        return {str(i): Evaluation(Status.OK, metrics={"int8_weight_bits": w} if w else {}) for i, w in enumerate(widths)}
+
+    assert not any("int8 weights" in note for note in domain.headline_notes(evaluations(None)))
+    assert "int8 weights in 7 bits, as the evaluating processor needs (int8_weight_bits auto: 7 without VNNI)" in (
+        domain.headline_notes(evaluations(7, None)))
+    mixed = domain.headline_notes(evaluations(7, 8))
+    assert any(note.startswith("int8 weights in 7 and 8 bits") and "WARNING: the widths differ" in note for note in mixed)
+    if domain.runtime.narrows_int8_weights:
+        chosen = CompressDomain.from_config({**domain.config(), "int8_weight_bits": 7})
+        chosen.attach(domain.layout)
+        assert "int8 weights in 7 bits, as the run set (int8_weight_bits)" in chosen.headline_notes(evaluations(7))
+
+
 def test_stored_configs_without_a_runtime_are_torchscript_runs(domain):
     config = {k: v for k, v in domain.config().items() if k != "runtime"}
     assert CompressDomain.from_config(config).runtime.name == "torchscript"

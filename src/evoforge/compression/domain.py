@@ -606,6 +606,13 @@ class CompressDomain(Domain):
         timed_on = machines_note(e.metrics for e in evaluations.values() if e.ok)
         if timed_on:
             notes.append(timed_on)
+        widths = sorted({int(e.metrics["int8_weight_bits"]) for e in evaluations.values() if e.ok and e.metrics.get("int8_weight_bits")})
+        if widths:
+            chosen = ("as the run set (int8_weight_bits)" if self.int8_weight_bits != "auto"
+                      else "as the evaluating processor needs (int8_weight_bits auto: 7 without VNNI)")
+            notes.append(f"int8 weights in {' and '.join(map(str, widths))} bits, {chosen}"
+                         + ("; WARNING: the widths differ between evaluations (processors with and without VNNI)"
+                            if len(widths) > 1 else ""))
         reused = [int(e.metrics.get("prefix_reused_stages") or 0) for e in evaluations.values() if e.ok]
         if any(reused):
             notes.append(f"prefix reuse: {sum(1 for r in reused if r)} of {len(reused)} evaluations started from a stored "
