@@ -45,7 +45,7 @@ def check_int8_weight_bits(value: Any) -> str | int:
     text = str(value).strip().lower()
     if text == "auto":
         return "auto"
-    if text in ("7", "8") and not isinstance(value, (bool, float)):
+    if text in ("7", "8"):
         return int(text)
     raise ConfigError(f"int8_weight_bits {value!r} is not one of: auto, 7, 8")
 
