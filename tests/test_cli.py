@@ -367,6 +367,19 @@ def test_the_cli_offers_the_compare_runtimes_values_the_library_takes():
     assert _COMPARE_RUNTIMES == COMPARE_RUNTIMES
 
 
+def test_demo_is_the_compress_command_line_it_stands_for():
+    """Parsed as `compress` parses it, so every compress option exists at its default (a new
+    option cannot break the demo), with the demo's budget, run directory and global flags."""
+    from evoforge.cli import _demo_compress_args, build_parser
+
+    args = _demo_compress_args(build_parser().parse_args(["demo", "--quiet", "--budget", "90s", "--run", "runs/d"]))
+    plain = build_parser().parse_args(["compress", "--task", "digits-cnn", "--budget", "90s", "--workers", str(args.workers),
+                                       "--run", "runs/d"])
+    assert vars(args) == {**vars(plain), "quiet": True}
+    assert args.command == "compress" and args.config is None and args.int8_weight_bits is None and args.workers in (1, 2)
+    assert _demo_compress_args(build_parser().parse_args(["demo"])).budget == "3m"
+
+
 def test_the_cli_offers_the_int8_weight_bits_the_library_takes():
     from evoforge.cli import _INT8_WEIGHT_BITS
     from evoforge.runtimes.base import INT8_WEIGHT_BITS, check_int8_weight_bits

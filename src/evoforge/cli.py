@@ -512,15 +512,18 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 @command("demo", "compress the bundled digits-cnn task for a few minutes and print the front", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
-    args.config, args.task = None, "digits-cnn"
-    for name in ("objectives", "max_quality_drop", "relative", "runtime", "prefix_cache_mb", "screen_by", "exclude",
-                 "compare_runtimes", "int8_weight_bits", "algorithm", "pop_size",
-                 "offspring_size", "initial_size",
-                 "preselect", "explore", "timeout_s", "executor", "address", "log_json", "seed", "eval_cache",
-                 "rungs", "eta", "promote", "schedule", "patience"):
-        setattr(args, name, None)
-    args.workers = 2 if _cores() >= 2 else 1
-    return _compress(args)
+    return _compress(_demo_compress_args(args))
+
+
+def _demo_compress_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The `compress` command line the demo stands for, parsed as `compress` parses it (every
+    compress option at its default), with the demo's budget, run directory and global flags."""
+    argv = ["compress", "--task", "digits-cnn", "--budget", str(args.budget), "--workers", "2" if _cores() >= 2 else "1"]
+    if args.run_dir:
+        argv += ["--run", str(args.run_dir)]
+    compress_args = build_parser().parse_args(argv)
+    compress_args.debug, compress_args.quiet = args.debug, args.quiet
+    return compress_args
 
 
 def _cores() -> int:
