@@ -113,13 +113,13 @@ def prepare_template(template: Path, program: str) -> None:
 def ablation_runs(root: Path, template: Path, sets: dict[str, dict[str, Any]], seeds: range, budget: str,
                   workers: int, side_by_side: bool) -> dict[str, dict[int, Any]]:
     """Each edit set's run stats by seed; with ``side_by_side`` a seed's unfinished sets run at
-    once, each in its own process of this script with ``workers // len(sets)`` workers."""
+    once, each in its own process of this script with an equal share of ``workers``."""
     results: dict[str, dict[int, Any]] = {name: {} for name in sets}
     for seed in seeds:
         waiting = [name for name in sets if not finished_run(ablation_run_dir(root, name, seed))]
         if side_by_side and len(waiting) > 1:
             prepare_template(template, TASK)
-            share = max(1, workers // len(sets))
+            share = max(1, workers // len(waiting))
             children = {name: subprocess.Popen([sys.executable, __file__, "--skip", ",".join(s for s in SECTIONS if s != "ablation"),
                                                 "--ablations", ablation_slug(name), "--ablation-seeds", "1",
                                                 "--ablation-first-seed", str(seed), "--ablation-budget", budget,
