@@ -839,7 +839,7 @@ class CompressDomain(Domain):
             "pipeline": describe_pipeline(genome),
             "runtime": self.runtime.name,
             MACHINE_METRIC: machine_name(),
-            **({"int8_weight_bits": quant.weight_bits or int8_weight_bits_here()}
+            **({"int8_weight_bits": quant.int8_weight_bits()}
                if quant is not None and quant.mode != "bf16" and self.runtime.narrows_int8_weights else {}),
             "val_loss_curve": [round(v, 6) for v in curve],
             "prefix_reused_stages": reused,

@@ -69,6 +69,10 @@ class QuantSettings:
     """7 or 8: the int8 weight width in runtimes that `Runtime.narrows_int8_weights` (others
     ignore it); None: the evaluating processor's (`int8_weight_bits_here`)."""
 
+    def int8_weight_bits(self) -> int:
+        """The width int8 weights take here: `weight_bits`, or this processor's need."""
+        return self.weight_bits or int8_weight_bits_here()
+
 
 def int8_weight_bits_here() -> int:
     """The int8 weight width that keeps this processor's int8 kernels exact: 7 where

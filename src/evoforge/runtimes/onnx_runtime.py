@@ -297,10 +297,8 @@ def _quantize(floating: Path, path: Path, quant: QuantSettings, names: tuple[str
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
-    from evoforge.runtimes.base import int8_weight_bits_here
-
     # 7-bit weights cannot overflow the 16-bit sums of the int8 kernels of x86 processors without VNNI
-    narrow = (quant.weight_bits or int8_weight_bits_here()) == 7
+    narrow = quant.int8_weight_bits() == 7
     prepared = floating.with_name("prepared.onnx")
     quant_pre_process(str(floating), str(prepared), skip_symbolic_shape=True)
     graph = onnx.load(str(prepared)).graph
