@@ -121,3 +121,13 @@ def test_second_driver_gets_a_lock_error(tmp_path):
     finally:
         first.kill()
         first.wait()
+
+
+def test_run_path_that_cannot_be_a_folder(tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    assert f"run directory {afile} is a file; give a folder" in bad("search", "--problem", "zdt1", "--run", afile)
+    assert f"cannot create run directory {afile / 'run'}: Not a directory" in bad("search", "--problem", "zdt1", "--run", afile / "run")
+    assert "is a file" in bad("compress", "--task", "digits-mlp", "--run", afile)
+    assert "is a file" in bad("evolve", "--task", "digits-mlp", "--run", afile)
+    assert afile.read_text() == "mine"

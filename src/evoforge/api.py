@@ -64,7 +64,7 @@ def optimize(
                     )
     created = layout is not None and not layout.root.exists()
     if layout is not None:
-        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.create()
     domain.attach(layout)
     try:
         domain.prepare()  # fails early (bad model, data) before any store is written

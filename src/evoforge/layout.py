@@ -16,8 +16,11 @@ from any working directory.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
+
+from evoforge.errors import ConfigError
 
 STORE_FILE = "run.db"
 KEEP_ARTIFACTS = ("front", "all")
@@ -33,6 +36,20 @@ class RunLayout:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    def create(self) -> None:
+        """Make the run directory and its parents; a path that cannot hold a run (a file, a
+        file's child, no permission) is a `ConfigError` that names it, raised before anything is
+        written."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"run directory {self.root} is a file; give a folder for the run")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create run directory {self.root}: {exc.strerror or exc}; give a folder "
+                              "you can write to") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ConfigError(f"run directory {self.root} is not writable; give a folder you can write to")
 
     @property
     def store(self) -> Path:

@@ -158,6 +158,7 @@ def evolve(
     spec = spec or RunSpec.build(EvolveDomain.run_defaults, **settings)  # bad settings fail before any export
     if layout.holds_run():
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")
+    layout.create()
     fresh = not layout.program.exists()
     options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
                                "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets,
