@@ -77,3 +77,12 @@ def test_normalize_and_violation():
         normalize(1.0, 0.0, "ratio")
     assert violation({"a": -1.0, "b": 0.5, "c": 2.0}) == 2.5
     assert violation([float("nan")]) == float("inf")
+
+
+def test_one_objective():
+    ref = np.array([1.0])
+    assert hypervolume(np.array([[0.25], [0.5], [2.0]]), ref) == pytest.approx(0.75)
+    assert hv_contributions(np.array([[0.5], [0.25], [0.75], [2.0]]), ref).tolist() == pytest.approx([0, 0.25, 0, 0])
+    assert hv_contributions(np.array([[0.25], [0.25], [0.5]]), ref).tolist() == [0, 0, 0]  # tied best: removing one loses nothing
+    assert hv_contributions(np.array([[0.4]]), ref).tolist() == pytest.approx([0.6])
+    assert hv_contributions(np.array([[1.5]]), ref).tolist() == [0]

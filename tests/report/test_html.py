@@ -107,3 +107,16 @@ def test_warnings_under_the_headline_get_a_box_of_their_own(runs, tmp_path) -> N
     assert boxes == ["the baseline's validation accuracy 0.100 is no better than always predicting &lt;the most&gt; frequent class"]
     headline = re.search(r'<pre id="headline">(.*?)</pre>', dom, re.S).group(1)
     assert "WARNING" not in headline and headline.startswith("run ")  # the rest of the headline stays where it was
+
+
+def test_a_single_objective_run_plots_its_objective_against_the_evaluation(tmp_path) -> None:
+    from evoforge.testing.domains import SphereDomain
+
+    evoforge.optimize(SphereDomain(), run_dir=tmp_path / "sphere", budget=24, pop_size=6, workers=0, seed=1)
+    path = write_report(tmp_path / "sphere")
+    require_chromium()
+    dom = rendered_dom(path)
+    assert _errors(dom) == ""
+    pairs = re.search(r'<div id="pairs"[^>]*>(.*?)</section>', dom, re.S)
+    assert pairs and 'class="main-svg"' in pairs.group(1)  # the front section drew a plot
+    assert "distance vs evaluation" in dom

@@ -12,7 +12,7 @@ from evoforge.search.domain import Domain, register_domain
 from evoforge.search.engine import Search
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.termination import Termination
-from evoforge.testing.domains import AdaptationDomain
+from evoforge.testing.domains import AdaptationDomain, SphereDomain
 
 
 def test_unknown_algorithm_lists_valid_names():
@@ -32,6 +32,17 @@ def test_every_algorithm_improves_on_zdt1(name):
     hv = [r["hypervolume"] for r in s.store.generations()]
     assert hv[-1] >= hv[0]
     assert all(len(r["population"]) <= 20 for r in s.store.generations())
+
+
+@pytest.mark.parametrize("name", ["nsga2", "petra", "random"])
+def test_every_algorithm_runs_a_single_objective(name):
+    s = Search.create(SphereDomain(), algorithm=name, algorithm_options={"pop_size": 8},
+                      termination=Termination(max_evaluations=80), seed=1)
+    front = s.run()
+    values = sorted(e.objectives["distance"] for e in s.store.evaluations().values())
+    assert [m.objectives["distance"] for m in front] == [values[0]] * len(front)  # the front: the best value, ties kept
+    hv = [r["hypervolume"] for r in s.store.generations()]
+    assert hv[-1] == pytest.approx(2.5 - values[0]) and hv[-1] > hv[0]
 
 
 def test_nsga2_beats_random_on_zdt1():

@@ -34,6 +34,12 @@ def hv_contributions(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
     ref = np.asarray(ref, dtype=float)
     out = np.zeros(len(F))
     inside = np.flatnonzero(_inside(F, ref))
-    if inside.size:
+    if inside.size and len(ref) == 1:  # moocore needs two objectives or more
+        values = F[inside, 0]
+        best = np.flatnonzero(values == values.min())
+        if best.size == 1:
+            rest = np.delete(values, best)
+            out[inside[best[0]]] = (rest.min() if rest.size else ref[0]) - values[best[0]]
+    elif inside.size:
         out[inside] = moocore.hv_contributions(F[inside], ref=ref, ignore_dominated=False)
     return out

@@ -1,4 +1,5 @@
-"""Small domains for tests: fault injection and operator adaptation.
+"""Small domains for tests: fault injection, operator adaptation, pre-selection traps and a
+single objective.
 
 Both are registered domains, so worker processes and resumed runs rebuild them by name.
 """
@@ -403,3 +404,21 @@ class PartsDomain(Domain):
 
     def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
         return {key: {"test_error": evaluation.objectives["error"]} for key, evaluation in members}
+
+
+@register_domain
+class SphereDomain(VectorToyDomain):
+    """One objective: minimize the squared distance of (x, y) in [0, 1]^2 to `CENTER`. Operator
+    ``step`` moves by a small normal step; the engine, the algorithms and the report must work
+    with a front of one objective (its members tie on the best value)."""
+
+    name = "sphere"
+    CENTER = (0.3, 0.7)
+
+    def __init__(self) -> None:
+        super().__init__((Objective("distance", reference=2.5),),
+                         step=lambda g, rng: _vector(np.clip(np.array(g.values) + rng.normal(0, 0.05, 2), 0, 1)))  # type: ignore[attr-defined]
+
+    def evaluate(self, genome: Genome, context: EvalContext) -> Evaluation:
+        x, y = genome.values  # type: ignore[attr-defined]
+        return Evaluation(Status.OK, {"distance": (x - self.CENTER[0]) ** 2 + (y - self.CENTER[1]) ** 2})

@@ -37,7 +37,12 @@
     (r) => r.headline.split("\n").filter((line) => !line.startsWith(WARNING)).join("\n")).join("\n\n");
 
   // ---------------------------------------------------------------- the front
-  function value(p, name) { const v = p.objectives[name]; return v === undefined ? null : v; }
+  const EVALUATION = "evaluation";  // the x axis of a single-objective run's plot: the evaluation's id
+  function value(p, name) {
+    if (name === EVALUATION) return p.id;
+    const v = p.objectives[name];
+    return v === undefined ? null : v;
+  }
   function edge(run, name) {  // where failed candidates are drawn: just past the worst scored value
     const vals = run.points.filter((p) => p.status === "ok").map((p) => value(p, name)).filter((v) => v !== null);
     if (!vals.length) return 1;
@@ -66,7 +71,7 @@
       const failed = run.points.filter((p) => p.status !== "ok");
       traces.push({
         type: "scatter", mode: "markers", name: runName(run, r) + "failed (" + failed.length + ", drawn at the edge)",
-        visible: "legendonly", x: failed.map(() => edge(run, a)), y: failed.map(() => edge(run, b)),
+        visible: "legendonly", x: failed.map((p) => (a === EVALUATION ? p.id : edge(run, a))), y: failed.map(() => edge(run, b)),
         text: failed.map((p) => "#" + p.id + " " + p.status + "<br>" + escapeHover(p.reason)),
         customdata: failed.map((p) => [r, p.id]), hovertemplate: "%{text}<extra></extra>",
         marker: { size: 8, color: "#b00020", symbol: "x" },
@@ -88,6 +93,7 @@
     div.on("plotly_click", (ev) => { const d = ev.points[0].customdata; if (d) showDetail(runs[d[0]], d[1]); });
   }
   const pairs = document.getElementById("pairs");
+  if (objectives.length === 1) pairPlot(EVALUATION, objectives[0], pairs);
   for (let i = 0; i < objectives.length; i++)
     for (let j = i + 1; j < objectives.length; j++) pairPlot(objectives[i], objectives[j], pairs);
 
