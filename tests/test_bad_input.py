@@ -131,3 +131,11 @@ def test_run_path_that_cannot_be_a_folder(tmp_path):
     assert "is a file" in bad("compress", "--task", "digits-mlp", "--run", afile)
     assert "is a file" in bad("evolve", "--task", "digits-mlp", "--run", afile)
     assert afile.read_text() == "mine"
+
+
+def test_report_path_that_is_not_a_report(finished_run, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    assert "is not an evoforge report" in bad("report", finished_run, "--out", afile)
+    assert "is a file, not a folder" in bad("report", finished_run, "--out", afile / "r.html")
+    assert afile.read_text() == "mine"

@@ -120,3 +120,19 @@ def test_a_single_objective_run_plots_its_objective_against_the_evaluation(tmp_p
     pairs = re.search(r'<div id="pairs"[^>]*>(.*?)</section>', dom, re.S)
     assert pairs and 'class="main-svg"' in pairs.group(1)  # the front section drew a plot
     assert "distance vs evaluation" in dom
+
+
+def test_the_report_replaces_only_a_report(runs, tmp_path) -> None:
+    mine = tmp_path / "notes.html"
+    mine.write_text("<!DOCTYPE html><title>my notes</title>")
+    with pytest.raises(ConfigError, match="notes.html exists and is not an evoforge report; give a new file name"):
+        write_report(runs["zdt1"], mine)
+    assert mine.read_text() == "<!DOCTYPE html><title>my notes</title>"
+    with pytest.raises(ConfigError, match="notes.html is a file, not a folder"):
+        write_report(runs["zdt1"], mine / "report.html")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    first = write_report(runs["zdt1"], folder)
+    assert first == folder / "report.html" and first.read_text().startswith("<!DOCTYPE html>")
+    assert write_report(runs["zdt1"], first) == first  # an earlier report is replaced
+    assert sorted(p.name for p in folder.iterdir()) == ["report.html"]  # no scratch file left

@@ -25,7 +25,8 @@ REPORT_NAME = "report.html"
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, compare: Sequence[str | Path] = ()) -> Path:
     """Write the report of ``run_dir`` to ``out`` (default ``RUN/report.html``) and return its
     path. ``compare`` runs are overlaid (fronts and hypervolume curves against one reference);
-    they must have the same objectives. The file is replaced atomically."""
+    they must have the same objectives. ``out`` may be a folder (the report goes in it as
+    ``report.html``); an existing file is replaced, atomically, only when it is an evoforge report."""
     from evoforge.report.data import collect_run, objective_names, shared_reference
 
     runs = [Path(run_dir), *(Path(r) for r in compare)]
@@ -33,14 +34,44 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, compare:
     for run, objectives in zip(runs[1:], names[1:]):
         if objectives != names[0]:
             raise ConfigError(f"cannot compare {run}: its objectives {objectives} differ from {runs[0]}'s {names[0]}")
+    path = _report_path(Path(out) if out is not None else runs[0] / REPORT_NAME)
     reference = shared_reference(runs) if compare else None
     data = [collect_run(r, reference) for r in runs]
-    path = Path(out) if out is not None else runs[0] / REPORT_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    scratch.write_text(render(data), encoding="utf-8")
-    scratch.replace(path)
+    try:
+        scratch.write_text(render(data), encoding="utf-8")
+        scratch.replace(path)
+    except OSError as exc:
+        scratch.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write the report to {path}: {exc.strerror or exc}; give a path you can write to") from None
     return path
+
+
+def _report_path(path: Path) -> Path:
+    """Where the report goes: ``path``, or ``path/report.html`` for a folder. Its folder is made;
+    an existing file is replaced only when it is an evoforge report."""
+    if path.is_dir():
+        path = path / REPORT_NAME
+    if path.parent.is_file():
+        raise ConfigError(f"{path.parent} is a file, not a folder; give a report path in a folder")
+    if path.exists() and not _is_report(path):
+        raise ConfigError(f"{path} exists and is not an evoforge report; give a new file name or remove that file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {path.parent} for the report: {exc.strerror or exc}; "
+                          "give a path you can write to") from None
+    return path
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` holds a page `render` wrote (its title opens the head)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(2048)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>") and b"<title>evoforge report: " in head
 
 
 def render(runs: Sequence[dict[str, Any]]) -> str:
