@@ -207,6 +207,11 @@ def test_compress_kill_resume_show_export(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "10"
     assert "no front member with id 99999" in bad("export", run_dir, "--id", 99999)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.onnx").write_text("mine")
+    assert "holds files and no earlier export" in bad("export", run_dir, "--id", member["id"], "--out", tmp_path / "mine")
+    assert "is a file; give a folder" in bad("export", run_dir, "--id", member["id"], "--out", tmp_path / "mine" / "model.onnx")
+    assert [p.read_text() for p in (tmp_path / "mine").iterdir()] == ["mine"]
 
 
 @pytest.mark.iree
@@ -251,6 +256,8 @@ def test_evolve_show_export_an_mlir_file(tmp_path):
     card = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)
     assert (tmp_path / "out" / "variant.vmfb").exists() and isinstance(card["edits"], list)
     assert card["batch_coupling"] == 0.0  # re-verified at export whatever the run checked: every edit here is per example
+    again = json.loads(run("export", run_dir, "--id", member["id"], "--out", tmp_path / "out").stdout)  # an earlier export is replaced
+    assert again["edits"] == card["edits"]
     page = (run_dir / "report.html").read_text()  # written when the run ended
     data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])[0]
     details = [p["details"] for p in data["points"] if p["front"]]

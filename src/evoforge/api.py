@@ -237,7 +237,8 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
     """Write front member ``member_id`` of the run as a deployable artifact into ``out_dir``
     (default ``RUN/exports/<id>``) and verify it (the domain reloads it and recomputes its
     held-out numbers, which must match what the run reports). ``formats`` names further
-    runtimes to convert the member to, where the domain can (compress: float members)."""
+    runtimes to convert the member to, where the domain can (compress: float members).
+    ``out_dir`` must be new, empty or an earlier export (it holds ``card.json``)."""
     refuse_in_worker_import("evoforge.export_member")
     from evoforge.search.engine import candidate_seed
 
@@ -248,7 +249,29 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
         claimed = (store.meta("final", {}) or {}).get(member.key)
         seed = candidate_seed(int((store.config() or {})["seed"]), member.key)
     out = Path(out_dir) if out_dir is not None else layout.export_dir(member_id)
-    return domain.export_member(member.key, member.genome, member.evaluation, out, claimed=claimed, formats=formats, seed=seed)
+    created = _make_export_dir(out)
+    try:
+        return domain.export_member(member.key, member.genome, member.evaluation, out, claimed=claimed, formats=formats, seed=seed)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a refused export leaves no empty folder behind
+        raise
+
+
+def _make_export_dir(out: Path) -> bool:
+    """Make the export folder ``out`` (True when this made it). A folder that holds files and no
+    earlier export's ``card.json`` is refused, so that an export never overwrites other files."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; give a folder for the export")
+    if out.is_dir():
+        if any(out.iterdir()) and not (out / "card.json").is_file():
+            raise ConfigError(f"{out} holds files and no earlier export (no card.json); give a new or empty folder")
+        return False
+    try:
+        out.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the export folder {out}: {exc.strerror or exc}; give a folder you can write to") from None
+    return True
 
 
 def explain_member(run_dir: str | Path, member_id: int) -> list[dict[str, Any]]:
