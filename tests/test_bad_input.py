@@ -139,3 +139,16 @@ def test_report_path_that_is_not_a_report(finished_run, tmp_path):
     assert "is not an evoforge report" in bad("report", finished_run, "--out", afile)
     assert "is a file, not a folder" in bad("report", finished_run, "--out", afile / "r.html")
     assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("section, message", [
+    ("constraints:\n  max_quality_drop: abc\n", "max_quality_drop must be a number >= 0 (or None: no constraint), got 'abc'"),
+    ("constraints:\n  relative: maybe\n", "relative must be true or false, got 'maybe'"),
+    ("objectives: [size_ratio, size_ratio]\n", "objective 'size_ratio' is listed twice"),
+    ("objectives: 5\n", "objectives must be a list of names, got 5"),
+])
+def test_config_values_of_the_wrong_kind(tmp_path, section, message):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("task: digits-mlp\n" + section)
+    assert message in bad("compress", cfg, "--run", tmp_path / "r")
+    assert not (tmp_path / "r").exists()

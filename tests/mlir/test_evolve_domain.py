@@ -219,10 +219,12 @@ def test_bad_programs_are_clear_errors(tmp_path):
         evoforge.evolve(tmp_path / "missing.mlir", budget=2, run_dir=tmp_path / "r2")
     with pytest.raises(ConfigError, match="cannot evolve"):
         evoforge.evolve(42, budget=2, run_dir=tmp_path / "r3")
-    with pytest.raises(ConfigError, match="unknown objectives"):
+    with pytest.raises(ConfigError, match="unknown objective .speed.; valid names: runtime_ratio, error, size_ratio"):
         from evoforge.mlir.domain import EvolveDomain
 
         EvolveDomain(objectives=["speed"])
+    with pytest.raises(ConfigError, match="max_error_increase must be a number >= 0 .or None: no constraint., got 'abc'"):
+        EvolveDomain(max_error_increase="abc")
     with pytest.raises(ConfigError, match=r"unknown edit kinds \['shrink'\]; choose one or more of: delete, copy"):
         evoforge.evolve(tmp_path / "missing.mlir", edit_kinds=["delete", "shrink"], run_dir=tmp_path / "r4")
     assert not (tmp_path / "r4").exists()  # refused before anything is written

@@ -86,3 +86,18 @@ def test_one_objective():
     assert hv_contributions(np.array([[0.25], [0.25], [0.5]]), ref).tolist() == [0, 0, 0]  # tied best: removing one loses nothing
     assert hv_contributions(np.array([[0.4]]), ref).tolist() == pytest.approx([0.6])
     assert hv_contributions(np.array([[1.5]]), ref).tolist() == [0]
+
+
+def test_objective_names_are_checked():
+    from evoforge.errors import ConfigError
+    from evoforge.pareto import objective_names
+
+    valid = ["error", "runtime_ratio", "size_ratio"]
+    assert objective_names(["size_ratio", "error"], valid) == ["size_ratio", "error"]
+    assert objective_names("size_ratio, runtime_ratio", valid) == ["size_ratio", "runtime_ratio"]  # a config file's string
+    for value, message in [([], "give at least one objective; valid names: error, runtime_ratio, size_ratio"),
+                           (["speed"], "unknown objective 'speed'; valid names: error"),
+                           ("error,error", "objective 'error' is listed twice"),
+                           (5, "objectives must be a list of names, got 5")]:
+        with pytest.raises(ConfigError, match=message):
+            objective_names(value, valid)

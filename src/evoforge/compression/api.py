@@ -103,7 +103,7 @@ def compress(
     spec = spec or RunSpec.build(CompressDomain.run_defaults, **settings)
     domain = CompressDomain(
         resolved,
-        objectives=list(objectives or DEFAULT_OBJECTIVES),
+        objectives=DEFAULT_OBJECTIVES if objectives is None else objectives,
         max_quality_drop=constraints.get("max_quality_drop", -1.0),
         relative_drop=constraints.get("relative"),
         timeout_s=spec.timeout_s,
@@ -176,7 +176,7 @@ def compress_options_from_config(path: str | Path) -> dict[str, Any]:
                 task[field] = absolute_spec(value, base)
     kwargs: dict[str, Any] = {"task": task, **search}
     if "objectives" in data:
-        kwargs["objectives"] = list(data["objectives"])
+        kwargs["objectives"] = data["objectives"]  # a list, or one comma-separated string
     if "constraints" in data:
         kwargs["constraints"] = dict(data["constraints"])
     if "runtime" in data:

@@ -7,6 +7,7 @@ from evoforge.pareto.hypervolume import hv_contributions, hypervolume
 from evoforge.pareto.objectives import (
     Objective,
     normalize,
+    objective_names,
     reference_point,
     to_min_matrix,
     violation,
@@ -32,6 +33,7 @@ __all__ = [
     "knee_point",
     "non_dominated_sort",
     "normalize",
+    "objective_names",
     "ranks",
     "reference_point",
     "to_min_matrix",

@@ -33,6 +33,24 @@ class Objective:
         return float(value) if self.direction == "minimize" else -float(value)
 
 
+def objective_names(value: str | Sequence[str], valid: Sequence[str]) -> list[str]:
+    """The objectives ``value`` names (names, or one string of comma-separated names), checked:
+    at least one, each in ``valid``, none twice. Errors list the valid names."""
+    listing = ", ".join(valid)
+    if not isinstance(value, (str, Sequence)):
+        raise ConfigError(f"objectives must be a list of names, got {value!r}; valid names: {listing}")
+    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value)
+    if not names:
+        raise ConfigError(f"give at least one objective; valid names: {listing}")
+    for name in names:
+        if name not in valid:
+            raise ConfigError(f"unknown objective {name!r}; valid names: {listing}")
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise ConfigError(f"objective {repeated!r} is listed twice; give each objective once")
+    return names
+
+
 def normalize(value: float, baseline: float, mode: NormalizeMode) -> float:
     """Express ``value`` against ``baseline``: ratio v/b, delta v-b, relative (v-b)/|b|."""
     if mode == "none":
