@@ -219,6 +219,16 @@ def test_bad_programs_are_clear_errors(tmp_path):
         evoforge.evolve(tmp_path / "missing.mlir", budget=2, run_dir=tmp_path / "r2")
     with pytest.raises(ConfigError, match="cannot evolve"):
         evoforge.evolve(42, budget=2, run_dir=tmp_path / "r3")
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ConfigError, match="cannot read .*bad.onnx as an ONNX model"):
+        evoforge.evolve(tmp_path / "bad.onnx", budget=2, run_dir=tmp_path / "r4")
+    dynamic = tmp_path / "dynamic.mlir"
+    dynamic.write_text("func.func @main(%x: tensor<?x6xf32>) -> tensor<?x6xf32> {\n  return %x : tensor<?x6xf32>\n}\n")
+    with pytest.raises(ConfigError, match="is not a statically shaped tensor; give the program fixed shapes"):
+        evoforge.evolve(dynamic, budget=2, run_dir=tmp_path / "r5")
+    with pytest.raises(ConfigError, match="max_error_increase must be a number"):
+        evoforge.evolve(dynamic, budget=2, run_dir=tmp_path / "r6", max_error_increase=-1)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("r")]  # a refused start leaves no run folder
     with pytest.raises(ConfigError, match="unknown objective .speed.; valid names: runtime_ratio, error, size_ratio"):
         from evoforge.mlir.domain import EvolveDomain
 

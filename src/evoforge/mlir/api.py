@@ -158,19 +158,22 @@ def evolve(
     spec = spec or RunSpec.build(EvolveDomain.run_defaults, **settings)  # bad settings fail before any export
     if layout.holds_run():
         raise ConfigError(f"{layout.root} already holds a run; resume it with `evoforge resume {layout.root}` or choose a new directory")
-    layout.create()
     fresh = not layout.program.exists()
     options: dict[str, Any] = {"objectives": list(objectives), "max_error_increase": max_error_increase, "target": target,
                                "edit_kinds": list(edit_kinds), "compile_cache_mb": compile_cache_mb, "edit_targets": edit_targets,
                                "keep_artifacts": keep_artifacts, "branch_sweep": branch_sweep,
                                "crossover": crossover, "batch_check": batch_check}
     driver = EvolveDomain(extra_flags=list(extra_flags), **options).runtime_driver  # bad options fail before any export
+    created = not layout.root.exists()
+    layout.create()
     try:
         flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,
                                 target=target, extra_flags=extra_flags, driver=driver, tune_flags=tune_flags,
                                 compare_runtimes=compare_runtimes)
     except BaseException:
-        if fresh:  # nothing half-written stays behind
+        if fresh:  # nothing half-written stays behind (a trained baseline is whole: it stays for the next try)
             shutil.rmtree(layout.program, ignore_errors=True)
+        if created and not any(layout.root.iterdir()):
+            layout.root.rmdir()
         raise
     return optimize(EvolveDomain(extra_flags=flags, **options), run_dir=layout.root, spec=spec, callback=callback)

@@ -249,7 +249,11 @@ def pin_onnx_shapes(
         import onnx
     except ImportError:
         raise ImportError("ONNX programs need the 'onnx' package: pip install onnx") from None
-    model = onnx.load(str(source))
+    try:
+        model = onnx.load(str(source))
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors and onnx's own
+        raise ConfigError(f"cannot read {source} as an ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                          "give a model saved by torch.onnx.export or onnx.save") from None
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     pinned: dict[str, list[int]] = {}
@@ -319,7 +323,8 @@ def _entry_function(module: Any, entry: str | None) -> Any:
         if (entry is None and not private and not name.endswith("$async")) or name == entry:
             return fn
     names = [ir.StringAttr(f.attributes["sym_name"]).value for f in funcs]
-    raise ConfigError(f"entry function {entry or '(first public)'} not found; functions: {names}")
+    raise ConfigError(f"entry function {entry or '(first public)'} not found; functions: {names}; give a program with a "
+                      "public func.func")
 
 
 def _spec(t: Any) -> TensorSpec:
@@ -327,5 +332,6 @@ def _spec(t: Any) -> TensorSpec:
 
     info = irtools.tensor_info(t)
     if info is None:
-        raise ConfigError(f"entry function argument/result type {t} is not a statically shaped tensor")
+        raise ConfigError(f"entry function argument/result type {t} is not a statically shaped tensor; give the program "
+                          "fixed shapes (export it with the batch size to compile for)")
     return TensorSpec(shape=info.shape, dtype=irtools.dtype_name(t))
