@@ -392,3 +392,19 @@ def test_the_cli_offers_the_int8_weight_bits_the_library_takes():
     from evoforge.runtimes.base import INT8_WEIGHT_BITS, check_int8_weight_bits
 
     assert tuple(check_int8_weight_bits(value) for value in _INT8_WEIGHT_BITS) == INT8_WEIGHT_BITS
+
+
+def test_ctrl_c_names_the_run_to_resume(tmp_path):
+    """An interrupted start names its run folder (here the default one under the working
+    directory), the one a user did not choose."""
+    proc = subprocess.Popen([*EVOFORGE, "search", "--problem", "zdt1", "--budget", "20m", "--pop-size", "4"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("runs/zdt1-*/run.db")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    (run,) = tmp_path.glob("runs/zdt1-*")
+    assert f"continue with `evoforge resume runs/{run.name}`" in err

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from evoforge.errors import ConfigError, EvoforgeError
+from evoforge.layout import STORE_FILE
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {}
@@ -95,6 +96,7 @@ def _search(args: argparse.Namespace) -> int:
     domain = BenchmarkDomain(args.problem)
     spec = RunSpec.build(domain.run_defaults, **_settings(args))
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.problem)
+    args.run_dir = str(run_dir)  # named by an interruption's message
     evoforge.optimize(domain, run_dir=run_dir, spec=spec, callback=_progress(spec, args))
     return _show_run(run_dir, args)
 
@@ -172,7 +174,7 @@ def _compress(args: argparse.Namespace) -> int:
         kwargs["int8_weight_bits"] = args.int8_weight_bits
     task = resolve_task(kwargs.pop("task"))
     configured_run = kwargs.pop("run_dir", None)
-    run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
+    run_dir = args.run_dir = args.run_dir or configured_run or str(default_run_dir(task.name))
     compress(task, run_dir=run_dir, spec=spec, callback=_progress(spec, args), **kwargs)
     return _show_run(run_dir, args)
 
@@ -239,7 +241,7 @@ def _evolve(args: argparse.Namespace) -> int:
     if args.model:
         program, example = _model_and_example(args.model, args.example_input, args.data)
     name = Path(str(sources[0]).replace(":", "-")).stem
-    run_dir = args.run_dir or str(default_run_dir(f"evolve-{name}"))
+    run_dir = args.run_dir = args.run_dir or str(default_run_dir(f"evolve-{name}"))
     spec = RunSpec.build(EvolveDomain.run_defaults, **_settings(args))
     kwargs: dict[str, Any] = {
         "data": args.data, "example_input": example, "level": args.level, "run_dir": run_dir, "target": args.target,
@@ -580,6 +582,10 @@ def _log_warnings_to_stderr() -> None:
     logger.propagate = False
 
 
+_RESUMABLE = ("search", "compress", "evolve", "resume", "demo")
+"""The commands an interruption leaves a run to resume after."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ deprecation notices, before any torch import
     parser = build_parser()
@@ -596,11 +602,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
+        run = getattr(args, "run_dir", None)
         if args.command == "minimize":
-            print("evoforge: interrupted; the variants evaluated so far are stored in the run: `evoforge minimize RUN` "
+            print(f"evoforge: interrupted; the variants evaluated so far are stored in the run: `evoforge minimize {run}` "
                   "again goes on without evaluating them again", file=sys.stderr)
+        elif args.command in _RESUMABLE and run is not None and Path(run, STORE_FILE).exists():
+            print(f"evoforge: interrupted; continue with `evoforge resume {run}`", file=sys.stderr)
         else:
-            print("evoforge: interrupted; continue with `evoforge resume RUN`", file=sys.stderr)
+            print("evoforge: interrupted", file=sys.stderr)
         return 130
 
 
