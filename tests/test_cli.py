@@ -76,6 +76,7 @@ def test_report_and_show_choose_what_they_print(tmp_path):
     assert "unknown column 'speed'; columns: id, key, f1" in bad("show", tmp_path / "r", "--columns", "id,speed")
     assert "not an evoforge run directory" in bad("report", tmp_path / "missing")
     assert "cannot read 'f1<1' in pick rule" in bad("export", tmp_path / "r", "--pick", "f1<1")
+    assert "--columns ',,' names no column" in bad("show", tmp_path / "r", "--columns", ",,")
 
 
 def test_bad_inputs_give_one_line_and_exit_2(tmp_path):

@@ -376,6 +376,8 @@ def _shape_table(summary: dict[str, Any], sort: str | None, columns: str | None,
     full front records); `ConfigError` lists the columns when one is unknown."""
     rows, table = summary["front"], summary["table"]
     known = list(dict.fromkeys(c for row in rows for c in row))
+    if columns is not None and not _comma_list(columns):
+        raise ConfigError(f"--columns {columns!r} names no column; give comma-separated names such as id,quality_drop")
     wanted = _comma_list(columns) if columns else list(table[0]) if table else []
     for name in [*wanted, *([sort] if sort else [])]:
         if rows and name not in known:
