@@ -8,6 +8,7 @@ import copy
 import logging
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +41,23 @@ def test_float_export_reloads_with_the_models_quality_at_any_batch(
     assert loaded(x_test[:5]).shape == (5, 10)  # exported at batch 1, runs at 5
     assert runtime.size_bytes(path) == path.stat().st_size > 4 * sum(p.numel() for p in trained_mlp.parameters()) * 0.9
     assert "onnxruntime.InferenceSession" in runtime.load_snippet(path)
+
+
+@pytest.mark.parametrize("mode", [None, "static", "dynamic"])
+@pytest.mark.parametrize("draft", [False, True])
+def test_artifacts_carry_no_exporter_debug_info(mode: str | None, draft: bool, tmp_path) -> None:
+    """torch's exporter records each node's stack trace, with the absolute paths of the source
+    files; the artifact a user ships holds none of it, and is smaller for that."""
+    import onnx
+
+    model = digits_cnn().eval()
+    x = torch.randn(16, 1, 8, 8)
+    quant = QuantSettings(mode, calibration=[(x,)]) if mode else None
+    path = get_runtime("onnxruntime").export(model, x, tmp_path / "model.onnx", quant=quant, draft=draft)
+    proto = onnx.load(str(path))
+    assert not any(n.metadata_props or n.doc_string for n in proto.graph.node)
+    source = Path(digits_cnn.__code__.co_filename).name.encode()
+    assert source not in path.read_bytes()  # "models.py" of evoforge.workload, named by every stack trace
 
 
 def _exporters_called(monkeypatch: pytest.MonkeyPatch, *, fail_fast_path: bool = False) -> list[bool]:

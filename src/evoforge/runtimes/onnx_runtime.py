@@ -93,6 +93,7 @@ class OnnxRuntime(Runtime):
                     floating = _export_onnx(module, args, spec, Path(tmp) / "float.onnx", expected, draft=draft)
                     with quiet_onnx_converters():
                         _quantize(floating, path, quant, spec.names)
+            _strip_debug_info(path)
             self._finish(path, quant)
             session = self.load(path)
             got = session(*args)
@@ -114,6 +115,27 @@ class OnnxRuntime(Runtime):
 
     def load_snippet(self, path: str | os.PathLike[str]) -> str:
         return f"onnxruntime.InferenceSession({str(path)!r})"
+
+
+def _strip_debug_info(path: Path) -> None:
+    """Remove what the exporter records for debugging from the ONNX file at ``path``: each node's
+    doc string and metadata (torch's exporter writes the Python stack trace, module path and FX
+    node of every node, with the absolute paths of the user's source files). That is about half
+    of a small int8 model's file (digits-cnn: 13 of 27 KB), and nothing a runtime reads."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        graph.doc_string = ""
+        for node in graph.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+            graphs.extend(a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
+            graphs.extend(g for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs)
+    model.doc_string = ""
+    onnx.save(model, str(path))
 
 
 def _summary(exc: Exception) -> str:
