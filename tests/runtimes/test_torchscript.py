@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,9 @@ def test_export_roundtrip_any_batch(name: str, tmp_path: Path) -> None:
     with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(load_exported(path)(x), expected, atol=1e-4, rtol=1e-3)
+    with zipfile.ZipFile(path) as archive:  # no source ranges: they name the user's source files
+        assert not [n for n in archive.namelist() if n.endswith(".debug_pkl")]
+    assert b"models.py" not in path.read_bytes()
 
 
 def test_export_does_not_change_model_mode(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ def export_model(model: nn.Module, example_input: Any, path: str | os.PathLike[s
             traced = torch.jit.trace(module, args, check_trace=False)
             # freezing inlines submodules and folds batch-norm: a smaller, faster deployable file
             torch.jit.freeze(traced.eval()).save(str(path))
+            _strip_debug_info(path)
             got = load_exported(path, device=args[0].device)(*args)
     except Exception as exc:
         raise EvaluationError(f"TorchScript export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
@@ -64,6 +65,20 @@ def export_model(model: nn.Module, example_input: Any, path: str | os.PathLike[s
         diff = float((got.float() - expected.float()).abs().max())
         raise EvaluationError(f"exported TorchScript output differs from the model by up to {diff:.3g}")
     return path
+
+
+def _strip_debug_info(path: Path) -> None:
+    """Rewrite the TorchScript archive at ``path`` without its ``.debug_pkl`` records: the source
+    ranges of the traced code, with the absolute paths of the user's source files. ``torch.jit.load``
+    does not need them (an error inside the model then names no Python line)."""
+    import zipfile
+
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(scratch, "w") as kept:
+        for info in source.infolist():
+            if not info.filename.endswith(".debug_pkl"):
+                kept.writestr(info, source.read(info.filename))
+    scratch.replace(path)
 
 
 def load_exported(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
