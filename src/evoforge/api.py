@@ -205,13 +205,13 @@ def minimize(run_dir: str | Path, member_ids: Sequence[int] | None = None, *, to
         search = Search.resume(store, layout=layout)
         front = search.front()
         if member_ids is None:
-            members = [m for m in front if m.feasible and len(search.domain.parts(m.genome)) >= 2]
+            members = [m for m in front if m.feasible and search.domain.part_count(m.genome) >= 2]
             if not members:
                 raise ConfigError(f"no feasible front member of {run_dir} has two parts or more to minimize; see `evoforge show {run_dir}`")
         else:
             members = [front.by_id(i) for i in member_ids]
             for m in members:
-                parts = len(search.domain.parts(m.genome))
+                parts = search.domain.part_count(m.genome)
                 if parts < 2:
                     raise ConfigError(f"front member {m.id} has {parts} part{'' if parts == 1 else 's'}: nothing to minimize; "
                                       "choose a member with two or more")

@@ -403,6 +403,8 @@ def test_explain_evaluates_the_member_without_each_edit_and_each_edit_alone(tmp_
     domain, edits = _two_edit_member(tmp_path, linalg_mlp_text, linalg_program)
     rows = domain.explain_member(EditListGenome(edits=edits))
     assert [r["edit"] for r in rows[1:]] == describe_edits(linalg_program, edits)
+    genome = EditListGenome(edits=edits)
+    assert domain.part_count(genome) == len(domain.parts(genome)) == 2
     first, second = rows[1], rows[2]
     assert first["without"]["error"] == second["alone"]["error"] and second["without"]["error"] == first["alone"]["error"]
     assert first["alone"]["error"] != second["alone"]["error"]

@@ -681,6 +681,11 @@ class EvolveDomain(Domain):
         assert isinstance(genome, EditListGenome)
         return describe_edits(self.program, genome.edits)
 
+    def part_count(self, genome: Genome) -> int:
+        """The member's edit count (`parts` replays the program to describe them)."""
+        assert isinstance(genome, EditListGenome)
+        return len(genome.edits)
+
     def keep_parts(self, genome: Genome, kept: Sequence[int]) -> Genome:
         assert isinstance(genome, EditListGenome)
         return EditListGenome(edits=tuple(genome.edits[i] for i in kept))

@@ -224,6 +224,11 @@ class Domain(abc.ABC):
         (`evoforge.search.minimize`); `keep_parts` builds a genome of some of them."""
         raise ConfigError(f"domain {self.name!r} cannot minimize its members part by part; evolve runs can")
 
+    def part_count(self, genome: Genome) -> int:
+        """How many `parts` ``genome`` has (a domain overrides it where counting is cheaper than
+        describing them)."""
+        return len(self.parts(genome))
+
     def keep_parts(self, genome: Genome, kept: Sequence[int]) -> Genome:
         """The genome made of ``genome``'s parts at the indices ``kept`` (ascending), in order."""
         raise ConfigError(f"domain {self.name!r} cannot minimize its members part by part; evolve runs can")
