@@ -130,6 +130,9 @@ def test_run_path_that_cannot_be_a_folder(tmp_path):
     assert f"cannot create run directory {afile / 'run'}: Not a directory" in bad("search", "--problem", "zdt1", "--run", afile / "run")
     assert "is a file" in bad("compress", "--task", "digits-mlp", "--run", afile)
     assert "is a file" in bad("evolve", "--task", "digits-mlp", "--run", afile)
+    assert f"cannot append events to {tmp_path}: Is a directory" in bad("search", "--problem", "zdt1", "--log-json", tmp_path,
+                                                                         "--run", tmp_path / "r")
+    assert not (tmp_path / "r").exists()
     assert afile.read_text() == "mine"
 
 

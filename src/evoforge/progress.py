@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from evoforge.errors import ConfigError
 from evoforge.search.engine import Candidate, GenerationSummary, SearchCallback
 from evoforge.search.evaluation import Evaluation, Status
 from evoforge.search.termination import Termination
@@ -126,8 +127,12 @@ class JsonEventLog(SearchCallback):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot append events to {self.path}: {exc.strerror or exc}; give a file path you can "
+                              "write to") from None
 
     def _write(self, event: dict[str, Any]) -> None:
         self._file.write(json.dumps({"time": round(time.time(), 3), **event}, default=str) + "\n")
