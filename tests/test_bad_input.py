@@ -140,7 +140,7 @@ def test_report_path_that_is_not_a_report(finished_run, tmp_path):
     afile = tmp_path / "notes.txt"
     afile.write_text("mine")
     assert "is not an evoforge report" in bad("report", finished_run, "--out", afile)
-    assert "is a file, not a folder" in bad("report", finished_run, "--out", afile / "r.html")
+    assert f"report folder {afile} is a file; give a folder" in bad("report", finished_run, "--out", afile / "r.html")
     assert afile.read_text() == "mine"
 
 

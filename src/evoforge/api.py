@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from evoforge.errors import ConfigError, StoreError
 from evoforge.execute.base import refuse_in_worker_import
 from evoforge.front import Front
-from evoforge.layout import RunLayout
+from evoforge.layout import RunLayout, make_folder
 from evoforge.run import FIXED_ON_RESUME, RunSpec, stored_spec
 from evoforge.search.domain import Domain, domain_from_spec
 from evoforge.search.engine import Search, SearchCallback
@@ -261,17 +261,9 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
 def _make_export_dir(out: Path) -> bool:
     """Make the export folder ``out`` (True when this made it). A folder that holds files and no
     earlier export's ``card.json`` is refused, so that an export never overwrites other files."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file; give a folder for the export")
-    if out.is_dir():
-        if any(out.iterdir()) and not (out / "card.json").is_file():
-            raise ConfigError(f"{out} holds files and no earlier export (no card.json); give a new or empty folder")
-        return False
-    try:
-        out.mkdir(parents=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the export folder {out}: {exc.strerror or exc}; give a folder you can write to") from None
-    return True
+    if out.is_dir() and any(out.iterdir()) and not (out / "card.json").is_file():
+        raise ConfigError(f"{out} holds files and no earlier export (no card.json); give a new or empty folder")
+    return make_folder(out, "export folder")
 
 
 def explain_member(run_dir: str | Path, member_id: int) -> list[dict[str, Any]]:

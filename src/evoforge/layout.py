@@ -38,18 +38,8 @@ class RunLayout:
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
 
     def create(self) -> None:
-        """Make the run directory and its parents; a path that cannot hold a run (a file, a
-        file's child, no permission) is a `ConfigError` that names it, raised before anything is
-        written."""
-        if self.root.exists() and not self.root.is_dir():
-            raise ConfigError(f"run directory {self.root} is a file; give a folder for the run")
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create run directory {self.root}: {exc.strerror or exc}; give a folder "
-                              "you can write to") from None
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise ConfigError(f"run directory {self.root} is not writable; give a folder you can write to")
+        """Make the run directory and its parents (`make_folder`)."""
+        make_folder(self.root, "run directory")
 
     @property
     def store(self) -> Path:
@@ -99,6 +89,22 @@ class RunLayout:
 
     def holds_run(self) -> bool:
         return self.store.exists()
+
+
+def make_folder(path: Path, what: str) -> bool:
+    """Make the folder ``path`` and its parents; True when this made it. A path that cannot be a
+    writable folder (a file, a file's child, no permission) is a `ConfigError` naming it as
+    ``what`` (e.g. "run directory"), raised before anything is written."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file; give a folder")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {what} {path}: {exc.strerror or exc}; give a folder you can write to") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path} is not writable; give a folder you can write to")
+    return created
 
 
 def default_run_dir(name: str) -> Path:

@@ -128,7 +128,7 @@ def test_the_report_replaces_only_a_report(runs, tmp_path) -> None:
     with pytest.raises(ConfigError, match="notes.html exists and is not an evoforge report; give a new file name"):
         write_report(runs["zdt1"], mine)
     assert mine.read_text() == "<!DOCTYPE html><title>my notes</title>"
-    with pytest.raises(ConfigError, match="notes.html is a file, not a folder"):
+    with pytest.raises(ConfigError, match="report folder .*notes.html is a file; give a folder"):
         write_report(runs["zdt1"], mine / "report.html")
     folder = tmp_path / "reports"
     folder.mkdir()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.errors import ConfigError
+from evoforge.layout import make_folder
 
 REPORT_NAME = "report.html"
 
@@ -52,15 +53,9 @@ def _report_path(path: Path) -> Path:
     an existing file is replaced only when it is an evoforge report."""
     if path.is_dir():
         path = path / REPORT_NAME
-    if path.parent.is_file():
-        raise ConfigError(f"{path.parent} is a file, not a folder; give a report path in a folder")
     if path.exists() and not _is_report(path):
         raise ConfigError(f"{path} exists and is not an evoforge report; give a new file name or remove that file")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the folder {path.parent} for the report: {exc.strerror or exc}; "
-                          "give a path you can write to") from None
+    make_folder(path.parent, "report folder")
     return path
 
 
