@@ -80,19 +80,26 @@ def run_benchmark(task: str, default_budget: str, targets: list[dict[str, Any]],
             drop = 100.0 * (baseline - test)  # accuracy points lost
         rows.append({**row, "test_drop": drop})
         print(f"  id {row['id']:>4}  test {metric} {test:.4f}  drop {drop:+.2f}{'%' if relative else ' pt'}  "
-              f"size {row['size_ratio']:.3f}  latency@B {row['latency_ratio']:.3f}  vs eager {row.get('latency_vs_eager') or 0:.3f}  "
+              f"size {row['size_ratio']:.3f}  latency@B {row['latency_ratio']:.3f} (re-timed {row.get('test_latency_ratio') or 0:.3f})  "
+              f"vs eager {row.get('latency_vs_eager') or 0:.3f}  "
               f"{row.get('pipeline', '')}")
     results = {}
     for target in targets:
-        hits = [r for r in rows if r["test_drop"] <= target["max_drop"] and r[target["objective"]] <= target["max_ratio"]]
+        def measured(row: dict[str, Any], name: str = target["objective"]) -> float:
+            """The member's held-out measurement where the run made one (the re-timed test latency), else the search's."""
+            value = row.get(f"test_{name}")
+            return float(value if value is not None else row[name])
+
+        hits = [r for r in rows if r["test_drop"] <= target["max_drop"] and measured(r) <= target["max_ratio"]]
         within = [r for r in rows if r["test_drop"] <= target["max_drop"]]
-        best_row = min(within, key=lambda r: r[target["objective"]], default=None)
-        best = best_row[target["objective"]] if best_row else None
+        best_row = min(within, key=measured, default=None)
+        best = measured(best_row) if best_row else None
         ok = bool(hits)
         results[target["name"]] = {"met": ok, "best_ratio_within_drop": best}
         if best_row is not None:
             results[target["name"]]["best_member"] = {
-                k: best_row.get(k) for k in ("id", "latency_ratio", "latency_vs_eager", "size_ratio", "test_drop", "pipeline")
+                k: best_row.get(k) for k in ("id", "latency_ratio", "test_latency_ratio", "latency_vs_eager", "size_ratio", "test_drop",
+                                             "pipeline")
             }
         print(f"target {target['name']}: {'MET' if ok else 'NOT MET'} (best {target['objective']} within the drop: {best})")
     failed = evaluations - statuses.get("ok", 0)
