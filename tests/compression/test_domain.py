@@ -103,7 +103,7 @@ def test_config_round_trip_and_validation(domain):
     assert "run_dir" not in domain.config() and domain_from_spec(domain_spec(domain, domain.layout)).layout == domain.layout
     with pytest.raises(UnknownNameError, match="valid names: .*size_ratio"):
         CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), objectives=["speed"])
-    with pytest.raises(ConfigError, match="max_quality_drop must be >= 0"):
+    with pytest.raises(ConfigError, match="max_quality_drop must be a number >= 0 .or None: no constraint., got -3"):
         CompressDomain(BUILTIN_TASKS["digits-mlp"].to_dict(), max_quality_drop=-3)
     regression = CompressDomain(BUILTIN_TASKS["series-regression"].to_dict())
     assert regression.relative_drop and regression.max_quality_drop == 5.0

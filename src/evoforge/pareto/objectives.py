@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from evoforge.errors import ConfigError
+from evoforge.errors import ConfigError, UnknownNameError
 
 Direction = Literal["minimize", "maximize"]
 NormalizeMode = Literal["none", "ratio", "delta", "relative"]
@@ -44,7 +44,7 @@ def objective_names(value: str | Sequence[str], valid: Sequence[str]) -> list[st
         raise ConfigError(f"give at least one objective; valid names: {listing}")
     for name in names:
         if name not in valid:
-            raise ConfigError(f"unknown objective {name!r}; valid names: {listing}")
+            raise UnknownNameError(f"unknown objective {name!r}; valid names: {listing}")
     repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if repeated is not None:
         raise ConfigError(f"objective {repeated!r} is listed twice; give each objective once")
