@@ -36,7 +36,7 @@ from evoforge.compression.prefix import PrefixCache, apply_with_prefixes
 from evoforge.errors import ConfigError, PruningWarning
 from evoforge.genome import Genome
 from evoforge.machine import INT8_DOT_FEATURES, MACHINE_METRIC, machine_name, machines_note
-from evoforge.pareto import Objective, objective_names
+from evoforge.pareto import Objective, check_limit, objective_names
 from evoforge.provenance import code_identity
 from evoforge.registry import Registry
 from evoforge.runtimes.base import (
@@ -227,10 +227,6 @@ def initial_pipelines(base: PipelineGenome) -> list[PipelineGenome]:
     return [base, *hand_recipes(base.training).values(), dataclasses.replace(base, stages=(mild,))]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @register_domain
 class CompressDomain(Domain):
     """Configured by a `Task` (or its dict), the objective names (see `OBJECTIVES`), and the
@@ -303,8 +299,7 @@ class CompressDomain(Domain):
         limit, relative = default_quality_limit(self.task)
         self.relative_drop = relative if relative_drop is None else relative_drop
         self.max_quality_drop = limit if max_quality_drop == -1.0 else max_quality_drop
-        if self.max_quality_drop is not None and not (_is_number(self.max_quality_drop) and self.max_quality_drop >= 0):
-            raise ConfigError(f"max_quality_drop must be a number >= 0 (or None: no constraint), got {self.max_quality_drop!r}")
+        check_limit("max_quality_drop", self.max_quality_drop)
         if not isinstance(self.relative_drop, bool):
             raise ConfigError(f"relative must be true or false, got {self.relative_drop!r}")
         self.objective_names = objective_names(objectives, list(OBJECTIVES))

@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from evoforge.mlir.edits import (  # (importing it registers the genome type)
     check_target_weighting,
     crossover,
 )
-from evoforge.pareto import Objective, objective_names
+from evoforge.pareto import Objective, check_limit, objective_names
 from evoforge.registry import Registry
 from evoforge.search.domain import Domain, EvalContext, Mutation, register_domain
 from evoforge.search.evaluation import Evaluation, Status
@@ -115,9 +114,7 @@ class EvolveDomain(Domain):
         if compile_cache_mb < 0:
             raise ConfigError(f"compile_cache_mb must be >= 0 (0 turns the cache off), got {compile_cache_mb}")
         self.compile_cache_mb = compile_cache_mb
-        if max_error_increase is not None and not (isinstance(max_error_increase, (int, float)) and not isinstance(
-                max_error_increase, bool) and 0 <= max_error_increase < math.inf):
-            raise ConfigError(f"max_error_increase must be a number >= 0 (or None: no constraint), got {max_error_increase!r}")
+        check_limit("max_error_increase", max_error_increase)
         self.objective_names = objective_names(objectives, OBJECTIVE_NAMES)
         self.max_error_increase = max_error_increase
         self.target = target

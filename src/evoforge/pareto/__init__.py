@@ -6,6 +6,7 @@ Pure numpy (+ moocore for exact hypervolume); no torch, no IREE.
 from evoforge.pareto.hypervolume import hv_contributions, hypervolume
 from evoforge.pareto.objectives import (
     Objective,
+    check_limit,
     normalize,
     objective_names,
     reference_point,
@@ -24,6 +25,7 @@ from evoforge.pareto.sorting import (
 
 __all__ = [
     "Objective",
+    "check_limit",
     "crowding_distance",
     "dominates",
     "domination_matrix",

@@ -51,6 +51,15 @@ def objective_names(value: str | Sequence[str], valid: Sequence[str]) -> list[st
     return names
 
 
+def check_limit(name: str, value: object) -> None:
+    """Raise `ConfigError` unless ``value`` is None (no constraint) or a finite number >= 0 (a
+    constraint's limit, such as a quality drop)."""
+    if value is None:
+        return
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf):
+        raise ConfigError(f"{name} must be a number >= 0 (or None: no constraint), got {value!r}")
+
+
 def normalize(value: float, baseline: float, mode: NormalizeMode) -> float:
     """Express ``value`` against ``baseline``: ratio v/b, delta v-b, relative (v-b)/|b|."""
     if mode == "none":
