@@ -4,6 +4,7 @@ torchao int8 (PT2E static, dynamic, QAT; weight-only Linear); refusals; no torch
 from __future__ import annotations
 
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,14 @@ def test_float_package_reloads_with_the_models_quality_at_any_batch(runtime, flo
     assert loaded(x_test[:5]).shape == (5, 10)  # exported at batch 1, runs at 5
     assert runtime.size_bytes(float_package) == float_package.stat().st_size
     assert "aoti_load_package" in runtime.load_snippet(float_package)
+
+
+def test_the_package_holds_no_generated_sources_and_no_debug_sections(float_package: Path) -> None:
+    with zipfile.ZipFile(float_package) as archive:
+        names = archive.namelist()
+        libraries = [archive.read(n) for n in names if n.endswith(".so")]
+    assert not [n for n in names if n.endswith(".cpp")]  # the build's C++ names the host's paths
+    assert len(libraries) == 1 and b".debug_info" not in libraries[0] and b".debug_line" not in libraries[0]
 
 
 @pytest.mark.parametrize("mode", INT8_MODES)

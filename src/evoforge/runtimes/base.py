@@ -206,6 +206,19 @@ def check_artifact_output(got: torch.Tensor, expected: torch.Tensor, quant: Quan
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")
 
 
+def drop_archive_members(path: Path, drop: Callable[[str], bool]) -> None:
+    """Rewrite the zip archive at ``path`` without the members whose names ``drop`` accepts; the
+    others keep their names, order and compression. Written beside ``path``, then moved over it."""
+    import zipfile
+
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(scratch, "w") as kept:
+        for info in source.infolist():
+            if not drop(info.filename):
+                kept.writestr(info, source.read(info.filename))
+    scratch.replace(path)
+
+
 def get_runtime(name: str) -> Runtime:
     """A fresh instance of the runtime registered as ``name`` (unknown names list the valid ones)."""
     return RUNTIMES[name]()

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from evoforge.errors import EvaluationError
-from evoforge.runtimes.base import RUNTIMES, QuantSettings, Runtime, check_artifact_output
+from evoforge.runtimes.base import RUNTIMES, QuantSettings, Runtime, check_artifact_output, drop_archive_members
 from evoforge.workload.inputs import Bf16Model, InputSpec, ModelAdapter, to_tensors
 
 _CHECK_ATOL = 1e-4
@@ -71,14 +71,7 @@ def _strip_debug_info(path: Path) -> None:
     """Rewrite the TorchScript archive at ``path`` without its ``.debug_pkl`` records: the source
     ranges of the traced code, with the absolute paths of the user's source files. ``torch.jit.load``
     does not need them (an error inside the model then names no Python line)."""
-    import zipfile
-
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(scratch, "w") as kept:
-        for info in source.infolist():
-            if not info.filename.endswith(".debug_pkl"):
-                kept.writestr(info, source.read(info.filename))
-    scratch.replace(path)
+    drop_archive_members(path, lambda name: name.endswith(".debug_pkl"))
 
 
 def load_exported(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
