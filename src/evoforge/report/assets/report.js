@@ -7,6 +7,8 @@
   const objectives = main.objectives.map((o) => o.name);
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
   const CONFIG = { displaylogo: false, responsive: true };
+  // Titles sit left over the plot area, clear of Plotly's tool bar at its top right.
+  const plotTitle = (text, size) => ({ text, font: { size: size || 13 }, x: 0, xref: "paper", xanchor: "left" });
 
   function el(tag, text, cls) {
     const node = document.createElement(tag);
@@ -87,7 +89,7 @@
       traces.push({ type: "scatter", mode: "markers", name: "baseline", x: [main.baseline[a]], y: [main.baseline[b]],
         hovertemplate: "baseline<extra></extra>", marker: { size: 16, symbol: "star", color: "#222" } });
     }
-    const layout = { title: { text: b + " vs " + a, font: { size: 14 } }, xaxis: { title: { text: a } }, yaxis: { title: { text: b } },
+    const layout = { title: plotTitle(b + " vs " + a, 14), xaxis: { title: { text: a } }, yaxis: { title: { text: b } },
       margin: { l: 60, r: 10, t: 40, b: 50 }, legend: { font: { size: 10 } }, hovermode: "closest" };
     Plotly.newPlot(div, traces, layout, CONFIG);
     div.on("plotly_click", (ev) => { const d = ev.points[0].customdata; if (d) showDetail(runs[d[0]], d[1]); });
@@ -119,7 +121,7 @@
       });
     });
     Plotly.newPlot("parallel", traces, {
-      title: { text: "Parallel coordinates (each axis scaled to the range seen; lower is better for minimized objectives)", font: { size: 13 } },
+      title: plotTitle("Parallel coordinates (each axis scaled to the range seen; lower is better for minimized objectives)"),
       xaxis: { tickvals: objectives.map((_, k) => k), ticktext: objectives.map((o, k) => o + " [" + fmt(ranges[k][0]) + ", " + fmt(ranges[k][1]) + "]") },
       yaxis: { range: [-0.05, 1.05], showticklabels: false }, margin: { l: 20, r: 10, t: 40, b: 60 }, hovermode: "closest",
     }, CONFIG);
@@ -128,28 +130,30 @@
   }
 
   // ---------------------------------------------------------------- progress
-  function lines(div, rowsOf, xKey, xTitle) {
+  function lines(div, rowsOf, xKey, xKind, xTitle) {
     const traces = runs.map((run, r) => ({
       type: "scatter", mode: "lines", line: { shape: "hv", color: COLORS[r % COLORS.length] }, name: run.name,
       x: rowsOf(run).map((g) => g[xKey]), y: rowsOf(run).map((g) => g.hypervolume),
     }));
-    Plotly.newPlot(div, traces, { title: { text: "Hypervolume of all feasible evaluations vs " + xTitle, font: { size: 13 } },
-      xaxis: { title: { text: xTitle } }, yaxis: { title: { text: "hypervolume" }, rangemode: "tozero" }, margin: { l: 60, r: 10, t: 40, b: 50 } }, CONFIG);
+    Plotly.newPlot(div, traces, { title: plotTitle("Hypervolume vs " + xKind),
+      xaxis: { title: { text: xTitle } }, yaxis: { title: { text: "hypervolume of all feasible" }, rangemode: "tozero" }, margin: { l: 60, r: 10, t: 40, b: 50 } }, CONFIG);
   }
-  lines("hv-evals", (run) => run.progress.curve, "evaluations", "evaluations");
-  lines("hv-time", (run) => run.progress.generations, "elapsed_s", "wall seconds (at the end of each generation, and where the run stopped)");
+  lines("hv-evals", (run) => run.progress.curve, "evaluations", "evaluations", "evaluations");
+  lines("hv-time", (run) => run.progress.generations, "elapsed_s", "wall seconds", "wall seconds (at the end of each generation, and where the run stopped)");
   const generationRows = (run) => run.progress.generations.filter((g) => g.generation !== null);
+  const mostFailures = Math.max(0, ...runs.flatMap((run) => generationRows(run).map((g) => g.failures || 0)));
+  const failureTick = mostFailures <= 5 ? 1 : undefined;  // whole candidates, never -1 or 0.5
   Plotly.newPlot("failures-plot", runs.map((run, r) => ({
     type: "bar", name: run.name, x: generationRows(run).map((g) => g.generation),
     y: generationRows(run).map((g) => g.failures), marker: { color: COLORS[r % COLORS.length] },
-  })), { title: { text: "Failed candidates per generation", font: { size: 13 } }, xaxis: { title: { text: "generation" } },
-    yaxis: { title: { text: "failures" } }, margin: { l: 60, r: 10, t: 40, b: 50 } }, CONFIG);
+  })), { title: plotTitle("Failed candidates per generation"), xaxis: { title: { text: "generation" } },
+    yaxis: { title: { text: "failures" }, rangemode: "nonnegative", tick0: 0, dtick: failureTick }, margin: { l: 60, r: 10, t: 40, b: 50 } }, CONFIG);
   const withRates = generationRows(main).filter((g) => g.operator_rates);
   if (withRates.length) {
     const names = Object.keys(withRates[0].operator_rates);
     Plotly.newPlot("rates", names.map((n) => ({ type: "scatter", mode: "lines", name: n, stackgroup: "rates",
       x: withRates.map((g) => g.generation), y: withRates.map((g) => g.operator_rates[n]) })),
-    { title: { text: main.name + ": operator probabilities per generation", font: { size: 13 } },
+    { title: plotTitle("Operator probabilities per generation" + (runs.length > 1 ? " (" + main.name + ")" : "")),
       xaxis: { title: { text: "generation" } }, yaxis: { title: { text: "probability" }, range: [0, 1] }, margin: { l: 60, r: 10, t: 40, b: 50 } }, CONFIG);
   } else {
     document.getElementById("rates").remove();
@@ -246,7 +250,7 @@
       const div = el("div", null, "plot");
       box.appendChild(div);
       Plotly.newPlot(div, [{ type: "scatter", mode: "lines+markers", y: series.val_loss_curve, x: series.val_loss_curve.map((_, i) => i + 1) }],
-        { title: { text: "Validation loss per training epoch (all stages in order)", font: { size: 13 } },
+        { title: plotTitle("Validation loss per training epoch (all stages in order)"),
           xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "validation loss" } }, margin: { l: 60, r: 10, t: 40, b: 50 } }, CONFIG);
     }
     const rounds = ["latency_rounds_b1", "latency_rounds_batch"].filter((k) => series[k] && series[k].length);
@@ -254,7 +258,7 @@
       const div = el("div", null, "plot");
       box.appendChild(div);
       Plotly.newPlot(div, rounds.map((k) => ({ type: "box", name: k === "latency_rounds_b1" ? "batch 1" : "batch " + fmt(p.metrics.batch), y: series[k], boxpoints: "all" })),
-        { title: { text: "Latency ratio to the baseline, each interleaved round", font: { size: 13 } }, yaxis: { title: { text: "ratio" } },
+        { title: plotTitle("Latency ratio to the baseline, each interleaved round"), yaxis: { title: { text: "ratio" } },
           margin: { l: 60, r: 10, t: 40, b: 50 }, showlegend: false }, CONFIG);
     }
     box.scrollIntoView({ block: "nearest" });
