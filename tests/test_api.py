@@ -85,3 +85,34 @@ def test_a_model_object_and_dataloaders_run_and_resume_in_a_fresh_process(tmp_pa
         evaluations = store.evaluations()
     assert len(evaluations) == 6 and all(e.ok for e in evaluations.values())
     assert {k: evaluations[k] for k in first_evaluations} == first_evaluations
+
+
+def test_export_front_exports_every_member_and_reports_the_one_that_fails(tmp_path) -> None:
+    from pathlib import Path
+
+    import evoforge
+    from evoforge.testing.domains import PartsDomain
+    from tests.test_cli import bad, run
+
+    fails, cheap = ("fast-1", "fast-2", "slow-1"), ("fast-1", "fast-2", "fast-3", "costly-1")  # the toy cannot export a slow part
+    run_dir = tmp_path / "run"
+    evoforge.optimize(PartsDomain(members=(fails, cheap)), run_dir=run_dir, budget=3, pop_size=3)
+    front = {m.genome.parts: m.id for m in evoforge.load_front(run_dir)}
+    assert set(front) == {fails, cheap}
+
+    cards = evoforge.export_front(run_dir)
+    assert set(cards) == set(front.values())
+    artifact = Path(cards[front[cheap]]["artifact"])
+    assert artifact == run_dir / "exports" / str(front[cheap]) / "parts.json" and json.loads(artifact.read_text()) == list(cheap)
+    assert isinstance(cards[front[cheap]]["seed"], int)  # the member's candidate seed, as export_member passes it
+    assert "holds a slow part" in cards[front[fails]]["error"]
+    assert not (run_dir / "exports" / str(front[fails])).exists()  # a failed export leaves no empty folder
+
+    proc = run("export", run_dir, "--all", "--out", tmp_path / "all", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"evoforge: member {front[fails]} was not exported: {cards[front[fails]]['error']}"
+    listed = {card["id"]: card for card in json.loads(proc.stdout)}
+    assert set(listed) == set(front.values()) and "error" in listed[front[fails]]
+    assert json.loads((tmp_path / "all" / str(front[cheap]) / "parts.json").read_text()) == list(cheap)
+    assert "give --id or --pick with it, not --all" in bad("export", run_dir, "--all", "--format", "openvino")
+    assert "not allowed with argument" in run("export", run_dir, "--all", "--id", front[cheap], check=False).stderr

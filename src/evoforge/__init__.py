@@ -14,6 +14,7 @@ _LAZY = {
     "resume": "evoforge.api",
     "load_front": "evoforge.api",
     "export_member": "evoforge.api",
+    "export_front": "evoforge.api",
     "explain_member": "evoforge.api",
     "minimize": "evoforge.api",
     "write_report": "evoforge.report",

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError, StoreError
 from evoforge.execute.base import refuse_in_worker_import
-from evoforge.front import Front
+from evoforge.front import Front, Member
 from evoforge.layout import RunLayout, make_folder
 from evoforge.run import FIXED_ON_RESUME, RunSpec, stored_spec
 from evoforge.search.domain import Domain, domain_from_spec
-from evoforge.search.engine import Search, SearchCallback
+from evoforge.search.engine import Search, SearchCallback, candidate_seed
 from evoforge.search.minimize import DEFAULT_TOLERANCE
 from evoforge.search.termination import parse_budget
 from evoforge.store.base import RunStore
@@ -240,22 +240,53 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
     runtimes to convert the member to, where the domain can (compress: float members).
     ``out_dir`` must be new, empty or an earlier export (it holds ``card.json``)."""
     refuse_in_worker_import("evoforge.export_member")
-    from evoforge.search.engine import candidate_seed
+    exporter = _FrontExporter(RunLayout(Path(run_dir)))
+    out = Path(out_dir) if out_dir is not None else exporter.layout.export_dir(member_id)
+    return exporter.export(exporter.front.by_id(member_id), out, formats)
 
-    layout = RunLayout(Path(run_dir))
-    with open_store(layout.root, readonly=True) as store:
-        domain = _open_domain(store, layout)
-        member = Front.from_store(store, domain.objectives).by_id(member_id)
-        claimed = (store.meta("final", {}) or {}).get(member.key)
-        seed = candidate_seed(int((store.config() or {})["seed"]), member.key)
-    out = Path(out_dir) if out_dir is not None else layout.export_dir(member_id)
-    created = _make_export_dir(out)
-    try:
-        return domain.export_member(member.key, member.genome, member.evaluation, out, claimed=claimed, formats=formats, seed=seed)
-    except BaseException:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # a refused export leaves no empty folder behind
-        raise
+
+def export_front(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[int, dict[str, Any]]:
+    """Export and verify every front member of the run, as `export_member` does one, into
+    ``out_dir/<id>`` (default ``RUN/exports/<id>``). Returns each member id's card, or
+    ``{"error": message}`` for a member whose export or verification failed: the others are
+    still exported."""
+    refuse_in_worker_import("evoforge.export_front")
+    from evoforge.errors import EvoforgeError
+
+    exporter = _FrontExporter(RunLayout(Path(run_dir)))
+    if out_dir is not None:
+        make_folder(Path(out_dir), "export folder")
+    cards: dict[int, dict[str, Any]] = {}
+    for member in exporter.front:
+        out = Path(out_dir) / str(member.id) if out_dir is not None else exporter.layout.export_dir(member.id)
+        try:
+            cards[member.id] = exporter.export(member, out, ())
+        except EvoforgeError as exc:
+            cards[member.id] = {"error": str(exc)}
+    return cards
+
+
+class _FrontExporter:
+    """A run's domain and front, opened once, to export members of it."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout = layout
+        with open_store(layout.root, readonly=True) as store:
+            self.domain = _open_domain(store, layout)
+            self.front = Front.from_store(store, self.domain.objectives)
+            self.final = store.meta("final", {}) or {}
+            self.run_seed = int((store.config() or {})["seed"])
+
+    def export(self, member: Member, out: Path, formats: Sequence[str]) -> dict[str, Any]:
+        """Export ``member`` into ``out`` (new, empty or an earlier export); see `export_member`."""
+        created = _make_export_dir(out)
+        try:
+            return self.domain.export_member(member.key, member.genome, member.evaluation, out, claimed=self.final.get(member.key),
+                                             formats=formats, seed=candidate_seed(self.run_seed, member.key))
+        except BaseException:
+            if created and not any(out.iterdir()):
+                out.rmdir()  # a refused export leaves no empty folder behind
+            raise
 
 
 def _make_export_dir(out: Path) -> bool:
@@ -290,7 +321,6 @@ def member_model(run_dir: str | Path, evaluation_id: int) -> Any:
     """Rebuild evaluation ``evaluation_id`` of a run (ids as `evoforge show` prints them; any
     successful evaluation, not only front members) as a model object, through its domain."""
     from evoforge.genome import genome_from_json
-    from evoforge.search.engine import candidate_seed
 
     layout = RunLayout(Path(run_dir))
     with open_store(layout.root, readonly=True) as store:

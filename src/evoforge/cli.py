@@ -409,10 +409,14 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory")
     chosen = p.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--id", dest="member_id", type=int, help="front member id (see evoforge show)")
+    chosen.add_argument("--all", dest="every_member", action="store_true",
+                        help="every front member, each into OUT/<id> (default RUN/exports/<id>); a member that fails is "
+                             "reported and the others are still exported")
     chosen.add_argument("--pick", default=None,
                         help='choose by rule, e.g. "max_quality_drop=1,minimize=test_latency_ratio" (an objective, or '
                              'test_<objective> for the number re-measured when the run ended; no minimize: the knee point)')
-    p.add_argument("--out", default=None, help="output directory (default: RUN/exports/<id>)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: RUN/exports/<id>; with --all, the folder for the members' folders)")
     p.add_argument("--format", dest="formats", default=None,
                    help="comma-separated runtimes to also convert a float member to (e.g. onnxruntime,openvino,inductor,torchscript)")
 
@@ -422,12 +426,28 @@ def _export(args: argparse.Namespace) -> int:
     import evoforge
 
     formats = _comma_list(args.formats) if args.formats else []
+    if args.every_member:
+        if formats:
+            raise ConfigError("--format converts one float member; give --id or --pick with it, not --all")
+        return _export_front(args.run_dir, args.out)
     member_id = args.member_id
     if args.pick is not None:
         member_id = evoforge.load_front(args.run_dir).pick_rule(args.pick).id
     card = evoforge.export_member(args.run_dir, member_id, args.out, formats=formats)
     print(json.dumps({"id": member_id, **card}, indent=2, default=str))
     return 0
+
+
+def _export_front(run_dir: str, out: str | None) -> int:
+    """Export every front member; print their cards as one JSON list; 1 when any failed."""
+    import evoforge
+
+    cards = evoforge.export_front(run_dir, out)
+    print(json.dumps([{"id": member_id, **card} for member_id, card in cards.items()], indent=2, default=str))
+    failed = [member_id for member_id, card in cards.items() if "error" in card]
+    for member_id in failed:
+        print(f"evoforge: member {member_id} was not exported: {cards[member_id]['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _explain_args(p: argparse.ArgumentParser) -> None:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evoforge.errors import ConfigError
+from evoforge.errors import ConfigError, EvaluationError
 from evoforge.genome import Genome, register_genome
 from evoforge.pareto import Objective
 from evoforge.registry import Registry
@@ -349,7 +351,8 @@ class PartsDomain(Domain):
     that share either way, drawn from the evaluation's seed. The first generation is the empty
     genome and ``members``; mutation appends a random part. ``error_limit``: a constraint
     ``error - error_limit`` when set. Each evaluation records the cost before noise (``true_cost``).
-    Like evolve, it measures front members again when a stored run ends (``test_error``: the error)."""
+    Like evolve, it measures front members again when a stored run ends (``test_error``: the error).
+    A member exports as ``parts.json``; one holding a ``slow`` part fails its export's verification."""
 
     name = "parts-toy"
     timed_objectives = ("cost",)
@@ -404,6 +407,17 @@ class PartsDomain(Domain):
 
     def finalize(self, members: Sequence[tuple[str, Evaluation]]) -> dict[str, dict[str, Any]]:
         return {key: {"test_error": evaluation.objectives["error"]} for key, evaluation in members}
+
+    def export_member(self, key: str, genome: Genome, evaluation: Evaluation, out_dir: Path, *,
+                      claimed: Mapping[str, float] | None = None, formats: Sequence[str] = (),
+                      seed: int | None = None) -> dict[str, Any]:
+        assert isinstance(genome, PartsGenome)
+        if any(p.startswith("slow-") for p in genome.parts):
+            raise EvaluationError(f"member {key[:12]} holds a slow part, which this toy domain cannot export")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        artifact = out_dir / "parts.json"
+        artifact.write_text(json.dumps(list(genome.parts)))
+        return {"artifact": str(artifact), "claimed": dict(claimed or {}), "seed": seed}
 
 
 @register_domain
