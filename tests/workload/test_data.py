@@ -85,6 +85,74 @@ def test_a_dataset_streams_and_a_dataloader_lends_its_dataset_and_collate() -> N
     np.testing.assert_array_equal(np.concatenate([t.numpy() for _, t in batches]), splits.test.targets())  # in order
 
 
+class HuggingFaceStyleDataset:
+    """Like a tokenized ``datasets.Dataset`` in torch format: no torch Dataset, items are dicts
+    with the target under ``label``."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.items = TokenDataset(n, seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        inputs, target = self.items[i]
+        return {**inputs, "label": torch.tensor(target)}
+
+
+def test_dict_items_with_a_label_entry_as_huggingface_datasets_and_collators_give_them() -> None:
+    transformers = pytest.importorskip("transformers")
+    train, test = HuggingFaceStyleDataset(400), HuggingFaceStyleDataset(60, seed=1)
+    listed = [test[i] for i in range(len(test))]
+    # a plain non-torch dataset; a DataLoader whose collator renames label -> labels; a list of dict items
+    for given in (test, torch.utils.data.DataLoader(test, batch_size=8, collate_fn=transformers.default_data_collator), listed):
+        splits = splits_from_mapping({"train": train, "test": given}, task_type="classification", seed=0, what="data")
+        assert splits.input_spec.names == ("input_ids", "attention_mask")  # the target is no model input
+        expected = [int(test.items[i][1]) for i in range(len(test))]
+        np.testing.assert_array_equal(splits.test.targets(), expected)
+        batch, targets = next(splits.test.batches(16))
+        assert set(batch) == {"input_ids", "attention_mask"} and batch["input_ids"].dtype == torch.int64 and len(targets) == 16
+
+    class Named(HuggingFaceStyleDataset):
+        def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+            return {**super().__getitem__(i), "sentence": f"text {i}"}
+
+    with pytest.raises(ConfigError, match="input 'sentence' collates to list, not a tensor; remove that column"):
+        splits_from_mapping({"train": Named(50), "test": Named(10)}, task_type="classification", seed=0, what="data")
+
+    class Unlabelled(HuggingFaceStyleDataset):
+        def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+            return self.items[i][0]
+
+    with pytest.raises(ConfigError, match="target under exactly one of labels, label .*got keys input_ids, attention_mask"):
+        splits_from_mapping({"train": Unlabelled(50), "test": Unlabelled(10)}, task_type="classification", seed=0, what="data")
+
+
+def test_batches_padded_to_their_longest_item_are_refused_with_the_fix() -> None:
+    def pad_to_longest(items):  # type: ignore[no-untyped-def]
+        n = max(len(x["input_ids"]) for x, _ in items)
+        padded = [torch.nn.functional.pad(x["input_ids"], (0, n - len(x["input_ids"]))) for x, _ in items]
+        return {"input_ids": torch.stack(padded)}, torch.tensor([y for _, y in items])
+
+    class Ragged(TokenDataset):
+        def __init__(self, n: int, short_from: int) -> None:
+            super().__init__(n)
+            self.short_from = short_from
+
+        def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+            inputs, target = super().__getitem__(i)
+            return {"input_ids": inputs["input_ids"][: 4 + i % 8 if i >= self.short_from else 12]}, target
+
+    def loader(dataset):  # type: ignore[no-untyped-def]
+        return torch.utils.data.DataLoader(dataset, collate_fn=pad_to_longest)
+
+    with pytest.raises(ConfigError, match=r"train inputs change shape from batch to batch .*\(4,\).*\(11,\)\} in a batch of 64.*padding='max_length'"):
+        splits_from_mapping({"train": loader(Ragged(200, 0)), "test": loader(Ragged(50, 0))}, task_type="classification", seed=0, what="d")
+    split = DatasetSplit(Ragged(300, 150), collate_fn=pad_to_longest)  # the first items agree; the end does not
+    with pytest.raises(ConfigError, match=r"dataset inputs change shape from batch to batch \(\[\(12,\)\], then \[\(11,\)\] in a later batch"):
+        list(split.batches(64))
+
+
 def test_tuple_inputs_call_the_model_positionally() -> None:
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 2)).astype(np.float32))

@@ -1,5 +1,7 @@
 """Data splits a run reads in batches, whatever the user holds: numpy arrays, torch tensors,
-a torch ``Dataset`` or ``DataLoader``, an ``.npz`` file, or a function returning any of these.
+a map-style dataset (a torch ``Dataset``, a HuggingFace ``datasets.Dataset``, a list) of pairs or
+of dicts with a ``labels`` entry, a ``DataLoader``, an ``.npz`` file, or a function returning any
+of these.
 
 Every consumer (training, calibration, scoring, timing) reads a `Split` batch by batch, so a
 dataset larger than memory streams through its ``Dataset`` and nothing needs the whole set as
@@ -109,10 +111,41 @@ class ArraySplit(Split):
         return digest.hexdigest()
 
 
+TARGET_KEYS = ("labels", "label")
+"""Where a dict item or batch holds its target, as HuggingFace's datasets and collators name it."""
+
+
+def _inputs_and_target(batch: Any) -> tuple[Any, Any]:
+    """A collated batch as ``(inputs, target)``: a pair as it is, a dict split into the target
+    under one of `TARGET_KEYS` and the other entries as named inputs (``model(**inputs)``)."""
+    if isinstance(batch, Mapping):
+        found = [key for key in TARGET_KEYS if key in batch]
+        if len(found) != 1:
+            raise ConfigError(
+                f"dataset items that are dicts need their target under exactly one of {', '.join(TARGET_KEYS)} "
+                f"(as HuggingFace datasets and collators name it); got keys {', '.join(map(str, batch))}"
+            )
+        inputs = {key: value for key, value in batch.items() if key != found[0]}
+        for key, value in inputs.items():
+            if not isinstance(value, (Tensor, np.ndarray)):
+                raise ConfigError(
+                    f"dataset input {key!r} collates to {type(value).__name__}, not a tensor; remove that column "
+                    "(datasets: .remove_columns) or give a collate_fn that returns tensors"
+                )
+        return inputs, batch[found[0]]
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ConfigError(
+        "dataset items must be (inputs, target) pairs or dicts with a labels entry; wrap the dataset so that it returns them"
+    )
+
+
 class DatasetSplit(Split):
-    """Examples read one by one from a map-style torch ``Dataset`` whose items are
-    ``(inputs, target)``; ``indices`` selects and orders them; ``collate_fn`` builds batches
-    (torch's default collation when None)."""
+    """Examples read one by one from a map-style dataset (a torch ``Dataset``, or any object with
+    ``__len__`` and ``__getitem__``, such as a HuggingFace ``datasets.Dataset``) whose items are
+    ``(inputs, target)`` pairs or dicts with the target under ``labels`` or ``label``;
+    ``indices`` selects and orders them; ``collate_fn`` builds batches (torch's default
+    collation when None)."""
 
     def __init__(self, dataset: Any, indices: np.ndarray | None = None, collate_fn: Any = None) -> None:
         self.dataset = dataset
@@ -127,11 +160,15 @@ class DatasetSplit(Split):
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=batch_size, sampler=index.tolist(), collate_fn=self.collate_fn, num_workers=0
         )
+        first: list[tuple[int, ...]] | None = None
         for batch in loader:
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise ConfigError("dataset items must be (inputs, target) pairs; wrap the dataset so that it returns them")
-            x, y = batch
-            yield _float32(to_tensors(x)), torch.as_tensor(y)
+            x, y = _inputs_and_target(batch)
+            x = _float32(to_tensors(x))
+            shapes = [tuple(leaf.shape[1:]) for leaf in leaves(x)]
+            if first is not None and shapes != first:
+                raise ConfigError(_ragged("dataset", first, f"{shapes} in a later batch"))
+            first = first or shapes
+            yield x, torch.as_tensor(y)
 
     def subset(self, indices: np.ndarray) -> DatasetSplit:
         return DatasetSplit(self.dataset, self.indices[np.asarray(indices)], self.collate_fn)
@@ -193,6 +230,8 @@ class Splits:
                 raise ConfigError(f"{name} split is empty; every split needs at least one example")
             x, y = (to_tensors(split.x), torch.as_tensor(split.y)) if isinstance(split, ArraySplit) else split.take(min(len(split), 64))
             this = InputSpec.of(x)
+            if not isinstance(split, ArraySplit) and len(split) > 1 and (one := InputSpec.of(split.take(1)[0])).shapes != this.shapes:
+                raise ConfigError(_ragged(name, _shapes(one), f"{_shapes(this)} in a batch of {min(len(split), 64)}"))
             if spec is not None and (this.names, this.shapes) != (spec.names, spec.shapes):
                 raise ConfigError(
                     f"{name} inputs have shape {_shapes(this)} but train inputs {_shapes(spec)}; use one input structure"
@@ -202,6 +241,11 @@ class Splits:
                 if leaf.is_floating_point() and not bool(torch.isfinite(leaf).all()):
                     raise ConfigError(f"{name} split contains NaN or infinite values; clean the data first")
             check_targets(y.numpy(), self.task_type, name)
+
+
+def _ragged(name: str, shapes: Any, other: str) -> str:
+    return (f"{name} inputs change shape from batch to batch ({shapes}, then {other}): the exported model takes one "
+            "shape per example; pad every batch to one length (padding='max_length')")
 
 
 def _targets_known(split: Split) -> bool:
@@ -245,15 +289,16 @@ def _as_inputs(x: Any, what: str) -> Any:
 
 def as_split(value: Any, task_type: str, what: str) -> Split:
     """A `Split` from an ``(inputs, targets)`` pair of arrays / tensors (inputs may be a tuple or
-    dict of them), a map-style ``Dataset`` of ``(inputs, target)`` items, or a ``DataLoader``
-    (its dataset and collate function are used; its batch size and sampler are not)."""
+    dict of them), a map-style dataset of ``(inputs, target)`` items or of dicts with a
+    ``labels`` entry (`DatasetSplit`), or a ``DataLoader`` (its dataset and collate function are
+    used; its batch size and sampler are not)."""
     if isinstance(value, Split):
         return value
     if isinstance(value, torch.utils.data.DataLoader):
         return as_split_dataset(value.dataset, value.collate_fn, what)
     if isinstance(value, torch.utils.data.Dataset):
         return as_split_dataset(value, None, what)
-    if isinstance(value, (tuple, list)) and len(value) == 2:
+    if isinstance(value, (tuple, list)) and len(value) == 2 and not isinstance(value[1], Mapping):  # else: two dict items
         x, y = _as_inputs(value[0], f"{what} inputs"), _as_array(value[1], f"{what} targets")
         if task_type == "classification" and y.dtype.kind == "f":
             check_targets(y, task_type, what)
@@ -266,6 +311,8 @@ def as_split(value: Any, task_type: str, what: str) -> Split:
         if n != {len(y)}:
             raise ConfigError(f"{what} has {sorted(n)} inputs but {len(y)} targets; give one target per example")
         return ArraySplit(x, y)
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__") and not isinstance(value, (str, bytes, Mapping, np.ndarray, Tensor)):
+        return as_split_dataset(value, None, what)  # a dataset that is no torch Dataset, as HuggingFace's
     raise ConfigError(
         f"{what} is a {type(value).__name__}; give (inputs, targets) arrays or tensors, a torch Dataset or a DataLoader"
     )
