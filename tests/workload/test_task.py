@@ -382,6 +382,33 @@ def test_per_position_labels_with_ignored_positions() -> None:
     assert quality(task, model, splits.test)["accuracy"] > 0.9  # scored on the counted positions only
 
 
+def test_a_language_models_logits_are_scored_batch_by_batch_never_held_for_the_whole_split() -> None:
+    import tracemalloc
+
+    from evoforge.workload.data import splits_from_mapping
+
+    vocab, length, n = 2000, 32, 768  # 196 MB of float32 logits over the split, 65 MB per batch of 256
+    ids = np.random.default_rng(0).integers(0, vocab, (n, length)).astype(np.int64)
+    splits = splits_from_mapping({"train": (ids, ids), "test": (ids, ids)}, task_type="classification", seed=0, what="data")
+
+    class Echo(torch.nn.Module):
+        """Logits that predict each position's own token, except position 0."""
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            logits = torch.nn.functional.one_hot(x, vocab).float()
+            logits[:, 0] = torch.roll(logits[:, 0], 1, dims=-1)
+            return logits
+
+    task = Task("lm", Echo(), {"train": (ids, ids), "test": (ids, ids)})
+    tracemalloc.start()
+    try:
+        values = quality(task, Echo(), splits.test)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert values["accuracy"] == pytest.approx((length - 1) / length)
+    assert peak < 40e6, f"{peak / 1e6:.0f} MB traced: the split's logits were kept"
+
+
 @pytest.mark.parametrize("name", ["img32", "tokens"])
 def test_generated_datasets_for_the_real_architectures(name: str) -> None:
     splits = load_dataset(name)

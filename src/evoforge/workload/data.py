@@ -482,20 +482,25 @@ def array_splits(x: Any, y: np.ndarray, *, task_type: str, seed: int, num_classe
     return Splits(tr, ca, va, te, task_type=task_type, num_classes=num_classes)
 
 
-def predict_batches(model: Any, split: Split, batch_size: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs and targets over ``split`` in order, without gradients, as numpy arrays."""
+def output_batches(model: Any, split: Split, batch_size: int, device: str = "cpu") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Model outputs and targets over ``split`` in order, batch by batch, without gradients, as
+    numpy arrays."""
     from evoforge.workload.inputs import call_model
 
-    outs, targets = [], []
     with torch.no_grad():
         for x, y in split.batches(batch_size):
             with compute_step():
-                outs.append(call_model(model, to_tensors(x, device)).float().cpu().numpy())
-            targets.append(y.numpy())
-    return concat(outs), concat(targets)
+                out = call_model(model, to_tensors(x, device)).float().cpu().numpy()
+            yield out, y.numpy()
+
+
+def predict_batches(model: Any, split: Split, batch_size: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs and targets over ``split`` in order, without gradients, as numpy arrays."""
+    outs, targets = zip(*output_batches(model, split, batch_size, device))
+    return concat(list(outs)), concat(list(targets))
 
 
 __all__ = [
     "ArraySplit", "DatasetSplit", "IGNORE_LABEL", "SPLITS", "Split", "Splits", "array_splits", "as_split", "carve",
-    "flat_arrays", "load_npz", "predict_batches", "shared_examples", "splits_from_mapping", "to_arrays",
+    "flat_arrays", "load_npz", "output_batches", "predict_batches", "shared_examples", "splits_from_mapping", "to_arrays",
 ]

@@ -8,7 +8,7 @@ built-in metric of the task type at once. `METRICS` knows each metric's directio
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -96,14 +96,27 @@ def score(
 
     Non-finite outputs give NaN for every metric, so a diverged candidate can never look good.
     """
-    y_true = np.asarray(y_true)
-    y_pred_raw = np.asarray(y_pred_raw)
-    if len(y_true) != len(y_pred_raw):
-        raise ValueError(f"{len(y_true)} targets but {len(y_pred_raw)} predictions; give one prediction per target")
+    return score_batches([(y_true, y_pred_raw)], task_type, extra=extra)
+
+
+def score_batches(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], task_type: str, *, extra: Sequence[Metric] = ()
+) -> dict[str, float]:
+    """`score` over ``(targets, raw outputs)`` batches, keeping only each batch's predictions
+    (labels for classification), so that raw outputs never pile up across batches."""
     metrics = [m for m in METRICS.values() if m.task_type == task_type] + list(extra)
-    if not np.all(np.isfinite(y_pred_raw)):
+    trues, preds, finite = [], [], True
+    for y_true, y_pred_raw in batches:
+        y_true, y_pred_raw = np.asarray(y_true), np.asarray(y_pred_raw)
+        if len(y_true) != len(y_pred_raw):
+            raise ValueError(f"{len(y_true)} targets but {len(y_pred_raw)} predictions; give one prediction per target")
+        finite = finite and bool(np.all(np.isfinite(y_pred_raw)))
+        if finite:
+            preds.append(predictions(y_pred_raw, task_type))
+        trues.append(y_true)
+    if not finite:
         return {m.name: float("nan") for m in metrics}
-    y_pred = predictions(y_pred_raw, task_type)
+    y_true, y_pred = np.concatenate(trues), np.concatenate(preds)
     if task_type == "classification" and y_true.ndim > 1:  # per-position labels: score the counted positions
         if y_pred.shape != y_true.shape:
             raise ValueError(f"outputs give labels of shape {y_pred.shape} for targets of shape {y_true.shape}")

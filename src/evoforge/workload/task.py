@@ -42,7 +42,7 @@ from evoforge.workload.callables import (
 from evoforge.workload.data import ArraySplit, Split, Splits, as_split, flat_arrays, load_npz, split_mapping, splits_from_mapping
 from evoforge.workload.datasets import DATASETS, load_dataset
 from evoforge.workload.inputs import InputSpec, call_model
-from evoforge.workload.metrics import METRICS, Metric, score
+from evoforge.workload.metrics import METRICS, Metric, score_batches
 from evoforge.workload.models import BUILTIN_MODELS
 from evoforge.workload.recipe import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, TrainingSettings
 
@@ -543,12 +543,13 @@ def quality(task: Task, model: Any, split: Split, *, root: Path | None = None, d
         except Exception as exc:
             raise ConfigError(f"evaluate function raised {type(exc).__name__}: {exc}") from exc
         return {task.quality_metric: value}
-    from evoforge.workload.training import predict
+    from evoforge.workload.data import output_batches
+    from evoforge.workload.training import eval_mode
 
     metric = metric_of(task)
     extra = [] if metric.name in METRICS else [metric]
-    outputs, targets = predict(model, split, device=device)
-    return score(targets, outputs, task.task_type, extra=extra)
+    with eval_mode(model):  # batch by batch: a language model's logits over the split would not fit in memory
+        return score_batches(((y, out) for out, y in output_batches(model, split, 256, device)), task.task_type, extra=extra)
 
 
 def load_evaluate(task: Task, root: Path | None = None) -> Callable[..., Any]:

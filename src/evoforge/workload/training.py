@@ -208,16 +208,23 @@ def train(
     return model
 
 
-def predict(model: Any, split: Split, batch_size: int = 256, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Outputs (as float numpy) and targets of ``model`` over ``split``, in eval mode, no gradients."""
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[Any]:
+    """``model`` in eval mode while open (where it has one), its training flag restored after."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     try:
-        return predict_batches(model, split, batch_size, device)
+        yield model
     finally:
         if hasattr(model, "train"):
             model.train(was_training)
+
+
+def predict(model: Any, split: Split, batch_size: int = 256, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Outputs (as float numpy) and targets of ``model`` over ``split``, in eval mode, no gradients."""
+    with eval_mode(model):
+        return predict_batches(model, split, batch_size, device)
 
 
 def observe_forward(
