@@ -87,7 +87,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         for name, value in (final.get(row["key"]) or {}).items():
             row[f"test_{name}"] = value
             if name in baseline:
-                row[f"Δtest_{name}"] = value - baseline[name]
+                row[f"Δtest_{name}"] = round(value - baseline[name], 12)  # two averages of one value: no 1e-16 residue
     if config.get("fidelity"):
         rungs = ", ".join(f"{len(screened.get(float(f), {}))} at {f:g}" for f in config["fidelity"]["rungs"][:-1])
         schedule = config["fidelity"].get("schedule", "synchronous")
