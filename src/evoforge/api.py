@@ -248,10 +248,11 @@ def export_member(run_dir: str | Path, member_id: int, out_dir: str | Path | Non
 def export_front(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[int, dict[str, Any]]:
     """Export and verify every front member of the run, as `export_member` does one, into
     ``out_dir/<id>`` (default ``RUN/exports/<id>``). Returns each member id's card, or
-    ``{"error": message}`` for a member whose export or verification failed: the others are
-    still exported."""
+    ``{"error": message}`` for a member whose artifact failed to export or verify: the others
+    are still exported. A problem of the whole run (changed inputs, a folder holding other
+    files) raises `ConfigError` at once."""
     refuse_in_worker_import("evoforge.export_front")
-    from evoforge.errors import EvoforgeError
+    from evoforge.errors import EvaluationError
 
     exporter = _FrontExporter(RunLayout(Path(run_dir)))
     if out_dir is not None:
@@ -261,7 +262,7 @@ def export_front(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         out = Path(out_dir) / str(member.id) if out_dir is not None else exporter.layout.export_dir(member.id)
         try:
             cards[member.id] = exporter.export(member, out, ())
-        except EvoforgeError as exc:
+        except EvaluationError as exc:
             cards[member.id] = {"error": str(exc)}
     return cards
 
