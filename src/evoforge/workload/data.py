@@ -298,7 +298,7 @@ def as_split(value: Any, task_type: str, what: str) -> Split:
         return as_split_dataset(value.dataset, value.collate_fn, what)
     if isinstance(value, torch.utils.data.Dataset):
         return as_split_dataset(value, None, what)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and not isinstance(value[1], Mapping):  # else: two dict items
+    if isinstance(value, (tuple, list)) and len(value) == 2 and not isinstance(value[1], Mapping):  # (two dict items: a dataset)
         x, y = _as_inputs(value[0], f"{what} inputs"), _as_array(value[1], f"{what} targets")
         if task_type == "classification" and y.dtype.kind == "f":
             check_targets(y, task_type, what)

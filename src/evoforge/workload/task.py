@@ -39,7 +39,17 @@ from evoforge.workload.callables import (
     save_object,
     spec_file,
 )
-from evoforge.workload.data import ArraySplit, Split, Splits, as_split, flat_arrays, load_npz, split_mapping, splits_from_mapping
+from evoforge.workload.data import (
+    ArraySplit,
+    Split,
+    Splits,
+    as_split,
+    flat_arrays,
+    load_npz,
+    output_batches,
+    split_mapping,
+    splits_from_mapping,
+)
 from evoforge.workload.datasets import DATASETS, load_dataset
 from evoforge.workload.inputs import InputSpec, call_model
 from evoforge.workload.metrics import METRICS, Metric, score_batches
@@ -543,7 +553,6 @@ def quality(task: Task, model: Any, split: Split, *, root: Path | None = None, d
         except Exception as exc:
             raise ConfigError(f"evaluate function raised {type(exc).__name__}: {exc}") from exc
         return {task.quality_metric: value}
-    from evoforge.workload.data import output_batches
     from evoforge.workload.training import eval_mode
 
     metric = metric_of(task)
