@@ -346,6 +346,13 @@ def test_evolve_a_model_factory_with_two_inputs_from_its_data(tmp_path):
         "        return self.head(pooled)\n"
         "def make():\n"
         "    return Tagger()\n"
+        "def splits():\n"  # the mapping compress takes: tuple inputs call the model positionally
+        "    import numpy as np\n"
+        "    ids = np.random.default_rng(1).integers(0, 20, (200, 5))\n"
+        "    mask = (ids % 3 > 0).astype('float32')\n"
+        "    return {'train': ((ids, mask), ids[:, 0] % 3), 'test': ((ids[:40], mask[:40]), ids[:40, 0] % 3)}\n"
+        "def not_splits():\n"
+        "    return [1, 2]\n"
     )
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 20, (16, 5)).astype(np.int64)
@@ -366,6 +373,14 @@ def test_evolve_a_model_factory_with_two_inputs_from_its_data(tmp_path):
     assert "x_val has 16 rows, fewer than the batch size 32" in bad(
         "evolve", "--model", f"{tmp_path / 'tagger.py'}:make", "--data", tmp_path / "data.npz", "--run", tmp_path / "r3")
     assert not (tmp_path / "r3").exists()
+
+    run("evolve", "--model", f"{tmp_path / 'tagger.py'}:make", "--data", f"{tmp_path / 'tagger.py'}:splits", "--batch-size", "8",
+        "--budget", "2", "--pop-size", "2", "--workers", "0", "--run", tmp_path / "r4", "--quiet", "--no-flag-tuning",
+        "--compare-runtimes", "none")
+    with np.load(tmp_path / "r4" / "program" / "data.npz") as stored:  # validation carved off train, test as given
+        assert stored["x_val.0"].dtype == np.int64 and len(stored["y_val"]) == 24 and len(stored["y_test"]) == 40
+    assert "returned list; return a mapping of splits" in bad(
+        "evolve", "--model", f"{tmp_path / 'tagger.py'}:make", "--data", f"{tmp_path / 'tagger.py'}:not_splits", "--run", tmp_path / "r5")
 
 
 def test_the_cli_offers_the_compare_runtimes_values_the_library_takes():

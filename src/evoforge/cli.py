@@ -191,7 +191,8 @@ def _evolve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="a PyTorch model factory pkg.module:function (with --example-input or --data)")
     p.add_argument("--example-input", help="input shape with the batch size to compile for, e.g. 32x1x8x8 (default "
                    "with --data: the first --batch-size rows of its x_val inputs, in their dtypes)")
-    p.add_argument("--data", help=".npz with x_val (and y_val, x_test, y_test); default: random inputs, error = deviation")
+    p.add_argument("--data", help=".npz with x_val (and y_val, x_test, y_test), or with --model a pkg.module:function "
+                                  "returning the splits compress takes; default: random inputs, error = deviation")
     p.add_argument("--level", choices=("torch", "linalg"), default=None, help="IR level to mutate (default torch)")
     p.add_argument("--objectives", help="comma-separated: runtime_ratio, error, size_ratio")
     p.add_argument("--max-error-increase", type=float, default=None, help="constraint: error may grow by this many points")
@@ -232,19 +233,23 @@ def _evolve(args: argparse.Namespace) -> int:
     from evoforge.mlir.api import evolve
     from evoforge.mlir.domain import EvolveDomain
     from evoforge.run import RunSpec
+    from evoforge.workload.callables import is_spec
 
     sources = [x for x in (args.program, args.task, args.from_run, args.model) if x]
     if len(sources) != 1:
         raise ConfigError("give exactly one program: a .mlir/.onnx file, --task NAME, --from RUN:ID or --model pkg.mod:factory")
     program: Any = sources[0]
     example = None
+    data: Any = args.data
     if args.model:
         program, example = _model_and_example(args.model, args.example_input, args.data)
+        if is_spec(args.data) and not Path(args.data).is_file():
+            data = _data_splits(args.data)
     name = Path(str(sources[0]).replace(":", "-")).stem
     run_dir = args.run_dir = args.run_dir or str(default_run_dir(f"evolve-{name}"))
     spec = RunSpec.build(EvolveDomain.run_defaults, **_settings(args))
     kwargs: dict[str, Any] = {
-        "data": args.data, "example_input": example, "level": args.level, "run_dir": run_dir, "target": args.target,
+        "data": data, "example_input": example, "level": args.level, "run_dir": run_dir, "target": args.target,
         "extra_flags": args.iree_flag, "tune_flags": args.tune_flags, "batch_size": args.batch_size,
         "max_error_increase": args.max_error_increase,
         "compare_runtimes": args.compare_runtimes, "compile_cache_mb": args.compile_cache_mb,
@@ -262,6 +267,22 @@ def _evolve(args: argparse.Namespace) -> int:
 def _comma_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _data_splits(spec: str) -> Any:
+    """The mapping of splits the function ``spec`` returns (as compress's ``dataset`` takes it)."""
+    from collections.abc import Mapping
+
+    from evoforge.workload.callables import load_callable
+
+    function = load_callable(spec, "data function")
+    try:
+        splits = function()
+    except Exception as exc:  # noqa: BLE001 - the user's function
+        raise ConfigError(f"data function {spec!r} raised {type(exc).__name__}: {exc}; fix the function") from None
+    if not isinstance(splits, Mapping):
+        raise ConfigError(f"data function {spec!r} returned {type(splits).__name__}; return a mapping of splits")
+    return splits
 
 
 def _model_and_example(spec: str, shape: str | None, data: str | None) -> tuple[Any, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 import evoforge
@@ -376,6 +377,53 @@ def test_a_program_with_two_inputs_evolves_and_exports(tmp_path):
     card = evoforge.export_member(run_dir, front[0].id, tmp_path / "out")
     assert card["original_test"]["error"] == pytest.approx(0.0, abs=1e-6)  # both inputs of every test batch were fed
     assert "batch_coupling" in card and card["vmfb_same_as_evaluated"]
+
+
+def test_a_module_evolves_on_the_labelled_splits_compress_takes(tmp_path):
+    """Data as a compress user holds it: a dataset of dict items with a label (HuggingFace style),
+    validation carved off train; the module takes the dict's inputs by name."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("iree.turbine")
+
+    class Tagger(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(8, 4)
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, input_ids, attention_mask):
+            return self.head((self.embed(input_ids) * attention_mask[..., None]).sum(1))
+
+    class Items(torch.utils.data.Dataset):
+        def __init__(self, n: int, seed: int) -> None:
+            self.ids = torch.as_tensor(np.random.default_rng(seed).integers(0, 8, (n, 5)))
+
+        def __len__(self) -> int:
+            return len(self.ids)
+
+        def __getitem__(self, i: int):
+            return {"attention_mask": torch.ones(5, dtype=torch.long), "input_ids": self.ids[i], "label": int(self.ids[i, 0] > 3)}
+
+    torch.manual_seed(0)
+    model = Tagger().eval()
+    data = {"train": Items(300, 0), "test": Items(64, 1)}
+    run_dir = tmp_path / "run"
+    evoforge.evolve(model, data, batch_size=8, budget=3, pop_size=3, workers=0, run_dir=run_dir, compare_runtimes="none",
+                    tune_flags=False)
+    with np.load(run_dir / "program" / "data.npz") as stored:
+        assert set(stored.files) == {"x_val.0", "x_val.1", "y_val", "x_test.0", "x_test.1", "y_test"}
+        np.testing.assert_array_equal(stored["y_test"], (data["test"].ids[:, 0] > 3).numpy())
+        np.testing.assert_array_equal(stored["x_test.1"], data["test"].ids.numpy())  # the items' order: mask, then ids
+        mask, ids, labels = (torch.as_tensor(stored[k]) for k in ("x_val.0", "x_val.1", "y_val"))
+    assert len(labels) == 40  # 15% of train (45) carved off as validation, cut to whole batches of 8
+    with torch.no_grad():
+        torch_error = float((model(ids, mask).argmax(1) != labels).float().mean())  # by name, as the items say
+    with open_store(run_dir, readonly=True) as store:
+        original = store.evaluations()[EditListGenome().content_hash]
+    assert original.ok and original.objectives["error"] == pytest.approx(torch_error, abs=1e-6)
+    assert json.loads((run_dir / "program" / "program.json").read_text())["input_names"] == ["attention_mask", "input_ids"]
+    with pytest.raises(ConfigError, match="give example_input or data splits, not both"):
+        evoforge.evolve(model, data, example_input=torch.zeros(8, 5, dtype=torch.long), run_dir=tmp_path / "both")
 
 
 def _two_edit_member(tmp_path, linalg_mlp_text, linalg_program):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ classification task: the error is 1 - accuracy), and the built-in training-progr
 
 
 def prepare_program(
-    program: Any, layout: RunLayout, *, level: str | None = None, data: str | None = None,
+    program: Any, layout: RunLayout, *, level: str | None = None, data: str | Mapping[str, Any] | None = None,
     example_input: Any = None, batch_size: int = 32, target: str = "llvm-cpu", extra_flags: Sequence[str] = (),
     driver: str | None = None, tune_flags: bool = False, compare_runtimes: str = "none",
 ) -> list[str]:
@@ -67,7 +67,7 @@ def prepare_program(
     return flags
 
 
-def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: str | None, example_input: Any,
+def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: str | Mapping[str, Any] | None, example_input: Any,
                    batch_size: int) -> Any:
     """Write ``program/``; returns the `TorchReference` when the program came from a PyTorch model."""
     from evoforge.mlir import sources
@@ -77,8 +77,12 @@ def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: 
     export_level = level or "torch"  # MLIR files keep their own level when none is asked
     if isinstance(program, str) and program in BUILTIN_PROGRAMS:
         return sources.prepare_from_task(program, layout.program, layout.baseline, level=export_level, batch_size=batch_size)
+    if isinstance(data, Mapping) and not hasattr(program, "forward"):
+        raise ConfigError("data splits (arrays, datasets, DataLoaders) go with a torch module; give a program file "
+                          "an .npz path as data, and a built-in or run member none")
     if isinstance(program, (str, Path)) and Path(program).suffix in (".mlir", ".onnx"):
-        sources.prepare_from_file(Path(program), layout.program, level=level, data=data, batch_size=batch_size)
+        npz = None if isinstance(data, Mapping) else data
+        sources.prepare_from_file(Path(program), layout.program, level=level, data=npz, batch_size=batch_size)
         return None
     if isinstance(program, str) and ":" in program:
         return sources.prepare_from_run(program, layout.program, level=export_level, batch_size=batch_size)
@@ -93,7 +97,7 @@ def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: 
 
 def evolve(
     program: Any,
-    data: str | None = None,
+    data: str | Mapping[str, Any] | None = None,
     *,
     example_input: Any = None,
     level: str | None = None,
@@ -120,7 +124,10 @@ def evolve(
 
     A torch module is exported at ``example_input`` (a tensor, or a tuple of tensors for several
     inputs, at the batch size to compile for), or without it at the first ``batch_size`` rows of
-    ``data``'s validation inputs; `evoforge.mlir.program.from_module` says how.
+    ``data``'s validation inputs; `evoforge.mlir.program.from_module` says how. ``data`` is an
+    ``.npz`` path (``x_val``, ``y_val``, ``x_test``, ``y_test``), or for a torch module the
+    mapping of splits `evoforge.compress` takes (arrays, datasets or DataLoaders of labelled
+    examples; validation carved off train when not given).
 
     ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. ``edit_kinds``
     picks the operators (delete, copy, resize, resize_importance, operand_replace, delete_block; all
