@@ -237,6 +237,23 @@ def test_global_pruning_leaves_every_attention_layer_a_head() -> None:
     assert model(**x).logits.shape == (5, 4)
 
 
+def test_a_global_step_that_removes_no_head_still_prunes() -> None:
+    """torch-pruning 1.6.1 leaves its global head threshold unset on a step whose schedule removes
+    no head (8 heads, a share of 0.1 over 4 steps: one head in step 1, none in step 2) and then
+    reads it; a bert-tokens candidate failed with that UnboundLocalError."""
+    from evoforge.compression.genome import Stage
+    from evoforge.compression.stages import apply_stage
+
+    arch, splits, ctx = _setting()
+    model = arch.build().eval()
+    model = apply_stage(model, Stage.make("prune", importance="l2", ratio=0.1, steps=4, allocation="global", round_to=1,
+                                          epochs=0), ctx)
+    heads = [layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer]
+    assert sum(heads) == 7 and min(heads) >= 1  # int(8 x 0.9) kept: the heads step 1 removed, none after
+    x, _ = splits.val.take(5)
+    assert model(**x).logits.shape == (5, 4)
+
+
 @pytest.mark.parametrize("importance", ["taylor", "lamp"])
 def test_pruning_after_low_rank_keeps_attention_heads_whole(importance: str) -> None:
     """Low-rank folds q/k/v into Linear pairs; pruning after it must still cut whole heads (a

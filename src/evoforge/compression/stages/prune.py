@@ -166,13 +166,28 @@ def _step_keeping_a_head(pruner: Any, attention: list[tuple[nn.Module, str, list
     candidate failed so)."""
     before = dict(pruner.num_heads)
     emptied: set[nn.Module] = set()
-    for group in pruner.step(interactive=True):  # a group is yielded after the head counts are lowered
-        emptied |= {linear for _, _, qkv in attention if any(pruner.num_heads[q] <= 0 for q in qkv) for linear in qkv}
-        if not any(dep.target.module in emptied and pruner.DG.is_out_channel_pruning_fn(dep.handler) for dep, _ in group):
-            group.prune()
+    no_head_this_step = pruner.global_pruning and pruner.prune_num_heads and _global_heads_to_remove(pruner, attention) <= 0
+    if no_head_this_step:  # torch-pruning 1.6.1 would read a head threshold it never set: cut no head this step
+        pruner.prune_num_heads = False
+    try:
+        for group in pruner.step(interactive=True):  # a group is yielded after the head counts are lowered
+            emptied |= {linear for _, _, qkv in attention if any(pruner.num_heads[q] <= 0 for q in qkv) for linear in qkv}
+            if not any(dep.target.module in emptied and pruner.DG.is_out_channel_pruning_fn(dep.handler) for dep, _ in group):
+                group.prune()
+    finally:
+        pruner.prune_num_heads = pruner.prune_num_heads or no_head_this_step
     for linear in emptied:  # leave those modules as they were before this step
         pruner.num_heads[linear] = before[linear]
         pruner.out_channel_groups[linear] = before[linear]
+
+
+def _global_heads_to_remove(pruner: Any, attention: list[tuple[nn.Module, str, list[nn.Linear]]]) -> int:
+    """How many heads torch-pruning's global allocation removes in the pruner's next step, by its
+    own rule: the heads it ranks now minus the share of its initial heads the step's schedule keeps."""
+    target = pruner.per_step_head_pruning_ratio[min(pruner.current_step + 1, len(pruner.per_step_head_pruning_ratio) - 1)]
+    ignored = set(pruner.ignored_layers)
+    ranked = sum(max(pruner.num_heads[q] for q in qkv) for _, _, qkv in attention if not ignored & set(qkv))
+    return int(ranked - int(pruner.initial_total_heads * (1 - target)))
 
 
 def _epoch_shares(epochs: int, steps: int) -> list[int]:
