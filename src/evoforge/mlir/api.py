@@ -75,11 +75,11 @@ def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: 
     if level not in (None, "torch", "linalg"):
         raise ConfigError(f"level must be 'torch' or 'linalg', got {level!r}")
     export_level = level or "torch"  # MLIR files keep their own level when none is asked
-    if isinstance(program, str) and program in BUILTIN_PROGRAMS:
-        return sources.prepare_from_task(program, layout.program, layout.baseline, level=export_level, batch_size=batch_size)
     if isinstance(data, Mapping) and not hasattr(program, "forward"):
         raise ConfigError("data splits (arrays, datasets, DataLoaders) go with a torch module; give a program file "
                           "an .npz path as data, and a built-in or run member none")
+    if isinstance(program, str) and program in BUILTIN_PROGRAMS:
+        return sources.prepare_from_task(program, layout.program, layout.baseline, level=export_level, batch_size=batch_size)
     if isinstance(program, (str, Path)) and Path(program).suffix in (".mlir", ".onnx"):
         npz = None if isinstance(data, Mapping) else data
         sources.prepare_from_file(Path(program), layout.program, level=level, data=npz, batch_size=batch_size)

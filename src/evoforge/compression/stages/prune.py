@@ -175,7 +175,8 @@ def _step_keeping_a_head(pruner: Any, attention: list[tuple[nn.Module, str, list
             if not any(dep.target.module in emptied and pruner.DG.is_out_channel_pruning_fn(dep.handler) for dep, _ in group):
                 group.prune()
     finally:
-        pruner.prune_num_heads = pruner.prune_num_heads or no_head_this_step
+        if no_head_this_step:
+            pruner.prune_num_heads = True
     for linear in emptied:  # leave those modules as they were before this step
         pruner.num_heads[linear] = before[linear]
         pruner.out_channel_groups[linear] = before[linear]
@@ -186,8 +187,8 @@ def _global_heads_to_remove(pruner: Any, attention: list[tuple[nn.Module, str, l
     own rule: the heads it ranks now minus the share of its initial heads the step's schedule keeps."""
     target = pruner.per_step_head_pruning_ratio[min(pruner.current_step + 1, len(pruner.per_step_head_pruning_ratio) - 1)]
     ignored = set(pruner.ignored_layers)
-    ranked = sum(max(pruner.num_heads[q] for q in qkv) for _, _, qkv in attention if not ignored & set(qkv))
-    return int(ranked - int(pruner.initial_total_heads * (1 - target)))
+    ranked: int = sum(max(pruner.num_heads[q] for q in qkv) for _, _, qkv in attention if not ignored & set(qkv))
+    return ranked - int(pruner.initial_total_heads * (1 - target))
 
 
 def _epoch_shares(epochs: int, steps: int) -> list[int]:
