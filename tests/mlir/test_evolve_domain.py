@@ -409,13 +409,17 @@ def test_a_module_evolves_on_the_labelled_splits_compress_takes(tmp_path):
     data = {"train": Items(300, 0), "test": Items(64, 1)}
     run_dir = tmp_path / "run"
     evoforge.evolve(model, data, batch_size=8, budget=3, pop_size=3, workers=0, run_dir=run_dir, compare_runtimes="none",
-                    tune_flags=False)
+                    tune_flags=False, seed=5)
     with np.load(run_dir / "program" / "data.npz") as stored:
         assert set(stored.files) == {"x_val.0", "x_val.1", "y_val", "x_test.0", "x_test.1", "y_test"}
         np.testing.assert_array_equal(stored["y_test"], (data["test"].ids[:, 0] > 3).numpy())
         np.testing.assert_array_equal(stored["x_test.1"], data["test"].ids.numpy())  # the items' order: mask, then ids
         mask, ids, labels = (torch.as_tensor(stored[k]) for k in ("x_val.0", "x_val.1", "y_val"))
     assert len(labels) == 40  # 15% of train (45) carved off as validation, cut to whole batches of 8
+    from evoforge.workload.data import splits_from_mapping
+
+    carved, _ = splits_from_mapping(data, task_type="classification", seed=5, what="data").val.take(40)
+    np.testing.assert_array_equal(ids.numpy(), carved["input_ids"].numpy())  # carved with the run's seed
     with torch.no_grad():
         torch_error = float((model(ids, mask).argmax(1) != labels).float().mean())  # by name, as the items say
     with open_store(run_dir, readonly=True) as store:

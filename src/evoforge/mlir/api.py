@@ -30,7 +30,7 @@ classification task: the error is 1 - accuracy), and the built-in training-progr
 def prepare_program(
     program: Any, layout: RunLayout, *, level: str | None = None, data: str | Mapping[str, Any] | None = None,
     example_input: Any = None, batch_size: int = 32, target: str = "llvm-cpu", extra_flags: Sequence[str] = (),
-    driver: str | None = None, tune_flags: bool = False, compare_runtimes: str = "none",
+    driver: str | None = None, tune_flags: bool = False, compare_runtimes: str = "none", seed: int = 0,
 ) -> list[str]:
     """Write the run's ``program/`` folder from a built-in task name, an ``.mlir`` / ``.onnx``
     path, ``"RUN:ID"`` (a member of another run), or a torch module plus example input, and
@@ -43,13 +43,15 @@ def prepare_program(
     are compiled for. Unless ``compare_runtimes`` is ``"none"``, a predict program exported from
     a PyTorch model also gets that model timed in the runtimes it names (``"all"``: torch eager,
     torch.compile, ONNX Runtime, OpenVINO and IREE -O3; ``"fast"``: all but torch.compile) against
-    the original program compiled with the returned flags (`evoforge.mlir.comparisons`)."""
+    the original program compiled with the returned flags (`evoforge.mlir.comparisons`). ``seed``
+    carves validation off train when data splits come without it."""
     from evoforge.mlir import sources
     from evoforge.mlir.iree_runner import default_driver
 
     reference = None
     if not sources.is_prepared(layout.program):
-        reference = _write_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size)
+        reference = _write_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,
+                                   seed=seed)
     driver = driver or default_driver(target)
     flags = list(extra_flags)
     if tune_flags:
@@ -68,7 +70,7 @@ def prepare_program(
 
 
 def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: str | Mapping[str, Any] | None, example_input: Any,
-                   batch_size: int) -> Any:
+                   batch_size: int, seed: int) -> Any:
     """Write ``program/``; returns the `TorchReference` when the program came from a PyTorch model."""
     from evoforge.mlir import sources
 
@@ -88,7 +90,7 @@ def _write_program(program: Any, layout: RunLayout, *, level: str | None, data: 
         return sources.prepare_from_run(program, layout.program, level=export_level, batch_size=batch_size)
     if hasattr(program, "forward"):
         return sources.prepare_from_module(program, example_input, layout.program, level=export_level, data=data,
-                                           batch_size=batch_size)
+                                           batch_size=batch_size, seed=seed)
     raise ConfigError(
         f"cannot evolve {program!r}; give a built-in program ({', '.join(BUILTIN_PROGRAMS)}), "
         "a .mlir or .onnx file, RUN:ID of a compress run, or a torch module with example_input"
@@ -127,7 +129,7 @@ def evolve(
     ``data``'s validation inputs; `evoforge.mlir.program.from_module` says how. ``data`` is an
     ``.npz`` path (``x_val``, ``y_val``, ``x_test``, ``y_test``), or for a torch module the
     mapping of splits `evoforge.compress` takes (arrays, datasets or DataLoaders of labelled
-    examples; validation carved off train when not given).
+    examples; validation carved off train with the run's seed when not given).
 
     ``max_error_increase`` (accuracy points) adds an error ceiling as a constraint. ``edit_kinds``
     picks the operators (delete, copy, resize, resize_importance, operand_replace, delete_block; all
@@ -176,7 +178,7 @@ def evolve(
     try:
         flags = prepare_program(program, layout, level=level, data=data, example_input=example_input, batch_size=batch_size,
                                 target=target, extra_flags=extra_flags, driver=driver, tune_flags=tune_flags,
-                                compare_runtimes=compare_runtimes)
+                                compare_runtimes=compare_runtimes, seed=spec.seed)
     except BaseException:
         if fresh:  # nothing half-written stays behind (a trained baseline is whole: it stays for the next try)
             shutil.rmtree(layout.program, ignore_errors=True)

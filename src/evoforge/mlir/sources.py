@@ -215,12 +215,12 @@ def prepare_from_file(path: Path, directory: Path, *, level: str | None, data: s
 
 
 def prepare_from_module(module: Any, example_input: Any, directory: Path, *, level: str, data: str | Mapping[str, Any] | None,
-                        batch_size: int = 32) -> TorchReference:
+                        batch_size: int = 32, seed: int = 0) -> TorchReference:
     """A PyTorch module exported at ``example_input``'s shape (call ``.eval()`` first), or, when
     it is None, at the first ``batch_size`` rows of ``data``'s validation inputs
     (`example_from_data`), by `evoforge.mlir.program.from_module` (the exporter it used is recorded).
     ``data`` is an ``.npz`` path, or the mapping of splits compress takes (arrays, datasets or
-    DataLoaders; validation carved off train when not given), whose inputs the module takes in
+    DataLoaders; validation carved off train with ``seed`` when not given), whose inputs the module takes in
     their order or by name (`write_predict_program`)."""
     from evoforge.mlir.program import from_module
 
@@ -230,7 +230,7 @@ def prepare_from_module(module: Any, example_input: Any, directory: Path, *, lev
         if example_input is not None:
             raise ConfigError("give example_input or data splits, not both: with splits the program is exported at "
                               "the first batch_size rows of the validation split")
-        splits = splits_from_mapping(data, task_type="classification", seed=0, what="data")
+        splits = splits_from_mapping(data, task_type="classification", seed=seed, what="data")
         return write_predict_program(module, splits, directory, level=level, batch_size=batch_size, source=type(module).__name__)
     arrays = _read_data(data)
     if example_input is None:
