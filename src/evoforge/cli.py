@@ -234,6 +234,7 @@ def _evolve(args: argparse.Namespace) -> int:
     from evoforge.mlir.domain import EvolveDomain
     from evoforge.run import RunSpec
     from evoforge.workload.callables import is_spec
+    from evoforge.workload.task import call_dataset_function
 
     sources = [x for x in (args.program, args.task, args.from_run, args.model) if x]
     if len(sources) != 1:
@@ -244,7 +245,7 @@ def _evolve(args: argparse.Namespace) -> int:
     if args.model:
         program, example = _model_and_example(args.model, args.example_input, args.data)
         if is_spec(args.data) and not Path(args.data).is_file():
-            data = _data_splits(args.data)
+            data = call_dataset_function(args.data)
     name = Path(str(sources[0]).replace(":", "-")).stem
     run_dir = args.run_dir = args.run_dir or str(default_run_dir(f"evolve-{name}"))
     spec = RunSpec.build(EvolveDomain.run_defaults, **_settings(args))
@@ -267,22 +268,6 @@ def _evolve(args: argparse.Namespace) -> int:
 def _comma_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def _data_splits(spec: str) -> Any:
-    """The mapping of splits the function ``spec`` returns (as compress's ``dataset`` takes it)."""
-    from collections.abc import Mapping
-
-    from evoforge.workload.callables import load_callable
-
-    function = load_callable(spec, "data function")
-    try:
-        splits = function()
-    except Exception as exc:  # noqa: BLE001 - the user's function
-        raise ConfigError(f"data function {spec!r} raised {type(exc).__name__}: {exc}; fix the function") from None
-    if not isinstance(splits, Mapping):
-        raise ConfigError(f"data function {spec!r} returned {type(splits).__name__}; return a mapping of splits")
-    return splits
 
 
 def _model_and_example(spec: str, shape: str | None, data: str | None) -> tuple[Any, Any]:

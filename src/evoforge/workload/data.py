@@ -29,7 +29,7 @@ from torch import Tensor
 
 from evoforge.errors import ConfigError
 from evoforge.hostlock import compute_step
-from evoforge.workload.inputs import InputSpec, concat, leaves, rows, structure_map, take_rows, to_arrays, to_tensors
+from evoforge.workload.inputs import InputSpec, leaves, rows, structure_map, take_rows, to_arrays, to_tensors
 from evoforge.workload.metrics import IGNORE_LABEL
 
 SPLITS = ("train", "calib", "val", "test")
@@ -494,13 +494,7 @@ def output_batches(model: Any, split: Split, batch_size: int, device: str = "cpu
             yield out, y.numpy()
 
 
-def predict_batches(model: Any, split: Split, batch_size: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs and targets over ``split`` in order, without gradients, as numpy arrays."""
-    outs, targets = zip(*output_batches(model, split, batch_size, device))
-    return concat(list(outs)), concat(list(targets))
-
-
 __all__ = [
     "ArraySplit", "DatasetSplit", "IGNORE_LABEL", "SPLITS", "Split", "Splits", "array_splits", "as_split", "carve",
-    "flat_arrays", "load_npz", "output_batches", "predict_batches", "shared_examples", "splits_from_mapping", "to_arrays",
+    "flat_arrays", "load_npz", "output_batches", "shared_examples", "splits_from_mapping", "to_arrays",
 ]

@@ -368,16 +368,23 @@ def load_splits(task: Task, root: Path | None = None) -> Splits:
 
 
 def _from_function(spec: str, task: Task) -> Splits:
+    result = call_dataset_function(spec, allow_splits=True)
+    if isinstance(result, Splits):
+        return result
+    return splits_from_mapping(result, task_type=task.task_type, seed=task.seed, what=f"dataset function {spec!r}")
+
+
+def call_dataset_function(spec: str, *, allow_splits: bool = False) -> Mapping[str, Any] | Splits:
+    """What the dataset function ``spec`` (``pkg.module:function``) returns: a mapping of splits
+    (or, with ``allow_splits``, a `Splits`); anything else, or an exception, is a `ConfigError`."""
     fn = load_callable(spec, "dataset function")
     try:
         result = fn()
     except Exception as exc:
         raise ConfigError(f"dataset function {spec!r} raised {type(exc).__name__}: {exc}; fix the function") from None
-    if isinstance(result, Splits):
-        return result
-    if not isinstance(result, Mapping):
+    if not isinstance(result, Mapping) and not (allow_splits and isinstance(result, Splits)):
         raise ConfigError(f"dataset function {spec!r} returned {type(result).__name__}; return a mapping of splits")
-    return splits_from_mapping(result, task_type=task.task_type, seed=task.seed, what=f"dataset function {spec!r}")
+    return result
 
 
 def with_data_fingerprint(task: Task, splits: Splits) -> Task:

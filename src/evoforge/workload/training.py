@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from evoforge.errors import ConfigError
 from evoforge.hostlock import compute_step
-from evoforge.workload.data import Split, Splits, predict_batches
-from evoforge.workload.inputs import call_model, to_tensors
+from evoforge.workload.data import Split, Splits, output_batches
+from evoforge.workload.inputs import call_model, concat, to_tensors
 from evoforge.workload.metrics import IGNORE_LABEL
 from evoforge.workload.recipe import CLASSIFICATION_LOSSES, OPTIMIZERS, REGRESSION_LOSSES, TrainingSettings
 
@@ -224,7 +224,8 @@ def eval_mode(model: Any) -> Iterator[Any]:
 def predict(model: Any, split: Split, batch_size: int = 256, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Outputs (as float numpy) and targets of ``model`` over ``split``, in eval mode, no gradients."""
     with eval_mode(model):
-        return predict_batches(model, split, batch_size, device)
+        outputs, targets = zip(*output_batches(model, split, batch_size, device))
+    return concat(list(outputs)), concat(list(targets))
 
 
 def observe_forward(
